@@ -1,0 +1,214 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * iob_core: the transport-free heart of iobd. It owns every IOB, endpoint, handle,
+ * mapping record and transfer token, and implements Zircon's IOB semantics
+ * (IOB-SPEC.md A.3, A.4, A.9, A.10, A.12 and L) on plain C structs.
+ *
+ * It includes no gRPC, libuv or protobuf-c header: the gRPC service and the map broker
+ * are thin adapters that translate wire messages into these calls.
+ *
+ * Threading: every public function takes the core's one internal mutex, so adapters
+ * running on different threads (the gRPC completion-queue thread, the libuv loop) may
+ * call in directly. Observer callbacks run with that mutex held: they must not call
+ * back into the core; they should only record or post the event.
+ *
+ * Handles: a zx_handle_t value names one handle held by one session. Values are unique
+ * across the server for its lifetime (never reused), non-zero, and have the low two bits
+ * set as Zircon's do. A handle used by a session other than its owner is
+ * ZX_ERR_BAD_HANDLE, exactly like a handle value that never existed.
+ *
+ * Out-parameters are written only on success, unless a function says otherwise.
+ */
+#ifndef IOB_SERVER_CORE_IOB_CORE_H_
+#define IOB_SERVER_CORE_IOB_CORE_H_
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <zircon/syscalls/iob.h>
+#include <zircon/syscalls/object.h>
+#include <zircon/types.h>
+
+#include "shm/region.h"
+
+#define IOB_CORE_TOKEN_SIZE 64 /* bytes, including the terminating NUL (IOB_TOKEN_SIZE) */
+
+typedef struct iob_core iob_core_t;
+
+/* A client session: one per client process connection. */
+typedef struct {
+    uint64_t value;
+} iob_session_id_t;
+
+/* A mapping record, returned by iob_core_map and given back to iob_core_unmap. */
+typedef struct {
+    uint64_t value;
+} iob_mapping_id_t;
+
+typedef struct iob_core_observer {
+    void* ctx;
+    /* An endpoint's signal state changed (user signals, ZX_IOB_PEER_CLOSED). */
+    void (*signals_changed)(void* ctx, zx_koid_t endpoint_koid, zx_signals_t signals);
+    /* A handle was closed or consumed (close, replace, export, session end). */
+    void (*handle_closed)(void* ctx, iob_session_id_t session, zx_handle_t handle);
+} iob_core_observer_t;
+
+typedef struct iob_core_config {
+    iob_backing_t backing;            /* page size of every region comes from this */
+    uint64_t max_total_bytes;         /* byte budget over all regions; 0 = unlimited */
+    uint32_t max_iobs_per_session;    /* 0 = unlimited */
+    uint32_t max_handles_per_session; /* 0 = unlimited */
+    uint64_t token_ttl_ns;            /* 0 = the default, 60 s */
+    /* Monotonic clock for token expiry; NULL = CLOCK_MONOTONIC. Tests inject their own. */
+    int64_t (*now_ns)(void* clock_ctx);
+    void* clock_ctx;
+    iob_core_observer_t observer; /* optional; NULL members are skipped */
+} iob_core_config_t;
+
+typedef struct iob_session_cred {
+    pid_t pid;
+    uid_t uid;
+    gid_t gid;
+} iob_session_cred_t;
+
+/* ---- Lifecycle ---- */
+
+zx_status_t iob_core_create(const iob_core_config_t* config, iob_core_t** out);
+/* Releases everything, including sessions that are still open. */
+void iob_core_destroy(iob_core_t* core);
+
+uint64_t iob_core_page_size(const iob_core_t* core);
+
+/* ---- Sessions ---- */
+
+zx_status_t iob_core_session_open(iob_core_t* core, const iob_session_cred_t* cred,
+                                  iob_session_id_t* out);
+/*
+ * The session's connection is gone: its handles close now (peers may see PEER_CLOSED);
+ * its mapping records stay counted until iob_core_session_release_mappings, because the
+ * process may still have the memory mapped. Unknown session: ZX_ERR_NOT_FOUND.
+ */
+zx_status_t iob_core_session_close(iob_core_t* core, iob_session_id_t session);
+/* The session's process has exited: drop its mapping records and forget the session. */
+zx_status_t iob_core_session_release_mappings(iob_core_t* core, iob_session_id_t session);
+
+/* ---- IOB operations (Zircon semantics; session-scoped handles) ---- */
+
+/* IOB-SPEC.md A.3 with L's choices; resource limits after validation. */
+zx_status_t iob_core_iob_create(iob_core_t* core, iob_session_id_t session, uint64_t options,
+                                const zx_iob_region_t* regions, size_t region_count,
+                                zx_handle_t* ep0_out, zx_handle_t* ep1_out);
+
+/* zx_object_get_info: ZX_INFO_IOB, ZX_INFO_IOB_REGIONS, ZX_INFO_HANDLE_BASIC. */
+zx_status_t iob_core_get_info(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
+                              uint32_t topic, void* buffer, size_t buffer_size, size_t* actual,
+                              size_t* avail);
+
+/* ZX_PROP_NAME only (others: ZX_ERR_NOT_SUPPORTED, as Zircon's IOB does). */
+zx_status_t iob_core_get_property(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
+                                  uint32_t property, void* value, size_t value_size);
+zx_status_t iob_core_set_property(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
+                                  uint32_t property, const void* value, size_t value_size);
+
+zx_status_t iob_core_handle_close(iob_core_t* core, iob_session_id_t session, zx_handle_t handle);
+zx_status_t iob_core_handle_duplicate(iob_core_t* core, iob_session_id_t session,
+                                      zx_handle_t handle, zx_rights_t rights, zx_handle_t* out);
+zx_status_t iob_core_handle_replace(iob_core_t* core, iob_session_id_t session,
+                                    zx_handle_t handle, zx_rights_t rights, zx_handle_t* out);
+
+zx_status_t iob_core_object_signal(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
+                                   uint32_t clear_mask, uint32_t set_mask);
+zx_status_t iob_core_object_signal_peer(iob_core_t* core, iob_session_id_t session,
+                                        zx_handle_t handle, uint32_t clear_mask,
+                                        uint32_t set_mask);
+
+/*
+ * The current signals of the handle's endpoint, for waits. Needs ZX_RIGHT_WAIT
+ * (ZX_ERR_ACCESS_DENIED); the endpoint koid lets the caller match signals_changed events.
+ */
+zx_status_t iob_core_signals(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
+                             zx_signals_t* signals_out, zx_koid_t* endpoint_koid_out);
+
+/* ---- Mapping (zx_vmar_map_iob's server half) ---- */
+
+typedef struct iob_map_grant {
+    iob_mapping_id_t mapping;
+    int fd;               /* borrowed: valid until the next core call; dup before use */
+    bool writable;        /* the fd is a writable file description */
+    uint64_t region_size; /* actual (rounded) size */
+    zx_koid_t iob_koid;   /* koid of endpoint 0, names the memfd */
+} iob_map_grant_t;
+
+/*
+ * Authorises a mapping of [region_offset, region_offset + len) with the given ZX_VM_*
+ * options, in IOB-SPEC.md A.4 / A.12 order, and counts it as a mapping made through the
+ * handle's endpoint (A.9) until iob_core_unmap or the session's mappings are released.
+ * Options that only the client can check (alignment bits, SPECIFIC placement) are left to it.
+ */
+zx_status_t iob_core_map(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
+                         zx_vm_option_t options, uint32_t region_index, uint64_t region_offset,
+                         uint64_t len, iob_map_grant_t* grant_out);
+zx_status_t iob_core_unmap(iob_core_t* core, iob_session_id_t session, iob_mapping_id_t mapping);
+
+/* ---- Transfer between processes (IOB-SPEC.md L, "Transfer") ---- */
+
+/* Needs ZX_RIGHT_TRANSFER; consumes the handle on success. token_out is NUL-terminated. */
+zx_status_t iob_core_handle_export(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
+                                   char token_out[IOB_CORE_TOKEN_SIZE]);
+/* Unknown, used or expired: ZX_ERR_NOT_FOUND. */
+zx_status_t iob_core_handle_import(iob_core_t* core, iob_session_id_t session, const char* token,
+                                   zx_handle_t* out);
+/* Drops tokens whose time-to-live has passed; the server calls it from a timer. */
+void iob_core_expire_tokens(iob_core_t* core);
+
+/* ---- Mediated access for clients that cannot map (remote reads and writes) ---- */
+
+/*
+ * Reading needs ZX_RIGHT_READ and the endpoint's MAP_READ bit; writing needs
+ * ZX_RIGHT_WRITE and MAP_WRITE (ZX_ERR_ACCESS_DENIED). A range past the region's size:
+ * ZX_ERR_OUT_OF_RANGE.
+ */
+zx_status_t iob_core_region_read(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
+                                 uint32_t region_index, uint64_t offset, void* buffer, size_t len);
+zx_status_t iob_core_region_write(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
+                                  uint32_t region_index, uint64_t offset, const void* buffer,
+                                  size_t len);
+
+/* ---- Operators ---- */
+
+typedef struct iob_core_endpoint_summary {
+    zx_koid_t koid;
+    uint32_t handles;  /* open handles, tokens in flight included */
+    uint32_t mappings; /* live mapping records */
+    zx_signals_t signals;
+} iob_core_endpoint_summary_t;
+
+typedef struct iob_core_iob_summary {
+    zx_koid_t koid; /* endpoint 0's koid names the IOB */
+    uint32_t region_count;
+    uint64_t total_bytes;
+    char name[ZX_MAX_NAME_LEN];
+    iob_core_endpoint_summary_t endpoints[2];
+} iob_core_iob_summary_t;
+
+/* Copies up to capacity summaries in creation order; *count_out is the total number. */
+zx_status_t iob_core_list(iob_core_t* core, iob_core_iob_summary_t* out, size_t capacity,
+                          size_t* count_out);
+
+typedef struct iob_core_stats {
+    uint64_t iobs;
+    uint64_t sessions;
+    uint64_t handles;
+    uint64_t mappings;
+    uint64_t tokens;
+    uint64_t bytes_in_use;
+    uint64_t max_total_bytes;
+    uint32_t max_iobs_per_session;
+    uint32_t max_handles_per_session;
+} iob_core_stats_t;
+
+void iob_core_get_stats(iob_core_t* core, iob_core_stats_t* out);
+
+#endif /* IOB_SERVER_CORE_IOB_CORE_H_ */

@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * File-descriptor passing over AF_UNIX SOCK_SEQPACKET sockets (SCM_RIGHTS).
+ * Ownership (nng's rule): on success the receiver owns every received fd; on any error
+ * the helper has already closed every fd it received, so nothing leaks.
+ */
+#ifndef IOB_SHM_FDPASS_H_
+#define IOB_SHM_FDPASS_H_
+
+#include <stddef.h>
+
+#include <zircon/types.h>
+
+#define IOB_FDPASS_MAX_FDS 16
+
+/*
+ * Sends one message of len bytes with nfds descriptors (the sender keeps its own copies).
+ * A short send is ZX_ERR_IO; a closed peer ZX_ERR_PEER_CLOSED.
+ */
+zx_status_t iob_fd_send(int sock, const void* buf, size_t len, const int* fds, size_t nfds);
+
+/*
+ * Receives one message into buf (capacity cap) and up to max_fds descriptors, with
+ * MSG_CMSG_CLOEXEC. Truncated data or control data (MSG_TRUNC, MSG_CTRUNC), more fds than
+ * max_fds, or a non-SCM_RIGHTS control message: every received fd is closed and the result
+ * is ZX_ERR_IO_DATA_INTEGRITY. An orderly shutdown by the peer: ZX_ERR_PEER_CLOSED.
+ */
+zx_status_t iob_fd_recv(int sock, void* buf, size_t cap, size_t* len_out, int* fds,
+                        size_t max_fds, size_t* nfds_out);
+
+#endif /* IOB_SHM_FDPASS_H_ */
