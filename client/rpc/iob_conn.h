@@ -1,0 +1,105 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * iob_conn: one client connection to iobd over gRPC's C core, carrying one session.
+ * Internal to the project (libiob, iobctl, iob-bench use it); not installed.
+ *
+ * Opening a connection opens the session: one long-lived call that owns every handle the
+ * process holds. When the connection ends (iob_conn_close, or the process dies), the
+ * server closes those handles and peers observe ZX_IOB_PEER_CLOSED.
+ *
+ * The operations mirror server/core/iob_core.h one for one, minus the session argument,
+ * and return exactly the zx_status_t the server's core returned (carried in trailing
+ * metadata). Transport failures map to ZX_ERR_UNAVAILABLE (server unreachable),
+ * ZX_ERR_PEER_CLOSED (connection lost mid-call), ZX_ERR_TIMED_OUT (deadline),
+ * ZX_ERR_ACCESS_DENIED (TLS or token refused), ZX_ERR_IO (anything else).
+ *
+ * Thread-safe: any thread may call any function concurrently (each call has its own
+ * completion queue), except iob_conn_close, which must be the last call.
+ */
+#ifndef IOB_CLIENT_RPC_IOB_CONN_H_
+#define IOB_CLIENT_RPC_IOB_CONN_H_
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <zircon/syscalls/iob.h>
+#include <zircon/syscalls/object.h>
+#include <zircon/types.h>
+
+#define IOB_CONN_TOKEN_SIZE 64 /* bytes, including the terminating NUL */
+#define IOB_CONN_SECRET_SIZE 16
+#define IOB_DEFAULT_SOCKET_PATH "/run/iob/iobd.sock"
+
+typedef struct iob_conn iob_conn_t;
+
+typedef struct iob_conn_options {
+    /* gRPC target: "unix:/path" or "host:port". NULL: $IOB_SERVER, else the default socket. */
+    const char* target;
+    const char* tls_ca_file;   /* PEM; TLS is used for TCP targets unless insecure */
+    const char* tls_cert_file; /* client certificate for mutual TLS (optional) */
+    const char* tls_key_file;
+    const char* token;         /* bearer token for TCP; NULL: $IOB_TOKEN */
+    bool insecure;             /* plaintext TCP (iobd --insecure) */
+    int timeout_ms;            /* per-call deadline; 0 = 10 s */
+} iob_conn_options_t;
+
+/* What the server told this session when it opened. */
+typedef struct iob_conn_session_info {
+    uint64_t session_id;
+    uint8_t secret[IOB_CONN_SECRET_SIZE]; /* proves ownership of the session to the map broker */
+    uint32_t page_size;                   /* the server's backing page size */
+    char backing[8];                      /* "4K", "2M" or "1G" */
+    char broker_path[108];                /* the map broker's Unix socket; "" when remote */
+    char server_version[32];
+} iob_conn_session_info_t;
+
+zx_status_t iob_conn_open(const iob_conn_options_t* options, iob_conn_t** out);
+void iob_conn_close(iob_conn_t* conn);
+const iob_conn_session_info_t* iob_conn_session(const iob_conn_t* conn);
+
+/*
+ * Called from the connection's reader thread whenever the signals of an endpoint that
+ * this session holds a handle to change (one event per handle), and with
+ * ZX_SIGNAL_HANDLE_CLOSED when a handle of this session stops existing. Set it before
+ * the events matter; it must not block.
+ */
+typedef void (*iob_conn_event_fn)(void* ctx, zx_handle_t handle, zx_signals_t signals);
+void iob_conn_set_event_callback(iob_conn_t* conn, iob_conn_event_fn fn, void* ctx);
+
+zx_status_t iob_conn_iob_create(iob_conn_t* conn, uint64_t options, const zx_iob_region_t* regions,
+                                size_t region_count, zx_handle_t* ep0_out, zx_handle_t* ep1_out);
+zx_status_t iob_conn_get_info(iob_conn_t* conn, zx_handle_t handle, uint32_t topic, void* buffer,
+                              size_t buffer_size, size_t* actual, size_t* avail);
+zx_status_t iob_conn_get_property(iob_conn_t* conn, zx_handle_t handle, uint32_t property,
+                                  void* value, size_t value_size);
+zx_status_t iob_conn_set_property(iob_conn_t* conn, zx_handle_t handle, uint32_t property,
+                                  const void* value, size_t value_size);
+zx_status_t iob_conn_handle_close(iob_conn_t* conn, zx_handle_t handle);
+zx_status_t iob_conn_handle_duplicate(iob_conn_t* conn, zx_handle_t handle, zx_rights_t rights,
+                                      zx_handle_t* out);
+zx_status_t iob_conn_handle_replace(iob_conn_t* conn, zx_handle_t handle, zx_rights_t rights,
+                                    zx_handle_t* out);
+zx_status_t iob_conn_object_signal(iob_conn_t* conn, zx_handle_t handle, uint32_t clear_mask,
+                                   uint32_t set_mask);
+zx_status_t iob_conn_object_signal_peer(iob_conn_t* conn, zx_handle_t handle, uint32_t clear_mask,
+                                        uint32_t set_mask);
+/* Current signals of the handle's endpoint (needs ZX_RIGHT_WAIT). */
+zx_status_t iob_conn_signals(iob_conn_t* conn, zx_handle_t handle, zx_signals_t* signals_out);
+/*
+ * zx_object_wait_one over the wire (server streaming): returns ZX_OK when any of
+ * `signals` is asserted, ZX_ERR_TIMED_OUT at the deadline (CLOCK_MONOTONIC ns), with
+ * *observed always written; ZX_ERR_CANCELED if the handle is closed meanwhile.
+ */
+zx_status_t iob_conn_wait_one(iob_conn_t* conn, zx_handle_t handle, zx_signals_t signals,
+                              zx_time_t deadline, zx_signals_t* observed);
+zx_status_t iob_conn_handle_export(iob_conn_t* conn, zx_handle_t handle,
+                                   char token_out[IOB_CONN_TOKEN_SIZE]);
+zx_status_t iob_conn_handle_import(iob_conn_t* conn, const char* token, zx_handle_t* out);
+/* Large transfers are streamed in chunks under the hood. */
+zx_status_t iob_conn_region_read(iob_conn_t* conn, zx_handle_t handle, uint32_t region_index,
+                                 uint64_t offset, void* buffer, size_t len);
+zx_status_t iob_conn_region_write(iob_conn_t* conn, zx_handle_t handle, uint32_t region_index,
+                                  uint64_t offset, const void* buffer, size_t len);
+
+#endif /* IOB_CLIENT_RPC_IOB_CONN_H_ */
