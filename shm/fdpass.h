@@ -16,6 +16,9 @@
 /*
  * Sends one message of len bytes with nfds descriptors (the sender keeps its own copies).
  * A short send is ZX_ERR_IO; a closed peer ZX_ERR_PEER_CLOSED.
+ * Errors: ZX_ERR_INVALID_ARGS (nfds > IOB_FDPASS_MAX_FDS, or len == 0 with nfds == 0: the
+ * receiver would read that as the peer's shutdown), ZX_ERR_SHOULD_WAIT (a non-blocking
+ * socket is full), ZX_ERR_PEER_CLOSED, ZX_ERR_IO; others as iob_status_from_errno.
  */
 zx_status_t iob_fd_send(int sock, const void* buf, size_t len, const int* fds, size_t nfds);
 
@@ -24,6 +27,9 @@ zx_status_t iob_fd_send(int sock, const void* buf, size_t len, const int* fds, s
  * MSG_CMSG_CLOEXEC. Truncated data or control data (MSG_TRUNC, MSG_CTRUNC), more fds than
  * max_fds, or a non-SCM_RIGHTS control message: every received fd is closed and the result
  * is ZX_ERR_IO_DATA_INTEGRITY. An orderly shutdown by the peer: ZX_ERR_PEER_CLOSED.
+ * max_fds above IOB_FDPASS_MAX_FDS: ZX_ERR_INVALID_ARGS (nothing is received). A non-blocking
+ * socket with nothing queued: ZX_ERR_SHOULD_WAIT. The out-parameters and fds[] are written
+ * only on success; received descriptors have FD_CLOEXEC set.
  */
 zx_status_t iob_fd_recv(int sock, void* buf, size_t cap, size_t* len_out, int* fds,
                         size_t max_fds, size_t* nfds_out);

@@ -48,6 +48,9 @@ zx_status_t iob_hugepage_pool_resize(iob_backing_t backing, uint64_t pages, uint
  * Chooses the server's backing once: "auto" picks 2M when the pool has at least
  * min_free_pages free pages and a hugetlb memfd can be created, else 4K; "2M"/"1G"
  * insist (ZX_ERR_NO_MEMORY when unavailable); "off" is 4K.
+ * A min_free_pages of 0 counts as 1. "2M"/"1G" ignore the threshold: they fail with
+ * ZX_ERR_NOT_SUPPORTED when the kernel lacks that page size and ZX_ERR_NO_MEMORY when its
+ * pool has no free page. Unknown text: ZX_ERR_INVALID_ARGS.
  */
 zx_status_t iob_backing_choose(const char* want, uint64_t min_free_pages, iob_backing_t* out);
 
@@ -61,7 +64,10 @@ typedef struct iob_region {
  * Creates a region of `size` bytes (already a multiple of the backing's page size;
  * otherwise ZX_ERR_INVALID_ARGS). name shows in /proc/PID/maps as "memfd:<name>".
  * Errors: ZX_ERR_NO_MEMORY (ENOMEM, ENOSPC: the pool or memory is exhausted),
- * ZX_ERR_NO_RESOURCES (EMFILE, ENFILE). Nothing is left behind on failure.
+ * ZX_ERR_NO_RESOURCES (EMFILE, ENFILE), ZX_ERR_OUT_OF_RANGE (size above INT64_MAX),
+ * ZX_ERR_INVALID_ARGS (also: a name longer than 249 bytes). Nothing is left behind on
+ * failure: no fd, and no hugepage taken from the pool. NULL name: "iob-region".
+ * The region's fd is never 0, 1 or 2, so a zeroed iob_region_t holds nothing to close.
  */
 zx_status_t iob_region_create(iob_backing_t backing, uint64_t size, const char* name,
                               iob_region_t* out);
@@ -75,7 +81,14 @@ void iob_region_destroy(iob_region_t* region);
  */
 zx_status_t iob_region_open_readonly(const iob_region_t* region, int* fd_out);
 
-/* errno -> zx_status_t: ENOMEM/ENOSPC -> NO_MEMORY, EMFILE/ENFILE -> NO_RESOURCES, ... */
+/*
+ * errno -> zx_status_t: ENOMEM/ENOSPC -> NO_MEMORY, EMFILE/ENFILE -> NO_RESOURCES,
+ * EINVAL -> INVALID_ARGS, EACCES/EPERM -> ACCESS_DENIED, EEXIST -> ALREADY_EXISTS,
+ * ENOENT -> NOT_FOUND, EPIPE/ECONNRESET -> PEER_CLOSED, EAGAIN -> SHOULD_WAIT,
+ * ENOSYS/EOPNOTSUPP/ENODEV -> NOT_SUPPORTED, EBADF -> BAD_HANDLE, EFBIG/EOVERFLOW ->
+ * OUT_OF_RANGE, ETIMEDOUT -> TIMED_OUT, EINTR -> INTERNAL_INTR_RETRY; any other errno ->
+ * ZX_ERR_IO (the environment failed, not our invariants); 0 -> ZX_ERR_INTERNAL (never ZX_OK).
+ */
 zx_status_t iob_status_from_errno(int err);
 
 #endif /* IOB_SHM_REGION_H_ */

@@ -29,13 +29,13 @@ static int fault_check(iob__sys_op_t op) {
 }
 
 /* Fails the wrapped call with the hook's errno, if it asked for one. */
-#define IOB__FAULT_OR_PASS(op)          \
-    do {                                \
-        int fault_ = fault_check(op);   \
-        if (fault_ > 0) {               \
-            errno = fault_;             \
-            return -1;                  \
-        }                               \
+#define IOB__FAULT_OR_PASS(op)        \
+    do {                              \
+        int fault_ = fault_check(op); \
+        if (fault_ > 0) {             \
+            errno = fault_;           \
+            return -1;                \
+        }                             \
     } while (0)
 
 const char* iob__sys_op_name(iob__sys_op_t op) {

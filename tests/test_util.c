@@ -1,11 +1,17 @@
 /* SPDX-License-Identifier: MIT */
-/* Helpers shared by the tests: skipping, fd-leak checks, the hugepage pool. */
+/* Helpers shared by the tests: skipping, fd-leak checks, the hugepage pool, faults, uids. */
 #include "test_util.h"
 
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 _Noreturn void iob_test_skip(const char* reason) {
@@ -30,22 +36,36 @@ int iob_test_count_open_fds(void) {
     return count - 1; /* the directory stream's own descriptor */
 }
 
+/* ---- hugepage pools ---------------------------------------------------------------- */
+
+/* Indexed by iob_backing_t; the 4K slot stays unused. */
 static struct {
     bool saved;
-    iob_backing_t backing;
     uint64_t previous_total;
-} pool_guard;
+} pool_guard[3];
+static bool pool_atexit_registered;
 
 void iob_test_hugepages_restore(void) {
-    if (!pool_guard.saved) {
-        return;
+    for (int b = IOB_BACKING_2M; b <= IOB_BACKING_1G; b++) {
+        if (!pool_guard[b].saved) {
+            continue;
+        }
+        uint64_t reached = 0;
+        if (iob_hugepage_pool_resize((iob_backing_t)b, pool_guard[b].previous_total, &reached) !=
+                ZX_OK ||
+            reached != pool_guard[b].previous_total) {
+            fprintf(stderr, "warning: could not restore the %s hugepage pool to %llu pages\n",
+                    iob_backing_name((iob_backing_t)b),
+                    (unsigned long long)pool_guard[b].previous_total);
+        }
+        pool_guard[b].saved = false;
     }
-    uint64_t reached = 0;
-    (void)iob_hugepage_pool_resize(pool_guard.backing, pool_guard.previous_total, &reached);
-    pool_guard.saved = false;
 }
 
 bool iob_test_hugepages_reserve(iob_backing_t backing, uint64_t free_pages) {
+    if (backing != IOB_BACKING_2M && backing != IOB_BACKING_1G) {
+        return false;
+    }
     iob_hugepage_pool_t pool;
     if (iob_hugepage_pool_read(backing, &pool) != ZX_OK) {
         return false;
@@ -53,17 +73,76 @@ bool iob_test_hugepages_reserve(iob_backing_t backing, uint64_t free_pages) {
     if (pool.free >= free_pages) {
         return true;
     }
-    if (!pool_guard.saved) {
-        pool_guard.saved = true;
-        pool_guard.backing = backing;
-        pool_guard.previous_total = pool.total;
-        atexit(iob_test_hugepages_restore);
+    if (!pool_guard[backing].saved) {
+        pool_guard[backing].saved = true;
+        pool_guard[backing].previous_total = pool.total;
+        if (!pool_atexit_registered) {
+            pool_atexit_registered = true;
+            atexit(iob_test_hugepages_restore);
+        }
     }
     uint64_t reached = 0;
-    if (iob_hugepage_pool_resize(backing, pool.total + (free_pages - pool.free), &reached) != ZX_OK) {
+    if (iob_hugepage_pool_resize(backing, pool.total + (free_pages - pool.free), &reached) !=
+        ZX_OK) {
         return false;
     }
     return iob_hugepage_pool_read(backing, &pool) == ZX_OK && pool.free >= free_pages;
+}
+
+const char* iob_test_region_problem(const iob_region_t* region, uint64_t size) {
+    const int seals = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
+    if (region->fd <= STDERR_FILENO) {
+        return "fd is a standard stream or invalid";
+    }
+    if (region->size != size) {
+        return "region.size differs from the size asked for";
+    }
+    if (fcntl(region->fd, F_GET_SEALS) != seals) {
+        return "seals are not exactly SHRINK|GROW|SEAL";
+    }
+    if ((fcntl(region->fd, F_GETFD) & FD_CLOEXEC) == 0) {
+        return "FD_CLOEXEC is not set";
+    }
+    if ((fcntl(region->fd, F_GETFL) & O_ACCMODE) != O_RDWR) {
+        return "the description is not read-write";
+    }
+    struct stat st;
+    if (fstat(region->fd, &st) != 0) {
+        return "fstat failed";
+    }
+    if ((st.st_mode & 07777) != 0400) {
+        return "mode is not 0400";
+    }
+    if (st.st_uid != geteuid()) {
+        return "not owned by this process's euid";
+    }
+    if ((uint64_t)st.st_size != size) {
+        return "file size differs from the size asked for";
+    }
+    /* hugetlbfs reports st_blocks too (in 512-byte units of the pages it holds). */
+    if ((uint64_t)st.st_blocks * 512 < size) {
+        return "not allocated up front (st_blocks too small)";
+    }
+    uint64_t page = iob_backing_page_size(region->backing);
+    if (size > 0) {
+        /* A page multiple: on hugetlbfs any other size is EINVAL before the seal is asked. */
+        errno = 0;
+        if (ftruncate(region->fd, (off_t)(size - page)) == 0 || errno != EPERM) {
+            return "shrinking was not refused with EPERM";
+        }
+    }
+    errno = 0;
+    if (ftruncate(region->fd, (off_t)(size + page)) == 0 || errno != EPERM) {
+        return "growing was not refused with EPERM";
+    }
+    errno = 0;
+    if (fcntl(region->fd, F_ADD_SEALS, F_SEAL_WRITE) == 0 || errno != EPERM) {
+        return "adding a seal was not refused with EPERM";
+    }
+    if (fcntl(region->fd, F_GET_SEALS) != seals) {
+        return "seals changed";
+    }
+    return NULL;
 }
 
 char* iob_test_tempdir(void) {
@@ -72,4 +151,86 @@ char* iob_test_tempdir(void) {
     snprintf(templ, sizeof templ, "%s/iob-test-XXXXXX", base != NULL ? base : "/tmp");
     char* dir = mkdtemp(templ);
     return dir != NULL ? strdup(dir) : NULL;
+}
+
+/* ---- fault injection --------------------------------------------------------------- */
+
+static struct {
+    pthread_mutex_t lock;
+    iob__sys_op_t op;
+    int err;
+    unsigned skip; /* matching calls still to let through */
+    unsigned left; /* faults still to inject; UINT32_MAX for "every call" */
+    unsigned hits;
+} fault_plan = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static int fault_hook(iob__sys_op_t op, void* ctx) {
+    (void)ctx;
+    int answer = 0;
+    pthread_mutex_lock(&fault_plan.lock);
+    if (op == fault_plan.op && fault_plan.left > 0) {
+        if (fault_plan.skip > 0) {
+            fault_plan.skip--;
+        } else {
+            answer = fault_plan.err;
+            fault_plan.hits++;
+            if (fault_plan.left != UINT32_MAX) {
+                fault_plan.left--;
+            }
+        }
+    }
+    pthread_mutex_unlock(&fault_plan.lock);
+    return answer;
+}
+
+static const iob__fault_sim_t fault_sim = {.fn = fault_hook, .ctx = NULL};
+
+void iob_test_fault_arm(iob__sys_op_t op, int err, unsigned nth, unsigned times) {
+    pthread_mutex_lock(&fault_plan.lock);
+    fault_plan.op = op;
+    fault_plan.err = err;
+    fault_plan.skip = nth > 0 ? nth - 1 : 0;
+    fault_plan.left = times > 0 ? times : UINT32_MAX;
+    fault_plan.hits = 0;
+    pthread_mutex_unlock(&fault_plan.lock);
+    iob__fault_sim_install(&fault_sim);
+}
+
+void iob_test_fault_clear(void) {
+    iob__fault_sim_install(NULL);
+    pthread_mutex_lock(&fault_plan.lock);
+    fault_plan.left = 0;
+    pthread_mutex_unlock(&fault_plan.lock);
+}
+
+unsigned iob_test_fault_hits(void) {
+    pthread_mutex_lock(&fault_plan.lock);
+    unsigned hits = fault_plan.hits;
+    pthread_mutex_unlock(&fault_plan.lock);
+    return hits;
+}
+
+/* ---- running as another user ------------------------------------------------------- */
+
+int iob_test_run_as(uid_t uid, gid_t gid, int (*fn)(void* arg), void* arg) {
+    fflush(NULL); /* or buffered output would be written twice */
+    pid_t pid = fork();
+    if (pid < 0) {
+        return -1;
+    }
+    if (pid == 0) {
+        /* Groups first: once the uid is gone, so is the right to change them. */
+        if (setgroups(0, NULL) != 0 || setresgid(gid, gid, gid) != 0 ||
+            setresuid(uid, uid, uid) != 0) {
+            _exit(IOB_TEST_SKIP);
+        }
+        _exit(fn(arg) & 0xff);
+    }
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR) {
+            return -1;
+        }
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }

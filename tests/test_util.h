@@ -1,15 +1,21 @@
 /* SPDX-License-Identifier: MIT */
-/* Helpers shared by the tests: skipping, fd-leak checks, the hugepage pool. */
+/* Helpers shared by the tests: skipping, fd-leak checks, the hugepage pool, faults, uids. */
 #ifndef IOB_TESTS_TEST_UTIL_H_
 #define IOB_TESTS_TEST_UTIL_H_
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "shm/region.h"
+#include "shm/sys.h"
 
 /* ctest's SKIP_RETURN_CODE: the machine lacks what the test needs. */
 #define IOB_TEST_SKIP 77
+
+/* The conventional unprivileged account, for tests that drop root. */
+#define IOB_TEST_NOBODY_UID ((uid_t)65534)
+#define IOB_TEST_NOGROUP_GID ((gid_t)65534)
 
 /* Prints "SKIPPED: reason" and exits 77. */
 _Noreturn void iob_test_skip(const char* reason);
@@ -20,13 +26,42 @@ int iob_test_count_open_fds(void);
 /*
  * Makes sure the pool of `backing` has at least `free_pages` free pages, growing it when
  * this process may (root), and remembers the previous size so iob_test_hugepages_restore
- * puts it back (also registered with atexit). Returns false when that is impossible;
- * callers then skip. Tests that call it hold the ctest resource lock "hugepage_pool".
+ * puts it back (also registered with atexit; 2M and 1G pools are tracked separately).
+ * Returns false when that is impossible; callers then skip. Tests that call it hold the
+ * ctest resource lock "hugepage_pool".
  */
 bool iob_test_hugepages_reserve(iob_backing_t backing, uint64_t free_pages);
 void iob_test_hugepages_restore(void);
 
+/*
+ * Checks what every region promises (IOB-SPEC.md L, "Memory"): an fd above 2 with
+ * FD_CLOEXEC, read-write, exactly the three seals, mode 0400, owned by this process's euid,
+ * `size` bytes, allocated up front, and the seals refusing grow, shrink and new seals.
+ * Returns NULL when all hold, else a description of the first that does not (static text).
+ */
+const char* iob_test_region_problem(const iob_region_t* region, uint64_t size);
+
 /* A fresh temporary directory (mkdtemp under TMPDIR); the caller removes it. */
 char* iob_test_tempdir(void);
+
+/*
+ * Fault injection through shm/sys.h: starting with the nth (1-based) call of `op` from now,
+ * `times` calls in a row (0: every call) answer `err` (a positive errno, or
+ * IOB__FAULT_SHORT for sendmsg) instead of reaching the kernel. Arming again replaces the
+ * previous plan; iob_test_fault_clear removes the hook. Thread-safe.
+ */
+void iob_test_fault_arm(iob__sys_op_t op, int err, unsigned nth, unsigned times);
+void iob_test_fault_clear(void);
+/* How many calls the current plan has failed so far. */
+unsigned iob_test_fault_hits(void);
+
+/*
+ * Runs fn(arg) in a forked child that has dropped every group and switched to uid/gid
+ * (setgroups, setresgid, setresuid), and returns the child's exit status (fn's result,
+ * 0..255), or -1 when fork or wait failed. The child exits with IOB_TEST_SKIP when it may
+ * not change uid (not root). It leaves with _exit: no atexit handlers (so no pool restore
+ * twice) and no LeakSanitizer pass. Never use it in a process that called grpc_init.
+ */
+int iob_test_run_as(uid_t uid, gid_t gid, int (*fn)(void* arg), void* arg);
 
 #endif /* IOB_TESTS_TEST_UTIL_H_ */
