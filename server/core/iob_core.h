@@ -35,6 +35,14 @@
 
 #define IOB_CORE_TOKEN_SIZE 64 /* bytes, including the terminating NUL (IOB_TOKEN_SIZE) */
 
+/*
+ * Every handle value the core issues is below this (bit 31 is never set), so the client
+ * library may use values at or above it for pseudo-handles (zx_vmar_root_self) that can
+ * never collide with a real handle. When the core has issued all 2^29 values it can, further
+ * handle-creating calls fail with ZX_ERR_NO_RESOURCES (values are never reused).
+ */
+#define IOB_CORE_HANDLE_VALUE_LIMIT ((zx_handle_t)1u << 31)
+
 typedef struct iob_core iob_core_t;
 
 /* A client session: one per client process connection. */
@@ -76,10 +84,16 @@ typedef struct iob_session_cred {
 /* ---- Lifecycle ---- */
 
 zx_status_t iob_core_create(const iob_core_config_t* config, iob_core_t** out);
-/* Releases everything, including sessions that are still open. */
+/* Releases everything, including sessions that are still open. No observer calls. */
 void iob_core_destroy(iob_core_t* core);
 
 uint64_t iob_core_page_size(const iob_core_t* core);
+
+/*
+ * Why the last failing core call on this thread failed ("iob_core_map:123: ..."), for logs
+ * and RPC status messages; "" when it gave no detail. Every core call resets it.
+ */
+const char* iob_core_error_detail(void);
 
 /* ---- Sessions ---- */
 
@@ -96,12 +110,22 @@ zx_status_t iob_core_session_release_mappings(iob_core_t* core, iob_session_id_t
 
 /* ---- IOB operations (Zircon semantics; session-scoped handles) ---- */
 
-/* IOB-SPEC.md A.3 with L's choices; resource limits after validation. */
+/*
+ * IOB-SPEC.md A.3 with L's choices; resource limits after validation. A session that is
+ * unknown or closed: ZX_ERR_BAD_STATE (after validation, before the limits).
+ * ID_ALLOCATOR and MEDIATED_WRITE_RING_BUFFER regions are validated, then refused with
+ * ZX_ERR_NOT_SUPPORTED (not implemented yet).
+ */
 zx_status_t iob_core_iob_create(iob_core_t* core, iob_session_id_t session, uint64_t options,
                                 const zx_iob_region_t* regions, size_t region_count,
                                 zx_handle_t* ep0_out, zx_handle_t* ep1_out);
 
-/* zx_object_get_info: ZX_INFO_IOB, ZX_INFO_IOB_REGIONS, ZX_INFO_HANDLE_BASIC. */
+/*
+ * zx_object_get_info: ZX_INFO_IOB, ZX_INFO_IOB_REGIONS, ZX_INFO_HANDLE_BASIC, and
+ * ZX_INFO_HANDLE_VALID (ZX_OK, no record). Any other topic: ZX_ERR_INVALID_ARGS, decided
+ * before the handle is looked up (Zircon's default case; no other object type lives here).
+ * actual and avail may be NULL.
+ */
 zx_status_t iob_core_get_info(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
                               uint32_t topic, void* buffer, size_t buffer_size, size_t* actual,
                               size_t* avail);
@@ -120,6 +144,7 @@ zx_status_t iob_core_handle_replace(iob_core_t* core, iob_session_id_t session,
 
 zx_status_t iob_core_object_signal(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
                                    uint32_t clear_mask, uint32_t set_mask);
+/* ZX_ERR_PEER_CLOSED once the peer has no handle left (tokens count); mappings don't count. */
 zx_status_t iob_core_object_signal_peer(iob_core_t* core, iob_session_id_t session,
                                         zx_handle_t handle, uint32_t clear_mask,
                                         uint32_t set_mask);
@@ -136,7 +161,8 @@ zx_status_t iob_core_signals(iob_core_t* core, iob_session_id_t session, zx_hand
 typedef struct iob_map_grant {
     iob_mapping_id_t mapping;
     int fd;               /* borrowed: valid until the next core call; dup before use */
-    bool writable;        /* the fd is a writable file description */
+    bool writable;        /* the fd is writable: whenever the rights allow writing, even for a
+                             read-only mapping, so zx_vmar_protect may upgrade it later */
     uint64_t region_size; /* actual (rounded) size */
     zx_koid_t iob_koid;   /* koid of endpoint 0, names the memfd */
 } iob_map_grant_t;
@@ -157,7 +183,10 @@ zx_status_t iob_core_unmap(iob_core_t* core, iob_session_id_t session, iob_mappi
 /* Needs ZX_RIGHT_TRANSFER; consumes the handle on success. token_out is NUL-terminated. */
 zx_status_t iob_core_handle_export(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
                                    char token_out[IOB_CORE_TOKEN_SIZE]);
-/* Unknown, used or expired: ZX_ERR_NOT_FOUND. */
+/*
+ * Unknown, used or expired: ZX_ERR_NOT_FOUND. Session unknown or closed: ZX_ERR_BAD_STATE;
+ * over its handle limit: ZX_ERR_NO_RESOURCES (the token then stays valid).
+ */
 zx_status_t iob_core_handle_import(iob_core_t* core, iob_session_id_t session, const char* token,
                                    zx_handle_t* out);
 /* Drops tokens whose time-to-live has passed; the server calls it from a timer. */

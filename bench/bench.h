@@ -1,0 +1,234 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * iob-bench internals: one measurement's description, the transport table, the child
+ * roles and the reports. Not installed.
+ *
+ * Process model: the orchestrator (the process the user started) never carries data. For
+ * each trial it asks the transport to prepare a channel (memfds, a pipe, a socket pair, a
+ * listening TCP socket...), then starts the producer and the consumer as fresh processes by
+ * posix_spawn of this same binary with a role argument (gRPC is not fork-safe, so never a
+ * bare fork), hands each one its descriptors at fixed numbers, and collects one result line
+ * from each over a pipe.
+ */
+#ifndef IOB_BENCH_BENCH_H_
+#define IOB_BENCH_BENCH_H_
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <zircon/status.h>
+#include <zircon/types.h>
+
+#include "shm/region.h"
+
+typedef enum bench_mode { BENCH_COPY = 0, BENCH_ZEROCOPY = 1 } bench_mode_t;
+typedef enum bench_wait { BENCH_SPIN = 0, BENCH_BLOCK = 1 } bench_wait_t;
+typedef enum bench_load { BENCH_FULL = 0, BENCH_PACED = 1 } bench_load_t;
+typedef enum bench_role { BENCH_PRODUCER = 0, BENCH_CONSUMER = 1 } bench_role_t;
+
+const char* bench_mode_name(bench_mode_t mode);
+const char* bench_wait_name(bench_wait_t wait);
+const char* bench_load_name(bench_load_t load);
+
+/* One measurement: what both children need to know, sent to them as argv text. */
+typedef struct bench_spec {
+    int transport;         /* index into bench_transports */
+    bench_mode_t mode;
+    iob_backing_t backing; /* rings only; others report 4K */
+    bench_wait_t wait;
+    bench_load_t load;
+    uint64_t msg_bytes;    /* a multiple of 8, at least 8 */
+    uint64_t ring_bytes;   /* data region size (rings, memcpy) */
+    uint32_t batch;        /* ring index publication batch */
+    double pace_rate;      /* messages per second when paced */
+    int64_t duration_ns;   /* how long the producer keeps sending */
+    int cpu[2];            /* producer, consumer; -1: not pinned */
+} bench_spec_t;
+
+void bench_spec_format(const bench_spec_t* spec, char* out, size_t len);
+zx_status_t bench_spec_parse(const char* text, bench_spec_t* out);
+
+/* What a child reports. */
+typedef struct bench_side_result {
+    int64_t t_start;  /* CLOCK_MONOTONIC ns: producer before its first message */
+    int64_t t_end;    /* consumer after verifying the last message */
+    uint64_t msgs;
+    uint64_t cpu_ns;  /* user + system time of the whole child */
+    uint64_t futex_waits;
+    uint64_t futex_wakes;
+    bool ok;
+    char error[160];
+} bench_side_result_t;
+
+/* ---- transports ------------------------------------------------------------------------- */
+
+#define BENCH_MAX_FDS 4
+/* In a child, inherited descriptor i sits at BENCH_FD_BASE + i. */
+#define BENCH_FD_BASE 100
+#define BENCH_FD_READY 98  /* consumer writes one byte when ready; producer reads it */
+#define BENCH_FD_RESULT 99 /* the child's result line */
+
+/* Built by the orchestrator for one trial; the children inherit the listed descriptors. */
+typedef struct bench_channel {
+    int fds[2][BENCH_MAX_FDS]; /* per role; -1 unused */
+    int nfds[2];
+    char arg[2][128];          /* per role, free text (a TCP port, an IOB token...) */
+    void* priv;                /* the transport's own orchestrator-side state */
+} bench_channel_t;
+
+/* A child's view of its end: a descriptor, or two mapped ring regions. */
+typedef struct bench_endpoint {
+    int fd;
+    void* ctrl;
+    uint64_t ctrl_size;
+    void* data;
+    uint64_t data_size;
+    void* priv;
+} bench_endpoint_t;
+
+#define BENCH_CAP_RING 1u   /* shared-memory ring: copy and zero-copy, spin and block, backings */
+#define BENCH_CAP_STREAM 2u /* byte stream: send/recv, one system call per message per side */
+#define BENCH_CAP_SINGLE 4u /* one process, no channel (memcpy) */
+
+/*
+ * A transport: the contract of each member.
+ *  prepare  orchestrator, once per trial: creates the channel both roles will use. Returns
+ *           ZX_ERR_NOT_SUPPORTED or ZX_ERR_NO_MEMORY with `note` filled to have the row
+ *           reported as skipped; on success the orchestrator closes ch's fds after spawning.
+ *  discard  orchestrator, after both children ended: frees priv (fds are already closed).
+ *  open     child: turns the inherited descriptors (fds[i] is BENCH_FD_BASE + i) into an
+ *           endpoint. Ring transports map ctrl read-write and data read-write for the
+ *           producer, read-only for the consumer, and the creator has already formatted ctrl.
+ *  close    child: unmaps and closes.
+ *  send     stream producers: writes the whole message (one system call when the kernel
+ *           takes it all).
+ *  recv     stream consumers: reads exactly len bytes.
+ */
+typedef struct bench_transport {
+    const char* name;
+    unsigned caps;
+    zx_status_t (*prepare)(const bench_spec_t* spec, bench_channel_t* ch, char* note,
+                           size_t note_len);
+    void (*discard)(bench_channel_t* ch);
+    zx_status_t (*open)(const bench_spec_t* spec, bench_role_t role, int nfds, const char* arg,
+                        bench_endpoint_t* ep);
+    void (*close)(bench_endpoint_t* ep);
+    zx_status_t (*send)(bench_endpoint_t* ep, const void* buf, size_t len);
+    zx_status_t (*recv)(bench_endpoint_t* ep, void* buf, size_t len);
+} bench_transport_t;
+
+extern const bench_transport_t bench_transports[];
+extern const size_t bench_transport_count;
+int bench_transport_find(const char* name); /* -1 when unknown */
+
+/* Ring-region helpers shared by bare-ring and iob-ring. */
+uint64_t bench_ring_bytes_for(uint64_t msg_bytes, iob_backing_t backing, uint64_t override);
+zx_status_t bench_ring_map(bench_role_t role, int ctrl_fd, int data_fd, bench_endpoint_t* ep);
+void bench_ring_unmap(bench_endpoint_t* ep);
+/* The bare-ring creator: memfds (hugetlb for 2M/1G), sized, allocated, ctrl formatted. */
+zx_status_t bench_memfd_region(iob_backing_t backing, uint64_t size, const char* name, int* fd,
+                               char* note, size_t note_len);
+
+/* The iob-ring seam (bench_iob_ring.c). */
+zx_status_t bench_iob_ring_prepare(const bench_spec_t* spec, bench_channel_t* ch, char* note,
+                                   size_t note_len);
+void bench_iob_ring_discard(bench_channel_t* ch);
+zx_status_t bench_iob_ring_open(const bench_spec_t* spec, bench_role_t role, int nfds,
+                                const char* arg, bench_endpoint_t* ep);
+void bench_iob_ring_close(bench_endpoint_t* ep);
+
+/* ---- child roles (bench_run.c) ----------------------------------------------------------- */
+
+/* Runs one role of one throughput trial; the result goes to the result fd. Returns exit code. */
+int bench_child_main(bench_role_t role, const bench_spec_t* spec, int nfds, const char* arg);
+
+/* Round-trip latency (bench_latency.c). kind: "ring", "cacheline", "pipe", "uds". */
+typedef struct bench_latency_result {
+    double p50_ns, p99_ns, p999_ns, min_ns, mean_ns;
+    uint64_t iterations;
+    bool ok;
+    char error[160];
+} bench_latency_result_t;
+int bench_pingpong_child_main(bench_role_t role, const char* kind, uint64_t iterations, int cpu,
+                              bool block);
+zx_status_t bench_latency_run(const char* self, const char* kind, uint64_t iterations,
+                              const int cpu[2], bool block, bench_latency_result_t* out,
+                              char* note, size_t note_len);
+
+/* ---- orchestration helpers (bench_main.c) ------------------------------------------------ */
+
+/* Spawns this binary with argv, dup2-ing child_fds[i] to BENCH_FD_BASE+i, ready_fd and
+ * result_fd to their fixed numbers. Returns the pid or -1. */
+int bench_spawn(const char* self, char* const argv[], const int* child_fds, int nfds,
+                int ready_fd, int result_fd);
+/* Reads a child's result line (with a timeout) and reaps it. */
+zx_status_t bench_collect(int pid, int result_read_fd, int64_t timeout_ns, char* line,
+                          size_t len);
+void bench_pin_cpu(int cpu);
+uint64_t bench_cpu_time_ns(void);
+int64_t bench_now_ns(void);
+
+/* ---- statistics (bench_stats.c) ---------------------------------------------------------- */
+
+typedef struct bench_summary {
+    double median, min, max;
+    int n;
+} bench_summary_t;
+
+void bench_summarize(const double* values, int n, bench_summary_t* out);
+/* p in [0,100]; sorts values in place. */
+double bench_percentile_sorted(const double* sorted, size_t n, double p);
+void bench_sort(double* values, size_t n);
+
+/* ---- reports (bench_report.c) ------------------------------------------------------------ */
+
+typedef struct bench_row {
+    const char* transport;
+    bench_mode_t mode;
+    const char* backing;
+    bench_wait_t wait;
+    bench_load_t load;
+    uint64_t msg_bytes;
+    bench_summary_t msgs_per_s;
+    double payload_bytes_per_s;  /* median msgs/s times msg_bytes */
+    double cpu_ns_per_msg;       /* producer + consumer, median over trials */
+    double futex_waits_per_msg;
+    double futex_wakes_per_msg;
+    bool verified;
+    bool skipped;
+    char note[160];
+} bench_row_t;
+
+typedef struct bench_latency_row {
+    const char* kind;
+    bench_latency_result_t result[16];
+    int trials;
+    double p50_ns, p99_ns, p999_ns; /* medians over trials */
+    double p50_min, p50_max;
+    bool skipped;
+    char note[160];
+} bench_latency_row_t;
+
+typedef struct bench_machine {
+    char cpu_model[128];
+    int cpus;
+    char kernel[160];
+    char backing_note[160];
+    double load_before[3];
+    double load_after[3];
+    char started[40];
+} bench_machine_t;
+
+void bench_machine_describe(bench_machine_t* m);
+void bench_report_table(FILE* out, const bench_row_t* rows, size_t n);
+void bench_report_latency_table(FILE* out, const bench_latency_row_t* rows, size_t n);
+int bench_report_csv(const char* path, const bench_row_t* rows, size_t n);
+int bench_report_latency_csv(const char* path, const bench_latency_row_t* rows, size_t n);
+int bench_report_json(const char* path, const bench_machine_t* m, const bench_row_t* rows,
+                      size_t n, const bench_latency_row_t* lat, size_t nlat, int trials,
+                      bool quick);
+int bench_report_plot(const char* png_path, const bench_row_t* rows, size_t n);
+
+#endif /* IOB_BENCH_BENCH_H_ */

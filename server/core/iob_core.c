@@ -1,0 +1,793 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * iob_core: lifecycle, sessions, handles, lifetimes (A.9), info, properties and signals
+ * (A.10, A.12), listing and statistics. Creation is in iob_create.c, mapping and mediated
+ * region access in iob_map.c, transfer tokens in iob_token.c.
+ *
+ * Threading: one mutex, taken at every public entry and released before it returns;
+ * nothing in here blocks while holding it except the few syscalls of create and map.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "server/core/iob_core_internal.h"
+
+#define IOB__DEFAULT_TOKEN_TTL_NS (UINT64_C(60) * 1000000000u)
+
+/*
+ * Handle values: (scramble(counter) << 2) | 3 with a 29-bit scramble, so values are never 0,
+ * have Zircon's low two bits set, and never have bit 31 set (IOB_CORE_HANDLE_VALUE_LIMIT):
+ * the client library can use such values for pseudo-handles without ever colliding.
+ * scramble is a bijection on 29 bits (odd multiplier, then a per-core xor), so values stay
+ * unique until the counter runs out, and then the core refuses to issue more.
+ */
+#define IOB__HANDLE_BITS 29u
+#define IOB__HANDLE_MASK ((UINT32_C(1) << IOB__HANDLE_BITS) - 1u)
+#define IOB__HANDLE_MULT UINT32_C(0x2545F491)
+
+_Static_assert(((IOB__HANDLE_MASK << 2) | 3u) < IOB_CORE_HANDLE_VALUE_LIMIT,
+               "handle values stay below the limit promised in iob_core.h");
+
+/* ---- Error detail ---- */
+
+static _Thread_local char err_detail[192];
+
+zx_status_t iob__err_set(zx_status_t status, const char* func, int line, const char* fmt, ...) {
+    int n = snprintf(err_detail, sizeof err_detail, "%s:%d: ", func, line);
+    if (n >= 0 && (size_t)n < sizeof err_detail) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err_detail + n, sizeof err_detail - (size_t)n, fmt, ap);
+        va_end(ap);
+    }
+    return status;
+}
+
+void iob__err_clear(void) {
+    err_detail[0] = '\0';
+}
+
+const char* iob_core_error_detail(void) {
+    return err_detail;
+}
+
+/* ---- Locking, clock ---- */
+
+void iob__core_lock(iob_core_t* core) {
+    pthread_mutex_lock(&core->lock);
+    iob__err_clear();
+}
+
+void iob__core_unlock(iob_core_t* core) {
+    pthread_mutex_unlock(&core->lock);
+}
+
+int64_t iob__now_ns(const iob_core_t* core) {
+    if (core->config.now_ns != NULL) {
+        return core->config.now_ns(core->config.clock_ctx);
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* ---- Lifecycle ---- */
+
+static uint32_t random_u32(void) {
+    uint32_t value = 0;
+    /*
+     * The key only makes handle values less predictable; it protects nothing (a handle is
+     * useless outside its session), so a failure to get randomness is not an error.
+     */
+    if (getrandom(&value, sizeof value, GRND_NONBLOCK) != (ssize_t)sizeof value) {
+        value = (uint32_t)getpid() * UINT32_C(2654435761);
+    }
+    return value;
+}
+
+zx_status_t iob_core_create(const iob_core_config_t* config, iob_core_t** out) {
+    iob__err_clear();
+    if (config == NULL || out == NULL) {
+        return IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "config and out are required");
+    }
+    if (config->backing != IOB_BACKING_4K && config->backing != IOB_BACKING_2M &&
+        config->backing != IOB_BACKING_1G) {
+        return IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "unknown backing %d", (int)config->backing);
+    }
+    iob_core_t* core = calloc(1, sizeof *core);
+    if (core == NULL) {
+        return ZX_ERR_NO_MEMORY;
+    }
+    if (pthread_mutex_init(&core->lock, NULL) != 0) {
+        free(core);
+        return ZX_ERR_NO_RESOURCES;
+    }
+    core->config = *config;
+    core->page_size = iob_backing_page_size(config->backing);
+    core->token_ttl_ns = config->token_ttl_ns != 0 ? config->token_ttl_ns : IOB__DEFAULT_TOKEN_TTL_NS;
+    core->next_koid = ZX_KOID_FIRST;
+    core->next_session_id = 1;
+    core->next_mapping_id = 1;
+    core->handle_counter = 0;
+    core->handle_key = random_u32() & IOB__HANDLE_MASK;
+    iob__idmap_init(&core->sessions);
+    iob__idmap_init(&core->handles);
+    iob__idmap_init(&core->mappings);
+    iob__list_init(&core->iobs);
+    iob__list_init(&core->tokens);
+    *out = core;
+    return ZX_OK;
+}
+
+static void session_release_locked(iob_core_t* core, iob__session_t* session);
+
+void iob_core_destroy(iob_core_t* core) {
+    if (core == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&core->lock);
+    /* Whoever observes the core is tearing down too: no events from a dying core. */
+    memset(&core->config.observer, 0, sizeof core->config.observer);
+    /*
+     * Releasing every session and token brings each IOB to zero handles and mappings, so the
+     * A.9 path frees them; the loop over core->iobs is only a backstop.
+     */
+    while (core->sessions.count > 0) {
+        for (size_t i = 0; i < core->sessions.capacity; i++) {
+            if (core->sessions.keys[i] != 0) {
+                session_release_locked(core, core->sessions.values[i]);
+                break;
+            }
+        }
+    }
+    iob__tokens_destroy_all(core);
+    while (!iob__list_empty(&core->iobs)) {
+        iob__iob_free(core, IOB__CONTAINER_OF(core->iobs.next, iob__iob_t, link));
+    }
+    iob__idmap_fini(&core->sessions);
+    iob__idmap_fini(&core->handles);
+    iob__idmap_fini(&core->mappings);
+    pthread_mutex_unlock(&core->lock);
+    pthread_mutex_destroy(&core->lock);
+    free(core);
+}
+
+uint64_t iob_core_page_size(const iob_core_t* core) {
+    /* Fixed at creation, so no lock is needed. */
+    return core->page_size;
+}
+
+/* ---- Sessions ---- */
+
+iob__session_t* iob__session_live(iob_core_t* core, iob_session_id_t session) {
+    iob__session_t* s = iob__idmap_get(&core->sessions, session.value);
+    return (s != NULL && !s->closed) ? s : NULL;
+}
+
+zx_status_t iob_core_session_open(iob_core_t* core, const iob_session_cred_t* cred,
+                                  iob_session_id_t* out) {
+    if (core == NULL || out == NULL) {
+        return ZX_ERR_INVALID_ARGS;
+    }
+    iob__core_lock(core);
+    zx_status_t status = ZX_OK;
+    iob__session_t* session = calloc(1, sizeof *session);
+    if (session == NULL) {
+        status = ZX_ERR_NO_MEMORY;
+        goto done;
+    }
+    session->id = core->next_session_id;
+    if (cred != NULL) {
+        session->cred = *cred;
+    }
+    iob__list_init(&session->handles);
+    iob__list_init(&session->mappings);
+    status = iob__idmap_put(&core->sessions, session->id, session);
+    if (status != ZX_OK) {
+        free(session);
+        goto done;
+    }
+    core->next_session_id++;
+    *out = (iob_session_id_t){session->id};
+done:
+    iob__core_unlock(core);
+    return status;
+}
+
+static void session_close_locked(iob_core_t* core, iob__session_t* session) {
+    session->closed = true;
+    while (!iob__list_empty(&session->handles)) {
+        iob__handle_destroy(core, IOB__CONTAINER_OF(session->handles.next, iob__handle_t, link),
+                            false);
+    }
+}
+
+zx_status_t iob_core_session_close(iob_core_t* core, iob_session_id_t session) {
+    if (core == NULL) {
+        return ZX_ERR_INVALID_ARGS;
+    }
+    iob__core_lock(core);
+    zx_status_t status = ZX_OK;
+    iob__session_t* s = iob__idmap_get(&core->sessions, session.value);
+    if (s == NULL || s->closed) {
+        status = IOB__ERR_SET(ZX_ERR_NOT_FOUND, "no open session %llu",
+                              (unsigned long long)session.value);
+    } else {
+        session_close_locked(core, s);
+    }
+    iob__core_unlock(core);
+    return status;
+}
+
+static void session_release_locked(iob_core_t* core, iob__session_t* session) {
+    /* A process that exited before its connection was noticed closing: close it too. */
+    if (!session->closed) {
+        session_close_locked(core, session);
+    }
+    while (!iob__list_empty(&session->mappings)) {
+        iob__mapping_destroy(core,
+                             IOB__CONTAINER_OF(session->mappings.next, iob__mapping_t, link));
+    }
+    /* IOBs it created outlive it; they stop counting against anyone. */
+    for (iob__list_t* node = core->iobs.next; node != &core->iobs; node = node->next) {
+        iob__iob_t* iob = IOB__CONTAINER_OF(node, iob__iob_t, link);
+        if (iob->creator == session) {
+            iob->creator = NULL;
+        }
+    }
+    iob__idmap_remove(&core->sessions, session->id);
+    free(session);
+}
+
+zx_status_t iob_core_session_release_mappings(iob_core_t* core, iob_session_id_t session) {
+    if (core == NULL) {
+        return ZX_ERR_INVALID_ARGS;
+    }
+    iob__core_lock(core);
+    zx_status_t status = ZX_OK;
+    iob__session_t* s = iob__idmap_get(&core->sessions, session.value);
+    if (s == NULL) {
+        status = IOB__ERR_SET(ZX_ERR_NOT_FOUND, "no session %llu",
+                              (unsigned long long)session.value);
+    } else {
+        session_release_locked(core, s);
+    }
+    iob__core_unlock(core);
+    return status;
+}
+
+/* ---- Handles ---- */
+
+iob__handle_t* iob__handle_lookup(iob_core_t* core, iob_session_id_t session, zx_handle_t value) {
+    iob__handle_t* h = iob__idmap_get(&core->handles, value);
+    if (h == NULL || h->session->id != session.value) {
+        return NULL;
+    }
+    return h;
+}
+
+zx_handle_t iob__handle_value_next(iob_core_t* core) {
+    if (core->handle_counter >= IOB__HANDLE_MASK) {
+        return ZX_HANDLE_INVALID;
+    }
+    uint32_t counter = ++core->handle_counter;
+    uint32_t scrambled = ((counter * IOB__HANDLE_MULT) ^ core->handle_key) & IOB__HANDLE_MASK;
+    return (zx_handle_t)((scrambled << 2) | 3u);
+}
+
+bool iob__session_handles_fit(const iob_core_t* core, const iob__session_t* session,
+                              uint32_t extra) {
+    uint32_t limit = core->config.max_handles_per_session;
+    return limit == 0 || (session->handle_count <= limit && limit - session->handle_count >= extra);
+}
+
+void iob__handle_install(iob_core_t* core, iob__session_t* session, iob__handle_t* handle) {
+    handle->session = session;
+    iob__list_push_back(&session->handles, &handle->link);
+    session->handle_count++;
+    core->handle_count++;
+    zx_status_t status = iob__idmap_put(&core->handles, handle->value, handle);
+    /* Callers reserved room first; a failure here would leave a handle nobody can find. */
+    if (status != ZX_OK) {
+        abort();
+    }
+}
+
+void iob__handle_destroy(iob_core_t* core, iob__handle_t* handle, bool keep_count) {
+    iob__session_t* session = handle->session;
+    iob__endpoint_t* ep = handle->ep;
+    iob__idmap_remove(&core->handles, handle->value);
+    iob__list_remove(&handle->link);
+    session->handle_count--;
+    core->handle_count--;
+    if (core->config.observer.handle_closed != NULL) {
+        core->config.observer.handle_closed(core->config.observer.ctx,
+                                            (iob_session_id_t){session->id}, handle->value);
+    }
+    free(handle);
+    if (!keep_count) {
+        ep->handles--;
+        iob__endpoint_released(core, ep);
+    }
+}
+
+zx_status_t iob_core_handle_close(iob_core_t* core, iob_session_id_t session, zx_handle_t handle) {
+    if (core == NULL) {
+        return ZX_ERR_INVALID_ARGS;
+    }
+    iob__core_lock(core);
+    zx_status_t status = ZX_OK;
+    iob__handle_t* h = iob__handle_lookup(core, session, handle);
+    if (h == NULL) {
+        status = IOB__ERR_SET(ZX_ERR_BAD_HANDLE, "handle 0x%x", handle);
+    } else {
+        iob__handle_destroy(core, h, false);
+    }
+    iob__core_unlock(core);
+    return status;
+}
+
+/* A.12: ZX_RIGHT_SAME_RIGHTS exactly, or a subset of what the handle has. */
+static bool rights_valid(zx_rights_t requested, zx_rights_t held) {
+    return requested == ZX_RIGHT_SAME_RIGHTS || (requested & ~held) == 0;
+}
+
+static zx_rights_t rights_resolve(zx_rights_t requested, zx_rights_t held) {
+    return requested == ZX_RIGHT_SAME_RIGHTS ? held : requested;
+}
+
+zx_status_t iob_core_handle_duplicate(iob_core_t* core, iob_session_id_t session,
+                                      zx_handle_t handle, zx_rights_t rights, zx_handle_t* out) {
+    if (core == NULL) {
+        return ZX_ERR_INVALID_ARGS;
+    }
+    iob__core_lock(core);
+    zx_status_t status = ZX_OK;
+    iob__handle_t* h = iob__handle_lookup(core, session, handle);
+    if (h == NULL) {
+        status = IOB__ERR_SET(ZX_ERR_BAD_HANDLE, "handle 0x%x", handle);
+        goto done;
+    }
+    if (!(h->rights & ZX_RIGHT_DUPLICATE)) {
+        status = IOB__ERR_SET(ZX_ERR_ACCESS_DENIED, "handle lacks ZX_RIGHT_DUPLICATE");
+        goto done;
+    }
+    if (!rights_valid(rights, h->rights)) {
+        status = IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "rights 0x%x not a subset of 0x%x", rights,
+                              h->rights);
+        goto done;
+    }
+    if (out == NULL) {
+        status = IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "out is NULL");
+        goto done;
+    }
+    if (!iob__session_handles_fit(core, h->session, 1)) {
+        status = IOB__ERR_SET(ZX_ERR_NO_RESOURCES, "session handle limit %u reached",
+                              core->config.max_handles_per_session);
+        goto done;
+    }
+    iob__handle_t* dup = calloc(1, sizeof *dup);
+    if (dup == NULL || iob__idmap_reserve(&core->handles, 1) != ZX_OK) {
+        free(dup);
+        status = ZX_ERR_NO_MEMORY;
+        goto done;
+    }
+    dup->value = iob__handle_value_next(core);
+    if (dup->value == ZX_HANDLE_INVALID) {
+        free(dup);
+        status = IOB__ERR_SET(ZX_ERR_NO_RESOURCES, "handle values exhausted");
+        goto done;
+    }
+    dup->rights = rights_resolve(rights, h->rights);
+    dup->ep = h->ep;
+    dup->ep->handles++;
+    iob__handle_install(core, h->session, dup);
+    *out = dup->value;
+done:
+    iob__core_unlock(core);
+    return status;
+}
+
+zx_status_t iob_core_handle_replace(iob_core_t* core, iob_session_id_t session,
+                                    zx_handle_t handle, zx_rights_t rights, zx_handle_t* out) {
+    if (core == NULL) {
+        return ZX_ERR_INVALID_ARGS;
+    }
+    iob__core_lock(core);
+    zx_status_t status = ZX_OK;
+    iob__handle_t* h = iob__handle_lookup(core, session, handle);
+    if (h == NULL) {
+        status = IOB__ERR_SET(ZX_ERR_BAD_HANDLE, "handle 0x%x", handle);
+        goto done;
+    }
+    /* From here on the original is consumed whatever happens (A.12). */
+    iob__handle_t* repl = NULL;
+    if (!rights_valid(rights, h->rights)) {
+        status = IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "rights 0x%x not a subset of 0x%x", rights,
+                              h->rights);
+    } else if (out == NULL) {
+        status = IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "out is NULL");
+    } else {
+        repl = calloc(1, sizeof *repl);
+        if (repl == NULL || iob__idmap_reserve(&core->handles, 1) != ZX_OK) {
+            status = ZX_ERR_NO_MEMORY;
+        } else if ((repl->value = iob__handle_value_next(core)) == ZX_HANDLE_INVALID) {
+            status = IOB__ERR_SET(ZX_ERR_NO_RESOURCES, "handle values exhausted");
+        }
+    }
+    if (status != ZX_OK || repl == NULL) {
+        free(repl);
+        iob__handle_destroy(core, h, false);
+        goto done;
+    }
+    repl->rights = rights_resolve(rights, h->rights);
+    repl->ep = h->ep;
+    iob__session_t* owner = h->session;
+    /* The endpoint keeps its count: one handle leaves, one arrives. */
+    iob__handle_destroy(core, h, true);
+    iob__handle_install(core, owner, repl);
+    *out = repl->value;
+done:
+    iob__core_unlock(core);
+    return status;
+}
+
+/* ---- Lifetimes (A.9) ---- */
+
+void iob__endpoint_set_signals(iob_core_t* core, iob__endpoint_t* ep, zx_signals_t signals) {
+    if (ep->signals == signals) {
+        return;
+    }
+    ep->signals = signals;
+    if (core->config.observer.signals_changed != NULL) {
+        core->config.observer.signals_changed(core->config.observer.ctx, ep->koid, signals);
+    }
+}
+
+static bool endpoint_gone(const iob__endpoint_t* ep) {
+    return ep->handles == 0 && ep->mappings == 0;
+}
+
+void iob__endpoint_released(iob_core_t* core, iob__endpoint_t* ep) {
+    if (!endpoint_gone(ep)) {
+        return;
+    }
+    iob__iob_t* iob = ep->iob;
+    iob__endpoint_t* peer = &iob->ep[1 - ep->index];
+    if (endpoint_gone(peer)) {
+        iob__iob_free(core, iob);
+        return;
+    }
+    iob__endpoint_set_signals(core, peer, peer->signals | ZX_IOB_PEER_CLOSED);
+}
+
+void iob__iob_free(iob_core_t* core, iob__iob_t* iob) {
+    for (uint32_t i = 0; i < iob->region_count; i++) {
+        iob__region_t* r = &iob->regions[i];
+        if (r->server_view != NULL) {
+            munmap(r->server_view, (size_t)r->mem.size);
+        }
+        if (r->ro_fd >= 0) {
+            close(r->ro_fd);
+        }
+        iob_region_destroy(&r->mem);
+    }
+    iob__list_remove(&iob->link);
+    core->iob_count--;
+    core->bytes_in_use -= iob->total_bytes;
+    if (iob->creator != NULL) {
+        iob->creator->iob_count--;
+    }
+    free(iob);
+}
+
+/* ---- Info ---- */
+
+static void set_counts(size_t* actual, size_t* avail, size_t a, size_t b) {
+    if (actual != NULL) {
+        *actual = a;
+    }
+    if (avail != NULL) {
+        *avail = b;
+    }
+}
+
+/*
+ * A single-record topic: a buffer too small for the record reports actual 0, avail 1 and
+ * BUFFER_TOO_SMALL (A.12), the one case where out-parameters are written on an error.
+ */
+static zx_status_t copy_single(const void* record, size_t record_size, void* buffer,
+                               size_t buffer_size, size_t* actual, size_t* avail) {
+    if (buffer_size < record_size) {
+        set_counts(actual, avail, 0, 1);
+        return IOB__ERR_SET(ZX_ERR_BUFFER_TOO_SMALL, "need %zu bytes", record_size);
+    }
+    if (buffer == NULL) {
+        return IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "buffer is NULL");
+    }
+    memcpy(buffer, record, record_size);
+    set_counts(actual, avail, 1, 1);
+    return ZX_OK;
+}
+
+zx_status_t iob_core_get_info(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
+                              uint32_t topic, void* buffer, size_t buffer_size, size_t* actual,
+                              size_t* avail) {
+    if (core == NULL) {
+        return ZX_ERR_INVALID_ARGS;
+    }
+    /*
+     * Zircon dispatches on the topic before it looks at the handle, and a topic it does not
+     * know is INVALID_ARGS whatever the handle. Topics that exist for other object types are
+     * folded into that: no other type of object lives in this core.
+     */
+    if (topic != ZX_INFO_HANDLE_VALID && topic != ZX_INFO_HANDLE_BASIC && topic != ZX_INFO_IOB &&
+        topic != ZX_INFO_IOB_REGIONS) {
+        iob__err_clear();
+        return IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "topic %u not supported", topic);
+    }
+    iob__core_lock(core);
+    zx_status_t status = ZX_OK;
+    iob__handle_t* h = iob__handle_lookup(core, session, handle);
+    if (h == NULL) {
+        status = IOB__ERR_SET(ZX_ERR_BAD_HANDLE, "handle 0x%x", handle);
+        goto done;
+    }
+    iob__endpoint_t* ep = h->ep;
+    iob__iob_t* iob = ep->iob;
+    switch (topic) {
+    case ZX_INFO_HANDLE_VALID:
+        break;
+    case ZX_INFO_HANDLE_BASIC: {
+        zx_info_handle_basic_t info;
+        memset(&info, 0, sizeof info);
+        info.koid = ep->koid;
+        info.rights = h->rights;
+        info.type = ZX_OBJ_TYPE_IOB;
+        info.related_koid = iob->ep[1 - ep->index].koid;
+        status = copy_single(&info, sizeof info, buffer, buffer_size, actual, avail);
+        break;
+    }
+    case ZX_INFO_IOB: {
+        if (!(h->rights & ZX_RIGHT_INSPECT)) {
+            status = IOB__ERR_SET(ZX_ERR_ACCESS_DENIED, "handle lacks ZX_RIGHT_INSPECT");
+            break;
+        }
+        zx_info_iob_t info;
+        memset(&info, 0, sizeof info);
+        info.options = 0;
+        info.region_count = iob->region_count;
+        status = copy_single(&info, sizeof info, buffer, buffer_size, actual, avail);
+        break;
+    }
+    case ZX_INFO_IOB_REGIONS: {
+        if (!(h->rights & ZX_RIGHT_INSPECT)) {
+            status = IOB__ERR_SET(ZX_ERR_ACCESS_DENIED, "handle lacks ZX_RIGHT_INSPECT");
+            break;
+        }
+        size_t room = buffer_size / sizeof(zx_iob_region_info_t);
+        if (room > 0 && buffer == NULL) {
+            status = IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "buffer is NULL");
+            break;
+        }
+        size_t n = room < iob->region_count ? room : iob->region_count;
+        zx_iob_region_info_t* out = buffer;
+        for (size_t i = 0; i < n; i++) {
+            zx_iob_region_info_t info;
+            memset(&info, 0, sizeof info);
+            memcpy(&info.region, &iob->regions[i].desc, sizeof info.region);
+            info.region.access = iob__access_view(info.region.access, ep->index);
+            info.koid = iob->regions[i].koid;
+            memcpy(&out[i], &info, sizeof info);
+        }
+        set_counts(actual, avail, n, iob->region_count);
+        break;
+    }
+    default:
+        status = ZX_ERR_INTERNAL;
+        break;
+    }
+done:
+    iob__core_unlock(core);
+    return status;
+}
+
+/* ---- Properties ---- */
+
+zx_status_t iob_core_get_property(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
+                                  uint32_t property, void* value, size_t value_size) {
+    if (core == NULL) {
+        return ZX_ERR_INVALID_ARGS;
+    }
+    if (value == NULL) {
+        iob__err_clear();
+        return IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "value is NULL");
+    }
+    iob__core_lock(core);
+    zx_status_t status = ZX_OK;
+    iob__handle_t* h = iob__handle_lookup(core, session, handle);
+    if (h == NULL) {
+        status = IOB__ERR_SET(ZX_ERR_BAD_HANDLE, "handle 0x%x", handle);
+    } else if (!(h->rights & ZX_RIGHT_GET_PROPERTY)) {
+        status = IOB__ERR_SET(ZX_ERR_ACCESS_DENIED, "handle lacks ZX_RIGHT_GET_PROPERTY");
+    } else if (property != ZX_PROP_NAME) {
+        status = IOB__ERR_SET(ZX_ERR_NOT_SUPPORTED, "property %u", property);
+    } else if (value_size < ZX_MAX_NAME_LEN) {
+        status = IOB__ERR_SET(ZX_ERR_BUFFER_TOO_SMALL, "name needs %zu bytes", ZX_MAX_NAME_LEN);
+    } else {
+        memcpy(value, h->ep->iob->name, ZX_MAX_NAME_LEN);
+    }
+    iob__core_unlock(core);
+    return status;
+}
+
+zx_status_t iob_core_set_property(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
+                                  uint32_t property, const void* value, size_t value_size) {
+    if (core == NULL) {
+        return ZX_ERR_INVALID_ARGS;
+    }
+    if (value == NULL) {
+        iob__err_clear();
+        return IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "value is NULL");
+    }
+    iob__core_lock(core);
+    zx_status_t status = ZX_OK;
+    iob__handle_t* h = iob__handle_lookup(core, session, handle);
+    if (h == NULL) {
+        status = IOB__ERR_SET(ZX_ERR_BAD_HANDLE, "handle 0x%x", handle);
+    } else if (!(h->rights & ZX_RIGHT_SET_PROPERTY)) {
+        status = IOB__ERR_SET(ZX_ERR_ACCESS_DENIED, "handle lacks ZX_RIGHT_SET_PROPERTY");
+    } else if (property != ZX_PROP_NAME) {
+        status = IOB__ERR_SET(ZX_ERR_NOT_SUPPORTED, "property %u", property);
+    } else {
+        /* Long names are cut to 31 bytes, not refused; the name ends at its first NUL. */
+        char name[ZX_MAX_NAME_LEN];
+        memset(name, 0, sizeof name);
+        size_t len = value_size < ZX_MAX_NAME_LEN - 1 ? value_size : ZX_MAX_NAME_LEN - 1;
+        const char* text = value;
+        for (size_t i = 0; i < len && text[i] != '\0'; i++) {
+            name[i] = text[i];
+        }
+        memcpy(h->ep->iob->name, name, sizeof name);
+    }
+    iob__core_unlock(core);
+    return status;
+}
+
+/* ---- Signals ---- */
+
+static zx_status_t signal_common(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
+                                 uint32_t clear_mask, uint32_t set_mask, bool peer) {
+    if (core == NULL) {
+        return ZX_ERR_INVALID_ARGS;
+    }
+    iob__core_lock(core);
+    zx_status_t status = ZX_OK;
+    iob__handle_t* h = iob__handle_lookup(core, session, handle);
+    zx_rights_t needed = peer ? ZX_RIGHT_SIGNAL_PEER : ZX_RIGHT_SIGNAL;
+    if (h == NULL) {
+        status = IOB__ERR_SET(ZX_ERR_BAD_HANDLE, "handle 0x%x", handle);
+        goto done;
+    }
+    if (!(h->rights & needed)) {
+        status = IOB__ERR_SET(ZX_ERR_ACCESS_DENIED, "handle lacks %s",
+                              peer ? "ZX_RIGHT_SIGNAL_PEER" : "ZX_RIGHT_SIGNAL");
+        goto done;
+    }
+    if (((clear_mask | set_mask) & ~ZX_USER_SIGNAL_ALL) != 0) {
+        status = IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "only user signals may change (0x%x/0x%x)",
+                              clear_mask, set_mask);
+        goto done;
+    }
+    iob__endpoint_t* target = h->ep;
+    if (peer) {
+        target = &h->ep->iob->ep[1 - h->ep->index];
+        /*
+         * Zircon drops the peer link when the peer's last handle goes (tokens count as
+         * handles); mappings alone keep memory, not the peer, alive. Signals set on an
+         * endpoint nobody can hold could never be observed anyway.
+         */
+        if (target->handles == 0) {
+            status = IOB__ERR_SET(ZX_ERR_PEER_CLOSED, "peer has no handles");
+            goto done;
+        }
+    }
+    iob__endpoint_set_signals(core, target, (target->signals & ~clear_mask) | set_mask);
+done:
+    iob__core_unlock(core);
+    return status;
+}
+
+zx_status_t iob_core_object_signal(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
+                                   uint32_t clear_mask, uint32_t set_mask) {
+    return signal_common(core, session, handle, clear_mask, set_mask, false);
+}
+
+zx_status_t iob_core_object_signal_peer(iob_core_t* core, iob_session_id_t session,
+                                        zx_handle_t handle, uint32_t clear_mask,
+                                        uint32_t set_mask) {
+    return signal_common(core, session, handle, clear_mask, set_mask, true);
+}
+
+zx_status_t iob_core_signals(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
+                             zx_signals_t* signals_out, zx_koid_t* endpoint_koid_out) {
+    if (core == NULL) {
+        return ZX_ERR_INVALID_ARGS;
+    }
+    iob__core_lock(core);
+    zx_status_t status = ZX_OK;
+    iob__handle_t* h = iob__handle_lookup(core, session, handle);
+    if (h == NULL) {
+        status = IOB__ERR_SET(ZX_ERR_BAD_HANDLE, "handle 0x%x", handle);
+    } else if (!(h->rights & ZX_RIGHT_WAIT)) {
+        status = IOB__ERR_SET(ZX_ERR_ACCESS_DENIED, "handle lacks ZX_RIGHT_WAIT");
+    } else {
+        if (signals_out != NULL) {
+            *signals_out = h->ep->signals;
+        }
+        if (endpoint_koid_out != NULL) {
+            *endpoint_koid_out = h->ep->koid;
+        }
+    }
+    iob__core_unlock(core);
+    return status;
+}
+
+/* ---- Operators ---- */
+
+zx_status_t iob_core_list(iob_core_t* core, iob_core_iob_summary_t* out, size_t capacity,
+                          size_t* count_out) {
+    if (core == NULL || (out == NULL && capacity > 0)) {
+        return ZX_ERR_INVALID_ARGS;
+    }
+    iob__core_lock(core);
+    size_t n = 0;
+    for (iob__list_t* node = core->iobs.next; node != &core->iobs; node = node->next, n++) {
+        if (n >= capacity) {
+            continue;
+        }
+        const iob__iob_t* iob = IOB__CONTAINER_OF(node, iob__iob_t, link);
+        iob_core_iob_summary_t* s = &out[n];
+        memset(s, 0, sizeof *s);
+        s->koid = iob->ep[0].koid;
+        s->region_count = iob->region_count;
+        s->total_bytes = iob->total_bytes;
+        memcpy(s->name, iob->name, sizeof s->name);
+        for (int i = 0; i < 2; i++) {
+            s->endpoints[i].koid = iob->ep[i].koid;
+            s->endpoints[i].handles = iob->ep[i].handles;
+            s->endpoints[i].mappings = iob->ep[i].mappings;
+            s->endpoints[i].signals = iob->ep[i].signals;
+        }
+    }
+    if (count_out != NULL) {
+        *count_out = n;
+    }
+    iob__core_unlock(core);
+    return ZX_OK;
+}
+
+void iob_core_get_stats(iob_core_t* core, iob_core_stats_t* out) {
+    if (core == NULL || out == NULL) {
+        return;
+    }
+    iob__core_lock(core);
+    memset(out, 0, sizeof *out);
+    out->iobs = core->iob_count;
+    out->sessions = core->sessions.count;
+    out->handles = core->handle_count;
+    out->mappings = core->mapping_count;
+    out->tokens = core->token_count;
+    out->bytes_in_use = core->bytes_in_use;
+    out->max_total_bytes = core->config.max_total_bytes;
+    out->max_iobs_per_session = core->config.max_iobs_per_session;
+    out->max_handles_per_session = core->config.max_handles_per_session;
+    iob__core_unlock(core);
+}

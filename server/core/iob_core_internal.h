@@ -1,0 +1,233 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * iob_core's private structures, shared by the files of server/core/ only.
+ *
+ * Ownership graph (who frees what):
+ *   core ─┬─ sessions (idmap by id) ─┬─ handles (list; also in core->handles by value)
+ *         │                          └─ mapping records (list; also in core->mappings by id)
+ *         ├─ iobs (list, creation order) ── regions (memfd, read-only fd, server mapping)
+ *         └─ tokens (list)
+ * Handles, mapping records and tokens point at an endpoint and are counted in it
+ * (handles: handles + tokens; mappings: records). An IOB is freed by the call that
+ * brings the second of its endpoints to zero handles and zero mappings (A.9); nothing
+ * else frees it, so holding a handle, a record or a token keeps the pointer valid.
+ */
+#ifndef IOB_SERVER_CORE_IOB_CORE_INTERNAL_H_
+#define IOB_SERVER_CORE_IOB_CORE_INTERNAL_H_
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "server/core/iob_core.h"
+
+/* ---- Intrusive doubly linked lists ---- */
+
+typedef struct iob__list {
+    struct iob__list* prev;
+    struct iob__list* next;
+} iob__list_t;
+
+#define IOB__CONTAINER_OF(ptr, type, member) \
+    ((type*)(void*)((char*)(ptr)-offsetof(type, member)))
+
+static inline void iob__list_init(iob__list_t* head) {
+    head->prev = head;
+    head->next = head;
+}
+
+static inline bool iob__list_empty(const iob__list_t* head) {
+    return head->next == head;
+}
+
+static inline void iob__list_push_back(iob__list_t* head, iob__list_t* node) {
+    node->prev = head->prev;
+    node->next = head;
+    head->prev->next = node;
+    head->prev = node;
+}
+
+static inline void iob__list_remove(iob__list_t* node) {
+    node->prev->next = node->next;
+    node->next->prev = node->prev;
+    node->prev = node;
+    node->next = node;
+}
+
+/* ---- id -> pointer map (open addressing, keys never 0) ---- */
+
+typedef struct iob__idmap {
+    uint64_t* keys;
+    void** values;
+    size_t capacity; /* 0 or a power of two */
+    size_t count;
+} iob__idmap_t;
+
+void iob__idmap_init(iob__idmap_t* map);
+void iob__idmap_fini(iob__idmap_t* map);
+void* iob__idmap_get(const iob__idmap_t* map, uint64_t key);
+/*
+ * Makes room for `extra` more keys, so that the next `extra` puts cannot fail. Lets a
+ * multi-step operation allocate everything before it changes anything.
+ */
+zx_status_t iob__idmap_reserve(iob__idmap_t* map, size_t extra);
+/* key must be non-zero and absent. ZX_ERR_NO_MEMORY when growing fails. */
+zx_status_t iob__idmap_put(iob__idmap_t* map, uint64_t key, void* value);
+/* Returns the removed value, or NULL when the key was absent. */
+void* iob__idmap_remove(iob__idmap_t* map, uint64_t key);
+
+/* ---- The object graph ---- */
+
+typedef struct iob__session iob__session_t;
+typedef struct iob__iob iob__iob_t;
+
+typedef struct iob__endpoint {
+    iob__iob_t* iob;
+    uint32_t index; /* 0 or 1 */
+    zx_koid_t koid;
+    uint32_t handles;  /* open handles plus tokens in flight */
+    uint32_t mappings; /* live mapping records made through this endpoint */
+    zx_signals_t signals;
+} iob__endpoint_t;
+
+typedef struct iob__region {
+    zx_iob_region_t desc; /* as given, except size: the rounded size */
+    zx_koid_t koid;
+    iob_region_t mem;
+    int ro_fd;         /* read-only description, opened on first read-only map; -1 */
+    void* server_view; /* MAP_SHARED view for region read/write, made lazily; NULL */
+} iob__region_t;
+
+struct iob__iob {
+    iob__list_t link; /* core->iobs, creation order */
+    iob__endpoint_t ep[2];
+    iob__session_t* creator; /* NULL once the creating session is gone */
+    uint64_t total_bytes;
+    char name[ZX_MAX_NAME_LEN]; /* always NUL-terminated and zero-padded */
+    uint32_t region_count;
+    iob__region_t regions[];
+};
+
+typedef struct iob__handle {
+    zx_handle_t value;
+    zx_rights_t rights;
+    iob__endpoint_t* ep;
+    iob__session_t* session;
+    iob__list_t link; /* session->handles */
+} iob__handle_t;
+
+typedef struct iob__mapping {
+    uint64_t id;
+    iob__endpoint_t* ep;
+    iob__session_t* session;
+    iob__list_t link; /* session->mappings */
+} iob__mapping_t;
+
+struct iob__session {
+    uint64_t id;
+    iob_session_cred_t cred;
+    bool closed; /* connection gone; only mapping records remain */
+    uint32_t handle_count;
+    uint32_t iob_count; /* live IOBs this session created */
+    iob__list_t handles;
+    iob__list_t mappings;
+};
+
+typedef struct iob__token {
+    iob__list_t link; /* core->tokens */
+    char text[IOB_CORE_TOKEN_SIZE]; /* zero-padded, so comparisons cover fixed bytes */
+    iob__endpoint_t* ep;
+    zx_rights_t rights;
+    int64_t expires_ns;
+} iob__token_t;
+
+struct iob_core {
+    pthread_mutex_t lock;
+    iob_core_config_t config;
+    uint64_t page_size;
+    uint64_t token_ttl_ns;
+
+    zx_koid_t next_koid;
+    uint64_t next_session_id;
+    uint64_t next_mapping_id;
+    uint32_t handle_counter; /* handles ever issued; see iob__handle_value */
+    uint32_t handle_key;     /* per-core scramble of handle values */
+
+    iob__idmap_t sessions; /* id -> iob__session_t* */
+    iob__idmap_t handles;  /* value -> iob__handle_t* */
+    iob__idmap_t mappings; /* id -> iob__mapping_t* */
+    iob__list_t iobs;
+    iob__list_t tokens;
+
+    uint64_t iob_count;
+    uint64_t handle_count;
+    uint64_t mapping_count;
+    uint64_t token_count;
+    uint64_t bytes_in_use;
+};
+
+/* ---- Error detail ---- */
+
+zx_status_t iob__err_set(zx_status_t status, const char* func, int line, const char* fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void iob__err_clear(void);
+/* Records why `status` is returned (thread-local, read with iob_core_error_detail). */
+#define IOB__ERR_SET(status, ...) iob__err_set((status), __func__, __LINE__, __VA_ARGS__)
+
+/* ---- Helpers shared by the files of the core (the lock is held) ---- */
+
+void iob__core_lock(iob_core_t* core);
+void iob__core_unlock(iob_core_t* core);
+
+/* A live session (not closed); NULL otherwise. */
+iob__session_t* iob__session_live(iob_core_t* core, iob_session_id_t session);
+/* The handle if `session` owns it; NULL otherwise (BAD_HANDLE for the caller). */
+iob__handle_t* iob__handle_lookup(iob_core_t* core, iob_session_id_t session, zx_handle_t value);
+
+/*
+ * Gives out the next handle value, or 0 when the space of values is used up (the caller
+ * answers ZX_ERR_NO_RESOURCES). Values are never reused.
+ */
+zx_handle_t iob__handle_value_next(iob_core_t* core);
+/* Checks the session's handle limit for `extra` more handles. */
+bool iob__session_handles_fit(const iob_core_t* core, const iob__session_t* session,
+                              uint32_t extra);
+/*
+ * Installs a handle made by the caller (value, rights, ep set) into session;
+ * the core's handle map must have room (iob__idmap_reserve). Counts it in the session but
+ * not in the endpoint: callers decide whether the endpoint's count changes.
+ */
+void iob__handle_install(iob_core_t* core, iob__session_t* session, iob__handle_t* handle);
+/*
+ * Removes a handle from its session and the handle map and tells the observer. When
+ * keep_count is false the endpoint loses the handle (which may raise PEER_CLOSED or free
+ * the IOB); export passes true because the token takes the handle's place.
+ */
+void iob__handle_destroy(iob_core_t* core, iob__handle_t* handle, bool keep_count);
+
+/* Sets an endpoint's signals and tells the observer when they change. */
+void iob__endpoint_set_signals(iob_core_t* core, iob__endpoint_t* ep, zx_signals_t signals);
+/*
+ * Call after an endpoint lost a handle, token or mapping record: applies A.9 (the peer
+ * sees PEER_CLOSED once this endpoint has neither; the IOB goes once both have neither).
+ * The endpoint may be freed on return.
+ */
+void iob__endpoint_released(iob_core_t* core, iob__endpoint_t* ep);
+
+/* Endpoint `index`'s view of region access bits: ep1 sees them swapped, reserved bits gone. */
+static inline zx_iob_access_t iob__access_view(zx_iob_access_t access, uint32_t index) {
+    if (index == 0) {
+        return access;
+    }
+    return ((access & 0x0Fu) << 4) | ((access & 0xF0u) >> 4);
+}
+
+/* Drops every mapping record and token and frees all IOBs (core destruction). */
+void iob__tokens_destroy_all(iob_core_t* core);
+void iob__mapping_destroy(iob_core_t* core, iob__mapping_t* mapping);
+void iob__iob_free(iob_core_t* core, iob__iob_t* iob);
+
+int64_t iob__now_ns(const iob_core_t* core);
+
+#endif /* IOB_SERVER_CORE_IOB_CORE_INTERNAL_H_ */

@@ -1,0 +1,278 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Mapping authorisation (zx_vmar_map_iob's server half, IOB-SPEC.md A.4 and A.12), mapping
+ * records (A.9), and mediated region reads and writes for clients that cannot map.
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "server/core/iob_core_internal.h"
+
+#define IOB__VM_CAN_MAP_ANY                                                                    \
+    (ZX_VM_CAN_MAP_SPECIFIC | ZX_VM_CAN_MAP_READ | ZX_VM_CAN_MAP_WRITE | ZX_VM_CAN_MAP_EXECUTE)
+/* Every option bit below ZX_VM_ALIGN_BASE that Zircon defines. */
+#define IOB__VM_KNOWN_FLAGS ((zx_vm_option_t)0xFFFFu)
+#define IOB__VM_ALIGN_MIN 10u
+#define IOB__VM_ALIGN_MAX 32u
+
+/* A.4 step 5: what an endpoint's access bits let a mapping have, as object rights. */
+static zx_rights_t region_map_rights(zx_iob_access_t view) {
+    zx_rights_t rights = 0;
+    if (view & ZX_IOB_ACCESS_EP0_CAN_MAP_READ) {
+        rights |= ZX_RIGHT_READ | ZX_RIGHT_MAP;
+    }
+    if (view & ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE) {
+        rights |= ZX_RIGHT_WRITE | ZX_RIGHT_MAP;
+    }
+    return rights;
+}
+
+/*
+ * The checks of A.4 from step 3 on, in Zircon's order (vmar_map_common, then the VMAR's
+ * own flag parsing and range checks). Rights come before lengths and alignment, so a
+ * 0-length map of a forbidden region is ACCESS_DENIED.
+ */
+static zx_status_t check_map(const iob_core_t* core, const iob__handle_t* h,
+                             zx_vm_option_t options, uint32_t region_index,
+                             uint64_t region_offset, uint64_t len, zx_rights_t* effective) {
+    const iob__iob_t* iob = h->ep->iob;
+    if (region_index >= iob->region_count) {
+        return IOB__ERR_SET(ZX_ERR_OUT_OF_RANGE, "region %u of %u", region_index,
+                            iob->region_count);
+    }
+    const iob__region_t* r = &iob->regions[region_index];
+    zx_rights_t eff =
+        h->rights & region_map_rights(iob__access_view(r->desc.access, h->ep->index));
+
+    /* No execute-only mappings here, so Zircon's fallback applies: read is added. */
+    if (options & ZX_VM_PERM_READ_IF_XOM_UNSUPPORTED) {
+        options |= ZX_VM_PERM_READ;
+    }
+    if (!(eff & ZX_RIGHT_MAP)) {
+        return IOB__ERR_SET(ZX_ERR_ACCESS_DENIED,
+                            "no ZX_RIGHT_MAP (handle rights 0x%x, region %u access 0x%x)",
+                            h->rights, region_index, r->desc.access);
+    }
+    if ((options & (ZX_VM_PERM_WRITE | ZX_VM_PERM_EXECUTE)) && !(options & ZX_VM_PERM_READ)) {
+        return IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "write or execute without read");
+    }
+    if ((options & ZX_VM_MAP_RANGE) && (options & ZX_VM_SPECIFIC_OVERWRITE)) {
+        return IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "MAP_RANGE with SPECIFIC_OVERWRITE");
+    }
+    if (options & IOB__VM_CAN_MAP_ANY) {
+        return IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "ZX_VM_CAN_MAP_* is not for callers");
+    }
+    if ((options & ZX_VM_PERM_READ) && !(eff & ZX_RIGHT_READ)) {
+        return IOB__ERR_SET(ZX_ERR_ACCESS_DENIED, "read not allowed");
+    }
+    if ((options & ZX_VM_PERM_WRITE) && !(eff & ZX_RIGHT_WRITE)) {
+        return IOB__ERR_SET(ZX_ERR_ACCESS_DENIED, "write not allowed");
+    }
+    if (options & ZX_VM_PERM_EXECUTE) {
+        return IOB__ERR_SET(ZX_ERR_ACCESS_DENIED, "IOB handles never carry ZX_RIGHT_EXECUTE");
+    }
+    if ((options & ZX_VM_FAULT_BEYOND_STREAM_SIZE) && !(options & ZX_VM_ALLOW_FAULTS)) {
+        return IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "FAULT_BEYOND_STREAM_SIZE without ALLOW_FAULTS");
+    }
+    uint32_t align = options >> ZX_VM_ALIGN_BASE;
+    if ((options & ~IOB__VM_KNOWN_FLAGS & ((1u << ZX_VM_ALIGN_BASE) - 1u)) != 0 ||
+        (align != 0 && (align < IOB__VM_ALIGN_MIN || align > IOB__VM_ALIGN_MAX))) {
+        return IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "unknown options 0x%x", options);
+    }
+    if (len == 0) {
+        return IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "length 0");
+    }
+    if (region_offset % core->page_size != 0) {
+        return IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "offset %" PRIu64 " not page-aligned",
+                            region_offset);
+    }
+    /* Mappings cover whole pages, so the rounded length is what must fit. */
+    uint64_t rounded_len = 0;
+    if (iob_page_round_up(len, core->page_size, &rounded_len) != ZX_OK ||
+        region_offset > UINT64_MAX - rounded_len) {
+        return IOB__ERR_SET(ZX_ERR_OUT_OF_RANGE, "offset + length overflows");
+    }
+    if (region_offset + rounded_len > r->desc.size && !(options & ZX_VM_ALLOW_FAULTS)) {
+        return IOB__ERR_SET(ZX_ERR_BUFFER_TOO_SMALL,
+                            "[%" PRIu64 ", +%" PRIu64 ") is past the region's %" PRIu64 " bytes",
+                            region_offset, rounded_len, r->desc.size);
+    }
+    /* The regression fix b/504721827: IOB regions have no stream size to fault beyond. */
+    if (options & ZX_VM_FAULT_BEYOND_STREAM_SIZE) {
+        return IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "FAULT_BEYOND_STREAM_SIZE");
+    }
+    *effective = eff;
+    return ZX_OK;
+}
+
+zx_status_t iob_core_map(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
+                         zx_vm_option_t options, uint32_t region_index, uint64_t region_offset,
+                         uint64_t len, iob_map_grant_t* grant_out) {
+    if (core == NULL || grant_out == NULL) {
+        return ZX_ERR_INVALID_ARGS;
+    }
+    iob__core_lock(core);
+    zx_status_t status = ZX_OK;
+    iob__handle_t* h = iob__handle_lookup(core, session, handle);
+    if (h == NULL) {
+        status = IOB__ERR_SET(ZX_ERR_BAD_HANDLE, "handle 0x%x", handle);
+        goto done;
+    }
+    zx_rights_t eff = 0;
+    status = check_map(core, h, options, region_index, region_offset, len, &eff);
+    if (status != ZX_OK) {
+        goto done;
+    }
+    iob__region_t* r = &h->ep->iob->regions[region_index];
+    /*
+     * Writable whenever the rights allow writing, even for a read-only mapping: Zircon gives
+     * such a mapping CAN_MAP_WRITE, so zx_vmar_protect may make it writable later.
+     */
+    bool writable = (eff & ZX_RIGHT_WRITE) != 0;
+    if (!writable && r->ro_fd < 0) {
+        status = iob_region_open_readonly(&r->mem, &r->ro_fd);
+        if (status != ZX_OK) {
+            r->ro_fd = -1;
+            IOB__ERR_SET(status, "read-only description of region %u", region_index);
+            goto done;
+        }
+    }
+    iob__mapping_t* m = calloc(1, sizeof *m);
+    if (m == NULL) {
+        status = ZX_ERR_NO_MEMORY;
+        goto done;
+    }
+    m->id = core->next_mapping_id;
+    status = iob__idmap_put(&core->mappings, m->id, m);
+    if (status != ZX_OK) {
+        free(m);
+        goto done;
+    }
+    core->next_mapping_id++;
+    m->ep = h->ep;
+    m->session = h->session;
+    iob__list_push_back(&h->session->mappings, &m->link);
+    h->ep->mappings++;
+    core->mapping_count++;
+
+    grant_out->mapping = (iob_mapping_id_t){m->id};
+    grant_out->fd = writable ? r->mem.fd : r->ro_fd;
+    grant_out->writable = writable;
+    grant_out->region_size = r->desc.size;
+    grant_out->iob_koid = h->ep->iob->ep[0].koid;
+done:
+    iob__core_unlock(core);
+    return status;
+}
+
+void iob__mapping_destroy(iob_core_t* core, iob__mapping_t* mapping) {
+    iob__endpoint_t* ep = mapping->ep;
+    iob__idmap_remove(&core->mappings, mapping->id);
+    iob__list_remove(&mapping->link);
+    core->mapping_count--;
+    free(mapping);
+    ep->mappings--;
+    iob__endpoint_released(core, ep);
+}
+
+zx_status_t iob_core_unmap(iob_core_t* core, iob_session_id_t session, iob_mapping_id_t mapping) {
+    if (core == NULL) {
+        return ZX_ERR_INVALID_ARGS;
+    }
+    iob__core_lock(core);
+    zx_status_t status = ZX_OK;
+    iob__mapping_t* m = iob__idmap_get(&core->mappings, mapping.value);
+    if (m == NULL || m->session->id != session.value) {
+        status = IOB__ERR_SET(ZX_ERR_NOT_FOUND, "no mapping %llu in this session",
+                              (unsigned long long)mapping.value);
+    } else {
+        iob__mapping_destroy(core, m);
+    }
+    iob__core_unlock(core);
+    return status;
+}
+
+/* ---- Mediated access ---- */
+
+/*
+ * Shared checks of region_read/region_write, in the order of A.5/A.6: the handle's right,
+ * the region index, the endpoint's access bit, then the range.
+ */
+static zx_status_t region_access(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
+                                 uint32_t region_index, uint64_t offset, size_t len,
+                                 bool write, uint8_t** where) {
+    iob__handle_t* h = iob__handle_lookup(core, session, handle);
+    if (h == NULL) {
+        return IOB__ERR_SET(ZX_ERR_BAD_HANDLE, "handle 0x%x", handle);
+    }
+    zx_rights_t right = write ? ZX_RIGHT_WRITE : ZX_RIGHT_READ;
+    if (!(h->rights & right)) {
+        return IOB__ERR_SET(ZX_ERR_ACCESS_DENIED, "handle lacks ZX_RIGHT_%s",
+                            write ? "WRITE" : "READ");
+    }
+    iob__iob_t* iob = h->ep->iob;
+    if (region_index >= iob->region_count) {
+        return IOB__ERR_SET(ZX_ERR_OUT_OF_RANGE, "region %u of %u", region_index,
+                            iob->region_count);
+    }
+    iob__region_t* r = &iob->regions[region_index];
+    zx_iob_access_t bit = write ? ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE : ZX_IOB_ACCESS_EP0_CAN_MAP_READ;
+    if (!(iob__access_view(r->desc.access, h->ep->index) & bit)) {
+        return IOB__ERR_SET(ZX_ERR_ACCESS_DENIED, "endpoint %u may not %s region %u",
+                            h->ep->index, write ? "write" : "read", region_index);
+    }
+    if (offset > r->desc.size || len > r->desc.size - offset) {
+        return IOB__ERR_SET(ZX_ERR_OUT_OF_RANGE,
+                            "[%" PRIu64 ", +%zu) is past the region's %" PRIu64 " bytes", offset,
+                            len, r->desc.size);
+    }
+    if (len == 0) {
+        *where = NULL;
+        return ZX_OK;
+    }
+    if (r->server_view == NULL) {
+        void* view = mmap(NULL, (size_t)r->mem.size, PROT_READ | PROT_WRITE, MAP_SHARED,
+                          r->mem.fd, 0);
+        if (view == MAP_FAILED) {
+            return IOB__ERR_SET(ZX_ERR_NO_MEMORY, "mapping region %u in the server", region_index);
+        }
+        r->server_view = view;
+    }
+    *where = (uint8_t*)r->server_view + offset;
+    return ZX_OK;
+}
+
+zx_status_t iob_core_region_read(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
+                                 uint32_t region_index, uint64_t offset, void* buffer, size_t len) {
+    if (core == NULL || (buffer == NULL && len > 0)) {
+        return ZX_ERR_INVALID_ARGS;
+    }
+    iob__core_lock(core);
+    uint8_t* where = NULL;
+    zx_status_t status =
+        region_access(core, session, handle, region_index, offset, len, false, &where);
+    if (status == ZX_OK && len > 0) {
+        memcpy(buffer, where, len);
+    }
+    iob__core_unlock(core);
+    return status;
+}
+
+zx_status_t iob_core_region_write(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
+                                  uint32_t region_index, uint64_t offset, const void* buffer,
+                                  size_t len) {
+    if (core == NULL || (buffer == NULL && len > 0)) {
+        return ZX_ERR_INVALID_ARGS;
+    }
+    iob__core_lock(core);
+    uint8_t* where = NULL;
+    zx_status_t status =
+        region_access(core, session, handle, region_index, offset, len, true, &where);
+    if (status == ZX_OK && len > 0) {
+        memcpy(where, buffer, len);
+    }
+    iob__core_unlock(core);
+    return status;
+}

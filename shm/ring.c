@@ -1,0 +1,607 @@
+/* SPDX-License-Identifier: MIT */
+/* The shared-memory SPSC ring: validation, batching of index publication, futex wake-ups. */
+#include "shm/ring.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+/*
+ * Adaptive spinning, in pause instructions (tens of ns each): a waiter spins up to
+ * RING_SPIN_MAX (some tens of microseconds, less than a futex sleep and wake-up costs the
+ * other side) when spinning has been paying off, and backs off towards RING_SPIN_MIN each
+ * time it had to sleep anyway.
+ */
+#define RING_SPIN_MIN 32u
+#define RING_SPIN_MAX 1024u
+#define RING_NO_RESERVATION UINT64_MAX
+
+static inline void ring_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield" ::: "memory");
+#endif
+}
+
+static inline uint64_t ring_round(uint64_t len) {
+    return (len + (IOB_RING_ALIGN - 1)) & ~(uint64_t)(IOB_RING_ALIGN - 1);
+}
+
+zx_time_t iob_ring_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (zx_time_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+uint64_t iob_ring_capacity_for(uint64_t data_size) {
+    if (data_size < IOB_RING_MIN_CAPACITY) {
+        return 0;
+    }
+    if (data_size >= IOB_RING_MAX_CAPACITY) {
+        return IOB_RING_MAX_CAPACITY;
+    }
+    uint64_t cap = UINT64_C(1) << (63 - __builtin_clzll(data_size));
+    return cap;
+}
+
+uint64_t iob_ring_max_payload(uint64_t capacity) {
+    return capacity / 2 - IOB_RING_RECORD_HEADER;
+}
+
+/*
+ * The futex words are shared between processes that map the region at different addresses,
+ * so the operations must not be FUTEX_PRIVATE: the kernel then keys the wait on the
+ * underlying page, not on this process's address.
+ */
+/*
+ * The kernel sees a plain 4-byte word; _Atomic uint32_t has that size and alignment
+ * (asserted in ring.h), so handing it over without the qualifier is sound.
+ */
+static void* ring_futex_addr(_Atomic uint32_t* word) {
+    return (void*)(uintptr_t)word;
+}
+
+static int ring_futex_wait(_Atomic uint32_t* word, uint32_t expected, zx_time_t deadline) {
+    struct timespec ts;
+    struct timespec* tsp = NULL;
+    if (deadline != ZX_TIME_INFINITE) {
+        if (deadline < 0) {
+            deadline = 0;
+        }
+        ts.tv_sec = (time_t)(deadline / 1000000000);
+        ts.tv_nsec = (long)(deadline % 1000000000);
+        tsp = &ts;
+    }
+    /* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline, unlike FUTEX_WAIT. */
+    return (int)syscall(SYS_futex, ring_futex_addr(word), FUTEX_WAIT_BITSET, expected, tsp, NULL,
+                        FUTEX_BITSET_MATCH_ANY);
+}
+
+static void ring_futex_wake(_Atomic uint32_t* word) {
+    (void)syscall(SYS_futex, ring_futex_addr(word), FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+/*
+ * Both sides check the header against what they know from their own mappings; the header
+ * is data the other side could have written. The control region is mapped writable by
+ * both, so nothing in it is trusted beyond this check.
+ */
+static zx_status_t ring_check_header(iob_ring_ctrl_t* ctrl, uint64_t ctrl_size, const void* data,
+                                     uint64_t data_size, uint64_t* capacity) {
+    if (ctrl == NULL || data == NULL || ((uintptr_t)ctrl % IOB_RING_LINE) != 0 ||
+        ((uintptr_t)data % IOB_RING_ALIGN) != 0) {
+        return ZX_ERR_INVALID_ARGS;
+    }
+    if (ctrl_size < IOB_RING_CTRL_SIZE) {
+        return ZX_ERR_BUFFER_TOO_SMALL;
+    }
+    uint64_t cap = iob_ring_capacity_for(data_size);
+    if (cap == 0) {
+        return ZX_ERR_BUFFER_TOO_SMALL;
+    }
+    /* The version is the publication point of the header (written last, release). */
+    uint32_t version = atomic_load_explicit(&ctrl->version, memory_order_acquire);
+    if (version == 0) {
+        return ZX_ERR_SHOULD_WAIT;
+    }
+    if (version != IOB_RING_VERSION || ctrl->magic != IOB_RING_MAGIC ||
+        ctrl->record_align != IOB_RING_ALIGN || ctrl->data_capacity != cap ||
+        ctrl->max_payload != iob_ring_max_payload(cap)) {
+        return ZX_ERR_IO_DATA_INTEGRITY;
+    }
+    *capacity = cap;
+    return ZX_OK;
+}
+
+zx_status_t iob_ring_format(void* ctrl_mem, uint64_t ctrl_size, uint64_t data_size) {
+    if (ctrl_mem == NULL || ((uintptr_t)ctrl_mem % IOB_RING_LINE) != 0) {
+        return ZX_ERR_INVALID_ARGS;
+    }
+    uint64_t cap = iob_ring_capacity_for(data_size);
+    if (ctrl_size < IOB_RING_CTRL_SIZE || cap == 0) {
+        return ZX_ERR_BUFFER_TOO_SMALL;
+    }
+    iob_ring_ctrl_t* ctrl = ctrl_mem;
+    atomic_store_explicit(&ctrl->version, 0, memory_order_relaxed);
+    ctrl->magic = IOB_RING_MAGIC;
+    ctrl->record_align = IOB_RING_ALIGN;
+    ctrl->data_capacity = cap;
+    ctrl->max_payload = iob_ring_max_payload(cap);
+    atomic_store_explicit(&ctrl->write_index, 0, memory_order_relaxed);
+    atomic_store_explicit(&ctrl->producer_closed, 0, memory_order_relaxed);
+    atomic_store_explicit(&ctrl->read_index, 0, memory_order_relaxed);
+    atomic_store_explicit(&ctrl->consumer_closed, 0, memory_order_relaxed);
+    atomic_store_explicit(&ctrl->data_futex, 0, memory_order_relaxed);
+    atomic_store_explicit(&ctrl->consumer_sleeping, 0, memory_order_relaxed);
+    atomic_store_explicit(&ctrl->space_futex, 0, memory_order_relaxed);
+    atomic_store_explicit(&ctrl->producer_sleeping, 0, memory_order_relaxed);
+    atomic_store_explicit(&ctrl->version, IOB_RING_VERSION, memory_order_release);
+    return ZX_OK;
+}
+
+static uint32_t ring_batch(const iob_ring_options_t* options) {
+    return (options == NULL || options->batch == 0) ? 1u : options->batch;
+}
+
+static iob_ring_wait_mode_t ring_wait(const iob_ring_options_t* options) {
+    return (options == NULL) ? IOB_RING_WAIT_SPIN : options->wait;
+}
+
+/* ---- producer ------------------------------------------------------------------------ */
+
+zx_status_t iob_ring_producer_init(iob_ring_producer_t* p, void* ctrl_mem, uint64_t ctrl_size,
+                                   void* data, uint64_t data_size,
+                                   const iob_ring_options_t* options) {
+    if (p == NULL) {
+        return ZX_ERR_INVALID_ARGS;
+    }
+    iob_ring_ctrl_t* ctrl = ctrl_mem;
+    uint64_t cap = 0;
+    zx_status_t status = ring_check_header(ctrl, ctrl_size, data, data_size, &cap);
+    if (status != ZX_OK) {
+        return status;
+    }
+    uint64_t w = atomic_load_explicit(&ctrl->write_index, memory_order_acquire);
+    uint64_t r = atomic_load_explicit(&ctrl->read_index, memory_order_acquire);
+    if ((w % IOB_RING_ALIGN) != 0 || r > w || w - r > cap) {
+        return ZX_ERR_IO_DATA_INTEGRITY;
+    }
+    memset(p, 0, sizeof(*p));
+    p->ctrl = ctrl;
+    p->data = data;
+    p->capacity = cap;
+    p->mask = cap - 1;
+    p->max_payload = iob_ring_max_payload(cap);
+    p->write_pos = w;
+    p->published = w;
+    p->cached_read = r;
+    p->reserved = RING_NO_RESERVATION;
+    p->batch = ring_batch(options);
+    p->spin_limit = RING_SPIN_MAX / 4;
+    p->wait = ring_wait(options);
+    p->broken = ZX_OK;
+    return ZX_OK;
+}
+
+/*
+ * Publication: the release store makes every record header and payload written before it
+ * visible to a consumer that loads the index with acquire. The seq_cst fence then orders
+ * that store before the load of consumer_sleeping; the consumer does the mirror image
+ * (store sleeping, fence, load write_index), so at least one of the two sees the other and
+ * a wake-up is never lost. This runs once per batch, which is what keeps the fence cheap.
+ */
+static void ring_producer_publish(iob_ring_producer_t* p) {
+    p->unpublished = 0;
+    if (p->write_pos == p->published) {
+        return;
+    }
+    atomic_store_explicit(&p->ctrl->write_index, p->write_pos, memory_order_release);
+    p->published = p->write_pos;
+    p->stats.publishes++;
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&p->ctrl->consumer_sleeping, memory_order_relaxed) != 0) {
+        atomic_fetch_add_explicit(&p->ctrl->data_futex, 1, memory_order_release);
+        ring_futex_wake(&p->ctrl->data_futex);
+        p->stats.futex_wakes++;
+    }
+}
+
+void iob_ring_producer_flush(iob_ring_producer_t* p) {
+    ring_producer_publish(p);
+}
+
+/*
+ * Re-reads the consumer's index. It can only move forward and never past what this producer
+ * published; anything else is a consumer that lies, and the ring is broken for good.
+ */
+static zx_status_t ring_producer_refresh(iob_ring_producer_t* p) {
+    uint64_t r = atomic_load_explicit(&p->ctrl->read_index, memory_order_acquire);
+    if (r < p->cached_read || r > p->published || (r % IOB_RING_ALIGN) != 0) {
+        p->broken = ZX_ERR_IO_DATA_INTEGRITY;
+        return p->broken;
+    }
+    p->cached_read = r;
+    return ZX_OK;
+}
+
+/* Bytes needed for a payload of len at the current position, padding included. */
+static inline uint64_t ring_producer_need(const iob_ring_producer_t* p, uint64_t len,
+                                          uint64_t* pad) {
+    uint64_t rec = IOB_RING_RECORD_HEADER + ring_round(len);
+    uint64_t tail = p->capacity - (p->write_pos & p->mask);
+    *pad = (rec > tail) ? tail : 0;
+    return *pad + rec;
+}
+
+zx_status_t iob_ring_reserve(iob_ring_producer_t* p, size_t len, void** out) {
+    if (p->broken != ZX_OK) {
+        return p->broken;
+    }
+    if (len > p->max_payload) {
+        return ZX_ERR_OUT_OF_RANGE;
+    }
+    uint64_t pad;
+    uint64_t need = ring_producer_need(p, len, &pad);
+    if (p->write_pos + need - p->cached_read > p->capacity) {
+        /* Let the consumer see everything before concluding the ring is full. */
+        ring_producer_publish(p);
+        zx_status_t status = ring_producer_refresh(p);
+        if (status != ZX_OK) {
+            return status;
+        }
+        if (p->write_pos + need - p->cached_read > p->capacity) {
+            if (atomic_load_explicit(&p->ctrl->consumer_closed, memory_order_acquire) != 0) {
+                return ZX_ERR_PEER_CLOSED;
+            }
+            return ZX_ERR_SHOULD_WAIT;
+        }
+    }
+    uint64_t off = p->write_pos & p->mask;
+    if (pad != 0) {
+        uint64_t header = ((uint64_t)IOB_RING_REC_PAD << 32) | (pad - IOB_RING_RECORD_HEADER);
+        memcpy(p->data + off, &header, sizeof(header));
+        p->write_pos += pad;
+        off = 0;
+    }
+    p->reserved = len;
+    p->reserved_off = off;
+    *out = p->data + off + IOB_RING_RECORD_HEADER;
+    return ZX_OK;
+}
+
+zx_status_t iob_ring_commit(iob_ring_producer_t* p, size_t len) {
+    if (p->reserved == RING_NO_RESERVATION) {
+        return ZX_ERR_BAD_STATE;
+    }
+    if (len > p->reserved) {
+        return ZX_ERR_OUT_OF_RANGE;
+    }
+    uint64_t header = ((uint64_t)IOB_RING_REC_MSG << 32) | (uint64_t)len;
+    memcpy(p->data + p->reserved_off, &header, sizeof(header));
+    p->write_pos += IOB_RING_RECORD_HEADER + ring_round(len);
+    p->reserved = RING_NO_RESERVATION;
+    if (++p->unpublished >= p->batch || p->write_pos - p->published >= p->capacity / 4) {
+        ring_producer_publish(p);
+    }
+    return ZX_OK;
+}
+
+zx_status_t iob_ring_write(iob_ring_producer_t* p, const void* buf, size_t len) {
+    void* dst;
+    zx_status_t status = iob_ring_reserve(p, len, &dst);
+    if (status != ZX_OK) {
+        return status;
+    }
+    memcpy(dst, buf, len);
+    return iob_ring_commit(p, len);
+}
+
+static bool ring_producer_ready(iob_ring_producer_t* p, uint64_t need) {
+    uint64_t r = atomic_load_explicit(&p->ctrl->read_index, memory_order_acquire);
+    return r != p->cached_read || p->write_pos + need - p->cached_read <= p->capacity ||
+           atomic_load_explicit(&p->ctrl->consumer_closed, memory_order_acquire) != 0;
+}
+
+zx_status_t iob_ring_producer_wait(iob_ring_producer_t* p, size_t len, zx_time_t deadline) {
+    if (p->broken != ZX_OK) {
+        return p->broken;
+    }
+    if (len > p->max_payload) {
+        return ZX_ERR_OUT_OF_RANGE;
+    }
+    ring_producer_publish(p);
+    uint64_t pad;
+    uint64_t need = ring_producer_need(p, len, &pad);
+    for (;;) {
+        /* Spin first: on a loaded ring the consumer frees space within microseconds. */
+        uint32_t limit = p->wait == IOB_RING_WAIT_SPIN ? 1024u : p->spin_limit;
+        for (uint32_t i = 0; i < limit; i++) {
+            if (ring_producer_ready(p, need)) {
+                if (p->wait == IOB_RING_WAIT_BLOCK && p->spin_limit < RING_SPIN_MAX) {
+                    p->spin_limit *= 2;
+                }
+                return ZX_OK;
+            }
+            ring_cpu_relax();
+        }
+        if (deadline != ZX_TIME_INFINITE && iob_ring_now() >= deadline) {
+            return ZX_ERR_TIMED_OUT;
+        }
+        if (p->wait == IOB_RING_WAIT_SPIN) {
+            continue;
+        }
+        if (p->spin_limit > RING_SPIN_MIN) {
+            p->spin_limit /= 2;
+        }
+        uint32_t seq = atomic_load_explicit(&p->ctrl->space_futex, memory_order_acquire);
+        atomic_store_explicit(&p->ctrl->producer_sleeping, 1, memory_order_seq_cst);
+        atomic_thread_fence(memory_order_seq_cst);
+        if (ring_producer_ready(p, need)) {
+            atomic_store_explicit(&p->ctrl->producer_sleeping, 0, memory_order_relaxed);
+            return ZX_OK;
+        }
+        p->stats.futex_waits++;
+        int rc = ring_futex_wait(&p->ctrl->space_futex, seq, deadline);
+        int err = errno;
+        atomic_store_explicit(&p->ctrl->producer_sleeping, 0, memory_order_relaxed);
+        if (rc != 0 && err == ETIMEDOUT) {
+            return ring_producer_ready(p, need) ? ZX_OK : ZX_ERR_TIMED_OUT;
+        }
+    }
+}
+
+void iob_ring_producer_close(iob_ring_producer_t* p) {
+    if (p->ctrl == NULL) {
+        return;
+    }
+    ring_producer_publish(p);
+    atomic_store_explicit(&p->ctrl->producer_closed, 1, memory_order_release);
+    atomic_fetch_add_explicit(&p->ctrl->data_futex, 1, memory_order_release);
+    ring_futex_wake(&p->ctrl->data_futex);
+    p->stats.futex_wakes++;
+}
+
+void iob_ring_producer_fini(iob_ring_producer_t* p) {
+    if (p->ctrl != NULL && p->broken == ZX_OK) {
+        ring_producer_publish(p);
+    }
+    p->ctrl = NULL;
+    p->data = NULL;
+}
+
+/* ---- consumer ------------------------------------------------------------------------ */
+
+zx_status_t iob_ring_consumer_init(iob_ring_consumer_t* c, void* ctrl_mem, uint64_t ctrl_size,
+                                   const void* data, uint64_t data_size,
+                                   const iob_ring_options_t* options) {
+    if (c == NULL) {
+        return ZX_ERR_INVALID_ARGS;
+    }
+    iob_ring_ctrl_t* ctrl = ctrl_mem;
+    uint64_t cap = 0;
+    zx_status_t status = ring_check_header(ctrl, ctrl_size, data, data_size, &cap);
+    if (status != ZX_OK) {
+        return status;
+    }
+    uint64_t r = atomic_load_explicit(&ctrl->read_index, memory_order_acquire);
+    if ((r % IOB_RING_ALIGN) != 0) {
+        return ZX_ERR_IO_DATA_INTEGRITY;
+    }
+    memset(c, 0, sizeof(*c));
+    c->ctrl = ctrl;
+    c->data = data;
+    c->capacity = cap;
+    c->mask = cap - 1;
+    c->max_payload = iob_ring_max_payload(cap);
+    c->read_pos = r;
+    c->published = r;
+    c->cached_write = r;
+    c->batch = ring_batch(options);
+    c->spin_limit = RING_SPIN_MAX / 4;
+    c->wait = ring_wait(options);
+    c->broken = ZX_OK;
+    return ZX_OK;
+}
+
+/* Mirror of ring_producer_publish (see there for the ordering argument). */
+static void ring_consumer_publish(iob_ring_consumer_t* c) {
+    c->unpublished = 0;
+    if (c->read_pos == c->published) {
+        return;
+    }
+    atomic_store_explicit(&c->ctrl->read_index, c->read_pos, memory_order_release);
+    c->published = c->read_pos;
+    c->stats.publishes++;
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&c->ctrl->producer_sleeping, memory_order_relaxed) != 0) {
+        atomic_fetch_add_explicit(&c->ctrl->space_futex, 1, memory_order_release);
+        ring_futex_wake(&c->ctrl->space_futex);
+        c->stats.futex_wakes++;
+    }
+}
+
+void iob_ring_consumer_flush(iob_ring_consumer_t* c) {
+    ring_consumer_publish(c);
+}
+
+static zx_status_t ring_consumer_fail(iob_ring_consumer_t* c) {
+    c->broken = ZX_ERR_IO_DATA_INTEGRITY;
+    c->pending = 0;
+    return c->broken;
+}
+
+/*
+ * Re-reads the producer's index and checks it: never backwards, 8-aligned, never more than
+ * the capacity ahead of what this consumer has released. After this, every byte in
+ * [read_pos, cached_write) is inside the data region once masked.
+ */
+static zx_status_t ring_consumer_refresh(iob_ring_consumer_t* c) {
+    uint64_t w = atomic_load_explicit(&c->ctrl->write_index, memory_order_acquire);
+    if (w < c->cached_write || (w % IOB_RING_ALIGN) != 0 || w - c->read_pos > c->capacity) {
+        return ring_consumer_fail(c);
+    }
+    c->cached_write = w;
+    return ZX_OK;
+}
+
+/*
+ * Reads a record header exactly once. The volatile access keeps the compiler from
+ * re-loading the field after it has been validated: the producer may rewrite it at any
+ * moment, and only the local copy is checked and used.
+ */
+static inline uint64_t ring_read_header_once(const unsigned char* at) {
+    return *(const volatile uint64_t*)(const void*)at;
+}
+
+zx_status_t iob_ring_peek(iob_ring_consumer_t* c, const void** out, size_t* len) {
+    if (c->broken != ZX_OK) {
+        return c->broken;
+    }
+    for (;;) {
+        if (c->read_pos == c->cached_write) {
+            zx_status_t status = ring_consumer_refresh(c);
+            if (status != ZX_OK) {
+                return status;
+            }
+            if (c->read_pos == c->cached_write) {
+                /* Out of data: hand back the space before anyone waits. */
+                ring_consumer_publish(c);
+                if (atomic_load_explicit(&c->ctrl->producer_closed, memory_order_acquire) == 0) {
+                    return ZX_ERR_SHOULD_WAIT;
+                }
+                /* Closed: whatever was published before the flag counts. */
+                status = ring_consumer_refresh(c);
+                if (status != ZX_OK) {
+                    return status;
+                }
+                if (c->read_pos == c->cached_write) {
+                    return ZX_ERR_PEER_CLOSED;
+                }
+            }
+        }
+        uint64_t off = c->read_pos & c->mask;
+        uint64_t avail = c->cached_write - c->read_pos; /* >= 8: both are 8-aligned */
+        uint64_t header = ring_read_header_once(c->data + off);
+        uint64_t length = header & UINT32_MAX;
+        uint32_t type = (uint32_t)(header >> 32);
+        uint64_t tail = c->capacity - off; /* >= 8: off is 8-aligned, capacity too */
+        if (type == IOB_RING_REC_PAD) {
+            if (length != tail - IOB_RING_RECORD_HEADER || tail > avail) {
+                return ring_consumer_fail(c);
+            }
+            c->read_pos += tail;
+            continue;
+        }
+        if (type != IOB_RING_REC_MSG || length > c->max_payload ||
+            length > tail - IOB_RING_RECORD_HEADER) {
+            return ring_consumer_fail(c);
+        }
+        uint64_t rec = IOB_RING_RECORD_HEADER + ring_round(length);
+        if (rec > avail) {
+            return ring_consumer_fail(c);
+        }
+        c->pending = rec;
+        *out = c->data + off + IOB_RING_RECORD_HEADER;
+        *len = (size_t)length;
+        return ZX_OK;
+    }
+}
+
+void iob_ring_release(iob_ring_consumer_t* c) {
+    if (c->pending == 0) {
+        return;
+    }
+    c->read_pos += c->pending;
+    c->pending = 0;
+    if (++c->unpublished >= c->batch || c->read_pos - c->published >= c->capacity / 4) {
+        ring_consumer_publish(c);
+    }
+}
+
+zx_status_t iob_ring_read(iob_ring_consumer_t* c, void* buf, size_t cap, size_t* len) {
+    const void* src;
+    size_t n;
+    zx_status_t status = iob_ring_peek(c, &src, &n);
+    if (status != ZX_OK) {
+        return status;
+    }
+    *len = n;
+    if (n > cap) {
+        return ZX_ERR_BUFFER_TOO_SMALL;
+    }
+    memcpy(buf, src, n);
+    iob_ring_release(c);
+    return ZX_OK;
+}
+
+static bool ring_consumer_ready(iob_ring_consumer_t* c) {
+    return c->read_pos != c->cached_write ||
+           atomic_load_explicit(&c->ctrl->write_index, memory_order_acquire) != c->cached_write ||
+           atomic_load_explicit(&c->ctrl->producer_closed, memory_order_acquire) != 0;
+}
+
+zx_status_t iob_ring_consumer_wait(iob_ring_consumer_t* c, zx_time_t deadline) {
+    if (c->broken != ZX_OK) {
+        return ZX_OK;
+    }
+    ring_consumer_publish(c);
+    for (;;) {
+        uint32_t limit = c->wait == IOB_RING_WAIT_SPIN ? 1024u : c->spin_limit;
+        for (uint32_t i = 0; i < limit; i++) {
+            if (ring_consumer_ready(c)) {
+                if (c->wait == IOB_RING_WAIT_BLOCK && c->spin_limit < RING_SPIN_MAX) {
+                    c->spin_limit *= 2;
+                }
+                return ZX_OK;
+            }
+            ring_cpu_relax();
+        }
+        if (deadline != ZX_TIME_INFINITE && iob_ring_now() >= deadline) {
+            return ZX_ERR_TIMED_OUT;
+        }
+        if (c->wait == IOB_RING_WAIT_SPIN) {
+            continue;
+        }
+        if (c->spin_limit > RING_SPIN_MIN) {
+            c->spin_limit /= 2;
+        }
+        uint32_t seq = atomic_load_explicit(&c->ctrl->data_futex, memory_order_acquire);
+        atomic_store_explicit(&c->ctrl->consumer_sleeping, 1, memory_order_seq_cst);
+        atomic_thread_fence(memory_order_seq_cst);
+        if (ring_consumer_ready(c)) {
+            atomic_store_explicit(&c->ctrl->consumer_sleeping, 0, memory_order_relaxed);
+            return ZX_OK;
+        }
+        c->stats.futex_waits++;
+        int rc = ring_futex_wait(&c->ctrl->data_futex, seq, deadline);
+        int err = errno;
+        atomic_store_explicit(&c->ctrl->consumer_sleeping, 0, memory_order_relaxed);
+        if (rc != 0 && err == ETIMEDOUT) {
+            return ring_consumer_ready(c) ? ZX_OK : ZX_ERR_TIMED_OUT;
+        }
+    }
+}
+
+void iob_ring_consumer_close(iob_ring_consumer_t* c) {
+    if (c->ctrl == NULL) {
+        return;
+    }
+    ring_consumer_publish(c);
+    atomic_store_explicit(&c->ctrl->consumer_closed, 1, memory_order_release);
+    atomic_fetch_add_explicit(&c->ctrl->space_futex, 1, memory_order_release);
+    ring_futex_wake(&c->ctrl->space_futex);
+    c->stats.futex_wakes++;
+}
+
+void iob_ring_consumer_fini(iob_ring_consumer_t* c) {
+    if (c->ctrl != NULL && c->broken == ZX_OK) {
+        ring_consumer_publish(c);
+    }
+    c->ctrl = NULL;
+    c->data = NULL;
+}

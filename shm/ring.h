@@ -1,0 +1,276 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A single-producer single-consumer byte ring laid out in two shared regions of an IOB.
+ *
+ *   data region     ep0 (the producer) maps it writable, ep1 (the consumer) read-only.
+ *                   Length-prefixed records, 8-byte aligned, at byte positions that only grow.
+ *   control region  both map it writable: a versioned header, the producer's write index,
+ *                   the consumer's read index and the futex words used for wake-ups.
+ *
+ * The consumer cannot write the data region, so everything it publishes (its read index,
+ * its "I am asleep" word) lives in the control region. Each index has its own cache line
+ * and each side caches the other's index, re-reading it only when it seems to have run out
+ * (of data or of space), so the common case touches no line the other side is writing.
+ *
+ * Trust: each side treats everything the other side can write as hostile input. The
+ * consumer validates every published write index (never backwards, never more than the
+ * capacity ahead, 8-aligned) and every record header (read once into a local, then checked
+ * against the published index and against the end of the data region) before it touches a
+ * payload byte; anything wrong is ZX_ERR_IO_DATA_INTEGRITY, sticky, and never a crash, a
+ * hang or an out-of-bounds read. The capacity is derived from the sizes of the regions as
+ * the caller mapped them; the shared header must agree with that, it is never believed on
+ * its own. The producer likewise validates the read index the consumer publishes.
+ *
+ * Threading: one producer thread and one consumer thread per ring (in the same or in
+ * different processes). The endpoint structs are local state; never place them in shared
+ * memory.
+ */
+#ifndef IOB_SHM_RING_H_
+#define IOB_SHM_RING_H_
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <zircon/types.h>
+
+/* ---- the shared layout (ABI: change IOB_RING_VERSION with any change below) ---------- */
+
+#define IOB_RING_MAGIC UINT64_C(0x31474e4952424f49) /* "IOBRING1", little-endian */
+#define IOB_RING_VERSION 1u
+/*
+ * Sections of the control region are 128 bytes apart rather than 64: the adjacent-line
+ * prefetcher on current x86 parts pulls cache lines in pairs, so 64-byte neighbours still
+ * ping-pong between cores.
+ */
+#define IOB_RING_LINE 128u
+#define IOB_RING_ALIGN 8u              /* records start on multiples of this */
+#define IOB_RING_RECORD_HEADER 8u      /* bytes before each payload */
+#define IOB_RING_MIN_CAPACITY 4096u    /* smallest data capacity accepted */
+#define IOB_RING_MAX_CAPACITY (UINT64_C(1) << 40)
+
+/* Record types, the upper half of a record header (the lower half is the payload length). */
+#define IOB_RING_REC_MSG 0x4d534731u /* a message of `length` payload bytes */
+#define IOB_RING_REC_PAD 0x50414431u /* filler to the end of the data: length = rest - 8 */
+
+typedef struct iob_ring_ctrl {
+    /* Header: written once by iob_ring_format, version last (release). */
+    uint64_t magic;
+    _Atomic uint32_t version;
+    uint32_t record_align;
+    uint64_t data_capacity; /* bytes of the data region used; a power of two */
+    uint64_t max_payload;   /* largest payload a record may carry */
+    uint8_t header_pad[IOB_RING_LINE - 32];
+
+    /* Written by the producer only. */
+    _Atomic uint64_t write_index; /* byte position just past the last published record */
+    _Atomic uint32_t producer_closed;
+    uint32_t producer_pad32;
+    uint8_t producer_pad[IOB_RING_LINE - 16];
+
+    /* Written by the consumer only. */
+    _Atomic uint64_t read_index; /* byte position just past the last released record */
+    _Atomic uint32_t consumer_closed;
+    uint32_t consumer_pad32;
+    uint8_t consumer_pad[IOB_RING_LINE - 16];
+
+    /*
+     * Wake-ups for a consumer that waits for data: it sets consumer_sleeping and sleeps on
+     * data_futex; the producer, once per published batch, sees the flag and bumps the word.
+     */
+    _Atomic uint32_t data_futex;
+    _Atomic uint32_t consumer_sleeping;
+    uint8_t data_wake_pad[IOB_RING_LINE - 8];
+
+    /* The mirror image, for a producer that waits for space. */
+    _Atomic uint32_t space_futex;
+    _Atomic uint32_t producer_sleeping;
+    uint8_t space_wake_pad[IOB_RING_LINE - 8];
+} iob_ring_ctrl_t;
+
+_Static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "64-bit atomics must be lock-free across processes");
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics must be lock-free across processes");
+_Static_assert(sizeof(_Atomic uint64_t) == 8 && _Alignof(_Atomic uint64_t) == 8, "u64 atomics");
+_Static_assert(sizeof(_Atomic uint32_t) == 4 && _Alignof(_Atomic uint32_t) == 4, "u32 atomics");
+_Static_assert(offsetof(iob_ring_ctrl_t, magic) == 0, "layout");
+_Static_assert(offsetof(iob_ring_ctrl_t, version) == 8, "layout");
+_Static_assert(offsetof(iob_ring_ctrl_t, record_align) == 12, "layout");
+_Static_assert(offsetof(iob_ring_ctrl_t, data_capacity) == 16, "layout");
+_Static_assert(offsetof(iob_ring_ctrl_t, max_payload) == 24, "layout");
+_Static_assert(offsetof(iob_ring_ctrl_t, write_index) == 1 * IOB_RING_LINE, "layout");
+_Static_assert(offsetof(iob_ring_ctrl_t, producer_closed) == 1 * IOB_RING_LINE + 8, "layout");
+_Static_assert(offsetof(iob_ring_ctrl_t, read_index) == 2 * IOB_RING_LINE, "layout");
+_Static_assert(offsetof(iob_ring_ctrl_t, consumer_closed) == 2 * IOB_RING_LINE + 8, "layout");
+_Static_assert(offsetof(iob_ring_ctrl_t, data_futex) == 3 * IOB_RING_LINE, "layout");
+_Static_assert(offsetof(iob_ring_ctrl_t, consumer_sleeping) == 3 * IOB_RING_LINE + 4, "layout");
+_Static_assert(offsetof(iob_ring_ctrl_t, space_futex) == 4 * IOB_RING_LINE, "layout");
+_Static_assert(offsetof(iob_ring_ctrl_t, producer_sleeping) == 4 * IOB_RING_LINE + 4, "layout");
+_Static_assert(sizeof(iob_ring_ctrl_t) == 5 * IOB_RING_LINE, "layout");
+
+/* Bytes the control region must hold at least. */
+#define IOB_RING_CTRL_SIZE ((uint64_t)sizeof(iob_ring_ctrl_t))
+
+/*
+ * The data capacity a data region of `data_size` bytes provides: the largest power of two
+ * not above it, capped at IOB_RING_MAX_CAPACITY; 0 when data_size < IOB_RING_MIN_CAPACITY.
+ * Both sides compute it from their own mapping; the header must agree.
+ */
+uint64_t iob_ring_capacity_for(uint64_t data_size);
+
+/* The largest payload a ring of this capacity carries: capacity / 2 - 8, so any record fits
+ * after at most one padding record, wherever the producer stands. */
+uint64_t iob_ring_max_payload(uint64_t capacity);
+
+/*
+ * Writes a fresh header into a zero-filled control region for a data region of data_size
+ * bytes. The region's creator (normally the producer) calls it once, before either side
+ * attaches; the version is stored last with release ordering, so a side that attaches
+ * early sees ZX_ERR_SHOULD_WAIT, never a half-written header.
+ * Errors: ZX_ERR_INVALID_ARGS (ctrl NULL or misaligned), ZX_ERR_BUFFER_TOO_SMALL
+ * (ctrl_size < IOB_RING_CTRL_SIZE, or data_size < IOB_RING_MIN_CAPACITY).
+ */
+zx_status_t iob_ring_format(void* ctrl, uint64_t ctrl_size, uint64_t data_size);
+
+/* ---- endpoints (local state, caller-provided storage: _init/_fini) ------------------ */
+
+typedef enum iob_ring_wait_mode {
+    IOB_RING_WAIT_SPIN = 0,  /* waits busy-poll and never sleep */
+    IOB_RING_WAIT_BLOCK = 1, /* spin adaptively, then sleep on the futex word */
+} iob_ring_wait_mode_t;
+
+typedef struct iob_ring_options {
+    /*
+     * Publish the index after this many messages (commit or release); 0 means 1. Whatever
+     * the count, an endpoint publishes when a quarter of the capacity is unpublished, when
+     * it runs out (of space or data), before it waits, and on flush and close. A producer
+     * that goes idle must call iob_ring_producer_flush, or the last batch stays invisible.
+     */
+    uint32_t batch;
+    iob_ring_wait_mode_t wait;
+} iob_ring_options_t;
+
+typedef struct iob_ring_stats {
+    uint64_t publishes;    /* index stores */
+    uint64_t futex_waits;  /* FUTEX_WAIT calls made by this side */
+    uint64_t futex_wakes;  /* FUTEX_WAKE calls made by this side */
+} iob_ring_stats_t;
+
+typedef struct iob_ring_producer {
+    iob_ring_ctrl_t* ctrl;
+    unsigned char* data;
+    uint64_t capacity;
+    uint64_t mask;
+    uint64_t max_payload;
+    uint64_t write_pos;      /* local, ahead of what is published */
+    uint64_t published;      /* last write_index stored */
+    uint64_t cached_read;    /* last validated read_index */
+    uint64_t reserved;       /* payload bytes of the open reservation; UINT64_MAX: none */
+    uint64_t reserved_off;   /* data offset of its record header */
+    uint32_t batch;
+    uint32_t unpublished;    /* commits since the last publication */
+    uint32_t spin_limit;
+    iob_ring_wait_mode_t wait;
+    zx_status_t broken;      /* sticky: ZX_ERR_IO_DATA_INTEGRITY once the consumer misbehaved */
+    iob_ring_stats_t stats;
+} iob_ring_producer_t;
+
+typedef struct iob_ring_consumer {
+    iob_ring_ctrl_t* ctrl;
+    const unsigned char* data;
+    uint64_t capacity;
+    uint64_t mask;
+    uint64_t max_payload;
+    uint64_t read_pos;       /* local, ahead of what is published */
+    uint64_t published;      /* last read_index stored */
+    uint64_t cached_write;   /* last validated write_index */
+    uint64_t pending;        /* record bytes of the message peek returned; 0: none */
+    uint32_t batch;
+    uint32_t unpublished;
+    uint32_t spin_limit;
+    iob_ring_wait_mode_t wait;
+    zx_status_t broken;
+    iob_ring_stats_t stats;
+} iob_ring_consumer_t;
+
+/*
+ * Attaches the producer to mapped regions: ctrl (ctrl_size bytes, writable) and data
+ * (data_size bytes, writable). options may be NULL (batch 1, spin).
+ * Errors: ZX_ERR_INVALID_ARGS (NULL or misaligned pointers), ZX_ERR_SHOULD_WAIT (header not
+ * yet formatted: version 0), ZX_ERR_IO_DATA_INTEGRITY (bad magic, version, alignment,
+ * capacity or payload limit that disagrees with data_size, or indices that make no sense),
+ * ZX_ERR_BUFFER_TOO_SMALL (regions too small for a ring).
+ */
+zx_status_t iob_ring_producer_init(iob_ring_producer_t* p, void* ctrl, uint64_t ctrl_size,
+                                   void* data, uint64_t data_size,
+                                   const iob_ring_options_t* options);
+/* Publishes what is committed. The struct may be reused after it. */
+void iob_ring_producer_fini(iob_ring_producer_t* p);
+
+/*
+ * Reserves room for a payload of len bytes and returns where to write it (8-aligned).
+ * Nothing is visible to the consumer until iob_ring_commit and a publication. At most one
+ * reservation is open; reserving again replaces it.
+ * Errors: ZX_ERR_OUT_OF_RANGE (len > max payload), ZX_ERR_SHOULD_WAIT (not enough space
+ * now: wait with iob_ring_producer_wait), ZX_ERR_PEER_CLOSED (the consumer closed),
+ * ZX_ERR_IO_DATA_INTEGRITY (the consumer published an impossible read index).
+ */
+zx_status_t iob_ring_reserve(iob_ring_producer_t* p, size_t len, void** out);
+/*
+ * Closes the open reservation as a message of len bytes (len <= what was reserved).
+ * Errors: ZX_ERR_BAD_STATE (no reservation), ZX_ERR_OUT_OF_RANGE (len too large).
+ */
+zx_status_t iob_ring_commit(iob_ring_producer_t* p, size_t len);
+/* Copies len bytes in as one message: reserve + memcpy + commit. Same errors as reserve. */
+zx_status_t iob_ring_write(iob_ring_producer_t* p, const void* buf, size_t len);
+/* Publishes the write index now and wakes a sleeping consumer. */
+void iob_ring_producer_flush(iob_ring_producer_t* p);
+/*
+ * Waits until a payload of len bytes can be reserved (busy-poll, or spin then futex in
+ * block mode). deadline: CLOCK_MONOTONIC ns, ZX_TIME_INFINITE for none.
+ * Errors: ZX_ERR_TIMED_OUT, ZX_ERR_PEER_CLOSED, ZX_ERR_OUT_OF_RANGE, ZX_ERR_IO_DATA_INTEGRITY.
+ */
+zx_status_t iob_ring_producer_wait(iob_ring_producer_t* p, size_t len, zx_time_t deadline);
+/* Flushes, marks the producer closed and wakes the consumer, who drains then sees PEER_CLOSED. */
+void iob_ring_producer_close(iob_ring_producer_t* p);
+
+/*
+ * Attaches the consumer: ctrl writable, data read-only. Same errors as producer_init.
+ */
+zx_status_t iob_ring_consumer_init(iob_ring_consumer_t* c, void* ctrl, uint64_t ctrl_size,
+                                   const void* data, uint64_t data_size,
+                                   const iob_ring_options_t* options);
+void iob_ring_consumer_fini(iob_ring_consumer_t* c);
+
+/*
+ * Returns the oldest unreleased message in place: *out points into the data region (valid
+ * until iob_ring_release) and *len is its length, already checked against the published
+ * data and the end of the region. The producer can still scribble over those bytes, but
+ * never make the consumer read outside them. Peeking again without releasing returns the
+ * same message.
+ * Errors: ZX_ERR_SHOULD_WAIT (nothing published), ZX_ERR_PEER_CLOSED (producer closed and
+ * everything drained), ZX_ERR_IO_DATA_INTEGRITY (corrupt index or record; sticky).
+ */
+zx_status_t iob_ring_peek(iob_ring_consumer_t* c, const void** out, size_t* len);
+/* Releases the message the last peek returned (no-op when none). */
+void iob_ring_release(iob_ring_consumer_t* c);
+/*
+ * Copies the next message out and releases it. *len receives its length.
+ * Errors: as peek, plus ZX_ERR_BUFFER_TOO_SMALL (cap < length: nothing is consumed and
+ * *len says how much is needed).
+ */
+zx_status_t iob_ring_read(iob_ring_consumer_t* c, void* buf, size_t cap, size_t* len);
+/* Publishes the read index now and wakes a producer sleeping for space. */
+void iob_ring_consumer_flush(iob_ring_consumer_t* c);
+/*
+ * Waits until peek has something to say (a message, PEER_CLOSED or an integrity error).
+ * Returns ZX_OK then, or ZX_ERR_TIMED_OUT at the deadline.
+ */
+zx_status_t iob_ring_consumer_wait(iob_ring_consumer_t* c, zx_time_t deadline);
+/* Publishes, marks the consumer closed and wakes the producer. */
+void iob_ring_consumer_close(iob_ring_consumer_t* c);
+
+/* CLOCK_MONOTONIC now, in ns (the clock every deadline above uses). */
+zx_time_t iob_ring_now(void);
+
+#endif /* IOB_SHM_RING_H_ */
