@@ -102,4 +102,46 @@ zx_status_t iob_conn_region_read(iob_conn_t* conn, zx_handle_t handle, uint32_t 
 zx_status_t iob_conn_region_write(iob_conn_t* conn, zx_handle_t handle, uint32_t region_index,
                                   uint64_t offset, const void* buffer, size_t len);
 
+/* ---- Additions for operators (iobctl) ---- */
+
+/* ServerInfo: what the server runs with, and what it holds now. */
+typedef struct iob_conn_server_info {
+    char version[32];
+    uint32_t page_size;
+    char backing[8];
+    uint64_t hugepages_total, hugepages_free; /* of the backing's pool; 0 for 4K */
+    uint64_t max_total_bytes;
+    uint32_t max_iobs_per_session, max_handles_per_session;
+    uint64_t token_ttl_ns;
+    uint64_t iobs, sessions, handles, mappings, tokens, bytes_in_use;
+    uint32_t max_message_bytes, max_chunk_bytes;
+} iob_conn_server_info_t;
+
+zx_status_t iob_conn_server_info(iob_conn_t* conn, iob_conn_server_info_t* out);
+
+typedef struct iob_conn_endpoint_summary {
+    zx_koid_t koid;
+    uint32_t handles;
+    uint32_t mappings;
+    zx_signals_t signals;
+} iob_conn_endpoint_summary_t;
+
+typedef struct iob_conn_iob_summary {
+    zx_koid_t koid; /* endpoint 0's koid names the IOB */
+    uint32_t region_count;
+    uint64_t total_bytes;
+    char name[ZX_MAX_NAME_LEN];
+    iob_conn_endpoint_summary_t endpoints[2];
+} iob_conn_iob_summary_t;
+
+/*
+ * ListIobs: copies up to capacity summaries (in creation order); *count_out is the number
+ * the server reported (at most IOB_WIRE_MAX_LIST, 4096, per call).
+ */
+zx_status_t iob_conn_list(iob_conn_t* conn, iob_conn_iob_summary_t* out, size_t capacity,
+                          size_t* count_out);
+
+/* "unix:/run/iob/iobd.sock" or "host:port": the target this connection uses. */
+const char* iob_conn_target(const iob_conn_t* conn);
+
 #endif /* IOB_CLIENT_RPC_IOB_CONN_H_ */

@@ -1,0 +1,93 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libiob internals: the process's session (its iob_conn and its map-broker socket), the
+ * mapping table, the signal fd. Nothing here is installed or exported.
+ *
+ * Ownership: the process holds at most one current session (iob__session_t). Every call
+ * takes a reference for its duration (iob__session_get / iob__session_put), so
+ * iob_client_close on one thread cannot free a session another thread is using; the
+ * connection itself is closed when the last reference goes.
+ */
+#ifndef IOB_CLIENT_LIB_LIBIOB_H_
+#define IOB_CLIENT_LIB_LIBIOB_H_
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <zircon/syscalls.h>
+
+#include "client/rpc/iob_conn.h"
+
+/* The root VMAR pseudo-handle. iobd's handles always have the low two bits set, so a value
+ * with them clear can never collide with one. */
+#define IOB__VMAR_ROOT_HANDLE ((zx_handle_t)0x7ffffff0u)
+
+typedef struct iob__session {
+    atomic_uint refs;
+    iob_conn_t* conn;
+    iob_conn_session_info_t info;
+
+    /* The map-broker connection, opened on the first map; guarded by broker_lock. */
+    pthread_mutex_t broker_lock;
+    int broker_fd;
+    uint64_t next_request_id;
+} iob__session_t;
+
+/*
+ * The current session, opened on first use ($IOB_SERVER or the default socket). On
+ * failure returns the transport's status (ZX_ERR_UNAVAILABLE when iobd is unreachable).
+ */
+zx_status_t iob__session_get(iob__session_t** out);
+/* The current session with a reference, or NULL; never opens one. */
+iob__session_t* iob__session_peek(void);
+void iob__session_put(iob__session_t* session);
+
+/* Page size for rounding: the server's, or the OS's when no server can be reached. */
+uint64_t iob__page_size(void);
+
+/* ---- Map broker client (session.c) ---- */
+
+typedef struct iob__grant {
+    int fd; /* owned by the caller; -1 for check-only requests */
+    bool writable;
+    uint64_t mapping_id;
+    uint64_t region_size;
+    uint64_t iob_koid;
+} iob__grant_t;
+
+/*
+ * Asks the broker for a mapping. On ZX_OK (not check-only) the caller owns grant->fd.
+ * ZX_ERR_NOT_SUPPORTED when the session has no broker (a remote iobd).
+ */
+zx_status_t iob__broker_map(iob__session_t* session, zx_handle_t handle, zx_vm_option_t options,
+                            uint32_t region_index, uint64_t region_offset, uint64_t len,
+                            bool check_only, iob__grant_t* grant);
+zx_status_t iob__broker_unmap(iob__session_t* session, uint64_t mapping_id);
+
+/* ---- zx_vmar_map_iob's own checks (vmar.c), exposed for unit tests ---- */
+
+/*
+ * The checks of A.4 step 7 that only the client can make (it alone knows vmar_offset and
+ * the placement options), in Zircon's order. ZX_OK, ZX_ERR_INVALID_ARGS or
+ * ZX_ERR_OUT_OF_RANGE.
+ */
+zx_status_t iob__map_local_checks(zx_vm_option_t options, uint64_t vmar_offset,
+                                  uint64_t region_offset, uint64_t region_len, uint64_t page_size);
+
+/*
+ * Combines the local verdict with the server's (obtained with a check-only request) into
+ * the status Zircon returns: the server's checks of steps 1-6 win over local ones, local
+ * ones win over the server's later ones (see vmar.c).
+ */
+zx_status_t iob__map_merge_status(zx_status_t local, zx_status_t server, zx_vm_option_t options,
+                                  uint64_t region_offset, uint64_t region_len,
+                                  uint64_t page_size);
+
+/* ---- Signals (signals.c) ---- */
+
+/* The iob_conn event callback: records the change and wakes iob_signal_fd. */
+void iob__signal_event(void* ctx, zx_handle_t handle, zx_signals_t signals);
+
+#endif /* IOB_CLIENT_LIB_LIBIOB_H_ */

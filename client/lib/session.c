@@ -1,0 +1,346 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The process's session with iobd (iob_conn) and its map-broker socket; the explicit
+ * connection API of <iob/iob.h>.
+ *
+ * One current session per process, guarded by g_lock: opened lazily by the first call that
+ * needs it, or explicitly by iob_client_connect; ended by iob_client_close. Each caller
+ * holds a reference while it works, so a session is freed (and its connection closed) only
+ * after the last in-flight call on it has returned.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <iob/iob.h>
+
+#include "client/lib/libiob.h"
+#include "shm/broker_wire.h"
+#include "shm/fdpass.h"
+#include "shm/region.h"
+
+/* How long the library waits for one broker reply before it gives up on iobd. */
+#define IOB__BROKER_TIMEOUT_S 10
+
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static iob__session_t* g_session; /* current session; holds one reference */
+static atomic_uint_fast64_t g_page_size; /* cached once a server answered */
+
+struct iob_client {
+    iob__session_t* session; /* the explicit connection's reference */
+};
+
+static zx_status_t iob__session_open(const char* target, iob__session_t** out) {
+    iob__session_t* s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        return ZX_ERR_NO_MEMORY;
+    }
+    iob_conn_options_t options;
+    memset(&options, 0, sizeof options);
+    options.target = target;
+    zx_status_t st = iob_conn_open(&options, &s->conn);
+    if (st != ZX_OK) {
+        free(s);
+        return st;
+    }
+    s->info = *iob_conn_session(s->conn);
+    atomic_init(&s->refs, 1);
+    pthread_mutex_init(&s->broker_lock, NULL);
+    s->broker_fd = -1;
+    s->next_request_id = 1;
+    if (s->info.page_size != 0) {
+        atomic_store(&g_page_size, s->info.page_size);
+    }
+    iob_conn_set_event_callback(s->conn, iob__signal_event, NULL);
+    *out = s;
+    return ZX_OK;
+}
+
+static void iob__session_free(iob__session_t* s) {
+    iob_conn_close(s->conn);
+    if (s->broker_fd >= 0) {
+        close(s->broker_fd);
+    }
+    pthread_mutex_destroy(&s->broker_lock);
+    free(s);
+}
+
+zx_status_t iob__session_get(iob__session_t** out) {
+    pthread_mutex_lock(&g_lock);
+    zx_status_t st = ZX_OK;
+    if (g_session == NULL) {
+        st = iob__session_open(NULL, &g_session);
+    }
+    if (st == ZX_OK) {
+        atomic_fetch_add(&g_session->refs, 1);
+        *out = g_session;
+    }
+    pthread_mutex_unlock(&g_lock);
+    return st;
+}
+
+iob__session_t* iob__session_peek(void) {
+    pthread_mutex_lock(&g_lock);
+    iob__session_t* s = g_session;
+    if (s != NULL) {
+        atomic_fetch_add(&s->refs, 1);
+    }
+    pthread_mutex_unlock(&g_lock);
+    return s;
+}
+
+void iob__session_put(iob__session_t* session) {
+    if (session != NULL && atomic_fetch_sub(&session->refs, 1) == 1) {
+        iob__session_free(session);
+    }
+}
+
+uint64_t iob__page_size(void) {
+    uint64_t cached = atomic_load(&g_page_size);
+    if (cached != 0) {
+        return cached;
+    }
+    iob__session_t* s;
+    if (iob__session_get(&s) == ZX_OK) {
+        iob__session_put(s);
+        cached = atomic_load(&g_page_size);
+        if (cached != 0) {
+            return cached;
+        }
+    }
+    long os = sysconf(_SC_PAGESIZE);
+    return os > 0 ? (uint64_t)os : 4096u;
+}
+
+/* ---- Explicit connections ---- */
+
+zx_status_t iob_client_connect(const char* target, iob_client_t** out) {
+    if (out == NULL) {
+        return ZX_ERR_INVALID_ARGS;
+    }
+    iob_client_t* client = calloc(1, sizeof *client);
+    if (client == NULL) {
+        return ZX_ERR_NO_MEMORY;
+    }
+    pthread_mutex_lock(&g_lock);
+    zx_status_t st = ZX_ERR_ALREADY_BOUND;
+    if (g_session == NULL) {
+        st = iob__session_open(target, &g_session);
+    }
+    if (st == ZX_OK) {
+        atomic_fetch_add(&g_session->refs, 1);
+        client->session = g_session;
+    }
+    pthread_mutex_unlock(&g_lock);
+    if (st != ZX_OK) {
+        free(client);
+        return st;
+    }
+    *out = client;
+    return ZX_OK;
+}
+
+void iob_client_close(iob_client_t* client) {
+    if (client == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&g_lock);
+    iob__session_t* current = NULL;
+    if (g_session == client->session) {
+        current = g_session;
+        g_session = NULL;
+    }
+    pthread_mutex_unlock(&g_lock);
+    iob__session_put(current);
+    iob__session_put(client->session);
+    free(client);
+}
+
+uint64_t iob_client_session_id(const iob_client_t* client) {
+    return client != NULL && client->session != NULL ? client->session->info.session_id : 0;
+}
+
+/* ---- Map broker client ---- */
+
+/* Sends one request and waits for its reply; broker_lock held. */
+static zx_status_t iob__broker_call(iob__session_t* s, const void* req, size_t req_len,
+                                   uint64_t request_id, uint16_t reply_type, void* reply,
+                                   size_t reply_len, int* fd_out) {
+    zx_status_t st = iob_fd_send(s->broker_fd, req, req_len, NULL, 0);
+    if (st != ZX_OK) {
+        return st;
+    }
+    for (;;) {
+        union {
+            iob_broker_hdr_t hdr;
+            iob_broker_status_reply_t status;
+            iob_broker_map_reply_t map;
+            unsigned char bytes[IOB_BROKER_MAX_MSG + 1];
+        } msg;
+        memset(&msg, 0, sizeof msg);
+        int fds[1];
+        size_t len = 0;
+        size_t nfds = 0;
+        st = iob_fd_recv(s->broker_fd, msg.bytes, sizeof msg.bytes, &len, fds, 1, &nfds);
+        if (st == ZX_ERR_SHOULD_WAIT) {
+            return ZX_ERR_TIMED_OUT; /* SO_RCVTIMEO ran out */
+        }
+        if (st != ZX_OK) {
+            return st;
+        }
+        /* The server is trusted more than clients, but its replies are still checked. */
+        bool ok = len >= sizeof(iob_broker_hdr_t) && msg.hdr.version == IOB_BROKER_WIRE_VERSION &&
+                  msg.hdr.size == len;
+        if (ok && msg.hdr.request_id != request_id) {
+            /* A late reply to a request that timed out earlier: drop it. */
+            if (nfds > 0) {
+                close(fds[0]);
+            }
+            continue;
+        }
+        if (ok && msg.hdr.type == IOB_BROKER_ERROR && len == sizeof(iob_broker_status_reply_t)) {
+            if (nfds > 0) {
+                close(fds[0]);
+            }
+            return msg.status.status < 0 ? msg.status.status : ZX_ERR_IO;
+        }
+        if (!ok || msg.hdr.type != reply_type || len != reply_len) {
+            if (nfds > 0) {
+                close(fds[0]);
+            }
+            return ZX_ERR_IO;
+        }
+        memcpy(reply, msg.bytes, reply_len);
+        if (fd_out != NULL) {
+            *fd_out = nfds > 0 ? fds[0] : -1;
+        } else if (nfds > 0) {
+            close(fds[0]);
+        }
+        return ZX_OK;
+    }
+}
+
+/* Connects and attaches the broker socket if that has not happened yet; broker_lock held. */
+static zx_status_t iob__broker_ensure(iob__session_t* s) {
+    if (s->broker_fd >= 0) {
+        return ZX_OK;
+    }
+    if (s->info.broker_path[0] == '\0') {
+        return ZX_ERR_NOT_SUPPORTED; /* a remote iobd: no shared memory to map */
+    }
+    struct sockaddr_un addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sun_family = AF_UNIX;
+    size_t n = strnlen(s->info.broker_path, sizeof s->info.broker_path);
+    if (n >= sizeof addr.sun_path) {
+        return ZX_ERR_BAD_PATH;
+    }
+    memcpy(addr.sun_path, s->info.broker_path, n);
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return iob_status_from_errno(errno);
+    }
+    struct timeval tv = {.tv_sec = IOB__BROKER_TIMEOUT_S, .tv_usec = 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    if (connect(fd, (struct sockaddr*)&addr, sizeof addr) != 0) {
+        int err = errno;
+        close(fd);
+        return err == EACCES || err == EPERM ? ZX_ERR_ACCESS_DENIED : ZX_ERR_UNAVAILABLE;
+    }
+    s->broker_fd = fd;
+    iob_broker_attach_req_t req;
+    memset(&req, 0, sizeof req);
+    uint64_t id = s->next_request_id++;
+    iob_broker_hdr_init(&req.hdr, IOB_BROKER_ATTACH, sizeof req, id);
+    req.session_id = s->info.session_id;
+    _Static_assert(sizeof req.secret == sizeof s->info.secret, "secret sizes agree");
+    memcpy(req.secret, s->info.secret, sizeof req.secret);
+    iob_broker_status_reply_t reply;
+    zx_status_t st = iob__broker_call(s, &req, sizeof req, id, IOB_BROKER_ATTACH | IOB_BROKER_REPLY,
+                                      &reply, sizeof reply, NULL);
+    memset(&req, 0, sizeof req); /* the secret does not linger on the stack */
+    if (st == ZX_OK) {
+        st = reply.status;
+    }
+    if (st != ZX_OK) {
+        close(s->broker_fd);
+        s->broker_fd = -1;
+    }
+    return st;
+}
+
+zx_status_t iob__broker_map(iob__session_t* s, zx_handle_t handle, zx_vm_option_t options,
+                            uint32_t region_index, uint64_t region_offset, uint64_t len,
+                            bool check_only, iob__grant_t* grant) {
+    pthread_mutex_lock(&s->broker_lock);
+    zx_status_t st = iob__broker_ensure(s);
+    if (st == ZX_OK) {
+        iob_broker_map_req_t req;
+        memset(&req, 0, sizeof req);
+        uint64_t id = s->next_request_id++;
+        iob_broker_hdr_init(&req.hdr, IOB_BROKER_MAP, sizeof req, id);
+        req.handle = handle;
+        req.options = options;
+        req.region_index = region_index;
+        req.flags = check_only ? IOB_BROKER_MAP_CHECK_ONLY : 0u;
+        req.region_offset = region_offset;
+        req.len = len;
+        iob_broker_map_reply_t reply;
+        int fd = -1;
+        st = iob__broker_call(s, &req, sizeof req, id, IOB_BROKER_MAP | IOB_BROKER_REPLY, &reply,
+                              sizeof reply, &fd);
+        if (st == ZX_OK) {
+            st = reply.status;
+            bool want_fd = st == ZX_OK && !check_only;
+            if (want_fd != (fd >= 0)) {
+                st = ZX_ERR_IO; /* a grant without its fd, or an fd without a grant */
+            }
+            if (st == ZX_OK) {
+                grant->fd = fd;
+                grant->writable = (reply.flags & IOB_BROKER_GRANT_WRITABLE) != 0;
+                grant->mapping_id = reply.mapping_id;
+                grant->region_size = reply.region_size;
+                grant->iob_koid = reply.iob_koid;
+                fd = -1;
+            }
+            if (fd >= 0) {
+                close(fd);
+            }
+        }
+        if (st == ZX_ERR_TIMED_OUT || st == ZX_ERR_IO || st == ZX_ERR_PEER_CLOSED) {
+            /* The stream is out of step or gone: start over with a fresh connection. */
+            close(s->broker_fd);
+            s->broker_fd = -1;
+        }
+    }
+    pthread_mutex_unlock(&s->broker_lock);
+    return st;
+}
+
+zx_status_t iob__broker_unmap(iob__session_t* s, uint64_t mapping_id) {
+    pthread_mutex_lock(&s->broker_lock);
+    zx_status_t st = iob__broker_ensure(s);
+    if (st == ZX_OK) {
+        iob_broker_unmap_req_t req;
+        memset(&req, 0, sizeof req);
+        uint64_t id = s->next_request_id++;
+        iob_broker_hdr_init(&req.hdr, IOB_BROKER_UNMAP, sizeof req, id);
+        req.mapping_id = mapping_id;
+        iob_broker_status_reply_t reply;
+        st = iob__broker_call(s, &req, sizeof req, id, IOB_BROKER_UNMAP | IOB_BROKER_REPLY, &reply,
+                              sizeof reply, NULL);
+        if (st == ZX_OK) {
+            st = reply.status;
+        } else {
+            close(s->broker_fd);
+            s->broker_fd = -1;
+        }
+    }
+    pthread_mutex_unlock(&s->broker_lock);
+    return st;
+}

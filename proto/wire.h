@@ -1,0 +1,124 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * iob_wire: what iobd and its C clients share on top of the generated protobuf-c code.
+ * The contract itself is proto/iob/v1/iob.proto; this is its C side: method paths,
+ * metadata keys, limits, the zx_status_t <-> gRPC code table, the protobuf-c <->
+ * grpc_byte_buffer codec and the region descriptor conversion.
+ */
+#ifndef IOB_PROTO_WIRE_H_
+#define IOB_PROTO_WIRE_H_
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <grpc/byte_buffer.h>
+#include <grpc/status.h>
+#include <protobuf-c/protobuf-c.h>
+
+#include <zircon/syscalls/iob.h>
+#include <zircon/types.h>
+
+#include "iob/v1/iob.pb-c.h"
+
+#define IOB_WIRE_SERVICE "/iob.v1.Iob/"
+
+/* X(ENUM, "Method") for every method of iob.v1.Iob, in the .proto's order. */
+#define IOB_WIRE_METHODS(X)                \
+    X(OPEN_SESSION, "OpenSession")         \
+    X(CREATE_IOB, "CreateIob")             \
+    X(GET_INFO, "GetInfo")                 \
+    X(DUPLICATE_HANDLE, "DuplicateHandle") \
+    X(REPLACE_HANDLE, "ReplaceHandle")     \
+    X(CLOSE_HANDLE, "CloseHandle")         \
+    X(GET_NAME, "GetName")                 \
+    X(SET_NAME, "SetName")                 \
+    X(SIGNAL, "Signal")                    \
+    X(SIGNAL_PEER, "SignalPeer")           \
+    X(GET_SIGNALS, "GetSignals")           \
+    X(WAIT, "Wait")                        \
+    X(EXPORT_HANDLE, "ExportHandle")       \
+    X(IMPORT_HANDLE, "ImportHandle")       \
+    X(READ_REGION, "ReadRegion")           \
+    X(WRITE_REGION, "WriteRegion")         \
+    X(LIST_IOBS, "ListIobs")               \
+    X(SERVER_INFO, "ServerInfo")
+
+typedef enum iob_wire_method {
+#define IOB__WIRE_METHOD_ENUM(e, name) IOB_WIRE_M_##e,
+    IOB_WIRE_METHODS(IOB__WIRE_METHOD_ENUM)
+#undef IOB__WIRE_METHOD_ENUM
+    IOB_WIRE_M_COUNT
+} iob_wire_method_t;
+
+/* "/iob.v1.Iob/CreateIob"; static storage (gRPC keeps the pointer for the channel's life). */
+const char* iob_wire_method_path(iob_wire_method_t method);
+
+/* Metadata keys (lowercase, as HTTP/2 requires). */
+#define IOB_WIRE_MD_STATUS "iob-status"     /* trailing: the exact zx_status_t, decimal */
+#define IOB_WIRE_MD_SESSION "iob-session"   /* request: "<id>:<32 hex digits>" */
+#define IOB_WIRE_MD_OBSERVED "iob-observed" /* trailing, Wait: the signals at the end */
+#define IOB_WIRE_MD_ACTUAL "iob-actual"     /* trailing, GetInfo: written even on failure */
+#define IOB_WIRE_MD_AVAIL "iob-avail"
+#define IOB_WIRE_MD_AUTHORIZATION "authorization" /* "Bearer <token>" (TCP) */
+
+/* Largest data chunk of ReadRegion/WriteRegion messages. */
+#define IOB_WIRE_MAX_CHUNK ((size_t)1 << 20)
+/* Receive limit of both ends: a chunk plus framing, well under gRPC's 4 MiB default. */
+#define IOB_WIRE_MAX_MESSAGE ((size_t)4 << 20)
+/* ListIobs returns at most this many summaries (the total is reported). */
+#define IOB_WIRE_MAX_LIST 4096
+
+#define IOB_WIRE_SECRET_SIZE 16
+/* "<u64>:<32 hex>" plus NUL. */
+#define IOB_WIRE_SESSION_MD_SIZE (20 + 1 + 2 * IOB_WIRE_SECRET_SIZE + 1)
+
+/* ---- Status ---- */
+
+/*
+ * The nearest gRPC code for a Zircon status: the table IOB_WIRE_STATUS_MAP covers every
+ * entry of ZX_STATUS_LIST; a value outside it is GRPC_STATUS_UNKNOWN.
+ */
+grpc_status_code iob_wire_grpc_code(zx_status_t status);
+/* True when status has an entry of its own in the table (tests check every code has). */
+bool iob_wire_status_is_mapped(zx_status_t status);
+/*
+ * For a call that ended without "iob-status" (the transport failed before iobd's handler
+ * ran): UNAVAILABLE -> ZX_ERR_UNAVAILABLE, DEADLINE_EXCEEDED -> ZX_ERR_TIMED_OUT,
+ * UNAUTHENTICATED/PERMISSION_DENIED -> ZX_ERR_ACCESS_DENIED, CANCELLED -> ZX_ERR_CANCELED,
+ * UNIMPLEMENTED -> ZX_ERR_NOT_SUPPORTED, OK -> ZX_OK, anything else -> ZX_ERR_IO.
+ */
+zx_status_t iob_wire_status_from_grpc(grpc_status_code code);
+/* Parses a decimal zx_status_t from metadata bytes. False when it is not one. */
+bool iob_wire_parse_status(const char* text, size_t len, zx_status_t* out);
+
+/* ---- Session metadata ---- */
+
+void iob_wire_format_session(char out[IOB_WIRE_SESSION_MD_SIZE], uint64_t session_id,
+                             const uint8_t secret[IOB_WIRE_SECRET_SIZE]);
+/* Strict: decimal id, ':', exactly 32 hex digits. */
+bool iob_wire_parse_session(const char* text, size_t len, uint64_t* session_id,
+                            uint8_t secret[IOB_WIRE_SECRET_SIZE]);
+
+/* ---- Codec ---- */
+
+/* Packs msg into a new byte buffer (caller: grpc_byte_buffer_destroy). NULL on no memory. */
+grpc_byte_buffer* iob_wire_pack(const ProtobufCMessage* msg);
+/*
+ * Unpacks a byte buffer (possibly several slices, possibly compressed) into a new message
+ * (caller: protobuf_c_message_free_unpacked). NULL buffer (no message), or bytes that are
+ * not a valid message of that type: NULL. Unknown fields are kept aside, as proto3 says.
+ */
+ProtobufCMessage* iob_wire_unpack(const ProtobufCMessageDescriptor* desc, grpc_byte_buffer* bb);
+
+/* ---- Region descriptors ---- */
+
+/*
+ * A wire region into a zx_iob_region_t: the 120 raw bytes when present (any other
+ * length is ZX_ERR_INVALID_ARGS), else the readable fields (the rest zero).
+ */
+zx_status_t iob_wire_region_from_pb(const Iob__V1__Region* pb, zx_iob_region_t* out);
+/* Fills pb (already initialised) from r; pb->raw points into r, which must outlive pb. */
+void iob_wire_region_to_pb(const zx_iob_region_t* r, Iob__V1__Region* pb);
+
+#endif /* IOB_PROTO_WIRE_H_ */

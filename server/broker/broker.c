@@ -1,0 +1,542 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The map broker: hands region fds to co-located clients over a SOCK_SEQPACKET socket
+ * (see broker.h for the contract and shm/broker_wire.h for the messages).
+ *
+ * Every byte a client sends is hostile input: each datagram must have exactly the size of
+ * its type, fds a client sends are closed unread, and a reply that cannot be sent ends the
+ * connection (a client that does not read its replies is not one we wait for). A grant
+ * whose reply could not be delivered is taken back (iob_core_unmap), so the core never
+ * counts a mapping the client cannot have made.
+ *
+ * Ownership: the broker owns its listening socket, its connections and their uv_poll_t
+ * handles. A connection is freed from its uv_close callback; the broker itself once the
+ * last of its handles has closed (iobd_broker_stop sets that in motion).
+ */
+#include "server/broker/broker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <zircon/status.h>
+
+#include "shm/broker_wire.h"
+#include "shm/fdpass.h"
+#include "shm/region.h"
+
+#define IOBD__BROKER_DEFAULT_MODE 0660u
+#define IOBD__BROKER_DEFAULT_MAX_CONN 1024u
+/* Messages handled per readable event, so one busy client cannot starve the loop. */
+#define IOBD__BROKER_BATCH 64
+/* A connection that fails authentication this often is dropped. */
+#define IOBD__BROKER_MAX_AUTH_FAILURES 3
+
+typedef struct iobd__conn iobd__conn_t;
+
+struct iobd__conn {
+    uv_poll_t poll; /* first member: the poll's data points back here anyway */
+    iobd_broker_t* broker;
+    int fd;
+    bool closing;
+    bool attached;
+    iob_session_id_t session;
+    pid_t pid;
+    uid_t uid;
+    gid_t gid;
+    unsigned auth_failures;
+    iobd__conn_t* prev;
+    iobd__conn_t* next;
+};
+
+struct iobd_broker {
+    uv_loop_t* loop;
+    iob_core_t* core;
+    iobd_broker_config_t config;
+    char* socket_path; /* our copy; config.socket_path points here */
+    int listen_fd;
+    uv_poll_t listen_poll;
+    bool stopping;
+    unsigned open_handles; /* listen poll + connection polls not yet closed */
+    iobd__conn_t* conns;
+    iobd_broker_stats_t stats;
+};
+
+static void iobd__log(iobd_broker_t* broker, int level, const char* fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void iobd__log(iobd_broker_t* broker, int level, const char* fmt, ...) {
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (broker->config.log != NULL) {
+        broker->config.log(broker->config.log_ctx, level, msg);
+    } else if (level <= IOBD_BROKER_LOG_INFO) {
+        fprintf(stderr, "iobd broker: %s\n", msg);
+    }
+}
+
+static void iobd__maybe_free(iobd_broker_t* broker) {
+    if (broker->stopping && broker->open_handles == 0) {
+        free(broker->socket_path);
+        free(broker);
+    }
+}
+
+/* ---- Connections ---- */
+
+static void iobd__conn_on_close(uv_handle_t* handle) {
+    iobd__conn_t* conn = handle->data;
+    iobd_broker_t* broker = conn->broker;
+    close(conn->fd);
+    free(conn);
+    broker->open_handles--;
+    iobd__maybe_free(broker);
+}
+
+/*
+ * Ends a connection. Mapping records granted through it are deliberately kept: the
+ * process may still have the memory mapped (broker.h, "Lifetimes").
+ */
+static void iobd__conn_close(iobd__conn_t* conn, const char* why) {
+    if (conn->closing) {
+        return;
+    }
+    conn->closing = true;
+    iobd_broker_t* broker = conn->broker;
+    iobd__log(broker, IOBD_BROKER_LOG_DEBUG, "connection of pid %ld closed: %s", (long)conn->pid,
+              why);
+    if (conn->prev != NULL) {
+        conn->prev->next = conn->next;
+    } else {
+        broker->conns = conn->next;
+    }
+    if (conn->next != NULL) {
+        conn->next->prev = conn->prev;
+    }
+    broker->stats.connections--;
+    uv_poll_stop(&conn->poll);
+    uv_close((uv_handle_t*)&conn->poll, iobd__conn_on_close);
+}
+
+static zx_status_t iobd__send(iobd__conn_t* conn, const void* msg, size_t len, int fd) {
+    return iob_fd_send(conn->fd, msg, len, fd >= 0 ? &fd : NULL, fd >= 0 ? 1u : 0u);
+}
+
+/* Replies with a status-only message; a failed send ends the connection. */
+static void iobd__reply_status(iobd__conn_t* conn, uint16_t type, uint64_t request_id,
+                               zx_status_t status) {
+    iob_broker_status_reply_t reply;
+    memset(&reply, 0, sizeof reply);
+    iob_broker_hdr_init(&reply.hdr, type, sizeof reply, request_id);
+    reply.status = status;
+    zx_status_t st = iobd__send(conn, &reply, sizeof reply, -1);
+    if (st != ZX_OK) {
+        iobd__conn_close(conn, zx_status_get_string(st));
+    }
+}
+
+static void iobd__bad_message(iobd__conn_t* conn, uint64_t request_id, zx_status_t status,
+                              const char* what) {
+    conn->broker->stats.bad_messages++;
+    iobd__log(conn->broker, IOBD_BROKER_LOG_DEBUG, "pid %ld: bad message (%s)", (long)conn->pid,
+              what);
+    iobd__reply_status(conn, IOB_BROKER_ERROR, request_id, status);
+}
+
+static void iobd__handle_attach(iobd__conn_t* conn, const iob_broker_attach_req_t* req) {
+    iobd_broker_t* broker = conn->broker;
+    uint16_t type = IOB_BROKER_ATTACH | IOB_BROKER_REPLY;
+    if (conn->attached) {
+        iobd__reply_status(conn, type, req->hdr.request_id, ZX_ERR_BAD_STATE);
+        return;
+    }
+    iob_session_id_t session = {0};
+    if (!broker->config.authenticate(broker->config.auth_ctx, req->session_id, req->secret,
+                                     &session)) {
+        broker->stats.auth_failures++;
+        conn->auth_failures++;
+        iobd__log(broker, IOBD_BROKER_LOG_WARNING,
+                  "pid %ld uid %ld: authentication for session %llu failed", (long)conn->pid,
+                  (long)conn->uid, (unsigned long long)req->session_id);
+        iobd__reply_status(conn, type, req->hdr.request_id, ZX_ERR_ACCESS_DENIED);
+        if (conn->auth_failures >= IOBD__BROKER_MAX_AUTH_FAILURES) {
+            iobd__conn_close(conn, "too many authentication failures");
+        }
+        return;
+    }
+    conn->attached = true;
+    conn->session = session;
+    iobd__log(broker, IOBD_BROKER_LOG_DEBUG, "pid %ld attached to session %llu", (long)conn->pid,
+              (unsigned long long)session.value);
+    iobd__reply_status(conn, type, req->hdr.request_id, ZX_OK);
+}
+
+static void iobd__handle_map(iobd__conn_t* conn, const iob_broker_map_req_t* req) {
+    iobd_broker_t* broker = conn->broker;
+    iob_broker_map_reply_t reply;
+    memset(&reply, 0, sizeof reply);
+    iob_broker_hdr_init(&reply.hdr, IOB_BROKER_MAP | IOB_BROKER_REPLY, sizeof reply,
+                        req->hdr.request_id);
+
+    zx_status_t st;
+    iob_map_grant_t grant;
+    memset(&grant, 0, sizeof grant);
+    if (!conn->attached) {
+        st = ZX_ERR_BAD_STATE;
+    } else if ((req->flags & ~(uint32_t)IOB_BROKER_MAP_CHECK_ONLY) != 0) {
+        st = ZX_ERR_INVALID_ARGS;
+    } else {
+        st = iob_core_map(broker->core, conn->session, req->handle, req->options,
+                          req->region_index, req->region_offset, req->len, &grant);
+    }
+    int fd = -1;
+    if (st == ZX_OK && (req->flags & IOB_BROKER_MAP_CHECK_ONLY) != 0) {
+        iob_core_unmap(broker->core, conn->session, grant.mapping);
+    } else if (st == ZX_OK) {
+        /* The grant's fd is only borrowed from the core: take our own before anything else. */
+        fd = fcntl(grant.fd, F_DUPFD_CLOEXEC, 0);
+        if (fd < 0) {
+            st = iob_status_from_errno(errno);
+            iob_core_unmap(broker->core, conn->session, grant.mapping);
+        }
+    }
+    reply.status = st;
+    if (fd >= 0) {
+        reply.flags = grant.writable ? IOB_BROKER_GRANT_WRITABLE : 0u;
+        reply.mapping_id = grant.mapping.value;
+        reply.region_size = grant.region_size;
+        reply.iob_koid = grant.iob_koid;
+        broker->stats.maps_granted++;
+    } else if (st != ZX_OK) {
+        broker->stats.maps_refused++;
+    }
+    zx_status_t sent = iobd__send(conn, &reply, sizeof reply, fd);
+    if (fd >= 0) {
+        close(fd);
+        if (sent != ZX_OK) {
+            /* The client never got the fd, so it cannot have mapped it: take the grant back. */
+            iob_core_unmap(broker->core, conn->session, grant.mapping);
+            broker->stats.maps_granted--;
+        }
+    }
+    if (sent != ZX_OK) {
+        iobd__conn_close(conn, zx_status_get_string(sent));
+    }
+}
+
+static void iobd__handle_unmap(iobd__conn_t* conn, const iob_broker_unmap_req_t* req) {
+    zx_status_t st = ZX_ERR_BAD_STATE;
+    if (conn->attached) {
+        iob_mapping_id_t mapping = {req->mapping_id};
+        st = iob_core_unmap(conn->broker->core, conn->session, mapping);
+        if (st == ZX_OK) {
+            conn->broker->stats.unmaps++;
+        }
+    }
+    iobd__reply_status(conn, IOB_BROKER_UNMAP | IOB_BROKER_REPLY, req->hdr.request_id, st);
+}
+
+/* Validates one datagram and dispatches it. The union keeps every body aligned. */
+typedef union {
+    iob_broker_hdr_t hdr;
+    iob_broker_attach_req_t attach;
+    iob_broker_map_req_t map;
+    iob_broker_unmap_req_t unmap;
+    unsigned char bytes[IOB_BROKER_MAX_MSG + 1];
+} iobd__msg_t;
+
+static void iobd__dispatch(iobd__conn_t* conn, const iobd__msg_t* msg, size_t len) {
+    if (len < sizeof(iob_broker_hdr_t)) {
+        iobd__bad_message(conn, 0, ZX_ERR_INVALID_ARGS, "short");
+        return;
+    }
+    const iob_broker_hdr_t* hdr = &msg->hdr;
+    if (hdr->version != IOB_BROKER_WIRE_VERSION) {
+        iobd__bad_message(conn, hdr->request_id, ZX_ERR_NOT_SUPPORTED, "version");
+        return;
+    }
+    size_t want;
+    switch (hdr->type) {
+    case IOB_BROKER_ATTACH:
+        want = sizeof(iob_broker_attach_req_t);
+        break;
+    case IOB_BROKER_MAP:
+        want = sizeof(iob_broker_map_req_t);
+        break;
+    case IOB_BROKER_UNMAP:
+        want = sizeof(iob_broker_unmap_req_t);
+        break;
+    default:
+        iobd__bad_message(conn, hdr->request_id, ZX_ERR_NOT_SUPPORTED, "unknown type");
+        return;
+    }
+    if (len != want || hdr->size != want) {
+        iobd__bad_message(conn, hdr->request_id, ZX_ERR_INVALID_ARGS, "size");
+        return;
+    }
+    switch (hdr->type) {
+    case IOB_BROKER_ATTACH:
+        iobd__handle_attach(conn, &msg->attach);
+        break;
+    case IOB_BROKER_MAP:
+        iobd__handle_map(conn, &msg->map);
+        break;
+    default:
+        iobd__handle_unmap(conn, &msg->unmap);
+        break;
+    }
+}
+
+static void iobd__conn_on_readable(uv_poll_t* poll, int status, int events) {
+    iobd__conn_t* conn = poll->data;
+    if (status < 0) {
+        iobd__conn_close(conn, uv_strerror(status));
+        return;
+    }
+    if ((events & (UV_READABLE | UV_DISCONNECT)) == 0) {
+        return;
+    }
+    for (int i = 0; i < IOBD__BROKER_BATCH && !conn->closing; i++) {
+        iobd__msg_t msg;
+        memset(&msg, 0, sizeof msg);
+        int fds[IOB_FDPASS_MAX_FDS];
+        size_t len = 0;
+        size_t nfds = 0;
+        zx_status_t st =
+            iob_fd_recv(conn->fd, msg.bytes, sizeof msg.bytes, &len, fds, IOB_FDPASS_MAX_FDS, &nfds);
+        if (st == ZX_ERR_SHOULD_WAIT) {
+            return;
+        }
+        if (st == ZX_ERR_IO_DATA_INTEGRITY) {
+            /* Truncated or odd control data; iob_fd_recv already closed every fd. */
+            iobd__bad_message(conn, 0, ZX_ERR_INVALID_ARGS, "truncated or bad control data");
+            continue;
+        }
+        if (st != ZX_OK) {
+            iobd__conn_close(conn, zx_status_get_string(st));
+            return;
+        }
+        if (nfds > 0) {
+            for (size_t k = 0; k < nfds; k++) {
+                close(fds[k]);
+            }
+            iobd__bad_message(conn, len >= sizeof(iob_broker_hdr_t) ? msg.hdr.request_id : 0,
+                              ZX_ERR_INVALID_ARGS, "client sent fds");
+            continue;
+        }
+        iobd__dispatch(conn, &msg, len);
+    }
+}
+
+/* ---- Listening ---- */
+
+static void iobd__accept_one(iobd_broker_t* broker, int fd) {
+    struct ucred cred;
+    socklen_t cred_len = sizeof cred;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cred_len) != 0 || cred_len != sizeof cred) {
+        iobd__log(broker, IOBD_BROKER_LOG_WARNING, "SO_PEERCRED failed: %s", strerror(errno));
+        broker->stats.refused++;
+        close(fd);
+        return;
+    }
+    uint32_t max = broker->config.max_connections != 0 ? broker->config.max_connections
+                                                       : IOBD__BROKER_DEFAULT_MAX_CONN;
+    bool allowed = broker->config.peer_allowed == NULL ||
+                   broker->config.peer_allowed(broker->config.policy_ctx, cred.pid, cred.uid,
+                                               cred.gid);
+    if (!allowed || broker->stats.connections >= max) {
+        iobd__log(broker, IOBD_BROKER_LOG_WARNING, "refused pid %ld uid %ld gid %ld: %s",
+                  (long)cred.pid, (long)cred.uid, (long)cred.gid,
+                  allowed ? "too many connections" : "policy");
+        broker->stats.refused++;
+        close(fd);
+        return;
+    }
+    iobd__conn_t* conn = calloc(1, sizeof *conn);
+    if (conn == NULL || uv_poll_init(broker->loop, &conn->poll, fd) != 0) {
+        iobd__log(broker, IOBD_BROKER_LOG_ERR, "cannot serve pid %ld: out of memory",
+                  (long)cred.pid);
+        free(conn);
+        close(fd);
+        return;
+    }
+    conn->poll.data = conn;
+    conn->broker = broker;
+    conn->fd = fd;
+    conn->pid = cred.pid;
+    conn->uid = cred.uid;
+    conn->gid = cred.gid;
+    conn->next = broker->conns;
+    if (broker->conns != NULL) {
+        broker->conns->prev = conn;
+    }
+    broker->conns = conn;
+    broker->open_handles++;
+    broker->stats.connections++;
+    broker->stats.accepted++;
+    iobd__log(broker, IOBD_BROKER_LOG_INFO, "accepted pid %ld uid %ld gid %ld", (long)cred.pid,
+              (long)cred.uid, (long)cred.gid);
+    uv_poll_start(&conn->poll, UV_READABLE | UV_DISCONNECT, iobd__conn_on_readable);
+}
+
+static void iobd__on_listen_readable(uv_poll_t* poll, int status, int events) {
+    iobd_broker_t* broker = poll->data;
+    (void)events;
+    if (status < 0) {
+        iobd__log(broker, IOBD_BROKER_LOG_ERR, "listening socket: %s", uv_strerror(status));
+        return;
+    }
+    for (int i = 0; i < IOBD__BROKER_BATCH; i++) {
+        int fd = accept4(broker->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) {
+                continue;
+            }
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                /* EMFILE and friends: try again on the next event rather than spin. */
+                iobd__log(broker, IOBD_BROKER_LOG_WARNING, "accept: %s", strerror(errno));
+            }
+            return;
+        }
+        iobd__accept_one(broker, fd);
+    }
+}
+
+static void iobd__listen_on_close(uv_handle_t* handle) {
+    iobd_broker_t* broker = handle->data;
+    close(broker->listen_fd);
+    broker->listen_fd = -1;
+    broker->open_handles--;
+    iobd__maybe_free(broker);
+}
+
+static zx_status_t iobd__status_from_bind_errno(int err) {
+    switch (err) {
+    case EADDRINUSE:
+        return ZX_ERR_ADDRESS_IN_USE;
+    case ENOENT:
+    case ENOTDIR:
+    case ENAMETOOLONG:
+    case ELOOP:
+        return ZX_ERR_BAD_PATH;
+    case EACCES:
+    case EPERM:
+    case EROFS:
+        return ZX_ERR_ACCESS_DENIED;
+    default:
+        return ZX_ERR_IO;
+    }
+}
+
+static zx_status_t iobd__listen(iobd_broker_t* broker) {
+    struct sockaddr_un addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sun_family = AF_UNIX;
+    size_t path_len = strlen(broker->socket_path);
+    if (path_len == 0 || path_len >= sizeof addr.sun_path) {
+        return ZX_ERR_INVALID_ARGS;
+    }
+    memcpy(addr.sun_path, broker->socket_path, path_len);
+
+    /* Replace a stale socket from an earlier iobd, but never delete anything else. */
+    struct stat st;
+    if (lstat(broker->socket_path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+        unlink(broker->socket_path);
+    }
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return iob_status_from_errno(errno);
+    }
+    if (bind(fd, (struct sockaddr*)&addr, sizeof addr) != 0) {
+        zx_status_t status = iobd__status_from_bind_errno(errno);
+        iobd__log(broker, IOBD_BROKER_LOG_ERR, "bind %s: %s", broker->socket_path,
+                  strerror(errno));
+        close(fd);
+        return status;
+    }
+    mode_t mode = broker->config.socket_mode != 0 ? (mode_t)broker->config.socket_mode
+                                                  : (mode_t)IOBD__BROKER_DEFAULT_MODE;
+    if (chmod(broker->socket_path, mode) != 0 || listen(fd, 128) != 0) {
+        zx_status_t status = iobd__status_from_bind_errno(errno);
+        iobd__log(broker, IOBD_BROKER_LOG_ERR, "chmod/listen %s: %s", broker->socket_path,
+                  strerror(errno));
+        close(fd);
+        unlink(broker->socket_path);
+        return status;
+    }
+    broker->listen_fd = fd;
+    return ZX_OK;
+}
+
+zx_status_t iobd_broker_start(uv_loop_t* loop, iob_core_t* core, const iobd_broker_config_t* config,
+                              iobd_broker_t** out) {
+    if (loop == NULL || core == NULL || config == NULL || out == NULL ||
+        config->socket_path == NULL || config->authenticate == NULL) {
+        return ZX_ERR_INVALID_ARGS;
+    }
+    iobd_broker_t* broker = calloc(1, sizeof *broker);
+    if (broker == NULL) {
+        return ZX_ERR_NO_MEMORY;
+    }
+    broker->socket_path = strdup(config->socket_path);
+    if (broker->socket_path == NULL) {
+        free(broker);
+        return ZX_ERR_NO_MEMORY;
+    }
+    broker->loop = loop;
+    broker->core = core;
+    broker->config = *config;
+    broker->config.socket_path = broker->socket_path;
+    broker->listen_fd = -1;
+    zx_status_t st = iobd__listen(broker);
+    if (st != ZX_OK) {
+        free(broker->socket_path);
+        free(broker);
+        return st;
+    }
+    if (uv_poll_init(loop, &broker->listen_poll, broker->listen_fd) != 0) {
+        close(broker->listen_fd);
+        unlink(broker->socket_path);
+        free(broker->socket_path);
+        free(broker);
+        return ZX_ERR_NO_MEMORY;
+    }
+    broker->listen_poll.data = broker;
+    broker->open_handles = 1;
+    uv_poll_start(&broker->listen_poll, UV_READABLE, iobd__on_listen_readable);
+    iobd__log(broker, IOBD_BROKER_LOG_INFO, "map broker listening on %s (mode %04o)",
+              broker->socket_path,
+              config->socket_mode != 0 ? config->socket_mode : IOBD__BROKER_DEFAULT_MODE);
+    *out = broker;
+    return ZX_OK;
+}
+
+void iobd_broker_stop(iobd_broker_t* broker) {
+    if (broker == NULL || broker->stopping) {
+        return;
+    }
+    broker->stopping = true;
+    while (broker->conns != NULL) {
+        iobd__conn_close(broker->conns, "broker stopping");
+    }
+    unlink(broker->socket_path);
+    uv_poll_stop(&broker->listen_poll);
+    uv_close((uv_handle_t*)&broker->listen_poll, iobd__listen_on_close);
+}
+
+void iobd_broker_get_stats(const iobd_broker_t* broker, iobd_broker_stats_t* out) {
+    if (broker == NULL || out == NULL) {
+        return;
+    }
+    *out = broker->stats;
+}

@@ -1,0 +1,443 @@
+/* SPDX-License-Identifier: MIT */
+/* iobd's flags and INI configuration (see config.h). */
+#include "server/daemon/config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <grp.h>
+#include <inttypes.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <ini.h>
+
+#ifndef IOB_VERSION
+#define IOB_VERSION "0.0.0"
+#endif
+
+enum {
+    OPT_LISTEN = 1000,
+    OPT_BROKER,
+    OPT_NO_BROKER,
+    OPT_SOCKET_MODE,
+    OPT_ALLOW_UID,
+    OPT_ALLOW_GID,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
+    OPT_TLS_CLIENT_CA,
+    OPT_TOKEN,
+    OPT_TOKEN_FILE,
+    OPT_INSECURE,
+    OPT_HUGEPAGES,
+    OPT_HUGEPAGES_MIN_FREE,
+    OPT_RESERVE_HUGEPAGES,
+    OPT_MAX_BYTES,
+    OPT_MAX_IOBS,
+    OPT_MAX_HANDLES,
+    OPT_TOKEN_TTL,
+    OPT_LOG_LEVEL,
+    OPT_CONFIG,
+    OPT_HELP,
+    OPT_VERSION,
+};
+
+static const struct option iobd__long_options[] = {
+    {"listen", required_argument, NULL, OPT_LISTEN},
+    {"broker", required_argument, NULL, OPT_BROKER},
+    {"no-broker", no_argument, NULL, OPT_NO_BROKER},
+    {"socket-mode", required_argument, NULL, OPT_SOCKET_MODE},
+    {"allow-uid", required_argument, NULL, OPT_ALLOW_UID},
+    {"allow-gid", required_argument, NULL, OPT_ALLOW_GID},
+    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+    {"tls-client-ca", required_argument, NULL, OPT_TLS_CLIENT_CA},
+    {"token", required_argument, NULL, OPT_TOKEN},
+    {"token-file", required_argument, NULL, OPT_TOKEN_FILE},
+    {"insecure", no_argument, NULL, OPT_INSECURE},
+    {"hugepages", required_argument, NULL, OPT_HUGEPAGES},
+    {"hugepages-min-free", required_argument, NULL, OPT_HUGEPAGES_MIN_FREE},
+    {"reserve-hugepages", required_argument, NULL, OPT_RESERVE_HUGEPAGES},
+    {"max-bytes", required_argument, NULL, OPT_MAX_BYTES},
+    {"max-iobs-per-session", required_argument, NULL, OPT_MAX_IOBS},
+    {"max-handles-per-session", required_argument, NULL, OPT_MAX_HANDLES},
+    {"token-ttl", required_argument, NULL, OPT_TOKEN_TTL},
+    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"config", required_argument, NULL, OPT_CONFIG},
+    {"help", no_argument, NULL, OPT_HELP},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {NULL, 0, NULL, 0},
+};
+
+static const char iobd__usage[] =
+    "usage: iobd [options]\n"
+    "  --listen ADDR              unix:PATH or HOST:PORT; repeatable (default unix:/run/iob/iobd.sock)\n"
+    "  --broker PATH              map broker socket (default: iobd-broker.sock next to the first\n"
+    "                             Unix socket); --no-broker disables it\n"
+    "  --socket-mode MODE         octal mode of the Unix sockets (default 0660)\n"
+    "  --allow-uid UID|NAME       accept Unix peers with this uid; repeatable\n"
+    "  --allow-gid GID|NAME       accept Unix peers with this gid; repeatable. With neither,\n"
+    "                             everyone who can open the socket is accepted; with either,\n"
+    "                             root and iobd's own uid are always accepted\n"
+    "  --tls-cert FILE --tls-key FILE [--tls-client-ca FILE]   TLS for TCP (CA: mutual TLS)\n"
+    "  --token TOKEN | --token-file FILE   bearer token required on TCP calls\n"
+    "  --insecure                 allow plaintext TCP (the token is still checked if given)\n"
+    "  --hugepages auto|2M|1G|off backing of regions (default auto)\n"
+    "  --hugepages-min-free N     auto picks 2M when at least N pages are free (default 1)\n"
+    "  --reserve-hugepages N      as root, grow the pool to N pages at start\n"
+    "  --max-bytes SIZE           byte budget over all regions (0 = unlimited)\n"
+    "  --max-iobs-per-session N   --max-handles-per-session N   (0 = unlimited)\n"
+    "  --token-ttl DURATION       lifetime of transfer tokens (default 60s)\n"
+    "  --log-level error|warn|info|debug\n"
+    "  --config FILE              INI file; section [iobd], keys are the long flag names\n";
+
+static bool iobd__parse_u64(const char* text, uint64_t* out) {
+    if (text == NULL || *text == '\0' || *text == '-') {
+        return false;
+    }
+    char* end = NULL;
+    errno = 0;
+    unsigned long long v = strtoull(text, &end, 0);
+    if (errno != 0 || *end != '\0') {
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+bool iobd_parse_size(const char* text, uint64_t* out) {
+    if (text == NULL || *text == '\0' || *text == '-') {
+        return false;
+    }
+    char* end = NULL;
+    errno = 0;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (errno != 0 || end == text) {
+        return false;
+    }
+    unsigned shift = 0;
+    if (*end != '\0') {
+        switch (*end) {
+        case 'k':
+        case 'K':
+            shift = 10;
+            break;
+        case 'm':
+        case 'M':
+            shift = 20;
+            break;
+        case 'g':
+        case 'G':
+            shift = 30;
+            break;
+        case 't':
+        case 'T':
+            shift = 40;
+            break;
+        default:
+            return false;
+        }
+        end++;
+        if (*end == 'i') {
+            end++;
+        }
+        if (*end == 'B' || *end == 'b') {
+            end++;
+        }
+        if (*end != '\0') {
+            return false;
+        }
+    }
+    if (shift > 0 && v > (UINT64_MAX >> shift)) {
+        return false;
+    }
+    *out = (uint64_t)v << shift;
+    return true;
+}
+
+bool iobd_parse_duration_ns(const char* text, uint64_t* out) {
+    if (text == NULL || *text == '\0' || *text == '-') {
+        return false;
+    }
+    char* end = NULL;
+    errno = 0;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (errno != 0 || end == text) {
+        return false;
+    }
+    uint64_t mult;
+    if (*end == '\0' || strcmp(end, "s") == 0) {
+        mult = 1000000000ull;
+    } else if (strcmp(end, "ms") == 0) {
+        mult = 1000000ull;
+    } else if (strcmp(end, "us") == 0) {
+        mult = 1000ull;
+    } else if (strcmp(end, "ns") == 0) {
+        mult = 1;
+    } else if (strcmp(end, "m") == 0) {
+        mult = 60000000000ull;
+    } else if (strcmp(end, "h") == 0) {
+        mult = 3600000000000ull;
+    } else {
+        return false;
+    }
+    if (v > UINT64_MAX / mult) {
+        return false;
+    }
+    *out = v * mult;
+    return true;
+}
+
+static void iobd__set_str(char** slot, const char* v) {
+    free(*slot);
+    *slot = strdup(v);
+}
+
+static char* iobd__read_token_file(const char* path) {
+    FILE* f = fopen(path, "r");
+    if (f == NULL) {
+        fprintf(stderr, "iobd: cannot read token file %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    char buf[512];
+    char* line = fgets(buf, sizeof buf, f);
+    fclose(f);
+    if (line == NULL) {
+        fprintf(stderr, "iobd: token file %s is empty\n", path);
+        return NULL;
+    }
+    buf[strcspn(buf, "\r\n")] = '\0';
+    if (buf[0] == '\0') {
+        fprintf(stderr, "iobd: token file %s is empty\n", path);
+        return NULL;
+    }
+    return strdup(buf);
+}
+
+/* Applies one option (from a flag or a config key). from_cli: lists replace the file's. */
+static bool iobd__apply(iobd_options_t* o, int opt, const char* v, bool from_cli) {
+    uint64_t n;
+    switch (opt) {
+    case OPT_LISTEN:
+        if (from_cli && !o->listen_from_cli) {
+            for (size_t i = 0; i < o->listen_count; i++) {
+                free(o->listen[i]);
+            }
+            o->listen_count = 0;
+            o->listen_from_cli = true;
+        }
+        if (o->listen_count == IOBD_MAX_LISTEN) {
+            fprintf(stderr, "iobd: at most %d --listen\n", IOBD_MAX_LISTEN);
+            return false;
+        }
+        o->listen[o->listen_count++] = strdup(v);
+        return true;
+    case OPT_BROKER:
+        iobd__set_str(&o->broker_path, v);
+        return true;
+    case OPT_NO_BROKER:
+        o->no_broker = true;
+        return true;
+    case OPT_SOCKET_MODE: {
+        char* end = NULL;
+        unsigned long m = strtoul(v, &end, 8);
+        if (*v == '\0' || *end != '\0' || m > 0777) {
+            return false;
+        }
+        o->socket_mode = (uint32_t)m;
+        return true;
+    }
+    case OPT_ALLOW_UID: {
+        if (from_cli && !o->allow_uid_from_cli) {
+            o->allow_uid_count = 0;
+            o->allow_uid_from_cli = true;
+        }
+        uid_t uid;
+        if (iobd__parse_u64(v, &n)) {
+            uid = (uid_t)n;
+        } else {
+            struct passwd* pw = getpwnam(v);
+            if (pw == NULL) {
+                fprintf(stderr, "iobd: unknown user %s\n", v);
+                return false;
+            }
+            uid = pw->pw_uid;
+        }
+        if (o->allow_uid_count == IOBD_MAX_ALLOW) {
+            return false;
+        }
+        o->allow_uids[o->allow_uid_count++] = uid;
+        return true;
+    }
+    case OPT_ALLOW_GID: {
+        if (from_cli && !o->allow_gid_from_cli) {
+            o->allow_gid_count = 0;
+            o->allow_gid_from_cli = true;
+        }
+        gid_t gid;
+        if (iobd__parse_u64(v, &n)) {
+            gid = (gid_t)n;
+        } else {
+            struct group* gr = getgrnam(v);
+            if (gr == NULL) {
+                fprintf(stderr, "iobd: unknown group %s\n", v);
+                return false;
+            }
+            gid = gr->gr_gid;
+        }
+        if (o->allow_gid_count == IOBD_MAX_ALLOW) {
+            return false;
+        }
+        o->allow_gids[o->allow_gid_count++] = gid;
+        return true;
+    }
+    case OPT_TLS_CERT:
+        iobd__set_str(&o->tls_cert, v);
+        return true;
+    case OPT_TLS_KEY:
+        iobd__set_str(&o->tls_key, v);
+        return true;
+    case OPT_TLS_CLIENT_CA:
+        iobd__set_str(&o->tls_client_ca, v);
+        return true;
+    case OPT_TOKEN:
+        iobd__set_str(&o->token, v);
+        return true;
+    case OPT_TOKEN_FILE: {
+        char* t = iobd__read_token_file(v);
+        if (t == NULL) {
+            return false;
+        }
+        free(o->token);
+        o->token = t;
+        return true;
+    }
+    case OPT_INSECURE:
+        o->insecure = v == NULL || strcasecmp(v, "true") == 0 || strcmp(v, "1") == 0 ||
+                      strcasecmp(v, "yes") == 0;
+        return true;
+    case OPT_HUGEPAGES:
+        iobd__set_str(&o->hugepages, v);
+        return true;
+    case OPT_HUGEPAGES_MIN_FREE:
+        return iobd__parse_u64(v, &o->hugepages_min_free);
+    case OPT_RESERVE_HUGEPAGES:
+        return iobd__parse_u64(v, &o->reserve_hugepages);
+    case OPT_MAX_BYTES:
+        return iobd_parse_size(v, &o->max_bytes);
+    case OPT_MAX_IOBS:
+        if (!iobd__parse_u64(v, &n) || n > UINT32_MAX) {
+            return false;
+        }
+        o->max_iobs_per_session = (uint32_t)n;
+        return true;
+    case OPT_MAX_HANDLES:
+        if (!iobd__parse_u64(v, &n) || n > UINT32_MAX) {
+            return false;
+        }
+        o->max_handles_per_session = (uint32_t)n;
+        return true;
+    case OPT_TOKEN_TTL:
+        return iobd_parse_duration_ns(v, &o->token_ttl_ns) && o->token_ttl_ns > 0;
+    case OPT_LOG_LEVEL:
+        return iobd_log_parse_level(v, &o->log_level);
+    default:
+        return false;
+    }
+}
+
+static int iobd__ini_handler(void* user, const char* section, const char* name,
+                             const char* value) {
+    iobd_options_t* o = user;
+    if (strcmp(section, "iobd") != 0 && section[0] != '\0') {
+        fprintf(stderr, "iobd: %s: unknown section [%s]\n", o->config_file, section);
+        return 0;
+    }
+    for (const struct option* lo = iobd__long_options; lo->name != NULL; lo++) {
+        if (strcmp(lo->name, name) == 0 && lo->val != OPT_CONFIG && lo->val != OPT_HELP &&
+            lo->val != OPT_VERSION) {
+            if (!iobd__apply(o, lo->val, value, false)) {
+                fprintf(stderr, "iobd: %s: bad value for %s: \"%s\"\n", o->config_file, name,
+                        value);
+                return 0;
+            }
+            return 1;
+        }
+    }
+    fprintf(stderr, "iobd: %s: unknown key \"%s\"\n", o->config_file, name);
+    return 0;
+}
+
+int iobd_options_parse(iobd_options_t* o, int argc, char** argv) {
+    memset(o, 0, sizeof *o);
+    o->log_level = IOBD_LOG_INFO;
+    o->hugepages = strdup("auto");
+    o->hugepages_min_free = 1;
+
+    /* First pass: only --config, so the flags can override the file. */
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+            o->config_file = strdup(argv[i + 1]);
+        } else if (strncmp(argv[i], "--config=", 9) == 0) {
+            o->config_file = strdup(argv[i] + 9);
+        }
+    }
+    if (o->config_file != NULL) {
+        int r = ini_parse(o->config_file, iobd__ini_handler, o);
+        if (r != 0) {
+            if (r < 0) {
+                fprintf(stderr, "iobd: cannot read config %s\n", o->config_file);
+            } else {
+                fprintf(stderr, "iobd: %s:%d: error\n", o->config_file, r);
+            }
+            return -1;
+        }
+    }
+    optind = 1;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "", iobd__long_options, NULL)) != -1) {
+        switch (opt) {
+        case OPT_HELP:
+            fputs(iobd__usage, stdout);
+            return 1;
+        case OPT_VERSION:
+            printf("iobd %s\n", IOB_VERSION);
+            return 1;
+        case OPT_CONFIG:
+            break;
+        case '?':
+            fputs(iobd__usage, stderr);
+            return -1;
+        default:
+            if (!iobd__apply(o, opt, optarg, true)) {
+                fprintf(stderr, "iobd: bad value for --%s: \"%s\"\n",
+                        iobd__long_options[opt - OPT_LISTEN].name, optarg ? optarg : "");
+                return -1;
+            }
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "iobd: unexpected argument \"%s\"\n", argv[optind]);
+        return -1;
+    }
+    if (o->listen_count == 0) {
+        o->listen[o->listen_count++] = strdup("unix:/run/iob/iobd.sock");
+    }
+    return 0;
+}
+
+void iobd_options_fini(iobd_options_t* o) {
+    for (size_t i = 0; i < o->listen_count; i++) {
+        free(o->listen[i]);
+    }
+    free(o->broker_path);
+    free(o->tls_cert);
+    free(o->tls_key);
+    free(o->tls_client_ca);
+    free(o->token);
+    free(o->hugepages);
+    free(o->config_file);
+    memset(o, 0, sizeof *o);
+}

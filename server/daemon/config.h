@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * iobd's configuration: an INI file (--config, parsed with libinih) overridden by flags.
+ * Every key of the file's [iobd] section is a long flag's name without the dashes
+ * ("listen = unix:/run/iob/iobd.sock", "max-bytes = 1G"); repeatable flags (listen,
+ * allow-uid, allow-gid) may repeat in the file too, and given on the command line they
+ * replace the file's list.
+ */
+#ifndef IOB_SERVER_DAEMON_CONFIG_H_
+#define IOB_SERVER_DAEMON_CONFIG_H_
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "server/rpc/log.h"
+
+#define IOBD_MAX_LISTEN 16
+#define IOBD_MAX_ALLOW 64
+
+typedef struct iobd_options {
+    char* listen[IOBD_MAX_LISTEN];
+    size_t listen_count;
+    bool listen_from_cli;
+    char* broker_path; /* NULL: next to the first Unix socket */
+    bool no_broker;
+    uint32_t socket_mode;
+    uid_t allow_uids[IOBD_MAX_ALLOW];
+    size_t allow_uid_count;
+    bool allow_uid_from_cli;
+    gid_t allow_gids[IOBD_MAX_ALLOW];
+    size_t allow_gid_count;
+    bool allow_gid_from_cli;
+    char* tls_cert;
+    char* tls_key;
+    char* tls_client_ca;
+    char* token;
+    bool insecure;
+    char* hugepages; /* auto, 2M, 1G, off */
+    uint64_t hugepages_min_free;
+    uint64_t reserve_hugepages;
+    uint64_t max_bytes;
+    uint32_t max_iobs_per_session;
+    uint32_t max_handles_per_session;
+    uint64_t token_ttl_ns;
+    iobd_log_level_t log_level;
+    char* config_file;
+} iobd_options_t;
+
+/* 0: run; 1: exit 0 (help/version printed); -1: bad usage (message printed). */
+int iobd_options_parse(iobd_options_t* o, int argc, char** argv);
+void iobd_options_fini(iobd_options_t* o);
+
+/* "4096", "64K", "2M", "1G" (binary units). */
+bool iobd_parse_size(const char* text, uint64_t* out);
+/* "30" (seconds), "500ms", "2s", "5m", "1h". */
+bool iobd_parse_duration_ns(const char* text, uint64_t* out);
+
+#endif /* IOB_SERVER_DAEMON_CONFIG_H_ */

@@ -1,0 +1,221 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * iobd: the IOB server. main owns the libuv loop; on it run the Unix-socket accepts of the
+ * gRPC service, the map broker, the token-expiry timer, pidfd watches and the signals that
+ * stop the server. gRPC calls are handled on the service's completion-queue thread.
+ *
+ * Shutdown (SIGTERM/SIGINT): stop the timer and the broker, shut the gRPC server down
+ * (in-flight calls end with UNAVAILABLE, sessions close), remove the sockets, let the loop
+ * drain, destroy the core, grpc_shutdown. Exit status 0.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include <zircon/status.h>
+
+#include "server/broker/broker.h"
+#include "server/daemon/config.h"
+#include "server/rpc/log.h"
+#include "server/rpc/rpc.h"
+#include "shm/region.h"
+
+#ifndef IOB_VERSION
+#define IOB_VERSION "0.0.0"
+#endif
+
+typedef struct iobd_main {
+    uv_loop_t loop;
+    uv_signal_t sigterm, sigint;
+    uv_timer_t expiry;
+    iobd_rpc_t* rpc;
+    iobd_broker_t* broker;
+    bool stopping;
+} iobd_main_t;
+
+static void iobd__broker_log(void* ctx, int level, const char* msg) {
+    (void)ctx;
+    iobd_log((iobd_log_level_t)level, "broker: %s", msg);
+}
+
+static void iobd__on_expiry(uv_timer_t* t) {
+    iobd_main_t* m = t->data;
+    iob_core_expire_tokens(iobd_rpc_core(m->rpc));
+}
+
+static void iobd__rpc_done(void* ctx) {
+    iobd_main_t* m = ctx;
+    uv_close((uv_handle_t*)&m->sigterm, NULL);
+    uv_close((uv_handle_t*)&m->sigint, NULL);
+}
+
+static void iobd__on_signal(uv_signal_t* s, int signum) {
+    iobd_main_t* m = s->data;
+    if (m->stopping) {
+        return;
+    }
+    m->stopping = true;
+    IOBD_INFO("%s: shutting down", strsignal(signum));
+    uv_timer_stop(&m->expiry);
+    uv_close((uv_handle_t*)&m->expiry, NULL);
+    /* ---- map broker: stopped before the service so no new mapping races the end ---- */
+    iobd_broker_stop(m->broker);
+    m->broker = NULL;
+    iobd_rpc_shutdown(m->rpc, iobd__rpc_done, m);
+}
+
+/* The backing, chosen once and said loudly (IOB-SPEC.md L, "Page size"). */
+static zx_status_t iobd__choose_backing(const iobd_options_t* o, iob_backing_t* out) {
+    if (o->reserve_hugepages > 0) {
+        iob_backing_t want = IOB_BACKING_2M;
+        if (o->hugepages != NULL && strcasecmp(o->hugepages, "1G") == 0) {
+            want = IOB_BACKING_1G;
+        }
+        uint64_t reached = 0;
+        zx_status_t st = iob_hugepage_pool_resize(want, o->reserve_hugepages, &reached);
+        if (st != ZX_OK) {
+            IOBD_WARN("cannot reserve %" PRIu64 " %s hugepages: %s%s", o->reserve_hugepages,
+                      iob_backing_name(want), zx_status_get_string(st),
+                      st == ZX_ERR_ACCESS_DENIED ? " (not root)" : "");
+        } else {
+            IOBD_INFO("reserved hugepages: asked %" PRIu64 " x %s, pool now %" PRIu64,
+                      o->reserve_hugepages, iob_backing_name(want), reached);
+        }
+    }
+    zx_status_t st = iob_backing_choose(o->hugepages, o->hugepages_min_free, out);
+    if (st != ZX_OK) {
+        IOBD_ERROR("--hugepages=%s: %s", o->hugepages, zx_status_get_string(st));
+        return st;
+    }
+    if (*out == IOB_BACKING_4K) {
+        if (strcasecmp(o->hugepages, "off") == 0 || strcasecmp(o->hugepages, "4K") == 0) {
+            IOBD_INFO("backing: 4K pages (hugepages off)");
+        } else {
+            IOBD_WARN("backing: 4K pages: no usable hugepage pool (asked %s); "
+                      "zx_system_get_page_size() is 4096",
+                      o->hugepages);
+        }
+    } else {
+        iob_hugepage_pool_t pool = {0, 0};
+        iob_hugepage_pool_read(*out, &pool);
+        IOBD_INFO("backing: %s hugepages (pool %" PRIu64 " pages, %" PRIu64 " free)",
+                  iob_backing_name(*out), pool.total, pool.free);
+    }
+    return ZX_OK;
+}
+
+int main(int argc, char** argv) {
+    iobd_options_t o;
+    int pr = iobd_options_parse(&o, argc, argv);
+    if (pr != 0) {
+        iobd_options_fini(&o);
+        return pr > 0 ? 0 : 2;
+    }
+    iobd_log_set_level(o.log_level);
+    signal(SIGPIPE, SIG_IGN);
+
+    iob_backing_t backing;
+    if (iobd__choose_backing(&o, &backing) != ZX_OK) {
+        iobd_options_fini(&o);
+        return 1;
+    }
+
+    /* The broker's socket lives next to the first Unix socket unless told otherwise. */
+    char broker_path[512] = "";
+    if (!o.no_broker) {
+        if (o.broker_path != NULL) {
+            snprintf(broker_path, sizeof broker_path, "%s", o.broker_path);
+        } else {
+            for (size_t i = 0; i < o.listen_count; i++) {
+                if (strncmp(o.listen[i], "unix:", 5) == 0) {
+                    char tmp[512];
+                    snprintf(tmp, sizeof tmp, "%s", o.listen[i] + 5);
+                    snprintf(broker_path, sizeof broker_path, "%s/iobd-broker.sock", dirname(tmp));
+                    break;
+                }
+            }
+        }
+    }
+
+    iobd_main_t m;
+    memset(&m, 0, sizeof m);
+    uv_loop_init(&m.loop);
+
+    iobd_rpc_config_t rc;
+    memset(&rc, 0, sizeof rc);
+    rc.core.backing = backing;
+    rc.core.max_total_bytes = o.max_bytes;
+    rc.core.max_iobs_per_session = o.max_iobs_per_session;
+    rc.core.max_handles_per_session = o.max_handles_per_session;
+    rc.core.token_ttl_ns = o.token_ttl_ns;
+    rc.listen = (const char* const*)o.listen;
+    rc.listen_count = o.listen_count;
+    rc.socket_mode = o.socket_mode;
+    rc.allow_uids = o.allow_uids;
+    rc.allow_uid_count = o.allow_uid_count;
+    rc.allow_gids = o.allow_gids;
+    rc.allow_gid_count = o.allow_gid_count;
+    rc.tls_cert_file = o.tls_cert;
+    rc.tls_key_file = o.tls_key;
+    rc.tls_client_ca_file = o.tls_client_ca;
+    rc.token = o.token;
+    rc.insecure = o.insecure;
+    rc.broker_path = broker_path[0] != '\0' ? broker_path : NULL;
+    rc.version = IOB_VERSION;
+    zx_status_t st = iobd_rpc_start(&m.loop, &rc, &m.rpc);
+    if (st != ZX_OK) {
+        IOBD_ERROR("cannot start: %s", zx_status_get_string(st));
+        iobd_options_fini(&o);
+        return 1;
+    }
+
+    uv_timer_init(&m.loop, &m.expiry);
+    m.expiry.data = &m;
+    uv_signal_init(&m.loop, &m.sigterm);
+    uv_signal_init(&m.loop, &m.sigint);
+    m.sigterm.data = m.sigint.data = &m;
+
+    /* ---- map broker (server/broker): same loop, our session table authenticates ---- */
+    if (broker_path[0] != '\0') {
+        iobd_broker_config_t bc;
+        memset(&bc, 0, sizeof bc);
+        bc.socket_path = broker_path;
+        bc.socket_mode = o.socket_mode;
+        bc.peer_allowed = iobd_rpc_peer_allowed;
+        bc.policy_ctx = m.rpc;
+        bc.authenticate = iobd_rpc_authenticate;
+        bc.auth_ctx = m.rpc;
+        bc.log = iobd__broker_log;
+        st = iobd_broker_start(&m.loop, iobd_rpc_core(m.rpc), &bc, &m.broker);
+        if (st != ZX_OK) {
+            IOBD_ERROR("map broker on %s: %s", broker_path, zx_status_get_string(st));
+            iobd__on_signal(&m.sigterm, SIGTERM); /* unwind through the normal path */
+        } else {
+            IOBD_INFO("map broker on %s", broker_path);
+        }
+    }
+
+    if (!m.stopping) {
+        uv_timer_start(&m.expiry, iobd__on_expiry, 1000, 1000);
+        uv_signal_start(&m.sigterm, iobd__on_signal, SIGTERM);
+        uv_signal_start(&m.sigint, iobd__on_signal, SIGINT);
+        IOBD_INFO("iobd %s ready (page size %" PRIu64 ")", IOB_VERSION,
+                  iob_backing_page_size(backing));
+    }
+    int exit_code = st == ZX_OK ? 0 : 1;
+    uv_run(&m.loop, UV_RUN_DEFAULT);
+    iobd_rpc_destroy(m.rpc);
+    if (uv_loop_close(&m.loop) != 0) {
+        IOBD_WARN("libuv handles still open at exit");
+    }
+    IOBD_INFO("stopped");
+    iobd_options_fini(&o);
+    return exit_code;
+}

@@ -1,0 +1,578 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * One translation per method of iob.v1.Iob: validate and copy in, call the core, turn
+ * the result into the reply (shaped like sys_iob_create in Zircon's syscall layer). The
+ * session comes from the call's "iob-session" metadata (rpc_server.c).
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zircon/status.h>
+#include <zircon/syscalls/object.h>
+
+#include "server/rpc/log.h"
+#include "server/rpc/rpc_internal.h"
+
+#define IOBD_UNPACK(type, desc, c) ((type*)iob_wire_unpack(&(desc), (c)->payload))
+
+/* Largest get_info buffer: every topic's answer fits (64 regions of 128 bytes). */
+#define IOBD_MAX_INFO_BYTES ((size_t)ZX_IOB_MAX_REGIONS * sizeof(zx_iob_region_info_t))
+
+static const char* iobd__detail(zx_status_t st) {
+    return st == ZX_OK ? NULL : iob_core_error_detail();
+}
+
+static void iobd__bad_request(iobd_call_t* c, const char* what) {
+    iobd__call_finish(c, ZX_ERR_INVALID_ARGS, NULL, what);
+}
+
+static void iobd__create_iob(iobd_call_t* c, iob_session_id_t sid) {
+    iobd_rpc_t* srv = c->srv;
+    Iob__V1__CreateIobRequest* req =
+        IOBD_UNPACK(Iob__V1__CreateIobRequest, iob__v1__create_iob_request__descriptor, c);
+    if (req == NULL) {
+        iobd__bad_request(c, "malformed CreateIobRequest");
+        return;
+    }
+    zx_status_t st = ZX_OK;
+    zx_handle_t ep0 = 0, ep1 = 0;
+    zx_iob_region_t regions[ZX_IOB_MAX_REGIONS];
+    const char* detail = NULL;
+    if (req->n_regions > ZX_IOB_MAX_REGIONS) {
+        /* The core's order (A.3): options first, then the count. */
+        st = req->options != 0 ? ZX_ERR_INVALID_ARGS : ZX_ERR_OUT_OF_RANGE;
+        detail = st == ZX_ERR_OUT_OF_RANGE ? "more than 64 regions" : "options must be 0";
+    } else {
+        for (size_t i = 0; i < req->n_regions && st == ZX_OK; i++) {
+            st = iob_wire_region_from_pb(req->regions[i], &regions[i]);
+            if (st != ZX_OK) {
+                detail = "a region's raw descriptor must be exactly 120 bytes";
+            }
+        }
+        if (st == ZX_OK) {
+            st = iob_core_iob_create(srv->core, sid, req->options,
+                                     req->n_regions > 0 ? regions : NULL, req->n_regions, &ep0,
+                                     &ep1);
+            detail = iobd__detail(st);
+        }
+    }
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+    if (st != ZX_OK) {
+        iobd__call_finish(c, st, NULL, detail);
+        return;
+    }
+    zx_info_handle_basic_t info;
+    size_t actual, avail;
+    if (iob_core_get_info(srv->core, sid, ep0, ZX_INFO_HANDLE_BASIC, &info, sizeof info, &actual,
+                          &avail) == ZX_OK) {
+        iobd__track_handle(srv, sid.value, ep0, info.koid);
+        iobd__track_handle(srv, sid.value, ep1, info.related_koid);
+    }
+    Iob__V1__CreateIobReply r = IOB__V1__CREATE_IOB_REPLY__INIT;
+    r.ep0 = ep0;
+    r.ep1 = ep1;
+    iobd__call_finish(c, ZX_OK, &r.base, NULL);
+}
+
+static void iobd__get_info(iobd_call_t* c, iob_session_id_t sid) {
+    Iob__V1__GetInfoRequest* req =
+        IOBD_UNPACK(Iob__V1__GetInfoRequest, iob__v1__get_info_request__descriptor, c);
+    if (req == NULL) {
+        iobd__bad_request(c, "malformed GetInfoRequest");
+        return;
+    }
+    uint32_t topic = req->topic;
+    zx_handle_t handle = req->handle;
+    /*
+     * The caller's buffer size decides Zircon's actual/avail and BUFFER_TOO_SMALL; beyond
+     * the largest answer it changes nothing, so the server's buffer stays bounded.
+     */
+    size_t size = req->buffer_size > IOBD_MAX_INFO_BYTES ? IOBD_MAX_INFO_BYTES
+                                                         : (size_t)req->buffer_size;
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+    _Alignas(8) uint8_t buf[IOBD_MAX_INFO_BYTES];
+    size_t actual = 0, avail = 0;
+    zx_status_t st = iob_core_get_info(c->srv->core, sid, handle, topic, size ? buf : NULL, size,
+                                       &actual, &avail);
+    iobd__call_add_trailer(c, IOB_WIRE_MD_ACTUAL, actual);
+    iobd__call_add_trailer(c, IOB_WIRE_MD_AVAIL, avail);
+    if (st != ZX_OK) {
+        iobd__call_finish(c, st, NULL, iobd__detail(st));
+        return;
+    }
+    Iob__V1__GetInfoReply r = IOB__V1__GET_INFO_REPLY__INIT;
+    r.actual = actual;
+    r.avail = avail;
+    Iob__V1__InfoIob iob = IOB__V1__INFO_IOB__INIT;
+    Iob__V1__InfoHandleBasic hb = IOB__V1__INFO_HANDLE_BASIC__INIT;
+    Iob__V1__RegionInfo ri[ZX_IOB_MAX_REGIONS];
+    Iob__V1__Region rg[ZX_IOB_MAX_REGIONS];
+    Iob__V1__RegionInfo* rip[ZX_IOB_MAX_REGIONS];
+    size_t bytes = 0;
+    if (topic == ZX_INFO_IOB && actual > 0) {
+        zx_info_iob_t* i = (zx_info_iob_t*)(void*)buf;
+        iob.options = i->options;
+        iob.region_count = i->region_count;
+        r.iob = &iob;
+        bytes = sizeof *i;
+    } else if (topic == ZX_INFO_HANDLE_BASIC && actual > 0) {
+        zx_info_handle_basic_t* i = (zx_info_handle_basic_t*)(void*)buf;
+        hb.koid = i->koid;
+        hb.rights = i->rights;
+        hb.type = i->type;
+        hb.related_koid = i->related_koid;
+        r.handle_basic = &hb;
+        bytes = sizeof *i;
+    } else if (topic == ZX_INFO_IOB_REGIONS) {
+        zx_iob_region_info_t* infos = (zx_iob_region_info_t*)(void*)buf;
+        for (size_t k = 0; k < actual && k < ZX_IOB_MAX_REGIONS; k++) {
+            iob__v1__region_info__init(&ri[k]);
+            iob__v1__region__init(&rg[k]);
+            iob_wire_region_to_pb(&infos[k].region, &rg[k]);
+            ri[k].region = &rg[k];
+            ri[k].koid = infos[k].koid;
+            rip[k] = &ri[k];
+        }
+        r.n_regions = actual;
+        r.regions = rip;
+        bytes = actual * sizeof(zx_iob_region_info_t);
+    }
+    r.raw.data = buf;
+    r.raw.len = bytes;
+    iobd__call_finish(c, ZX_OK, &r.base, NULL);
+}
+
+static void iobd__handle_rights(iobd_call_t* c, iob_session_id_t sid, bool replace) {
+    Iob__V1__HandleRightsRequest* req = IOBD_UNPACK(
+        Iob__V1__HandleRightsRequest, iob__v1__handle_rights_request__descriptor, c);
+    if (req == NULL) {
+        iobd__bad_request(c, "malformed HandleRightsRequest");
+        return;
+    }
+    zx_handle_t out = 0;
+    zx_status_t st =
+        replace ? iob_core_handle_replace(c->srv->core, sid, req->handle, req->rights, &out)
+                : iob_core_handle_duplicate(c->srv->core, sid, req->handle, req->rights, &out);
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+    if (st != ZX_OK) {
+        iobd__call_finish(c, st, NULL, iobd__detail(st));
+        return;
+    }
+    iobd__track_handle(c->srv, sid.value, out, ZX_KOID_INVALID);
+    Iob__V1__HandleReply r = IOB__V1__HANDLE_REPLY__INIT;
+    r.handle = out;
+    iobd__call_finish(c, ZX_OK, &r.base, NULL);
+}
+
+static void iobd__close_handle(iobd_call_t* c, iob_session_id_t sid) {
+    Iob__V1__HandleRequest* req =
+        IOBD_UNPACK(Iob__V1__HandleRequest, iob__v1__handle_request__descriptor, c);
+    if (req == NULL) {
+        iobd__bad_request(c, "malformed HandleRequest");
+        return;
+    }
+    zx_status_t st = iob_core_handle_close(c->srv->core, sid, req->handle);
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+    Iob__V1__StatusReply r = IOB__V1__STATUS_REPLY__INIT;
+    iobd__call_finish(c, st, st == ZX_OK ? &r.base : NULL, iobd__detail(st));
+}
+
+static void iobd__get_name(iobd_call_t* c, iob_session_id_t sid) {
+    Iob__V1__GetNameRequest* req =
+        IOBD_UNPACK(Iob__V1__GetNameRequest, iob__v1__get_name_request__descriptor, c);
+    if (req == NULL) {
+        iobd__bad_request(c, "malformed GetNameRequest");
+        return;
+    }
+    char name[ZX_MAX_NAME_LEN + 1];
+    memset(name, 0, sizeof name);
+    uint32_t prop = req->property != 0 ? req->property : ZX_PROP_NAME;
+    size_t size = req->buffer_size == 0 || req->buffer_size > ZX_MAX_NAME_LEN
+                      ? ZX_MAX_NAME_LEN
+                      : (size_t)req->buffer_size;
+    zx_status_t st = iob_core_get_property(c->srv->core, sid, req->handle, prop, name, size);
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+    Iob__V1__NameReply r = IOB__V1__NAME_REPLY__INIT;
+    r.name = name;
+    iobd__call_finish(c, st, st == ZX_OK ? &r.base : NULL, iobd__detail(st));
+}
+
+static void iobd__set_name(iobd_call_t* c, iob_session_id_t sid) {
+    Iob__V1__SetNameRequest* req =
+        IOBD_UNPACK(Iob__V1__SetNameRequest, iob__v1__set_name_request__descriptor, c);
+    if (req == NULL) {
+        iobd__bad_request(c, "malformed SetNameRequest");
+        return;
+    }
+    /* Zircon cuts names to 31 bytes; a longer one is not an error. */
+    char name[ZX_MAX_NAME_LEN];
+    memset(name, 0, sizeof name);
+    size_t n = req->name.len < ZX_MAX_NAME_LEN - 1 ? req->name.len : ZX_MAX_NAME_LEN - 1;
+    if (n > 0) {
+        memcpy(name, req->name.data, n);
+    }
+    uint32_t prop = req->property != 0 ? req->property : ZX_PROP_NAME;
+    zx_status_t st = iob_core_set_property(c->srv->core, sid, req->handle, prop, name,
+                                           req->name.len < ZX_MAX_NAME_LEN ? req->name.len
+                                                                           : ZX_MAX_NAME_LEN);
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+    Iob__V1__StatusReply r = IOB__V1__STATUS_REPLY__INIT;
+    iobd__call_finish(c, st, st == ZX_OK ? &r.base : NULL, iobd__detail(st));
+}
+
+static void iobd__signal(iobd_call_t* c, iob_session_id_t sid, bool peer) {
+    Iob__V1__SignalRequest* req =
+        IOBD_UNPACK(Iob__V1__SignalRequest, iob__v1__signal_request__descriptor, c);
+    if (req == NULL) {
+        iobd__bad_request(c, "malformed SignalRequest");
+        return;
+    }
+    zx_status_t st =
+        peer ? iob_core_object_signal_peer(c->srv->core, sid, req->handle, req->clear_mask,
+                                           req->set_mask)
+             : iob_core_object_signal(c->srv->core, sid, req->handle, req->clear_mask,
+                                      req->set_mask);
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+    Iob__V1__StatusReply r = IOB__V1__STATUS_REPLY__INIT;
+    iobd__call_finish(c, st, st == ZX_OK ? &r.base : NULL, iobd__detail(st));
+}
+
+static void iobd__get_signals(iobd_call_t* c, iob_session_id_t sid) {
+    Iob__V1__HandleRequest* req =
+        IOBD_UNPACK(Iob__V1__HandleRequest, iob__v1__handle_request__descriptor, c);
+    if (req == NULL) {
+        iobd__bad_request(c, "malformed HandleRequest");
+        return;
+    }
+    zx_signals_t sig = 0;
+    zx_koid_t koid = 0;
+    zx_status_t st = iob_core_signals(c->srv->core, sid, req->handle, &sig, &koid);
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+    Iob__V1__SignalsReply r = IOB__V1__SIGNALS_REPLY__INIT;
+    r.signals = sig;
+    r.endpoint_koid = koid;
+    iobd__call_finish(c, st, st == ZX_OK ? &r.base : NULL, iobd__detail(st));
+}
+
+static void iobd__export(iobd_call_t* c, iob_session_id_t sid) {
+    Iob__V1__HandleRequest* req =
+        IOBD_UNPACK(Iob__V1__HandleRequest, iob__v1__handle_request__descriptor, c);
+    if (req == NULL) {
+        iobd__bad_request(c, "malformed HandleRequest");
+        return;
+    }
+    char token[IOB_CORE_TOKEN_SIZE];
+    memset(token, 0, sizeof token);
+    zx_status_t st = iob_core_handle_export(c->srv->core, sid, req->handle, token);
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+    Iob__V1__ExportReply r = IOB__V1__EXPORT_REPLY__INIT;
+    r.token = token;
+    iobd__call_finish(c, st, st == ZX_OK ? &r.base : NULL, iobd__detail(st));
+}
+
+static void iobd__import(iobd_call_t* c, iob_session_id_t sid) {
+    Iob__V1__ImportRequest* req =
+        IOBD_UNPACK(Iob__V1__ImportRequest, iob__v1__import_request__descriptor, c);
+    if (req == NULL) {
+        iobd__bad_request(c, "malformed ImportRequest");
+        return;
+    }
+    zx_handle_t h = 0;
+    zx_status_t st = iob_core_handle_import(c->srv->core, sid, req->token ? req->token : "", &h);
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+    if (st != ZX_OK) {
+        iobd__call_finish(c, st, NULL, iobd__detail(st));
+        return;
+    }
+    iobd__track_handle(c->srv, sid.value, h, ZX_KOID_INVALID);
+    Iob__V1__HandleReply r = IOB__V1__HANDLE_REPLY__INIT;
+    r.handle = h;
+    iobd__call_finish(c, ZX_OK, &r.base, NULL);
+}
+
+static void iobd__list(iobd_call_t* c) {
+    Iob__V1__ListIobsRequest* req =
+        IOBD_UNPACK(Iob__V1__ListIobsRequest, iob__v1__list_iobs_request__descriptor, c);
+    if (req == NULL) {
+        iobd__bad_request(c, "malformed ListIobsRequest");
+        return;
+    }
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+    size_t total = 0;
+    iob_core_iob_summary_t* sums = calloc(IOB_WIRE_MAX_LIST, sizeof *sums);
+    Iob__V1__IobSummary* ps = calloc(IOB_WIRE_MAX_LIST, sizeof *ps);
+    Iob__V1__IobSummary** pps = calloc(IOB_WIRE_MAX_LIST, sizeof *pps);
+    Iob__V1__EndpointSummary* eps = calloc(2 * IOB_WIRE_MAX_LIST, sizeof *eps);
+    Iob__V1__EndpointSummary** peps = calloc(2 * IOB_WIRE_MAX_LIST, sizeof *peps);
+    zx_status_t st = ZX_ERR_NO_MEMORY;
+    if (sums != NULL && ps != NULL && pps != NULL && eps != NULL && peps != NULL) {
+        st = iob_core_list(c->srv->core, sums, IOB_WIRE_MAX_LIST, &total);
+    }
+    if (st != ZX_OK) {
+        iobd__call_finish(c, st, NULL, iobd__detail(st));
+    } else {
+        size_t n = total < IOB_WIRE_MAX_LIST ? total : IOB_WIRE_MAX_LIST;
+        for (size_t i = 0; i < n; i++) {
+            iob__v1__iob_summary__init(&ps[i]);
+            ps[i].koid = sums[i].koid;
+            ps[i].region_count = sums[i].region_count;
+            ps[i].total_bytes = sums[i].total_bytes;
+            sums[i].name[ZX_MAX_NAME_LEN - 1] = '\0';
+            ps[i].name = sums[i].name;
+            for (size_t e = 0; e < 2; e++) {
+                Iob__V1__EndpointSummary* ep = &eps[2 * i + e];
+                iob__v1__endpoint_summary__init(ep);
+                ep->koid = sums[i].endpoints[e].koid;
+                ep->handles = sums[i].endpoints[e].handles;
+                ep->mappings = sums[i].endpoints[e].mappings;
+                ep->signals = sums[i].endpoints[e].signals;
+                peps[2 * i + e] = ep;
+            }
+            ps[i].n_endpoints = 2;
+            ps[i].endpoints = &peps[2 * i];
+            pps[i] = &ps[i];
+        }
+        Iob__V1__ListIobsReply r = IOB__V1__LIST_IOBS_REPLY__INIT;
+        r.n_iobs = n;
+        r.iobs = pps;
+        r.total = total;
+        iobd__call_finish(c, ZX_OK, &r.base, NULL);
+    }
+    free(sums);
+    free(ps);
+    free(pps);
+    free(eps);
+    free(peps);
+}
+
+static void iobd__server_info(iobd_call_t* c) {
+    iobd_rpc_t* srv = c->srv;
+    Iob__V1__ServerInfoRequest* req =
+        IOBD_UNPACK(Iob__V1__ServerInfoRequest, iob__v1__server_info_request__descriptor, c);
+    if (req == NULL) {
+        iobd__bad_request(c, "malformed ServerInfoRequest");
+        return;
+    }
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+    iob_core_stats_t s;
+    iob_core_get_stats(srv->core, &s);
+    Iob__V1__ServerInfoReply r = IOB__V1__SERVER_INFO_REPLY__INIT;
+    r.version = (char*)(uintptr_t)(srv->version ? srv->version : "");
+    r.page_size = (uint32_t)iob_core_page_size(srv->core);
+    r.backing = (char*)(uintptr_t)iob_backing_name(srv->backing);
+    if (srv->backing != IOB_BACKING_4K) {
+        iob_hugepage_pool_t pool;
+        if (iob_hugepage_pool_read(srv->backing, &pool) == ZX_OK) {
+            r.hugepages_total = pool.total;
+            r.hugepages_free = pool.free;
+        }
+    }
+    r.max_total_bytes = s.max_total_bytes;
+    r.max_iobs_per_session = s.max_iobs_per_session;
+    r.max_handles_per_session = s.max_handles_per_session;
+    r.token_ttl_ns = srv->config.core.token_ttl_ns ? srv->config.core.token_ttl_ns
+                                                   : 60ull * 1000000000ull;
+    r.iobs = s.iobs;
+    r.sessions = s.sessions;
+    r.handles = s.handles;
+    r.mappings = s.mappings;
+    r.tokens = s.tokens;
+    r.bytes_in_use = s.bytes_in_use;
+    r.max_message_bytes = (uint32_t)IOB_WIRE_MAX_MESSAGE;
+    r.max_chunk_bytes = (uint32_t)IOB_WIRE_MAX_CHUNK;
+    iobd__call_finish(c, ZX_OK, &r.base, NULL);
+}
+
+/* ---- ReadRegion (server streaming) ---- */
+
+static void iobd__read_start(iobd_call_t* c, iob_session_id_t sid) {
+    Iob__V1__ReadRegionRequest* req =
+        IOBD_UNPACK(Iob__V1__ReadRegionRequest, iob__v1__read_region_request__descriptor, c);
+    if (req == NULL) {
+        iobd__bad_request(c, "malformed ReadRegionRequest");
+        return;
+    }
+    iobd_read_state_t* r = &c->u.read;
+    r->handle = req->handle;
+    r->region_index = req->region_index;
+    r->offset = req->offset;
+    r->remaining = req->length;
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+    if (r->offset + r->remaining < r->offset) {
+        iobd__call_finish(c, ZX_ERR_OUT_OF_RANGE, NULL, "offset + length overflows");
+        return;
+    }
+    /*
+     * Check rights and the whole range before the first byte goes out, so a bad request
+     * fails with nothing streamed: a 1-byte read at the end (or at offset for length 0).
+     */
+    uint8_t probe;
+    uint64_t at = r->remaining > 0 ? r->offset + r->remaining - 1 : r->offset;
+    zx_status_t st = iob_core_region_read(c->srv->core, sid, r->handle, r->region_index, at,
+                                          &probe, r->remaining > 0 ? 1 : 0);
+    if (st != ZX_OK) {
+        iobd__call_finish(c, st, NULL, iobd__detail(st));
+        return;
+    }
+    if (!iobd__call_start_close_chain(c)) {
+        return;
+    }
+    iobd__read_continue(c);
+}
+
+void iobd__read_continue(iobd_call_t* c) {
+    iobd_read_state_t* r = &c->u.read;
+    if (r->remaining == 0) {
+        iobd__call_finish(c, ZX_OK, NULL, NULL);
+        return;
+    }
+    size_t n = r->remaining < IOB_WIRE_MAX_CHUNK ? (size_t)r->remaining : IOB_WIRE_MAX_CHUNK;
+    uint8_t* buf = malloc(n);
+    if (buf == NULL) {
+        iobd__call_finish(c, ZX_ERR_NO_MEMORY, NULL, NULL);
+        return;
+    }
+    zx_status_t st = iob_core_region_read(c->srv->core, (iob_session_id_t){c->session_id},
+                                          r->handle, r->region_index, r->offset, buf, n);
+    if (st != ZX_OK) {
+        free(buf);
+        iobd__call_finish(c, st, NULL, iobd__detail(st));
+        return;
+    }
+    Iob__V1__ReadRegionReply m = IOB__V1__READ_REGION_REPLY__INIT;
+    m.offset = r->offset;
+    m.data.data = buf;
+    m.data.len = n;
+    r->offset += n;
+    r->remaining -= n;
+    iobd__call_send(c, &m.base);
+    free(buf);
+}
+
+/* ---- WriteRegion (client streaming) ---- */
+
+void iobd__write_continue(iobd_call_t* c, grpc_byte_buffer* msg) {
+    iobd_write_state_t* w = &c->u.write;
+    Iob__V1__WriteRegionReply reply = IOB__V1__WRITE_REGION_REPLY__INIT;
+    if (msg == NULL) {
+        /* The client half-closed: everything arrived. */
+        if (!w->started) {
+            iobd__call_finish(c, ZX_ERR_INVALID_ARGS, NULL, "WriteRegion without a message");
+            return;
+        }
+        reply.written = w->written;
+        iobd__call_finish(c, ZX_OK, &reply.base, NULL);
+        return;
+    }
+    Iob__V1__WriteRegionRequest* req = (Iob__V1__WriteRegionRequest*)iob_wire_unpack(
+        &iob__v1__write_region_request__descriptor, msg);
+    grpc_byte_buffer_destroy(msg);
+    if (req == NULL) {
+        iobd__bad_request(c, "malformed WriteRegionRequest");
+        return;
+    }
+    if (!w->started) {
+        w->started = true;
+        w->handle = req->handle;
+        w->region_index = req->region_index;
+        w->offset = req->offset;
+    }
+    zx_status_t st = ZX_OK;
+    const char* detail = NULL;
+    uint64_t at = w->offset + w->written;
+    if (req->data.len > IOB_WIRE_MAX_CHUNK) {
+        st = ZX_ERR_INVALID_ARGS;
+        detail = "chunk larger than 1 MiB";
+    } else if (at < w->offset || at + req->data.len < at) {
+        st = ZX_ERR_OUT_OF_RANGE;
+        detail = "offset overflows";
+    } else {
+        st = iob_core_region_write(c->srv->core, (iob_session_id_t){c->session_id}, w->handle,
+                                   w->region_index, at, req->data.data, req->data.len);
+        detail = iobd__detail(st);
+        if (st == ZX_OK) {
+            w->written += req->data.len;
+        }
+    }
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+    if (st != ZX_OK) {
+        reply.status = st;
+        reply.written = w->written;
+        iobd__call_add_trailer(c, "iob-written", w->written);
+        iobd__call_finish(c, st, NULL, detail);
+        return;
+    }
+    iobd__call_recv(c);
+}
+
+/* ---- Dispatch ---- */
+
+void iobd__dispatch_new(iobd_call_t* c) {
+    iob_session_id_t sid = {0};
+    unsigned m = c->method;
+    if (m != IOB_WIRE_M_LIST_IOBS && m != IOB_WIRE_M_SERVER_INFO) {
+        zx_status_t st = iobd__call_session(c, &sid.value);
+        if (st != ZX_OK) {
+            iobd__call_finish(c, st, NULL,
+                              st == ZX_ERR_INVALID_ARGS
+                                  ? "missing or malformed iob-session metadata"
+                                  : "the iob-session does not name a session of this connection");
+            return;
+        }
+    }
+    switch (m) {
+    case IOB_WIRE_M_CREATE_IOB:
+        iobd__create_iob(c, sid);
+        break;
+    case IOB_WIRE_M_GET_INFO:
+        iobd__get_info(c, sid);
+        break;
+    case IOB_WIRE_M_DUPLICATE_HANDLE:
+        iobd__handle_rights(c, sid, false);
+        break;
+    case IOB_WIRE_M_REPLACE_HANDLE:
+        iobd__handle_rights(c, sid, true);
+        break;
+    case IOB_WIRE_M_CLOSE_HANDLE:
+        iobd__close_handle(c, sid);
+        break;
+    case IOB_WIRE_M_GET_NAME:
+        iobd__get_name(c, sid);
+        break;
+    case IOB_WIRE_M_SET_NAME:
+        iobd__set_name(c, sid);
+        break;
+    case IOB_WIRE_M_SIGNAL:
+        iobd__signal(c, sid, false);
+        break;
+    case IOB_WIRE_M_SIGNAL_PEER:
+        iobd__signal(c, sid, true);
+        break;
+    case IOB_WIRE_M_GET_SIGNALS:
+        iobd__get_signals(c, sid);
+        break;
+    case IOB_WIRE_M_EXPORT_HANDLE:
+        iobd__export(c, sid);
+        break;
+    case IOB_WIRE_M_IMPORT_HANDLE:
+        iobd__import(c, sid);
+        break;
+    case IOB_WIRE_M_READ_REGION:
+        iobd__read_start(c, sid);
+        break;
+    case IOB_WIRE_M_WRITE_REGION:
+        /* The messages arrive one by one (GRPC_SRM_PAYLOAD_NONE). */
+        iobd__call_recv(c);
+        break;
+    case IOB_WIRE_M_LIST_IOBS:
+        iobd__list(c);
+        break;
+    case IOB_WIRE_M_SERVER_INFO:
+        iobd__server_info(c);
+        break;
+    default:
+        iobd__call_finish_code(c, ZX_ERR_NOT_SUPPORTED, GRPC_STATUS_UNIMPLEMENTED, NULL, NULL);
+        break;
+    }
+}

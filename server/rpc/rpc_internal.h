@@ -1,0 +1,255 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Internals of iobd's gRPC service, shared by rpc_server.c (calls, sessions, events),
+ * rpc_handlers.c (one function per method) and rpc_listen.c (Unix accept, TCP ports).
+ *
+ * Locking: `srv->lock` guards the session table, the handle index, event queues, waiters
+ * and the state of streaming calls. Lock order is core -> srv->lock (the core's observer
+ * runs under the core's mutex and takes srv->lock), so no code calls the core while
+ * holding srv->lock. grpc_call_start_batch may be called with srv->lock held: gRPC never
+ * calls back into us synchronously (completions arrive on the CQ thread).
+ */
+#ifndef IOB_SERVER_RPC_RPC_INTERNAL_H_
+#define IOB_SERVER_RPC_RPC_INTERNAL_H_
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <grpc/grpc.h>
+#include <uv.h>
+
+#include "proto/wire.h"
+#include "server/rpc/rpc.h"
+
+#define IOBD_METHOD_UNKNOWN IOB_WIRE_M_COUNT
+
+typedef struct iobd_call iobd_call_t;
+typedef struct iobd_session iobd_session_t;
+typedef struct iobd_hent iobd_hent_t;
+
+typedef enum { IOBD_TAG_NEW, IOBD_TAG_MAIN, IOBD_TAG_CLOSE, IOBD_TAG_FINAL } iobd_tag_kind_t;
+
+typedef struct iobd_tag {
+    iobd_call_t* call; /* NULL for the server's shutdown tag */
+    iobd_tag_kind_t kind;
+} iobd_tag_t;
+
+typedef struct iobd_event {
+    zx_handle_t handle;
+    zx_signals_t signals;
+} iobd_event_t;
+
+/* One handle some session holds, indexed by value and by endpoint koid. */
+struct iobd_hent {
+    zx_handle_t handle;
+    zx_koid_t koid;
+    iobd_session_t* session;
+    iobd_hent_t* next_by_handle;
+    iobd_hent_t* next_by_koid;
+};
+
+struct iobd_session {
+    uint64_t id; /* the core's session id, also the wire id */
+    uint8_t secret[IOB_WIRE_SECRET_SIZE];
+    char* peer; /* gRPC peer of the connection that opened it */
+    bool local; /* over the Unix socket: mappings live until the process exits */
+    int pidfd;  /* local: the peer process, watched once the session ends; else -1 */
+    bool closed;
+    iobd_call_t* stream; /* the OpenSession call */
+    iobd_session_t* next_in_bucket;
+    /* Event queue (events not yet sent on the stream). */
+    iobd_event_t* events;
+    size_t event_head, event_count, event_cap;
+    bool dirty; /* on srv->dirty_sessions */
+    iobd_session_t* next_dirty;
+    uint64_t events_dropped;
+};
+
+typedef struct iobd_pidwatch {
+    uv_poll_t poll;
+    iobd_rpc_t* srv;
+    uint64_t session_id;
+    int pidfd;
+    struct iobd_pidwatch* next;
+} iobd_pidwatch_t;
+
+typedef struct iobd_unix_listener {
+    uv_pipe_t pipe;
+    iobd_rpc_t* srv;
+    char* path;
+    bool bound;
+} iobd_unix_listener_t;
+
+typedef struct iobd_cred {
+    bool valid;
+    pid_t pid;
+    uid_t uid;
+    gid_t gid;
+} iobd_cred_t;
+
+#define IOBD_HASH_BUCKETS 1024u
+#define IOBD_SESSION_BUCKETS 256u
+#define IOBD_MAX_QUEUED_EVENTS 65536u
+
+struct iobd_rpc {
+    iobd_rpc_config_t config; /* strings and arrays below are our own copies */
+    char** listen;
+    uid_t* allow_uids;
+    gid_t* allow_gids;
+    char* token;
+    char* broker_path;
+    char* version;
+    uv_loop_t* loop;
+    iob_core_t* core;
+    iob_backing_t backing;
+
+    grpc_server* server;
+    grpc_completion_queue* cq;
+    void* methods[IOB_WIRE_M_COUNT];
+    pthread_t cq_thread;
+    bool cq_thread_started;
+    iobd_tag_t shutdown_tag;
+    bool shutdown_tag_seen;   /* CQ thread only */
+    bool cq_shutdown_called;  /* CQ thread only */
+    atomic_bool shutting_down;
+    atomic_long live_calls;   /* call contexts allocated, armed requests included */
+    atomic_bool cq_done;
+    void (*done_cb)(void*);
+    void* done_ctx;
+
+    uv_async_t wake;
+    bool wake_alive;
+    iobd_unix_listener_t* unix_listeners;
+    size_t unix_listener_count;
+
+    pthread_mutex_t lock;
+    iobd_session_t* sessions[IOBD_SESSION_BUCKETS];
+    uint64_t session_count;
+    iobd_hent_t* by_handle[IOBD_HASH_BUCKETS];
+    iobd_hent_t* by_koid[IOBD_HASH_BUCKETS];
+    iobd_session_t* dirty_sessions;
+    iobd_call_t* waiters; /* Wait calls in progress */
+    iobd_cred_t* creds;   /* indexed by the fd handed to gRPC ("fd:N" peers) */
+    size_t creds_cap;
+    iobd_pidwatch_t* pending_watches; /* posted by the CQ thread for the loop */
+    iobd_pidwatch_t* watches;         /* loop thread only */
+};
+
+/* Per-method state of a call. */
+typedef struct iobd_wait_state {
+    zx_handle_t handle;
+    zx_signals_t want;
+    bool watch;
+    int64_t deadline_ns; /* CLOCK_MONOTONIC; INT64_MAX: none */
+    zx_signals_t observed;
+    zx_signals_t last_sent;
+    bool sent_any;
+    bool handle_closed;
+    iobd_hent_t* hent;
+    iobd_call_t* next_waiter;
+    iobd_call_t* prev_waiter;
+    bool registered;
+    bool dirty;
+    uint64_t events_seen;
+} iobd_wait_state_t;
+
+typedef struct iobd_read_state {
+    zx_handle_t handle;
+    uint32_t region_index;
+    uint64_t offset;    /* next chunk's region offset */
+    uint64_t remaining; /* bytes still to send */
+} iobd_read_state_t;
+
+typedef struct iobd_write_state {
+    bool started;
+    zx_handle_t handle;
+    uint32_t region_index;
+    uint64_t offset;
+    uint64_t written;
+} iobd_write_state_t;
+
+struct iobd_call {
+    iobd_rpc_t* srv;
+    unsigned method;
+    grpc_call* call;
+    gpr_timespec deadline;
+    grpc_metadata_array md;
+    grpc_byte_buffer* payload;
+    grpc_call_details details;
+    iobd_tag_t t_new, t_main, t_close, t_final;
+    int refs; /* outstanding batches */
+    int cancelled;
+    bool initial_md_sent;
+    bool close_started;
+    bool sending; /* a SEND_MESSAGE batch is in flight */
+    bool finishing;
+    bool dead;    /* the call ended or failed: start nothing more */
+    grpc_byte_buffer* out;       /* the SEND_MESSAGE in flight */
+    grpc_byte_buffer* final_out; /* the final batch's message */
+    grpc_byte_buffer* recv;
+    char* peer;
+    uint64_t session_id; /* the session the call acts for; 0: none */
+    iobd_session_t* session; /* OpenSession only */
+    /* Trailing metadata of the final batch (values point into md_val). */
+    grpc_metadata trailing[4];
+    size_t trailing_count;
+    char md_val[4][24];
+    union {
+        iobd_wait_state_t wait;
+        iobd_read_state_t read;
+        iobd_write_state_t write;
+    } u;
+};
+
+/* ---- rpc_server.c ---- */
+
+/* Ends the call: final batch with the status (and reply, when given). */
+void iobd__call_finish(iobd_call_t* c, zx_status_t status, const ProtobufCMessage* reply,
+                       const char* detail);
+/* Same, with an explicit gRPC code (authentication, unknown methods, limits). */
+void iobd__call_finish_code(iobd_call_t* c, zx_status_t status, grpc_status_code code,
+                            const ProtobufCMessage* reply, const char* detail);
+/* Adds "key: value" to the final batch's trailing metadata (up to 3). */
+void iobd__call_add_trailer(iobd_call_t* c, const char* key, uint64_t value);
+/* Starts {SEND_INITIAL_METADATA?, SEND_MESSAGE} (streams); false if the call is dead. */
+bool iobd__call_send(iobd_call_t* c, const ProtobufCMessage* msg);
+/* Starts the {RECV_CLOSE_ON_SERVER} chain of a server-streaming call. */
+bool iobd__call_start_close_chain(iobd_call_t* c);
+
+/*
+ * Resolves the call's "iob-session" metadata to the session id, checking the secret and
+ * that the session was opened over this call's connection. ZX_ERR_INVALID_ARGS (missing or
+ * malformed) or ZX_ERR_BAD_HANDLE (unknown, ended, wrong secret, other connection).
+ */
+zx_status_t iobd__call_session(iobd_call_t* c, uint64_t* session_out);
+
+/* Records a handle of a session in the event index (koid from the core when 0). */
+void iobd__track_handle(iobd_rpc_t* srv, uint64_t session_id, zx_handle_t handle, zx_koid_t koid);
+/* Queues sends for sessions and waiters touched by events; any thread, srv->lock not held. */
+void iobd__flush(iobd_rpc_t* srv);
+
+/* Session stream and Wait (rpc_server.c, they share the event machinery). */
+void iobd__open_session(iobd_call_t* c);
+void iobd__wait_start(iobd_call_t* c);
+
+/* ---- rpc_handlers.c ---- */
+
+/* Runs a new call's handler (unary, read, write). */
+void iobd__dispatch_new(iobd_call_t* c);
+/* Continuation of ReadRegion/WriteRegion after a main-chain completion. */
+void iobd__read_continue(iobd_call_t* c);
+void iobd__write_continue(iobd_call_t* c, grpc_byte_buffer* msg);
+/* WriteRegion: arms the next RECV_MESSAGE. */
+bool iobd__call_recv(iobd_call_t* c);
+
+/* ---- rpc_listen.c ---- */
+
+zx_status_t iobd__listen_all(iobd_rpc_t* srv);
+void iobd__listen_close(iobd_rpc_t* srv);
+/* Credentials of a "fd:N" peer, as read at accept. */
+bool iobd__peer_cred(iobd_rpc_t* srv, const char* peer, iobd_cred_t* out);
+bool iobd__peer_is_local(const char* peer);
+
+#endif /* IOB_SERVER_RPC_RPC_INTERNAL_H_ */

@@ -1,0 +1,129 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Wire format of the map broker (server/broker/broker.h), shared by iobd and libiob.
+ *
+ * One message is one SOCK_SEQPACKET datagram: a header followed by a type-specific body,
+ * fixed-width fields, little-endian, naturally aligned, no pointers. The receiver checks
+ * that the datagram's size equals the size of its type exactly; anything else is a
+ * protocol error, answered (by the server) with an ERROR reply and never trusted.
+ *
+ * Requests go client -> server; every request gets exactly one reply with the same
+ * request_id. A MAP reply with status ZX_OK carries exactly one file descriptor
+ * (SCM_RIGHTS); no other message carries any, and a server closes every fd a client sends.
+ *
+ * Versioning: `version` is IOB_BROKER_WIRE_VERSION. A server answers a request of another
+ * version with an ERROR reply (status ZX_ERR_NOT_SUPPORTED) in its own version, so an old
+ * client learns why.
+ */
+#ifndef IOB_SHM_BROKER_WIRE_H_
+#define IOB_SHM_BROKER_WIRE_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <zircon/types.h>
+
+/* Structs are sent as they lie in memory: only little-endian hosts speak this format. */
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "broker wire format is little-endian");
+
+#define IOB_BROKER_WIRE_VERSION 1u
+#define IOB_BROKER_SECRET_SIZE 16u
+/* Every valid message is at most this long; receive buffers may be exactly this size + 1. */
+#define IOB_BROKER_MAX_MSG 64u
+
+enum {
+    /* Replies have the high bit set: reply type = request type | IOB_BROKER_REPLY. */
+    IOB_BROKER_REPLY = 0x8000u,
+
+    /* Binds the connection to a session. Body: iob_broker_attach_req_t. */
+    IOB_BROKER_ATTACH = 1u,
+    /* Asks for a mapping. Body: iob_broker_map_req_t. Needs an attached connection. */
+    IOB_BROKER_MAP = 2u,
+    /* Reports that a mapping ended. Body: iob_broker_unmap_req_t. Needs attachment. */
+    IOB_BROKER_UNMAP = 3u,
+
+    /*
+     * The server could not parse the request (wrong size, unknown type, wrong version) or
+     * the request is not allowed in this state. Body: iob_broker_status_reply_t. The
+     * request_id echoes the request's when its header could be read, else 0.
+     */
+    IOB_BROKER_ERROR = IOB_BROKER_REPLY | 0x7fffu,
+};
+
+typedef struct iob_broker_hdr {
+    uint16_t version;    /* IOB_BROKER_WIRE_VERSION */
+    uint16_t type;       /* IOB_BROKER_* */
+    uint32_t size;       /* whole message in bytes, header included */
+    uint64_t request_id; /* chosen by the client, echoed in the reply */
+} iob_broker_hdr_t;
+
+typedef struct iob_broker_attach_req {
+    iob_broker_hdr_t hdr;
+    uint64_t session_id;
+    uint8_t secret[IOB_BROKER_SECRET_SIZE];
+} iob_broker_attach_req_t;
+
+/* Reply to ATTACH and UNMAP, and the ERROR message. */
+typedef struct iob_broker_status_reply {
+    iob_broker_hdr_t hdr;
+    int32_t status; /* zx_status_t */
+    uint32_t reserved;
+} iob_broker_status_reply_t;
+
+/* MAP flags. */
+enum {
+    /*
+     * Run every check and create no mapping: the server calls iob_core_map and at once
+     * iob_core_unmap, and sends no fd. The client uses it when its own checks already
+     * failed, to learn whether one of the server's earlier checks wins (A.4's order).
+     */
+    IOB_BROKER_MAP_CHECK_ONLY = 1u << 0,
+};
+
+typedef struct iob_broker_map_req {
+    iob_broker_hdr_t hdr;
+    uint32_t handle;        /* zx_handle_t of the attached session */
+    uint32_t options;       /* zx_vm_option_t, as the caller gave them */
+    uint32_t region_index;
+    uint32_t flags;         /* IOB_BROKER_MAP_*; unknown bits: ZX_ERR_INVALID_ARGS */
+    uint64_t region_offset;
+    uint64_t len;
+} iob_broker_map_req_t;
+
+/* MAP reply flags. */
+enum {
+    IOB_BROKER_GRANT_WRITABLE = 1u << 0, /* the fd is a writable file description */
+};
+
+typedef struct iob_broker_map_reply {
+    iob_broker_hdr_t hdr;
+    int32_t status;        /* zx_status_t; an fd travels only with ZX_OK (and no CHECK_ONLY) */
+    uint32_t flags;        /* IOB_BROKER_GRANT_* */
+    uint64_t mapping_id;   /* give back in UNMAP */
+    uint64_t region_size;  /* bytes (rounded to the page size) */
+    uint64_t iob_koid;     /* endpoint 0's koid (names the memfd) */
+} iob_broker_map_reply_t;
+
+typedef struct iob_broker_unmap_req {
+    iob_broker_hdr_t hdr;
+    uint64_t mapping_id;
+} iob_broker_unmap_req_t;
+
+_Static_assert(sizeof(iob_broker_hdr_t) == 16, "header is 16 bytes");
+_Static_assert(sizeof(iob_broker_attach_req_t) == 40, "attach is 40 bytes");
+_Static_assert(sizeof(iob_broker_status_reply_t) == 24, "status reply is 24 bytes");
+_Static_assert(sizeof(iob_broker_map_req_t) == 48, "map request is 48 bytes");
+_Static_assert(sizeof(iob_broker_map_reply_t) == 48, "map reply is 48 bytes");
+_Static_assert(sizeof(iob_broker_unmap_req_t) == 24, "unmap request is 24 bytes");
+_Static_assert(offsetof(iob_broker_map_req_t, region_offset) == 32, "map offsets");
+_Static_assert(offsetof(iob_broker_map_reply_t, mapping_id) == 24, "map reply offsets");
+
+static inline void iob_broker_hdr_init(iob_broker_hdr_t* hdr, uint16_t type, uint32_t size,
+                                       uint64_t request_id) {
+    hdr->version = IOB_BROKER_WIRE_VERSION;
+    hdr->type = type;
+    hdr->size = size;
+    hdr->request_id = request_id;
+}
+
+#endif /* IOB_SHM_BROKER_WIRE_H_ */

@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Helpers of the map integration tests: a real iobd on a private socket directory, and
+ * helper processes started with posix_spawn (gRPC is not fork-safe: never fork+continue).
+ */
+#ifndef IOB_TESTS_INTEGRATION_MAP_HARNESS_H_
+#define IOB_TESTS_INTEGRATION_MAP_HARNESS_H_
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+typedef struct map_daemon {
+    pid_t pid;
+    char dir[256];    /* mode 0755, so helpers under other uids reach the sockets */
+    char target[300]; /* "unix:<dir>/iobd.sock"; also exported as IOB_SERVER */
+} map_daemon_t;
+
+/*
+ * Starts iobd (4 KiB pages, sockets mode 0666, a 2 s token time-to-live) with the extra
+ * NULL-terminated arguments, waits until both of its sockets accept connections and sets
+ * IOB_SERVER for this process and its children. Exits 77 (skip) when iobd was not built.
+ */
+void map_daemon_start(map_daemon_t* d, const char* const* extra_args);
+void map_daemon_stop(map_daemon_t* d);
+
+/*
+ * Starts the iob_test_peer helper with argv (not including the program name). When
+ * stdout_fd is not NULL, the child's stdout is a pipe whose read end is returned there.
+ */
+pid_t map_spawn_peer(const char* const* argv, int* stdout_fd);
+
+/* Waits for the child; its exit status, or 128 + signal. */
+int map_wait(pid_t pid);
+
+/* Reads one line from fd into buf (NUL-terminated, newline dropped); false on EOF/timeout. */
+bool map_read_line(int fd, char* buf, size_t cap, int timeout_ms);
+
+#endif /* IOB_TESTS_INTEGRATION_MAP_HARNESS_H_ */

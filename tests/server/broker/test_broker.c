@@ -1,0 +1,419 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Tests server/broker/broker.c in-process: a real iob_core (4 KiB backing), a libuv loop,
+ * and a raw SOCK_SEQPACKET client speaking shm/broker_wire.h. The loop runs in this
+ * thread between a request and its reply, so every test is deterministic.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "server/broker/broker.h"
+#include "shm/broker_wire.h"
+#include "shm/fdpass.h"
+#include "test_util.h"
+
+static const uint8_t kSecret[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+
+typedef struct fixture {
+    uv_loop_t loop;
+    iob_core_t* core;
+    iob_session_id_t session;
+    iobd_broker_t* broker;
+    char* dir;
+    char path[108];
+    bool refuse_peers;
+    zx_handle_t ep0;
+    zx_handle_t ep1;
+} fixture_t;
+
+static bool auth(void* ctx, uint64_t session_id, const uint8_t secret[16],
+                 iob_session_id_t* out) {
+    fixture_t* f = ctx;
+    if (session_id != f->session.value || memcmp(secret, kSecret, 16) != 0) {
+        return false;
+    }
+    *out = f->session;
+    return true;
+}
+
+static bool policy(void* ctx, pid_t pid, uid_t uid, gid_t gid) {
+    fixture_t* f = ctx;
+    (void)pid;
+    (void)uid;
+    (void)gid;
+    return !f->refuse_peers;
+}
+
+static void quiet_log(void* ctx, int level, const char* msg) {
+    (void)ctx;
+    (void)level;
+    (void)msg;
+}
+
+static int setup(void** state) {
+    fixture_t* f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    assert_int_equal(uv_loop_init(&f->loop), 0);
+    iob_core_config_t cc;
+    memset(&cc, 0, sizeof cc);
+    cc.backing = IOB_BACKING_4K;
+    assert_int_equal(iob_core_create(&cc, &f->core), ZX_OK);
+    iob_session_cred_t cred = {.pid = getpid(), .uid = getuid(), .gid = getgid()};
+    assert_int_equal(iob_core_session_open(f->core, &cred, &f->session), ZX_OK);
+
+    /* ep0 may map region 0 read-write, ep1 read-only; region 1 is ep0's alone. */
+    zx_iob_region_t regions[2];
+    memset(regions, 0, sizeof regions);
+    regions[0].type = ZX_IOB_REGION_TYPE_PRIVATE;
+    regions[0].access = ZX_IOB_ACCESS_EP0_CAN_MAP_READ | ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE |
+                        ZX_IOB_ACCESS_EP1_CAN_MAP_READ;
+    regions[0].size = 3 * 4096;
+    regions[1] = regions[0];
+    regions[1].access = ZX_IOB_ACCESS_EP0_CAN_MAP_READ | ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE;
+    assert_int_equal(
+        iob_core_iob_create(f->core, f->session, 0, regions, 2, &f->ep0, &f->ep1), ZX_OK);
+
+    f->dir = iob_test_tempdir();
+    snprintf(f->path, sizeof f->path, "%s/broker.sock", f->dir);
+    iobd_broker_config_t bc;
+    memset(&bc, 0, sizeof bc);
+    bc.socket_path = f->path;
+    bc.socket_mode = 0600;
+    bc.authenticate = auth;
+    bc.auth_ctx = f;
+    bc.peer_allowed = policy;
+    bc.policy_ctx = f;
+    bc.log = quiet_log;
+    assert_int_equal(iobd_broker_start(&f->loop, f->core, &bc, &f->broker), ZX_OK);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void** state) {
+    fixture_t* f = *state;
+    iobd_broker_stop(f->broker);
+    uv_run(&f->loop, UV_RUN_DEFAULT); /* lets the broker's handles close and free it */
+    assert_int_equal(uv_loop_close(&f->loop), 0);
+    struct stat st;
+    assert_int_equal(stat(f->path, &st), -1); /* the socket file is gone */
+    iob_core_destroy(f->core);
+    rmdir(f->dir);
+    free(f->dir);
+    free(f);
+    return 0;
+}
+
+static int client_connect(fixture_t* f) {
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_un addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sun_family = AF_UNIX;
+    strcpy(addr.sun_path, f->path);
+    assert_int_equal(connect(fd, (struct sockaddr*)&addr, sizeof addr), 0);
+    return fd;
+}
+
+/* Runs the loop until the client socket has something to read (or was closed). */
+static void pump(fixture_t* f, int fd) {
+    for (int i = 0; i < 500; i++) {
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 2) > 0) {
+            return;
+        }
+    }
+    fail_msg("no reply from the broker");
+}
+
+typedef union {
+    iob_broker_hdr_t hdr;
+    iob_broker_status_reply_t status;
+    iob_broker_map_reply_t map;
+    unsigned char bytes[IOB_BROKER_MAX_MSG + 1];
+} reply_t;
+
+/* Sends raw bytes (and optionally one fd), returns the reply's length (0: closed). */
+static size_t exchange(fixture_t* f, int fd, const void* req, size_t len, int send_fd,
+                       reply_t* reply, int* fd_out) {
+    assert_int_equal(iob_fd_send(fd, req, len, send_fd >= 0 ? &send_fd : NULL, send_fd >= 0),
+                     ZX_OK);
+    pump(f, fd);
+    int fds[1];
+    size_t n = 0;
+    size_t nfds = 0;
+    memset(reply, 0, sizeof *reply);
+    zx_status_t st = iob_fd_recv(fd, reply->bytes, sizeof reply->bytes, &n, fds, 1, &nfds);
+    if (st == ZX_ERR_PEER_CLOSED) {
+        return 0;
+    }
+    assert_int_equal(st, ZX_OK);
+    if (fd_out != NULL) {
+        *fd_out = nfds > 0 ? fds[0] : -1;
+    } else {
+        assert_int_equal(nfds, 0);
+    }
+    return n;
+}
+
+static zx_status_t attach(fixture_t* f, int fd, uint64_t session, const uint8_t* secret) {
+    iob_broker_attach_req_t req;
+    memset(&req, 0, sizeof req);
+    iob_broker_hdr_init(&req.hdr, IOB_BROKER_ATTACH, sizeof req, 11);
+    req.session_id = session;
+    memcpy(req.secret, secret, 16);
+    reply_t r;
+    size_t n = exchange(f, fd, &req, sizeof req, -1, &r, NULL);
+    if (n == 0) {
+        return ZX_ERR_PEER_CLOSED;
+    }
+    assert_int_equal(n, sizeof(iob_broker_status_reply_t));
+    assert_int_equal(r.hdr.type, IOB_BROKER_ATTACH | IOB_BROKER_REPLY);
+    assert_int_equal(r.hdr.request_id, 11);
+    return r.status.status;
+}
+
+static zx_status_t map(fixture_t* f, int fd, zx_handle_t h, uint32_t options, uint32_t index,
+                       uint32_t flags, iob_broker_map_reply_t* out, int* fd_out) {
+    iob_broker_map_req_t req;
+    memset(&req, 0, sizeof req);
+    iob_broker_hdr_init(&req.hdr, IOB_BROKER_MAP, sizeof req, 22);
+    req.handle = h;
+    req.options = options;
+    req.region_index = index;
+    req.flags = flags;
+    req.region_offset = 0;
+    req.len = 3 * 4096;
+    reply_t r;
+    size_t n = exchange(f, fd, &req, sizeof req, -1, &r, fd_out);
+    assert_int_equal(n, sizeof(iob_broker_map_reply_t));
+    assert_int_equal(r.hdr.type, IOB_BROKER_MAP | IOB_BROKER_REPLY);
+    assert_int_equal(r.hdr.request_id, 22);
+    if (out != NULL) {
+        *out = r.map;
+    }
+    return r.map.status;
+}
+
+static zx_status_t unmap(fixture_t* f, int fd, uint64_t mapping_id) {
+    iob_broker_unmap_req_t req;
+    memset(&req, 0, sizeof req);
+    iob_broker_hdr_init(&req.hdr, IOB_BROKER_UNMAP, sizeof req, 33);
+    req.mapping_id = mapping_id;
+    reply_t r;
+    assert_int_equal(exchange(f, fd, &req, sizeof req, -1, &r, NULL),
+                     sizeof(iob_broker_status_reply_t));
+    assert_int_equal(r.hdr.type, IOB_BROKER_UNMAP | IOB_BROKER_REPLY);
+    return r.status.status;
+}
+
+static uint64_t core_mappings(fixture_t* f) {
+    iob_core_stats_t st;
+    iob_core_get_stats(f->core, &st);
+    return st.mappings;
+}
+
+static void test_attach_requires_secret(void** state) {
+    fixture_t* f = *state;
+    int fd = client_connect(f);
+    uint8_t wrong[16];
+    memcpy(wrong, kSecret, 16);
+    wrong[15] ^= 1;
+    assert_int_equal(attach(f, fd, f->session.value, wrong), ZX_ERR_ACCESS_DENIED);
+    assert_int_equal(attach(f, fd, f->session.value + 1, kSecret), ZX_ERR_ACCESS_DENIED);
+    /* Mapping needs an attached connection. */
+    assert_int_equal(map(f, fd, f->ep0, ZX_VM_PERM_READ, 0, 0, NULL, NULL), ZX_ERR_BAD_STATE);
+    assert_int_equal(attach(f, fd, f->session.value, kSecret), ZX_OK);
+    assert_int_equal(attach(f, fd, f->session.value, kSecret), ZX_ERR_BAD_STATE);
+    close(fd);
+
+    /* Three failures end the connection. */
+    fd = client_connect(f);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(attach(f, fd, 999, kSecret), ZX_ERR_ACCESS_DENIED);
+    }
+    pump(f, fd);
+    char b;
+    assert_int_equal(recv(fd, &b, 1, 0), 0);
+    close(fd);
+    iobd_broker_stats_t stats;
+    iobd_broker_get_stats(f->broker, &stats);
+    assert_int_equal(stats.auth_failures, 5);
+}
+
+static void test_map_grants_and_read_only_fds(void** state) {
+    fixture_t* f = *state;
+    int fd = client_connect(f);
+    assert_int_equal(attach(f, fd, f->session.value, kSecret), ZX_OK);
+
+    iob_broker_map_reply_t rep;
+    int rw = -1;
+    assert_int_equal(map(f, fd, f->ep0, ZX_VM_PERM_READ | ZX_VM_PERM_WRITE, 0, 0, &rep, &rw), ZX_OK);
+    assert_true(rw >= 0);
+    assert_true(rep.flags & IOB_BROKER_GRANT_WRITABLE);
+    assert_int_equal(rep.region_size, 3 * 4096);
+    assert_true((fcntl(rw, F_GETFD) & FD_CLOEXEC) != 0);
+    char* w = mmap(NULL, 3 * 4096, PROT_READ | PROT_WRITE, MAP_SHARED, rw, 0);
+    assert_true(w != MAP_FAILED);
+    close(rw);
+    strcpy(w + 4096, "through the broker");
+
+    iob_broker_map_reply_t rep_ro;
+    int ro = -1;
+    assert_int_equal(map(f, fd, f->ep1, ZX_VM_PERM_READ, 0, 0, &rep_ro, &ro), ZX_OK);
+    assert_true(ro >= 0);
+    assert_false(rep_ro.flags & IOB_BROKER_GRANT_WRITABLE);
+    assert_int_equal(rep_ro.iob_koid, rep.iob_koid);
+    assert_int_equal(fcntl(ro, F_GETFL) & O_ACCMODE, O_RDONLY);
+    assert_true(mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, ro, 0) == MAP_FAILED);
+    assert_int_equal(errno, EACCES);
+    char* r = mmap(NULL, 3 * 4096, PROT_READ, MAP_SHARED, ro, 0);
+    assert_true(r != MAP_FAILED);
+    close(ro);
+    assert_string_equal(r + 4096, "through the broker");
+    assert_int_equal(mprotect(r, 4096, PROT_READ | PROT_WRITE), -1);
+
+    /* ep1 may not write region 0, nor map region 1 at all (A.4 answered by the core). */
+    assert_int_equal(map(f, fd, f->ep1, ZX_VM_PERM_READ | ZX_VM_PERM_WRITE, 0, 0, NULL, NULL),
+                     ZX_ERR_ACCESS_DENIED);
+    assert_int_equal(map(f, fd, f->ep1, ZX_VM_PERM_READ, 1, 0, NULL, NULL), ZX_ERR_ACCESS_DENIED);
+    assert_int_equal(map(f, fd, f->ep0, ZX_VM_PERM_READ, 2, 0, NULL, NULL), ZX_ERR_OUT_OF_RANGE);
+    assert_int_equal(map(f, fd, 0x12345673u, ZX_VM_PERM_READ, 0, 0, NULL, NULL),
+                     ZX_ERR_BAD_HANDLE);
+    assert_int_equal(core_mappings(f), 2);
+
+    /* Check-only: every check, no record, no fd. */
+    assert_int_equal(map(f, fd, f->ep0, ZX_VM_PERM_READ, 0, IOB_BROKER_MAP_CHECK_ONLY, NULL, NULL),
+                     ZX_OK);
+    assert_int_equal(core_mappings(f), 2);
+    assert_int_equal(map(f, fd, f->ep0, ZX_VM_PERM_READ, 0, 0x80, NULL, NULL), ZX_ERR_INVALID_ARGS);
+
+    assert_int_equal(unmap(f, fd, rep.mapping_id), ZX_OK);
+    assert_int_not_equal(unmap(f, fd, rep.mapping_id), ZX_OK);
+    assert_int_equal(core_mappings(f), 1);
+
+    /* A dropped connection releases nothing but itself: the record stays counted. */
+    close(fd);
+    for (int i = 0; i < 5; i++) {
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+    }
+    iobd_broker_stats_t stats;
+    iobd_broker_get_stats(f->broker, &stats);
+    assert_int_equal(stats.connections, 0);
+    assert_int_equal(core_mappings(f), 1);
+    munmap(w, 3 * 4096);
+    munmap(r, 3 * 4096);
+}
+
+static void test_hostile_messages(void** state) {
+    fixture_t* f = *state;
+    int fd = client_connect(f);
+    reply_t r;
+
+    iob_broker_hdr_t hdr;
+    iob_broker_hdr_init(&hdr, 77, sizeof hdr, 5);
+    assert_int_equal(exchange(f, fd, &hdr, sizeof hdr, -1, &r, NULL),
+                     sizeof(iob_broker_status_reply_t));
+    assert_int_equal(r.hdr.type, IOB_BROKER_ERROR);
+    assert_int_equal(r.hdr.request_id, 5);
+    assert_int_equal(r.status.status, ZX_ERR_NOT_SUPPORTED);
+
+    iob_broker_hdr_init(&hdr, IOB_BROKER_ATTACH, sizeof hdr, 6); /* too short for ATTACH */
+    assert_int_equal(exchange(f, fd, &hdr, sizeof hdr, -1, &r, NULL),
+                     sizeof(iob_broker_status_reply_t));
+    assert_int_equal(r.hdr.type, IOB_BROKER_ERROR);
+    assert_int_equal(r.status.status, ZX_ERR_INVALID_ARGS);
+
+    iob_broker_hdr_init(&hdr, IOB_BROKER_ATTACH, sizeof hdr, 7);
+    hdr.version = 2;
+    assert_int_equal(exchange(f, fd, &hdr, sizeof hdr, -1, &r, NULL),
+                     sizeof(iob_broker_status_reply_t));
+    assert_int_equal(r.status.status, ZX_ERR_NOT_SUPPORTED);
+
+    unsigned char junk[3] = {1, 2, 3};
+    assert_int_equal(exchange(f, fd, junk, sizeof junk, -1, &r, NULL),
+                     sizeof(iob_broker_status_reply_t));
+    assert_int_equal(r.hdr.type, IOB_BROKER_ERROR);
+    assert_int_equal(r.hdr.request_id, 0);
+
+    unsigned char big[IOB_BROKER_MAX_MSG + 100];
+    memset(big, 0xab, sizeof big);
+    assert_int_equal(exchange(f, fd, big, sizeof big, -1, &r, NULL),
+                     sizeof(iob_broker_status_reply_t));
+    assert_int_equal(r.hdr.type, IOB_BROKER_ERROR);
+
+    /* An fd sent to the broker is closed by it (the broker runs in this process). */
+    int before = iob_test_count_open_fds();
+    int extra = dup(0);
+    iob_broker_unmap_req_t req;
+    memset(&req, 0, sizeof req);
+    iob_broker_hdr_init(&req.hdr, IOB_BROKER_UNMAP, sizeof req, 8);
+    assert_int_equal(exchange(f, fd, &req, sizeof req, extra, &r, NULL),
+                     sizeof(iob_broker_status_reply_t));
+    assert_int_equal(r.hdr.type, IOB_BROKER_ERROR);
+    close(extra);
+    assert_int_equal(iob_test_count_open_fds(), before);
+
+    /* Still serving after all that. */
+    assert_int_equal(attach(f, fd, f->session.value, kSecret), ZX_OK);
+    close(fd);
+    iobd_broker_stats_t stats;
+    iobd_broker_get_stats(f->broker, &stats);
+    assert_int_equal(stats.bad_messages, 6);
+}
+
+static void test_policy_refuses(void** state) {
+    fixture_t* f = *state;
+    f->refuse_peers = true;
+    int fd = client_connect(f);
+    pump(f, fd);
+    char b;
+    assert_int_equal(recv(fd, &b, 1, 0), 0);
+    close(fd);
+    iobd_broker_stats_t stats;
+    iobd_broker_get_stats(f->broker, &stats);
+    assert_int_equal(stats.refused, 1);
+}
+
+static void test_start_arguments(void** state) {
+    fixture_t* f = *state;
+    iobd_broker_config_t bc;
+    memset(&bc, 0, sizeof bc);
+    iobd_broker_t* b = NULL;
+    assert_int_equal(iobd_broker_start(&f->loop, f->core, &bc, &b), ZX_ERR_INVALID_ARGS);
+    bc.socket_path = "/nonexistent-dir/x.sock";
+    bc.authenticate = auth;
+    bc.log = quiet_log;
+    assert_int_equal(iobd_broker_start(&f->loop, f->core, &bc, &b), ZX_ERR_BAD_PATH);
+    char longp[200];
+    memset(longp, 'a', sizeof longp - 1);
+    longp[sizeof longp - 1] = '\0';
+    bc.socket_path = longp;
+    assert_int_equal(iobd_broker_start(&f->loop, f->core, &bc, &b), ZX_ERR_INVALID_ARGS);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_attach_requires_secret, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_map_grants_and_read_only_fds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hostile_messages, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_policy_refuses, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_start_arguments, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
