@@ -517,6 +517,15 @@ static zx_status_t copy_single(const void* record, size_t record_size, void* buf
     return ZX_OK;
 }
 
+/*
+ * Zircon's info topics that belong to other object types: ZX_INFO_PROCESS (3) through
+ * ZX_INFO_CLOCK_MAPPED_SIZE (40), plus their versioned forms (version in bits 28..31).
+ */
+static bool iob__info_topic_of_other_type(uint32_t topic) {
+    uint32_t base = topic & 0x0FFFFFFFu;
+    return base >= 3 && base <= 40 && base != ZX_INFO_IOB && base != ZX_INFO_IOB_REGIONS;
+}
+
 zx_status_t iob_core_get_info(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
                               uint32_t topic, void* buffer, size_t buffer_size, size_t* actual,
                               size_t* avail) {
@@ -524,20 +533,25 @@ zx_status_t iob_core_get_info(iob_core_t* core, iob_session_id_t session, zx_han
         return ZX_ERR_INVALID_ARGS;
     }
     /*
-     * Zircon dispatches on the topic before it looks at the handle, and a topic it does not
-     * know is INVALID_ARGS whatever the handle. Topics that exist for other object types are
-     * folded into that: no other type of object lives in this core.
+     * Zircon dispatches on the topic first: a topic it does not know at all is NOT_SUPPORTED
+     * before the handle is looked up; a topic of another object type (ZX_INFO_VMO,
+     * ZX_INFO_PROCESS, ...) looks the handle up and then finds it is not of that type.
      */
-    if (topic != ZX_INFO_HANDLE_VALID && topic != ZX_INFO_HANDLE_BASIC && topic != ZX_INFO_IOB &&
-        topic != ZX_INFO_IOB_REGIONS) {
+    bool ours = topic == ZX_INFO_HANDLE_VALID || topic == ZX_INFO_HANDLE_BASIC ||
+                topic == ZX_INFO_IOB || topic == ZX_INFO_IOB_REGIONS;
+    if (!ours && !iob__info_topic_of_other_type(topic)) {
         iob__err_clear();
-        return IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "topic %u not supported", topic);
+        return IOB__ERR_SET(ZX_ERR_NOT_SUPPORTED, "topic %u unknown", topic);
     }
     iob__core_lock(core);
     zx_status_t status = ZX_OK;
     iob__handle_t* h = iob__handle_lookup(core, session, handle);
     if (h == NULL) {
         status = IOB__ERR_SET(ZX_ERR_BAD_HANDLE, "handle 0x%x", handle);
+        goto done;
+    }
+    if (!ours) {
+        status = IOB__ERR_SET(ZX_ERR_WRONG_TYPE, "topic %u is not an IOB topic", topic);
         goto done;
     }
     iob__endpoint_t* ep = h->ep;

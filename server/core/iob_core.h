@@ -122,8 +122,9 @@ zx_status_t iob_core_iob_create(iob_core_t* core, iob_session_id_t session, uint
 
 /*
  * zx_object_get_info: ZX_INFO_IOB, ZX_INFO_IOB_REGIONS, ZX_INFO_HANDLE_BASIC, and
- * ZX_INFO_HANDLE_VALID (ZX_OK, no record). Any other topic: ZX_ERR_INVALID_ARGS, decided
- * before the handle is looked up (Zircon's default case; no other object type lives here).
+ * ZX_INFO_HANDLE_VALID (ZX_OK, no record). As in Zircon, a topic of another object type
+ * (ZX_INFO_VMO, ...) is ZX_ERR_WRONG_TYPE after the handle lookup, and a topic Zircon does
+ * not know at all is ZX_ERR_NOT_SUPPORTED before it.
  * actual and avail may be NULL.
  */
 zx_status_t iob_core_get_info(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
@@ -177,6 +178,17 @@ zx_status_t iob_core_map(iob_core_t* core, iob_session_id_t session, zx_handle_t
                          zx_vm_option_t options, uint32_t region_index, uint64_t region_offset,
                          uint64_t len, iob_map_grant_t* grant_out);
 zx_status_t iob_core_unmap(iob_core_t* core, iob_session_id_t session, iob_mapping_id_t mapping);
+
+/*
+ * iob_core_map, except that grant_out->fd is a new descriptor (F_DUPFD_CLOEXEC) made
+ * while the core's lock is held, and owned by the caller, who must close it. With
+ * iob_core_map the caller copies a borrowed fd after the lock is dropped, and another thread
+ * (the gRPC completion-queue thread) could close that fd in between; adapters that keep or
+ * send the fd use this one. A failed dup: its errno's status, and no mapping is recorded.
+ */
+zx_status_t iob_core_map_dup(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
+                             zx_vm_option_t options, uint32_t region_index,
+                             uint64_t region_offset, uint64_t len, iob_map_grant_t* grant_out);
 
 /* ---- Transfer between processes (IOB-SPEC.md L, "Transfer") ---- */
 

@@ -215,8 +215,16 @@ zx_status_t iob_core_iob_create(iob_core_t* core, iob_session_id_t session, uint
         snprintf(name, sizeof name, "iob-%" PRIu64 "-r%u", iob->ep[0].koid, made);
         status = iob_region_create(core->config.backing, sizes[made], name, &r->mem);
         if (status != ZX_OK) {
-            IOB__ERR_SET(status, "region %u: %" PRIu64 " bytes of %s memory", made, sizes[made],
-                         iob_backing_name(core->config.backing));
+            /*
+             * The request passed validation (A.3 step 7, L's 2^63 limit included), so not
+             * getting its memory is an allocation failure, NO_MEMORY (A.3 step 4, L
+             * "Memory"), whatever the layer below called it (a 2^63-byte memfd is
+             * OUT_OF_RANGE there). Running out of descriptors stays NO_RESOURCES.
+             */
+            zx_status_t cause = status;
+            status = cause == ZX_ERR_NO_RESOURCES ? ZX_ERR_NO_RESOURCES : ZX_ERR_NO_MEMORY;
+            IOB__ERR_SET(status, "region %u: %" PRIu64 " bytes of %s memory (status %d)", made,
+                         sizes[made], iob_backing_name(core->config.backing), (int)cause);
             break;
         }
     }

@@ -3,6 +3,8 @@
  * Mapping authorisation (zx_vmar_map_iob's server half, IOB-SPEC.md A.4 and A.12), mapping
  * records (A.9), and mediated region reads and writes for clients that cannot map.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,8 +12,13 @@
 
 #include "server/core/iob_core_internal.h"
 
-#define IOB__VM_CAN_MAP_ANY                                                                    \
-    (ZX_VM_CAN_MAP_SPECIFIC | ZX_VM_CAN_MAP_READ | ZX_VM_CAN_MAP_WRITE | ZX_VM_CAN_MAP_EXECUTE)
+/* The CAN_MAP_* bits vmar_map_common refuses from callers (not CAN_MAP_SPECIFIC). */
+#define IOB__VM_CAN_MAP_RWX (ZX_VM_CAN_MAP_READ | ZX_VM_CAN_MAP_WRITE | ZX_VM_CAN_MAP_EXECUTE)
+/*
+ * Known flags that a VMAR accepts when parsing the options but that a mapping may not
+ * carry (VmAddressRegion::CreateVmMapping's allowed-flags check): INVALID_ARGS.
+ */
+#define IOB__VM_NOT_FOR_MAPPINGS (ZX_VM_COMPACT | ZX_VM_CAN_MAP_SPECIFIC)
 /* Every option bit below ZX_VM_ALIGN_BASE that Zircon defines. */
 #define IOB__VM_KNOWN_FLAGS ((zx_vm_option_t)0xFFFFu)
 #define IOB__VM_ALIGN_MIN 10u
@@ -30,9 +37,12 @@ static zx_rights_t region_map_rights(zx_iob_access_t view) {
 }
 
 /*
- * The checks of A.4 from step 3 on, in Zircon's order (vmar_map_common, then the VMAR's
- * own flag parsing and range checks). Rights come before lengths and alignment, so a
- * 0-length map of a forbidden region is ACCESS_DENIED.
+ * The checks of A.4 from step 3 on, in Zircon's order: sys_vmar_map_iob (region index),
+ * vmar_map_common (MAP right, protection, MAP_RANGE with SPECIFIC_OVERWRITE, CAN_MAP_READ/
+ * WRITE/EXECUTE, permissions, FAULT_BEYOND_STREAM_SIZE), then VmAddressRegionDispatcher::Map
+ * (option bits and alignment) and CreateVmMapping (flags a mapping may not carry, length,
+ * offset alignment, overflow), then A.4 step 8 (past the region's end). Rights come before
+ * lengths and alignment, so a 0-length map of a forbidden region is ACCESS_DENIED.
  */
 static zx_status_t check_map(const iob_core_t* core, const iob__handle_t* h,
                              zx_vm_option_t options, uint32_t region_index,
@@ -61,8 +71,8 @@ static zx_status_t check_map(const iob_core_t* core, const iob__handle_t* h,
     if ((options & ZX_VM_MAP_RANGE) && (options & ZX_VM_SPECIFIC_OVERWRITE)) {
         return IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "MAP_RANGE with SPECIFIC_OVERWRITE");
     }
-    if (options & IOB__VM_CAN_MAP_ANY) {
-        return IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "ZX_VM_CAN_MAP_* is not for callers");
+    if (options & IOB__VM_CAN_MAP_RWX) {
+        return IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "ZX_VM_CAN_MAP_READ/WRITE/EXECUTE from caller");
     }
     if ((options & ZX_VM_PERM_READ) && !(eff & ZX_RIGHT_READ)) {
         return IOB__ERR_SET(ZX_ERR_ACCESS_DENIED, "read not allowed");
@@ -76,10 +86,22 @@ static zx_status_t check_map(const iob_core_t* core, const iob__handle_t* h,
     if ((options & ZX_VM_FAULT_BEYOND_STREAM_SIZE) && !(options & ZX_VM_ALLOW_FAULTS)) {
         return IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "FAULT_BEYOND_STREAM_SIZE without ALLOW_FAULTS");
     }
+    /*
+     * The fix for b/504721827: vmar_map_common refuses FAULT_BEYOND_STREAM_SIZE when the VMO
+     * has no user stream size, which an IOB region's never has. That check sits right here,
+     * before the VMAR parses the options or looks at the range, so it wins over all of them.
+     */
+    if (options & ZX_VM_FAULT_BEYOND_STREAM_SIZE) {
+        return IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "FAULT_BEYOND_STREAM_SIZE: IOB regions have no "
+                                                 "stream size");
+    }
     uint32_t align = options >> ZX_VM_ALIGN_BASE;
     if ((options & ~IOB__VM_KNOWN_FLAGS & ((1u << ZX_VM_ALIGN_BASE) - 1u)) != 0 ||
         (align != 0 && (align < IOB__VM_ALIGN_MIN || align > IOB__VM_ALIGN_MAX))) {
         return IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "unknown options 0x%x", options);
+    }
+    if (options & IOB__VM_NOT_FOR_MAPPINGS) {
+        return IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "COMPACT/CAN_MAP_SPECIFIC on a mapping");
     }
     if (len == 0) {
         return IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "length 0");
@@ -88,28 +110,41 @@ static zx_status_t check_map(const iob_core_t* core, const iob__handle_t* h,
         return IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "offset %" PRIu64 " not page-aligned",
                             region_offset);
     }
-    /* Mappings cover whole pages, so the rounded length is what must fit. */
-    uint64_t rounded_len = 0;
-    if (iob_page_round_up(len, core->page_size, &rounded_len) != ZX_OK ||
-        region_offset > UINT64_MAX - rounded_len) {
+    /*
+     * Mappings cover whole pages, so the rounded length is what must fit. Only a real
+     * overflow (of the rounding, or of offset + rounded length) is OUT_OF_RANGE, as in
+     * CreateVmMapping; a huge length that does not overflow is merely past the end.
+     * (iob_page_round_up is not used: its 2^63 cap is a rule for region sizes.)
+     */
+    uint64_t mask = core->page_size - 1;
+    if (len > UINT64_MAX - mask || region_offset > UINT64_MAX - ((len + mask) & ~mask)) {
         return IOB__ERR_SET(ZX_ERR_OUT_OF_RANGE, "offset + length overflows");
     }
+    uint64_t rounded_len = (len + mask) & ~mask;
+    /*
+     * A.4 step 8. Zircon's kernel code has no such check (a paged VMO maps past its end and
+     * faults there); zx_vmar_map's documentation and IOB-SPEC.md A.4 give BUFFER_TOO_SMALL
+     * for a non-resizable VMO without ALLOW_FAULTS, which on Linux also spares the client a
+     * SIGBUS past the memfd's sealed end.
+     */
     if (region_offset + rounded_len > r->desc.size && !(options & ZX_VM_ALLOW_FAULTS)) {
         return IOB__ERR_SET(ZX_ERR_BUFFER_TOO_SMALL,
                             "[%" PRIu64 ", +%" PRIu64 ") is past the region's %" PRIu64 " bytes",
                             region_offset, rounded_len, r->desc.size);
     }
-    /* The regression fix b/504721827: IOB regions have no stream size to fault beyond. */
-    if (options & ZX_VM_FAULT_BEYOND_STREAM_SIZE) {
-        return IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "FAULT_BEYOND_STREAM_SIZE");
-    }
     *effective = eff;
     return ZX_OK;
 }
 
-zx_status_t iob_core_map(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
-                         zx_vm_option_t options, uint32_t region_index, uint64_t region_offset,
-                         uint64_t len, iob_map_grant_t* grant_out) {
+/*
+ * iob_core_map and iob_core_map_dup. dup_fd: the grant's fd is a new descriptor (a dup,
+ * close-on-exec) made under the core's lock and owned by the caller, so no other thread can
+ * close the region between the grant and the caller's copy.
+ */
+static zx_status_t iob__map(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
+                            zx_vm_option_t options, uint32_t region_index,
+                            uint64_t region_offset, uint64_t len, bool dup_fd,
+                            iob_map_grant_t* grant_out) {
     if (core == NULL || grant_out == NULL) {
         return ZX_ERR_INVALID_ARGS;
     }
@@ -157,14 +192,41 @@ zx_status_t iob_core_map(iob_core_t* core, iob_session_id_t session, zx_handle_t
     h->ep->mappings++;
     core->mapping_count++;
 
+    int fd = writable ? r->mem.fd : r->ro_fd;
+    if (dup_fd) {
+        fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        if (fd < 0) {
+            status = IOB__ERR_SET(iob_status_from_errno(errno), "dup of region %u's fd: %s",
+                                  region_index, strerror(errno));
+            /* The endpoint keeps handle h, so taking the record back changes no signal. */
+            iob__mapping_destroy(core, m);
+            goto done;
+        }
+    }
     grant_out->mapping = (iob_mapping_id_t){m->id};
-    grant_out->fd = writable ? r->mem.fd : r->ro_fd;
+    grant_out->fd = fd;
     grant_out->writable = writable;
     grant_out->region_size = r->desc.size;
     grant_out->iob_koid = h->ep->iob->ep[0].koid;
 done:
     iob__core_unlock(core);
     return status;
+}
+
+zx_status_t iob_core_map(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
+                         zx_vm_option_t options, uint32_t region_index, uint64_t region_offset,
+                         uint64_t len, iob_map_grant_t* grant_out) {
+    return iob__map(core, session, handle, options, region_index, region_offset, len, false,
+                    grant_out);
+}
+
+/* ---- iob_core_map_dup (added for the map broker; see iob_core.h) ---- */
+
+zx_status_t iob_core_map_dup(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
+                             zx_vm_option_t options, uint32_t region_index,
+                             uint64_t region_offset, uint64_t len, iob_map_grant_t* grant_out) {
+    return iob__map(core, session, handle, options, region_index, region_offset, len, true,
+                    grant_out);
 }
 
 void iob__mapping_destroy(iob_core_t* core, iob__mapping_t* mapping) {

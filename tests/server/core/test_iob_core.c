@@ -167,18 +167,59 @@ static void test_info_bad_handle_and_topic(void** state) {
                                        &actual, &avail),
                      ZX_ERR_BAD_HANDLE);
     assert_int_equal(actual, 99);
-    /* Unknown topics are INVALID_ARGS, decided before the handle (Zircon's default case). */
+    /* Another object type's topic: the handle is looked up, then it is the wrong type. */
     assert_int_equal(iob_core_get_info(f->core, f->a, e0, 23 /* ZX_INFO_VMO */, &info,
                                        sizeof info, &actual, &avail),
-                     ZX_ERR_INVALID_ARGS);
+                     ZX_ERR_WRONG_TYPE);
+    assert_int_equal(iob_core_get_info(f->core, f->a, BOGUS_HANDLE, 23 /* ZX_INFO_VMO */, &info,
+                                       sizeof info, &actual, &avail),
+                     ZX_ERR_BAD_HANDLE);
+    /* A topic Zircon does not know: NOT_SUPPORTED before the handle (its default case). */
     assert_int_equal(iob_core_get_info(f->core, f->a, BOGUS_HANDLE, 0xFFFF, &info, sizeof info,
                                        &actual, &avail),
-                     ZX_ERR_INVALID_ARGS);
+                     ZX_ERR_NOT_SUPPORTED);
     /* A closed handle is bad. */
     assert_int_equal(iob_core_handle_close(f->core, f->a, e0), ZX_OK);
     assert_int_equal(iob_core_get_info(f->core, f->a, e0, ZX_INFO_IOB, &info, sizeof info,
                                        &actual, &avail),
                      ZX_ERR_BAD_HANDLE);
+}
+
+/* A NULL buffer that claims room: INVALID_ARGS (the copy-out fails), counts untouched. */
+static void test_info_null_buffer_with_room(void** state) {
+    fx_t* f = *state;
+    zx_iob_region_t r[2] = {fx_region(P, FX_RW_BOTH), fx_region(P, FX_RW_BOTH)};
+    zx_handle_t e0, e1;
+    assert_int_equal(iob_core_iob_create(f->core, f->a, 0, r, 2, &e0, &e1), ZX_OK);
+    size_t actual = 99, avail = 99;
+    assert_int_equal(iob_core_get_info(f->core, f->a, e0, ZX_INFO_IOB, NULL,
+                                       sizeof(zx_info_iob_t), &actual, &avail),
+                     ZX_ERR_INVALID_ARGS);
+    assert_int_equal(actual, 99);
+    assert_int_equal(avail, 99);
+    assert_int_equal(iob_core_get_info(f->core, f->a, e0, ZX_INFO_HANDLE_BASIC, NULL,
+                                       sizeof(zx_info_handle_basic_t), &actual, &avail),
+                     ZX_ERR_INVALID_ARGS);
+    assert_int_equal(actual, 99);
+    assert_int_equal(iob_core_get_info(f->core, f->a, e0, ZX_INFO_IOB_REGIONS, NULL,
+                                       sizeof(zx_iob_region_info_t), &actual, &avail),
+                     ZX_ERR_INVALID_ARGS);
+    assert_int_equal(actual, 99);
+    assert_int_equal(avail, 99);
+    /* Less than one record of room: nothing to copy, so a NULL buffer is fine. */
+    assert_int_equal(iob_core_get_info(f->core, f->a, e0, ZX_INFO_IOB_REGIONS, NULL,
+                                       sizeof(zx_iob_region_info_t) - 1, &actual, &avail),
+                     ZX_OK);
+    assert_int_equal(actual, 0);
+    assert_int_equal(avail, 2);
+    /* The right is checked before the buffer. */
+    zx_handle_t noinspect;
+    assert_int_equal(iob_core_handle_duplicate(f->core, f->a, e0, 0xF0EF & ~ZX_RIGHT_INSPECT,
+                                               &noinspect),
+                     ZX_OK);
+    assert_int_equal(iob_core_get_info(f->core, f->a, noinspect, ZX_INFO_IOB_REGIONS, NULL,
+                                       sizeof(zx_iob_region_info_t), &actual, &avail),
+                     ZX_ERR_ACCESS_DENIED);
 }
 
 /* ---- properties ---- */
@@ -265,6 +306,34 @@ static void test_property_errors_in_order(void** state) {
                      ZX_ERR_BUFFER_TOO_SMALL);
     assert_int_equal(iob_core_get_property(f->core, f->a, e0, 99, name, 32), ZX_ERR_NOT_SUPPORTED);
     assert_int_equal(iob_core_set_property(f->core, f->a, e0, 99, name, 32), ZX_ERR_NOT_SUPPORTED);
+    /* The property comes before the buffer size (Zircon switches on it first). */
+    assert_int_equal(iob_core_get_property(f->core, f->a, e0, 99, name, 1), ZX_ERR_NOT_SUPPORTED);
+    /* A refused set leaves the name alone. */
+    assert_int_equal(iob_core_set_property(f->core, f->a, e0, ZX_PROP_NAME, "kept", 4), ZX_OK);
+    assert_int_equal(iob_core_set_property(f->core, f->a, ro, ZX_PROP_NAME, "lost", 4),
+                     ZX_ERR_ACCESS_DENIED);
+    assert_int_equal(iob_core_set_property(f->core, f->a, e0, 99, "lost", 4),
+                     ZX_ERR_NOT_SUPPORTED);
+    assert_int_equal(iob_core_get_property(f->core, f->a, e1, ZX_PROP_NAME, name, 32), ZX_OK);
+    assert_string_equal(name, "kept");
+}
+
+static void test_duplicate_null_out(void** state) {
+    fx_t* f = *state;
+    zx_handle_t e0, e1;
+    fx_create(f, P, FX_RW_BOTH, &e0, &e1);
+    /* The rights are checked before the out pointer; nothing is created or consumed. */
+    assert_int_equal(iob_core_handle_duplicate(f->core, f->a, e0, ZX_RIGHT_SAME_RIGHTS, NULL),
+                     ZX_ERR_INVALID_ARGS);
+    iob_core_stats_t st;
+    iob_core_get_stats(f->core, &st);
+    assert_int_equal(st.handles, 2);
+    /* Replace with a NULL out consumes the original (A.12: consumed even on INVALID_ARGS). */
+    assert_int_equal(iob_core_handle_replace(f->core, f->a, e0, ZX_RIGHT_SAME_RIGHTS, NULL),
+                     ZX_ERR_INVALID_ARGS);
+    iob_core_get_stats(f->core, &st);
+    assert_int_equal(st.handles, 1);
+    assert_int_equal(fx_signals(f, f->a, e1), ZX_IOB_PEER_CLOSED);
 }
 
 /* ---- duplicate, replace, close ---- */
@@ -749,10 +818,12 @@ int main(void) {
         T(test_info_regions_swapped_for_ep1),
         T(test_info_handle_basic),
         T(test_info_bad_handle_and_topic),
+        T(test_info_null_buffer_with_room),
         T(test_name_shared_and_padded),
         T(test_name_truncation),
         T(test_property_errors_in_order),
         T(test_duplicate),
+        T(test_duplicate_null_out),
         T(test_replace),
         T(test_close),
         T(test_handle_values_unique),

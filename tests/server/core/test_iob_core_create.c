@@ -426,16 +426,80 @@ static void test_memory_failure_leaves_nothing(void** state) {
     assert_int_equal(iob_core_handle_close(f->core, f->a, k1), ZX_OK);
     f->n_closed = 0;
     int fds = iob_test_count_open_fds();
-    /* 2^63 bytes pass validation and no budget is set; the memfd cannot be that large. */
+    /*
+     * 2^63 bytes pass validation (L) and no budget is set; the memfd cannot be that large,
+     * which is an allocation failure: NO_MEMORY (A.3 step 4), not a validation status.
+     */
     zx_iob_region_t r[3] = {fx_region(P, FX_RW_BOTH), fx_region(P, FX_RW_BOTH),
                             fx_region(TWO63, FX_RW_BOTH)};
-    assert_int_equal(create(f, r, 3, &e0, &e1), ZX_ERR_OUT_OF_RANGE);
+    assert_int_equal(create(f, r, 3, &e0, &e1), ZX_ERR_NO_MEMORY);
+    assert_non_null(strstr(iob_core_error_detail(), "region 2"));
     assert_int_equal(iob_test_count_open_fds(), fds);
     assert_nothing_created(f);
     assert_int_equal(e0, 0);
     /* Koids are burnt, never reused. */
     fx_create(f, P, FX_RW_BOTH, &e0, &e1);
     assert_true(fx_basic(f, f->a, e0).koid > before + 2);
+}
+
+/* Session state and NOT_SUPPORTED against the limits and each other. */
+static void test_session_state_order(void** state) {
+    fx_t* f = *state;
+    f->config.max_total_bytes = P;
+    f->config.max_iobs_per_session = 1;
+    fx_reconfigure(f);
+    zx_handle_t e0 = 0, e1 = 0;
+    assert_int_equal(iob_core_session_close(f->core, f->b), ZX_OK);
+    /* A closed session over the byte budget: BAD_STATE comes before the limits. */
+    zx_iob_region_t big = fx_region(2 * P, FX_RW_BOTH);
+    assert_int_equal(iob_core_iob_create(f->core, f->b, 0, &big, 1, &e0, &e1), ZX_ERR_BAD_STATE);
+    assert_int_equal(create(f, &big, 1, &e0, &e1), ZX_ERR_NO_MEMORY);
+    /* A not-yet-implemented discipline is refused before the session is looked at. */
+    zx_iob_region_t ida = fx_region(P, FX_RW_BOTH);
+    ida.discipline.type = ZX_IOB_DISCIPLINE_TYPE_ID_ALLOCATOR;
+    assert_int_equal(iob_core_iob_create(f->core, f->b, 0, &ida, 1, &e0, &e1),
+                     ZX_ERR_NOT_SUPPORTED);
+    /* ...and before the limits. */
+    zx_handle_t k0 = 0, k1 = 0;
+    fx_create(f, P, FX_RW_BOTH, &k0, &k1); /* A is at its IOB limit and the budget is full */
+    assert_int_equal(create(f, &ida, 1, &e0, &e1), ZX_ERR_NOT_SUPPORTED);
+    zx_iob_region_t zero = fx_region(0, FX_RW_BOTH);
+    assert_int_equal(create(f, &zero, 1, &e0, &e1), ZX_ERR_NO_RESOURCES);
+    assert_int_equal(e0, 0);
+    assert_int_equal(e1, 0);
+}
+
+/* SHARED regions: the handle is looked up before access sanity and the discipline. */
+static void test_shared_handle_before_access(void** state) {
+    fx_t* f = *state;
+    zx_handle_t e0 = 0, e1 = 0, i0 = 0, i1 = 0;
+    zx_iob_region_t r = fx_region(0, 0);
+    r.type = ZX_IOB_REGION_TYPE_SHARED;
+    zx_iob_region_shared_t sh;
+    memset(&sh, 0, sizeof sh);
+    sh.shared_region = 0x1234567;
+    memcpy(r.max_extension, &sh, sizeof sh);
+    assert_int_equal(create(f, &r, 1, &e0, &e1), ZX_ERR_BAD_HANDLE);
+    r.discipline.type = 99;
+    assert_int_equal(create(f, &r, 1, &e0, &e1), ZX_ERR_BAD_HANDLE);
+    fx_create(f, P, FX_RW_BOTH, &i0, &i1);
+    sh.shared_region = i0;
+    memcpy(r.max_extension, &sh, sizeof sh);
+    assert_int_equal(create(f, &r, 1, &e0, &e1), ZX_ERR_WRONG_TYPE);
+    /* A bad region 0 is reported before a worse-looking region 1. */
+    zx_iob_region_t two[2] = {r, fx_region(UINT64_MAX, 0)};
+    assert_int_equal(create(f, two, 2, &e0, &e1), ZX_ERR_WRONG_TYPE);
+    two[0] = fx_region(P, FX_RW_BOTH);
+    two[1] = r;
+    assert_int_equal(create(f, two, 2, &e0, &e1), ZX_ERR_WRONG_TYPE);
+    /* The shared options come before the handle, even a handle of the wrong type. */
+    sh.options = 1;
+    memcpy(r.max_extension, &sh, sizeof sh);
+    assert_int_equal(create(f, &r, 1, &e0, &e1), ZX_ERR_INVALID_ARGS);
+    assert_int_equal(e0, 0);
+    iob_core_stats_t st;
+    iob_core_get_stats(f->core, &st);
+    assert_int_equal(st.iobs, 1);
 }
 
 static void test_session_not_open(void** state) {
@@ -474,6 +538,8 @@ int main(void) {
         T(test_limits_after_validation),
         T(test_memory_failure_leaves_nothing),
         T(test_session_not_open),
+        T(test_session_state_order),
+        T(test_shared_handle_before_access),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

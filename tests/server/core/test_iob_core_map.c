@@ -152,13 +152,22 @@ static void test_protection_and_flag_errors(void** state) {
                      ZX_ERR_INVALID_ARGS);
     assert_int_equal(map(f, e1, R | ZX_VM_MAP_RANGE, 0, 0, P), ZX_OK);
     assert_int_equal(map(f, e1, R | ZX_VM_SPECIFIC_OVERWRITE, 0, 0, P), ZX_OK);
-    /* CAN_MAP_* from the caller, before the permissions. */
-    static const zx_vm_option_t can_map[] = {ZX_VM_CAN_MAP_SPECIFIC, ZX_VM_CAN_MAP_READ,
-                                             ZX_VM_CAN_MAP_WRITE, ZX_VM_CAN_MAP_EXECUTE};
-    for (size_t i = 0; i < 4; i++) {
+    /* CAN_MAP_READ/WRITE/EXECUTE from the caller: vmar_map_common, before the permissions. */
+    static const zx_vm_option_t can_map[] = {ZX_VM_CAN_MAP_READ, ZX_VM_CAN_MAP_WRITE,
+                                             ZX_VM_CAN_MAP_EXECUTE};
+    for (size_t i = 0; i < 3; i++) {
         assert_int_equal(map(f, e1, R | can_map[i], 0, 0, P), ZX_ERR_INVALID_ARGS);
         assert_int_equal(map(f, e1, R | W | can_map[i], 0, 0, P), ZX_ERR_INVALID_ARGS);
+        assert_int_equal(map(f, e1, R | X | can_map[i], 0, 0, P), ZX_ERR_INVALID_ARGS);
     }
+    /*
+     * CAN_MAP_SPECIFIC is not among them: the VMAR refuses it for a mapping later
+     * (CreateVmMapping's allowed flags), after the permissions.
+     */
+    assert_int_equal(map(f, e1, R | ZX_VM_CAN_MAP_SPECIFIC, 0, 0, P), ZX_ERR_INVALID_ARGS);
+    assert_int_equal(map(f, e1, R | W | ZX_VM_CAN_MAP_SPECIFIC, 0, 0, P), ZX_ERR_ACCESS_DENIED);
+    assert_int_equal(map(f, e1, R | X | ZX_VM_CAN_MAP_SPECIFIC, 0, 0, P), ZX_ERR_ACCESS_DENIED);
+    assert_int_equal(map(f, e0, R | W | ZX_VM_CAN_MAP_SPECIFIC, 0, 0, P), ZX_ERR_INVALID_ARGS);
 }
 
 static void test_permission_errors(void** state) {
@@ -201,15 +210,29 @@ static void test_fault_beyond_stream_size(void** state) {
     zx_handle_t e0, e1;
     fx_create(f, P, FX_RW_BOTH, &e0, &e1);
     zx_vm_option_t fbss = ZX_VM_FAULT_BEYOND_STREAM_SIZE;
+    zx_vm_option_t af = ZX_VM_ALLOW_FAULTS;
     assert_int_equal(map(f, e0, R | fbss, 0, 0, P), ZX_ERR_INVALID_ARGS);
-    /* Without ALLOW_FAULTS it is refused before the length... */
+    /* Without ALLOW_FAULTS it is refused before the length, the offset and the range... */
     assert_int_equal(map(f, e0, R | fbss, 0, UINT64_MAX - P + 1, 2 * P), ZX_ERR_INVALID_ARGS);
-    /* ...with it, after the range checks (IOB regions have no stream size). */
-    assert_int_equal(map(f, e0, R | fbss | ZX_VM_ALLOW_FAULTS, 0, 0, P), ZX_ERR_INVALID_ARGS);
-    assert_int_equal(map(f, e0, R | fbss | ZX_VM_ALLOW_FAULTS, 0, UINT64_MAX - P + 1, 2 * P),
-                     ZX_ERR_OUT_OF_RANGE);
+    assert_int_equal(map(f, e0, R | fbss, 0, 0, 2 * P), ZX_ERR_INVALID_ARGS);
+    /*
+     * ...and with it too: vmar_map_common refuses it for a VMO without a stream size (the
+     * fix for b/504721827) before the VMAR parses options or looks at the range. A valid
+     * request with it is refused, and it wins over an overflow, which alone would be
+     * OUT_OF_RANGE.
+     */
+    assert_int_equal(map(f, e0, R | fbss | af, 0, 0, P), ZX_ERR_INVALID_ARGS);
+    assert_int_equal(map(f, e0, R | fbss | af, 0, UINT64_MAX - P + 1, 2 * P),
+                     ZX_ERR_INVALID_ARGS);
+    assert_int_equal(map(f, e0, R | af, 0, UINT64_MAX - P + 1, 2 * P), ZX_ERR_OUT_OF_RANGE);
+    assert_int_equal(map(f, e0, R | fbss | af, 0, 0, UINT64_MAX), ZX_ERR_INVALID_ARGS);
+    assert_non_null(strstr(iob_core_error_detail(), "stream size"));
+    assert_int_equal(map(f, e0, R | fbss | af | (1u << 16), 0, 0, P), ZX_ERR_INVALID_ARGS);
+    assert_non_null(strstr(iob_core_error_detail(), "stream size"));
     /* But after the rights. */
     assert_int_equal(map(f, e0, R | X | fbss, 0, 0, P), ZX_ERR_ACCESS_DENIED);
+    assert_int_equal(map(f, e0, R | X | fbss | af, 0, UINT64_MAX - P + 1, 2 * P),
+                     ZX_ERR_ACCESS_DENIED);
 }
 
 static void test_unknown_options_and_alignment(void** state) {
@@ -226,9 +249,85 @@ static void test_unknown_options_and_alignment(void** state) {
     assert_int_equal(map(f, e0, R | ZX_VM_ALIGN_1KB, 0, 0, P), ZX_OK);
     assert_int_equal(map(f, e0, R | ZX_VM_ALIGN_4GB, 0, 0, P), ZX_OK);
     /* Options the client handles pass through the core. */
-    assert_int_equal(map(f, e0, R | ZX_VM_SPECIFIC | ZX_VM_COMPACT, 0, 0, P), ZX_OK);
+    assert_int_equal(map(f, e0, R | ZX_VM_SPECIFIC, 0, 0, P), ZX_OK);
+    assert_int_equal(map(f, e0, R | ZX_VM_SPECIFIC_OVERWRITE | ZX_VM_OFFSET_IS_UPPER_LIMIT, 0, 0,
+                         P),
+                     ZX_OK);
     assert_int_equal(map(f, e0, R | ZX_VM_REQUIRE_NON_RESIZABLE | ZX_VM_ALLOW_FAULTS, 0, 0, P),
                      ZX_OK);
+    assert_int_equal(map(f, e0, R | W | ZX_VM_MAP_RANGE, 0, 0, P), ZX_OK);
+    /* COMPACT is a known option, but a mapping may not carry it (CreateVmMapping). */
+    assert_int_equal(map(f, e0, R | ZX_VM_COMPACT, 0, 0, P), ZX_ERR_INVALID_ARGS);
+    assert_int_equal(map(f, e0, R | ZX_VM_COMPACT, 0, 0, 0), ZX_ERR_INVALID_ARGS);
+    assert_int_equal(map(f, e0, R | ZX_VM_COMPACT, 0, UINT64_MAX - P + 1, P), ZX_ERR_INVALID_ARGS);
+    /* ...and that check comes after the permissions. */
+    zx_handle_t r0, r1;
+    fx_create(f, P, RO_BOTH, &r0, &r1);
+    assert_int_equal(map(f, r1, R | W | ZX_VM_COMPACT, 0, 0, P), ZX_ERR_ACCESS_DENIED);
+    assert_int_equal(map(f, r1, R | ZX_VM_COMPACT, 0, 0, P), ZX_ERR_INVALID_ARGS);
+}
+
+/* Two step-7 errors at once: the option parsing comes before the range checks. */
+static void test_options_before_range(void** state) {
+    fx_t* f = *state;
+    zx_handle_t e0, e1;
+    fx_create(f, 2 * P, FX_RW_BOTH, &e0, &e1);
+    const uint64_t wrap = UINT64_MAX - P + 1; /* + one page overflows */
+    /* Alone, each of these range errors is what it is... */
+    assert_int_equal(map(f, e0, R, 0, wrap, P), ZX_ERR_OUT_OF_RANGE);
+    assert_int_equal(map(f, e0, R, 0, 64 * P, P), ZX_ERR_BUFFER_TOO_SMALL);
+    /* ...but unknown bits, bad alignments and mapping-only flags come first. */
+    assert_int_equal(map(f, e0, R | (1u << 16), 0, wrap, P), ZX_ERR_INVALID_ARGS);
+    assert_int_equal(map(f, e0, R | (1u << 16), 0, 64 * P, P), ZX_ERR_INVALID_ARGS);
+    assert_int_equal(map(f, e0, R | (9u << ZX_VM_ALIGN_BASE), 0, wrap, P), ZX_ERR_INVALID_ARGS);
+    assert_int_equal(map(f, e0, R | (33u << ZX_VM_ALIGN_BASE), 0, 64 * P, P),
+                     ZX_ERR_INVALID_ARGS);
+    assert_int_equal(map(f, e0, R | ZX_VM_CAN_MAP_SPECIFIC, 0, wrap, P), ZX_ERR_INVALID_ARGS);
+    /* An unaligned offset comes before the overflow and the region's end. */
+    assert_int_equal(map(f, e0, R, 0, UINT64_MAX, P), ZX_ERR_INVALID_ARGS);
+    assert_int_equal(map(f, e0, R, 0, 64 * P + 1, P), ZX_ERR_INVALID_ARGS);
+    /* A zero length comes before the region's end. */
+    assert_int_equal(map(f, e0, R, 0, 64 * P, 0), ZX_ERR_INVALID_ARGS);
+    /* The index comes before all of them. */
+    assert_int_equal(map(f, e0, W, 1, 0, P), ZX_ERR_OUT_OF_RANGE);
+    assert_int_equal(map(f, e0, R | ZX_VM_CAN_MAP_READ, 1, 0, P), ZX_ERR_OUT_OF_RANGE);
+    assert_int_equal(map(f, e0, R | X, 1, 0, P), ZX_ERR_OUT_OF_RANGE);
+    assert_int_equal(map(f, e0, R | (1u << 16), 1, 1, 0), ZX_ERR_OUT_OF_RANGE);
+}
+
+/* Only a real overflow is OUT_OF_RANGE; a huge length that fits in 64 bits is past the end. */
+static void test_huge_length_is_past_the_end(void** state) {
+    fx_t* f = *state;
+    zx_handle_t e0, e1;
+    fx_create(f, 2 * P, FX_RW_BOTH, &e0, &e1);
+    const uint64_t two63 = UINT64_C(1) << 63;
+    assert_int_equal(map(f, e0, R, 0, 0, two63), ZX_ERR_BUFFER_TOO_SMALL);
+    assert_int_equal(map(f, e0, R, 0, 0, two63 + 1), ZX_ERR_BUFFER_TOO_SMALL);
+    assert_int_equal(map(f, e0, R, 0, 0, UINT64_MAX - P + 1), ZX_ERR_BUFFER_TOO_SMALL);
+    assert_int_equal(map(f, e0, R, 0, P, UINT64_MAX - 2 * P + 1), ZX_ERR_BUFFER_TOO_SMALL);
+    /* The rounding overflows, or the offset plus the rounded length does. */
+    assert_int_equal(map(f, e0, R, 0, 0, UINT64_MAX - P + 2), ZX_ERR_OUT_OF_RANGE);
+    assert_int_equal(map(f, e0, R, 0, P, UINT64_MAX - P + 1), ZX_ERR_OUT_OF_RANGE);
+    /* With ALLOW_FAULTS the core has nothing against it (placement is the client's). */
+    assert_int_equal(map(f, e0, R | ZX_VM_ALLOW_FAULTS, 0, 0, two63 + 1), ZX_OK);
+}
+
+/* The end that counts is the mapped region's own (rounded) size. */
+static void test_past_the_end_per_region(void** state) {
+    fx_t* f = *state;
+    zx_iob_region_t r[2] = {fx_region(P, FX_RW_BOTH), fx_region(2 * P + 1, FX_RW_BOTH)};
+    zx_handle_t e0, e1;
+    assert_int_equal(iob_core_iob_create(f->core, f->a, 0, r, 2, &e0, &e1), ZX_OK);
+    assert_int_equal(map(f, e0, R, 0, 0, P + 1), ZX_ERR_BUFFER_TOO_SMALL);
+    assert_int_equal(map(f, e0, R, 0, P, 1), ZX_ERR_BUFFER_TOO_SMALL);
+    assert_int_equal(map(f, e1, R, 1, 0, 3 * P), ZX_OK);
+    assert_int_equal(map(f, e1, R, 1, 2 * P, P), ZX_OK);
+    assert_int_equal(map(f, e1, R, 1, 2 * P, P + 1), ZX_ERR_BUFFER_TOO_SMALL);
+    assert_int_equal(map(f, e1, R, 1, 3 * P, 1), ZX_ERR_BUFFER_TOO_SMALL);
+    iob_map_grant_t g;
+    assert_int_equal(iob_core_map(f->core, f->a, e1, R, 1, 0, 1, &g), ZX_OK);
+    assert_int_equal(g.region_size, 3 * P);
+    assert_int_equal(iob_core_unmap(f->core, f->a, g.mapping), ZX_OK);
 }
 
 static void test_length_and_offset(void** state) {
@@ -375,6 +474,9 @@ int main(void) {
         T(test_permission_errors),
         T(test_fault_beyond_stream_size),
         T(test_unknown_options_and_alignment),
+        T(test_options_before_range),
+        T(test_huge_length_is_past_the_end),
+        T(test_past_the_end_per_region),
         T(test_length_and_offset),
         T(test_map_after_peer_closed_and_counts),
         T(test_unmap_errors),
