@@ -49,7 +49,11 @@ static const char iobctl__usage[] =
     "                                   SPEC: size=1M,access=ep0:rw,ep1:r (access letters:\n"
     "                                   r=map read, w=map write, R/W=mediated read/write)\n"
     "                                   --export prints both endpoints as transfer tokens\n"
-    "  info    (--token T | --handle H)\n"
+    "  info    (--token T | --handle H)  an endpoint you hold: rights, regions, signals\n"
+    "  info    --koid K                 the listing's summary of one IOB (K: the IOB's koid or\n"
+    "                                   either endpoint's); needs no handle. Operators hold no\n"
+    "                                   handle to IOBs they did not create: to read, write or\n"
+    "                                   signal one, its holder exports a token for them\n"
     "  read    (--token T | --handle H) [--region I] [--offset O] --length L [--out FILE]\n"
     "  write   (--token T | --handle H) [--region I] [--offset O] [--in FILE]\n"
     "  signal  (--token T | --handle H) [--set MASK] [--clear MASK] [--peer]\n"
@@ -198,6 +202,7 @@ typedef struct iobctl_args {
     size_t region_count;
     const char* name;
     bool export_tokens;
+    uint64_t koid; /* info --koid; 0: not given */
 } iobctl_args_t;
 
 /* The handle a command acts on: imported from --token, or --handle (this session's). */
@@ -340,7 +345,63 @@ static int cmd_create(iob_conn_t* c, const iobctl_args_t* a) {
     return 0;
 }
 
+/* One IOB's summary, as in `list`. */
+static void iobctl__print_summary(const iob_conn_iob_summary_t* s) {
+    if (g_json) {
+        json_t* eps = json_array();
+        for (int e = 0; e < 2; e++) {
+            json_array_append_new(
+                eps, json_pack("{s:I,s:I,s:I,s:I,s:b}", "koid", (json_int_t)s->endpoints[e].koid,
+                               "handles", (json_int_t)s->endpoints[e].handles, "mappings",
+                               (json_int_t)s->endpoints[e].mappings, "signals",
+                               (json_int_t)s->endpoints[e].signals, "peer_closed",
+                               (s->endpoints[e].signals & ZX_IOB_PEER_CLOSED) != 0));
+        }
+        iobctl__print_json(json_pack("{s:I,s:s,s:I,s:I,s:o}", "koid", (json_int_t)s->koid, "name",
+                                     s->name, "regions", (json_int_t)s->region_count, "bytes",
+                                     (json_int_t)s->total_bytes, "endpoints", eps));
+        return;
+    }
+    printf("iob koid %" PRIu64 ", name \"%s\", %" PRIu32 " region(s), %" PRIu64 " bytes\n", s->koid,
+           s->name, s->region_count, s->total_bytes);
+    for (int e = 0; e < 2; e++) {
+        const iob_conn_endpoint_summary_t* ep = &s->endpoints[e];
+        printf("ep%d koid %" PRIu64 ": %" PRIu32 " handle(s), %" PRIu32 " mapping(s), signals 0x%08" PRIx32
+               "%s\n",
+               e, ep->koid, ep->handles, ep->mappings, ep->signals,
+               (ep->signals & ZX_IOB_PEER_CLOSED) != 0 ? " (peer closed)" : "");
+    }
+}
+
+/*
+ * info --koid: the server's listing (ListIobs) filtered to one IOB. It needs no handle,
+ * because ListIobs needs none: an operator sees what the server holds, but acting on an
+ * IOB still takes a handle that its holder gives out (a token).
+ */
+static int cmd_info_koid(iob_conn_t* c, uint64_t koid) {
+    static iob_conn_iob_summary_t s[4096];
+    size_t n = 0;
+    zx_status_t st = iob_conn_list(c, s, 4096, &n);
+    if (st != ZX_OK) {
+        return iobctl__fail("info", st, "listing the IOBs");
+    }
+    size_t have = n < 4096 ? n : 4096;
+    for (size_t i = 0; i < have; i++) {
+        if (s[i].koid == koid || s[i].endpoints[0].koid == koid || s[i].endpoints[1].koid == koid) {
+            iobctl__print_summary(&s[i]);
+            return 0;
+        }
+    }
+    char what[96];
+    snprintf(what, sizeof what, "no IOB with koid %" PRIu64 "%s", koid,
+             have < n ? " in the first 4096 listed" : "");
+    return iobctl__fail("info", ZX_ERR_NOT_FOUND, what);
+}
+
 static int cmd_info(iob_conn_t* c, const iobctl_args_t* a) {
+    if (a->koid != 0) {
+        return cmd_info_koid(c, a->koid);
+    }
     zx_handle_t h;
     zx_status_t st = iobctl__target(c, a, &h);
     if (st != ZX_OK) {
@@ -508,7 +569,7 @@ int main(int argc, char** argv) {
     a.timeout_ms = -1;
     enum { O_SERVER = 256, O_CA, O_CERT, O_KEY, O_TOKFILE, O_INSECURE, O_JSON, O_TIMEOUT,
            O_TOKEN, O_HANDLE, O_REGION, O_OFFSET, O_LENGTH, O_IN, O_OUT, O_SET, O_CLEAR,
-           O_PEER, O_SIGNALS, O_WTIMEOUT, O_NAME, O_EXPORT, O_HELP };
+           O_PEER, O_SIGNALS, O_WTIMEOUT, O_NAME, O_EXPORT, O_KOID, O_HELP };
     static const struct option opts[] = {
         {"server", required_argument, NULL, O_SERVER},
         {"tls-ca", required_argument, NULL, O_CA},
@@ -532,6 +593,7 @@ int main(int argc, char** argv) {
         {"timeout-ms", required_argument, NULL, O_WTIMEOUT},
         {"name", required_argument, NULL, O_NAME},
         {"export", no_argument, NULL, O_EXPORT},
+        {"koid", required_argument, NULL, O_KOID},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -628,6 +690,14 @@ int main(int argc, char** argv) {
         case O_EXPORT:
             a.export_tokens = true;
             break;
+        case O_KOID: {
+            char* end = NULL;
+            errno = 0;
+            unsigned long long k = strtoull(optarg, &end, 0);
+            ok = errno == 0 && end != optarg && *end == '\0' && k != 0;
+            a.koid = k;
+            break;
+        }
         case O_HELP:
             fputs(iobctl__usage, stdout);
             return 0;
@@ -651,6 +721,14 @@ int main(int argc, char** argv) {
     }
     if (!known) {
         return iobctl__usage_error("unknown command");
+    }
+    if (a.koid != 0 && strcmp(cmd, "info") != 0) {
+        /* A koid names an IOB, not a handle: nothing but the listing can act on it. */
+        return iobctl__usage_error("--koid works with info only (other commands need a handle: "
+                                   "a token from the IOB's holder)");
+    }
+    if (a.koid != 0 && (a.token != NULL || a.handle > 0)) {
+        return iobctl__usage_error("info: --koid or --token/--handle, not both");
     }
     signal(SIGPIPE, SIG_IGN);
     iob_conn_t* c = NULL;

@@ -162,7 +162,7 @@ static void iobd__handle_attach(iobd__conn_t* conn, const iob_broker_attach_req_
     }
     iob_session_id_t session = {0};
     if (!broker->config.authenticate(broker->config.auth_ctx, req->session_id, req->secret,
-                                     &session)) {
+                                     conn->pid, conn->uid, conn->gid, &session)) {
         broker->stats.auth_failures++;
         conn->auth_failures++;
         iobd__log(broker, IOBD_BROKER_LOG_WARNING,
@@ -196,17 +196,21 @@ static void iobd__handle_map(iobd__conn_t* conn, const iob_broker_map_req_t* req
     } else if ((req->flags & ~(uint32_t)IOB_BROKER_MAP_CHECK_ONLY) != 0) {
         st = ZX_ERR_INVALID_ARGS;
     } else {
-        st = iob_core_map(broker->core, conn->session, req->handle, req->options,
-                          req->region_index, req->region_offset, req->len, &grant);
+        /*
+         * The _dup variant: the fd is ours, duplicated under the core's lock. iob_core_map's
+         * fd is only borrowed until the next core call, and the gRPC thread makes core calls
+         * concurrently, so a copy taken after the lock is dropped could be of a closed
+         * descriptor, or of one already reused for an unrelated file.
+         */
+        st = iob_core_map_dup(broker->core, conn->session, req->handle, req->options,
+                              req->region_index, req->region_offset, req->len, &grant);
     }
     int fd = -1;
-    if (st == ZX_OK && (req->flags & IOB_BROKER_MAP_CHECK_ONLY) != 0) {
-        iob_core_unmap(broker->core, conn->session, grant.mapping);
-    } else if (st == ZX_OK) {
-        /* The grant's fd is only borrowed from the core: take our own before anything else. */
-        fd = fcntl(grant.fd, F_DUPFD_CLOEXEC, 0);
-        if (fd < 0) {
-            st = iob_status_from_errno(errno);
+    if (st == ZX_OK) {
+        fd = grant.fd;
+        if ((req->flags & IOB_BROKER_MAP_CHECK_ONLY) != 0) {
+            close(fd);
+            fd = -1;
             iob_core_unmap(broker->core, conn->session, grant.mapping);
         }
     }

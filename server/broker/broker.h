@@ -7,7 +7,7 @@
  * A client connects, attaches the connection to its session (session id + the 16-byte
  * secret it received when the gRPC session opened; the daemon checks both through
  * `authenticate`), then asks for mappings through handles of that session. Every request
- * is answered by iob_core_map / iob_core_unmap, so the rights and access checks of
+ * is answered by iob_core_map_dup / iob_core_unmap, so the rights and access checks of
  * IOB-SPEC.md A.4 are the core's; a read-only grant carries a read-only file description.
  *
  * Lifetimes: a mapping granted here is a core mapping record of the attached session. The
@@ -63,10 +63,12 @@ typedef struct iobd_broker_config {
     /*
      * Proves that the connecting process owns the session: returns true, and the core's
      * session id in *session_out, when session_id and secret (16 bytes) match an open
-     * session. The daemon compares the secret in constant time. Required.
+     * session and the broker peer (pid, uid, gid: its SO_PEERCRED, taken at accept) is the
+     * process that opened the session. The daemon compares the secret in constant time and
+     * logs why it refused. A refusal is answered with ZX_ERR_ACCESS_DENIED. Required.
      */
-    bool (*authenticate)(void* ctx, uint64_t session_id, const uint8_t secret[16],
-                         iob_session_id_t* session_out);
+    bool (*authenticate)(void* ctx, uint64_t session_id, const uint8_t secret[16], pid_t pid,
+                         uid_t uid, gid_t gid, iob_session_id_t* session_out);
     void* auth_ctx;
 
     /* Optional log sink; NULL logs to stderr. msg has no trailing newline. */

@@ -86,7 +86,8 @@ static const char iobd__usage[] =
     "  --insecure                 allow plaintext TCP (the token is still checked if given)\n"
     "  --hugepages auto|2M|1G|off backing of regions (default auto)\n"
     "  --hugepages-min-free N     auto picks 2M when at least N pages are free (default 1)\n"
-    "  --reserve-hugepages N      as root, grow the pool to N pages at start\n"
+    "  --reserve-hugepages N      as root, grow the pool to N pages at start; the pages\n"
+    "                             are given back at exit\n"
     "  --max-bytes SIZE           byte budget over all regions (0 = unlimited)\n"
     "  --max-iobs-per-session N   --max-handles-per-session N   (0 = unlimited)\n"
     "  --token-ttl DURATION       lifetime of transfer tokens (default 60s)\n"
@@ -319,6 +320,11 @@ static bool iobd__apply(iobd_options_t* o, int opt, const char* v, bool from_cli
                       strcasecmp(v, "yes") == 0;
         return true;
     case OPT_HUGEPAGES:
+        /* Checked here, so a typo in the file names its line instead of failing later. */
+        if (strcasecmp(v, "auto") != 0 && strcasecmp(v, "2M") != 0 &&
+            strcasecmp(v, "1G") != 0 && strcasecmp(v, "off") != 0 && strcasecmp(v, "4K") != 0) {
+            return false;
+        }
         iobd__set_str(&o->hugepages, v);
         return true;
     case OPT_HUGEPAGES_MIN_FREE:
@@ -348,25 +354,36 @@ static bool iobd__apply(iobd_options_t* o, int opt, const char* v, bool from_cli
     }
 }
 
+/*
+ * Why the INI handler stopped: ini_parse only reports the line, so the handler leaves the
+ * reason here and iobd_options_parse prints both as one message ("FILE:LINE: reason").
+ */
+static char iobd__ini_error[320];
+
 static int iobd__ini_handler(void* user, const char* section, const char* name,
                              const char* value) {
     iobd_options_t* o = user;
+    if (iobd__ini_error[0] != '\0') {
+        return 0; /* inih goes on after an error; the first one is the one to report */
+    }
     if (strcmp(section, "iobd") != 0 && section[0] != '\0') {
-        fprintf(stderr, "iobd: %s: unknown section [%s]\n", o->config_file, section);
+        snprintf(iobd__ini_error, sizeof iobd__ini_error, "unknown section [%s] (only [iobd])",
+                 section);
         return 0;
     }
     for (const struct option* lo = iobd__long_options; lo->name != NULL; lo++) {
         if (strcmp(lo->name, name) == 0 && lo->val != OPT_CONFIG && lo->val != OPT_HELP &&
             lo->val != OPT_VERSION) {
             if (!iobd__apply(o, lo->val, value, false)) {
-                fprintf(stderr, "iobd: %s: bad value for %s: \"%s\"\n", o->config_file, name,
-                        value);
+                snprintf(iobd__ini_error, sizeof iobd__ini_error, "bad value for %s: \"%s\"",
+                         name, value);
                 return 0;
             }
             return 1;
         }
     }
-    fprintf(stderr, "iobd: %s: unknown key \"%s\"\n", o->config_file, name);
+    snprintf(iobd__ini_error, sizeof iobd__ini_error,
+             "unknown key \"%s\" (keys are iobd's long flag names, see --help)", name);
     return 0;
 }
 
@@ -385,12 +402,15 @@ int iobd_options_parse(iobd_options_t* o, int argc, char** argv) {
         }
     }
     if (o->config_file != NULL) {
+        iobd__ini_error[0] = '\0';
         int r = ini_parse(o->config_file, iobd__ini_handler, o);
         if (r != 0) {
             if (r < 0) {
-                fprintf(stderr, "iobd: cannot read config %s\n", o->config_file);
+                fprintf(stderr, "iobd: cannot read config %s: %s\n", o->config_file,
+                        r == -1 ? strerror(errno) : "out of memory");
             } else {
-                fprintf(stderr, "iobd: %s:%d: error\n", o->config_file, r);
+                fprintf(stderr, "iobd: %s:%d: %s\n", o->config_file, r,
+                        iobd__ini_error[0] != '\0' ? iobd__ini_error : "syntax error");
             }
             return -1;
         }

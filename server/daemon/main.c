@@ -7,6 +7,13 @@
  * Shutdown (SIGTERM/SIGINT): stop the timer and the broker, shut the gRPC server down
  * (in-flight calls end with UNAVAILABLE, sessions close), remove the sockets, let the loop
  * drain, destroy the core, grpc_shutdown. Exit status 0.
+ *
+ * Hugepages reserved with --reserve-hugepages are given back when iobd exits (cleanly, or
+ * after a failed start): the pool is set back to its size before iobd grew it, but only if
+ * it still has the size iobd set (an administrator who resized it meanwhile wins). The
+ * reservation exists for iobd's regions, which are gone by then; leaving it would pin that
+ * memory for nobody. A pool that already had at least N pages is left alone, at start and
+ * at exit. (A SIGKILLed iobd cannot give pages back; the next iobd does not know them.)
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -15,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -30,6 +38,14 @@
 #ifndef IOB_VERSION
 #define IOB_VERSION "0.0.0"
 #endif
+
+/* What --reserve-hugepages did to the pool, so that exit can undo exactly that. */
+typedef struct iobd_reservation {
+    bool grown;
+    iob_backing_t backing;
+    uint64_t before;  /* nr_hugepages before iobd grew it */
+    uint64_t reached; /* nr_hugepages iobd left it at */
+} iobd_reservation_t;
 
 typedef struct iobd_main {
     uv_loop_t loop;
@@ -71,27 +87,91 @@ static void iobd__on_signal(uv_signal_t* s, int signum) {
     iobd_rpc_shutdown(m->rpc, iobd__rpc_done, m);
 }
 
+/* --reserve-hugepages: grows (never shrinks) the pool to N pages and records what it did. */
+static void iobd__reserve(const iobd_options_t* o, iobd_reservation_t* res) {
+    memset(res, 0, sizeof *res);
+    if (o->reserve_hugepages == 0) {
+        return;
+    }
+    iob_backing_t want = IOB_BACKING_2M;
+    if (o->hugepages != NULL && strcasecmp(o->hugepages, "1G") == 0) {
+        want = IOB_BACKING_1G;
+    }
+    iob_hugepage_pool_t before = {0, 0};
+    zx_status_t st = iob_hugepage_pool_read(want, &before);
+    if (st == ZX_OK && before.total >= o->reserve_hugepages) {
+        IOBD_INFO("reserved hugepages: the %s pool already has %" PRIu64 " pages (asked %" PRIu64
+                  "); left as is",
+                  iob_backing_name(want), before.total, o->reserve_hugepages);
+        return;
+    }
+    uint64_t reached = 0;
+    if (st == ZX_OK) {
+        st = iob_hugepage_pool_resize(want, o->reserve_hugepages, &reached);
+    }
+    if (st != ZX_OK) {
+        IOBD_WARN("cannot reserve %" PRIu64 " %s hugepages: %s%s", o->reserve_hugepages,
+                  iob_backing_name(want), zx_status_get_string(st),
+                  st == ZX_ERR_ACCESS_DENIED ? " (not root)" : "");
+        return;
+    }
+    res->grown = reached != before.total;
+    res->backing = want;
+    res->before = before.total;
+    res->reached = reached;
+    if (reached < o->reserve_hugepages) {
+        IOBD_WARN("reserved hugepages: asked %" PRIu64 " x %s, the kernel found %" PRIu64
+                  " (pool was %" PRIu64 ")",
+                  o->reserve_hugepages, iob_backing_name(want), reached, before.total);
+    } else {
+        IOBD_INFO("reserved hugepages: asked %" PRIu64 " x %s, pool now %" PRIu64
+                  " (was %" PRIu64 "; given back at exit)",
+                  o->reserve_hugepages, iob_backing_name(want), reached, before.total);
+    }
+}
+
+/* Undoes iobd__reserve at exit (see the file comment for when it does not). */
+static void iobd__unreserve(iobd_reservation_t* res) {
+    if (!res->grown) {
+        return;
+    }
+    res->grown = false;
+    iob_hugepage_pool_t now = {0, 0};
+    if (iob_hugepage_pool_read(res->backing, &now) != ZX_OK || now.total != res->reached) {
+        IOBD_INFO("hugepages: the %s pool was resized by someone else (%" PRIu64
+                  " pages, iobd left %" PRIu64 "); not giving pages back",
+                  iob_backing_name(res->backing), now.total, res->reached);
+        return;
+    }
+    uint64_t reached = 0;
+    zx_status_t st = iob_hugepage_pool_resize(res->backing, res->before, &reached);
+    if (st != ZX_OK) {
+        IOBD_WARN("hugepages: cannot give the reservation back: %s", zx_status_get_string(st));
+    } else {
+        IOBD_INFO("hugepages: reservation given back, %s pool %" PRIu64 " pages (was %" PRIu64
+                  " before iobd)",
+                  iob_backing_name(res->backing), reached, res->before);
+    }
+}
+
 /* The backing, chosen once and said loudly (IOB-SPEC.md L, "Page size"). */
 static zx_status_t iobd__choose_backing(const iobd_options_t* o, iob_backing_t* out) {
-    if (o->reserve_hugepages > 0) {
-        iob_backing_t want = IOB_BACKING_2M;
-        if (o->hugepages != NULL && strcasecmp(o->hugepages, "1G") == 0) {
-            want = IOB_BACKING_1G;
-        }
-        uint64_t reached = 0;
-        zx_status_t st = iob_hugepage_pool_resize(want, o->reserve_hugepages, &reached);
-        if (st != ZX_OK) {
-            IOBD_WARN("cannot reserve %" PRIu64 " %s hugepages: %s%s", o->reserve_hugepages,
-                      iob_backing_name(want), zx_status_get_string(st),
-                      st == ZX_ERR_ACCESS_DENIED ? " (not root)" : "");
-        } else {
-            IOBD_INFO("reserved hugepages: asked %" PRIu64 " x %s, pool now %" PRIu64,
-                      o->reserve_hugepages, iob_backing_name(want), reached);
-        }
-    }
     zx_status_t st = iob_backing_choose(o->hugepages, o->hugepages_min_free, out);
     if (st != ZX_OK) {
-        IOBD_ERROR("--hugepages=%s: %s", o->hugepages, zx_status_get_string(st));
+        iob_backing_t want = strcasecmp(o->hugepages, "1G") == 0 ? IOB_BACKING_1G : IOB_BACKING_2M;
+        iob_hugepage_pool_t pool = {0, 0};
+        if (st == ZX_ERR_NO_MEMORY && iob_hugepage_pool_read(want, &pool) == ZX_OK) {
+            IOBD_ERROR("--hugepages=%s: %s: the %s pool has %" PRIu64 " free of %" PRIu64
+                       " pages; grow it (as root: --reserve-hugepages=N, or sysctl "
+                       "vm.nr_hugepages) or use --hugepages=auto",
+                       o->hugepages, zx_status_get_string(st), iob_backing_name(want),
+                       pool.free, pool.total);
+        } else if (st == ZX_ERR_NOT_SUPPORTED) {
+            IOBD_ERROR("--hugepages=%s: %s: this kernel has no %s hugepages", o->hugepages,
+                       zx_status_get_string(st), iob_backing_name(want));
+        } else {
+            IOBD_ERROR("--hugepages=%s: %s", o->hugepages, zx_status_get_string(st));
+        }
         return st;
     }
     if (*out == IOB_BACKING_4K) {
@@ -121,8 +201,11 @@ int main(int argc, char** argv) {
     iobd_log_set_level(o.log_level);
     signal(SIGPIPE, SIG_IGN);
 
+    iobd_reservation_t reservation;
+    iobd__reserve(&o, &reservation);
     iob_backing_t backing;
     if (iobd__choose_backing(&o, &backing) != ZX_OK) {
+        iobd__unreserve(&reservation);
         iobd_options_fini(&o);
         return 1;
     }
@@ -172,6 +255,7 @@ int main(int argc, char** argv) {
     zx_status_t st = iobd_rpc_start(&m.loop, &rc, &m.rpc);
     if (st != ZX_OK) {
         IOBD_ERROR("cannot start: %s", zx_status_get_string(st));
+        iobd__unreserve(&reservation);
         iobd_options_fini(&o);
         return 1;
     }
@@ -215,6 +299,8 @@ int main(int argc, char** argv) {
     if (uv_loop_close(&m.loop) != 0) {
         IOBD_WARN("libuv handles still open at exit");
     }
+    /* After the core is gone: iobd's own regions no longer hold pool pages. */
+    iobd__unreserve(&reservation);
     IOBD_INFO("stopped");
     iobd_options_fini(&o);
     return exit_code;

@@ -55,6 +55,14 @@ struct iobd_session {
     uint8_t secret[IOB_WIRE_SECRET_SIZE];
     char* peer; /* gRPC peer of the connection that opened it */
     bool local; /* over the Unix socket: mappings live until the process exits */
+    /*
+     * local: SO_PEERCRED of the connection that opened it. The broker attaches only a peer
+     * with this pid and uid (iobd_rpc_authenticate). Declared before iobd_cred_t's
+     * definition, so spelled out here.
+     */
+    bool cred_valid;
+    pid_t cred_pid;
+    uid_t cred_uid;
     int pidfd;  /* local: the peer process, watched once the session ends; else -1 */
     bool closed;
     iobd_call_t* stream; /* the OpenSession call */

@@ -351,17 +351,42 @@ zx_status_t iobd__call_session(iobd_call_t* c, uint64_t* session_out) {
     return st;
 }
 
-bool iobd_rpc_authenticate(void* ctx, uint64_t session_id, const uint8_t secret[16],
-                           iob_session_id_t* session_out) {
+bool iobd_rpc_authenticate(void* ctx, uint64_t session_id, const uint8_t secret[16], pid_t pid,
+                           uid_t uid, gid_t gid, iob_session_id_t* session_out) {
     iobd_rpc_t* srv = ctx;
     bool ok = false;
+    const char* why = NULL; /* set when the secret matched but the peer is someone else */
+    pid_t owner_pid = 0;
+    uid_t owner_uid = (uid_t)-1;
     pthread_mutex_lock(&srv->lock);
     iobd_session_t* s = iobd__session_find_locked(srv, session_id);
     if (s != NULL && iobd__ct_equal(s->secret, secret, IOB_WIRE_SECRET_SIZE) && !s->closed &&
         s->local) {
-        ok = true;
+        owner_pid = s->cred_pid;
+        owner_uid = s->cred_uid;
+        /*
+         * The secret alone is not enough: it may have leaked (a log, a core dump, a child
+         * it was handed to). Mapping records belong to the session's process: its pidfd
+         * decides when they are released, so a mapping made by any other process could
+         * outlive its record. Hence the same uid and the same pid (SO_PEERCRED reports the
+         * thread group id, so every thread of the session's process qualifies).
+         */
+        if (!s->cred_valid) {
+            why = "the session's process is unknown";
+        } else if (uid != owner_uid) {
+            why = "another uid";
+        } else if (pid != owner_pid) {
+            why = "another process";
+        } else {
+            ok = true;
+        }
     }
     pthread_mutex_unlock(&srv->lock);
+    if (why != NULL) {
+        IOBD_WARN("map broker: session %" PRIu64 " (pid %d uid %d) refused to pid %d uid %d "
+                  "gid %d: %s (ZX_ERR_ACCESS_DENIED)",
+                  session_id, (int)owner_pid, (int)owner_uid, (int)pid, (int)uid, (int)gid, why);
+    }
     if (ok) {
         session_out->value = session_id;
     }
@@ -746,6 +771,9 @@ void iobd__open_session(iobd_call_t* c) {
     s->id = sid.value;
     s->peer = peer;
     s->local = local;
+    s->cred_valid = local && cred.valid;
+    s->cred_pid = cred.pid;
+    s->cred_uid = cred.uid;
     s->pidfd = -1;
     if (local && cred.valid && cred.pid > 0) {
         /* Opened now, while the connection proves the process is alive: no pid reuse. */

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Lifetimes through a real iobd (IOB-SPEC.md A.9, L): kill -9 of the process holding ep1,
- * with and without a live mapping, raises ZX_IOB_PEER_CLOSED on ep0 (within 100 ms of
- * the exit is the goal; the test allows 2 s and prints what it saw). Tokens: used, unknown
+ * with and without a live mapping, raises ZX_IOB_PEER_CLOSED on ep0 within 100 ms of the
+ * exit (measured from waitpid's return to the event on the session stream, so the bound is
+ * on the server's reaction, not on setting up a new call). Tokens: used, unknown
  * and expired ones are NOT_FOUND, export needs ZX_RIGHT_TRANSFER, an expired token lets
  * its endpoint go (PEER_CLOSED), and mapping after the peer has closed still works.
  */
@@ -36,6 +37,30 @@ static void make(zx_handle_t* ep0, zx_handle_t* ep1) {
     assert_int_equal(zx_iob_create(0, &r, 1, ep0, ep1), ZX_OK);
 }
 
+/*
+ * Waits for a PEER_CLOSED event for `handle` on iob_signal_fd (fed by the session's event
+ * stream, already open); returns when it arrived, or 0 after 5 s.
+ */
+static zx_time_t wait_peer_closed_event(zx_handle_t handle) {
+    int sfd = iob_signal_fd();
+    assert_true(sfd >= 0);
+    zx_time_t deadline = zx_deadline_after(ZX_SEC(5));
+    iob_signal_event_t ev[16];
+    while (zx_clock_get_monotonic() < deadline) {
+        size_t n = iob_signal_read(ev, 16);
+        for (size_t i = 0; i < n; i++) {
+            if (ev[i].handle == handle && (ev[i].signals & ZX_IOB_PEER_CLOSED) != 0) {
+                return zx_clock_get_monotonic();
+            }
+        }
+        if (n == 0) {
+            struct pollfd p = {.fd = sfd, .events = POLLIN};
+            poll(&p, 1, 10);
+        }
+    }
+    return 0;
+}
+
 static void kill_peer_and_expect_peer_closed(int map) {
     zx_handle_t ep0;
     zx_handle_t ep1;
@@ -50,16 +75,27 @@ static void kill_peer_and_expect_peer_closed(int map) {
     assert_string_equal(line, "ready");
     zx_signals_t seen = 0;
     assert_int_equal(zx_object_wait_one(ep0, ZX_IOB_PEER_CLOSED, 0, &seen), ZX_ERR_TIMED_OUT);
+    /*
+     * Events from earlier tests must not count. Asking for the fd first also matters: the
+     * library records changes for iob_signal_read only once the fd exists, and the event
+     * may arrive before wait_peer_closed_event runs.
+     */
+    assert_true(iob_signal_fd() >= 0);
+    iob_signal_event_t stale[16];
+    while (iob_signal_read(stale, 16) > 0) {
+    }
 
     kill(pid, SIGKILL);
     assert_int_equal(map_wait(pid), 128 + SIGKILL);
     zx_time_t exited = zx_clock_get_monotonic();
-    assert_int_equal(
-        zx_object_wait_one(ep0, ZX_IOB_PEER_CLOSED, zx_deadline_after(ZX_SEC(5)), &seen), ZX_OK);
-    zx_duration_t took = zx_clock_get_monotonic() - exited;
+    zx_time_t observed = wait_peer_closed_event(ep0);
+    assert_true(observed != 0);
+    /* The event may even beat waitpid (the pidfd fires at exit): count that as 0. */
+    zx_duration_t took = observed > exited ? observed - exited : 0;
     printf("# PEER_CLOSED %.1f ms after the peer's exit (%s mapping)\n", (double)took / 1e6,
            map ? "with a" : "without a");
-    assert_true(took < ZX_SEC(2));
+    assert_true(took < ZX_MSEC(100));
+    assert_int_equal(zx_object_wait_one(ep0, ZX_IOB_PEER_CLOSED, 0, &seen), ZX_OK);
     close(out);
 
     /* Mapping after the peer has closed still works. */

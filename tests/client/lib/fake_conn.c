@@ -33,9 +33,13 @@ static iobd_broker_t* g_broker;
 static char g_path[108];
 static iob_conn_t* g_conns[FAKE_MAX_SESSIONS];
 
-static bool fake_auth(void* ctx, uint64_t session_id, const uint8_t secret[16],
-                      iob_session_id_t* out) {
+/* The fake's sessions all live in this process, so the peer's identity is not checked. */
+static bool fake_auth(void* ctx, uint64_t session_id, const uint8_t secret[16], pid_t pid,
+                      uid_t uid, gid_t gid, iob_session_id_t* out) {
     (void)ctx;
+    (void)pid;
+    (void)uid;
+    (void)gid;
     bool ok = false;
     pthread_mutex_lock(&g_lock);
     for (int i = 0; i < FAKE_MAX_SESSIONS; i++) {

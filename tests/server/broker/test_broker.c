@@ -37,14 +37,25 @@ typedef struct fixture {
     char* dir;
     char path[108];
     bool refuse_peers;
+    /* The session's owner as auth() checks it, and the peer it was last shown. */
+    pid_t owner_pid;
+    uid_t owner_uid;
+    pid_t seen_pid;
+    uid_t seen_uid;
+    gid_t seen_gid;
     zx_handle_t ep0;
     zx_handle_t ep1;
 } fixture_t;
 
-static bool auth(void* ctx, uint64_t session_id, const uint8_t secret[16],
-                 iob_session_id_t* out) {
+/* What the daemon's iobd_rpc_authenticate does, minus the session table. */
+static bool auth(void* ctx, uint64_t session_id, const uint8_t secret[16], pid_t pid, uid_t uid,
+                 gid_t gid, iob_session_id_t* out) {
     fixture_t* f = ctx;
-    if (session_id != f->session.value || memcmp(secret, kSecret, 16) != 0) {
+    f->seen_pid = pid;
+    f->seen_uid = uid;
+    f->seen_gid = gid;
+    if (session_id != f->session.value || memcmp(secret, kSecret, 16) != 0 ||
+        pid != f->owner_pid || uid != f->owner_uid) {
         return false;
     }
     *out = f->session;
@@ -74,6 +85,8 @@ static int setup(void** state) {
     cc.backing = IOB_BACKING_4K;
     assert_int_equal(iob_core_create(&cc, &f->core), ZX_OK);
     iob_session_cred_t cred = {.pid = getpid(), .uid = getuid(), .gid = getgid()};
+    f->owner_pid = cred.pid;
+    f->owner_uid = cred.uid;
     assert_int_equal(iob_core_session_open(f->core, &cred, &f->session), ZX_OK);
 
     /* ep0 may map region 0 read-write, ep1 read-only; region 1 is ep0's alone. */
@@ -256,6 +269,67 @@ static void test_attach_requires_secret(void** state) {
     assert_int_equal(stats.auth_failures, 5);
 }
 
+/*
+ * The broker shows authenticate the peer's SO_PEERCRED, and a refusal there (the secret
+ * used by another process) is ACCESS_DENIED with nothing attached.
+ */
+static void test_attach_passes_peer_identity(void** state) {
+    fixture_t* f = *state;
+    int fd = client_connect(f);
+    f->owner_pid = getpid() + 1; /* as if another process had opened the session */
+    assert_int_equal(attach(f, fd, f->session.value, kSecret), ZX_ERR_ACCESS_DENIED);
+    assert_int_equal(f->seen_pid, getpid());
+    assert_int_equal(f->seen_uid, getuid());
+    assert_int_equal(f->seen_gid, getgid());
+    assert_int_equal(map(f, fd, f->ep0, ZX_VM_PERM_READ, 0, 0, NULL, NULL), ZX_ERR_BAD_STATE);
+    f->owner_pid = getpid();
+    f->owner_uid = getuid() + 1;
+    assert_int_equal(attach(f, fd, f->session.value, kSecret), ZX_ERR_ACCESS_DENIED);
+    f->owner_uid = getuid();
+    assert_int_equal(attach(f, fd, f->session.value, kSecret), ZX_OK);
+    close(fd);
+}
+
+/*
+ * iob_core_map_dup: the fd is the caller's own (close-on-exec, not the core's), and stays
+ * valid after the core has dropped the IOB entirely.
+ */
+static void test_core_map_dup_fd_is_owned(void** state) {
+    fixture_t* f = *state;
+    iob_map_grant_t borrowed;
+    iob_map_grant_t owned;
+    assert_int_equal(iob_core_map(f->core, f->session, f->ep0, ZX_VM_PERM_READ, 0, 0, 4096,
+                                  &borrowed),
+                     ZX_OK);
+    assert_int_equal(iob_core_map_dup(f->core, f->session, f->ep0, ZX_VM_PERM_READ, 0, 0, 4096,
+                                      &owned),
+                     ZX_OK);
+    assert_int_not_equal(owned.fd, borrowed.fd);
+    assert_true((fcntl(owned.fd, F_GETFD) & FD_CLOEXEC) != 0);
+    assert_int_equal(owned.iob_koid, borrowed.iob_koid);
+    assert_int_equal(owned.writable, borrowed.writable);
+    assert_int_equal(core_mappings(f), 2);
+    /* Refused maps create no fd and no record. */
+    iob_map_grant_t none;
+    assert_int_equal(iob_core_map_dup(f->core, f->session, f->ep1, ZX_VM_PERM_READ, 1, 0, 4096,
+                                      &none),
+                     ZX_ERR_ACCESS_DENIED);
+    assert_int_equal(core_mappings(f), 2);
+    /* Everything gone: handles, records, the IOB and its memfds. */
+    assert_int_equal(iob_core_unmap(f->core, f->session, borrowed.mapping), ZX_OK);
+    assert_int_equal(iob_core_unmap(f->core, f->session, owned.mapping), ZX_OK);
+    assert_int_equal(iob_core_handle_close(f->core, f->session, f->ep0), ZX_OK);
+    assert_int_equal(iob_core_handle_close(f->core, f->session, f->ep1), ZX_OK);
+    iob_core_stats_t st;
+    iob_core_get_stats(f->core, &st);
+    assert_int_equal(st.iobs, 0);
+    char* p = mmap(NULL, 4096, PROT_READ, MAP_SHARED, owned.fd, 0);
+    assert_true(p != MAP_FAILED);
+    assert_int_equal(p[0], 0);
+    munmap(p, 4096);
+    assert_int_equal(close(owned.fd), 0);
+}
+
 static void test_map_grants_and_read_only_fds(void** state) {
     fixture_t* f = *state;
     int fd = client_connect(f);
@@ -410,6 +484,8 @@ static void test_start_arguments(void** state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_attach_requires_secret, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_attach_passes_peer_identity, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_core_map_dup_fd_is_owned, setup, teardown),
         cmocka_unit_test_setup_teardown(test_map_grants_and_read_only_fds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_messages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_policy_refuses, setup, teardown),

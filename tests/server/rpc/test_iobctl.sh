@@ -22,6 +22,21 @@ t1=$(echo "$out" | awk '/^ep1/ {print $2}')
 [ -n "$t0" ] && [ -n "$t1" ] || fail "create --export printed no tokens: $out"
 "$iobctl" list | grep -q demo || fail "list lacks the IOB"
 "$iobctl" list --json | grep -q '"name": "demo"' || fail "list --json"
+# An IOB picked from the listing, by koid, with no handle: its summary. Both endpoints
+# are tokens in flight now, so each counts one handle and no mapping.
+koid=$(echo "$out" | awk '/^koid/ {print $2}')
+[ -n "$koid" ] || fail "create printed no koid: $out"
+"$iobctl" list | awk -v k="$koid" '$1 == k && $2 == "demo"' | grep -q . || fail "list row for $koid"
+info=$("$iobctl" info --koid "$koid") || fail "info --koid"
+echo "$info" | grep -q "iob koid $koid, name \"demo\", 2 region(s)" || fail "info --koid: $info"
+echo "$info" | grep -q "^ep0 koid [0-9]*: 1 handle(s), 0 mapping(s)" || fail "info --koid ep0: $info"
+echo "$info" | grep -q "^ep1 koid [0-9]*: 1 handle(s), 0 mapping(s)" || fail "info --koid ep1: $info"
+ep1koid=$(echo "$info" | awk '/^ep1 koid/ {sub(":", "", $3); print $3}')
+"$iobctl" info --koid "$ep1koid" --json | grep -q '"name": "demo"' || fail "info --koid by ep1 koid"
+"$iobctl" info --koid 999999 2>"$dir/err"; rc=$?
+[ $rc -eq 4 ] || fail "unknown koid: exit $rc"
+grep -q "iobctl: info: ZX_ERR_NOT_FOUND" "$dir/err" || fail "message: $(cat "$dir/err")"
+"$iobctl" read --koid "$koid" --length 1 2>/dev/null; [ $? -eq 1 ] || fail "read --koid is usage"
 printf 'hello from iobctl' > "$dir/in"
 "$iobctl" write --token "$t0" --offset 100 --in "$dir/in" || fail write
 got=$("$iobctl" read --token "$t1" --offset 100 --length 17) || fail read
