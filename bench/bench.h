@@ -139,6 +139,64 @@ zx_status_t bench_iob_ring_open(const bench_spec_t* spec, bench_role_t role, int
                                 const char* arg, bench_endpoint_t* ep);
 void bench_iob_ring_close(bench_endpoint_t* ep);
 
+/* The grpc baseline: payloads through iobd's WriteRegion/ReadRegion RPCs (bench_grpc.c). */
+zx_status_t bench_grpc_prepare(const bench_spec_t* spec, bench_channel_t* ch, char* note,
+                               size_t note_len);
+void bench_grpc_discard(bench_channel_t* ch);
+zx_status_t bench_grpc_open(const bench_spec_t* spec, bench_role_t role, int nfds,
+                            const char* arg, bench_endpoint_t* ep);
+void bench_grpc_close(bench_endpoint_t* ep);
+zx_status_t bench_grpc_send(bench_endpoint_t* ep, const void* buf, size_t len);
+zx_status_t bench_grpc_recv(bench_endpoint_t* ep, void* buf, size_t len);
+
+/*
+ * The iobd servers of the iob-ring and grpc rows (bench_iobd.c; orchestrator only).
+ *  start   private servers per backing (4K; 2M when two_meg and the pool has free pages),
+ *          or, with $IOB_SERVER, that server's backing; summary says which.
+ *  target  the gRPC target serving `backing` (need_mapping: a local server with a map
+ *          broker), or NULL with *st and note saying why (ZX_ERR_NO_MEMORY: no hugepages).
+ *  stream_backing  the backing the grpc rows run on (and are labelled with).
+ *  kill    SIGTERM to the private servers, from a signal handler.
+ *  stop    SIGTERM, wait, clean up; nonzero unless every private server exited 0.
+ */
+void bench_iobd_start(bool two_meg, char* summary, size_t len);
+const char* bench_iobd_target(iob_backing_t backing, bool need_mapping, zx_status_t* st,
+                              char* note, size_t note_len);
+iob_backing_t bench_iobd_stream_backing(void);
+void bench_iobd_kill(void);
+int bench_iobd_stop(void);
+
+/*
+ * Everything that links libiob or gRPC lives in a module (iob-bench-iob.so) that only the
+ * processes that need it load: linked into iob-bench, gRPC's libraries would add ~15 ms
+ * of page faults and static initialisation to every child of every transport, tripling
+ * the quick run. The module exports one table; bench_iobd.c loads it and forwards the
+ * transport table's iob-ring and grpc entries to it.
+ */
+typedef struct bench_iob_module {
+    zx_status_t (*ring_open)(const bench_spec_t* spec, bench_role_t role, int nfds,
+                             const char* arg, bench_endpoint_t* ep);
+    void (*ring_close)(bench_endpoint_t* ep);
+    zx_status_t (*grpc_open)(const bench_spec_t* spec, bench_role_t role, int nfds,
+                             const char* arg, bench_endpoint_t* ep);
+    void (*grpc_close)(bench_endpoint_t* ep);
+    zx_status_t (*grpc_send)(bench_endpoint_t* ep, const void* buf, size_t len);
+    zx_status_t (*grpc_recv)(bench_endpoint_t* ep, void* buf, size_t len);
+    /* ServerInfo: backing[8] gets "4K"/"2M"/"1G"; *mappable: a local server with a broker. */
+    zx_status_t (*server_info)(const char* target, char* backing, bool* mappable);
+} bench_iob_module_t;
+#define BENCH_IOB_MODULE_SYMBOL "bench_iob_module_table"
+
+/* In the module (bench_iob_ring.c, bench_grpc.c, bench_iob_module.c). */
+zx_status_t bench_iob_ring_module_open(const bench_spec_t* spec, bench_role_t role, int nfds,
+                                       const char* arg, bench_endpoint_t* ep);
+void bench_iob_ring_module_close(bench_endpoint_t* ep);
+zx_status_t bench_grpc_module_open(const bench_spec_t* spec, bench_role_t role, int nfds,
+                                   const char* arg, bench_endpoint_t* ep);
+void bench_grpc_module_close(bench_endpoint_t* ep);
+zx_status_t bench_grpc_module_send(bench_endpoint_t* ep, const void* buf, size_t len);
+zx_status_t bench_grpc_module_recv(bench_endpoint_t* ep, void* buf, size_t len);
+
 /* ---- child roles (bench_run.c) ----------------------------------------------------------- */
 
 /* Runs one role of one throughput trial; the result goes to the result fd. Returns exit code. */

@@ -30,8 +30,22 @@ static inline uint64_t bench_mix(uint64_t sum, uint64_t x) {
     return sum + bench_rotl(x, 17);
 }
 
+/*
+ * Messages above this many words go to the out-of-line versions in bench_payload.c, which
+ * are compiled for the widest vector unit the CPU has (AVX2 where present, chosen once at
+ * load time); below it the inline loops cost less than the call.
+ */
+#define BENCH_WIDE_WORDS 32u
+
+void bench_words_sum_wide(const void* p, size_t words, uint64_t* sum, uint64_t* x);
+void bench_payload_generate_wide(void* dst, size_t words, uint64_t seq_word);
+
 /* Sum and xor over words [0, n). */
 static inline void bench_words_sum(const void* p, size_t words, uint64_t* sum, uint64_t* x) {
+    if (words > BENCH_WIDE_WORDS) {
+        bench_words_sum_wide(p, words, sum, x);
+        return;
+    }
     const unsigned char* b = p;
     uint64_t s = 0;
     uint64_t y = 0;
@@ -54,6 +68,10 @@ static inline void bench_payload_generate(void* dst, size_t n, uint64_t seq_word
     memcpy(b, &seq_word, 8);
     size_t words = n / 8;
     if (words < 2) {
+        return;
+    }
+    if (words > BENCH_WIDE_WORDS) {
+        bench_payload_generate_wide(dst, words, seq_word);
         return;
     }
     uint64_t s = seq_word;

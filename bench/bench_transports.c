@@ -418,6 +418,8 @@ const bench_transport_t bench_transports[] = {
      stream_send, sock_recv},
     {"tcp", BENCH_CAP_STREAM, tcp_prepare, no_discard, tcp_open, stream_close, stream_send,
      sock_recv},
+    {"grpc", BENCH_CAP_STREAM, bench_grpc_prepare, bench_grpc_discard, bench_grpc_open,
+     bench_grpc_close, bench_grpc_send, bench_grpc_recv},
 };
 const size_t bench_transport_count = sizeof(bench_transports) / sizeof(bench_transports[0]);
 

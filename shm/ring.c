@@ -18,7 +18,7 @@
  */
 #define RING_SPIN_MIN 32u
 #define RING_SPIN_MAX 1024u
-#define RING_NO_RESERVATION UINT64_MAX
+#define RING_NO_RESERVATION IOB__RING_NO_RESERVATION
 
 static inline void ring_cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -28,8 +28,16 @@ static inline void ring_cpu_relax(void) {
 #endif
 }
 
+static inline void ring_prefetch(const void* at) {
+#if defined(__GNUC__) || defined(__clang__)
+    __builtin_prefetch(at, 0, 3);
+#else
+    (void)at;
+#endif
+}
+
 static inline uint64_t ring_round(uint64_t len) {
-    return (len + (IOB_RING_ALIGN - 1)) & ~(uint64_t)(IOB_RING_ALIGN - 1);
+    return iob__ring_round(len);
 }
 
 zx_time_t iob_ring_now(void) {
@@ -50,7 +58,9 @@ uint64_t iob_ring_capacity_for(uint64_t data_size) {
 }
 
 uint64_t iob_ring_max_payload(uint64_t capacity) {
-    return capacity / 2 - IOB_RING_RECORD_HEADER;
+    /* A record header carries the length in 32 bits: rings of 8 GiB and more stop there. */
+    uint64_t half = capacity / 2 - IOB_RING_RECORD_HEADER;
+    return half < UINT32_MAX ? half : UINT32_MAX;
 }
 
 /*
@@ -180,6 +190,8 @@ zx_status_t iob_ring_producer_init(iob_ring_producer_t* p, void* ctrl_mem, uint6
     p->write_pos = w;
     p->published = w;
     p->cached_read = r;
+    p->limit = r + cap;
+    p->quarter = cap / 4;
     p->reserved = RING_NO_RESERVATION;
     p->batch = ring_batch(options);
     p->spin_limit = RING_SPIN_MAX / 4;
@@ -195,7 +207,7 @@ zx_status_t iob_ring_producer_init(iob_ring_producer_t* p, void* ctrl_mem, uint6
  * (store sleeping, fence, load write_index), so at least one of the two sees the other and
  * a wake-up is never lost. This runs once per batch, which is what keeps the fence cheap.
  */
-static void ring_producer_publish(iob_ring_producer_t* p) {
+void iob__ring_producer_publish(iob_ring_producer_t* p) {
     p->unpublished = 0;
     if (p->write_pos == p->published) {
         return;
@@ -212,21 +224,32 @@ static void ring_producer_publish(iob_ring_producer_t* p) {
 }
 
 void iob_ring_producer_flush(iob_ring_producer_t* p) {
-    ring_producer_publish(p);
+    iob__ring_producer_publish(p);
 }
 
 /*
- * Re-reads the consumer's index. It can only move forward and never past what this producer
- * published; anything else is a consumer that lies, and the ring is broken for good.
+ * Takes a read index the consumer published. It can only move forward and never past what
+ * this producer published; anything else is a consumer that lies, and the ring is broken
+ * for good.
  */
-static zx_status_t ring_producer_refresh(iob_ring_producer_t* p) {
-    uint64_t r = atomic_load_explicit(&p->ctrl->read_index, memory_order_acquire);
+static zx_status_t ring_producer_accept(iob_ring_producer_t* p, uint64_t r) {
+    if (p->broken != ZX_OK) {
+        return p->broken;
+    }
     if (r < p->cached_read || r > p->published || (r % IOB_RING_ALIGN) != 0) {
         p->broken = ZX_ERR_IO_DATA_INTEGRITY;
+        p->limit = 0; /* keeps every later call off the fast path */
         return p->broken;
     }
     p->cached_read = r;
+    p->limit = r + p->capacity;
     return ZX_OK;
+}
+
+/* Re-reads the consumer's index (see ring_producer_accept). */
+static zx_status_t ring_producer_refresh(iob_ring_producer_t* p) {
+    return ring_producer_accept(
+        p, atomic_load_explicit(&p->ctrl->read_index, memory_order_acquire));
 }
 
 /* Bytes needed for a payload of len at the current position, padding included. */
@@ -238,7 +261,7 @@ static inline uint64_t ring_producer_need(const iob_ring_producer_t* p, uint64_t
     return *pad + rec;
 }
 
-zx_status_t iob_ring_reserve(iob_ring_producer_t* p, size_t len, void** out) {
+zx_status_t iob__ring_reserve_slow(iob_ring_producer_t* p, size_t len, void** out) {
     if (p->broken != ZX_OK) {
         return p->broken;
     }
@@ -249,7 +272,7 @@ zx_status_t iob_ring_reserve(iob_ring_producer_t* p, size_t len, void** out) {
     uint64_t need = ring_producer_need(p, len, &pad);
     if (p->write_pos + need - p->cached_read > p->capacity) {
         /* Let the consumer see everything before concluding the ring is full. */
-        ring_producer_publish(p);
+        iob__ring_producer_publish(p);
         zx_status_t status = ring_producer_refresh(p);
         if (status != ZX_OK) {
             return status;
@@ -274,26 +297,20 @@ zx_status_t iob_ring_reserve(iob_ring_producer_t* p, size_t len, void** out) {
     return ZX_OK;
 }
 
-zx_status_t iob_ring_commit(iob_ring_producer_t* p, size_t len) {
+/* The inline commit found no open reservation, or a length beyond it. */
+zx_status_t iob__ring_commit_slow(iob_ring_producer_t* p, size_t len) {
     if (p->reserved == RING_NO_RESERVATION) {
         return ZX_ERR_BAD_STATE;
     }
     if (len > p->reserved) {
         return ZX_ERR_OUT_OF_RANGE;
     }
-    uint64_t header = ((uint64_t)IOB_RING_REC_MSG << 32) | (uint64_t)len;
-    memcpy(p->data + p->reserved_off, &header, sizeof(header));
-    p->write_pos += IOB_RING_RECORD_HEADER + ring_round(len);
-    p->reserved = RING_NO_RESERVATION;
-    if (++p->unpublished >= p->batch || p->write_pos - p->published >= p->capacity / 4) {
-        ring_producer_publish(p);
-    }
-    return ZX_OK;
+    return iob_ring_commit(p, len);
 }
 
-zx_status_t iob_ring_write(iob_ring_producer_t* p, const void* buf, size_t len) {
+zx_status_t iob__ring_write_slow(iob_ring_producer_t* p, const void* buf, size_t len) {
     void* dst;
-    zx_status_t status = iob_ring_reserve(p, len, &dst);
+    zx_status_t status = iob__ring_reserve_slow(p, len, &dst);
     if (status != ZX_OK) {
         return status;
     }
@@ -301,9 +318,18 @@ zx_status_t iob_ring_write(iob_ring_producer_t* p, const void* buf, size_t len) 
     return iob_ring_commit(p, len);
 }
 
+/*
+ * Whether reserve has something new to say. A moved read index is validated and taken
+ * right here (a lie breaks the ring, which reserve then reports), so that the reserve
+ * after the wait runs on the fast path.
+ */
 static bool ring_producer_ready(iob_ring_producer_t* p, uint64_t need) {
     uint64_t r = atomic_load_explicit(&p->ctrl->read_index, memory_order_acquire);
-    return r != p->cached_read || p->write_pos + need - p->cached_read <= p->capacity ||
+    if (r != p->cached_read) {
+        (void)ring_producer_accept(p, r);
+        return true;
+    }
+    return p->write_pos + need - p->cached_read <= p->capacity ||
            atomic_load_explicit(&p->ctrl->consumer_closed, memory_order_acquire) != 0;
 }
 
@@ -314,7 +340,7 @@ zx_status_t iob_ring_producer_wait(iob_ring_producer_t* p, size_t len, zx_time_t
     if (len > p->max_payload) {
         return ZX_ERR_OUT_OF_RANGE;
     }
-    ring_producer_publish(p);
+    iob__ring_producer_publish(p);
     uint64_t pad;
     uint64_t need = ring_producer_need(p, len, &pad);
     for (;;) {
@@ -359,7 +385,7 @@ void iob_ring_producer_close(iob_ring_producer_t* p) {
     if (p->ctrl == NULL) {
         return;
     }
-    ring_producer_publish(p);
+    iob__ring_producer_publish(p);
     atomic_store_explicit(&p->ctrl->producer_closed, 1, memory_order_release);
     atomic_fetch_add_explicit(&p->ctrl->data_futex, 1, memory_order_release);
     ring_futex_wake(&p->ctrl->data_futex);
@@ -368,7 +394,7 @@ void iob_ring_producer_close(iob_ring_producer_t* p) {
 
 void iob_ring_producer_fini(iob_ring_producer_t* p) {
     if (p->ctrl != NULL && p->broken == ZX_OK) {
-        ring_producer_publish(p);
+        iob__ring_producer_publish(p);
     }
     p->ctrl = NULL;
     p->data = NULL;
@@ -401,6 +427,7 @@ zx_status_t iob_ring_consumer_init(iob_ring_consumer_t* c, void* ctrl_mem, uint6
     c->read_pos = r;
     c->published = r;
     c->cached_write = r;
+    c->quarter = cap / 4;
     c->batch = ring_batch(options);
     c->spin_limit = RING_SPIN_MAX / 4;
     c->wait = ring_wait(options);
@@ -408,8 +435,8 @@ zx_status_t iob_ring_consumer_init(iob_ring_consumer_t* c, void* ctrl_mem, uint6
     return ZX_OK;
 }
 
-/* Mirror of ring_producer_publish (see there for the ordering argument). */
-static void ring_consumer_publish(iob_ring_consumer_t* c) {
+/* Mirror of iob__ring_producer_publish (see there for the ordering argument). */
+void iob__ring_consumer_publish(iob_ring_consumer_t* c) {
     c->unpublished = 0;
     if (c->read_pos == c->published) {
         return;
@@ -426,27 +453,36 @@ static void ring_consumer_publish(iob_ring_consumer_t* c) {
 }
 
 void iob_ring_consumer_flush(iob_ring_consumer_t* c) {
-    ring_consumer_publish(c);
+    iob__ring_consumer_publish(c);
 }
 
 static zx_status_t ring_consumer_fail(iob_ring_consumer_t* c) {
     c->broken = ZX_ERR_IO_DATA_INTEGRITY;
     c->pending = 0;
+    c->cached_write = c->read_pos; /* keeps every later call off the fast path */
     return c->broken;
 }
 
 /*
- * Re-reads the producer's index and checks it: never backwards, 8-aligned, never more than
- * the capacity ahead of what this consumer has released. After this, every byte in
- * [read_pos, cached_write) is inside the data region once masked.
+ * Takes a write index the producer published, after checking it: never backwards,
+ * 8-aligned, never more than the capacity ahead of what this consumer has released. After
+ * this, every byte in [read_pos, cached_write) is inside the data region once masked.
  */
-static zx_status_t ring_consumer_refresh(iob_ring_consumer_t* c) {
-    uint64_t w = atomic_load_explicit(&c->ctrl->write_index, memory_order_acquire);
+static zx_status_t ring_consumer_accept(iob_ring_consumer_t* c, uint64_t w) {
+    if (c->broken != ZX_OK) {
+        return c->broken;
+    }
     if (w < c->cached_write || (w % IOB_RING_ALIGN) != 0 || w - c->read_pos > c->capacity) {
         return ring_consumer_fail(c);
     }
     c->cached_write = w;
     return ZX_OK;
+}
+
+/* Re-reads the producer's index (see ring_consumer_accept). */
+static zx_status_t ring_consumer_refresh(iob_ring_consumer_t* c) {
+    return ring_consumer_accept(
+        c, atomic_load_explicit(&c->ctrl->write_index, memory_order_acquire));
 }
 
 /*
@@ -458,7 +494,7 @@ static inline uint64_t ring_read_header_once(const unsigned char* at) {
     return *(const volatile uint64_t*)(const void*)at;
 }
 
-zx_status_t iob_ring_peek(iob_ring_consumer_t* c, const void** out, size_t* len) {
+zx_status_t iob__ring_peek_slow(iob_ring_consumer_t* c, const void** out, size_t* len) {
     if (c->broken != ZX_OK) {
         return c->broken;
     }
@@ -470,7 +506,7 @@ zx_status_t iob_ring_peek(iob_ring_consumer_t* c, const void** out, size_t* len)
             }
             if (c->read_pos == c->cached_write) {
                 /* Out of data: hand back the space before anyone waits. */
-                ring_consumer_publish(c);
+                iob__ring_consumer_publish(c);
                 if (atomic_load_explicit(&c->ctrl->producer_closed, memory_order_acquire) == 0) {
                     return ZX_ERR_SHOULD_WAIT;
                 }
@@ -512,21 +548,10 @@ zx_status_t iob_ring_peek(iob_ring_consumer_t* c, const void** out, size_t* len)
     }
 }
 
-void iob_ring_release(iob_ring_consumer_t* c) {
-    if (c->pending == 0) {
-        return;
-    }
-    c->read_pos += c->pending;
-    c->pending = 0;
-    if (++c->unpublished >= c->batch || c->read_pos - c->published >= c->capacity / 4) {
-        ring_consumer_publish(c);
-    }
-}
-
-zx_status_t iob_ring_read(iob_ring_consumer_t* c, void* buf, size_t cap, size_t* len) {
+zx_status_t iob__ring_read_slow(iob_ring_consumer_t* c, void* buf, size_t cap, size_t* len) {
     const void* src;
     size_t n;
-    zx_status_t status = iob_ring_peek(c, &src, &n);
+    zx_status_t status = iob__ring_peek_slow(c, &src, &n);
     if (status != ZX_OK) {
         return status;
     }
@@ -539,20 +564,43 @@ zx_status_t iob_ring_read(iob_ring_consumer_t* c, void* buf, size_t cap, size_t*
     return ZX_OK;
 }
 
+/*
+ * Whether peek has something new to say. A moved write index is validated and taken right
+ * here (a bad one breaks the ring, which peek then reports), so that the peek or read after
+ * the wait runs on the fast path.
+ */
 static bool ring_consumer_ready(iob_ring_consumer_t* c) {
-    return c->read_pos != c->cached_write ||
-           atomic_load_explicit(&c->ctrl->write_index, memory_order_acquire) != c->cached_write ||
-           atomic_load_explicit(&c->ctrl->producer_closed, memory_order_acquire) != 0;
+    if (c->read_pos != c->cached_write) {
+        return true;
+    }
+    uint64_t w = atomic_load_explicit(&c->ctrl->write_index, memory_order_acquire);
+    if (w != c->cached_write) {
+        (void)ring_consumer_accept(c, w);
+        return true;
+    }
+    return atomic_load_explicit(&c->ctrl->producer_closed, memory_order_acquire) != 0;
 }
 
 zx_status_t iob_ring_consumer_wait(iob_ring_consumer_t* c, zx_time_t deadline) {
     if (c->broken != ZX_OK) {
         return ZX_OK;
     }
-    ring_consumer_publish(c);
+    iob__ring_consumer_publish(c);
+    /*
+     * While spinning on the index, keep asking for the lines the next record will occupy
+     * (its header and the first payload bytes). The producer writes them before it
+     * publishes, so by the time the new index is seen they are usually already here, and
+     * the round trip pays one cache-line transfer instead of two in a row. A prefetch
+     * never faults and carries no ordering: the record is still read, once, after the
+     * index (acquire) and validated as always.
+     */
+    const unsigned char* next0 = c->data + (c->read_pos & c->mask);
+    const unsigned char* next1 = c->data + ((c->read_pos + 64) & c->mask);
     for (;;) {
         uint32_t limit = c->wait == IOB_RING_WAIT_SPIN ? 1024u : c->spin_limit;
         for (uint32_t i = 0; i < limit; i++) {
+            ring_prefetch(next0);
+            ring_prefetch(next1);
             if (ring_consumer_ready(c)) {
                 if (c->wait == IOB_RING_WAIT_BLOCK && c->spin_limit < RING_SPIN_MAX) {
                     c->spin_limit *= 2;
@@ -591,7 +639,7 @@ void iob_ring_consumer_close(iob_ring_consumer_t* c) {
     if (c->ctrl == NULL) {
         return;
     }
-    ring_consumer_publish(c);
+    iob__ring_consumer_publish(c);
     atomic_store_explicit(&c->ctrl->consumer_closed, 1, memory_order_release);
     atomic_fetch_add_explicit(&c->ctrl->space_futex, 1, memory_order_release);
     ring_futex_wake(&c->ctrl->space_futex);
@@ -600,7 +648,7 @@ void iob_ring_consumer_close(iob_ring_consumer_t* c) {
 
 void iob_ring_consumer_fini(iob_ring_consumer_t* c) {
     if (c->ctrl != NULL && c->broken == ZX_OK) {
-        ring_consumer_publish(c);
+        iob__ring_consumer_publish(c);
     }
     c->ctrl = NULL;
     c->data = NULL;

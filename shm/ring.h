@@ -32,6 +32,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <zircon/types.h>
 
@@ -167,6 +168,8 @@ typedef struct iob_ring_producer {
     uint64_t cached_read;    /* last validated read_index */
     uint64_t reserved;       /* payload bytes of the open reservation; UINT64_MAX: none */
     uint64_t reserved_off;   /* data offset of its record header */
+    uint64_t limit;          /* cached_read + capacity: writing stops here; 0 once broken */
+    uint64_t quarter;        /* capacity / 4: unpublished bytes that force a publication */
     uint32_t batch;
     uint32_t unpublished;    /* commits since the last publication */
     uint32_t spin_limit;
@@ -183,8 +186,9 @@ typedef struct iob_ring_consumer {
     uint64_t max_payload;
     uint64_t read_pos;       /* local, ahead of what is published */
     uint64_t published;      /* last read_index stored */
-    uint64_t cached_write;   /* last validated write_index */
+    uint64_t cached_write;   /* last validated write_index; read_pos once broken */
     uint64_t pending;        /* record bytes of the message peek returned; 0: none */
+    uint64_t quarter;        /* capacity / 4: unreleased-but-unpublished bytes that force one */
     uint32_t batch;
     uint32_t unpublished;
     uint32_t spin_limit;
@@ -215,14 +219,14 @@ void iob_ring_producer_fini(iob_ring_producer_t* p);
  * now: wait with iob_ring_producer_wait), ZX_ERR_PEER_CLOSED (the consumer closed),
  * ZX_ERR_IO_DATA_INTEGRITY (the consumer published an impossible read index).
  */
-zx_status_t iob_ring_reserve(iob_ring_producer_t* p, size_t len, void** out);
+static inline zx_status_t iob_ring_reserve(iob_ring_producer_t* p, size_t len, void** out);
 /*
  * Closes the open reservation as a message of len bytes (len <= what was reserved).
  * Errors: ZX_ERR_BAD_STATE (no reservation), ZX_ERR_OUT_OF_RANGE (len too large).
  */
-zx_status_t iob_ring_commit(iob_ring_producer_t* p, size_t len);
+static inline zx_status_t iob_ring_commit(iob_ring_producer_t* p, size_t len);
 /* Copies len bytes in as one message: reserve + memcpy + commit. Same errors as reserve. */
-zx_status_t iob_ring_write(iob_ring_producer_t* p, const void* buf, size_t len);
+static inline zx_status_t iob_ring_write(iob_ring_producer_t* p, const void* buf, size_t len);
 /* Publishes the write index now and wakes a sleeping consumer. */
 void iob_ring_producer_flush(iob_ring_producer_t* p);
 /*
@@ -251,15 +255,16 @@ void iob_ring_consumer_fini(iob_ring_consumer_t* c);
  * Errors: ZX_ERR_SHOULD_WAIT (nothing published), ZX_ERR_PEER_CLOSED (producer closed and
  * everything drained), ZX_ERR_IO_DATA_INTEGRITY (corrupt index or record; sticky).
  */
-zx_status_t iob_ring_peek(iob_ring_consumer_t* c, const void** out, size_t* len);
+static inline zx_status_t iob_ring_peek(iob_ring_consumer_t* c, const void** out, size_t* len);
 /* Releases the message the last peek returned (no-op when none). */
-void iob_ring_release(iob_ring_consumer_t* c);
+static inline void iob_ring_release(iob_ring_consumer_t* c);
 /*
  * Copies the next message out and releases it. *len receives its length.
  * Errors: as peek, plus ZX_ERR_BUFFER_TOO_SMALL (cap < length: nothing is consumed and
  * *len says how much is needed).
  */
-zx_status_t iob_ring_read(iob_ring_consumer_t* c, void* buf, size_t cap, size_t* len);
+static inline zx_status_t iob_ring_read(iob_ring_consumer_t* c, void* buf, size_t cap,
+                                        size_t* len);
 /* Publishes the read index now and wakes a producer sleeping for space. */
 void iob_ring_consumer_flush(iob_ring_consumer_t* c);
 /*
@@ -272,5 +277,204 @@ void iob_ring_consumer_close(iob_ring_consumer_t* c);
 
 /* CLOCK_MONOTONIC now, in ns (the clock every deadline above uses). */
 zx_time_t iob_ring_now(void);
+
+/* ---- fast paths ----------------------------------------------------------------------- */
+/*
+ * The per-message calls are inline so that a message costs a handful of compares, one
+ * header store or load and the copy, with no call. Each fast path handles only the common
+ * case and hands everything else (no space or data by the cached index, padding at the end
+ * of the data, errors, a broken ring) to an out-of-line iob__ slow path in ring.c that is
+ * the complete, original implementation. The fast paths apply the same checks as the slow
+ * ones, in an order that lets the compiler merge them:
+ *
+ *  producer  len <= max_payload, the record ends before the end of the data (no padding
+ *            needed), and it ends before `limit` (the validated read index plus the
+ *            capacity; 0 once broken, so a broken producer always takes the slow path).
+ *  consumer  read_pos != cached_write (cached_write is reset to read_pos once broken, so a
+ *            broken consumer always takes the slow path), and a header read exactly once
+ *            whose type is a message, whose length is <= max_payload, and whose record ends
+ *            both before the end of the data and before the validated write index.
+ */
+#if defined(__GNUC__) || defined(__clang__)
+#define IOB__RING_LIKELY(x) __builtin_expect(!!(x), 1)
+#define IOB__RING_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#define IOB__RING_LIKELY(x) (x)
+#define IOB__RING_UNLIKELY(x) (x)
+#endif
+
+#define IOB__RING_NO_RESERVATION UINT64_MAX
+
+/* The slow paths and the publication (ring.c). Internal: call the iob_ring_ API instead. */
+zx_status_t iob__ring_reserve_slow(iob_ring_producer_t* p, size_t len, void** out);
+zx_status_t iob__ring_commit_slow(iob_ring_producer_t* p, size_t len);
+zx_status_t iob__ring_write_slow(iob_ring_producer_t* p, const void* buf, size_t len);
+void iob__ring_producer_publish(iob_ring_producer_t* p);
+zx_status_t iob__ring_peek_slow(iob_ring_consumer_t* c, const void** out, size_t* len);
+zx_status_t iob__ring_read_slow(iob_ring_consumer_t* c, void* buf, size_t cap, size_t* len);
+void iob__ring_consumer_publish(iob_ring_consumer_t* c);
+
+static inline uint64_t iob__ring_round(uint64_t len) {
+    return (len + (IOB_RING_ALIGN - 1)) & ~(uint64_t)(IOB_RING_ALIGN - 1);
+}
+
+/*
+ * memcpy for message payloads. Small messages are the common case of a message ring, and
+ * for them a call into the C library's size dispatch costs as much as the copy: up to 64
+ * bytes are moved with two possibly overlapping fixed-size copies, which compile to a few
+ * unaligned loads and stores.
+ */
+static inline void iob__ring_copy(void* dst, const void* src, size_t len) {
+    unsigned char* d = dst;
+    const unsigned char* s = src;
+    if (len > 64) {
+        memcpy(d, s, len);
+    } else if (len >= 32) {
+        memcpy(d, s, 32);
+        memcpy(d + len - 32, s + len - 32, 32);
+    } else if (len >= 16) {
+        memcpy(d, s, 16);
+        memcpy(d + len - 16, s + len - 16, 16);
+    } else if (len >= 8) {
+        memcpy(d, s, 8);
+        memcpy(d + len - 8, s + len - 8, 8);
+    } else if (len >= 4) {
+        memcpy(d, s, 4);
+        memcpy(d + len - 4, s + len - 4, 4);
+    } else {
+        for (size_t i = 0; i < len; i++) {
+            d[i] = s[i];
+        }
+    }
+}
+
+/* A commit happened: publish when the batch is full or a quarter of the ring is pending. */
+static inline void iob__ring_producer_count(iob_ring_producer_t* p) {
+    if (++p->unpublished >= p->batch || p->write_pos - p->published >= p->quarter) {
+        iob__ring_producer_publish(p);
+    }
+}
+
+static inline zx_status_t iob_ring_reserve(iob_ring_producer_t* p, size_t len, void** out) {
+    uint64_t pos = p->write_pos;
+    uint64_t off = pos & p->mask;
+    uint64_t rec = IOB_RING_RECORD_HEADER + iob__ring_round(len);
+    if (IOB__RING_LIKELY(len <= p->max_payload && off + rec <= p->capacity &&
+                         pos + rec <= p->limit)) {
+        p->reserved = len;
+        p->reserved_off = off;
+        *out = p->data + off + IOB_RING_RECORD_HEADER;
+        return ZX_OK;
+    }
+    return iob__ring_reserve_slow(p, len, out);
+}
+
+static inline zx_status_t iob_ring_commit(iob_ring_producer_t* p, size_t len) {
+    uint64_t reserved = p->reserved;
+    if (IOB__RING_UNLIKELY(reserved == IOB__RING_NO_RESERVATION || len > reserved)) {
+        return iob__ring_commit_slow(p, len);
+    }
+    uint64_t header = ((uint64_t)IOB_RING_REC_MSG << 32) | (uint64_t)len;
+    memcpy(p->data + p->reserved_off, &header, sizeof(header));
+    p->write_pos += IOB_RING_RECORD_HEADER + iob__ring_round(len);
+    p->reserved = IOB__RING_NO_RESERVATION;
+    iob__ring_producer_count(p);
+    return ZX_OK;
+}
+
+/* reserve + copy + commit, written out so that nothing is re-read after the copy. */
+static inline zx_status_t iob_ring_write(iob_ring_producer_t* p, const void* buf, size_t len) {
+    uint64_t pos = p->write_pos;
+    uint64_t off = pos & p->mask;
+    uint64_t rec = IOB_RING_RECORD_HEADER + iob__ring_round(len);
+    if (IOB__RING_LIKELY(len <= p->max_payload && off + rec <= p->capacity &&
+                         pos + rec <= p->limit)) {
+        unsigned char* at = p->data + off;
+        uint64_t header = ((uint64_t)IOB_RING_REC_MSG << 32) | (uint64_t)len;
+        memcpy(at, &header, sizeof(header));
+        iob__ring_copy(at + IOB_RING_RECORD_HEADER, buf, len);
+        p->write_pos = pos + rec;
+        p->reserved = IOB__RING_NO_RESERVATION;
+        iob__ring_producer_count(p);
+        return ZX_OK;
+    }
+    return iob__ring_write_slow(p, buf, len);
+}
+
+/*
+ * The consumer's fast check of the record at read_pos. Returns its record size (header
+ * plus rounded payload, > 0) with *off and *length filled, or 0 when the slow path must
+ * decide (no data by the cached index, padding, anything invalid, broken).
+ *
+ * The header is read exactly once, through a volatile access, so that the compiler cannot
+ * re-load it after the checks: the producer may rewrite it at any moment, and only the
+ * local copy is validated and used.
+ */
+static inline uint64_t iob__ring_next(const iob_ring_consumer_t* c, uint64_t* off,
+                                      uint64_t* length) {
+    uint64_t pos = c->read_pos;
+    uint64_t avail = c->cached_write - pos; /* a multiple of 8, <= capacity */
+    if (IOB__RING_UNLIKELY(avail == 0)) {
+        return 0;
+    }
+    uint64_t o = pos & c->mask;
+    uint64_t header = *(const volatile uint64_t*)(const void*)(c->data + o);
+    uint64_t n = header & UINT32_MAX;
+    uint64_t rec = IOB_RING_RECORD_HEADER + iob__ring_round(n);
+    if (IOB__RING_LIKELY((uint32_t)(header >> 32) == IOB_RING_REC_MSG && n <= c->max_payload &&
+                         o + rec <= c->capacity && rec <= avail)) {
+        *off = o;
+        *length = n;
+        return rec;
+    }
+    return 0;
+}
+
+/* A release happened: publish when the batch is full or a quarter of the ring is pending. */
+static inline void iob__ring_consumer_count(iob_ring_consumer_t* c) {
+    if (++c->unpublished >= c->batch || c->read_pos - c->published >= c->quarter) {
+        iob__ring_consumer_publish(c);
+    }
+}
+
+static inline zx_status_t iob_ring_peek(iob_ring_consumer_t* c, const void** out, size_t* len) {
+    uint64_t off;
+    uint64_t n;
+    uint64_t rec = iob__ring_next(c, &off, &n);
+    if (IOB__RING_LIKELY(rec != 0)) {
+        c->pending = rec;
+        *out = c->data + off + IOB_RING_RECORD_HEADER;
+        *len = (size_t)n;
+        return ZX_OK;
+    }
+    return iob__ring_peek_slow(c, out, len);
+}
+
+static inline void iob_ring_release(iob_ring_consumer_t* c) {
+    uint64_t rec = c->pending;
+    if (rec == 0) {
+        return;
+    }
+    c->read_pos += rec;
+    c->pending = 0;
+    iob__ring_consumer_count(c);
+}
+
+static inline zx_status_t iob_ring_read(iob_ring_consumer_t* c, void* buf, size_t cap,
+                                        size_t* len) {
+    uint64_t off;
+    uint64_t n;
+    uint64_t rec = iob__ring_next(c, &off, &n);
+    if (IOB__RING_LIKELY(rec != 0 && n <= cap)) {
+        uint64_t pos = c->read_pos;
+        *len = (size_t)n;
+        iob__ring_copy(buf, c->data + off + IOB_RING_RECORD_HEADER, (size_t)n);
+        c->read_pos = pos + rec;
+        c->pending = 0;
+        iob__ring_consumer_count(c);
+        return ZX_OK;
+    }
+    return iob__ring_read_slow(c, buf, cap, len);
+}
 
 #endif /* IOB_SHM_RING_H_ */

@@ -3,7 +3,10 @@
 # CI smoke test of iob-bench: runs `iob-bench --quick --csv FILE` and checks the CSV.
 #   check_bench_csv.sh IOB_BENCH CSV_FILE [REQUIRED_TRANSPORT...]
 # Every row must be verified=yes and use the documented vocabularies; each required transport
-# must have rows at 64 B and 64 KiB. Exit 77 (skip) when the machine cannot run the benchmark.
+# must have rows at 64 B and 64 KiB on 4K pages, and on 2M pages too as soon as any required
+# transport has a 2M row (then hugepages were there for all of them: a 2M row that only one
+# ring got means the other failed to get them). Exit 77 (skip) when the machine cannot run
+# the benchmark.
 set -u
 bench=$1
 csv=$2
@@ -32,16 +35,22 @@ NR == 1 {
         print "line " NR ": bad figures"; bad = 1
     }
     if ($col["verified"] != "yes") { print "line " NR ": not verified: " $0; bad = 1 }
-    seen[t "," $col["msg_bytes"]] = 1
+    seen[t "," b "," $col["msg_bytes"]] = 1
+    if (b == "2M") huge[t] = 1
     rows++
 }
 END {
     if (bad) exit 1
     if (rows == 0) { print "no rows"; exit 1 }
     n = split(required, req, " ")
+    want2m = 0
+    for (i = 1; i <= n; i++) if (req[i] in huge) want2m = 1
     for (i = 1; i <= n; i++) {
-        if (!((req[i] ",64") in seen) || !((req[i] ",65536") in seen)) {
-            print "missing " req[i] " rows at 64 B or 64 KiB"; exit 1
+        if (!((req[i] ",4K,64") in seen) || !((req[i] ",4K,65536") in seen)) {
+            print "missing " req[i] " 4K rows at 64 B or 64 KiB"; exit 1
+        }
+        if (want2m && (!((req[i] ",2M,64") in seen) || !((req[i] ",2M,65536") in seen))) {
+            print "missing " req[i] " 2M rows at 64 B or 64 KiB (other rings had hugepages)"; exit 1
         }
     }
     print rows " rows verified"

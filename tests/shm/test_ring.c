@@ -483,6 +483,65 @@ static void test_hostile_unknown_record_type(void** state) {
     fixture_free(f);
 }
 
+/*
+ * The inline fast path: the consumer already holds a validated write index that covers
+ * several records, so the next peek or read decides from the cached index alone. A
+ * producer that rewrites a later header in the meantime must still be caught there, by
+ * each of the checks, and the ring must stay broken for the fast path too.
+ */
+static void test_hostile_header_rewritten_under_cached_index(void** state) {
+    (void)state;
+    /* What the second record's header turns into; the first record was 16 bytes. */
+    const struct {
+        uint32_t type;
+        uint32_t length;
+    } bad[] = {
+        {IOB_RING_REC_MSG, UINT32_MAX},      /* beyond max_payload */
+        {IOB_RING_REC_MSG, 2040},            /* within max_payload, beyond what is published */
+        {IOB_RING_REC_MSG, 48},              /* 8 bytes beyond what is published */
+        {0xdeadbeefu, 8},                    /* unknown type */
+        {IOB_RING_REC_PAD, 8},               /* padding in the middle of the data */
+        {0, 0},                              /* zeroed */
+    };
+    for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+        fixture_t* f = fixture_new(SMALL_DATA, 64);
+        uint64_t v = 7;
+        for (int i = 0; i < 4; i++) {
+            assert_int_equal(iob_ring_write(&f->p, &v, sizeof(v)), ZX_OK);
+        }
+        /* Published: 4 records of 16 bytes. */
+        iob_ring_producer_flush(&f->p);
+        const void* msg;
+        size_t len;
+        assert_int_equal(iob_ring_peek(&f->c, &msg, &len), ZX_OK);
+        assert_int_equal(len, 8);
+        assert_int_equal(f->c.cached_write, 64);
+        put_header(f, 16, bad[k].type, bad[k].length);
+        iob_ring_release(&f->c);
+        expect_integrity(f);
+        /* Broken for good: even a now-valid header under the cached index is refused. */
+        put_header(f, 16, IOB_RING_REC_MSG, 8);
+        assert_int_equal(iob_ring_peek(&f->c, &msg, &len), ZX_ERR_IO_DATA_INTEGRITY);
+        fixture_free(f);
+    }
+    /* The same through read (copy out), and a record straddling the end of the data. */
+    fixture_t* f = fixture_new(SMALL_DATA, 64);
+    iob_ring_ctrl_t* h = ctrl_of(f);
+    uint64_t start = SMALL_DATA - 64;
+    atomic_store(&h->read_index, start);
+    f->c.read_pos = f->c.published = f->c.cached_write = start;
+    put_header(f, start, IOB_RING_REC_MSG, 8);
+    put_header(f, start + 16, IOB_RING_REC_MSG, 48); /* 8 bytes past the end */
+    atomic_store(&h->write_index, start + 512);
+    unsigned char buf[64];
+    size_t len;
+    assert_int_equal(iob_ring_read(&f->c, buf, sizeof(buf), &len), ZX_OK);
+    assert_int_equal(len, 8);
+    assert_int_equal(f->c.cached_write, start + 512);
+    expect_integrity(f);
+    fixture_free(f);
+}
+
 /* The producer does not trust the consumer either. */
 static void test_hostile_consumer(void** state) {
     (void)state;
@@ -738,6 +797,7 @@ int main(void) {
         cmocka_unit_test(test_hostile_bad_padding),
         cmocka_unit_test(test_hostile_padding_beyond_published),
         cmocka_unit_test(test_hostile_unknown_record_type),
+        cmocka_unit_test(test_hostile_header_rewritten_under_cached_index),
         cmocka_unit_test(test_hostile_consumer),
         cmocka_unit_test(test_hostile_random_garbage),
         cmocka_unit_test(test_two_process_spin),

@@ -1,0 +1,140 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * iob-bench-control internals: the control-plane benchmarks of issues 3 (management plane:
+ * create + close against a bare unary call) and 4 (mapping: import + map of a 64 MiB region,
+ * and creating it, each against a bare-memfd floor). Not installed.
+ *
+ * Process model (the same rule as iob-bench): the orchestrator never touches gRPC. It starts
+ * its own iobd processes and re-executes this binary (posix_spawn of /proc/self/exe) for every
+ * process that talks to iobd, because gRPC's C core is not fork-safe. Children are driven
+ * over two pipes with one text line per request and per reply:
+ *   fd BCTL_FD_CMD  orchestrator -> child requests ("lat ...", "tput ...", "quit")
+ *   fd BCTL_FD_RES  child -> orchestrator replies ("ok key=value ..." or "err text")
+ * and, for the two mapping roles, a Unix SOCK_SEQPACKET pair between them at BCTL_FD_PEER
+ * (the token and the floor's memfd travel over it, as they would between real processes).
+ */
+#ifndef IOB_BENCH_BENCH_CONTROL_H_
+#define IOB_BENCH_BENCH_CONTROL_H_
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#define BCTL_FD_CMD 3
+#define BCTL_FD_RES 4
+#define BCTL_FD_PEER 5
+
+#define BCTL_LINE_MAX 4096
+#define BCTL_MAX_CLIENTS 4
+
+/* ---- statistics and line protocol (bench_control_util.c) ---- */
+
+typedef struct bctl_stats {
+    double p50, p99, min, max, mean; /* in the unit of the samples */
+    size_t n;
+} bctl_stats_t;
+
+int64_t bctl_now_ns(void);
+/* Sorts v in place. n == 0 gives all zeros. */
+void bctl_stats_compute(double* v, size_t n, bctl_stats_t* out);
+/* Appends " <prefix>_p50=.. <prefix>_p99=.. ..." to a reply line. */
+void bctl_stats_format(char* line, size_t len, const char* prefix, const bctl_stats_t* s);
+/* Reads "<prefix>_p50=" etc. back; false when p50 is missing. */
+bool bctl_stats_parse(const char* line, const char* prefix, bctl_stats_t* out);
+/* The value of " key=" in line; false when absent. */
+bool bctl_kv(const char* line, const char* key, double* out);
+bool bctl_kv_str(const char* line, const char* key, char* out, size_t len);
+/* Writes one whole line (adds the newline). false on error. */
+bool bctl_write_line(int fd, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Reads one line without the newline. 0: ok, -1: EOF or error, -2: timed out. */
+int bctl_read_line(int fd, char* buf, size_t len, int64_t timeout_ms);
+
+/* ---- processes, iobd, hugepages (bench_control_proc.c) ---- */
+
+typedef struct bctl_child {
+    pid_t pid;
+    int cmd_fd; /* our write end of its BCTL_FD_CMD; -1 when closed */
+    int res_fd; /* our read end of its BCTL_FD_RES */
+} bctl_child_t;
+
+/*
+ * Spawns this binary (self) with argv (argv[0] included), wiring the command and reply pipes
+ * and, when peer_fd >= 0, peer_fd as BCTL_FD_PEER. false (with errno) on failure.
+ */
+bool bctl_spawn_role(const char* self, char* const argv[], int peer_fd, bctl_child_t* out);
+/* Asks the child to quit (closes its command pipe), reaps it; SIGKILL after timeout_ms. */
+void bctl_child_end(bctl_child_t* c, int timeout_ms);
+
+typedef struct bctl_iobd {
+    pid_t pid;
+    char dir[64];            /* private socket directory */
+    char unix_target[160];   /* "unix:<dir>/iobd.sock" */
+    char tcp_target[64];     /* "127.0.0.1:<port>"; "" without TCP */
+    char backing[8];         /* what it was asked for: "4K" or "2M" */
+    char log_path[160];
+} bctl_iobd_t;
+
+/*
+ * Starts iobd on a fresh temporary directory (Unix socket, map broker) and, when tcp, on a
+ * free loopback port with --insecure. hugepages: "off" or "2M". Returns once both sockets
+ * accept connections; false with err filled (the daemon's log tail included) otherwise.
+ */
+bool bctl_iobd_start(const char* iobd_path, const char* hugepages, bool tcp, bctl_iobd_t* d,
+                     char* err, size_t err_len);
+/* SIGTERM, reap (SIGKILL after 5 s), remove the directory. Safe on a stopped one. */
+void bctl_iobd_stop(bctl_iobd_t* d);
+/* Installs SIGINT/SIGTERM/atexit cleanup: running iobds stop, the hugepage pool is restored. */
+void bctl_cleanup_install(void);
+
+/* The 2 MiB pool. false when the kernel has none. */
+bool bctl_hp_read(uint64_t* total, uint64_t* free_pages);
+/*
+ * Makes sure `want` 2 MiB pages are free, growing the pool (root) by what is missing when
+ * allowed; whatever was added is given back by bctl_hp_restore (also at exit).
+ */
+bool bctl_hp_ensure_free(uint64_t want, bool may_grow, char* note, size_t note_len);
+void bctl_hp_restore(void);
+
+/* ---- child roles ---- */
+
+/* bench_control_mgmt.c: one iob_conn client of the management-plane figures. */
+int bctl_mgmt_main(int argc, char** argv);
+/* bench_control_map.c: process A (creates, exports) and B (imports, maps) of issue 4. */
+int bctl_map_creator_main(int argc, char** argv);
+int bctl_map_importer_main(int argc, char** argv);
+
+/* ---- rows and reports (bench_control_report.c) ---- */
+
+typedef struct bctl_row {
+    char section[4];    /* "A" management plane, "B" mapping */
+    char figure[48];
+    char transport[8];  /* "unix", "tcp", "local" */
+    char backing[4];    /* "4K", "2M" */
+    int clients;
+    bctl_stats_t lat_us; /* per operation; n == 0 when not a latency row */
+    double ops_per_s;    /* 0 when not a throughput row */
+    char reference[48];  /* the floor this row is compared with; "" none */
+    double ratio;        /* against the reference; NAN none */
+    char limit[16];      /* the issue's criterion: "<=2.5x", ">=0.4x", "<500us"; "" none */
+    char verdict[8];     /* "pass", "FAIL", "info", "skip" */
+    char note[200];
+} bctl_row_t;
+
+typedef struct bctl_run_info {
+    char started[40];
+    char kernel[160];
+    char cpu_model[128];
+    int cpus;
+    bool quick;
+    char hugepages_note[200];
+    double load_before, load_after;
+} bctl_run_info_t;
+
+void bctl_report_table(FILE* out, const bctl_row_t* rows, size_t n);
+bool bctl_report_csv(const char* path, const bctl_row_t* rows, size_t n);
+bool bctl_report_json(const char* path, const bctl_run_info_t* info, const bctl_row_t* rows,
+                      size_t n);
+
+#endif /* IOB_BENCH_BENCH_CONTROL_H_ */
