@@ -188,7 +188,7 @@ static void mgmt_latency(const options_t* o, const target_t* t) {
     r->lat_us = close1;
     r->ratio = close1.p50 / unary.p50;
     snprintf(r->reference, sizeof r->reference, "%s", ref);
-    r = add_row("A", "create+close (3 calls)", t->transport, t->backing, 1);
+    r = add_row("A", "create+close (2 calls)", t->transport, t->backing, 1);
     r->lat_us = cc;
     snprintf(r->reference, sizeof r->reference, "%s", ref);
     judge(r, cc.p50 / unary.p50, 2.5, true, applies);
@@ -298,7 +298,7 @@ static void mgmt_concurrent(const options_t* o, const target_t* t) {
     snprintf(r->reference, sizeof r->reference, "4-client unary calls/s");
     judge(r, mc.ops_per_s / mu.ops_per_s, 0.4, false, applies);
     snprintf(r->note, sizeof r->note,
-             "pairs/s (3 calls each: ceiling 0.33x), range %.0f-%.0f%s", cc[0].ops_per_s,
+             "pairs/s (2 calls each: ceiling 0.5x), range %.0f-%.0f%s", cc[0].ops_per_s,
              cc[rounds - 1].ops_per_s, applies ? "" : "; criterion stated for 4K");
 }
 
@@ -670,7 +670,7 @@ int main(int argc, char** argv) {
         fprintf(stderr, "iob-bench-control: A over %s, %s backing\n", t->transport, t->backing);
         char why[200];
         if (!hp_still_free(t, external != NULL, HP_PAGES_MGMT, why, sizeof why)) {
-            bctl_row_t* r = add_row("A", "create+close (3 calls)", t->transport, t->backing, 1);
+            bctl_row_t* r = add_row("A", "create+close (2 calls)", t->transport, t->backing, 1);
             snprintf(r->verdict, sizeof r->verdict, "skip");
             snprintf(r->note, sizeof r->note, "%s", why);
             continue;
@@ -679,7 +679,7 @@ int main(int argc, char** argv) {
         mgmt_concurrent(&o, t);
     }
     if (!have_2m && external == NULL) {
-        bctl_row_t* r = add_row("A", "create+close (3 calls)", "unix", "2M", 1);
+        bctl_row_t* r = add_row("A", "create+close (2 calls)", "unix", "2M", 1);
         snprintf(r->verdict, sizeof r->verdict, "skip");
         snprintf(r->note, sizeof r->note, "no hugepage iobd: %.150s",
                  o.two_meg ? hp_note_a[0] ? hp_note_a : hp_note_b : "--no-2m");

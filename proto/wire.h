@@ -42,7 +42,9 @@
     X(READ_REGION, "ReadRegion")           \
     X(WRITE_REGION, "WriteRegion")         \
     X(LIST_IOBS, "ListIobs")               \
-    X(SERVER_INFO, "ServerInfo")
+    X(SERVER_INFO, "ServerInfo")           \
+    X(CLOSE_HANDLES, "CloseHandles")       \
+    X(SET_SESSION_EVENTS, "SetSessionEvents")
 
 typedef enum iob_wire_method {
 #define IOB__WIRE_METHOD_ENUM(e, name) IOB_WIRE_M_##e,

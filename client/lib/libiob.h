@@ -89,5 +89,6 @@ zx_status_t iob__map_merge_status(zx_status_t local, zx_status_t server, zx_vm_o
 
 /* The iob_conn event callback: records the change and wakes iob_signal_fd. */
 void iob__signal_event(void* ctx, zx_handle_t handle, zx_signals_t signals);
+bool iob__signal_fd_wanted(void); /* iob_signal_fd has been called: sessions want events */
 
 #endif /* IOB_CLIENT_LIB_LIBIOB_H_ */

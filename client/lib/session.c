@@ -55,7 +55,10 @@ static zx_status_t iob__session_open(const char* target, iob__session_t** out) {
     if (s->info.page_size != 0) {
         atomic_store(&g_page_size, s->info.page_size);
     }
-    iob_conn_set_event_callback(s->conn, iob__signal_event, NULL);
+    if (iob__signal_fd_wanted()) {
+        /* Otherwise events stay off: see iob_conn_set_event_callback. */
+        iob_conn_set_event_callback(s->conn, iob__signal_event, NULL);
+    }
     *out = s;
     return ZX_OK;
 }

@@ -55,6 +55,13 @@ void iob__signal_event(void* ctx, zx_handle_t handle, zx_signals_t signals) {
     pthread_mutex_unlock(&g_sig_lock);
 }
 
+bool iob__signal_fd_wanted(void) {
+    pthread_mutex_lock(&g_sig_lock);
+    bool wanted = g_sig_fd >= 0;
+    pthread_mutex_unlock(&g_sig_lock);
+    return wanted;
+}
+
 int iob_signal_fd(void) {
     pthread_mutex_lock(&g_sig_lock);
     if (g_sig_fd < 0) {
@@ -73,7 +80,13 @@ int iob_signal_fd(void) {
         errno = ENOTCONN;
         return -1;
     }
+    /* The session sends events only once asked (and then a thread reads them). */
+    zx_status_t st = iob_conn_set_event_callback(s->conn, iob__signal_event, NULL);
     iob__session_put(s);
+    if (st != ZX_OK) {
+        errno = st == ZX_ERR_NO_RESOURCES ? EAGAIN : ENOTCONN;
+        return -1;
+    }
     return fd;
 }
 

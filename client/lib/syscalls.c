@@ -5,6 +5,7 @@
  * before it looks at the kernel object, in Zircon's order, then lets iobd's core answer,
  * so the status is the one Zircon would return (IOB-SPEC.md A.3, A.9, A.10, A.12).
  */
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -71,6 +72,42 @@ zx_status_t zx_handle_close(zx_handle_t handle) {
         return ZX_OK;
     }
     IOB__WITH_SESSION(s, iob_conn_handle_close(s->conn, handle));
+}
+
+zx_status_t zx_handle_close_many(const zx_handle_t* handles, size_t num_handles) {
+    if (num_handles == 0) {
+        return ZX_OK;
+    }
+    if (handles == NULL) {
+        return ZX_ERR_INVALID_ARGS; /* Zircon: the copy-in of the array faults */
+    }
+    /* As zx_handle_close: the root VMAR pseudo-handle is never really closed. */
+    bool any = false, root = false;
+    for (size_t i = 0; i < num_handles; i++) {
+        any = any || (handles[i] != ZX_HANDLE_INVALID && handles[i] != IOB__VMAR_ROOT_HANDLE);
+        root = root || handles[i] == IOB__VMAR_ROOT_HANDLE;
+    }
+    if (!any) {
+        return ZX_OK; /* nothing to close: no session needed */
+    }
+    zx_handle_t* copy = NULL;
+    if (root) {
+        copy = malloc(num_handles * sizeof *copy);
+        if (copy == NULL) {
+            return ZX_ERR_NO_MEMORY;
+        }
+        for (size_t i = 0; i < num_handles; i++) {
+            copy[i] = handles[i] == IOB__VMAR_ROOT_HANDLE ? ZX_HANDLE_INVALID : handles[i];
+        }
+    }
+    iob__session_t* s;
+    zx_status_t st = iob__session_get(&s);
+    if (st == ZX_OK) {
+        st = iob_conn_handle_close_many(s->conn, copy != NULL ? copy : handles, num_handles);
+        iob__session_put(s);
+    }
+    free(copy);
+    return st;
 }
 
 /*

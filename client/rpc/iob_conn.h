@@ -63,9 +63,17 @@ const iob_conn_session_info_t* iob_conn_session(const iob_conn_t* conn);
  * this session holds a handle to change (one event per handle), and with
  * ZX_SIGNAL_HANDLE_CLOSED when a handle of this session stops existing. Set it before
  * the events matter; it must not block.
+ *
+ * A session starts with events off and no reader thread (a thread parked in gRPC's poller
+ * makes every other call of the process slower). The first non-NULL callback turns the
+ * session's events on (one call to iobd; every event raised after this returns is
+ * delivered) and starts the reader. Statuses: ZX_OK, ZX_ERR_PEER_CLOSED (the session has
+ * ended), ZX_ERR_NO_RESOURCES (no thread), or the call's transport status.
  */
 typedef void (*iob_conn_event_fn)(void* ctx, zx_handle_t handle, zx_signals_t signals);
-void iob_conn_set_event_callback(iob_conn_t* conn, iob_conn_event_fn fn, void* ctx);
+zx_status_t iob_conn_set_event_callback(iob_conn_t* conn, iob_conn_event_fn fn, void* ctx);
+/* SetSessionEvents: the server queues events for the stream only while enabled. */
+zx_status_t iob_conn_set_session_events(iob_conn_t* conn, bool enabled);
 
 zx_status_t iob_conn_iob_create(iob_conn_t* conn, uint64_t options, const zx_iob_region_t* regions,
                                 size_t region_count, zx_handle_t* ep0_out, zx_handle_t* ep1_out);
@@ -76,6 +84,14 @@ zx_status_t iob_conn_get_property(iob_conn_t* conn, zx_handle_t handle, uint32_t
 zx_status_t iob_conn_set_property(iob_conn_t* conn, zx_handle_t handle, uint32_t property,
                                   const void* value, size_t value_size);
 zx_status_t iob_conn_handle_close(iob_conn_t* conn, zx_handle_t handle);
+/*
+ * zx_handle_close_many in one call: ZX_HANDLE_INVALID entries are skipped; every other
+ * entry is closed if it can be; ZX_ERR_BAD_HANDLE if any could not, the others closed all
+ * the same. More than IOB_CONN_MAX_CLOSE_MANY entries: ZX_ERR_OUT_OF_RANGE, nothing closed.
+ */
+#define IOB_CONN_MAX_CLOSE_MANY 65536u
+zx_status_t iob_conn_handle_close_many(iob_conn_t* conn, const zx_handle_t* handles,
+                                       size_t num_handles);
 zx_status_t iob_conn_handle_duplicate(iob_conn_t* conn, zx_handle_t handle, zx_rights_t rights,
                                       zx_handle_t* out);
 zx_status_t iob_conn_handle_replace(iob_conn_t* conn, zx_handle_t handle, zx_rights_t rights,

@@ -178,6 +178,46 @@ static void iobd__close_handle(iobd_call_t* c, iob_session_id_t sid) {
     iobd__call_finish(c, st, st == ZX_OK ? &r.base : NULL, iobd__detail(st));
 }
 
+/*
+ * zx_handle_close_many's semantics: every entry is attempted, ZX_HANDLE_INVALID (0)
+ * entries are skipped, and the first failure is reported after the rest were closed.
+ * Duplicates: the second close of a value finds it gone (ZX_ERR_BAD_HANDLE), as in Zircon.
+ */
+static void iobd__close_handles(iobd_call_t* c, iob_session_id_t sid) {
+    Iob__V1__HandleListRequest* req =
+        IOBD_UNPACK(Iob__V1__HandleListRequest, iob__v1__handle_list_request__descriptor, c);
+    if (req == NULL) {
+        iobd__bad_request(c, "malformed HandleListRequest");
+        return;
+    }
+    zx_status_t st = ZX_OK;
+    for (size_t i = 0; i < req->n_handles; i++) {
+        if (req->handles[i] == ZX_HANDLE_INVALID) {
+            continue;
+        }
+        zx_status_t one = iob_core_handle_close(c->srv->core, sid, req->handles[i]);
+        if (one != ZX_OK && st == ZX_OK) {
+            st = one;
+        }
+    }
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+    Iob__V1__StatusReply r = IOB__V1__STATUS_REPLY__INIT;
+    iobd__call_finish(c, st, st == ZX_OK ? &r.base : NULL, iobd__detail(st));
+}
+
+static void iobd__set_session_events(iobd_call_t* c, iob_session_id_t sid) {
+    Iob__V1__SessionEventsRequest* req =
+        IOBD_UNPACK(Iob__V1__SessionEventsRequest, iob__v1__session_events_request__descriptor, c);
+    if (req == NULL) {
+        iobd__bad_request(c, "malformed SessionEventsRequest");
+        return;
+    }
+    zx_status_t st = iobd__session_set_events(c->srv, sid.value, req->enabled);
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+    Iob__V1__StatusReply r = IOB__V1__STATUS_REPLY__INIT;
+    iobd__call_finish(c, st, st == ZX_OK ? &r.base : NULL, st == ZX_OK ? NULL : "session ended");
+}
+
 static void iobd__get_name(iobd_call_t* c, iob_session_id_t sid) {
     Iob__V1__GetNameRequest* req =
         IOBD_UNPACK(Iob__V1__GetNameRequest, iob__v1__get_name_request__descriptor, c);
@@ -570,6 +610,12 @@ void iobd__dispatch_new(iobd_call_t* c) {
         break;
     case IOB_WIRE_M_SERVER_INFO:
         iobd__server_info(c);
+        break;
+    case IOB_WIRE_M_CLOSE_HANDLES:
+        iobd__close_handles(c, sid);
+        break;
+    case IOB_WIRE_M_SET_SESSION_EVENTS:
+        iobd__set_session_events(c, sid);
         break;
     default:
         iobd__call_finish_code(c, ZX_ERR_NOT_SUPPORTED, GRPC_STATUS_UNIMPLEMENTED, NULL, NULL);

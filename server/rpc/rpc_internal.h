@@ -65,6 +65,8 @@ struct iobd_session {
     uid_t cred_uid;
     int pidfd;  /* local: the peer process, watched once the session ends; else -1 */
     bool closed;
+    /* OpenSessionRequest.no_events / SetSessionEvents: queue no events for the stream. */
+    bool events_off;
     iobd_call_t* stream; /* the OpenSession call */
     iobd_session_t* next_in_bucket;
     /* Event queue (events not yet sent on the stream). */
@@ -235,6 +237,8 @@ zx_status_t iobd__call_session(iobd_call_t* c, uint64_t* session_out);
 
 /* Records a handle of a session in the event index (koid from the core when 0). */
 void iobd__track_handle(iobd_rpc_t* srv, uint64_t session_id, zx_handle_t handle, zx_koid_t koid);
+/* SetSessionEvents: ZX_ERR_BAD_HANDLE when the session has ended. */
+zx_status_t iobd__session_set_events(iobd_rpc_t* srv, uint64_t session_id, bool enabled);
 /* Queues sends for sessions and waiters touched by events; any thread, srv->lock not held. */
 void iobd__flush(iobd_rpc_t* srv);
 

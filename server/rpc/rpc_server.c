@@ -351,6 +351,21 @@ zx_status_t iobd__call_session(iobd_call_t* c, uint64_t* session_out) {
     return st;
 }
 
+zx_status_t iobd__session_set_events(iobd_rpc_t* srv, uint64_t session_id, bool enabled) {
+    zx_status_t st = ZX_ERR_BAD_HANDLE;
+    pthread_mutex_lock(&srv->lock);
+    iobd_session_t* s = iobd__session_find_locked(srv, session_id);
+    if (s != NULL && !s->closed) {
+        s->events_off = !enabled;
+        if (!enabled) {
+            s->event_count = 0; /* nobody will read what is queued */
+        }
+        st = ZX_OK;
+    }
+    pthread_mutex_unlock(&srv->lock);
+    return st;
+}
+
 bool iobd_rpc_authenticate(void* ctx, uint64_t session_id, const uint8_t secret[16], pid_t pid,
                            uid_t uid, gid_t gid, iob_session_id_t* session_out) {
     iobd_rpc_t* srv = ctx;
@@ -471,7 +486,7 @@ void iobd__track_handle(iobd_rpc_t* srv, uint64_t session_id, zx_handle_t handle
 
 static void iobd__queue_event_locked(iobd_rpc_t* srv, iobd_session_t* s, zx_handle_t handle,
                                      zx_signals_t signals) {
-    if (s->closed || s->stream == NULL) {
+    if (s->closed || s->stream == NULL || s->events_off) {
         return;
     }
     if (s->event_count > 0 && signals != ZX_SIGNAL_HANDLE_CLOSED) {
@@ -743,6 +758,7 @@ void iobd__open_session(iobd_call_t* c) {
     }
     char client_name[64];
     snprintf(client_name, sizeof client_name, "%s", req->client_name ? req->client_name : "");
+    bool no_events = req->no_events;
     protobuf_c_message_free_unpacked(&req->base, NULL);
 
     bool local = iobd__peer_is_local(c->peer);
@@ -771,6 +787,7 @@ void iobd__open_session(iobd_call_t* c) {
     s->id = sid.value;
     s->peer = peer;
     s->local = local;
+    s->events_off = no_events;
     s->cred_valid = local && cred.valid;
     s->cred_pid = cred.pid;
     s->cred_uid = cred.uid;

@@ -33,7 +33,7 @@ NR == 1 {
     if ($0 ~ /,skip,"/) next
     if (n !~ /^[0-9]+$/ || n + 0 <= 0 || p50 + 0 <= 0) { print "line " NR ": no figures: " $0; bad = 1 }
     if (sec == "A" && via == "unix" && fig ~ /^unary GetSignals/) a_unary = 1
-    if (sec == "A" && via == "unix" && fig ~ /^create\+close \(3 calls\)/) a_cc = 1
+    if (sec == "A" && via == "unix" && fig ~ /^create\+close \(2 calls\)/) a_cc = 1
     if (sec == "A" && fig ~ /^4 clients: create\+close/) a_tput = 1
     if (sec == "B" && fig ~ /^create 64 MiB IOB/) b_create = 1
     if (sec == "B" && fig ~ /^import\+map\+read/) b_map = 1

@@ -46,6 +46,13 @@ ZX_EXPORT zx_status_t zx_object_set_property(zx_handle_t handle, uint32_t proper
 
 ZX_EXPORT zx_status_t zx_handle_close(zx_handle_t handle);
 
+/*
+ * Closes every handle of the array: ZX_HANDLE_INVALID entries are ignored; if any other
+ * entry is not a valid handle the call returns ZX_ERR_BAD_HANDLE, and all the others are
+ * closed all the same. One round trip to iobd for the whole array.
+ */
+ZX_EXPORT zx_status_t zx_handle_close_many(const zx_handle_t* handles, size_t num_handles);
+
 ZX_EXPORT zx_status_t zx_handle_duplicate(zx_handle_t handle, zx_rights_t rights,
                                           zx_handle_t* out);
 

@@ -142,10 +142,27 @@ const iob_conn_session_info_t* iob_conn_session(const iob_conn_t* conn) {
     return &conn->info;
 }
 
-void iob_conn_set_event_callback(iob_conn_t* conn, iob_conn_event_fn fn, void* ctx) {
+zx_status_t iob_conn_set_event_callback(iob_conn_t* conn, iob_conn_event_fn fn, void* ctx) {
     (void)conn;
     (void)fn;
     (void)ctx;
+    return ZX_OK;
+}
+
+/* What iobd's CloseHandles does (server/rpc/rpc_handlers.c). */
+zx_status_t iob_conn_handle_close_many(iob_conn_t* c, const zx_handle_t* handles,
+                                       size_t num_handles) {
+    zx_status_t st = ZX_OK;
+    for (size_t i = 0; i < num_handles; i++) {
+        if (handles[i] == ZX_HANDLE_INVALID) {
+            continue;
+        }
+        zx_status_t one = iob_core_handle_close(g_core, c->session, handles[i]);
+        if (one != ZX_OK && st == ZX_OK) {
+            st = one;
+        }
+    }
+    return st;
 }
 
 zx_status_t iob_conn_iob_create(iob_conn_t* c, uint64_t options, const zx_iob_region_t* regions,

@@ -120,6 +120,27 @@ static void test_map_share_and_partial(void** state) {
     assert_int_equal(zx_handle_close(p.ep1), ZX_OK);
 }
 
+/* zx_handle_close_many: invalid entries and the root VMAR skipped, bad ones reported. */
+static void test_close_many(void** state) {
+    (void)state;
+    pair_t p = make_iob();
+    pair_t q = make_iob();
+    assert_int_equal(zx_handle_close_many(NULL, 0), ZX_OK);
+    const zx_handle_t none[3] = {ZX_HANDLE_INVALID, zx_vmar_root_self(), ZX_HANDLE_INVALID};
+    assert_int_equal(zx_handle_close_many(none, 3), ZX_OK);
+    const zx_handle_t some[4] = {ZX_HANDLE_INVALID, p.ep0, zx_vmar_root_self(), p.ep1};
+    assert_int_equal(zx_handle_close_many(some, 4), ZX_OK);
+    zx_signals_t sig = 0;
+    assert_int_equal(zx_object_wait_one(q.ep1, ZX_IOB_PEER_CLOSED, 0, &sig), ZX_ERR_TIMED_OUT);
+    const zx_handle_t mixed[3] = {q.ep0, p.ep0 /* closed above */, ZX_HANDLE_INVALID};
+    assert_int_equal(zx_handle_close_many(mixed, 3), ZX_ERR_BAD_HANDLE);
+    /* q.ep0 was closed all the same: its peer sees PEER_CLOSED. */
+    assert_int_equal(zx_object_wait_one(q.ep1, ZX_IOB_PEER_CLOSED, 0, &sig), ZX_OK);
+    assert_true(sig & ZX_IOB_PEER_CLOSED);
+    assert_int_equal(zx_handle_close(q.ep0), ZX_ERR_BAD_HANDLE);
+    assert_int_equal(zx_handle_close(q.ep1), ZX_OK);
+}
+
 static void test_map_error_order(void** state) {
     (void)state;
     pair_t p = make_iob();
@@ -367,6 +388,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_map_share_and_partial),
         cmocka_unit_test(test_map_error_order),
+        cmocka_unit_test(test_close_many),
         cmocka_unit_test(test_placement),
         cmocka_unit_test(test_tokens_and_peer_closed),
         cmocka_unit_test(test_small_calls),

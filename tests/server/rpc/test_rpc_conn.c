@@ -281,6 +281,62 @@ static void test_events_and_peer_closed(void** state) {
     pthread_mutex_destroy(&log.lock);
 }
 
+/*
+ * CloseHandles (zx_handle_close_many): ZX_HANDLE_INVALID entries skipped; a bad entry
+ * among good ones is BAD_HANDLE with the good ones closed; the peer in another session sees
+ * PEER_CLOSED, on its event stream and in its signals.
+ */
+static void test_close_many(void** state) {
+    (void)state;
+    event_log_t log;
+    memset(&log, 0, sizeof log);
+    pthread_mutex_init(&log.lock, NULL);
+    pthread_cond_init(&log.cond, NULL);
+    iob_conn_t* c1 = open_conn();
+    iob_conn_t* c2 = open_conn();
+    assert_int_equal(iob_conn_set_event_callback(c2, on_event, &log), ZX_OK);
+    zx_iob_region_t r = region(4096, RW_BOTH);
+    zx_handle_t a0, a1, b0, b1, dup, theirs;
+    assert_int_equal(iob_conn_iob_create(c1, 0, &r, 1, &a0, &a1), ZX_OK);
+    assert_int_equal(iob_conn_iob_create(c1, 0, &r, 1, &b0, &b1), ZX_OK);
+    assert_int_equal(iob_conn_handle_duplicate(c1, a0, ZX_RIGHT_SAME_RIGHTS, &dup), ZX_OK);
+
+    /* Nothing, and only ZX_HANDLE_INVALID: OK. */
+    assert_int_equal(iob_conn_handle_close_many(c1, NULL, 0), ZX_OK);
+    const zx_handle_t none[2] = {ZX_HANDLE_INVALID, ZX_HANDLE_INVALID};
+    assert_int_equal(iob_conn_handle_close_many(c1, none, 2), ZX_OK);
+
+    /* Invalid entries between two good ones. */
+    const zx_handle_t some[4] = {ZX_HANDLE_INVALID, dup, ZX_HANDLE_INVALID, b1};
+    assert_int_equal(iob_conn_handle_close_many(c1, some, 4), ZX_OK);
+    zx_signals_t sig = 0;
+    assert_int_equal(iob_conn_signals(c1, dup, &sig), ZX_ERR_BAD_HANDLE);
+    assert_int_equal(iob_conn_signals(c1, b1, &sig), ZX_ERR_BAD_HANDLE);
+    assert_int_equal(iob_conn_signals(c1, b0, &sig), ZX_OK);
+    assert_true(sig & ZX_IOB_PEER_CLOSED);
+
+    /* ep1 goes to the other session; then a bad handle among good ones. */
+    char token[IOB_CONN_TOKEN_SIZE];
+    assert_int_equal(iob_conn_handle_export(c1, a1, token), ZX_OK);
+    assert_int_equal(iob_conn_handle_import(c2, token, &theirs), ZX_OK);
+    const zx_handle_t mixed[3] = {a0, 0x12345677, b0};
+    assert_int_equal(iob_conn_handle_close_many(c1, mixed, 3), ZX_ERR_BAD_HANDLE);
+    assert_int_equal(iob_conn_signals(c1, a0, &sig), ZX_ERR_BAD_HANDLE);
+    assert_int_equal(iob_conn_signals(c1, b0, &sig), ZX_ERR_BAD_HANDLE);
+    /* The imported handle's event reached c2's stream, and its signals say so. */
+    assert_true(saw_event(&log, theirs, ZX_IOB_PEER_CLOSED));
+    assert_int_equal(iob_conn_signals(c2, theirs, &sig), ZX_OK);
+    assert_true(sig & ZX_IOB_PEER_CLOSED);
+    /* The same value twice: the second finds it gone. */
+    const zx_handle_t twice[2] = {theirs, theirs};
+    assert_int_equal(iob_conn_handle_close_many(c2, twice, 2), ZX_ERR_BAD_HANDLE);
+    assert_int_equal(iob_conn_signals(c2, theirs, &sig), ZX_ERR_BAD_HANDLE);
+    iob_conn_close(c2);
+    iob_conn_close(c1);
+    pthread_cond_destroy(&log.cond);
+    pthread_mutex_destroy(&log.lock);
+}
+
 typedef struct waiter_arg {
     iob_conn_t* conn;
     zx_handle_t handle;
@@ -428,6 +484,7 @@ int main(int argc, char** argv) {
         cmocka_unit_test(test_other_sessions_handles),
         cmocka_unit_test(test_rights_name_signals),
         cmocka_unit_test(test_events_and_peer_closed),
+        cmocka_unit_test(test_close_many),
         cmocka_unit_test(test_wait),
         cmocka_unit_test(test_read_write),
         cmocka_unit_test(test_list),
