@@ -43,3 +43,22 @@ void bench_payload_generate_wide(void* dst, size_t words, uint64_t seq_word) {
     uint64_t c = bench_mix(s, y);
     memcpy(b + (words - 1) * 8, &c, 8);
 }
+
+/* Words [0, words) copied from src to dst, with the sum and xor of the words copied. */
+BENCH_MULTIVERSION
+void bench_words_copy_sum_wide(void* restrict dst, const void* restrict src, size_t words,
+                               uint64_t* sum, uint64_t* x) {
+    unsigned char* d = dst;
+    const unsigned char* b = src;
+    uint64_t s = 0;
+    uint64_t y = 0;
+    for (size_t i = 0; i < words; i++) {
+        uint64_t w;
+        memcpy(&w, b + i * 8, 8);
+        memcpy(d + i * 8, &w, 8);
+        s += w;
+        y ^= w;
+    }
+    *sum = s;
+    *x = y;
+}

@@ -39,8 +39,24 @@ static inline uint64_t bench_mix(uint64_t sum, uint64_t x) {
 
 void bench_words_sum_wide(const void* p, size_t words, uint64_t* sum, uint64_t* x);
 void bench_payload_generate_wide(void* dst, size_t words, uint64_t seq_word);
+void bench_words_copy_sum_wide(void* restrict dst, const void* restrict src, size_t words,
+                               uint64_t* sum, uint64_t* x);
 
-/* Sum and xor over words [0, n). */
+/* Up to this many words the inline versions below are straight-line code, no loop. */
+#define BENCH_SMALL_WORDS 8u
+
+static inline uint64_t bench_load_word(const unsigned char* b, size_t i) {
+    uint64_t w;
+    memcpy(&w, b + i * 8, 8);
+    return w;
+}
+
+/*
+ * Sum and xor over words [0, n). Small messages are the per-message floor of every
+ * transport, so up to BENCH_SMALL_WORDS words the loop is unrolled by a switch (one
+ * well-predicted indirect jump: the size is fixed for a run) instead of paying a loop's
+ * compare and branch per word; the result is the same sum and xor as the loop's.
+ */
 static inline void bench_words_sum(const void* p, size_t words, uint64_t* sum, uint64_t* x) {
     if (words > BENCH_WIDE_WORDS) {
         bench_words_sum_wide(p, words, sum, x);
@@ -49,12 +65,45 @@ static inline void bench_words_sum(const void* p, size_t words, uint64_t* sum, u
     const unsigned char* b = p;
     uint64_t s = 0;
     uint64_t y = 0;
-    for (size_t i = 0; i < words; i++) {
-        uint64_t w;
-        memcpy(&w, b + i * 8, 8);
-        s += w;
-        y ^= w;
+    uint64_t w;
+#define BENCH_SUM_WORD(i) \
+    w = bench_load_word(b, (i)); \
+    s += w; \
+    y ^= w
+    switch (words) {
+    case 8:
+        BENCH_SUM_WORD(7);
+        /* fall through */
+    case 7:
+        BENCH_SUM_WORD(6);
+        /* fall through */
+    case 6:
+        BENCH_SUM_WORD(5);
+        /* fall through */
+    case 5:
+        BENCH_SUM_WORD(4);
+        /* fall through */
+    case 4:
+        BENCH_SUM_WORD(3);
+        /* fall through */
+    case 3:
+        BENCH_SUM_WORD(2);
+        /* fall through */
+    case 2:
+        BENCH_SUM_WORD(1);
+        /* fall through */
+    case 1:
+        BENCH_SUM_WORD(0);
+        /* fall through */
+    case 0:
+        break;
+    default:
+        for (size_t i = 0; i < words; i++) {
+            BENCH_SUM_WORD(i);
+        }
+        break;
     }
+#undef BENCH_SUM_WORD
     *sum = s;
     *x = y;
 }
@@ -76,12 +125,45 @@ static inline void bench_payload_generate(void* dst, size_t n, uint64_t seq_word
     }
     uint64_t s = seq_word;
     uint64_t y = seq_word;
-    uint64_t v = seq_word;
-    for (size_t i = 1; i + 1 < words; i++) {
-        v += BENCH_BODY_STEP;
-        memcpy(b + i * 8, &v, 8);
-        s += v;
-        y ^= v;
+    if (words <= BENCH_SMALL_WORDS) {
+        /* Body word i is seq_word + i * BENCH_BODY_STEP: the loop's values, unrolled. */
+        uint64_t v;
+#define BENCH_GEN_WORD(i) \
+    v = seq_word + (uint64_t)(i) * BENCH_BODY_STEP; \
+    memcpy(b + (i) * 8, &v, 8); \
+    s += v; \
+    y ^= v
+        switch (words) {
+        case 8:
+            BENCH_GEN_WORD(6);
+            /* fall through */
+        case 7:
+            BENCH_GEN_WORD(5);
+            /* fall through */
+        case 6:
+            BENCH_GEN_WORD(4);
+            /* fall through */
+        case 5:
+            BENCH_GEN_WORD(3);
+            /* fall through */
+        case 4:
+            BENCH_GEN_WORD(2);
+            /* fall through */
+        case 3:
+            BENCH_GEN_WORD(1);
+            /* fall through */
+        default:
+            break;
+        }
+#undef BENCH_GEN_WORD
+    } else {
+        uint64_t v = seq_word;
+        for (size_t i = 1; i + 1 < words; i++) {
+            v += BENCH_BODY_STEP;
+            memcpy(b + i * 8, &v, 8);
+            s += v;
+            y ^= v;
+        }
     }
     uint64_t c = bench_mix(s, y);
     memcpy(b + (words - 1) * 8, &c, 8);
@@ -129,6 +211,28 @@ static inline bool bench_payload_verify(const void* src, size_t n, uint64_t* seq
     bench_words_sum(b, words - 1, &s, &y);
     uint64_t c;
     memcpy(&c, b + (words - 1) * 8, 8);
+    return c == bench_mix(s, y);
+}
+
+/*
+ * Copy out and verify in one pass, for messages above BENCH_WIDE_WORDS words: copies the n
+ * bytes at src to dst and checks the checksum over the very words it stored, so every byte
+ * of the copy is verified while the source lines are read only once and the copy is never
+ * read back (at 1 MiB the copy does not even fit in L2). Same result as copying and then
+ * calling bench_payload_verify on dst. Smaller messages need no fusing: copy them, then
+ * verify the copy (it is in L1).
+ */
+static inline bool bench_payload_copy_verify_wide(void* restrict dst, const void* restrict src,
+                                                  size_t n, uint64_t* seq_word) {
+    size_t words = n / 8;
+    uint64_t s;
+    uint64_t y;
+    bench_words_copy_sum_wide(dst, src, words - 1, &s, &y);
+    unsigned char* d = dst;
+    uint64_t c;
+    memcpy(&c, (const unsigned char*)src + (words - 1) * 8, 8);
+    memcpy(d + (words - 1) * 8, &c, 8);
+    memcpy(seq_word, d, 8);
     return c == bench_mix(s, y);
 }
 
