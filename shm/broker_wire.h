@@ -13,7 +13,12 @@
  *
  * Versioning: `version` is IOB_BROKER_WIRE_VERSION. A server answers a request of another
  * version with an ERROR reply (status ZX_ERR_NOT_SUPPORTED) in its own version, so an old
- * client learns why.
+ * client learns why. New message types are added without a version bump, so that old
+ * clients keep working with new servers: a server that does not know a type answers it
+ * with ERROR. A server older than IMPORT receives the 80-byte IMPORT truncated (its buffer
+ * is 65 bytes), cannot read the header it was cut from, and answers ERROR with request_id
+ * 0; a client has one request in flight per connection, so it takes that ERROR as the
+ * answer to it and falls back to gRPC.
  */
 #ifndef IOB_SHM_BROKER_WIRE_H_
 #define IOB_SHM_BROKER_WIRE_H_
@@ -29,7 +34,9 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "broker wire format is
 #define IOB_BROKER_WIRE_VERSION 1u
 #define IOB_BROKER_SECRET_SIZE 16u
 /* Every valid message is at most this long; receive buffers may be exactly this size + 1. */
-#define IOB_BROKER_MAX_MSG 64u
+#define IOB_BROKER_MAX_MSG 80u
+/* A token with its terminating NUL, as IOB_CORE_TOKEN_SIZE and IOB_TOKEN_SIZE. */
+#define IOB_BROKER_TOKEN_SIZE 64u
 
 enum {
     /* Replies have the high bit set: reply type = request type | IOB_BROKER_REPLY. */
@@ -41,6 +48,12 @@ enum {
     IOB_BROKER_MAP = 2u,
     /* Reports that a mapping ended. Body: iob_broker_unmap_req_t. Needs attachment. */
     IOB_BROKER_UNMAP = 3u,
+    /*
+     * Imports a transfer token into the attached session (iob_handle_import without a
+     * gRPC call: the importer needs this connection to map anyway). Body:
+     * iob_broker_import_req_t; reply iob_broker_import_reply_t. Needs attachment.
+     */
+    IOB_BROKER_IMPORT = 4u,
 
     /*
      * The server could not parse the request (wrong size, unknown type, wrong version) or
@@ -109,7 +122,25 @@ typedef struct iob_broker_unmap_req {
     uint64_t mapping_id;
 } iob_broker_unmap_req_t;
 
+/*
+ * The token travels NUL-padded; one without a NUL in its 64 bytes cannot be a token and is
+ * ZX_ERR_NOT_FOUND, as over gRPC. It is a credential: both sides wipe their copies.
+ */
+typedef struct iob_broker_import_req {
+    iob_broker_hdr_t hdr;
+    char token[IOB_BROKER_TOKEN_SIZE];
+} iob_broker_import_req_t;
+
+typedef struct iob_broker_import_reply {
+    iob_broker_hdr_t hdr;
+    int32_t status;  /* zx_status_t: the core's (ZX_ERR_NOT_FOUND: unknown, used, expired) */
+    uint32_t handle; /* zx_handle_t of the attached session; 0 unless ZX_OK */
+} iob_broker_import_reply_t;
+
 _Static_assert(sizeof(iob_broker_hdr_t) == 16, "header is 16 bytes");
+_Static_assert(sizeof(iob_broker_import_req_t) == 80, "import request is 80 bytes");
+_Static_assert(sizeof(iob_broker_import_reply_t) == 24, "import reply is 24 bytes");
+_Static_assert(sizeof(iob_broker_import_req_t) <= IOB_BROKER_MAX_MSG, "largest message fits");
 _Static_assert(sizeof(iob_broker_attach_req_t) == 40, "attach is 40 bytes");
 _Static_assert(sizeof(iob_broker_status_reply_t) == 24, "status reply is 24 bytes");
 _Static_assert(sizeof(iob_broker_map_req_t) == 48, "map request is 48 bytes");

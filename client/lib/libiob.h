@@ -29,10 +29,12 @@ typedef struct iob__session {
     iob_conn_t* conn;
     iob_conn_session_info_t info;
 
-    /* The map-broker connection, opened on the first map; guarded by broker_lock. */
+    /* The map-broker connection, opened on the first map or import; guarded by broker_lock. */
     pthread_mutex_t broker_lock;
     int broker_fd;
     uint64_t next_request_id;
+    /* The broker answered IMPORT with ERROR (an iobd older than IMPORT): use gRPC from now on. */
+    bool broker_no_import;
 } iob__session_t;
 
 /*
@@ -65,6 +67,13 @@ zx_status_t iob__broker_map(iob__session_t* session, zx_handle_t handle, zx_vm_o
                             uint32_t region_index, uint64_t region_offset, uint64_t len,
                             bool check_only, iob__grant_t* grant);
 zx_status_t iob__broker_unmap(iob__session_t* session, uint64_t mapping_id);
+/*
+ * Imports a transfer token through the broker (one socket round trip instead of a gRPC
+ * call). Returns the import's own status (ZX_OK with *out, or the core's refusal such as
+ * ZX_ERR_NOT_FOUND), or ZX_ERR_NEXT when the broker could not answer it at all (no broker,
+ * a broker too old for IMPORT, a failed connection): the caller then imports over gRPC.
+ */
+zx_status_t iob__broker_import(iob__session_t* session, const char* token, zx_handle_t* out);
 
 /* ---- zx_vmar_map_iob's own checks (vmar.c), exposed for unit tests ---- */
 

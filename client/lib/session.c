@@ -169,10 +169,17 @@ uint64_t iob_client_session_id(const iob_client_t* client) {
 
 /* ---- Map broker client ---- */
 
-/* Sends one request and waits for its reply; broker_lock held. */
+/*
+ * Sends one request and waits for its reply; broker_lock held. *error_reply (optional) is
+ * set when the server answered with an ERROR message rather than the typed reply: it did
+ * not understand the request, so nothing was done.
+ */
 static zx_status_t iob__broker_call(iob__session_t* s, const void* req, size_t req_len,
                                    uint64_t request_id, uint16_t reply_type, void* reply,
-                                   size_t reply_len, int* fd_out) {
+                                   size_t reply_len, int* fd_out, bool* error_reply) {
+    if (error_reply != NULL) {
+        *error_reply = false;
+    }
     zx_status_t st = iob_fd_send(s->broker_fd, req, req_len, NULL, 0);
     if (st != ZX_OK) {
         return st;
@@ -198,7 +205,14 @@ static zx_status_t iob__broker_call(iob__session_t* s, const void* req, size_t r
         /* The server is trusted more than clients, but its replies are still checked. */
         bool ok = len >= sizeof(iob_broker_hdr_t) && msg.hdr.version == IOB_BROKER_WIRE_VERSION &&
                   msg.hdr.size == len;
-        if (ok && msg.hdr.request_id != request_id) {
+        /*
+         * An ERROR with request_id 0 answers a request whose header the server could not
+         * read (e.g. one longer than an older server's buffer). Only one request is in
+         * flight on this connection (broker_lock; a timed-out one closes it), so it is ours.
+         */
+        bool ours = msg.hdr.request_id == request_id ||
+                    (msg.hdr.type == IOB_BROKER_ERROR && msg.hdr.request_id == 0);
+        if (ok && !ours) {
             /* A late reply to a request that timed out earlier: drop it. */
             if (nfds > 0) {
                 close(fds[0]);
@@ -208,6 +222,9 @@ static zx_status_t iob__broker_call(iob__session_t* s, const void* req, size_t r
         if (ok && msg.hdr.type == IOB_BROKER_ERROR && len == sizeof(iob_broker_status_reply_t)) {
             if (nfds > 0) {
                 close(fds[0]);
+            }
+            if (error_reply != NULL) {
+                *error_reply = true;
             }
             return msg.status.status < 0 ? msg.status.status : ZX_ERR_IO;
         }
@@ -265,7 +282,7 @@ static zx_status_t iob__broker_ensure(iob__session_t* s) {
     memcpy(req.secret, s->info.secret, sizeof req.secret);
     iob_broker_status_reply_t reply;
     zx_status_t st = iob__broker_call(s, &req, sizeof req, id, IOB_BROKER_ATTACH | IOB_BROKER_REPLY,
-                                      &reply, sizeof reply, NULL);
+                                      &reply, sizeof reply, NULL, NULL);
     memset(&req, 0, sizeof req); /* the secret does not linger on the stack */
     if (st == ZX_OK) {
         st = reply.status;
@@ -296,7 +313,7 @@ zx_status_t iob__broker_map(iob__session_t* s, zx_handle_t handle, zx_vm_option_
         iob_broker_map_reply_t reply;
         int fd = -1;
         st = iob__broker_call(s, &req, sizeof req, id, IOB_BROKER_MAP | IOB_BROKER_REPLY, &reply,
-                              sizeof reply, &fd);
+                              sizeof reply, &fd, NULL);
         if (st == ZX_OK) {
             st = reply.status;
             bool want_fd = st == ZX_OK && !check_only;
@@ -336,13 +353,66 @@ zx_status_t iob__broker_unmap(iob__session_t* s, uint64_t mapping_id) {
         req.mapping_id = mapping_id;
         iob_broker_status_reply_t reply;
         st = iob__broker_call(s, &req, sizeof req, id, IOB_BROKER_UNMAP | IOB_BROKER_REPLY, &reply,
-                              sizeof reply, NULL);
+                              sizeof reply, NULL, NULL);
         if (st == ZX_OK) {
             st = reply.status;
         } else {
             close(s->broker_fd);
             s->broker_fd = -1;
         }
+    }
+    pthread_mutex_unlock(&s->broker_lock);
+    return st;
+}
+
+zx_status_t iob__broker_import(iob__session_t* s, const char* token, zx_handle_t* out) {
+    size_t n = strnlen(token, IOB_BROKER_TOKEN_SIZE);
+    if (n >= IOB_BROKER_TOKEN_SIZE) {
+        return ZX_ERR_NOT_FOUND; /* cannot be a token (the caller checks this already) */
+    }
+    pthread_mutex_lock(&s->broker_lock);
+    /*
+     * Import does not need the broker, but a process that imports is about to map, which
+     * needs it anyway: attaching here is not extra work. Any failure to get an answer
+     * (remote iobd, refused attach, old iobd) leaves the import to gRPC.
+     */
+    zx_status_t st = s->broker_no_import ? ZX_ERR_NOT_SUPPORTED : iob__broker_ensure(s);
+    if (st != ZX_OK) {
+        pthread_mutex_unlock(&s->broker_lock);
+        return ZX_ERR_NEXT;
+    }
+    iob_broker_import_req_t req;
+    memset(&req, 0, sizeof req);
+    uint64_t id = s->next_request_id++;
+    iob_broker_hdr_init(&req.hdr, IOB_BROKER_IMPORT, sizeof req, id);
+    memcpy(req.token, token, n);
+    iob_broker_import_reply_t reply;
+    bool error_reply = false;
+    st = iob__broker_call(s, &req, sizeof req, id, IOB_BROKER_IMPORT | IOB_BROKER_REPLY, &reply,
+                          sizeof reply, NULL, &error_reply);
+    explicit_bzero(&req, sizeof req); /* the token is a credential */
+    if (st == ZX_OK) {
+        st = reply.status;
+        if (st == ZX_OK && reply.handle == ZX_HANDLE_INVALID) {
+            st = ZX_ERR_IO; /* a success without a handle: not a server we understand */
+        }
+        if (st == ZX_OK) {
+            *out = reply.handle;
+        }
+    } else if (error_reply) {
+        /* The server did not take the request (too old for IMPORT): the token is untouched. */
+        s->broker_no_import = true;
+        st = ZX_ERR_NEXT;
+    } else {
+        /*
+         * The stream is out of step or gone: start over with a fresh connection next time.
+         * If the request reached iobd the token is spent (its handle was closed when the
+         * reply could not be sent, or stays in this session), and gRPC will say NOT_FOUND;
+         * if it did not, gRPC imports it. Either answer is true.
+         */
+        close(s->broker_fd);
+        s->broker_fd = -1;
+        st = ZX_ERR_NEXT;
     }
     pthread_mutex_unlock(&s->broker_lock);
     return st;

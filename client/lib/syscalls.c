@@ -212,5 +212,20 @@ zx_status_t iob_handle_import(const char* token, zx_handle_t* out) {
     if (strnlen(token, IOB_TOKEN_SIZE) >= IOB_TOKEN_SIZE) {
         return ZX_ERR_NOT_FOUND;
     }
-    IOB__WITH_SESSION(s, iob_conn_handle_import(s->conn, token, out));
+    iob__session_t* s;
+    zx_status_t st = iob__session_get(&s);
+    if (st != ZX_OK) {
+        return st;
+    }
+    /* The broker first: one socket round trip; gRPC when there is none (a remote iobd). */
+    zx_handle_t h = ZX_HANDLE_INVALID;
+    st = iob__broker_import(s, token, &h);
+    if (st == ZX_ERR_NEXT) {
+        st = iob_conn_handle_import(s->conn, token, &h);
+    }
+    if (st == ZX_OK) {
+        *out = h;
+    }
+    iob__session_put(s);
+    return st;
 }

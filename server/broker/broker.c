@@ -250,12 +250,57 @@ static void iobd__handle_unmap(iobd__conn_t* conn, const iob_broker_unmap_req_t*
     iobd__reply_status(conn, IOB_BROKER_UNMAP | IOB_BROKER_REPLY, req->hdr.request_id, st);
 }
 
+static void iobd__handle_import(iobd__conn_t* conn, const iob_broker_import_req_t* req) {
+    iobd_broker_t* broker = conn->broker;
+    iob_broker_import_reply_t reply;
+    memset(&reply, 0, sizeof reply);
+    iob_broker_hdr_init(&reply.hdr, IOB_BROKER_IMPORT | IOB_BROKER_REPLY, sizeof reply,
+                        req->hdr.request_id);
+    zx_status_t st = ZX_ERR_BAD_STATE;
+    zx_handle_t handle = ZX_HANDLE_INVALID;
+    if (conn->attached) {
+        /*
+         * A bounded copy: the field need not hold a NUL. Then strnlen in the core finds 64
+         * and the token is NOT_FOUND, exactly as an over-long token over gRPC.
+         */
+        char token[IOB_BROKER_TOKEN_SIZE + 1];
+        memcpy(token, req->token, IOB_BROKER_TOKEN_SIZE);
+        token[IOB_BROKER_TOKEN_SIZE] = '\0';
+        st = iob_core_handle_import(broker->core, conn->session, token, &handle);
+        explicit_bzero(token, sizeof token);
+    }
+    if (st == ZX_OK && broker->config.handle_imported != NULL) {
+        broker->config.handle_imported(broker->config.import_ctx, conn->session, handle);
+    }
+    reply.status = st;
+    reply.handle = st == ZX_OK ? handle : ZX_HANDLE_INVALID;
+    zx_status_t sent = iobd__send(conn, &reply, sizeof reply, -1);
+    if (st == ZX_OK) {
+        if (sent == ZX_OK) {
+            broker->stats.imports++;
+        } else {
+            /*
+             * The client never learned the handle value, so nothing can use or close it:
+             * close it here, as a message lost in flight. Its session-event record goes
+             * with it (the core's observer reports the close).
+             */
+            iob_core_handle_close(broker->core, conn->session, handle);
+        }
+    } else {
+        broker->stats.imports_refused++;
+    }
+    if (sent != ZX_OK) {
+        iobd__conn_close(conn, zx_status_get_string(sent));
+    }
+}
+
 /* Validates one datagram and dispatches it. The union keeps every body aligned. */
 typedef union {
     iob_broker_hdr_t hdr;
     iob_broker_attach_req_t attach;
     iob_broker_map_req_t map;
     iob_broker_unmap_req_t unmap;
+    iob_broker_import_req_t import;
     unsigned char bytes[IOB_BROKER_MAX_MSG + 1];
 } iobd__msg_t;
 
@@ -280,6 +325,9 @@ static void iobd__dispatch(iobd__conn_t* conn, const iobd__msg_t* msg, size_t le
     case IOB_BROKER_UNMAP:
         want = sizeof(iob_broker_unmap_req_t);
         break;
+    case IOB_BROKER_IMPORT:
+        want = sizeof(iob_broker_import_req_t);
+        break;
     default:
         iobd__bad_message(conn, hdr->request_id, ZX_ERR_NOT_SUPPORTED, "unknown type");
         return;
@@ -294,6 +342,9 @@ static void iobd__dispatch(iobd__conn_t* conn, const iobd__msg_t* msg, size_t le
         break;
     case IOB_BROKER_MAP:
         iobd__handle_map(conn, &msg->map);
+        break;
+    case IOB_BROKER_IMPORT:
+        iobd__handle_import(conn, &msg->import);
         break;
     default:
         iobd__handle_unmap(conn, &msg->unmap);
@@ -339,6 +390,8 @@ static void iobd__conn_on_readable(uv_poll_t* poll, int status, int events) {
             continue;
         }
         iobd__dispatch(conn, &msg, len);
+        /* An IMPORT carried a credential: it does not linger on the stack. */
+        explicit_bzero(msg.bytes, len);
     }
 }
 

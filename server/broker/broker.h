@@ -6,7 +6,9 @@
  *
  * A client connects, attaches the connection to its session (session id + the 16-byte
  * secret it received when the gRPC session opened; the daemon checks both through
- * `authenticate`), then asks for mappings through handles of that session. Every request
+ * `authenticate`), then asks for mappings through handles of that session, and may import
+ * transfer tokens into it (iob_core_handle_import: one socket round trip where gRPC would
+ * cost a unary call; the token rules are the core's). Every request
  * is answered by iob_core_map_dup / iob_core_unmap, so the rights and access checks of
  * IOB-SPEC.md A.4 are the core's; a read-only grant carries a read-only file description.
  *
@@ -71,6 +73,15 @@ typedef struct iobd_broker_config {
                          uid_t uid, gid_t gid, iob_session_id_t* session_out);
     void* auth_ctx;
 
+    /*
+     * Called after an IMPORT put `handle` into `session` (the connection's), before the
+     * reply goes out, so the daemon records it exactly as for a gRPC ImportHandle (the
+     * rpc layer owns its session-event index). Optional. Runs on the loop thread, with no
+     * core lock held.
+     */
+    void (*handle_imported)(void* ctx, iob_session_id_t session, zx_handle_t handle);
+    void* import_ctx;
+
     /* Optional log sink; NULL logs to stderr. msg has no trailing newline. */
     void (*log)(void* ctx, int level, const char* msg);
     void* log_ctx;
@@ -102,6 +113,8 @@ typedef struct iobd_broker_stats {
     uint64_t maps_granted;
     uint64_t maps_refused;
     uint64_t unmaps;
+    uint64_t imports;         /* tokens imported (replies delivered) */
+    uint64_t imports_refused; /* IMPORT answered with an error status */
     uint64_t bad_messages;    /* malformed, unknown type, wrong version */
 } iobd_broker_stats_t;
 

@@ -276,6 +276,8 @@ int main(int argc, char** argv) {
         bc.policy_ctx = m.rpc;
         bc.authenticate = iobd_rpc_authenticate;
         bc.auth_ctx = m.rpc;
+        bc.handle_imported = iobd_rpc_handle_imported; /* session events, as over gRPC */
+        bc.import_ctx = m.rpc;
         bc.log = iobd__broker_log;
         st = iobd_broker_start(&m.loop, iobd_rpc_core(m.rpc), &bc, &m.broker);
         if (st != ZX_OK) {

@@ -484,6 +484,10 @@ void iobd__track_handle(iobd_rpc_t* srv, uint64_t session_id, zx_handle_t handle
     pthread_mutex_unlock(&srv->lock);
 }
 
+void iobd_rpc_handle_imported(void* ctx, iob_session_id_t session, zx_handle_t handle) {
+    iobd__track_handle(ctx, session.value, handle, ZX_KOID_INVALID);
+}
+
 static void iobd__queue_event_locked(iobd_rpc_t* srv, iobd_session_t* s, zx_handle_t handle,
                                      zx_signals_t signals) {
     if (s->closed || s->stream == NULL || s->events_off) {

@@ -13,6 +13,10 @@
  *   [--drop] rights TOKEN RIGHTS               the imported handle has exactly RIGHTS (hex)
  *   [--drop] ro     TOKEN                      region 0 is readable only, region 1 not
  *                                               mappable: every way to write must fail
+ *   [--drop] events TOKEN                      print "ready", then expect a PEER_CLOSED
+ *                                               session event for the imported handle
+ *                                               within 10 s (the importer's event index
+ *                                               knows the handle, whichever way it came)
  *            explicit TARGET                   iob_client_connect / iob_client_close, then
  *                                               the implicit connection takes over
  * Exit 0: as expected; 2: usage; 3..: the failing check (message on stderr).
@@ -20,6 +24,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -177,6 +182,10 @@ int main(int argc, char** argv) {
         FAIL(2, "usage: iob_test_peer [--drop] CMD TOKEN ...");
     }
     const char* cmd = argv[i];
+    if (strcmp(cmd, "events") == 0 && iob_signal_fd() < 0) {
+        /* Before the import: the session must open with its event stream on. */
+        FAIL(2, "iob_signal_fd failed");
+    }
     zx_handle_t h = import_or_die(argv[i + 1]);
     char** rest = &argv[i + 2];
     int nrest = argc - i - 2;
@@ -223,6 +232,25 @@ int main(int argc, char** argv) {
         for (;;) {
             pause();
         }
+    }
+    if (strcmp(cmd, "events") == 0 && nrest == 0) {
+        printf("ready\n");
+        fflush(stdout);
+        zx_time_t deadline = zx_deadline_after(ZX_SEC(10));
+        iob_signal_event_t ev[16];
+        while (zx_clock_get_monotonic() < deadline) {
+            size_t n = iob_signal_read(ev, 16);
+            for (size_t k = 0; k < n; k++) {
+                if (ev[k].handle == h && (ev[k].signals & ZX_IOB_PEER_CLOSED) != 0) {
+                    return 0;
+                }
+            }
+            if (n == 0) {
+                struct pollfd p = {.fd = iob_signal_fd(), .events = POLLIN};
+                poll(&p, 1, 10);
+            }
+        }
+        FAIL(25, "no PEER_CLOSED event for the imported handle 0x%x", h);
     }
     if (strcmp(cmd, "rights") == 0 && nrest == 1) {
         zx_info_handle_basic_t info;

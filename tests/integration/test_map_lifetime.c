@@ -144,6 +144,29 @@ static void test_tokens(void** state) {
     assert_int_equal(zx_handle_close(ep0), ZX_OK);
 }
 
+/*
+ * An imported handle (libiob imports over the map broker when it can) is known to the
+ * importer's session-event index: closing ep0 here reaches the importer as a PEER_CLOSED
+ * event for its handle.
+ */
+static void test_imported_handle_gets_events(void** state) {
+    (void)state;
+    zx_handle_t ep0;
+    zx_handle_t ep1;
+    make(&ep0, &ep1);
+    char token[IOB_TOKEN_SIZE];
+    assert_int_equal(iob_handle_export(ep1, token), ZX_OK);
+    const char* args[] = {"events", token, NULL};
+    int out = -1;
+    pid_t pid = map_spawn_peer(args, &out);
+    char line[32];
+    assert_true(map_read_line(out, line, sizeof line, 10000));
+    assert_string_equal(line, "ready");
+    assert_int_equal(zx_handle_close(ep0), ZX_OK);
+    assert_int_equal(map_wait(pid), 0);
+    close(out);
+}
+
 static void test_expired_token(void** state) {
     (void)state;
     zx_handle_t ep0;
@@ -196,6 +219,7 @@ int main(void) {
         cmocka_unit_test(test_kill_without_mapping),
         cmocka_unit_test(test_kill_with_mapping),
         cmocka_unit_test(test_tokens),
+        cmocka_unit_test(test_imported_handle_gets_events),
         cmocka_unit_test(test_expired_token),
         cmocka_unit_test(test_signal_fd),
     };

@@ -45,7 +45,24 @@ typedef struct fixture {
     gid_t seen_gid;
     zx_handle_t ep0;
     zx_handle_t ep1;
+    int64_t now_ns; /* the core's clock (token expiry) */
+    /* handle_imported calls: how many, and the last one's arguments. */
+    int imported_calls;
+    iob_session_id_t imported_session;
+    zx_handle_t imported_handle;
 } fixture_t;
+
+static int64_t fake_now(void* ctx) {
+    return ((fixture_t*)ctx)->now_ns;
+}
+
+/* The daemon records the handle for session events here (iobd_rpc_handle_imported). */
+static void on_imported(void* ctx, iob_session_id_t session, zx_handle_t handle) {
+    fixture_t* f = ctx;
+    f->imported_calls++;
+    f->imported_session = session;
+    f->imported_handle = handle;
+}
 
 /* What the daemon's iobd_rpc_authenticate does, minus the session table. */
 static bool auth(void* ctx, uint64_t session_id, const uint8_t secret[16], pid_t pid, uid_t uid,
@@ -83,6 +100,10 @@ static int setup(void** state) {
     iob_core_config_t cc;
     memset(&cc, 0, sizeof cc);
     cc.backing = IOB_BACKING_4K;
+    cc.token_ttl_ns = UINT64_C(60) * 1000000000u;
+    cc.now_ns = fake_now;
+    cc.clock_ctx = f;
+    f->now_ns = INT64_C(1000000000);
     assert_int_equal(iob_core_create(&cc, &f->core), ZX_OK);
     iob_session_cred_t cred = {.pid = getpid(), .uid = getuid(), .gid = getgid()};
     f->owner_pid = cred.pid;
@@ -111,6 +132,8 @@ static int setup(void** state) {
     bc.auth_ctx = f;
     bc.peer_allowed = policy;
     bc.policy_ctx = f;
+    bc.handle_imported = on_imported;
+    bc.import_ctx = f;
     bc.log = quiet_log;
     assert_int_equal(iobd_broker_start(&f->loop, f->core, &bc, &f->broker), ZX_OK);
     *state = f;
@@ -158,6 +181,7 @@ typedef union {
     iob_broker_hdr_t hdr;
     iob_broker_status_reply_t status;
     iob_broker_map_reply_t map;
+    iob_broker_import_reply_t import;
     unsigned char bytes[IOB_BROKER_MAX_MSG + 1];
 } reply_t;
 
@@ -233,6 +257,36 @@ static zx_status_t unmap(fixture_t* f, int fd, uint64_t mapping_id) {
                      sizeof(iob_broker_status_reply_t));
     assert_int_equal(r.hdr.type, IOB_BROKER_UNMAP | IOB_BROKER_REPLY);
     return r.status.status;
+}
+
+/* IMPORT with a token of up to 64 bytes (copied raw: it need not hold a NUL). */
+static zx_status_t import_raw(fixture_t* f, int fd, const char* token, size_t token_len,
+                              zx_handle_t* out) {
+    iob_broker_import_req_t req;
+    memset(&req, 0, sizeof req);
+    iob_broker_hdr_init(&req.hdr, IOB_BROKER_IMPORT, sizeof req, 44);
+    memcpy(req.token, token, token_len);
+    reply_t r;
+    assert_int_equal(exchange(f, fd, &req, sizeof req, -1, &r, NULL),
+                     sizeof(iob_broker_import_reply_t));
+    assert_int_equal(r.hdr.type, IOB_BROKER_IMPORT | IOB_BROKER_REPLY);
+    assert_int_equal(r.hdr.request_id, 44);
+    if (r.import.status != ZX_OK) {
+        assert_int_equal(r.import.handle, ZX_HANDLE_INVALID);
+    }
+    *out = r.import.handle;
+    return r.import.status;
+}
+
+static zx_status_t import(fixture_t* f, int fd, const char* token, zx_handle_t* out) {
+    return import_raw(f, fd, token, strlen(token), out);
+}
+
+static zx_signals_t core_signals(fixture_t* f, iob_session_id_t session, zx_handle_t h) {
+    zx_signals_t sig = 0;
+    zx_koid_t koid = 0;
+    assert_int_equal(iob_core_signals(f->core, session, h, &sig, &koid), ZX_OK);
+    return sig;
 }
 
 static uint64_t core_mappings(fixture_t* f) {
@@ -451,6 +505,113 @@ static void test_hostile_messages(void** state) {
     assert_int_equal(stats.bad_messages, 6);
 }
 
+/*
+ * IMPORT over the broker: the token rules are the core's (single use, NOT_FOUND for
+ * unknown, used, expired or over-long tokens), the exported rights survive, the token
+ * keeps the endpoint alive for PEER_CLOSED and the import hands it to the attached
+ * session; the daemon hears of every imported handle and of no refused one.
+ */
+static void test_import(void** state) {
+    fixture_t* f = *state;
+    /* Another process's session exports endpoint 1 of its IOB with fewer rights. */
+    iob_session_cred_t cred = {.pid = getpid() + 1, .uid = getuid(), .gid = getgid()};
+    iob_session_id_t exporter;
+    assert_int_equal(iob_core_session_open(f->core, &cred, &exporter), ZX_OK);
+    zx_iob_region_t region;
+    memset(&region, 0, sizeof region);
+    region.type = ZX_IOB_REGION_TYPE_PRIVATE;
+    region.access = ZX_IOB_ACCESS_EP0_CAN_MAP_READ | ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE |
+                    ZX_IOB_ACCESS_EP1_CAN_MAP_READ;
+    region.size = 3 * 4096;
+    zx_handle_t e0, e1, e1_less;
+    assert_int_equal(iob_core_iob_create(f->core, exporter, 0, &region, 1, &e0, &e1), ZX_OK);
+    const zx_rights_t rights = ZX_RIGHT_TRANSFER | ZX_RIGHT_READ | ZX_RIGHT_MAP |
+                               ZX_RIGHT_INSPECT | ZX_RIGHT_WAIT;
+    assert_int_equal(iob_core_handle_replace(f->core, exporter, e1, rights, &e1_less), ZX_OK);
+    char token[IOB_CORE_TOKEN_SIZE];
+    assert_int_equal(iob_core_handle_export(f->core, exporter, e1_less, token), ZX_OK);
+    /* The token in flight keeps endpoint 1 alive: no PEER_CLOSED for endpoint 0. */
+    assert_int_equal(core_signals(f, exporter, e0) & ZX_IOB_PEER_CLOSED, 0);
+
+    int fd = client_connect(f);
+    zx_handle_t h = ZX_HANDLE_INVALID;
+    /* Before attach: BAD_STATE, and the token is not spent. */
+    assert_int_equal(import(f, fd, token, &h), ZX_ERR_BAD_STATE);
+    assert_int_equal(attach(f, fd, f->session.value, kSecret), ZX_OK);
+    assert_int_equal(import(f, fd, "iob1.no-such-token", &h), ZX_ERR_NOT_FOUND);
+    assert_int_equal(import(f, fd, "", &h), ZX_ERR_NOT_FOUND);
+    char no_nul[IOB_BROKER_TOKEN_SIZE];
+    memset(no_nul, 'x', sizeof no_nul);
+    assert_int_equal(import_raw(f, fd, no_nul, sizeof no_nul, &h), ZX_ERR_NOT_FOUND);
+    /* A token that matches only in its first 63 bytes is another token. */
+    memcpy(no_nul, token, strlen(token));
+    assert_int_equal(import_raw(f, fd, no_nul, sizeof no_nul, &h), ZX_ERR_NOT_FOUND);
+    assert_int_equal(f->imported_calls, 0);
+
+    assert_int_equal(import(f, fd, token, &h), ZX_OK);
+    assert_int_not_equal(h, ZX_HANDLE_INVALID);
+    assert_int_equal(f->imported_calls, 1);
+    assert_int_equal(f->imported_session.value, f->session.value);
+    assert_int_equal(f->imported_handle, h);
+    /* Single use. */
+    zx_handle_t again = ZX_HANDLE_INVALID;
+    assert_int_equal(import(f, fd, token, &again), ZX_ERR_NOT_FOUND);
+    assert_int_equal(f->imported_calls, 1);
+
+    /* The handle is the attached session's, with exactly the exported rights. */
+    zx_info_handle_basic_t info;
+    size_t actual = 0, avail = 0;
+    assert_int_equal(iob_core_get_info(f->core, f->session, h, ZX_INFO_HANDLE_BASIC, &info,
+                                       sizeof info, &actual, &avail),
+                     ZX_OK);
+    assert_int_equal(info.rights, rights);
+    assert_int_equal(iob_core_get_info(f->core, exporter, h, ZX_INFO_HANDLE_BASIC, &info,
+                                       sizeof info, &actual, &avail),
+                     ZX_ERR_BAD_HANDLE);
+    /* It maps read-only through the same connection, and not writable. */
+    int ro = -1;
+    assert_int_equal(map(f, fd, h, ZX_VM_PERM_READ, 0, 0, NULL, &ro), ZX_OK);
+    assert_true(ro >= 0);
+    close(ro);
+    assert_int_equal(map(f, fd, h, ZX_VM_PERM_READ | ZX_VM_PERM_WRITE, 0, 0, NULL, NULL),
+                     ZX_ERR_ACCESS_DENIED);
+
+    /* Endpoint 1 lives on in the importer: closing its handle leaves a mapping record... */
+    assert_int_equal(core_signals(f, exporter, e0) & ZX_IOB_PEER_CLOSED, 0);
+    assert_int_equal(iob_core_handle_close(f->core, f->session, h), ZX_OK);
+    assert_int_equal(core_signals(f, exporter, e0) & ZX_IOB_PEER_CLOSED, 0);
+    /* ...and once that record goes, endpoint 0 sees PEER_CLOSED. */
+    assert_int_equal(iob_core_session_release_mappings(f->core, f->session), ZX_OK);
+    assert_int_equal(core_signals(f, exporter, e0) & ZX_IOB_PEER_CLOSED, ZX_IOB_PEER_CLOSED);
+
+    /* Expired: NOT_FOUND, and the endpoint the token held is released. */
+    zx_handle_t e0b, e1b;
+    assert_int_equal(iob_core_iob_create(f->core, exporter, 0, &region, 1, &e0b, &e1b), ZX_OK);
+    assert_int_equal(iob_core_handle_export(f->core, exporter, e1b, token), ZX_OK);
+    f->now_ns += INT64_C(61) * 1000000000;
+    assert_int_equal(import(f, fd, token, &h), ZX_ERR_NOT_FOUND);
+    assert_int_equal(core_signals(f, exporter, e0b) & ZX_IOB_PEER_CLOSED, ZX_IOB_PEER_CLOSED);
+    assert_int_equal(f->imported_calls, 1);
+
+    /* A wrong-sized IMPORT is a protocol error, not a lookup. */
+    iob_broker_import_req_t req;
+    memset(&req, 0, sizeof req);
+    iob_broker_hdr_init(&req.hdr, IOB_BROKER_IMPORT, sizeof req - 1, 45);
+    reply_t r;
+    assert_int_equal(exchange(f, fd, &req, sizeof req - 1, -1, &r, NULL),
+                     sizeof(iob_broker_status_reply_t));
+    assert_int_equal(r.hdr.type, IOB_BROKER_ERROR);
+    assert_int_equal(r.hdr.request_id, 45);
+    assert_int_equal(r.status.status, ZX_ERR_INVALID_ARGS);
+
+    iobd_broker_stats_t stats;
+    iobd_broker_get_stats(f->broker, &stats);
+    assert_int_equal(stats.imports, 1);
+    assert_int_equal(stats.imports_refused, 7);
+    close(fd);
+    iob_core_session_close(f->core, exporter);
+}
+
 static void test_policy_refuses(void** state) {
     fixture_t* f = *state;
     f->refuse_peers = true;
@@ -488,6 +649,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_core_map_dup_fd_is_owned, setup, teardown),
         cmocka_unit_test_setup_teardown(test_map_grants_and_read_only_fds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_messages, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_import, setup, teardown),
         cmocka_unit_test_setup_teardown(test_policy_refuses, setup, teardown),
         cmocka_unit_test_setup_teardown(test_start_arguments, setup, teardown),
     };
