@@ -57,5 +57,6 @@ fi
 
 echo
 echo "== iob-bench-control: control-plane figures (results in out/bench/control.*)"
-"$build/bench/iob-bench-control" "${bench_extra[@]}" --csv "$root/out/bench/control.csv" \
+# Without IOB_SERVER it starts its own iobd per backing, so the 4K criteria are judged too.
+env -u IOB_SERVER "$build/bench/iob-bench-control" "${bench_extra[@]}" --csv "$root/out/bench/control.csv" \
   --json "$root/out/bench/control.json"
