@@ -3,7 +3,7 @@
 # The quick start: installs what is missing, builds, starts iobd with its defaults, and runs
 # the benchmark demo against it (the iob ring through iobd, side by side with the bare ring,
 # memcpy, pipe, Unix socket, TCP and gRPC). Results land in out/bench/ (table, CSV, JSON, PNG).
-#   bench/demo.sh                          the demo: 9 sizes from 64 B to 4 MiB, 3 trials (~3 min)
+#   bench/demo.sh                          the demo: 11 sizes from 8 B to 4 MiB, 5 trials (~5 min)
 #   bench/demo.sh --full                   iob-bench's full sweep: 8 B..4 MiB, 5 trials (~10 min)
 #   bench/demo.sh [iob-bench flags...]     exactly these flags, e.g. bench/demo.sh --quick
 # IOB_BUILD_DIR chooses the build tree (default: build/). The iob-ring rows run against the
@@ -49,7 +49,7 @@ echo
 echo "== iob-bench (results in out/bench/)"
 # The full sweep (20 sizes x 5 trials, ~10 minutes on 2 CPUs) is more than a demo needs.
 if [ $# -eq 0 ]; then
-  set -- --trials 3 --sizes 64,256,1K,4K,16K,64K,256K,1M,4M
+  set -- --trials 5 --sizes 8,32,64,256,1K,4K,16K,64K,256K,1M,4M
 elif [ "$1" = "--full" ]; then
   shift
 fi
