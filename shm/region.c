@@ -8,8 +8,10 @@
  *  - ftruncate only sets the size, allocating nothing, and refuses (EINVAL) a size that is
  *    not a multiple of the huge page size.
  *  - fallocate(mode 0) takes the pages from the pool at once (free_hugepages drops by the
- *    region's page count). When the pool runs dry it fails with ENOSPC, but keeps the pages
- *    it managed to take before that; they go back to the pool only when the file is
+ *    region's page count) and extends the size to offset + len, as on shmem, so create
+ *    needs no ftruncate. (It does not refuse a len that is not a multiple of the huge page
+ *    size; region create checks that itself.) When the pool runs dry it fails with
+ *    ENOSPC, but keeps the pages it managed to take before that; they go back to the pool only when the file is
  *    released. That is why every failure path below closes the memfd.
  *  - MFD_ALLOW_SEALING works, and all of F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL are
  *    accepted: after them ftruncate (either way), fallocate past the end and F_ADD_SEALS
@@ -382,12 +384,12 @@ zx_status_t iob_region_create(iob_backing_t backing, uint64_t size, const char* 
         return fail_closing(fd, errno);
     }
     if (size > 0) {
-        if (iob__sys_ftruncate(fd, (off_t)size) != 0) {
-            return fail_closing(fd, errno);
-        }
         /*
-         * ftruncate allocates nothing (hugetlbfs and shmem alike); without this an empty
-         * pool would surface as SIGBUS in whichever process touches the page first.
+         * fallocate(mode 0) both allocates and sets the size (shmem and hugetlbfs alike), so
+         * no ftruncate first: one syscall less per create. Allocating up front matters:
+         * otherwise an empty pool would surface as SIGBUS in whichever process touches the
+         * page first. size is a multiple of the page size (checked above), which hugetlbfs
+         * needs to map the file as a whole.
          */
         int rc;
         do {

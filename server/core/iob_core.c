@@ -468,6 +468,41 @@ void iob__endpoint_released(iob_core_t* core, iob__endpoint_t* ep) {
     iob__endpoint_set_signals(core, peer, peer->signals | ZX_IOB_PEER_CLOSED);
 }
 
+/* ---- Postponed release (iob_core_release_defer) ---- */
+
+/*
+ * Enough for the IOBs one request can free in the common case (CloseHandles of a few
+ * endpoints, each with a region fd and maybe a read-only one); a session ending with many
+ * IOBs overflows it, and the rest simply close synchronously as before.
+ */
+#define IOB__DEFER_MAX 64
+
+static _Thread_local bool defer_on;
+static _Thread_local unsigned defer_count;
+static _Thread_local int defer_fds[IOB__DEFER_MAX];
+
+void iob_core_release_flush(void) {
+    while (defer_count > 0) {
+        close(defer_fds[--defer_count]);
+    }
+}
+
+void iob_core_release_defer(bool on) {
+    if (!on) {
+        iob_core_release_flush();
+    }
+    defer_on = on;
+}
+
+/* Closes fd now, or on this thread's next iob_core_release_flush. */
+static void release_fd(int fd) {
+    if (defer_on && defer_count < IOB__DEFER_MAX) {
+        defer_fds[defer_count++] = fd;
+    } else {
+        close(fd);
+    }
+}
+
 void iob__iob_free(iob_core_t* core, iob__iob_t* iob) {
     for (uint32_t i = 0; i < iob->region_count; i++) {
         iob__region_t* r = &iob->regions[i];
@@ -475,7 +510,12 @@ void iob__iob_free(iob_core_t* core, iob__iob_t* iob) {
             munmap(r->server_view, (size_t)r->mem.size);
         }
         if (r->ro_fd >= 0) {
-            close(r->ro_fd);
+            release_fd(r->ro_fd);
+        }
+        /* Region fds are never 0..2 (shm/region.c), so a zeroed region has nothing to close. */
+        if (r->mem.fd > STDERR_FILENO) {
+            release_fd(r->mem.fd);
+            r->mem.fd = -1;
         }
         iob_region_destroy(&r->mem);
     }

@@ -90,6 +90,20 @@ void iob_core_destroy(iob_core_t* core);
 uint64_t iob_core_page_size(const iob_core_t* core);
 
 /*
+ * Postponed closing of region memory, for the calling thread only. While on, the memfds of
+ * the IOBs this thread frees (last handle and mapping gone) stay open until
+ * iob_core_release_flush closes them, so an RPC adapter can start its reply first and pay
+ * for the kernel's teardown of the pages (shmem eviction: most of a CloseHandles' own cost)
+ * while the reply is on its way. Only that kernel work waits: the core's accounting (bytes
+ * in use, IOB counts, limits) is updated at once, and the thread is expected to flush before
+ * it serves anything else, so a following create still finds the pages back in the pool.
+ * At most a bounded number of fds wait; past that they are closed at once. Turning it off
+ * flushes. Per thread, so a thread that never turns it on keeps closing synchronously.
+ */
+void iob_core_release_defer(bool on);
+void iob_core_release_flush(void);
+
+/*
  * Why the last failing core call on this thread failed ("iob_core_map:123: ..."), for logs
  * and RPC status messages; "" when it gave no detail. Every core call resets it.
  */

@@ -1094,6 +1094,12 @@ static void iobd__on_event(iobd_tag_t* t, bool ok) {
 static void* iobd__cq_main(void* arg) {
     iobd_rpc_t* srv = arg;
     iobd__on_cq_thread = true;
+    /*
+     * Region memory freed by a request (CloseHandles, a session ending) is given back to
+     * the kernel after the reply has been started, not before: see iob_core_release_defer.
+     * The flush below runs before this thread waits for, or serves, anything else.
+     */
+    iob_core_release_defer(true);
     for (;;) {
         grpc_event ev = grpc_completion_queue_next(srv->cq, iobd__next_deadline(srv), NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN) {
@@ -1108,12 +1114,14 @@ static void* iobd__cq_main(void* arg) {
             }
         }
         iobd__flush(srv);
+        iob_core_release_flush();
         if (srv->shutdown_tag_seen && !srv->cq_shutdown_called &&
             atomic_load(&srv->live_calls) == 0) {
             srv->cq_shutdown_called = true;
             grpc_completion_queue_shutdown(srv->cq);
         }
     }
+    iob_core_release_defer(false);
     atomic_store(&srv->cq_done, true);
     uv_async_send(&srv->wake);
     return NULL;

@@ -442,6 +442,40 @@ static void test_memory_failure_leaves_nothing(void** state) {
     assert_true(fx_basic(f, f->a, e0).koid > before + 2);
 }
 
+/*
+ * iob_core_release_defer: the last close frees the IOB in the core at once (accounting),
+ * but its memfd stays open until this thread flushes; turning it off flushes too.
+ */
+static void test_release_deferred_until_flush(void** state) {
+    fx_t* f = *state;
+    zx_handle_t e0 = 0, e1 = 0;
+    int fds = iob_test_count_open_fds();
+    iob_core_release_defer(true);
+    for (int round = 0; round < 2; round++) {
+        fx_create(f, P, FX_RW_BOTH, &e0, &e1);
+        assert_int_equal(iob_test_count_open_fds(), fds + 1);
+        zx_handle_t both[2] = {e0, e1};
+        for (int i = 0; i < 2; i++) {
+            assert_int_equal(iob_core_handle_close(f->core, f->a, both[i]), ZX_OK);
+        }
+        iob_core_stats_t st;
+        iob_core_get_stats(f->core, &st);
+        assert_int_equal(st.bytes_in_use, 0);
+        assert_int_equal(iob_test_count_open_fds(), fds + 1); /* not closed yet */
+        if (round == 0) {
+            iob_core_release_flush();
+        } else {
+            iob_core_release_defer(false);
+        }
+        assert_int_equal(iob_test_count_open_fds(), fds);
+    }
+    /* Off again: closes are synchronous. */
+    fx_create(f, P, FX_RW_BOTH, &e0, &e1);
+    assert_int_equal(iob_core_handle_close(f->core, f->a, e0), ZX_OK);
+    assert_int_equal(iob_core_handle_close(f->core, f->a, e1), ZX_OK);
+    assert_int_equal(iob_test_count_open_fds(), fds);
+}
+
 /* Session state and NOT_SUPPORTED against the limits and each other. */
 static void test_session_state_order(void** state) {
     fx_t* f = *state;
@@ -537,6 +571,7 @@ int main(void) {
         T(test_descriptor_stored_byte_for_byte),
         T(test_limits_after_validation),
         T(test_memory_failure_leaves_nothing),
+        T(test_release_deferred_until_flush),
         T(test_session_not_open),
         T(test_session_state_order),
         T(test_shared_handle_before_access),
