@@ -11,8 +11,9 @@
  *    region's page count) and extends the size to offset + len, as on shmem, so create
  *    needs no ftruncate. (It does not refuse a len that is not a multiple of the huge page
  *    size; region create checks that itself.) When the pool runs dry it fails with
- *    ENOSPC, but keeps the pages it managed to take before that; they go back to the pool only when the file is
- *    released. That is why every failure path below closes the memfd.
+ *    ENOSPC, but keeps the pages it managed to take before that; they go back to the pool
+ *    only when the file is released. That is why every failure path below closes the
+ *    memfd.
  *  - MFD_ALLOW_SEALING works, and all of F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL are
  *    accepted: after them ftruncate (either way), fallocate past the end and F_ADD_SEALS
  *    fail with EPERM. No seal had to be left out.
