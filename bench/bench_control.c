@@ -93,7 +93,8 @@ static void error_row(const char* section, const char* figure, const target_t* t
                       const char* what) {
     bctl_row_t* r = add_row(section, figure, t->transport, t->backing, clients);
     snprintf(r->verdict, sizeof r->verdict, "error");
-    snprintf(r->note, sizeof r->note, "%s", what);
+    /* Notes are cut to fit the column: say so in the precision, not by accident. */
+    snprintf(r->note, sizeof r->note, "%.*s", (int)sizeof r->note - 1, what);
     fprintf(stderr, "iob-bench-control: %s (%s %s): %s\n", figure, t->transport, t->backing, what);
     g_errors = true;
 }

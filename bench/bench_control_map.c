@@ -331,7 +331,7 @@ int bctl_map_importer_main(int argc, char** argv) {
             snprintf(err, sizeof err, "bad message from A");
             break;
         }
-        double t[B_COUNT];
+        double t[B_COUNT] = {0};
         long f_iob = 0;
         long f_floor = 0;
         for (int k = 0; k < 2 && err[0] == '\0'; k++) {

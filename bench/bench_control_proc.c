@@ -281,7 +281,13 @@ static bool can_connect_unix(const char* path, int type) {
     struct sockaddr_un a;
     memset(&a, 0, sizeof a);
     a.sun_family = AF_UNIX;
-    snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+    /* A path that does not fit can never be connected to: say so instead of truncating. */
+    size_t len = strlen(path);
+    if (len >= sizeof a.sun_path) {
+        close(fd);
+        return false;
+    }
+    memcpy(a.sun_path, path, len);
     bool ok = connect(fd, (struct sockaddr*)&a, sizeof a) == 0;
     close(fd);
     return ok;

@@ -65,7 +65,10 @@ void bctl_stats_format(char* line, size_t len, const char* prefix, const bctl_st
 
 bool bctl_kv(const char* line, const char* key, double* out) {
     char pat[64];
-    snprintf(pat, sizeof pat, " %s=", key);
+    if (strlen(key) > sizeof pat - 3) {
+        return false; /* no key of ours is that long */
+    }
+    snprintf(pat, sizeof pat, " %.60s=", key);
     const char* p = strstr(line, pat);
     if (p == NULL) {
         return false;
@@ -81,7 +84,10 @@ bool bctl_kv(const char* line, const char* key, double* out) {
 
 bool bctl_kv_str(const char* line, const char* key, char* out, size_t len) {
     char pat[64];
-    snprintf(pat, sizeof pat, " %s=", key);
+    if (strlen(key) > sizeof pat - 3) {
+        return false; /* no key of ours is that long */
+    }
+    snprintf(pat, sizeof pat, " %.60s=", key);
     const char* p = strstr(line, pat);
     if (p == NULL || len == 0) {
         return false;

@@ -40,6 +40,20 @@ static inline uint64_t ring_round(uint64_t len) {
     return iob__ring_round(len);
 }
 
+/* The position where the lap that pos is in ends (the end of the data, as a position). */
+static inline uint64_t ring_lap_end(uint64_t pos, uint64_t mask) {
+    return (pos | mask) + 1;
+}
+
+static inline uint64_t ring_min(uint64_t a, uint64_t b) {
+    return a < b ? a : b;
+}
+
+/* The producer's fast-path bound (ring.h): 0 once broken. */
+static void ring_producer_bound(iob_ring_producer_t* p) {
+    p->fast_end = p->broken != ZX_OK ? 0 : ring_min(p->limit, ring_lap_end(p->write_pos, p->mask));
+}
+
 zx_time_t iob_ring_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -192,11 +206,14 @@ zx_status_t iob_ring_producer_init(iob_ring_producer_t* p, void* ctrl_mem, uint6
     p->cached_read = r;
     p->limit = r + cap;
     p->quarter = cap / 4;
+    p->publish_at = w + p->quarter;
     p->reserved = RING_NO_RESERVATION;
     p->batch = ring_batch(options);
+    p->batch_left = p->batch;
     p->spin_limit = RING_SPIN_MAX / 4;
     p->wait = ring_wait(options);
     p->broken = ZX_OK;
+    ring_producer_bound(p);
     return ZX_OK;
 }
 
@@ -208,12 +225,13 @@ zx_status_t iob_ring_producer_init(iob_ring_producer_t* p, void* ctrl_mem, uint6
  * a wake-up is never lost. This runs once per batch, which is what keeps the fence cheap.
  */
 void iob__ring_producer_publish(iob_ring_producer_t* p) {
-    p->unpublished = 0;
+    p->batch_left = p->batch;
     if (p->write_pos == p->published) {
         return;
     }
     atomic_store_explicit(&p->ctrl->write_index, p->write_pos, memory_order_release);
     p->published = p->write_pos;
+    p->publish_at = p->published + p->quarter;
     p->stats.publishes++;
     atomic_thread_fence(memory_order_seq_cst);
     if (atomic_load_explicit(&p->ctrl->consumer_sleeping, memory_order_relaxed) != 0) {
@@ -238,11 +256,13 @@ static zx_status_t ring_producer_accept(iob_ring_producer_t* p, uint64_t r) {
     }
     if (r < p->cached_read || r > p->published || (r % IOB_RING_ALIGN) != 0) {
         p->broken = ZX_ERR_IO_DATA_INTEGRITY;
-        p->limit = 0; /* keeps every later call off the fast path */
+        p->limit = 0;
+        p->fast_end = 0; /* keeps every later call off the fast path */
         return p->broken;
     }
     p->cached_read = r;
     p->limit = r + p->capacity;
+    ring_producer_bound(p);
     return ZX_OK;
 }
 
@@ -291,9 +311,10 @@ zx_status_t iob__ring_reserve_slow(iob_ring_producer_t* p, size_t len, void** ou
         p->write_pos += pad;
         off = 0;
     }
-    p->reserved = len;
-    p->reserved_off = off;
+    p->reserved = (uint64_t)len + 1;
+    p->reserved_at = p->data + off;
     *out = p->data + off + IOB_RING_RECORD_HEADER;
+    ring_producer_bound(p);
     return ZX_OK;
 }
 
@@ -302,7 +323,7 @@ zx_status_t iob__ring_commit_slow(iob_ring_producer_t* p, size_t len) {
     if (p->reserved == RING_NO_RESERVATION) {
         return ZX_ERR_BAD_STATE;
     }
-    if (len > p->reserved) {
+    if (len >= p->reserved) { /* reserved is the reserved length + 1 */
         return ZX_ERR_OUT_OF_RANGE;
     }
     return iob_ring_commit(p, len);
@@ -427,8 +448,11 @@ zx_status_t iob_ring_consumer_init(iob_ring_consumer_t* c, void* ctrl_mem, uint6
     c->read_pos = r;
     c->published = r;
     c->cached_write = r;
+    c->fast_end = r; /* nothing to read yet: the first peek refreshes */
     c->quarter = cap / 4;
+    c->publish_at = r + c->quarter;
     c->batch = ring_batch(options);
+    c->batch_left = c->batch;
     c->spin_limit = RING_SPIN_MAX / 4;
     c->wait = ring_wait(options);
     c->broken = ZX_OK;
@@ -437,12 +461,13 @@ zx_status_t iob_ring_consumer_init(iob_ring_consumer_t* c, void* ctrl_mem, uint6
 
 /* Mirror of iob__ring_producer_publish (see there for the ordering argument). */
 void iob__ring_consumer_publish(iob_ring_consumer_t* c) {
-    c->unpublished = 0;
+    c->batch_left = c->batch;
     if (c->read_pos == c->published) {
         return;
     }
     atomic_store_explicit(&c->ctrl->read_index, c->read_pos, memory_order_release);
     c->published = c->read_pos;
+    c->publish_at = c->published + c->quarter;
     c->stats.publishes++;
     atomic_thread_fence(memory_order_seq_cst);
     if (atomic_load_explicit(&c->ctrl->producer_sleeping, memory_order_relaxed) != 0) {
@@ -459,7 +484,8 @@ void iob_ring_consumer_flush(iob_ring_consumer_t* c) {
 static zx_status_t ring_consumer_fail(iob_ring_consumer_t* c) {
     c->broken = ZX_ERR_IO_DATA_INTEGRITY;
     c->pending = 0;
-    c->cached_write = c->read_pos; /* keeps every later call off the fast path */
+    c->cached_write = c->read_pos;
+    c->fast_end = 0; /* keeps every later call off the fast path */
     return c->broken;
 }
 
@@ -476,6 +502,7 @@ static zx_status_t ring_consumer_accept(iob_ring_consumer_t* c, uint64_t w) {
         return ring_consumer_fail(c);
     }
     c->cached_write = w;
+    c->fast_end = ring_min(w, ring_lap_end(c->read_pos, c->mask));
     return ZX_OK;
 }
 
@@ -542,6 +569,8 @@ zx_status_t iob__ring_peek_slow(iob_ring_consumer_t* c, const void** out, size_t
             return ring_consumer_fail(c);
         }
         c->pending = rec;
+        /* read_pos may have entered a new lap (padding) or the index moved: re-bound. */
+        c->fast_end = ring_min(c->cached_write, ring_lap_end(c->read_pos, c->mask));
         *out = c->data + off + IOB_RING_RECORD_HEADER;
         *len = (size_t)length;
         return ZX_OK;

@@ -166,12 +166,15 @@ typedef struct iob_ring_producer {
     uint64_t write_pos;      /* local, ahead of what is published */
     uint64_t published;      /* last write_index stored */
     uint64_t cached_read;    /* last validated read_index */
-    uint64_t reserved;       /* payload bytes of the open reservation; UINT64_MAX: none */
-    uint64_t reserved_off;   /* data offset of its record header */
+    uint64_t reserved;       /* payload bytes of the open reservation + 1; 0: none */
+    unsigned char* reserved_at; /* where its record header goes */
     uint64_t limit;          /* cached_read + capacity: writing stops here; 0 once broken */
+    uint64_t fast_end;       /* min(limit, end of write_pos's lap): the fast paths' bound;
+                                0 once broken. Only ever stale low (then: slow path). */
     uint64_t quarter;        /* capacity / 4: unpublished bytes that force a publication */
+    uint64_t publish_at;     /* published + quarter */
     uint32_t batch;
-    uint32_t unpublished;    /* commits since the last publication */
+    uint32_t batch_left;     /* commits until the batch is full (batch after a publication) */
     uint32_t spin_limit;
     iob_ring_wait_mode_t wait;
     zx_status_t broken;      /* sticky: ZX_ERR_IO_DATA_INTEGRITY once the consumer misbehaved */
@@ -187,10 +190,13 @@ typedef struct iob_ring_consumer {
     uint64_t read_pos;       /* local, ahead of what is published */
     uint64_t published;      /* last read_index stored */
     uint64_t cached_write;   /* last validated write_index; read_pos once broken */
+    uint64_t fast_end;       /* min(cached_write, end of read_pos's lap): the fast paths'
+                                bound; 0 once broken. Only ever stale low (then: slow path). */
     uint64_t pending;        /* record bytes of the message peek returned; 0: none */
     uint64_t quarter;        /* capacity / 4: unreleased-but-unpublished bytes that force one */
+    uint64_t publish_at;     /* published + quarter */
     uint32_t batch;
-    uint32_t unpublished;
+    uint32_t batch_left;     /* releases until the batch is full */
     uint32_t spin_limit;
     iob_ring_wait_mode_t wait;
     zx_status_t broken;
@@ -287,13 +293,18 @@ zx_time_t iob_ring_now(void);
  * the complete, original implementation. The fast paths apply the same checks as the slow
  * ones, in an order that lets the compiler merge them:
  *
- *  producer  len <= max_payload, the record ends before the end of the data (no padding
- *            needed), and it ends before `limit` (the validated read index plus the
- *            capacity; 0 once broken, so a broken producer always takes the slow path).
- *  consumer  read_pos != cached_write (cached_write is reset to read_pos once broken, so a
- *            broken consumer always takes the slow path), and a header read exactly once
- *            whose type is a message, whose length is <= max_payload, and whose record ends
- *            both before the end of the data and before the validated write index.
+ *  producer  len <= max_payload, and the record ends before `fast_end`: the smaller of
+ *            `limit` (the validated read index plus the capacity) and the end of the lap
+ *            write_pos is in (the end of the data: no padding needed); 0 once broken, so a
+ *            broken producer always takes the slow path.
+ *  consumer  read_pos < fast_end, and a header read exactly once whose type is a message,
+ *            whose length is <= max_payload, and whose record ends before `fast_end`: the
+ *            smaller of the validated write index and the end of the lap read_pos is in (the
+ *            end of the data); 0 once broken, so a broken consumer always takes the slow path.
+ *
+ *  Both fast_end bounds are recomputed by the slow paths only. Positions only grow, so a
+ *  stale bound is low, never high: at worst it sends a call to the slow path, which
+ *  refreshes it.
  */
 #if defined(__GNUC__) || defined(__clang__)
 #define IOB__RING_LIKELY(x) __builtin_expect(!!(x), 1)
@@ -303,7 +314,7 @@ zx_time_t iob_ring_now(void);
 #define IOB__RING_UNLIKELY(x) (x)
 #endif
 
-#define IOB__RING_NO_RESERVATION UINT64_MAX
+#define IOB__RING_NO_RESERVATION 0u /* p->reserved holds the reserved length + 1 */
 
 /* The slow paths and the publication (ring.c). Internal: call the iob_ring_ API instead. */
 zx_status_t iob__ring_reserve_slow(iob_ring_producer_t* p, size_t len, void** out);
@@ -348,54 +359,56 @@ static inline void iob__ring_copy(void* dst, const void* src, size_t len) {
     }
 }
 
-/* A commit happened: publish when the batch is full or a quarter of the ring is pending. */
-static inline void iob__ring_producer_count(iob_ring_producer_t* p) {
-    if (++p->unpublished >= p->batch || p->write_pos - p->published >= p->quarter) {
+/*
+ * A commit happened at new position pos: publish when the batch is full or a quarter of the
+ * ring is pending (batch_left counts down to the first, publish_at = published + quarter).
+ */
+static inline void iob__ring_producer_count(iob_ring_producer_t* p, uint64_t pos) {
+    if (--p->batch_left == 0 || pos >= p->publish_at) {
         iob__ring_producer_publish(p);
     }
 }
 
 static inline zx_status_t iob_ring_reserve(iob_ring_producer_t* p, size_t len, void** out) {
     uint64_t pos = p->write_pos;
-    uint64_t off = pos & p->mask;
     uint64_t rec = IOB_RING_RECORD_HEADER + iob__ring_round(len);
-    if (IOB__RING_LIKELY(len <= p->max_payload && off + rec <= p->capacity &&
-                         pos + rec <= p->limit)) {
-        p->reserved = len;
-        p->reserved_off = off;
-        *out = p->data + off + IOB_RING_RECORD_HEADER;
+    if (IOB__RING_LIKELY(len <= p->max_payload && pos + rec <= p->fast_end)) {
+        unsigned char* at = p->data + (pos & p->mask);
+        p->reserved = (uint64_t)len + 1;
+        p->reserved_at = at;
+        *out = at + IOB_RING_RECORD_HEADER;
         return ZX_OK;
     }
     return iob__ring_reserve_slow(p, len, out);
 }
 
 static inline zx_status_t iob_ring_commit(iob_ring_producer_t* p, size_t len) {
-    uint64_t reserved = p->reserved;
-    if (IOB__RING_UNLIKELY(reserved == IOB__RING_NO_RESERVATION || len > reserved)) {
+    /* One compare: reserved is the reserved length + 1, and 0 (no reservation) refuses all. */
+    if (IOB__RING_UNLIKELY(len >= p->reserved)) {
         return iob__ring_commit_slow(p, len);
     }
     uint64_t header = ((uint64_t)IOB_RING_REC_MSG << 32) | (uint64_t)len;
-    memcpy(p->data + p->reserved_off, &header, sizeof(header));
-    p->write_pos += IOB_RING_RECORD_HEADER + iob__ring_round(len);
+    memcpy(p->reserved_at, &header, sizeof(header));
+    uint64_t pos = p->write_pos + IOB_RING_RECORD_HEADER + iob__ring_round(len);
+    p->write_pos = pos;
     p->reserved = IOB__RING_NO_RESERVATION;
-    iob__ring_producer_count(p);
+    iob__ring_producer_count(p, pos);
     return ZX_OK;
 }
 
 /* reserve + copy + commit, written out so that nothing is re-read after the copy. */
 static inline zx_status_t iob_ring_write(iob_ring_producer_t* p, const void* buf, size_t len) {
     uint64_t pos = p->write_pos;
-    uint64_t off = pos & p->mask;
     uint64_t rec = IOB_RING_RECORD_HEADER + iob__ring_round(len);
-    if (IOB__RING_LIKELY(len <= p->max_payload && off + rec <= p->capacity &&
-                         pos + rec <= p->limit)) {
-        unsigned char* at = p->data + off;
+    if (IOB__RING_LIKELY(len <= p->max_payload && pos + rec <= p->fast_end)) {
+        unsigned char* at = p->data + (pos & p->mask);
         uint64_t header = ((uint64_t)IOB_RING_REC_MSG << 32) | (uint64_t)len;
         memcpy(at, &header, sizeof(header));
         iob__ring_copy(at + IOB_RING_RECORD_HEADER, buf, len);
-        p->write_pos = pos + rec;
+        pos += rec;
+        p->write_pos = pos;
         p->reserved = IOB__RING_NO_RESERVATION;
-        iob__ring_producer_count(p);
+        iob__ring_producer_count(p, pos);
         return ZX_OK;
     }
     return iob__ring_write_slow(p, buf, len);
@@ -413,16 +426,19 @@ static inline zx_status_t iob_ring_write(iob_ring_producer_t* p, const void* buf
 static inline uint64_t iob__ring_next(const iob_ring_consumer_t* c, uint64_t* off,
                                       uint64_t* length) {
     uint64_t pos = c->read_pos;
-    uint64_t avail = c->cached_write - pos; /* a multiple of 8, <= capacity */
-    if (IOB__RING_UNLIKELY(avail == 0)) {
+    uint64_t end = c->fast_end;
+    if (IOB__RING_UNLIKELY(pos >= end)) {
         return 0;
     }
     uint64_t o = pos & c->mask;
     uint64_t header = *(const volatile uint64_t*)(const void*)(c->data + o);
-    uint64_t n = header & UINT32_MAX;
+    /*
+     * Type and length in one compare: n is the length when the upper half is a message
+     * type; any other type makes n at least 2^32, above every max_payload (<= UINT32_MAX).
+     */
+    uint64_t n = header - ((uint64_t)IOB_RING_REC_MSG << 32);
     uint64_t rec = IOB_RING_RECORD_HEADER + iob__ring_round(n);
-    if (IOB__RING_LIKELY((uint32_t)(header >> 32) == IOB_RING_REC_MSG && n <= c->max_payload &&
-                         o + rec <= c->capacity && rec <= avail)) {
+    if (IOB__RING_LIKELY(n <= c->max_payload && pos + rec <= end)) {
         *off = o;
         *length = n;
         return rec;
@@ -430,9 +446,9 @@ static inline uint64_t iob__ring_next(const iob_ring_consumer_t* c, uint64_t* of
     return 0;
 }
 
-/* A release happened: publish when the batch is full or a quarter of the ring is pending. */
-static inline void iob__ring_consumer_count(iob_ring_consumer_t* c) {
-    if (++c->unpublished >= c->batch || c->read_pos - c->published >= c->quarter) {
+/* A release happened, to pos: publish when the batch is full or a quarter is pending. */
+static inline void iob__ring_consumer_count(iob_ring_consumer_t* c, uint64_t pos) {
+    if (--c->batch_left == 0 || pos >= c->publish_at) {
         iob__ring_consumer_publish(c);
     }
 }
@@ -455,9 +471,10 @@ static inline void iob_ring_release(iob_ring_consumer_t* c) {
     if (rec == 0) {
         return;
     }
-    c->read_pos += rec;
+    uint64_t pos = c->read_pos + rec;
+    c->read_pos = pos;
     c->pending = 0;
-    iob__ring_consumer_count(c);
+    iob__ring_consumer_count(c, pos);
 }
 
 static inline zx_status_t iob_ring_read(iob_ring_consumer_t* c, void* buf, size_t cap,
@@ -469,9 +486,10 @@ static inline zx_status_t iob_ring_read(iob_ring_consumer_t* c, void* buf, size_
         uint64_t pos = c->read_pos;
         *len = (size_t)n;
         iob__ring_copy(buf, c->data + off + IOB_RING_RECORD_HEADER, (size_t)n);
-        c->read_pos = pos + rec;
+        pos += rec;
+        c->read_pos = pos;
         c->pending = 0;
-        iob__ring_consumer_count(c);
+        iob__ring_consumer_count(c, pos);
         return ZX_OK;
     }
     return iob__ring_read_slow(c, buf, cap, len);

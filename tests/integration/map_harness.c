@@ -27,7 +27,13 @@ static bool can_connect(const char* path, int type) {
     struct sockaddr_un addr;
     memset(&addr, 0, sizeof addr);
     addr.sun_family = AF_UNIX;
-    snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path);
+    /* A path that does not fit can never be connected to: say so instead of truncating. */
+    size_t len = strlen(path);
+    if (len >= sizeof addr.sun_path) {
+        close(fd);
+        return false;
+    }
+    memcpy(addr.sun_path, path, len);
     bool ok = connect(fd, (struct sockaddr*)&addr, sizeof addr) == 0;
     close(fd);
     return ok;

@@ -60,6 +60,16 @@ static void fixture_free(fixture_t* f) {
     free(f);
 }
 
+/*
+ * Moves the consumer's local state to `start` as if it had consumed up to there (and seen
+ * the write index there), keeping the fields derived from those consistent.
+ */
+static void consumer_seek(fixture_t* f, uint64_t start) {
+    f->c.read_pos = f->c.published = f->c.cached_write = start;
+    f->c.fast_end = start;
+    f->c.publish_at = start + f->c.quarter;
+}
+
 static iob_ring_ctrl_t* ctrl_of(fixture_t* f) {
     return (iob_ring_ctrl_t*)f->ctrl;
 }
@@ -439,7 +449,7 @@ static void test_hostile_length_straddles_end(void** state) {
     uint64_t start = SMALL_DATA - 64;
     atomic_store(&h->write_index, start);
     atomic_store(&h->read_index, start);
-    f->c.read_pos = f->c.published = f->c.cached_write = start;
+    consumer_seek(f, start);
     /* A record at 4032 claiming 200 bytes would run 144 bytes past the end. */
     put_header(f, start, IOB_RING_REC_MSG, 200);
     atomic_store(&h->write_index, start + 512);
@@ -453,7 +463,7 @@ static void test_hostile_bad_padding(void** state) {
     iob_ring_ctrl_t* h = ctrl_of(f);
     uint64_t start = SMALL_DATA - 64;
     atomic_store(&h->read_index, start);
-    f->c.read_pos = f->c.published = f->c.cached_write = start;
+    consumer_seek(f, start);
     /* A pad whose length does not reach exactly to the end misaligns what follows. */
     put_header(f, start, IOB_RING_REC_PAD, 20);
     atomic_store(&h->write_index, start + 128);
@@ -467,7 +477,7 @@ static void test_hostile_padding_beyond_published(void** state) {
     iob_ring_ctrl_t* h = ctrl_of(f);
     uint64_t start = SMALL_DATA - 64;
     atomic_store(&h->read_index, start);
-    f->c.read_pos = f->c.published = f->c.cached_write = start;
+    consumer_seek(f, start);
     put_header(f, start, IOB_RING_REC_PAD, 56);
     atomic_store(&h->write_index, start + 16);
     expect_integrity(f);
@@ -529,7 +539,7 @@ static void test_hostile_header_rewritten_under_cached_index(void** state) {
     iob_ring_ctrl_t* h = ctrl_of(f);
     uint64_t start = SMALL_DATA - 64;
     atomic_store(&h->read_index, start);
-    f->c.read_pos = f->c.published = f->c.cached_write = start;
+    consumer_seek(f, start);
     put_header(f, start, IOB_RING_REC_MSG, 8);
     put_header(f, start + 16, IOB_RING_REC_MSG, 48); /* 8 bytes past the end */
     atomic_store(&h->write_index, start + 512);
