@@ -282,6 +282,26 @@ zx_handle_t iob__handle_value_next(iob_core_t* core) {
     return (zx_handle_t)((scrambled << 2) | 3u);
 }
 
+zx_status_t iob__handle_alloc(iob_core_t* core, const iob__session_t* session,
+                              iob__handle_t** out) {
+    if (!iob__session_handles_fit(core, session, 1)) {
+        return IOB__ERR_SET(ZX_ERR_NO_RESOURCES, "session handle limit %u reached",
+                            core->config.max_handles_per_session);
+    }
+    iob__handle_t* h = calloc(1, sizeof *h);
+    if (h == NULL || iob__idmap_reserve(&core->handles, 1) != ZX_OK) {
+        free(h);
+        return ZX_ERR_NO_MEMORY;
+    }
+    h->value = iob__handle_value_next(core);
+    if (h->value == ZX_HANDLE_INVALID) {
+        free(h);
+        return IOB__ERR_SET(ZX_ERR_NO_RESOURCES, "handle values exhausted");
+    }
+    *out = h;
+    return ZX_OK;
+}
+
 bool iob__session_handles_fit(const iob_core_t* core, const iob__session_t* session,
                               uint32_t extra) {
     uint32_t limit = core->config.max_handles_per_session;
@@ -368,21 +388,9 @@ zx_status_t iob_core_handle_duplicate(iob_core_t* core, iob_session_id_t session
         status = IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "out is NULL");
         goto done;
     }
-    if (!iob__session_handles_fit(core, h->session, 1)) {
-        status = IOB__ERR_SET(ZX_ERR_NO_RESOURCES, "session handle limit %u reached",
-                              core->config.max_handles_per_session);
-        goto done;
-    }
-    iob__handle_t* dup = calloc(1, sizeof *dup);
-    if (dup == NULL || iob__idmap_reserve(&core->handles, 1) != ZX_OK) {
-        free(dup);
-        status = ZX_ERR_NO_MEMORY;
-        goto done;
-    }
-    dup->value = iob__handle_value_next(core);
-    if (dup->value == ZX_HANDLE_INVALID) {
-        free(dup);
-        status = IOB__ERR_SET(ZX_ERR_NO_RESOURCES, "handle values exhausted");
+    iob__handle_t* dup = NULL;
+    status = iob__handle_alloc(core, h->session, &dup);
+    if (status != ZX_OK) {
         goto done;
     }
     dup->rights = rights_resolve(rights, h->rights);

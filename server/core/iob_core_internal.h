@@ -191,6 +191,13 @@ iob__handle_t* iob__handle_lookup(iob_core_t* core, iob_session_id_t session, zx
  */
 zx_handle_t iob__handle_value_next(iob_core_t* core);
 /* Checks the session's handle limit for `extra` more handles. */
+/*
+ * A new handle ready for iob__handle_install: the session's handle limit checked, room
+ * reserved in the handle map and a fresh value drawn (ZX_ERR_NO_RESOURCES, NO_MEMORY).
+ * The caller fills in rights and endpoint; nothing changes on failure.
+ */
+zx_status_t iob__handle_alloc(iob_core_t* core, const iob__session_t* session,
+                              iob__handle_t** out);
 bool iob__session_handles_fit(const iob_core_t* core, const iob__session_t* session,
                               uint32_t extra);
 /*

@@ -175,21 +175,9 @@ zx_status_t iob_core_handle_import(iob_core_t* core, iob_session_id_t session, c
                               (unsigned long long)session.value);
         goto done;
     }
-    if (!iob__session_handles_fit(core, s, 1)) {
-        status = IOB__ERR_SET(ZX_ERR_NO_RESOURCES, "session handle limit %u reached",
-                              core->config.max_handles_per_session);
-        goto done;
-    }
-    iob__handle_t* h = calloc(1, sizeof *h);
-    if (h == NULL || iob__idmap_reserve(&core->handles, 1) != ZX_OK) {
-        free(h);
-        status = ZX_ERR_NO_MEMORY;
-        goto done;
-    }
-    h->value = iob__handle_value_next(core);
-    if (h->value == ZX_HANDLE_INVALID) {
-        free(h);
-        status = IOB__ERR_SET(ZX_ERR_NO_RESOURCES, "handle values exhausted");
+    iob__handle_t* h = NULL;
+    status = iob__handle_alloc(core, s, &h);
+    if (status != ZX_OK) {
         goto done;
     }
     h->rights = found->rights;
