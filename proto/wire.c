@@ -270,3 +270,34 @@ void iob_wire_region_to_pb(const zx_iob_region_t* r, Iob__V1__Region* pb) {
     pb->ring_buffer_tag = r->discipline.ring_buffer.tag;
     pb->private_options = r->private_region.options;
 }
+
+char* iob_wire_read_pem(const char* path) {
+    FILE* f = fopen(path, "rb");
+    if (f == NULL) {
+        return NULL;
+    }
+    size_t cap = 4096, len = 0;
+    char* buf = malloc(cap);
+    while (buf != NULL) {
+        size_t n = fread(buf + len, 1, cap - len - 1, f);
+        len += n;
+        if (n == 0) {
+            break;
+        }
+        if (len + 1 == cap) {
+            char* nb = realloc(buf, cap * 2);
+            if (nb == NULL) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+    }
+    fclose(f);
+    if (buf != NULL) {
+        buf[len] = '\0';
+    }
+    return buf;
+}

@@ -123,4 +123,10 @@ zx_status_t iob_wire_region_from_pb(const Iob__V1__Region* pb, zx_iob_region_t* 
 /* Fills pb (already initialised) from r; pb->raw points into r, which must outlive pb. */
 void iob_wire_region_to_pb(const zx_iob_region_t* r, Iob__V1__Region* pb);
 
+/*
+ * Reads a whole PEM file (TLS certificates and keys for both ends) into a NUL-terminated
+ * heap string the caller frees; NULL with errno set when it cannot be read.
+ */
+char* iob_wire_read_pem(const char* path);
+
 #endif /* IOB_PROTO_WIRE_H_ */

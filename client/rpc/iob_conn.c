@@ -420,37 +420,6 @@ static void* iob__conn_reader(void* arg) {
     return NULL;
 }
 
-static char* iob__conn_read_file(const char* path) {
-    FILE* f = fopen(path, "rb");
-    if (f == NULL) {
-        return NULL;
-    }
-    size_t cap = 4096, len = 0;
-    char* buf = malloc(cap);
-    while (buf != NULL) {
-        size_t n = fread(buf + len, 1, cap - len - 1, f);
-        len += n;
-        if (n == 0) {
-            break;
-        }
-        if (len + 1 == cap) {
-            char* nb = realloc(buf, cap * 2);
-            if (nb == NULL) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-    }
-    fclose(f);
-    if (buf != NULL) {
-        buf[len] = '\0';
-    }
-    return buf;
-}
-
 static void iob__conn_free(iob_conn_t* conn) {
     if (conn->scall != NULL) {
         grpc_call_unref(conn->scall);
@@ -487,15 +456,15 @@ static zx_status_t iob__conn_channel(iob_conn_t* conn, const iob_conn_options_t*
     grpc_channel_credentials* creds = NULL;
     if (conn->remote && !o->insecure) {
         const char* ca_file = o->tls_ca_file != NULL ? o->tls_ca_file : getenv("IOB_TLS_CA");
-        char* ca = ca_file != NULL ? iob__conn_read_file(ca_file) : NULL;
+        char* ca = ca_file != NULL ? iob_wire_read_pem(ca_file) : NULL;
         if (ca_file != NULL && ca == NULL) {
             return ZX_ERR_NOT_FOUND;
         }
         grpc_ssl_pem_key_cert_pair kp;
         char *cert = NULL, *key = NULL;
         if (o->tls_cert_file != NULL && o->tls_key_file != NULL) {
-            cert = iob__conn_read_file(o->tls_cert_file);
-            key = iob__conn_read_file(o->tls_key_file);
+            cert = iob_wire_read_pem(o->tls_cert_file);
+            key = iob_wire_read_pem(o->tls_key_file);
             if (cert == NULL || key == NULL) {
                 free(ca);
                 free(cert);

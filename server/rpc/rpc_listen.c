@@ -214,36 +214,13 @@ static zx_status_t iobd__listen_unix(iobd_rpc_t* srv, iobd_unix_listener_t* l, c
     return ZX_OK;
 }
 
+/* A PEM file for TLS, or NULL with the reason logged. */
 static char* iobd__read_file(const char* path) {
-    FILE* f = fopen(path, "rb");
-    if (f == NULL) {
+    char* text = iob_wire_read_pem(path);
+    if (text == NULL) {
         IOBD_ERROR("cannot read %s: %s", path, strerror(errno));
-        return NULL;
     }
-    size_t cap = 4096, len = 0;
-    char* buf = malloc(cap);
-    while (buf != NULL) {
-        size_t n = fread(buf + len, 1, cap - len - 1, f);
-        len += n;
-        if (n == 0) {
-            break;
-        }
-        if (len + 1 == cap) {
-            char* nb = realloc(buf, cap * 2);
-            if (nb == NULL) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-    }
-    fclose(f);
-    if (buf != NULL) {
-        buf[len] = '\0';
-    }
-    return buf;
+    return text;
 }
 
 static zx_status_t iobd__listen_tcp(iobd_rpc_t* srv, const char* addr) {
