@@ -61,6 +61,13 @@ typedef struct iob_core_observer {
     void (*signals_changed)(void* ctx, zx_koid_t endpoint_koid, zx_signals_t signals);
     /* A handle was closed or consumed (close, replace, export, session end). */
     void (*handle_closed)(void* ctx, iob_session_id_t session, zx_handle_t handle);
+    /*
+     * A record was written into a shared region (zx_iob_writev): strobe
+     * ZX_IOB_SHARED_REGION_UPDATED for the waiters armed on that shared region right now.
+     * The signal is never latched, so it does not appear in signals_changed or in
+     * iob_core_signals.
+     */
+    void (*shared_region_updated)(void* ctx, zx_koid_t shared_region_koid);
 } iob_core_observer_t;
 
 typedef struct iob_core_config {
@@ -127,8 +134,8 @@ zx_status_t iob_core_session_release_mappings(iob_core_t* core, iob_session_id_t
 /*
  * IOB-SPEC.md A.3 with L's choices; resource limits after validation. A session that is
  * unknown or closed: ZX_ERR_BAD_STATE (after validation, before the limits).
- * ID_ALLOCATOR and MEDIATED_WRITE_RING_BUFFER regions are validated, then refused with
- * ZX_ERR_NOT_SUPPORTED (not implemented yet).
+ * ID_ALLOCATOR regions get their container header (A.8) at create;
+ * MEDIATED_WRITE_RING_BUFFER regions use a shared region (iob_core_shared_region_create).
  */
 zx_status_t iob_core_iob_create(iob_core_t* core, iob_session_id_t session, uint64_t options,
                                 const zx_iob_region_t* regions, size_t region_count,
@@ -170,6 +177,42 @@ zx_status_t iob_core_object_signal_peer(iob_core_t* core, iob_session_id_t sessi
  */
 zx_status_t iob_core_signals(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
                              zx_signals_t* signals_out, zx_koid_t* endpoint_koid_out);
+
+/* ---- Shared regions and mediated disciplines (IOB-SPEC.md A.3, A.5-A.8) ---- */
+
+/*
+ * zx_iob_create_shared_region: a shared-region object (ZX_OBJ_TYPE_IOB_SHARED_REGION, rights
+ * ZX_DEFAULT_IOB_SHARED_REGION_RIGHTS) of size bytes rounded up to the page size, zero-filled.
+ * Its handle works with close, duplicate, replace, export/import, get_info
+ * (ZX_INFO_HANDLE_BASIC, ZX_INFO_HANDLE_VALID), ZX_PROP_NAME, object_signal (user signals)
+ * and iob_core_signals; IOB-only operations on it are ZX_ERR_WRONG_TYPE. Its memory lives
+ * while a handle to it or an IOB built on it exists (A.9: closing the handle does not affect
+ * those IOBs). IOBs name it in a ZX_IOB_REGION_TYPE_SHARED region (A.3 7.2).
+ */
+zx_status_t iob_core_shared_region_create(iob_core_t* core, iob_session_id_t session,
+                                          uint64_t options, uint64_t size, zx_handle_t* out);
+
+/*
+ * zx_iob_writev in A.6 order, then A.7 under the shared region's lock. The adapter has
+ * already copied the caller's bytes: vectors and their buffers are the server's memory.
+ * What the caller's process could not read is passed as NULL so that the error comes in
+ * A.6's order: vectors == NULL with num_vectors > 0 is an unreadable iovec array (step 7,
+ * INVALID_ARGS); a vector whose buffer is NULL with capacity > 0 is an unreadable payload
+ * (step 11, NOT_FOUND, after the ring checks). On success the shared region is strobed
+ * (observer shared_region_updated).
+ */
+zx_status_t iob_core_iob_writev(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
+                                uint64_t options, uint32_t region_index,
+                                const zx_iovec_t* vectors, size_t num_vectors);
+
+/*
+ * zx_iob_allocate_id in A.5 order on the A.8 layout. blob == NULL with blob_size > 0 is an
+ * unreadable blob (INVALID_ARGS at step 6), id == NULL the caller's NULL out-pointer
+ * (INVALID_ARGS at step 7), both in the documented order.
+ */
+zx_status_t iob_core_iob_allocate_id(iob_core_t* core, iob_session_id_t session,
+                                     zx_handle_t handle, uint32_t options, uint32_t region_index,
+                                     const void* blob, uint64_t blob_size, uint32_t* id);
 
 /* ---- Mapping (zx_vmar_map_iob's server half) ---- */
 

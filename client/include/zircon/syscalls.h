@@ -27,6 +27,31 @@ ZX_EXPORT zx_status_t zx_iob_create(uint64_t options, const zx_iob_region_t* reg
                                     size_t region_count, zx_handle_t* ep0_out,
                                     zx_handle_t* ep1_out);
 
+/*
+ * Creates a shared region of size bytes (rounded up to the page size) that IOBs can use as a
+ * ZX_IOB_REGION_TYPE_SHARED region; its handle has ZX_DEFAULT_IOB_SHARED_REGION_RIGHTS.
+ * Errors: INVALID_ARGS (options != 0, out NULL), OUT_OF_RANGE (rounding overflows),
+ * NO_MEMORY, NO_RESOURCES.
+ */
+ZX_EXPORT zx_status_t zx_iob_create_shared_region(uint64_t options, uint64_t size,
+                                                  zx_handle_t* out);
+
+/*
+ * Appends one record (tag, length, the vectors' bytes) to a MEDIATED_WRITE_RING_BUFFER
+ * region; iobd writes it on the caller's behalf. Errors: IOB-SPEC.md A.6 and A.7.
+ */
+ZX_EXPORT zx_status_t zx_iob_writev(zx_handle_t handle, zx_iob_write_options_t options,
+                                    uint32_t region_index, const zx_iovec_t* vectors,
+                                    size_t num_vectors);
+
+/*
+ * Stores blob in an ID_ALLOCATOR region and returns its ID; iobd writes it on the caller's
+ * behalf. Errors: IOB-SPEC.md A.5 and A.8.
+ */
+ZX_EXPORT zx_status_t zx_iob_allocate_id(zx_handle_t handle, zx_iob_allocate_id_options_t options,
+                                         uint32_t region_index, const void* blob,
+                                         uint64_t blob_size, uint32_t* id);
+
 /* Maps part of a region into the caller's address space. Errors: IOB-SPEC.md A.4, A.12. */
 ZX_EXPORT zx_status_t zx_vmar_map_iob(zx_handle_t vmar, zx_vm_option_t options,
                                       size_t vmar_offset, zx_handle_t ep, uint32_t region_index,

@@ -63,6 +63,7 @@ typedef struct zx_iob_region {
     zx_iob_discipline_t discipline;
     union {
         zx_iob_region_private_t private_region;
+        zx_iob_region_shared_t shared_region;
         uint8_t max_extension[4 * 8];
     };
 } zx_iob_region_t;
