@@ -19,14 +19,24 @@
 #include <stdint.h>
 #include <string.h>
 
+/*
+ * The payload routines are forced inline: the ring loops instantiate them with a constant
+ * message size, and only inlined does that constant fold their size dispatch away.
+ */
+#if defined(__GNUC__) || defined(__clang__)
+#define BENCH_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define BENCH_ALWAYS_INLINE inline
+#endif
+
 #define BENCH_SEQ_LAST (UINT64_C(1) << 63)
 #define BENCH_BODY_STEP UINT64_C(0x9e3779b97f4a7c15)
 
-static inline uint64_t bench_rotl(uint64_t v, unsigned r) {
+static BENCH_ALWAYS_INLINE uint64_t bench_rotl(uint64_t v, unsigned r) {
     return (v << r) | (v >> (64 - r));
 }
 
-static inline uint64_t bench_mix(uint64_t sum, uint64_t x) {
+static BENCH_ALWAYS_INLINE uint64_t bench_mix(uint64_t sum, uint64_t x) {
     return sum + bench_rotl(x, 17);
 }
 
@@ -45,7 +55,7 @@ void bench_words_copy_sum_wide(void* restrict dst, const void* restrict src, siz
 /* Up to this many words the inline versions below are straight-line code, no loop. */
 #define BENCH_SMALL_WORDS 8u
 
-static inline uint64_t bench_load_word(const unsigned char* b, size_t i) {
+static BENCH_ALWAYS_INLINE uint64_t bench_load_word(const unsigned char* b, size_t i) {
     uint64_t w;
     memcpy(&w, b + i * 8, 8);
     return w;
@@ -57,7 +67,7 @@ static inline uint64_t bench_load_word(const unsigned char* b, size_t i) {
  * well-predicted indirect jump: the size is fixed for a run) instead of paying a loop's
  * compare and branch per word; the result is the same sum and xor as the loop's.
  */
-static inline void bench_words_sum(const void* p, size_t words, uint64_t* sum, uint64_t* x) {
+static BENCH_ALWAYS_INLINE void bench_words_sum(const void* p, size_t words, uint64_t* sum, uint64_t* x) {
     if (words > BENCH_WIDE_WORDS) {
         bench_words_sum_wide(p, words, sum, x);
         return;
@@ -112,7 +122,7 @@ static inline void bench_words_sum(const void* p, size_t words, uint64_t* sum, u
  * Zero-copy producer: writes every byte of the message in place (body words depend on the
  * sequence, so nothing can be prepared ahead) and the checksum computed on the way.
  */
-static inline void bench_payload_generate(void* dst, size_t n, uint64_t seq_word) {
+static BENCH_ALWAYS_INLINE void bench_payload_generate(void* dst, size_t n, uint64_t seq_word) {
     unsigned char* b = dst;
     memcpy(b, &seq_word, 8);
     size_t words = n / 8;
@@ -174,7 +184,7 @@ static inline void bench_payload_generate(void* dst, size_t n, uint64_t seq_word
  * bench_payload_prepare, which returns the body's sum and xor); per message only the
  * sequence and the checksum change, then the whole buffer is copied in.
  */
-static inline void bench_payload_prepare(void* buf, size_t n, uint64_t* body_sum,
+static BENCH_ALWAYS_INLINE void bench_payload_prepare(void* buf, size_t n, uint64_t* body_sum,
                                          uint64_t* body_xor) {
     bench_payload_generate(buf, n, 0);
     size_t words = n / 8;
@@ -185,7 +195,7 @@ static inline void bench_payload_prepare(void* buf, size_t n, uint64_t* body_sum
     }
 }
 
-static inline void bench_payload_stamp(void* buf, size_t n, uint64_t seq_word, uint64_t body_sum,
+static BENCH_ALWAYS_INLINE void bench_payload_stamp(void* buf, size_t n, uint64_t seq_word, uint64_t body_sum,
                                        uint64_t body_xor) {
     unsigned char* b = buf;
     memcpy(b, &seq_word, 8);
@@ -199,7 +209,7 @@ static inline void bench_payload_stamp(void* buf, size_t n, uint64_t seq_word, u
 /*
  * Consumer: reads every byte. Returns false on a checksum mismatch; *seq_word gets word 0.
  */
-static inline bool bench_payload_verify(const void* src, size_t n, uint64_t* seq_word) {
+static BENCH_ALWAYS_INLINE bool bench_payload_verify(const void* src, size_t n, uint64_t* seq_word) {
     const unsigned char* b = src;
     memcpy(seq_word, b, 8);
     size_t words = n / 8;
@@ -222,7 +232,7 @@ static inline bool bench_payload_verify(const void* src, size_t n, uint64_t* seq
  * calling bench_payload_verify on dst. Smaller messages need no fusing: copy them, then
  * verify the copy (it is in L1).
  */
-static inline bool bench_payload_copy_verify_wide(void* restrict dst, const void* restrict src,
+static BENCH_ALWAYS_INLINE bool bench_payload_copy_verify_wide(void* restrict dst, const void* restrict src,
                                                   size_t n, uint64_t* seq_word) {
     size_t words = n / 8;
     uint64_t s;

@@ -120,6 +120,132 @@ static void signal_ready(void) {
 
 /* ---- rings -------------------------------------------------------------------------------- */
 
+/*
+ * The per-message loops are instantiated for each small message size and for each mode, so
+ * that the size and the mode are constants inside them: the payload code then has no size
+ * dispatch and the loop no mode test, and what a small message costs is the ring's work and
+ * the payload's bytes, not the harness's branches. Larger sizes share one instance, where
+ * per-message overhead is noise against the bytes.
+ */
+#define BENCH_SMALL_SIZES(X) X(8) X(16) X(24) X(32) X(40) X(48) X(56) X(64)
+
+typedef struct ring_send_state {
+    uint64_t seq;       /* messages sent */
+    zx_status_t status; /* first error; ZX_OK */
+} ring_send_state_t;
+
+/* The sequence word of the next message; the first one sent after the deadline is the last. */
+static BENCH_ALWAYS_INLINE uint64_t next_word(uint64_t seq, uint64_t mask, int64_t stop,
+                                              bool* last) {
+    if ((seq & mask) == 0 && bench_now_ns() >= stop) {
+        *last = true;
+    }
+    return seq | (*last ? BENCH_SEQ_LAST : 0);
+}
+
+/*
+ * Sends until the deadline passes (the last message carries BENCH_SEQ_LAST). Zero-copy at
+ * full load writes claims of up to `batch` messages in place (the publication batch);
+ * anything a claim cannot take (no room by its bound, padding at the end of the data) and
+ * paced sending go message by message through reserve/commit or the copy-in convenience.
+ */
+static BENCH_ALWAYS_INLINE ring_send_state_t ring_send_loop(iob_ring_producer_t* p,
+                                                            const bench_spec_t* s,
+                                                            unsigned char* buf,
+                                                            uint64_t bsum, uint64_t bxor,
+                                                            int64_t t_start, size_t n,
+                                                            bool zerocopy) {
+    pacer_t pace = {s->load == BENCH_PACED && s->pace_rate > 0, t_start,
+                    s->load == BENCH_PACED && s->pace_rate > 0 ? 1e9 / s->pace_rate : 0};
+    uint64_t mask = clock_mask(n);
+    int64_t stop = t_start + s->duration_ns;
+    uint32_t burst = s->batch > 0 ? s->batch : 1;
+    ring_send_state_t out = {0, ZX_OK};
+    bool last = false;
+    while (!last) {
+        uint64_t seq = out.seq;
+        if (zerocopy && !pace.on) {
+            iob_ring_claim_t claim;
+            iob_ring_claim_begin(p, &claim);
+            void* at = NULL;
+            for (uint32_t k = 0; k < burst && !last; k++) {
+                at = iob_ring_claim_next(p, &claim, n);
+                if (at == NULL) {
+                    break;
+                }
+                bench_payload_generate(at, n, next_word(seq, mask, stop, &last));
+                seq++;
+            }
+            iob_ring_claim_end(p, &claim);
+            out.seq = seq;
+            if (at != NULL || last) {
+                continue;
+            }
+        }
+        int64_t due;
+        if (pacer_ahead(&pace, seq, &due)) {
+            iob_ring_producer_flush(p);
+            pacer_sleep(due);
+        }
+        uint64_t word = next_word(seq, mask, stop, &last);
+        zx_status_t st;
+        if (zerocopy) {
+            /* Reserve, write every byte in place, commit. */
+            void* dst;
+            while ((st = iob_ring_reserve(p, n, &dst)) == ZX_ERR_SHOULD_WAIT) {
+                st = iob_ring_producer_wait(p, n, bench_now_ns() + BENCH_STALL_NS);
+                if (st != ZX_OK) {
+                    break;
+                }
+            }
+            if (st == ZX_OK) {
+                bench_payload_generate(dst, n, word);
+                st = iob_ring_commit(p, n);
+            }
+        } else {
+            /* The copy-in convenience, from the producer's private buffer. */
+            bench_payload_stamp(buf, n, word, bsum, bxor);
+            while ((st = iob_ring_write(p, buf, n)) == ZX_ERR_SHOULD_WAIT) {
+                st = iob_ring_producer_wait(p, n, bench_now_ns() + BENCH_STALL_NS);
+                if (st != ZX_OK) {
+                    break;
+                }
+            }
+        }
+        if (st != ZX_OK) {
+            out.status = st;
+            break;
+        }
+        out.seq = seq + 1;
+    }
+    return out;
+}
+
+#define BENCH_SEND_INSTANCE(size)                                                             \
+    static ring_send_state_t ring_send_##size(iob_ring_producer_t* p, const bench_spec_t* s,  \
+                                              unsigned char* buf, uint64_t bsum,              \
+                                              uint64_t bxor, int64_t t0, bool zerocopy) {     \
+        return zerocopy ? ring_send_loop(p, s, buf, bsum, bxor, t0, size, true)               \
+                        : ring_send_loop(p, s, buf, bsum, bxor, t0, size, false);             \
+    }
+BENCH_SMALL_SIZES(BENCH_SEND_INSTANCE)
+#undef BENCH_SEND_INSTANCE
+
+static ring_send_state_t ring_send_any(iob_ring_producer_t* p, const bench_spec_t* s,
+                                       unsigned char* buf, uint64_t bsum, uint64_t bxor,
+                                       int64_t t0, size_t n, bool zerocopy) {
+    switch (n) {
+#define BENCH_SEND_CASE(size) \
+    case size:                \
+        return ring_send_##size(p, s, buf, bsum, bxor, t0, zerocopy);
+        BENCH_SMALL_SIZES(BENCH_SEND_CASE)
+#undef BENCH_SEND_CASE
+    default:
+        return zerocopy ? ring_send_loop(p, s, buf, bsum, bxor, t0, n, true)
+                        : ring_send_loop(p, s, buf, bsum, bxor, t0, n, false);
+    }
+}
+
 static void ring_producer(const bench_spec_t* s, bench_endpoint_t* ep, bench_side_result_t* r) {
     iob_ring_producer_t p;
     iob_ring_options_t o = {.batch = s->batch,
@@ -137,62 +263,158 @@ static void ring_producer(const bench_spec_t* s, bench_endpoint_t* ep, bench_sid
     uint64_t bsum = 0;
     uint64_t bxor = 0;
     bench_payload_prepare(buf, n, &bsum, &bxor);
-    uint64_t mask = clock_mask(n);
     wait_ready();
     r->t_start = bench_now_ns();
-    pacer_t pace = {s->load == BENCH_PACED && s->pace_rate > 0, r->t_start,
-                    s->load == BENCH_PACED && s->pace_rate > 0 ? 1e9 / s->pace_rate : 0};
-    int64_t stop = r->t_start + s->duration_ns;
-    uint64_t seq = 0;
-    bool last = false;
     r->ok = true;
-    while (!last) {
-        if ((seq & mask) == 0 && bench_now_ns() >= stop) {
-            last = true;
-        }
-        int64_t due;
-        if (pacer_ahead(&pace, seq, &due)) {
-            iob_ring_producer_flush(&p);
-            pacer_sleep(due);
-        }
-        uint64_t word = seq | (last ? BENCH_SEQ_LAST : 0);
-        if (s->mode == BENCH_ZEROCOPY) {
-            /* Reserve, write every byte in place, commit. */
-            void* dst;
-            while ((st = iob_ring_reserve(&p, n, &dst)) == ZX_ERR_SHOULD_WAIT) {
-                st = iob_ring_producer_wait(&p, n, bench_now_ns() + BENCH_STALL_NS);
-                if (st != ZX_OK) {
-                    break;
-                }
-            }
-            if (st == ZX_OK) {
-                bench_payload_generate(dst, n, word);
-                st = iob_ring_commit(&p, n);
-            }
-        } else {
-            /* The copy-in convenience, from the producer's private buffer. */
-            bench_payload_stamp(buf, n, word, bsum, bxor);
-            while ((st = iob_ring_write(&p, buf, n)) == ZX_ERR_SHOULD_WAIT) {
-                st = iob_ring_producer_wait(&p, n, bench_now_ns() + BENCH_STALL_NS);
-                if (st != ZX_OK) {
-                    break;
-                }
-            }
-        }
-        if (st != ZX_OK) {
-            side_fail(r, "send", st);
-            break;
-        }
-        seq++;
+    ring_send_state_t sent =
+        ring_send_any(&p, s, buf, bsum, bxor, r->t_start, n, s->mode == BENCH_ZEROCOPY);
+    if (sent.status != ZX_OK) {
+        side_fail(r, "send", sent.status);
     }
     iob_ring_producer_flush(&p);
-    r->msgs = seq;
+    r->msgs = sent.seq;
     r->futex_waits = p.stats.futex_waits;
     r->futex_wakes = p.stats.futex_wakes;
     /* The close wakes the consumer unconditionally; that wake is not per-message traffic. */
     iob_ring_producer_close(&p);
     iob_ring_producer_fini(&p);
     free(buf);
+}
+
+typedef enum ring_recv_kind {
+    RING_RECV_ZEROCOPY, /* peek, verify in place, release */
+    RING_RECV_COPY,     /* the copy-out convenience, then verify the copy (in L1) */
+    RING_RECV_FUSED,    /* peek, copy out and verify in one pass, release (large messages) */
+} ring_recv_kind_t;
+
+typedef struct ring_recv_state {
+    uint64_t expect;    /* messages received and verified */
+    zx_status_t status; /* ZX_OK, or why it stopped early */
+    const char* what;   /* the step that failed */
+    bool bad_payload;   /* a message failed verification (what says how) */
+} ring_recv_state_t;
+
+typedef enum ring_verdict {
+    RING_MSG_GOOD, /* verified; more to come */
+    RING_MSG_LAST, /* verified, and the producer's last */
+    RING_MSG_BAD,  /* out.status and out.what say why */
+} ring_verdict_t;
+
+/* Checks one message's length, checksum and sequence; counts it when good. */
+static BENCH_ALWAYS_INLINE ring_verdict_t ring_check(ring_recv_state_t* out, const void* msg,
+                                                     size_t len, unsigned char* buf, size_t n,
+                                                     ring_recv_kind_t kind) {
+    if (len != n) {
+        out->status = ZX_ERR_IO_DATA_INTEGRITY;
+        out->what = "message length";
+        return RING_MSG_BAD;
+    }
+    uint64_t word;
+    bool good = kind == RING_RECV_FUSED ? bench_payload_copy_verify_wide(buf, msg, n, &word)
+                                        : bench_payload_verify(msg, n, &word);
+    if (!good || (word & ~BENCH_SEQ_LAST) != out->expect) {
+        out->status = ZX_ERR_IO_DATA_INTEGRITY;
+        out->what = good ? "wrong sequence" : "bad checksum";
+        out->bad_payload = true;
+        return RING_MSG_BAD;
+    }
+    out->expect++;
+    return (word & BENCH_SEQ_LAST) != 0 ? RING_MSG_LAST : RING_MSG_GOOD;
+}
+
+/*
+ * Receives and verifies until the message marked BENCH_SEQ_LAST. Zero-copy reads spans
+ * (many messages in place, released together); copy mode uses the copy-out convenience;
+ * large copies peek, copy out while verifying, and release.
+ */
+static BENCH_ALWAYS_INLINE ring_recv_state_t ring_recv_loop(iob_ring_consumer_t* c,
+                                                            unsigned char* buf, size_t n,
+                                                            ring_recv_kind_t kind) {
+    ring_recv_state_t out = {0, ZX_OK, NULL, false};
+    ring_verdict_t verdict = RING_MSG_GOOD;
+    while (verdict == RING_MSG_GOOD) {
+        const void* msg = NULL;
+        size_t len = 0;
+        iob_ring_span_t span;
+        zx_status_t st;
+        if (kind == RING_RECV_ZEROCOPY) {
+            st = iob_ring_span_begin(c, &span, &msg, &len);
+        } else if (kind == RING_RECV_COPY) {
+            st = iob_ring_read(c, buf, n, &len);
+            msg = buf;
+        } else {
+            st = iob_ring_peek(c, &msg, &len);
+        }
+        if (st == ZX_ERR_SHOULD_WAIT) {
+            st = iob_ring_consumer_wait(c, bench_now_ns() + BENCH_STALL_NS);
+            if (st != ZX_OK) {
+                out.status = st;
+                out.what = "consumer wait";
+                break;
+            }
+            continue;
+        }
+        if (st != ZX_OK) {
+            out.status = st;
+            out.what = "peek";
+            break;
+        }
+        if (kind == RING_RECV_ZEROCOPY) {
+            /*
+             * Fresh locals for the span's loop: the ones above had their addresses passed
+             * to an out-of-line call, which would keep them (and everything the compiler
+             * then cannot prove unaliased) in memory for every message.
+             */
+            iob_ring_span_t run = span;
+            const void* at = msg;
+            size_t at_len = len;
+            do {
+                verdict = ring_check(&out, at, at_len, buf, n, kind);
+            } while (verdict == RING_MSG_GOOD &&
+                     iob_ring_span_next(c, &run, &at, &at_len) == ZX_OK);
+            iob_ring_span_end(c, &run);
+        } else {
+            verdict = ring_check(&out, msg, len, buf, n, kind);
+            if (kind == RING_RECV_FUSED) {
+                iob_ring_release(c);
+            }
+        }
+    }
+    return out;
+}
+
+#define BENCH_RECV_INSTANCE(size)                                                             \
+    static ring_recv_state_t ring_recv_##size(iob_ring_consumer_t* c, unsigned char* buf,     \
+                                              bool zerocopy) {                                \
+        return zerocopy ? ring_recv_loop(c, buf, size, RING_RECV_ZEROCOPY)                    \
+                        : ring_recv_loop(c, buf, size, RING_RECV_COPY);                       \
+    }
+BENCH_SMALL_SIZES(BENCH_RECV_INSTANCE)
+#undef BENCH_RECV_INSTANCE
+
+static ring_recv_state_t ring_recv_any(iob_ring_consumer_t* c, unsigned char* buf, size_t n,
+                                       bool zerocopy) {
+    switch (n) {
+#define BENCH_RECV_CASE(size) \
+    case size:                \
+        return ring_recv_##size(c, buf, zerocopy);
+        BENCH_SMALL_SIZES(BENCH_RECV_CASE)
+#undef BENCH_RECV_CASE
+    default:
+        break;
+    }
+    /*
+     * Copy mode copies every message into the consumer's private buffer and verifies the
+     * copy. Large messages are copied and checksummed in one pass (the same routine the
+     * memcpy baseline uses); small ones through the copy-out convenience, then verified in L1.
+     */
+    if (zerocopy) {
+        return ring_recv_loop(c, buf, n, RING_RECV_ZEROCOPY);
+    }
+    if (n / 8 > BENCH_WIDE_WORDS) {
+        return ring_recv_loop(c, buf, n, RING_RECV_FUSED);
+    }
+    return ring_recv_loop(c, buf, n, RING_RECV_COPY);
 }
 
 static void ring_consumer(const bench_spec_t* s, bench_endpoint_t* ep, bench_side_result_t* r) {
@@ -210,65 +432,16 @@ static void ring_consumer(const bench_spec_t* s, bench_endpoint_t* ep, bench_sid
     size_t n = (size_t)s->msg_bytes;
     unsigned char* buf = aligned_alloc(64, (n + 63) & ~(size_t)63);
     signal_ready();
-    uint64_t expect = 0;
-    /*
-     * Copy mode copies every message into the consumer's private buffer and verifies the
-     * copy. Large messages are copied and checksummed in one pass (peek, fused copy-out,
-     * release: the same routine the memcpy baseline uses); small ones through the copy-out
-     * convenience, then verified in L1.
-     */
-    bool fused = s->mode != BENCH_ZEROCOPY && n / 8 > BENCH_WIDE_WORDS;
     r->ok = true;
-    for (;;) {
-        const void* msg = NULL;
-        size_t len = 0;
-        if (s->mode == BENCH_ZEROCOPY || fused) {
-            st = iob_ring_peek(&c, &msg, &len);
-        } else {
-            /* The copy-out convenience, into the consumer's private buffer. */
-            st = iob_ring_read(&c, buf, n, &len);
-            msg = buf;
-        }
-        if (st == ZX_ERR_SHOULD_WAIT) {
-            st = iob_ring_consumer_wait(&c, bench_now_ns() + BENCH_STALL_NS);
-            if (st != ZX_OK) {
-                side_fail(r, "consumer wait", st);
-                break;
-            }
-            continue;
-        }
-        if (st != ZX_OK) {
-            side_fail(r, "peek", st);
-            break;
-        }
-        if (len != n) {
-            side_fail(r, "message length", ZX_ERR_IO_DATA_INTEGRITY);
-            break;
-        }
-        uint64_t word;
-        bool good;
-        if (fused) {
-            good = bench_payload_copy_verify_wide(buf, msg, n, &word);
-            iob_ring_release(&c);
-        } else {
-            good = bench_payload_verify(msg, n, &word);
-            if (s->mode == BENCH_ZEROCOPY) {
-                iob_ring_release(&c);
-            }
-        }
-        if (!good || (word & ~BENCH_SEQ_LAST) != expect) {
-            r->ok = false;
-            snprintf(r->error, sizeof(r->error), "message %" PRIu64 ": %s", expect,
-                     good ? "wrong sequence" : "bad checksum");
-            break;
-        }
-        expect++;
-        if ((word & BENCH_SEQ_LAST) != 0) {
-            break;
-        }
+    ring_recv_state_t got = ring_recv_any(&c, buf, n, s->mode == BENCH_ZEROCOPY);
+    if (got.bad_payload) {
+        r->ok = false;
+        snprintf(r->error, sizeof(r->error), "message %" PRIu64 ": %s", got.expect, got.what);
+    } else if (got.status != ZX_OK) {
+        side_fail(r, got.what, got.status);
     }
     r->t_end = bench_now_ns();
-    r->msgs = expect;
+    r->msgs = got.expect;
     r->futex_waits = c.stats.futex_waits;
     r->futex_wakes = c.stats.futex_wakes;
     iob_ring_consumer_close(&c);

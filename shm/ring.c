@@ -577,6 +577,20 @@ zx_status_t iob__ring_peek_slow(iob_ring_consumer_t* c, const void** out, size_t
     }
 }
 
+zx_status_t iob__ring_span_begin_slow(iob_ring_consumer_t* c, iob_ring_span_t* span,
+                                      const void** out, size_t* len) {
+    zx_status_t status = iob__ring_peek_slow(c, out, len);
+    if (status != ZX_OK) {
+        return status;
+    }
+    /* The peeked message becomes the span's first; the span owns it from here. */
+    span->pos = c->read_pos + c->pending;
+    c->pending = 0;
+    span->end = iob__ring_span_bound(c);
+    span->count = 1;
+    return ZX_OK;
+}
+
 zx_status_t iob__ring_read_slow(iob_ring_consumer_t* c, void* buf, size_t cap, size_t* len) {
     const void* src;
     size_t n;

@@ -233,6 +233,37 @@ static inline zx_status_t iob_ring_reserve(iob_ring_producer_t* p, size_t len, v
 static inline zx_status_t iob_ring_commit(iob_ring_producer_t* p, size_t len);
 /* Copies len bytes in as one message: reserve + memcpy + commit. Same errors as reserve. */
 static inline zx_status_t iob_ring_write(iob_ring_producer_t* p, const void* buf, size_t len);
+/*
+ * A claim: room for several messages written in place one after another and committed
+ * together, the zero-copy producer's batch (the mirror of a span). Each message's header is
+ * written when the message is placed; nothing is visible to the consumer before
+ * iob_ring_claim_end and the publication it may trigger.
+ *
+ *   iob_ring_claim_begin(p, &claim);
+ *   while (more && (dst = iob_ring_claim_next(p, &claim, len)) != NULL) { fill(dst, len); }
+ *   iob_ring_claim_end(p, &claim);
+ *   if (dst == NULL) { ... iob_ring_reserve (it pads, waits for space, reports errors) ... }
+ *
+ * A claim reaches no further than the space known free when it began, the end of the data
+ * region and the point where a publication is due; it replaces an open reservation.
+ */
+typedef struct iob_ring_claim {
+    uint64_t pos;   /* where the next record goes */
+    uint64_t end;   /* no record of the claim ends past this */
+    uint32_t count; /* messages placed */
+} iob_ring_claim_t;
+
+static inline void iob_ring_claim_begin(iob_ring_producer_t* p, iob_ring_claim_t* claim);
+/*
+ * Places a message of len bytes in the claim and returns where its payload goes (8-aligned),
+ * or NULL when the claim has no room for it (or len is above the maximum, or the ring is
+ * broken): end the claim and use iob_ring_reserve, which says why.
+ */
+static inline void* iob_ring_claim_next(const iob_ring_producer_t* p, iob_ring_claim_t* claim,
+                                        size_t len);
+/* Commits every message of the claim. */
+static inline void iob_ring_claim_end(iob_ring_producer_t* p, const iob_ring_claim_t* claim);
+
 /* Publishes the write index now and wakes a sleeping consumer. */
 void iob_ring_producer_flush(iob_ring_producer_t* p);
 /*
@@ -271,6 +302,44 @@ static inline void iob_ring_release(iob_ring_consumer_t* c);
  */
 static inline zx_status_t iob_ring_read(iob_ring_consumer_t* c, void* buf, size_t cap,
                                         size_t* len);
+/*
+ * A span: several messages read in place one after another and released together, the
+ * zero-copy consumer's batch (what Aeron's poll with a fragment limit is to its claims).
+ * Per message it costs only the record's validation; the release and the publication
+ * bookkeeping happen once, at iob_ring_span_end. Every message of a span stays valid until
+ * then.
+ *
+ *   if (iob_ring_span_begin(c, &span, &msg, &len) == ZX_OK) {
+ *       do { use(msg, len); } while (iob_ring_span_next(c, &span, &msg, &len) == ZX_OK);
+ *       iob_ring_span_end(c, &span);
+ *   }
+ *
+ * A span reaches at most as far as the data published when it began, and not past the end
+ * of the data region or the point where a publication is due (a quarter of the capacity);
+ * begin again for more. A span may be ended after any message.
+ */
+typedef struct iob_ring_span {
+    uint64_t pos;   /* just past the last message taken */
+    uint64_t end;   /* where the span stops: validated data, lap end, publication point */
+    uint32_t count; /* messages taken */
+} iob_ring_span_t;
+
+/*
+ * Opens a span with the oldest unreleased message (the one peek would return).
+ * Errors: as peek; on an error no span is open.
+ */
+static inline zx_status_t iob_ring_span_begin(iob_ring_consumer_t* c, iob_ring_span_t* span,
+                                              const void** out, size_t* len);
+/*
+ * The span's next message, validated exactly as peek validates. ZX_ERR_SHOULD_WAIT at the
+ * end of the span, and for anything the fast check does not accept (padding, a corrupt
+ * record): end the span and begin a new one, which then reports the error if there is one.
+ */
+static inline zx_status_t iob_ring_span_next(const iob_ring_consumer_t* c, iob_ring_span_t* span,
+                                             const void** out, size_t* len);
+/* Releases every message of the span. */
+static inline void iob_ring_span_end(iob_ring_consumer_t* c, const iob_ring_span_t* span);
+
 /* Publishes the read index now and wakes a producer sleeping for space. */
 void iob_ring_consumer_flush(iob_ring_consumer_t* c);
 /*
@@ -323,6 +392,8 @@ zx_status_t iob__ring_write_slow(iob_ring_producer_t* p, const void* buf, size_t
 void iob__ring_producer_publish(iob_ring_producer_t* p);
 zx_status_t iob__ring_peek_slow(iob_ring_consumer_t* c, const void** out, size_t* len);
 zx_status_t iob__ring_read_slow(iob_ring_consumer_t* c, void* buf, size_t cap, size_t* len);
+zx_status_t iob__ring_span_begin_slow(iob_ring_consumer_t* c, iob_ring_span_t* span,
+                                      const void** out, size_t* len);
 void iob__ring_consumer_publish(iob_ring_consumer_t* c);
 
 static inline uint64_t iob__ring_round(uint64_t len) {
@@ -493,6 +564,98 @@ static inline zx_status_t iob_ring_read(iob_ring_consumer_t* c, void* buf, size_
         return ZX_OK;
     }
     return iob__ring_read_slow(c, buf, cap, len);
+}
+
+/*
+ * A span's bound: the consumer's fast bound (validated data, end of the lap), and no further
+ * than the point where a publication is due, so that a long backlog is still handed back to
+ * the producer a quarter of the ring at a time.
+ */
+static inline uint64_t iob__ring_span_bound(const iob_ring_consumer_t* c) {
+    return c->fast_end < c->publish_at ? c->fast_end : c->publish_at;
+}
+
+static inline zx_status_t iob_ring_span_begin(iob_ring_consumer_t* c, iob_ring_span_t* span,
+                                              const void** out, size_t* len) {
+    uint64_t off;
+    uint64_t n;
+    uint64_t rec = iob__ring_next(c, &off, &n);
+    if (IOB__RING_LIKELY(rec != 0)) {
+        c->pending = 0;
+        span->pos = c->read_pos + rec;
+        span->end = iob__ring_span_bound(c);
+        span->count = 1;
+        *out = c->data + off + IOB_RING_RECORD_HEADER;
+        *len = (size_t)n;
+        return ZX_OK;
+    }
+    return iob__ring_span_begin_slow(c, span, out, len);
+}
+
+static inline zx_status_t iob_ring_span_next(const iob_ring_consumer_t* c, iob_ring_span_t* span,
+                                             const void** out, size_t* len) {
+    uint64_t pos = span->pos;
+    uint64_t end = span->end;
+    if (pos >= end) {
+        return ZX_ERR_SHOULD_WAIT;
+    }
+    uint64_t o = pos & c->mask;
+    /* Read once, then only the local copy is checked and used (see iob__ring_next). */
+    uint64_t header = *(const volatile uint64_t*)(const void*)(c->data + o);
+    uint64_t n = header - ((uint64_t)IOB_RING_REC_MSG << 32);
+    uint64_t rec = IOB_RING_RECORD_HEADER + iob__ring_round(n);
+    if (IOB__RING_LIKELY(n <= c->max_payload && pos + rec <= end)) {
+        span->pos = pos + rec;
+        span->count++;
+        *out = c->data + o + IOB_RING_RECORD_HEADER;
+        *len = (size_t)n;
+        return ZX_OK;
+    }
+    return ZX_ERR_SHOULD_WAIT;
+}
+
+static inline void iob_ring_span_end(iob_ring_consumer_t* c, const iob_ring_span_t* span) {
+    uint64_t pos = span->pos;
+    c->read_pos = pos;
+    c->pending = 0;
+    if (span->count >= c->batch_left || pos >= c->publish_at) {
+        iob__ring_consumer_publish(c);
+    } else {
+        c->batch_left -= span->count;
+    }
+}
+
+static inline void iob_ring_claim_begin(iob_ring_producer_t* p, iob_ring_claim_t* claim) {
+    p->reserved = IOB__RING_NO_RESERVATION;
+    claim->pos = p->write_pos;
+    /* fast_end is 0 once broken, so a broken producer's claims hold nothing. */
+    claim->end = p->fast_end < p->publish_at ? p->fast_end : p->publish_at;
+    claim->count = 0;
+}
+
+static inline void* iob_ring_claim_next(const iob_ring_producer_t* p, iob_ring_claim_t* claim,
+                                        size_t len) {
+    uint64_t pos = claim->pos;
+    uint64_t rec = IOB_RING_RECORD_HEADER + iob__ring_round(len);
+    if (IOB__RING_LIKELY(len <= p->max_payload && pos + rec <= claim->end)) {
+        unsigned char* at = p->data + (pos & p->mask);
+        uint64_t header = ((uint64_t)IOB_RING_REC_MSG << 32) | (uint64_t)len;
+        memcpy(at, &header, sizeof(header));
+        claim->pos = pos + rec;
+        claim->count++;
+        return at + IOB_RING_RECORD_HEADER;
+    }
+    return NULL;
+}
+
+static inline void iob_ring_claim_end(iob_ring_producer_t* p, const iob_ring_claim_t* claim) {
+    uint64_t pos = claim->pos;
+    p->write_pos = pos;
+    if (claim->count >= p->batch_left || pos >= p->publish_at) {
+        iob__ring_producer_publish(p);
+    } else {
+        p->batch_left -= claim->count;
+    }
 }
 
 #endif /* IOB_SHM_RING_H_ */

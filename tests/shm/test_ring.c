@@ -622,6 +622,222 @@ static void test_hostile_random_garbage(void** state) {
     }
 }
 
+/* ---- claims and spans (the batched zero-copy calls) ------------------------------------- */
+
+/*
+ * Claims on one side, spans on the other, through many laps with varied sizes: every
+ * message arrives once, in order, intact, including across the padding at the lap end
+ * (which claims leave to reserve, and spans to their slow begin).
+ */
+static void test_claims_and_spans_wrap(void** state) {
+    (void)state;
+    fixture_t* f = fixture_new(SMALL_DATA, 8);
+    uint64_t sent = 0;
+    uint64_t got = 0;
+    uint64_t by_claim = 0;
+    uint64_t by_reserve = 0;
+    while (got < 30000) {
+        iob_ring_claim_t claim;
+        iob_ring_claim_begin(&f->p, &claim);
+        void* at = NULL;
+        for (int k = 0; k < 7; k++) {
+            size_t n = (size_t)((sent * 53u) % 300u);
+            at = iob_ring_claim_next(&f->p, &claim, n);
+            if (at == NULL) {
+                break;
+            }
+            assert_int_equal((uintptr_t)at % IOB_RING_ALIGN, 0);
+            fill(at, n, sent);
+            sent++;
+            by_claim++;
+        }
+        iob_ring_claim_end(&f->p, &claim);
+        if (at == NULL) {
+            size_t n = (size_t)((sent * 53u) % 300u);
+            void* dst;
+            zx_status_t s = iob_ring_reserve(&f->p, n, &dst);
+            if (s == ZX_OK) {
+                fill(dst, n, sent);
+                assert_int_equal(iob_ring_commit(&f->p, n), ZX_OK);
+                sent++;
+                by_reserve++;
+            } else {
+                assert_int_equal(s, ZX_ERR_SHOULD_WAIT);
+            }
+        }
+        iob_ring_producer_flush(&f->p);
+        /* Drain part of what is there, in spans of at most 5. */
+        const void* msg;
+        size_t len;
+        iob_ring_span_t span;
+        zx_status_t s = iob_ring_span_begin(&f->c, &span, &msg, &len);
+        if (s == ZX_ERR_SHOULD_WAIT) {
+            continue;
+        }
+        assert_int_equal(s, ZX_OK);
+        int taken = 0;
+        do {
+            assert_int_equal(len, (got * 53u) % 300u);
+            check(msg, len, got);
+            got++;
+            taken++;
+        } while (taken < 5 && iob_ring_span_next(&f->c, &span, &msg, &len) == ZX_OK);
+        assert_int_equal(span.count, (uint32_t)taken);
+        iob_ring_span_end(&f->c, &span);
+    }
+    /* Both paths ran: claims for most messages, reserve at lap ends and when full. */
+    assert_true(by_claim > by_reserve);
+    assert_true(by_reserve > 0);
+    assert_true(atomic_load(&ctrl_of(f)->write_index) / SMALL_DATA > 1000);
+    fixture_free(f);
+}
+
+/* A span begun twice without ending starts at the same message, as peek does. */
+static void test_span_begin_is_idempotent(void** state) {
+    (void)state;
+    fixture_t* f = fixture_new(SMALL_DATA, 1);
+    for (uint32_t i = 0; i < 3; i++) {
+        assert_int_equal(iob_ring_write(&f->p, &i, sizeof(i)), ZX_OK);
+    }
+    const void* msg;
+    size_t len;
+    iob_ring_span_t span;
+    assert_int_equal(iob_ring_span_begin(&f->c, &span, &msg, &len), ZX_OK);
+    assert_int_equal(*(const uint32_t*)msg, 0);
+    assert_int_equal(iob_ring_span_begin(&f->c, &span, &msg, &len), ZX_OK);
+    assert_int_equal(*(const uint32_t*)msg, 0);
+    assert_int_equal(iob_ring_span_next(&f->c, &span, &msg, &len), ZX_OK);
+    assert_int_equal(*(const uint32_t*)msg, 1);
+    iob_ring_span_end(&f->c, &span);
+    /* Ended after two: the third is next, and nothing after it. */
+    assert_int_equal(iob_ring_span_begin(&f->c, &span, &msg, &len), ZX_OK);
+    assert_int_equal(*(const uint32_t*)msg, 2);
+    assert_int_equal(iob_ring_span_next(&f->c, &span, &msg, &len), ZX_ERR_SHOULD_WAIT);
+    iob_ring_span_end(&f->c, &span);
+    assert_int_equal(iob_ring_span_begin(&f->c, &span, &msg, &len), ZX_ERR_SHOULD_WAIT);
+    fixture_free(f);
+}
+
+/*
+ * Publication: a claim's messages are invisible until it ends and a batch (or a quarter)
+ * is due; a span hands the space back when it ends with a batch's worth released.
+ */
+static void test_claim_and_span_publication(void** state) {
+    (void)state;
+    fixture_t* f = fixture_new(1u << 16, 4);
+    iob_ring_ctrl_t* h = ctrl_of(f);
+    iob_ring_claim_t claim;
+    iob_ring_claim_begin(&f->p, &claim);
+    for (uint32_t i = 0; i < 3; i++) {
+        uint64_t* at = iob_ring_claim_next(&f->p, &claim, 8);
+        if (at == NULL) {
+            fail_msg("claim %u refused", i);
+            return;
+        }
+        *at = i;
+    }
+    assert_int_equal(atomic_load(&h->write_index), 0);
+    iob_ring_claim_end(&f->p, &claim);
+    /* Three of a batch of four: still not published. */
+    assert_int_equal(atomic_load(&h->write_index), 0);
+    iob_ring_claim_begin(&f->p, &claim);
+    uint64_t* fourth = iob_ring_claim_next(&f->p, &claim, 8);
+    if (fourth == NULL) {
+        fail_msg("fourth claim refused");
+        return;
+    }
+    *fourth = 3;
+    /* Larger than the maximum payload: the claim refuses, reserve says why. */
+    assert_null(iob_ring_claim_next(&f->p, &claim, (size_t)f->p.max_payload + 1));
+    iob_ring_claim_end(&f->p, &claim);
+    assert_int_equal(atomic_load(&h->write_index), 4 * 16);
+    void* dst;
+    assert_int_equal(iob_ring_reserve(&f->p, (size_t)f->p.max_payload + 1, &dst),
+                     ZX_ERR_OUT_OF_RANGE);
+
+    const void* msg;
+    size_t len;
+    iob_ring_span_t span;
+    assert_int_equal(iob_ring_span_begin(&f->c, &span, &msg, &len), ZX_OK);
+    assert_int_equal(iob_ring_span_next(&f->c, &span, &msg, &len), ZX_OK);
+    assert_int_equal(iob_ring_span_next(&f->c, &span, &msg, &len), ZX_OK);
+    iob_ring_span_end(&f->c, &span);
+    assert_int_equal(atomic_load(&h->read_index), 0);
+    assert_int_equal(iob_ring_span_begin(&f->c, &span, &msg, &len), ZX_OK);
+    assert_int_equal(*(const uint64_t*)msg, 3);
+    iob_ring_span_end(&f->c, &span);
+    assert_int_equal(atomic_load(&h->read_index), 4 * 16);
+    fixture_free(f);
+}
+
+/*
+ * A corrupt record inside a span: span_next stops before it, the messages before it are
+ * delivered and released, and the next begin reports the corruption (sticky).
+ */
+static void test_span_stops_at_corrupt_record(void** state) {
+    (void)state;
+    fixture_t* f = fixture_new(SMALL_DATA, 1);
+    for (uint64_t i = 0; i < 4; i++) {
+        assert_int_equal(iob_ring_write(&f->p, &i, sizeof(i)), ZX_OK);
+    }
+    /* The third record claims a length running past the published data. */
+    uint64_t bad = ((uint64_t)IOB_RING_REC_MSG << 32) | 1000u;
+    memcpy(f->data + 2 * 16, &bad, sizeof(bad));
+    const void* msg;
+    size_t len;
+    iob_ring_span_t span;
+    assert_int_equal(iob_ring_span_begin(&f->c, &span, &msg, &len), ZX_OK);
+    assert_int_equal(*(const uint64_t*)msg, 0);
+    assert_int_equal(iob_ring_span_next(&f->c, &span, &msg, &len), ZX_OK);
+    assert_int_equal(*(const uint64_t*)msg, 1);
+    assert_int_equal(iob_ring_span_next(&f->c, &span, &msg, &len), ZX_ERR_SHOULD_WAIT);
+    iob_ring_span_end(&f->c, &span);
+    assert_int_equal(iob_ring_span_begin(&f->c, &span, &msg, &len), ZX_ERR_IO_DATA_INTEGRITY);
+    expect_integrity(f);
+    assert_int_equal(iob_ring_span_begin(&f->c, &span, &msg, &len), ZX_ERR_IO_DATA_INTEGRITY);
+    fixture_free(f);
+}
+
+/* Random garbage read through spans: every message handed out lies inside the data region. */
+static void test_span_random_garbage(void** state) {
+    (void)state;
+    srand(777);
+    for (int round = 0; round < 2000; round++) {
+        fixture_t* f = fixture_new(SMALL_DATA, 1);
+        for (size_t i = 0; i < SMALL_DATA; i += 8) {
+            int pick = rand() % 4;
+            uint32_t len = (uint32_t)rand() % (pick == 0 ? UINT32_MAX : 600u);
+            uint32_t type = pick == 3 ? (uint32_t)rand()
+                                      : (pick == 2 ? IOB_RING_REC_PAD : IOB_RING_REC_MSG);
+            uint64_t v = ((uint64_t)type << 32) | len;
+            memcpy(f->data + i, &v, 8);
+        }
+        uint64_t w = ((uint64_t)rand() % (2 * SMALL_DATA)) & ~(uint64_t)(round % 3 == 0 ? 0 : 7);
+        atomic_store(&ctrl_of(f)->write_index, w);
+        for (int k = 0; k < 16; k++) {
+            const void* msg;
+            size_t len;
+            iob_ring_span_t span;
+            zx_status_t s = iob_ring_span_begin(&f->c, &span, &msg, &len);
+            if (s != ZX_OK) {
+                assert_true(s == ZX_ERR_IO_DATA_INTEGRITY || s == ZX_ERR_SHOULD_WAIT);
+                break;
+            }
+            do {
+                const unsigned char* b = msg;
+                assert_true(b >= f->data && b + len <= f->data + SMALL_DATA);
+                unsigned sum = 0;
+                for (size_t j = 0; j < len; j++) {
+                    sum += b[j];
+                }
+                (void)sum;
+            } while (iob_ring_span_next(&f->c, &span, &msg, &len) == ZX_OK);
+            iob_ring_span_end(&f->c, &span);
+        }
+        fixture_free(f);
+    }
+}
+
 /* ---- two processes ------------------------------------------------------------------ */
 
 typedef struct shared_pair {
@@ -797,6 +1013,11 @@ int main(void) {
         cmocka_unit_test(test_every_size_class),
         cmocka_unit_test(test_wraparound),
         cmocka_unit_test(test_batching),
+        cmocka_unit_test(test_claims_and_spans_wrap),
+        cmocka_unit_test(test_span_begin_is_idempotent),
+        cmocka_unit_test(test_claim_and_span_publication),
+        cmocka_unit_test(test_span_stops_at_corrupt_record),
+        cmocka_unit_test(test_span_random_garbage),
         cmocka_unit_test(test_hostile_write_index_beyond_capacity),
         cmocka_unit_test(test_hostile_write_index_huge),
         cmocka_unit_test(test_hostile_write_index_backwards),
