@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * iob_core: lifecycle, sessions, handles, lifetimes (A.9), info, properties and signals
- * (A.10, A.12), listing and statistics. Creation is in iob_create.c, mapping and mediated
- * region access in iob_map.c, transfer tokens in iob_token.c.
+ * (A.10, A.12), listing and statistics, for IOB endpoints and shared regions alike.
+ * Creation is in iob_create.c, mapping and mediated region access in iob_map.c, transfer
+ * tokens in iob_token.c, shared regions and the mediated disciplines in iob_mediated.c.
  *
  * Threading: one mutex, taken at every public entry and released before it returns;
  * nothing in here blocks while holding it except the few syscalls of create and map.
@@ -121,6 +122,7 @@ zx_status_t iob_core_create(const iob_core_config_t* config, iob_core_t** out) {
     iob__idmap_init(&core->handles);
     iob__idmap_init(&core->mappings);
     iob__list_init(&core->iobs);
+    iob__list_init(&core->shared_regions);
     iob__list_init(&core->tokens);
     *out = core;
     return ZX_OK;
@@ -150,6 +152,11 @@ void iob_core_destroy(iob_core_t* core) {
     iob__tokens_destroy_all(core);
     while (!iob__list_empty(&core->iobs)) {
         iob__iob_free(core, IOB__CONTAINER_OF(core->iobs.next, iob__iob_t, link));
+    }
+    /* Freeing the IOBs released every shared region's last users; this is a backstop too. */
+    while (!iob__list_empty(&core->shared_regions)) {
+        iob__shared_region_free(
+            core, IOB__CONTAINER_OF(core->shared_regions.next, iob__shared_region_t, link));
     }
     iob__idmap_fini(&core->sessions);
     iob__idmap_fini(&core->handles);
@@ -323,6 +330,7 @@ void iob__handle_install(iob_core_t* core, iob__session_t* session, iob__handle_
 void iob__handle_destroy(iob_core_t* core, iob__handle_t* handle, bool keep_count) {
     iob__session_t* session = handle->session;
     iob__endpoint_t* ep = handle->ep;
+    iob__shared_region_t* shared = handle->shared;
     iob__idmap_remove(&core->handles, handle->value);
     iob__list_remove(&handle->link);
     session->handle_count--;
@@ -333,6 +341,16 @@ void iob__handle_destroy(iob_core_t* core, iob__handle_t* handle, bool keep_coun
     }
     free(handle);
     if (!keep_count) {
+        iob__handle_target_released(core, ep, shared);
+    }
+}
+
+void iob__handle_target_released(iob_core_t* core, iob__endpoint_t* ep,
+                                 iob__shared_region_t* shared) {
+    if (shared != NULL) {
+        shared->handles--;
+        iob__shared_region_released(core, shared);
+    } else {
         ep->handles--;
         iob__endpoint_released(core, ep);
     }
@@ -395,7 +413,12 @@ zx_status_t iob_core_handle_duplicate(iob_core_t* core, iob_session_id_t session
     }
     dup->rights = rights_resolve(rights, h->rights);
     dup->ep = h->ep;
-    dup->ep->handles++;
+    dup->shared = h->shared;
+    if (dup->shared != NULL) {
+        dup->shared->handles++;
+    } else {
+        dup->ep->handles++;
+    }
     iob__handle_install(core, h->session, dup);
     *out = dup->value;
 done:
@@ -437,6 +460,7 @@ zx_status_t iob_core_handle_replace(iob_core_t* core, iob_session_id_t session,
     }
     repl->rights = rights_resolve(rights, h->rights);
     repl->ep = h->ep;
+    repl->shared = h->shared;
     iob__session_t* owner = h->session;
     /* The endpoint keeps its count: one handle leaves, one arrives. */
     iob__handle_destroy(core, h, true);
@@ -511,21 +535,46 @@ static void release_fd(int fd) {
     }
 }
 
+void* iob__memory_view(iob__memory_t* memory) {
+    if (memory->server_view == NULL && memory->mem.size > 0) {
+        void* view = mmap(NULL, (size_t)memory->mem.size, PROT_READ | PROT_WRITE, MAP_SHARED,
+                          memory->mem.fd, 0);
+        if (view == MAP_FAILED) {
+            return NULL;
+        }
+        memory->server_view = view;
+    }
+    return memory->server_view;
+}
+
+void iob__memory_release(iob__memory_t* memory) {
+    if (memory->server_view != NULL) {
+        munmap(memory->server_view, (size_t)memory->mem.size);
+        memory->server_view = NULL;
+    }
+    if (memory->ro_fd >= 0) {
+        release_fd(memory->ro_fd);
+        memory->ro_fd = -1;
+    }
+    /* Region fds are never 0..2 (shm/region.c), so a zeroed region has nothing to close. */
+    if (memory->mem.fd > STDERR_FILENO) {
+        release_fd(memory->mem.fd);
+        memory->mem.fd = -1;
+    }
+    iob_region_destroy(&memory->mem);
+}
+
 void iob__iob_free(iob_core_t* core, iob__iob_t* iob) {
     for (uint32_t i = 0; i < iob->region_count; i++) {
         iob__region_t* r = &iob->regions[i];
-        if (r->server_view != NULL) {
-            munmap(r->server_view, (size_t)r->mem.size);
+        if (r->shared != NULL) {
+            iob__shared_region_t* shared = r->shared;
+            r->shared = NULL;
+            shared->iob_regions--;
+            iob__shared_region_released(core, shared);
+        } else {
+            iob__memory_release(&r->own);
         }
-        if (r->ro_fd >= 0) {
-            release_fd(r->ro_fd);
-        }
-        /* Region fds are never 0..2 (shm/region.c), so a zeroed region has nothing to close. */
-        if (r->mem.fd > STDERR_FILENO) {
-            release_fd(r->mem.fd);
-            r->mem.fd = -1;
-        }
-        iob_region_destroy(&r->mem);
     }
     iob__list_remove(&iob->link);
     core->iob_count--;
@@ -574,6 +623,27 @@ static bool iob__info_topic_of_other_type(uint32_t topic) {
     return base >= 3 && base <= 40 && base != ZX_INFO_IOB && base != ZX_INFO_IOB_REGIONS;
 }
 
+/* get_info on a shared-region handle: it is no IOB, so the IOB topics are the wrong type. */
+static zx_status_t shared_region_info(const iob__handle_t* h, uint32_t topic, void* buffer,
+                                      size_t buffer_size, size_t* actual, size_t* avail) {
+    switch (topic) {
+    case ZX_INFO_HANDLE_VALID:
+        return ZX_OK;
+    case ZX_INFO_HANDLE_BASIC: {
+        zx_info_handle_basic_t info;
+        memset(&info, 0, sizeof info);
+        info.koid = h->shared->koid;
+        info.rights = h->rights;
+        info.type = ZX_OBJ_TYPE_IOB_SHARED_REGION;
+        info.related_koid = ZX_KOID_INVALID;
+        return copy_single(&info, sizeof info, buffer, buffer_size, actual, avail);
+    }
+    default:
+        return IOB__ERR_SET(ZX_ERR_WRONG_TYPE, "topic %u needs an IOB, not a shared region",
+                            topic);
+    }
+}
+
 zx_status_t iob_core_get_info(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
                               uint32_t topic, void* buffer, size_t buffer_size, size_t* actual,
                               size_t* avail) {
@@ -600,6 +670,10 @@ zx_status_t iob_core_get_info(iob_core_t* core, iob_session_id_t session, zx_han
     }
     if (!ours) {
         status = IOB__ERR_SET(ZX_ERR_WRONG_TYPE, "topic %u is not an IOB topic", topic);
+        goto done;
+    }
+    if (h->shared != NULL) {
+        status = shared_region_info(h, topic, buffer, buffer_size, actual, avail);
         goto done;
     }
     iob__endpoint_t* ep = h->ep;
@@ -683,6 +757,13 @@ zx_status_t iob_core_get_property(iob_core_t* core, iob_session_id_t session, zx
         status = IOB__ERR_SET(ZX_ERR_NOT_SUPPORTED, "property %u", property);
     } else if (value_size < ZX_MAX_NAME_LEN) {
         status = IOB__ERR_SET(ZX_ERR_BUFFER_TOO_SMALL, "name needs %zu bytes", ZX_MAX_NAME_LEN);
+    } else if (h->shared != NULL || h->ep->iob->regions[0].shared != NULL) {
+        /*
+         * Zircon's shared region has no name (Dispatcher's default get_name: all zeroes), and
+         * an IOB reports region 0's memory object's name, which for a shared region is that
+         * same unnamed object: set_name skips shared regions, so it stays empty.
+         */
+        memset(value, 0, ZX_MAX_NAME_LEN);
     } else {
         memcpy(value, h->ep->iob->name, ZX_MAX_NAME_LEN);
     }
@@ -708,6 +789,9 @@ zx_status_t iob_core_set_property(iob_core_t* core, iob_session_id_t session, zx
         status = IOB__ERR_SET(ZX_ERR_ACCESS_DENIED, "handle lacks ZX_RIGHT_SET_PROPERTY");
     } else if (property != ZX_PROP_NAME) {
         status = IOB__ERR_SET(ZX_ERR_NOT_SUPPORTED, "property %u", property);
+    } else if (h->shared != NULL) {
+        /* IoBufferSharedRegionDispatcher keeps Dispatcher's default set_name. */
+        status = IOB__ERR_SET(ZX_ERR_NOT_SUPPORTED, "shared regions have no name");
     } else {
         /* Long names are cut to 31 bytes, not refused; the name ends at its first NUL. */
         char name[ZX_MAX_NAME_LEN];
@@ -746,6 +830,25 @@ static zx_status_t signal_common(iob_core_t* core, iob_session_id_t session, zx_
     if (((clear_mask | set_mask) & ~ZX_USER_SIGNAL_ALL) != 0) {
         status = IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "only user signals may change (0x%x/0x%x)",
                               clear_mask, set_mask);
+        goto done;
+    }
+    if (h->shared != NULL) {
+        /*
+         * A solo object: user_signal_peer is NOT_SUPPORTED (unreachable in practice, since
+         * a shared region's handle never holds ZX_RIGHT_SIGNAL_PEER).
+         */
+        if (peer) {
+            status = IOB__ERR_SET(ZX_ERR_NOT_SUPPORTED, "a shared region has no peer");
+            goto done;
+        }
+        iob__shared_region_t* sr = h->shared;
+        zx_signals_t next = (sr->signals & ~clear_mask) | set_mask;
+        if (next != sr->signals) {
+            sr->signals = next;
+            if (core->config.observer.signals_changed != NULL) {
+                core->config.observer.signals_changed(core->config.observer.ctx, sr->koid, next);
+            }
+        }
         goto done;
     }
     iob__endpoint_t* target = h->ep;
@@ -791,11 +894,13 @@ zx_status_t iob_core_signals(iob_core_t* core, iob_session_id_t session, zx_hand
     } else if (!(h->rights & ZX_RIGHT_WAIT)) {
         status = IOB__ERR_SET(ZX_ERR_ACCESS_DENIED, "handle lacks ZX_RIGHT_WAIT");
     } else {
+        zx_signals_t signals = h->shared != NULL ? h->shared->signals : h->ep->signals;
+        zx_koid_t koid = h->shared != NULL ? h->shared->koid : h->ep->koid;
         if (signals_out != NULL) {
-            *signals_out = h->ep->signals;
+            *signals_out = signals;
         }
         if (endpoint_koid_out != NULL) {
-            *endpoint_koid_out = h->ep->koid;
+            *endpoint_koid_out = koid;
         }
     }
     iob__core_unlock(core);
@@ -843,6 +948,7 @@ void iob_core_get_stats(iob_core_t* core, iob_core_stats_t* out) {
     iob__core_lock(core);
     memset(out, 0, sizeof *out);
     out->iobs = core->iob_count;
+    out->shared_regions = core->shared_region_count;
     out->sessions = core->sessions.count;
     out->handles = core->handle_count;
     out->mappings = core->mapping_count;

@@ -182,20 +182,33 @@ zx_status_t iob_core_signals(iob_core_t* core, iob_session_id_t session, zx_hand
 
 /*
  * zx_iob_create_shared_region: a shared-region object (ZX_OBJ_TYPE_IOB_SHARED_REGION, rights
- * ZX_DEFAULT_IOB_SHARED_REGION_RIGHTS) of size bytes rounded up to the page size, zero-filled.
+ * ZX_DEFAULT_IOB_SHARED_REGION_RIGHTS) of size bytes, zero-filled. As in Zircon the size is
+ * not rounded: it must be a non-zero multiple of the page size (iob_core_page_size).
+ * Errors, in order: ZX_ERR_INVALID_ARGS (out NULL; options != 0, size 0 or not a multiple
+ * of the page size), ZX_ERR_OUT_OF_RANGE (size above 2^63, Zircon's "larger than the
+ * largest VMO"), ZX_ERR_BAD_STATE (session unknown or closed), ZX_ERR_NO_MEMORY (byte
+ * budget, or no memory for the memfd), ZX_ERR_NO_RESOURCES (session handle limit, fds).
  * Its handle works with close, duplicate, replace, export/import, get_info
- * (ZX_INFO_HANDLE_BASIC, ZX_INFO_HANDLE_VALID), ZX_PROP_NAME, object_signal (user signals)
- * and iob_core_signals; IOB-only operations on it are ZX_ERR_WRONG_TYPE. Its memory lives
- * while a handle to it or an IOB built on it exists (A.9: closing the handle does not affect
- * those IOBs). IOBs name it in a ZX_IOB_REGION_TYPE_SHARED region (A.3 7.2).
+ * (ZX_INFO_HANDLE_BASIC: type 35, related koid 0; ZX_INFO_HANDLE_VALID), ZX_PROP_NAME
+ * (get: always empty; set: ZX_ERR_NOT_SUPPORTED after the rights check, as Zircon's shared
+ * region keeps Dispatcher's defaults), object_signal (user signals; signals_changed reports
+ * them under the shared region's koid) and iob_core_signals (the koid out-parameter is the
+ * shared region's). IOB operations on it (map, region read/write, writev, allocate_id,
+ * ZX_INFO_IOB, ZX_INFO_IOB_REGIONS) are ZX_ERR_WRONG_TYPE; signal_peer is
+ * ZX_ERR_ACCESS_DENIED (its handles never hold ZX_RIGHT_SIGNAL_PEER). Its memory lives
+ * while a handle, a token or an IOB built on it exists (A.9: closing the handle does not
+ * affect those IOBs). IOBs name it in a ZX_IOB_REGION_TYPE_SHARED region (A.3 7.2); their
+ * ZX_INFO_IOB_REGIONS entry keeps size 0 (as given, as in Zircon), and maps of it cover the
+ * shared region's bytes. Shared regions count against the byte budget and the session's
+ * handle limit, not against max_iobs_per_session.
  */
 zx_status_t iob_core_shared_region_create(iob_core_t* core, iob_session_id_t session,
                                           uint64_t options, uint64_t size, zx_handle_t* out);
 
 /*
- * zx_iob_writev in A.6 order, then A.7 under the shared region's lock. The adapter has
- * already copied the caller's bytes: vectors and their buffers are the server's memory.
- * What the caller's process could not read is passed as NULL so that the error comes in
+ * zx_iob_writev in A.6 order, then A.7 under the shared region's lock (the core's mutex).
+ * The adapter has already copied the caller's bytes: vectors and their buffers are the
+ * server's memory. What the caller's process could not read is passed as NULL so that the error comes in
  * A.6's order: vectors == NULL with num_vectors > 0 is an unreadable iovec array (step 7,
  * INVALID_ARGS); a vector whose buffer is NULL with capacity > 0 is an unreadable payload
  * (step 11, NOT_FOUND, after the ring checks). On success the shared region is strobed
@@ -208,7 +221,9 @@ zx_status_t iob_core_iob_writev(iob_core_t* core, iob_session_id_t session, zx_h
 /*
  * zx_iob_allocate_id in A.5 order on the A.8 layout. blob == NULL with blob_size > 0 is an
  * unreadable blob (INVALID_ARGS at step 6), id == NULL the caller's NULL out-pointer
- * (INVALID_ARGS at step 7), both in the documented order.
+ * (INVALID_ARGS at step 7), both in the documented order. Neither consumes an ID (Zircon's
+ * does; the caller cannot tell). The container's header is written at IOB create, so an ID
+ * allocator region of size 0 is refused there (INVALID_ARGS).
  */
 zx_status_t iob_core_iob_allocate_id(iob_core_t* core, iob_session_id_t session,
                                      zx_handle_t handle, uint32_t options, uint32_t region_index,
@@ -291,7 +306,11 @@ typedef struct iob_core_iob_summary {
     iob_core_endpoint_summary_t endpoints[2];
 } iob_core_iob_summary_t;
 
-/* Copies up to capacity summaries in creation order; *count_out is the total number. */
+/*
+ * Copies up to capacity summaries in creation order; *count_out is the total number.
+ * Only IOBs are listed. total_bytes counts an IOB's private regions; a shared region's bytes
+ * belong to no IOB (they count once in iob_core_stats_t.bytes_in_use).
+ */
 zx_status_t iob_core_list(iob_core_t* core, iob_core_iob_summary_t* out, size_t capacity,
                           size_t* count_out);
 
@@ -305,6 +324,7 @@ typedef struct iob_core_stats {
     uint64_t max_total_bytes;
     uint32_t max_iobs_per_session;
     uint32_t max_handles_per_session;
+    uint64_t shared_regions; /* live shared-region objects (added with shared regions) */
 } iob_core_stats_t;
 
 void iob_core_get_stats(iob_core_t* core, iob_core_stats_t* out);

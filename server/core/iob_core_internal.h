@@ -5,12 +5,18 @@
  * Ownership graph (who frees what):
  *   core ─┬─ sessions (idmap by id) ─┬─ handles (list; also in core->handles by value)
  *         │                          └─ mapping records (list; also in core->mappings by id)
- *         ├─ iobs (list, creation order) ── regions (memfd, read-only fd, server mapping)
+ *         ├─ iobs (list, creation order) ── regions (private: memfd, read-only fd, server
+ *         │                                  mapping; shared: a counted pointer to ...)
+ *         ├─ shared regions (list) ── memfd, read-only fd, server mapping
  *         └─ tokens (list)
  * Handles, mapping records and tokens point at an endpoint and are counted in it
  * (handles: handles + tokens; mappings: records). An IOB is freed by the call that
  * brings the second of its endpoints to zero handles and zero mappings (A.9); nothing
  * else frees it, so holding a handle, a record or a token keeps the pointer valid.
+ * A handle or token names either an endpoint or a shared region (exactly one pointer is
+ * set). A shared region counts its handles and tokens, and the regions of live IOBs built
+ * on it; the call that brings both counts to zero frees it (mappings of it are made
+ * through IOBs, whose regions keep it counted until the IOB goes).
  */
 #ifndef IOB_SERVER_CORE_IOB_CORE_INTERNAL_H_
 #define IOB_SERVER_CORE_IOB_CORE_INTERNAL_H_
@@ -81,6 +87,7 @@ void* iob__idmap_remove(iob__idmap_t* map, uint64_t key);
 
 typedef struct iob__session iob__session_t;
 typedef struct iob__iob iob__iob_t;
+typedef struct iob__shared_region iob__shared_region_t;
 
 typedef struct iob__endpoint {
     iob__iob_t* iob;
@@ -91,13 +98,44 @@ typedef struct iob__endpoint {
     zx_signals_t signals;
 } iob__endpoint_t;
 
-typedef struct iob__region {
-    zx_iob_region_t desc; /* as given, except size: the rounded size */
-    zx_koid_t koid;
+/* A region's memory and what the server derives from it on demand. */
+typedef struct iob__memory {
     iob_region_t mem;
     int ro_fd;         /* read-only description, opened on first read-only map; -1 */
-    void* server_view; /* MAP_SHARED view for region read/write, made lazily; NULL */
+    void* server_view; /* MAP_SHARED read-write view (mediated access), made lazily; NULL */
+} iob__memory_t;
+
+typedef struct iob__region {
+    /* As given; a private region's size is replaced by the rounded size (a shared one's
+     * stays 0, as in Zircon: the memory's size is shared->memory.mem.size). */
+    zx_iob_region_t desc;
+    zx_koid_t koid;             /* a shared region's koid for shared regions (A.3 7.2) */
+    iob__memory_t own;          /* private regions only */
+    iob__shared_region_t* shared; /* shared regions only; counted in shared->iob_regions */
 } iob__region_t;
+
+/*
+ * zx_iob_create_shared_region's object. Its lock for A.7 is the core's mutex: every
+ * writer runs under it, so writes into one ring are serialised as the kernel's
+ * per-shared-region lock serialises them.
+ */
+struct iob__shared_region {
+    iob__list_t link; /* core->shared_regions */
+    zx_koid_t koid;
+    uint32_t handles;     /* open handles plus tokens in flight */
+    uint32_t iob_regions; /* regions of live IOBs that use it */
+    zx_signals_t signals; /* user signals only; SHARED_REGION_UPDATED is only strobed */
+    iob__memory_t memory;
+};
+
+static inline iob__memory_t* iob__region_memory(iob__region_t* r) {
+    return r->shared != NULL ? &r->shared->memory : &r->own;
+}
+
+/* The bytes a region's memory has (a shared region's description says 0). */
+static inline uint64_t iob__region_bytes(const iob__region_t* r) {
+    return r->shared != NULL ? r->shared->memory.mem.size : r->desc.size;
+}
 
 struct iob__iob {
     iob__list_t link; /* core->iobs, creation order */
@@ -112,7 +150,8 @@ struct iob__iob {
 typedef struct iob__handle {
     zx_handle_t value;
     zx_rights_t rights;
-    iob__endpoint_t* ep;
+    iob__endpoint_t* ep;            /* an IOB endpoint's handle, or */
+    iob__shared_region_t* shared;   /* a shared region's handle */
     iob__session_t* session;
     iob__list_t link; /* session->handles */
 } iob__handle_t;
@@ -137,7 +176,8 @@ struct iob__session {
 typedef struct iob__token {
     iob__list_t link; /* core->tokens */
     char text[IOB_CORE_TOKEN_SIZE]; /* zero-padded, so comparisons cover fixed bytes */
-    iob__endpoint_t* ep;
+    iob__endpoint_t* ep;          /* what the handle named: an endpoint, or */
+    iob__shared_region_t* shared; /* a shared region */
     zx_rights_t rights;
     int64_t expires_ns;
 } iob__token_t;
@@ -158,9 +198,11 @@ struct iob_core {
     iob__idmap_t handles;  /* value -> iob__handle_t* */
     iob__idmap_t mappings; /* id -> iob__mapping_t* */
     iob__list_t iobs;
+    iob__list_t shared_regions;
     iob__list_t tokens;
 
     uint64_t iob_count;
+    uint64_t shared_region_count;
     uint64_t handle_count;
     uint64_t mapping_count;
     uint64_t token_count;
@@ -229,6 +271,24 @@ static inline zx_iob_access_t iob__access_view(zx_iob_access_t access, uint32_t 
     }
     return ((access & 0x0Fu) << 4) | ((access & 0xF0u) >> 4);
 }
+
+/*
+ * The object a handle or token names lost one handle (close, session end, expired token):
+ * applies A.9 to an endpoint, or frees a shared region nobody uses any more.
+ */
+void iob__handle_target_released(iob_core_t* core, iob__endpoint_t* ep,
+                                 iob__shared_region_t* shared);
+/* A shared region lost a handle or an IOB region; frees it when it has neither left. */
+void iob__shared_region_released(iob_core_t* core, iob__shared_region_t* shared);
+void iob__shared_region_free(iob_core_t* core, iob__shared_region_t* shared);
+
+/*
+ * The server's read-write MAP_SHARED view of a region's memory, made on first use and kept
+ * until the memory is freed. NULL when mmap fails (the caller answers ZX_ERR_NO_MEMORY).
+ */
+void* iob__memory_view(iob__memory_t* memory);
+/* Unmaps the view and closes (or, under iob_core_release_defer, postpones closing) the fds. */
+void iob__memory_release(iob__memory_t* memory);
 
 /* Drops every mapping record and token and frees all IOBs (core destruction). */
 void iob__tokens_destroy_all(iob_core_t* core);

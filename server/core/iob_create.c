@@ -4,6 +4,8 @@
  * pointers first, private options must be 0, sizes above 2^63 are OUT_OF_RANGE), then the
  * configured limits, then the memory. Everything is allocated before anything is
  * published, so a failure at any step leaves no trace except burnt koids.
+ * Shared regions bring their own memory (already counted in the byte budget when the
+ * shared region was made), so they add nothing to the IOB's bytes.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -11,20 +13,12 @@
 #include <string.h>
 
 #include "server/core/iob_core_internal.h"
+#include "shm/mediated.h"
 
 #define IOB__ACCESS_MAP_WRITE (ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE | ZX_IOB_ACCESS_EP1_CAN_MAP_WRITE)
 #define IOB__ACCESS_MEDIATED                                                                 \
     (ZX_IOB_ACCESS_EP0_CAN_MEDIATED_READ | ZX_IOB_ACCESS_EP0_CAN_MEDIATED_WRITE |            \
      ZX_IOB_ACCESS_EP1_CAN_MEDIATED_READ | ZX_IOB_ACCESS_EP1_CAN_MEDIATED_WRITE)
-
-/*
- * The one place that says which disciplines the core can run. ID_ALLOCATOR and
- * MEDIATED_WRITE_RING_BUFFER are validated exactly as A.3 says, and then refused with
- * ZX_ERR_NOT_SUPPORTED until their mediated operations exist.
- */
-static bool discipline_implemented(zx_iob_discipline_type_t type) {
-    return type == ZX_IOB_DISCIPLINE_TYPE_NONE;
-}
 
 /* "Exactly MEDIATED_READ" for one endpoint's two mediated bits (A.3, ID_ALLOCATOR). */
 static bool mediated_read_only(zx_iob_access_t access) {
@@ -35,11 +29,16 @@ static bool mediated_read_only(zx_iob_access_t access) {
     return ep0 == ZX_IOB_ACCESS_EP0_CAN_MEDIATED_READ || ep1 == ZX_IOB_ACCESS_EP1_CAN_MEDIATED_READ;
 }
 
-/* A.3 step 7 for one region: type, size, access sanity, discipline. */
+/*
+ * A.3 step 7 for one region: type, size, access sanity, discipline. *rounded is the bytes
+ * the IOB must allocate for it (0 for a shared region, whose memory exists already), and
+ * *shared_out the shared region it names (NULL for a private one).
+ */
 static zx_status_t validate_region(iob_core_t* core, iob_session_id_t session,
-                                   const zx_iob_region_t* r, uint32_t index, uint64_t* rounded) {
-    /* Stays false until shared-region objects exist; the discipline rules already use it. */
-    bool shared = false;
+                                   const zx_iob_region_t* r, uint32_t index, uint64_t* rounded,
+                                   iob__shared_region_t** shared_out) {
+    iob__shared_region_t* shared = NULL;
+    *rounded = 0;
     switch (r->type) {
     case ZX_IOB_REGION_TYPE_PRIVATE:
         if (r->private_region.options != 0) {
@@ -58,16 +57,24 @@ static zx_status_t validate_region(iob_core_t* core, iob_session_id_t session,
             return IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "region %u: shared options/size not 0",
                                 index);
         }
-        /*
-         * Shared-region objects do not exist yet, so no handle can name one: an IOB handle is
-         * the wrong type, anything else a bad handle. Their 2-page minimum and koid go here.
-         */
-        if (iob__handle_lookup(core, session, s.shared_region) != NULL) {
+        /* Looked up with no rights required: the handle is not consumed either. */
+        iob__handle_t* h = iob__handle_lookup(core, session, s.shared_region);
+        if (h == NULL) {
+            return IOB__ERR_SET(ZX_ERR_BAD_HANDLE, "region %u: shared region handle 0x%x",
+                                index, s.shared_region);
+        }
+        if (h->shared == NULL) {
             return IOB__ERR_SET(ZX_ERR_WRONG_TYPE, "region %u: handle 0x%x is not a shared region",
                                 index, s.shared_region);
         }
-        return IOB__ERR_SET(ZX_ERR_BAD_HANDLE, "region %u: shared region handle 0x%x", index,
-                            s.shared_region);
+        /* A header page and at least one page of data (A.7). */
+        if (h->shared->memory.mem.size / core->page_size < 2) {
+            return IOB__ERR_SET(ZX_ERR_INVALID_ARGS,
+                                "region %u: shared region of %" PRIu64 " bytes is below 2 pages",
+                                index, h->shared->memory.mem.size);
+        }
+        shared = h->shared;
+        break;
     }
     default:
         return IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "region %u: unknown type %u", index, r->type);
@@ -82,21 +89,29 @@ static zx_status_t validate_region(iob_core_t* core, iob_session_id_t session,
 
     switch (r->discipline.type) {
     case ZX_IOB_DISCIPLINE_TYPE_NONE:
-        if (shared || mediated != 0) {
+        if (shared != NULL || mediated != 0) {
             return IOB__ERR_SET(ZX_ERR_INVALID_ARGS,
                                 "region %u: discipline NONE allows no mediated access", index);
         }
         break;
     case ZX_IOB_DISCIPLINE_TYPE_ID_ALLOCATOR:
-        if (shared || mediated_read_only(r->access)) {
+        if (shared != NULL || mediated_read_only(r->access)) {
             return IOB__ERR_SET(ZX_ERR_INVALID_ARGS,
                                 "region %u: ID allocator needs a private region and no "
                                 "read-only mediated endpoint",
                                 index);
         }
+        /*
+         * The container's header needs 8 bytes, and a 0-byte region has none (Zircon cannot
+         * map an empty VMO into the kernel for it either).
+         */
+        if (*rounded == 0) {
+            return IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "region %u: an ID allocator of 0 bytes",
+                                index);
+        }
         break;
     case ZX_IOB_DISCIPLINE_TYPE_MEDIATED_WRITE_RING_BUFFER:
-        if (!shared) {
+        if (shared == NULL) {
             return IOB__ERR_SET(ZX_ERR_INVALID_ARGS,
                                 "region %u: the ring buffer needs a shared region", index);
         }
@@ -104,6 +119,53 @@ static zx_status_t validate_region(iob_core_t* core, iob_session_id_t session,
     default:
         return IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "region %u: unknown discipline %" PRIu64, index,
                             r->discipline.type);
+    }
+    *shared_out = shared;
+    return ZX_OK;
+}
+
+/* Gives region r of a new IOB its memory: a fresh memfd, or the shared region's. */
+static zx_status_t region_memory_make(iob_core_t* core, iob__iob_t* iob, uint32_t index,
+                                      uint64_t size, iob__shared_region_t* shared) {
+    iob__region_t* r = &iob->regions[index];
+    r->own.ro_fd = -1;
+    r->own.mem.fd = -1;
+    if (shared != NULL) {
+        r->koid = shared->koid;
+        return ZX_OK;
+    }
+    r->koid = core->next_koid++;
+    char name[64];
+    snprintf(name, sizeof name, "iob-%" PRIu64 "-r%u", iob->ep[0].koid, index);
+    zx_status_t status = iob_region_create(core->config.backing, size, name, &r->own.mem);
+    if (status != ZX_OK) {
+        /*
+         * The request passed validation (A.3 step 7, L's 2^63 limit included), so not
+         * getting its memory is an allocation failure, NO_MEMORY (A.3 step 4, L "Memory"),
+         * whatever the layer below called it (a 2^63-byte memfd is OUT_OF_RANGE there).
+         * Running out of descriptors stays NO_RESOURCES.
+         */
+        zx_status_t cause = status;
+        status = cause == ZX_ERR_NO_RESOURCES ? ZX_ERR_NO_RESOURCES : ZX_ERR_NO_MEMORY;
+        r->own.mem.fd = -1;
+        return IOB__ERR_SET(status, "region %u: %" PRIu64 " bytes of %s memory (status %d)",
+                            index, size, iob_backing_name(core->config.backing), (int)cause);
+    }
+    if (r->desc.discipline.type == ZX_IOB_DISCIPLINE_TYPE_ID_ALLOCATOR) {
+        /*
+         * Zircon writes the container header at create, mediated bits or not (A.3 7.5). The
+         * server writes through its own mapping (hugetlbfs has no write(2)), which it keeps
+         * for zx_iob_allocate_id; a fresh memfd is zero-filled already.
+         */
+        void* view = iob__memory_view(&r->own);
+        if (view == NULL) {
+            return IOB__ERR_SET(ZX_ERR_NO_MEMORY, "region %u: mapping the ID allocator", index);
+        }
+        zx_status_t init = iob_idalloc_init(view, size);
+        if (init != ZX_OK) {
+            return IOB__ERR_SET(ZX_ERR_INTERNAL, "region %u: ID allocator init (status %d)",
+                                index, (int)init);
+        }
     }
     return ZX_OK;
 }
@@ -140,19 +202,14 @@ zx_status_t iob_core_iob_create(iob_core_t* core, iob_session_id_t session, uint
     iob__core_lock(core);
     zx_status_t status = ZX_OK;
     uint64_t sizes[ZX_IOB_MAX_REGIONS];
+    iob__shared_region_t* shared[ZX_IOB_MAX_REGIONS];
     uint64_t total = 0;
-    bool implemented = true;
     for (uint32_t i = 0; i < count; i++) {
-        status = validate_region(core, session, &regions[i], i, &sizes[i]);
+        status = validate_region(core, session, &regions[i], i, &sizes[i], &shared[i]);
         if (status != ZX_OK) {
             goto out;
         }
         total = add_saturating(total, sizes[i]);
-        implemented = implemented && discipline_implemented(regions[i].discipline.type);
-    }
-    if (!implemented) {
-        status = IOB__ERR_SET(ZX_ERR_NOT_SUPPORTED, "mediated disciplines are not implemented yet");
-        goto out;
     }
 
     /* Limits come after validation (L): a malformed request never reports exhaustion. */
@@ -207,32 +264,29 @@ zx_status_t iob_core_iob_create(iob_core_t* core, iob_session_id_t session, uint
     uint32_t made = 0;
     for (; made < count; made++) {
         iob__region_t* r = &iob->regions[made];
+        /* Byte for byte as given (A.3 notes); only a private region's size is rounded. */
         memcpy(&r->desc, &regions[made], sizeof r->desc);
-        r->desc.size = sizes[made];
-        r->koid = core->next_koid++;
-        r->ro_fd = -1;
-        char name[64];
-        snprintf(name, sizeof name, "iob-%" PRIu64 "-r%u", iob->ep[0].koid, made);
-        status = iob_region_create(core->config.backing, sizes[made], name, &r->mem);
+        if (shared[made] == NULL) {
+            r->desc.size = sizes[made];
+        }
+        status = region_memory_make(core, iob, made, sizes[made], shared[made]);
         if (status != ZX_OK) {
-            /*
-             * The request passed validation (A.3 step 7, L's 2^63 limit included), so not
-             * getting its memory is an allocation failure, NO_MEMORY (A.3 step 4, L
-             * "Memory"), whatever the layer below called it (a 2^63-byte memfd is
-             * OUT_OF_RANGE there). Running out of descriptors stays NO_RESOURCES.
-             */
-            zx_status_t cause = status;
-            status = cause == ZX_ERR_NO_RESOURCES ? ZX_ERR_NO_RESOURCES : ZX_ERR_NO_MEMORY;
-            IOB__ERR_SET(status, "region %u: %" PRIu64 " bytes of %s memory (status %d)", made,
-                         sizes[made], iob_backing_name(core->config.backing), (int)cause);
+            iob__memory_release(&r->own);
             break;
         }
     }
     if (status != ZX_OK) {
         while (made > 0) {
-            iob_region_destroy(&iob->regions[--made].mem);
+            iob__memory_release(&iob->regions[--made].own);
         }
         goto fail;
+    }
+    /* Only now, with nothing left to fail, do the shared regions gain a user. */
+    for (uint32_t i = 0; i < count; i++) {
+        iob->regions[i].shared = shared[i];
+        if (shared[i] != NULL) {
+            shared[i]->iob_regions++;
+        }
     }
 
     iob->total_bytes = total;

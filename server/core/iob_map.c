@@ -8,7 +8,6 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "server/core/iob_core_internal.h"
 
@@ -127,10 +126,11 @@ static zx_status_t check_map(const iob_core_t* core, const iob__handle_t* h,
      * for a non-resizable VMO without ALLOW_FAULTS, which on Linux also spares the client a
      * SIGBUS past the memfd's sealed end.
      */
-    if (region_offset + rounded_len > r->desc.size && !(options & ZX_VM_ALLOW_FAULTS)) {
+    uint64_t region_bytes = iob__region_bytes(r);
+    if (region_offset + rounded_len > region_bytes && !(options & ZX_VM_ALLOW_FAULTS)) {
         return IOB__ERR_SET(ZX_ERR_BUFFER_TOO_SMALL,
                             "[%" PRIu64 ", +%" PRIu64 ") is past the region's %" PRIu64 " bytes",
-                            region_offset, rounded_len, r->desc.size);
+                            region_offset, rounded_len, region_bytes);
     }
     *effective = eff;
     return ZX_OK;
@@ -155,21 +155,28 @@ static zx_status_t iob__map(iob_core_t* core, iob_session_id_t session, zx_handl
         status = IOB__ERR_SET(ZX_ERR_BAD_HANDLE, "handle 0x%x", handle);
         goto done;
     }
+    if (h->shared != NULL) {
+        status = IOB__ERR_SET(ZX_ERR_WRONG_TYPE, "handle 0x%x is a shared region, not an IOB",
+                              handle);
+        goto done;
+    }
     zx_rights_t eff = 0;
     status = check_map(core, h, options, region_index, region_offset, len, &eff);
     if (status != ZX_OK) {
         goto done;
     }
     iob__region_t* r = &h->ep->iob->regions[region_index];
+    /* A shared region's IOBs all hand out the one memfd of the shared region (A.3 7.2). */
+    iob__memory_t* memory = iob__region_memory(r);
     /*
      * Writable whenever the rights allow writing, even for a read-only mapping: Zircon gives
      * such a mapping CAN_MAP_WRITE, so zx_vmar_protect may make it writable later.
      */
     bool writable = (eff & ZX_RIGHT_WRITE) != 0;
-    if (!writable && r->ro_fd < 0) {
-        status = iob_region_open_readonly(&r->mem, &r->ro_fd);
+    if (!writable && memory->ro_fd < 0) {
+        status = iob_region_open_readonly(&memory->mem, &memory->ro_fd);
         if (status != ZX_OK) {
-            r->ro_fd = -1;
+            memory->ro_fd = -1;
             IOB__ERR_SET(status, "read-only description of region %u", region_index);
             goto done;
         }
@@ -192,7 +199,7 @@ static zx_status_t iob__map(iob_core_t* core, iob_session_id_t session, zx_handl
     h->ep->mappings++;
     core->mapping_count++;
 
-    int fd = writable ? r->mem.fd : r->ro_fd;
+    int fd = writable ? memory->mem.fd : memory->ro_fd;
     if (dup_fd) {
         fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
         if (fd < 0) {
@@ -206,7 +213,7 @@ static zx_status_t iob__map(iob_core_t* core, iob_session_id_t session, zx_handl
     grant_out->mapping = (iob_mapping_id_t){m->id};
     grant_out->fd = fd;
     grant_out->writable = writable;
-    grant_out->region_size = r->desc.size;
+    grant_out->region_size = iob__region_bytes(r);
     grant_out->iob_koid = h->ep->iob->ep[0].koid;
 done:
     iob__core_unlock(core);
@@ -269,6 +276,11 @@ static zx_status_t region_access(iob_core_t* core, iob_session_id_t session, zx_
     if (h == NULL) {
         return IOB__ERR_SET(ZX_ERR_BAD_HANDLE, "handle 0x%x", handle);
     }
+    /* As Zircon's handle lookups do: the wrong type wins over missing rights. */
+    if (h->shared != NULL) {
+        return IOB__ERR_SET(ZX_ERR_WRONG_TYPE, "handle 0x%x is a shared region, not an IOB",
+                            handle);
+    }
     zx_rights_t right = write ? ZX_RIGHT_WRITE : ZX_RIGHT_READ;
     if (!(h->rights & right)) {
         return IOB__ERR_SET(ZX_ERR_ACCESS_DENIED, "handle lacks ZX_RIGHT_%s",
@@ -285,24 +297,21 @@ static zx_status_t region_access(iob_core_t* core, iob_session_id_t session, zx_
         return IOB__ERR_SET(ZX_ERR_ACCESS_DENIED, "endpoint %u may not %s region %u",
                             h->ep->index, write ? "write" : "read", region_index);
     }
-    if (offset > r->desc.size || len > r->desc.size - offset) {
+    uint64_t region_bytes = iob__region_bytes(r);
+    if (offset > region_bytes || len > region_bytes - offset) {
         return IOB__ERR_SET(ZX_ERR_OUT_OF_RANGE,
                             "[%" PRIu64 ", +%zu) is past the region's %" PRIu64 " bytes", offset,
-                            len, r->desc.size);
+                            len, region_bytes);
     }
     if (len == 0) {
         *where = NULL;
         return ZX_OK;
     }
-    if (r->server_view == NULL) {
-        void* view = mmap(NULL, (size_t)r->mem.size, PROT_READ | PROT_WRITE, MAP_SHARED,
-                          r->mem.fd, 0);
-        if (view == MAP_FAILED) {
-            return IOB__ERR_SET(ZX_ERR_NO_MEMORY, "mapping region %u in the server", region_index);
-        }
-        r->server_view = view;
+    uint8_t* view = iob__memory_view(iob__region_memory(r));
+    if (view == NULL) {
+        return IOB__ERR_SET(ZX_ERR_NO_MEMORY, "mapping region %u in the server", region_index);
     }
-    *where = (uint8_t*)r->server_view + offset;
+    *where = view + offset;
     return ZX_OK;
 }
 

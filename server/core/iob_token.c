@@ -70,14 +70,14 @@ static bool token_equal(const char a[IOB_CORE_TOKEN_SIZE], const char b[IOB_CORE
 /* The token is gone: its endpoint loses the handle it stood for. */
 static void token_destroy(iob_core_t* core, iob__token_t* token, bool keep_count) {
     iob__endpoint_t* ep = token->ep;
+    iob__shared_region_t* shared = token->shared;
     iob__list_remove(&token->link);
     core->token_count--;
     /* Wipe it, so a freed token's bytes cannot be found in memory. */
     memset(token->text, 0, sizeof token->text);
     free(token);
     if (!keep_count) {
-        ep->handles--;
-        iob__endpoint_released(core, ep);
+        iob__handle_target_released(core, ep, shared);
     }
 }
 
@@ -125,6 +125,7 @@ zx_status_t iob_core_handle_export(iob_core_t* core, iob_session_id_t session, z
     }
     int64_t now = iob__now_ns(core);
     token->ep = h->ep;
+    token->shared = h->shared;
     token->rights = h->rights;
     token->expires_ns = deadline_after(now, core->token_ttl_ns);
     iob__list_push_back(&core->tokens, &token->link);
@@ -182,6 +183,7 @@ zx_status_t iob_core_handle_import(iob_core_t* core, iob_session_id_t session, c
     }
     h->rights = found->rights;
     h->ep = found->ep;
+    h->shared = found->shared;
     token_destroy(core, found, true);
     iob__handle_install(core, s, h);
     *out = h->value;

@@ -28,10 +28,11 @@ ZX_EXPORT zx_status_t zx_iob_create(uint64_t options, const zx_iob_region_t* reg
                                     zx_handle_t* ep1_out);
 
 /*
- * Creates a shared region of size bytes (rounded up to the page size) that IOBs can use as a
- * ZX_IOB_REGION_TYPE_SHARED region; its handle has ZX_DEFAULT_IOB_SHARED_REGION_RIGHTS.
- * Errors: INVALID_ARGS (options != 0, out NULL), OUT_OF_RANGE (rounding overflows),
- * NO_MEMORY, NO_RESOURCES.
+ * Creates a shared region of size bytes that IOBs can use as a ZX_IOB_REGION_TYPE_SHARED
+ * region; its handle has ZX_DEFAULT_IOB_SHARED_REGION_RIGHTS. As in Zircon, the size is not
+ * rounded: it must be a non-zero multiple of zx_system_get_page_size().
+ * Errors: INVALID_ARGS (options != 0, size 0 or not a whole number of pages, out NULL),
+ * OUT_OF_RANGE (size above 2^63), NO_MEMORY, NO_RESOURCES.
  */
 ZX_EXPORT zx_status_t zx_iob_create_shared_region(uint64_t options, uint64_t size,
                                                   zx_handle_t* out);

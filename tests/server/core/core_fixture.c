@@ -25,6 +25,12 @@ static void on_closed(void* ctx, iob_session_id_t session, zx_handle_t handle) {
     }
 }
 
+static void on_strobe(void* ctx, zx_koid_t shared_region_koid) {
+    fx_t* f = ctx;
+    f->n_strobes++;
+    f->last_strobe = shared_region_koid;
+}
+
 static void open_sessions(fx_t* f) {
     iob_session_cred_t cred = {.pid = 100, .uid = 1000, .gid = 1000};
     assert_int_equal(iob_core_create(&f->config, &f->core), ZX_OK);
@@ -46,6 +52,7 @@ int fx_setup(void** state) {
     f->config.observer.ctx = f;
     f->config.observer.signals_changed = on_signals;
     f->config.observer.handle_closed = on_closed;
+    f->config.observer.shared_region_updated = on_strobe;
     open_sessions(f);
     *state = f;
     return 0;
@@ -66,6 +73,7 @@ void fx_reconfigure(fx_t* f) {
     iob_core_destroy(f->core);
     f->n_signals = 0;
     f->n_closed = 0;
+    f->n_strobes = 0;
     open_sessions(f);
 }
 

@@ -41,6 +41,8 @@ typedef struct fx {
     fx_signal_event_t signals[FX_MAX_EVENTS];
     size_t n_closed;
     fx_close_event_t closed[FX_MAX_EVENTS];
+    size_t n_strobes;          /* shared_region_updated calls */
+    zx_koid_t last_strobe;     /* the koid of the last one */
     int fds_before;
 } fx_t;
 

@@ -1,0 +1,236 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Shared regions (zx_iob_create_shared_region) and the two mediated disciplines: the
+ * server halves of zx_iob_writev (IOB-SPEC.md A.6, A.7) and zx_iob_allocate_id (A.5, A.8).
+ * The on-region layouts themselves live in shm/mediated.c, which clients use to read them.
+ *
+ * Locking: the core's one mutex is held for the whole of each call, so it is also the
+ * per-shared-region lock of A.7 (writers of one ring are serialised) and keeps ID
+ * allocations of the server's callers serialised; userspace allocators that write an ID
+ * allocator region directly race with the server only through the atomics of A.8.
+ * Unlike the kernel, the server never faults on a caller's buffer: the adapter has copied
+ * the bytes, and what it could not read arrives as NULL (see iob_core.h).
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/core/iob_core_internal.h"
+#include "shm/mediated.h"
+
+/* ---- Shared-region objects ---- */
+
+void iob__shared_region_free(iob_core_t* core, iob__shared_region_t* shared) {
+    core->bytes_in_use -= shared->memory.mem.size;
+    iob__memory_release(&shared->memory);
+    iob__list_remove(&shared->link);
+    core->shared_region_count--;
+    free(shared);
+}
+
+void iob__shared_region_released(iob_core_t* core, iob__shared_region_t* shared) {
+    if (shared->handles == 0 && shared->iob_regions == 0) {
+        iob__shared_region_free(core, shared);
+    }
+}
+
+zx_status_t iob_core_shared_region_create(iob_core_t* core, iob_session_id_t session,
+                                          uint64_t options, uint64_t size, zx_handle_t* out) {
+    if (core == NULL) {
+        return ZX_ERR_INVALID_ARGS;
+    }
+    iob__err_clear();
+    if (out == NULL) {
+        return IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "out is required");
+    }
+    /*
+     * Zircon refuses these three together, before anything else, and does not round the
+     * size: the caller asks for whole pages (zx_system_get_page_size, here the server's).
+     */
+    if (options != 0 || size == 0 || size % core->page_size != 0) {
+        return IOB__ERR_SET(ZX_ERR_INVALID_ARGS,
+                            "options 0x%" PRIx64 " must be 0 and size %" PRIu64
+                            " a non-zero multiple of %" PRIu64,
+                            options, size, core->page_size);
+    }
+    uint64_t checked = 0;
+    if (iob_page_round_up(size, core->page_size, &checked) != ZX_OK) {
+        return IOB__ERR_SET(ZX_ERR_OUT_OF_RANGE, "size %" PRIu64 " is above 2^63", size);
+    }
+
+    iob__core_lock(core);
+    zx_status_t status = ZX_OK;
+    iob__handle_t* h = NULL;
+    iob__shared_region_t* shared = NULL;
+    iob__session_t* owner = iob__session_live(core, session);
+    if (owner == NULL) {
+        status = IOB__ERR_SET(ZX_ERR_BAD_STATE, "session %llu is not open",
+                              (unsigned long long)session.value);
+        goto done;
+    }
+    uint64_t budget = core->config.max_total_bytes;
+    if (budget != 0 && (core->bytes_in_use > budget || size > budget - core->bytes_in_use)) {
+        status =
+            IOB__ERR_SET(ZX_ERR_NO_MEMORY,
+                         "%" PRIu64 " bytes exceed the budget (%" PRIu64 " of %" PRIu64 " in use)",
+                         size, core->bytes_in_use, budget);
+        goto done;
+    }
+    status = iob__handle_alloc(core, owner, &h);
+    if (status != ZX_OK) {
+        goto done;
+    }
+    shared = calloc(1, sizeof *shared);
+    if (shared == NULL) {
+        status = ZX_ERR_NO_MEMORY;
+        goto done;
+    }
+    shared->memory.ro_fd = -1;
+    shared->koid = core->next_koid++;
+    char name[64];
+    snprintf(name, sizeof name, "iob-shared-%" PRIu64, shared->koid);
+    status = iob_region_create(core->config.backing, size, name, &shared->memory.mem);
+    if (status != ZX_OK) {
+        /* As for IOB regions: validated sizes that find no memory are NO_MEMORY. */
+        zx_status_t cause = status;
+        status = cause == ZX_ERR_NO_RESOURCES ? ZX_ERR_NO_RESOURCES : ZX_ERR_NO_MEMORY;
+        IOB__ERR_SET(status, "shared region: %" PRIu64 " bytes of %s memory (status %d)", size,
+                     iob_backing_name(core->config.backing), (int)cause);
+        goto done;
+    }
+    shared->handles = 1;
+    iob__list_push_back(&core->shared_regions, &shared->link);
+    core->shared_region_count++;
+    core->bytes_in_use += size;
+    h->rights = ZX_DEFAULT_IOB_SHARED_REGION_RIGHTS;
+    h->shared = shared;
+    iob__handle_install(core, owner, h);
+    *out = h->value;
+    h = NULL;
+    shared = NULL;
+done:
+    free(h);
+    free(shared);
+    iob__core_unlock(core);
+    return status;
+}
+
+/* ---- The checks zx_iob_writev and zx_iob_allocate_id share (A.5, A.6 steps 2-5) ---- */
+
+/*
+ * The handle (with ZX_RIGHT_WRITE, the wrong type before the missing right, as Zircon's
+ * handle table decides), the region index, the region's discipline and this endpoint's
+ * MEDIATED_WRITE bit, in that order.
+ */
+static zx_status_t mediated_region(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
+                                   uint32_t region_index, zx_iob_discipline_type_t discipline,
+                                   iob__region_t** out) {
+    iob__handle_t* h = iob__handle_lookup(core, session, handle);
+    if (h == NULL) {
+        return IOB__ERR_SET(ZX_ERR_BAD_HANDLE, "handle 0x%x", handle);
+    }
+    if (h->shared != NULL) {
+        return IOB__ERR_SET(ZX_ERR_WRONG_TYPE, "handle 0x%x is a shared region, not an IOB",
+                            handle);
+    }
+    if (!(h->rights & ZX_RIGHT_WRITE)) {
+        return IOB__ERR_SET(ZX_ERR_ACCESS_DENIED, "handle lacks ZX_RIGHT_WRITE");
+    }
+    iob__iob_t* iob = h->ep->iob;
+    if (region_index >= iob->region_count) {
+        return IOB__ERR_SET(ZX_ERR_OUT_OF_RANGE, "region %u of %u", region_index,
+                            iob->region_count);
+    }
+    iob__region_t* r = &iob->regions[region_index];
+    if (r->desc.discipline.type != discipline) {
+        return IOB__ERR_SET(ZX_ERR_WRONG_TYPE, "region %u has discipline %" PRIu64 ", not %" PRIu64,
+                            region_index, r->desc.discipline.type, discipline);
+    }
+    if (!(iob__access_view(r->desc.access, h->ep->index) & ZX_IOB_ACCESS_EP0_CAN_MEDIATED_WRITE)) {
+        return IOB__ERR_SET(ZX_ERR_ACCESS_DENIED, "endpoint %u may not write region %u mediated",
+                            h->ep->index, region_index);
+    }
+    *out = r;
+    return ZX_OK;
+}
+
+/* ---- zx_iob_writev ---- */
+
+zx_status_t iob_core_iob_writev(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
+                                uint64_t options, uint32_t region_index, const zx_iovec_t* vectors,
+                                size_t num_vectors) {
+    if (core == NULL) {
+        return ZX_ERR_INVALID_ARGS;
+    }
+    iob__err_clear();
+    if (options != 0) {
+        return IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "options 0x%" PRIx64 " != 0", options);
+    }
+    iob__core_lock(core);
+    iob__region_t* r = NULL;
+    zx_status_t status = mediated_region(core, session, handle, region_index,
+                                         ZX_IOB_DISCIPLINE_TYPE_MEDIATED_WRITE_RING_BUFFER, &r);
+    if (status != ZX_OK) {
+        goto done;
+    }
+    /* A.3 lets this discipline exist only on a shared region. */
+    iob__shared_region_t* shared = r->shared;
+    void* ring = iob__memory_view(&shared->memory);
+    if (ring == NULL) {
+        status = IOB__ERR_SET(ZX_ERR_NO_MEMORY, "mapping shared region %" PRIu64, shared->koid);
+        goto done;
+    }
+    status = iob_mwrb_write(ring, shared->memory.mem.size, core->page_size,
+                            r->desc.discipline.ring_buffer.tag, vectors, num_vectors);
+    if (status != ZX_OK) {
+        IOB__ERR_SET(status, "region %u: ring of shared region %" PRIu64 " refused the record",
+                     region_index, shared->koid);
+        goto done;
+    }
+    if (core->config.observer.shared_region_updated != NULL) {
+        core->config.observer.shared_region_updated(core->config.observer.ctx, shared->koid);
+    }
+done:
+    iob__core_unlock(core);
+    return status;
+}
+
+/* ---- zx_iob_allocate_id ---- */
+
+zx_status_t iob_core_iob_allocate_id(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
+                                     uint32_t options, uint32_t region_index, const void* blob,
+                                     uint64_t blob_size, uint32_t* id) {
+    if (core == NULL) {
+        return ZX_ERR_INVALID_ARGS;
+    }
+    iob__err_clear();
+    if (options != 0) {
+        return IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "options 0x%x != 0", options);
+    }
+    iob__core_lock(core);
+    iob__region_t* r = NULL;
+    zx_status_t status = mediated_region(core, session, handle, region_index,
+                                         ZX_IOB_DISCIPLINE_TYPE_ID_ALLOCATOR, &r);
+    if (status != ZX_OK) {
+        goto done;
+    }
+    /* Made at create, when the header was written (iob_create.c). */
+    void* container = iob__memory_view(&r->own);
+    if (container == NULL) {
+        status = IOB__ERR_SET(ZX_ERR_NO_MEMORY, "mapping region %u", region_index);
+        goto done;
+    }
+    uint32_t allocated = 0;
+    status = iob_idalloc_allocate(container, r->desc.size, blob, blob_size,
+                                  id != NULL ? &allocated : NULL);
+    if (status != ZX_OK) {
+        IOB__ERR_SET(status, "region %u: allocating an ID for %" PRIu64 " bytes", region_index,
+                     blob_size);
+        goto done;
+    }
+    *id = allocated;
+done:
+    iob__core_unlock(core);
+    return status;
+}

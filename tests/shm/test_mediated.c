@@ -1,0 +1,542 @@
+/* SPDX-License-Identifier: MIT */
+/* Tests of shm/mediated.c: the A.7 ring's writer and validated reader, and the A.8 ID
+ * allocator, on heap blocks of exactly the region size (so AddressSanitizer flags any access
+ * past the end) with small injected page sizes, plus hostile and random region contents. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shm/mediated.h"
+
+/* A small page makes wrap-around cheap to reach; 64 keeps B a multiple of 8. */
+#define PG UINT64_C(64)
+
+typedef struct ring {
+    uint8_t* base;
+    uint64_t size;
+    iob_mwrb_reader_t reader;
+} ring_t;
+
+static ring_t ring_new(uint64_t size, uint64_t page) {
+    ring_t r;
+    r.size = size;
+    r.base = aligned_alloc(8, size); /* exactly size bytes: ASan sees any overrun */
+    assert_non_null(r.base);
+    memset(r.base, 0, size);
+    assert_int_equal(iob_mwrb_reader_init(&r.reader, r.base, size, page), ZX_OK);
+    return r;
+}
+
+static iob_mwrb_header_t* hdr(const ring_t* r) {
+    return (iob_mwrb_header_t*)(void*)r->base;
+}
+
+static zx_status_t put(ring_t* r, uint64_t tag, const void* data, size_t len) {
+    zx_iovec_t v = {.buffer = (void*)(uintptr_t)data, .capacity = len};
+    return iob_mwrb_write(r->base, r->size, PG, tag, &v, 1);
+}
+
+/* ---- ring: geometry ---- */
+
+static void test_ring_geometry(void** state) {
+    (void)state;
+    uint8_t* base = aligned_alloc(64, 4 * PG);
+    assert_non_null(base);
+    memset(base, 0, 4 * PG);
+    iob_mwrb_reader_t rd;
+    assert_int_equal(iob_mwrb_reader_init(NULL, base, 4 * PG, PG), ZX_ERR_INVALID_ARGS);
+    assert_int_equal(iob_mwrb_reader_init(&rd, NULL, 4 * PG, PG), ZX_ERR_INVALID_ARGS);
+    assert_int_equal(iob_mwrb_reader_init(&rd, base + 4, 2 * PG, PG), ZX_ERR_INVALID_ARGS);
+    assert_int_equal(iob_mwrb_reader_init(&rd, base, PG, PG), ZX_ERR_INVALID_ARGS);
+    assert_int_equal(iob_mwrb_reader_init(&rd, base, 4 * PG - 8, PG), ZX_ERR_INVALID_ARGS);
+    assert_int_equal(iob_mwrb_reader_init(&rd, base, 4 * PG, 48), ZX_ERR_INVALID_ARGS);
+    assert_int_equal(iob_mwrb_reader_init(&rd, base, 4 * PG, 8), ZX_ERR_INVALID_ARGS);
+    assert_int_equal(iob_mwrb_reader_init(&rd, base, 4 * PG, 0), ZX_ERR_INVALID_ARGS);
+    assert_int_equal(iob_mwrb_reader_init(&rd, base, 2 * PG, PG), ZX_OK);
+    assert_int_equal(rd.data_size, PG);
+    assert_int_equal(iob_mwrb_write(base, PG, PG, 0, NULL, 0), ZX_ERR_INVALID_ARGS);
+    assert_int_equal(iob_mwrb_write(NULL, 2 * PG, PG, 0, NULL, 0), ZX_ERR_INVALID_ARGS);
+    free(base);
+}
+
+/* ---- ring: the writer's checks, in order ---- */
+
+static void test_ring_write_errors_in_order(void** state) {
+    (void)state;
+    ring_t r = ring_new(3 * PG, PG); /* B = 128 */
+    char text[] = "payload";
+    zx_iovec_t v = {text, sizeof text};
+    zx_iovec_t nine[9];
+    for (int i = 0; i < 9; i++) {
+        nine[i] = v;
+    }
+    zx_iovec_t bad = {NULL, 3};
+    assert_int_equal(iob_mwrb_write(r.base, r.size, PG, 1, nine, 9), ZX_ERR_INVALID_ARGS);
+    assert_int_equal(iob_mwrb_write(r.base, r.size, PG, 1, NULL, 9), ZX_ERR_INVALID_ARGS);
+    assert_int_equal(iob_mwrb_write(r.base, r.size, PG, 1, NULL, 1), ZX_ERR_INVALID_ARGS);
+    zx_iovec_t wrap_sum[2] = {{text, SIZE_MAX}, {text, 2}};
+    assert_int_equal(iob_mwrb_write(r.base, r.size, PG, 1, wrap_sum, 2), ZX_ERR_INVALID_ARGS);
+    /* Larger than B (120 + 16 > 128), before the corrupt ring below is looked at. */
+    hdr(&r)->tail = 8;
+    zx_iovec_t big = {NULL, 120};
+    assert_int_equal(iob_mwrb_write(r.base, r.size, PG, 1, &big, 1), ZX_ERR_NO_SPACE);
+    assert_int_equal(iob_mwrb_write(r.base, r.size, PG, 1, &bad, 1), ZX_ERR_IO_DATA_INTEGRITY);
+    hdr(&r)->tail = 0;
+    hdr(&r)->head = 4;
+    assert_int_equal(iob_mwrb_write(r.base, r.size, PG, 1, &bad, 1), ZX_ERR_IO_DATA_INTEGRITY);
+    hdr(&r)->head = UINT64_MAX - 15; /* + 24 passes UINT64_MAX */
+    hdr(&r)->tail = UINT64_MAX - 15;
+    assert_int_equal(iob_mwrb_write(r.base, r.size, PG, 1, &bad, 1), ZX_ERR_IO_DATA_INTEGRITY);
+    hdr(&r)->head = 120;
+    hdr(&r)->tail = 0;
+    assert_int_equal(iob_mwrb_write(r.base, r.size, PG, 1, &bad, 1), ZX_ERR_NO_SPACE);
+    hdr(&r)->head = 0;
+    assert_int_equal(iob_mwrb_write(r.base, r.size, PG, 1, &bad, 1), ZX_ERR_NOT_FOUND);
+    assert_int_equal(hdr(&r)->head, 0);
+    for (uint64_t i = PG; i < r.size; i++) {
+        assert_int_equal(r.base[i], 0);
+    }
+    /* A record of exactly B bytes fits an empty ring. */
+    static uint8_t filler[112];
+    zx_iovec_t exact = {filler, sizeof filler};
+    assert_int_equal(iob_mwrb_write(r.base, r.size, PG, 1, &exact, 1), ZX_OK);
+    assert_int_equal(hdr(&r)->head, 128);
+    free(r.base);
+}
+
+/* ---- ring: byte-wise wrap, both sides ---- */
+
+static void test_ring_wrap_bytewise(void** state) {
+    (void)state;
+    ring_t r = ring_new(2 * PG, PG); /* B = 64: wraps often */
+    uint8_t got[64];
+    uint8_t msg[40];
+    uint64_t tag = 0;
+    /* Lengths that put record boundaries and payload splits everywhere around B. */
+    for (unsigned round = 0; round < 500; round++) {
+        size_t len = (round * 7) % 41;
+        for (size_t i = 0; i < len; i++) {
+            msg[i] = (uint8_t)(round + i);
+        }
+        tag = UINT64_C(0x1000) + round;
+        /* Two vectors, split anywhere, make the same record. */
+        size_t split = len / 3;
+        zx_iovec_t v[2] = {{msg, split}, {msg + split, len - split}};
+        assert_int_equal(iob_mwrb_write(r.base, r.size, PG, tag, v, 2), ZX_OK);
+        iob_mwrb_record_t rec;
+        assert_int_equal(iob_mwrb_peek(&r.reader, &rec, got, sizeof got), ZX_OK);
+        assert_int_equal(rec.tag, tag);
+        assert_int_equal(rec.length, len);
+        assert_int_equal(rec.size, (16 + len + 7) & ~(size_t)7);
+        assert_memory_equal(got, msg, len);
+        /* Not consumed until advanced. */
+        assert_int_equal(iob_mwrb_peek(&r.reader, &rec, got, sizeof got), ZX_OK);
+        assert_int_equal(rec.tag, tag);
+        assert_int_equal(iob_mwrb_advance(&r.reader, &rec), ZX_OK);
+        iob_mwrb_record_t none;
+        assert_int_equal(iob_mwrb_peek(&r.reader, &none, got, sizeof got), ZX_ERR_SHOULD_WAIT);
+    }
+    /* Free-running counters: far past B by now. */
+    assert_true(hdr(&r)->head > 100 * (2 * PG - PG));
+    free(r.base);
+}
+
+static void test_ring_full_then_drain(void** state) {
+    (void)state;
+    ring_t r = ring_new(3 * PG, PG); /* B = 128 */
+    uint8_t payload[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    unsigned written = 0;
+    while (put(&r, 9, payload, sizeof payload) == ZX_OK) {
+        written++;
+    }
+    assert_int_equal(written, 128 / 24); /* 5 records of 24 bytes, 8 bytes left */
+    assert_int_equal(put(&r, 9, payload, sizeof payload), ZX_ERR_NO_SPACE);
+    /* An 8-byte-short record still fits? No: the smallest record is 16 bytes. */
+    assert_int_equal(put(&r, 9, NULL, 0), ZX_ERR_NO_SPACE);
+    iob_mwrb_record_t rec;
+    uint8_t got[8];
+    /* Too small a buffer: described, not copied, and skippable. */
+    assert_int_equal(iob_mwrb_peek(&r.reader, &rec, got, 4), ZX_ERR_BUFFER_TOO_SMALL);
+    assert_int_equal(rec.length, 8);
+    assert_int_equal(iob_mwrb_advance(&r.reader, &rec), ZX_OK);
+    assert_int_equal(put(&r, 9, payload, sizeof payload), ZX_OK);
+    unsigned read = 0;
+    while (iob_mwrb_peek(&r.reader, &rec, got, sizeof got) == ZX_OK) {
+        assert_memory_equal(got, payload, sizeof payload);
+        assert_int_equal(iob_mwrb_advance(&r.reader, &rec), ZX_OK);
+        read++;
+    }
+    assert_int_equal(read, written);
+    free(r.base);
+}
+
+/* ---- ring: the reader against a hostile header ---- */
+
+static void test_ring_reader_rejects_nonsense(void** state) {
+    (void)state;
+    ring_t r = ring_new(3 * PG, PG); /* B = 128 */
+    iob_mwrb_record_t rec;
+    uint8_t got[64];
+    struct {
+        uint64_t head, tail;
+    } bad[] = {
+        {8, 16},                      /* tail > head */
+        {136, 0},                     /* more than B outstanding */
+        {12, 0},                      /* head not a multiple of 8 */
+        {20, 4},                      /* tail not a multiple of 8 */
+        {8, 0},                       /* less than a record header */
+        {UINT64_MAX - 7, UINT64_MAX}, /* tail > head near the top */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        hdr(&r)->head = bad[i].head;
+        hdr(&r)->tail = bad[i].tail;
+        assert_int_equal(iob_mwrb_peek(&r.reader, &rec, got, sizeof got), ZX_ERR_IO_DATA_INTEGRITY);
+    }
+    /* A record header claiming more than was published, or more than the maximum. */
+    iob_mwrb_record_header_t rh = {.tag = 1, .length = 17};
+    memcpy(r.base + PG, &rh, sizeof rh);
+    hdr(&r)->head = 32;
+    hdr(&r)->tail = 0;
+    assert_int_equal(iob_mwrb_peek(&r.reader, &rec, got, sizeof got), ZX_ERR_IO_DATA_INTEGRITY);
+    rh.length = 16;
+    memcpy(r.base + PG, &rh, sizeof rh);
+    assert_int_equal(iob_mwrb_peek(&r.reader, &rec, got, sizeof got), ZX_OK);
+    rh.length = UINT64_MAX - 8; /* would wrap the size computation */
+    memcpy(r.base + PG, &rh, sizeof rh);
+    assert_int_equal(iob_mwrb_peek(&r.reader, &rec, got, sizeof got), ZX_ERR_IO_DATA_INTEGRITY);
+    rh.length = IOB_MWRB_MAX_PAYLOAD + 1;
+    memcpy(r.base + PG, &rh, sizeof rh);
+    assert_int_equal(iob_mwrb_peek(&r.reader, &rec, got, sizeof got), ZX_ERR_IO_DATA_INTEGRITY);
+    /* advance accepts only what peek could have produced. */
+    iob_mwrb_record_t fake = {.position = 0, .size = 12};
+    assert_int_equal(iob_mwrb_advance(&r.reader, &fake), ZX_ERR_INVALID_ARGS);
+    fake.size = 136;
+    assert_int_equal(iob_mwrb_advance(&r.reader, &fake), ZX_ERR_INVALID_ARGS);
+    fake = (iob_mwrb_record_t){.position = UINT64_MAX - 7, .size = 16};
+    assert_int_equal(iob_mwrb_advance(&r.reader, &fake), ZX_ERR_INVALID_ARGS);
+    assert_int_equal(iob_mwrb_peek(NULL, &rec, got, 1), ZX_ERR_INVALID_ARGS);
+    assert_int_equal(iob_mwrb_peek(&r.reader, NULL, got, 1), ZX_ERR_INVALID_ARGS);
+    assert_int_equal(iob_mwrb_peek(&r.reader, &rec, NULL, 1), ZX_ERR_INVALID_ARGS);
+    free(r.base);
+}
+
+/* xorshift64*: reproducible randomness for the fuzz cases. */
+static uint64_t rnd(uint64_t* s) {
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * UINT64_C(2685821657736338717);
+}
+
+/* Values near the edges that the checks compare against, mixed with noise. */
+static uint64_t edgy(uint64_t* s, uint64_t data_size) {
+    uint64_t pick[] = {0,
+                       8,
+                       16,
+                       24,
+                       data_size - 8,
+                       data_size,
+                       data_size + 8,
+                       UINT64_MAX,
+                       UINT64_MAX - 7,
+                       IOB_MWRB_MAX_PAYLOAD,
+                       IOB_MWRB_MAX_PAYLOAD + 1};
+    uint64_t x = rnd(s);
+    switch (x % 4) {
+        case 0:
+            return pick[(x >> 8) % (sizeof pick / sizeof pick[0])];
+        case 1:
+            return (x >> 8) % (2 * data_size);
+        case 2:
+            return ((x >> 8) % (2 * data_size)) & ~UINT64_C(7);
+        default:
+            return rnd(s);
+    }
+}
+
+/*
+ * Random headers and record bytes: the reader must answer with a status and never read
+ * outside the block (AddressSanitizer), never loop forever (each round takes at most a
+ * bounded number of peeks, as advance always moves tail forward by at least 16).
+ */
+static void test_ring_reader_fuzz(void** state) {
+    (void)state;
+    uint64_t seed = UINT64_C(0x9E3779B97F4A7C15);
+    uint64_t pages[] = {16, 64, 4096};
+    uint8_t got[IOB_MWRB_MAX_PAYLOAD];
+    unsigned ok = 0, integrity = 0, wait = 0, small = 0;
+    for (unsigned round = 0; round < 3000; round++) {
+        uint64_t page = pages[round % 3];
+        uint64_t size = page * (2 + rnd(&seed) % 3);
+        ring_t r = ring_new(size, page);
+        uint64_t data_size = size - page;
+        for (uint64_t i = page; i < size; i++) {
+            r.base[i] = (uint8_t)rnd(&seed);
+        }
+        /* Sprinkle plausible record headers among the noise. */
+        for (int k = 0; k < 4; k++) {
+            uint64_t at = page + ((rnd(&seed) % data_size) & ~UINT64_C(7));
+            uint64_t len = edgy(&seed, data_size) % (data_size + 24);
+            if (at + 16 <= size) {
+                memcpy(r.base + at + 8, &len, 8);
+            }
+        }
+        hdr(&r)->tail = edgy(&seed, data_size);
+        hdr(&r)->head =
+            rnd(&seed) % 2 ? hdr(&r)->tail + edgy(&seed, data_size) : edgy(&seed, data_size);
+        for (int steps = 0; steps < 64; steps++) {
+            iob_mwrb_record_t rec;
+            size_t room = rnd(&seed) % 2 ? sizeof got : (size_t)(rnd(&seed) % 64);
+            zx_status_t st = iob_mwrb_peek(&r.reader, &rec, got, room);
+            if (st == ZX_OK || st == ZX_ERR_BUFFER_TOO_SMALL) {
+                st == ZX_OK ? ok++ : small++;
+                assert_true(rec.size >= 16 && rec.size <= data_size);
+                assert_true(rec.length <= IOB_MWRB_MAX_PAYLOAD);
+                assert_int_equal(iob_mwrb_advance(&r.reader, &rec), ZX_OK);
+                continue;
+            }
+            st == ZX_ERR_SHOULD_WAIT ? wait++ : integrity++;
+            assert_true(st == ZX_ERR_SHOULD_WAIT || st == ZX_ERR_IO_DATA_INTEGRITY);
+            break;
+        }
+        /* The writer on the same garbage: a status, no stray write. */
+        uint8_t small_msg[5] = {1, 2, 3, 4, 5};
+        zx_status_t st = put(&r, 3, small_msg, sizeof small_msg);
+        assert_true(st == ZX_OK || st == ZX_ERR_NO_SPACE || st == ZX_ERR_IO_DATA_INTEGRITY ||
+                    st == ZX_ERR_INVALID_ARGS);
+        free(r.base);
+    }
+    /* The generator reached every outcome. */
+    assert_true(ok > 0);
+    assert_true(integrity > 0);
+    assert_true(wait > 0);
+    assert_true(small > 0);
+}
+
+/* ---- ID allocator ---- */
+
+static uint8_t* ida_new(uint64_t size) {
+    uint8_t* base = aligned_alloc(8, (size + 7) & ~(uint64_t)7);
+    assert_non_null(base);
+    memset(base, 0, size);
+    assert_int_equal(iob_idalloc_init(base, size), ZX_OK);
+    return base;
+}
+
+static void test_idalloc_layout_and_sequence(void** state) {
+    (void)state;
+    const uint64_t size = 256;
+    uint8_t* base = ida_new(size);
+    iob_idalloc_header_t h;
+    memcpy(&h, base, sizeof h);
+    assert_int_equal(h.next_id, 0);
+    assert_int_equal(h.blob_head, size);
+    uint32_t id = 99;
+    assert_int_equal(iob_idalloc_allocate(base, size, "abc", 3, &id), ZX_OK);
+    assert_int_equal(id, 0);
+    assert_int_equal(iob_idalloc_allocate(base, size, NULL, 0, &id), ZX_OK);
+    assert_int_equal(id, 1);
+    assert_int_equal(iob_idalloc_allocate(base, size, "hello", 5, &id), ZX_OK);
+    assert_int_equal(id, 2);
+    /* Byte layout: header, index words {size, offset}, blobs packed down from the end. */
+    memcpy(&h, base, sizeof h);
+    assert_int_equal(h.next_id, 3);
+    assert_int_equal(h.blob_head, size - 8);
+    iob_idalloc_index_t ix[3];
+    memcpy(ix, base + 8, sizeof ix);
+    assert_int_equal(ix[0].size, 3);
+    assert_int_equal(ix[0].offset, size - 3);
+    assert_int_equal(ix[1].size, 0);
+    assert_int_equal(ix[1].offset, size - 3);
+    assert_int_equal(ix[2].size, 5);
+    assert_int_equal(ix[2].offset, size - 8);
+    assert_memory_equal(base + size - 8, "helloabc", 8);
+    const void* p = NULL;
+    uint32_t n = 0;
+    assert_int_equal(iob_idalloc_lookup(base, size, 2, &p, &n), ZX_OK);
+    assert_int_equal(n, 5);
+    assert_memory_equal(p, "hello", 5);
+    assert_int_equal(iob_idalloc_lookup(base, size, 3, &p, &n), ZX_ERR_NOT_FOUND);
+    uint32_t next = 0;
+    assert_int_equal(iob_idalloc_next_id(base, size, &next), ZX_OK);
+    assert_int_equal(next, 3);
+    free(base);
+}
+
+static void test_idalloc_errors(void** state) {
+    (void)state;
+    const uint64_t size = 64;
+    uint8_t* base = ida_new(size);
+    uint32_t id = 0;
+    iob_idalloc_header_t* h = (iob_idalloc_header_t*)(void*)base;
+    assert_int_equal(iob_idalloc_init(base, 4), ZX_ERR_INVALID_ARGS);
+    assert_int_equal(iob_idalloc_init(base + 4, 32), ZX_ERR_INVALID_ARGS);
+    assert_int_equal(iob_idalloc_allocate(NULL, size, NULL, 0, &id), ZX_ERR_INVALID_ARGS);
+    /* Corrupt headers: next_id whose index passes blob_head (also by overflow), blob_head
+     * past the end. */
+    h->next_id = UINT32_MAX;
+    assert_int_equal(iob_idalloc_allocate(base, size, NULL, 0, &id), ZX_ERR_IO_DATA_INTEGRITY);
+    assert_int_equal(iob_idalloc_next_id(base, size, &id), ZX_ERR_IO_DATA_INTEGRITY);
+    h->next_id = 7; /* index end 64 > blob_head 56 */
+    h->blob_head = 56;
+    assert_int_equal(iob_idalloc_allocate(base, size, NULL, 0, &id), ZX_ERR_IO_DATA_INTEGRITY);
+    h->next_id = 0;
+    h->blob_head = 65;
+    assert_int_equal(iob_idalloc_allocate(base, size, NULL, 0, &id), ZX_ERR_IO_DATA_INTEGRITY);
+    const void* p;
+    uint32_t n;
+    assert_int_equal(iob_idalloc_lookup(base, size, 0, &p, &n), ZX_ERR_IO_DATA_INTEGRITY);
+    h->blob_head = 64;
+    /* Full: 64 - 8 = 56 bytes, an ID needs 8 plus its blob. */
+    static uint8_t blob[48];
+    assert_int_equal(iob_idalloc_allocate(base, size, blob, 49, &id), ZX_ERR_NO_MEMORY);
+    assert_int_equal(iob_idalloc_allocate(base, size, NULL, UINT64_MAX, &id), ZX_ERR_NO_MEMORY);
+    assert_int_equal(iob_idalloc_allocate(base, size, NULL, 1, &id), ZX_ERR_INVALID_ARGS);
+    uint64_t* slot0 = (uint64_t*)(void*)(base + 8);
+    *slot0 = 5;
+    assert_int_equal(iob_idalloc_allocate(base, size, NULL, 0, NULL), ZX_ERR_IO_DATA_INTEGRITY);
+    *slot0 = 0;
+    assert_int_equal(iob_idalloc_allocate(base, size, NULL, 0, NULL), ZX_ERR_INVALID_ARGS);
+    assert_int_equal(h->next_id, 0); /* nothing consumed */
+    assert_int_equal(iob_idalloc_allocate(base, size, blob, 48, &id), ZX_OK);
+    assert_int_equal(iob_idalloc_allocate(base, size, NULL, 0, &id), ZX_ERR_NO_MEMORY);
+    free(base);
+}
+
+static void test_idalloc_reader_states(void** state) {
+    (void)state;
+    const uint64_t size = 128;
+    uint8_t* base = ida_new(size);
+    iob_idalloc_header_t* h = (iob_idalloc_header_t*)(void*)base;
+    uint32_t id = 0;
+    assert_int_equal(iob_idalloc_allocate(base, size, "xyz", 3, &id), ZX_OK);
+    /* Claimed but not committed yet (another allocator mid-way): wait. */
+    h->next_id = 2;
+    h->blob_head -= 4;
+    const void* p;
+    uint32_t n;
+    assert_int_equal(iob_idalloc_lookup(base, size, 1, &p, &n), ZX_ERR_SHOULD_WAIT);
+    /* Index words pointing outside [blob_head, end): corruption. */
+    iob_idalloc_index_t bad[] = {
+        {4, 8}, {4, (uint32_t)size - 3}, {0, (uint32_t)size + 1}, {UINT32_MAX, (uint32_t)size - 4}};
+    for (size_t i = 0; i < 4; i++) {
+        memcpy(base + 16, &bad[i], sizeof bad[i]);
+        assert_int_equal(iob_idalloc_lookup(base, size, 1, &p, &n), ZX_ERR_IO_DATA_INTEGRITY);
+    }
+    iob_idalloc_index_t good = {0, (uint32_t)size};
+    memcpy(base + 16, &good, sizeof good);
+    assert_int_equal(iob_idalloc_lookup(base, size, 1, &p, &n), ZX_OK);
+    assert_int_equal(n, 0);
+    /* The next allocation finds its own slot and goes on from the header. */
+    assert_int_equal(iob_idalloc_allocate(base, size, "q", 1, &id), ZX_OK);
+    assert_int_equal(id, 2);
+    free(base);
+}
+
+static void test_idalloc_length_cap(void** state) {
+    (void)state;
+    assert_int_equal(iob_idalloc_length(4096), 4096);
+    assert_int_equal(iob_idalloc_length(UINT32_MAX), UINT32_MAX);
+    assert_int_equal(iob_idalloc_length(UINT64_C(1) << 32), UINT32_MAX);
+    assert_int_equal(iob_idalloc_length(UINT64_C(1) << 40), UINT32_MAX);
+}
+
+/* Random header and index words: lookups and allocations answer, never stray. */
+static void test_idalloc_fuzz(void** state) {
+    (void)state;
+    uint64_t seed = 12345;
+    const uint64_t size = 256;
+    for (unsigned round = 0; round < 5000; round++) {
+        uint8_t* base = ida_new(size);
+        for (int k = 0; k < 6; k++) {
+            uint64_t word = rnd(&seed);
+            if (rnd(&seed) % 2) {
+                word = (word & UINT64_C(0x1FF000000FF)) % (UINT64_C(300) << 32);
+            }
+            memcpy(base + 8 * (rnd(&seed) % (size / 8)), &word, 8);
+        }
+        for (uint32_t id = 0; id < 40; id++) {
+            const void* p;
+            uint32_t n;
+            zx_status_t st = iob_idalloc_lookup(base, size, id, &p, &n);
+            if (st == ZX_OK) {
+                const uint8_t* b = p;
+                assert_true(b >= base && b + n <= base + size);
+            }
+        }
+        uint32_t id;
+        uint8_t blob[40] = {0};
+        zx_status_t st = iob_idalloc_allocate(base, size, blob, rnd(&seed) % 41, &id);
+        assert_true(st == ZX_OK || st == ZX_ERR_NO_MEMORY || st == ZX_ERR_IO_DATA_INTEGRITY);
+        free(base);
+    }
+}
+
+/* Allocators racing through the atomics get distinct, dense IDs and intact blobs. */
+typedef struct race {
+    uint8_t* base;
+    uint64_t size;
+    uint8_t fill;
+} race_t;
+
+static void* racer(void* arg) {
+    race_t* r = arg;
+    uint8_t blob[7];
+    memset(blob, r->fill, sizeof blob);
+    uint32_t id;
+    while (iob_idalloc_allocate(r->base, r->size, blob, sizeof blob, &id) == ZX_OK) {
+    }
+    return NULL;
+}
+
+static void test_idalloc_concurrent(void** state) {
+    (void)state;
+    const uint64_t size = 64 * 1024;
+    uint8_t* base = ida_new(size);
+    race_t a = {base, size, 0xA1}, b = {base, size, 0xB2};
+    pthread_t ta, tb;
+    assert_int_equal(pthread_create(&ta, NULL, racer, &a), 0);
+    assert_int_equal(pthread_create(&tb, NULL, racer, &b), 0);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    uint32_t next = 0;
+    assert_int_equal(iob_idalloc_next_id(base, size, &next), ZX_OK);
+    assert_int_equal(next, (size - 8) / 15);
+    for (uint32_t id = 0; id < next; id++) {
+        const void* p;
+        uint32_t n;
+        assert_int_equal(iob_idalloc_lookup(base, size, id, &p, &n), ZX_OK);
+        assert_int_equal(n, 7);
+        const uint8_t* bytes = p;
+        for (int i = 1; i < 7; i++) {
+            assert_int_equal(bytes[i], bytes[0]);
+        }
+        assert_true(bytes[0] == 0xA1 || bytes[0] == 0xB2);
+    }
+    free(base);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ring_geometry),
+        cmocka_unit_test(test_ring_write_errors_in_order),
+        cmocka_unit_test(test_ring_wrap_bytewise),
+        cmocka_unit_test(test_ring_full_then_drain),
+        cmocka_unit_test(test_ring_reader_rejects_nonsense),
+        cmocka_unit_test(test_ring_reader_fuzz),
+        cmocka_unit_test(test_idalloc_layout_and_sequence),
+        cmocka_unit_test(test_idalloc_errors),
+        cmocka_unit_test(test_idalloc_reader_states),
+        cmocka_unit_test(test_idalloc_length_cap),
+        cmocka_unit_test(test_idalloc_fuzz),
+        cmocka_unit_test(test_idalloc_concurrent),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
