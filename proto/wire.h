@@ -44,7 +44,10 @@
     X(LIST_IOBS, "ListIobs")               \
     X(SERVER_INFO, "ServerInfo")           \
     X(CLOSE_HANDLES, "CloseHandles")       \
-    X(SET_SESSION_EVENTS, "SetSessionEvents")
+    X(SET_SESSION_EVENTS, "SetSessionEvents") \
+    X(CREATE_SHARED_REGION, "CreateSharedRegion") \
+    X(IOB_WRITEV, "IobWritev")             \
+    X(ALLOCATE_ID, "AllocateId")
 
 typedef enum iob_wire_method {
 #define IOB__WIRE_METHOD_ENUM(e, name) IOB_WIRE_M_##e,
@@ -70,6 +73,15 @@ const char* iob_wire_method_path(iob_wire_method_t method);
 #define IOB_WIRE_MAX_MESSAGE ((size_t)4 << 20)
 /* ListIobs returns at most this many summaries (the total is reported). */
 #define IOB_WIRE_MAX_LIST 4096
+
+/*
+ * zx_iob_writev: at most this many vectors, and this many payload bytes (65535 minus the
+ * 16-byte record header), IOB-SPEC.md A.6.
+ */
+#define IOB_WIRE_MAX_WRITEV_VECTORS 8u
+#define IOB_WIRE_MAX_WRITEV_BYTES 65519u
+/* zx_iob_allocate_id over gRPC: blobs up to this size (larger ones: ZX_ERR_NOT_SUPPORTED). */
+#define IOB_WIRE_MAX_BLOB IOB_WIRE_MAX_CHUNK
 
 #define IOB_WIRE_SECRET_SIZE 16
 /* "<u64>:<32 hex>" plus NUL. */

@@ -19,6 +19,15 @@
  * is 65 bytes), cannot read the header it was cut from, and answers ERROR with request_id
  * 0; a client has one request in flight per connection, so it takes that ERROR as the
  * answer to it and falls back to gRPC.
+ *
+ * Mediated operations (WRITEV, ALLOCATE_ID) are the only messages of variable size: a
+ * fixed part whose size is exact, then the caller's bytes, whose length the fixed part
+ * determines exactly. They can be up to IOB_BROKER_MAX_MEDIATED_MSG bytes, so both ends
+ * make sure their socket buffers hold one (SO_SNDBUF, SO_RCVBUF). An older server receives
+ * them truncated or does not know the type, answers ERROR, and the client uses gRPC.
+ * `layout` in each fixed part is IOB_BROKER_MEDIATED_LAYOUT: a server answers any other
+ * layout with ERROR (ZX_ERR_NOT_SUPPORTED), so these bodies can change without touching
+ * the other messages' version.
  */
 #ifndef IOB_SHM_BROKER_WIRE_H_
 #define IOB_SHM_BROKER_WIRE_H_
@@ -33,7 +42,10 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "broker wire format is
 
 #define IOB_BROKER_WIRE_VERSION 1u
 #define IOB_BROKER_SECRET_SIZE 16u
-/* Every valid message is at most this long; receive buffers may be exactly this size + 1. */
+/*
+ * Every valid fixed-size message is at most this long; receive buffers for replies may be
+ * exactly this size + 1. Mediated requests are longer (IOB_BROKER_MAX_MEDIATED_MSG).
+ */
 #define IOB_BROKER_MAX_MSG 80u
 /* A token with its terminating NUL, as IOB_CORE_TOKEN_SIZE and IOB_TOKEN_SIZE. */
 #define IOB_BROKER_TOKEN_SIZE 64u
@@ -54,6 +66,17 @@ enum {
      * iob_broker_import_req_t; reply iob_broker_import_reply_t. Needs attachment.
      */
     IOB_BROKER_IMPORT = 4u,
+    /*
+     * zx_iob_writev through iobd without a gRPC call. Body: iob_broker_writev_req_t then
+     * the readable vectors' bytes; reply iob_broker_status_reply_t (the core's status).
+     * Needs attachment.
+     */
+    IOB_BROKER_WRITEV = 5u,
+    /*
+     * zx_iob_allocate_id. Body: iob_broker_allocate_id_req_t then the blob; reply
+     * iob_broker_allocate_id_reply_t. Needs attachment.
+     */
+    IOB_BROKER_ALLOCATE_ID = 6u,
 
     /*
      * The server could not parse the request (wrong size, unknown type, wrong version) or
@@ -136,6 +159,91 @@ typedef struct iob_broker_import_reply {
     int32_t status;  /* zx_status_t: the core's (ZX_ERR_NOT_FOUND: unknown, used, expired) */
     uint32_t handle; /* zx_handle_t of the attached session; 0 unless ZX_OK */
 } iob_broker_import_reply_t;
+
+/* ---- Mediated operations ---- */
+
+#define IOB_BROKER_MEDIATED_LAYOUT 1u
+/* zx_iob_writev's limits (IOB-SPEC.md A.6): 8 vectors, 65535 - 16 payload bytes. */
+#define IOB_BROKER_WRITEV_MAX_VECTORS 8u
+#define IOB_BROKER_WRITEV_MAX_BYTES 65519u
+/* Largest blob ALLOCATE_ID carries; a larger one goes over gRPC. */
+#define IOB_BROKER_MAX_BLOB 65519u
+
+/* iob_broker_writev_req_t.flags */
+enum {
+    /* The caller's iovec array could not be read: vector_count is 0 (A.6 step 7). */
+    IOB_BROKER_WRITEV_VECTORS_UNREADABLE = 1u << 0,
+};
+
+/* iob_broker_vec_t.flags */
+enum {
+    /* The buffer was read: its capacity bytes follow the fixed part, in vector order. */
+    IOB_BROKER_VEC_READABLE = 1u << 0,
+};
+
+typedef struct iob_broker_vec {
+    uint64_t capacity;
+    uint32_t flags; /* IOB_BROKER_VEC_*; unknown bits: the message is malformed */
+    uint32_t reserved;
+} iob_broker_vec_t;
+
+/*
+ * One zx_iob_writev. num_vectors is the caller's count, whatever it is; vector_count the
+ * number of meaningful entries of vecs: num_vectors when it is at most 8 and the array was
+ * readable, else 0. The message is exactly sizeof(iob_broker_writev_req_t) plus the sum of
+ * the capacities of the vectors flagged readable (at most 65519 bytes). A client whose
+ * capacities add up to more than 65519 flags no vector readable and sends no bytes: the
+ * core answers INVALID_ARGS at step 8 before it would look at a buffer.
+ */
+typedef struct iob_broker_writev_req {
+    iob_broker_hdr_t hdr;
+    uint32_t layout; /* IOB_BROKER_MEDIATED_LAYOUT */
+    uint32_t handle;
+    uint64_t options;
+    uint32_t region_index;
+    uint32_t flags; /* IOB_BROKER_WRITEV_* */
+    uint64_t num_vectors;
+    uint32_t vector_count;
+    uint32_t reserved;
+    iob_broker_vec_t vecs[IOB_BROKER_WRITEV_MAX_VECTORS];
+} iob_broker_writev_req_t;
+
+/* iob_broker_allocate_id_req_t.flags */
+enum {
+    IOB_BROKER_ALLOC_BLOB_UNREADABLE = 1u << 0, /* no blob bytes follow (A.5 step 6) */
+    IOB_BROKER_ALLOC_ID_NULL = 1u << 1,         /* the caller's id pointer is NULL (step 7) */
+};
+
+/* Followed by exactly blob_size bytes, or none with IOB_BROKER_ALLOC_BLOB_UNREADABLE. */
+typedef struct iob_broker_allocate_id_req {
+    iob_broker_hdr_t hdr;
+    uint32_t layout; /* IOB_BROKER_MEDIATED_LAYOUT */
+    uint32_t handle;
+    uint32_t options;
+    uint32_t region_index;
+    uint32_t flags; /* IOB_BROKER_ALLOC_* */
+    uint32_t reserved;
+    uint64_t blob_size;
+} iob_broker_allocate_id_req_t;
+
+typedef struct iob_broker_allocate_id_reply {
+    iob_broker_hdr_t hdr;
+    int32_t status; /* zx_status_t */
+    uint32_t id;    /* valid with ZX_OK */
+} iob_broker_allocate_id_reply_t;
+
+/* The largest mediated message: a full writev (the blob limit is the same). */
+#define IOB_BROKER_MAX_MEDIATED_MSG \
+    (sizeof(iob_broker_writev_req_t) + IOB_BROKER_WRITEV_MAX_BYTES)
+
+_Static_assert(sizeof(iob_broker_vec_t) == 16, "vector entry is 16 bytes");
+_Static_assert(sizeof(iob_broker_writev_req_t) == 184, "writev fixed part is 184 bytes");
+_Static_assert(offsetof(iob_broker_writev_req_t, vecs) == 56, "writev offsets");
+_Static_assert(sizeof(iob_broker_allocate_id_req_t) == 48, "allocate_id fixed part is 48 bytes");
+_Static_assert(sizeof(iob_broker_allocate_id_reply_t) == 24, "allocate_id reply is 24 bytes");
+_Static_assert(sizeof(iob_broker_allocate_id_req_t) + IOB_BROKER_MAX_BLOB <=
+                   IOB_BROKER_MAX_MEDIATED_MSG,
+               "the largest blob fits the mediated limit");
 
 _Static_assert(sizeof(iob_broker_hdr_t) == 16, "header is 16 bytes");
 _Static_assert(sizeof(iob_broker_import_req_t) == 80, "import request is 80 bytes");

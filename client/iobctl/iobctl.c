@@ -49,6 +49,14 @@ static const char iobctl__usage[] =
     "                                   SPEC: size=1M,access=ep0:rw,ep1:r (access letters:\n"
     "                                   r=map read, w=map write, R/W=mediated read/write)\n"
     "                                   --export prints both endpoints as transfer tokens\n"
+    "                                   a shared ring: type=shared,shared=TOKEN,discipline=ring,\n"
+    "                                   tag=T,access=ep0:rw,ep1:W (TOKEN from create-shared-region)\n"
+    "                                   an ID allocator: size=1M,discipline=id,access=ep0:r,ep1:W\n"
+    "  create-shared-region --size N [--export]\n"
+    "                                   a shared region for type=shared regions; --export prints\n"
+    "                                   it as a token (the IOBs built on it keep it alive)\n"
+    "  writev  (--token T | --handle H) [--region I] [--in FILE|-]\n"
+    "                                   one record (at most 65519 bytes) into a ring region\n"
     "  info    (--token T | --handle H)  an endpoint you hold: rights, regions, signals\n"
     "  info    --koid K                 the listing's summary of one IOB (K: the IOB's koid or\n"
     "                                   either endpoint's); needs no handle. Operators hold no\n"
@@ -132,8 +140,14 @@ static bool iobctl__parse_size(const char* t, uint64_t* out) {
     return true;
 }
 
-/* "size=1M,access=ep0:rw,ep1:r" -> a private region. */
-static bool iobctl__parse_region(const char* spec, zx_iob_region_t* r) {
+/*
+ * Tokens named by shared=TOKEN, per region: imported by cmd_create (a handle of this
+ * process's session is what the region description must name).
+ */
+static char* g_shared_tokens[ZX_IOB_MAX_REGIONS];
+
+/* "size=1M,access=ep0:rw,ep1:r[,type=shared,shared=TOKEN,discipline=ring|id,tag=T]". */
+static bool iobctl__parse_region(const char* spec, zx_iob_region_t* r, size_t index) {
     memset(r, 0, sizeof *r);
     r->type = ZX_IOB_REGION_TYPE_PRIVATE;
     char* copy = strdup(spec);
@@ -143,6 +157,28 @@ static bool iobctl__parse_region(const char* spec, zx_iob_region_t* r) {
         const char* perms = NULL;
         if (strncmp(tok, "size=", 5) == 0) {
             ok = iobctl__parse_size(tok + 5, &r->size);
+            continue;
+        }
+        if (strcmp(tok, "type=shared") == 0 || strcmp(tok, "type=private") == 0) {
+            r->type = tok[5] == 's' ? ZX_IOB_REGION_TYPE_SHARED : ZX_IOB_REGION_TYPE_PRIVATE;
+            continue;
+        }
+        if (strncmp(tok, "shared=", 7) == 0) {
+            free(g_shared_tokens[index]);
+            g_shared_tokens[index] = strdup(tok + 7);
+            r->type = ZX_IOB_REGION_TYPE_SHARED;
+            continue;
+        }
+        if (strncmp(tok, "discipline=", 11) == 0) {
+            const char* d = tok + 11;
+            r->discipline.type = strcmp(d, "ring") == 0 ? ZX_IOB_DISCIPLINE_TYPE_MEDIATED_WRITE_RING_BUFFER
+                                 : strcmp(d, "id") == 0 ? ZX_IOB_DISCIPLINE_TYPE_ID_ALLOCATOR
+                                                        : ZX_IOB_DISCIPLINE_TYPE_NONE;
+            ok = strcmp(d, "ring") == 0 || strcmp(d, "id") == 0 || strcmp(d, "none") == 0;
+            continue;
+        }
+        if (strncmp(tok, "tag=", 4) == 0) {
+            ok = iobctl__parse_size(tok + 4, &r->discipline.ring_buffer.tag);
             continue;
         }
         if (strncmp(tok, "access=", 7) == 0) {
@@ -203,6 +239,8 @@ typedef struct iobctl_args {
     const char* name;
     bool export_tokens;
     uint64_t koid; /* info --koid; 0: not given */
+    uint64_t size; /* create-shared-region --size */
+    bool have_size;
 } iobctl_args_t;
 
 /* The handle a command acts on: imported from --token, or --handle (this session's). */
@@ -308,8 +346,19 @@ static int cmd_create(iob_conn_t* c, const iobctl_args_t* a) {
     if (a->region_count == 0) {
         return iobctl__usage_error("create: at least one --region");
     }
+    zx_iob_region_t regions[ZX_IOB_MAX_REGIONS];
+    memcpy(regions, a->regions, a->region_count * sizeof regions[0]);
+    for (size_t i = 0; i < a->region_count; i++) {
+        if (g_shared_tokens[i] != NULL) {
+            zx_status_t ist = iob_conn_handle_import(c, g_shared_tokens[i],
+                                                     &regions[i].shared_region.shared_region);
+            if (ist != ZX_OK) {
+                return iobctl__fail("create: shared region token", ist, NULL);
+            }
+        }
+    }
     zx_handle_t ep0, ep1;
-    zx_status_t st = iob_conn_iob_create(c, 0, a->regions, a->region_count, &ep0, &ep1);
+    zx_status_t st = iob_conn_iob_create(c, 0, regions, a->region_count, &ep0, &ep1);
     if (st != ZX_OK) {
         return iobctl__fail("create", st, NULL);
     }
@@ -508,6 +557,53 @@ static int cmd_write(iob_conn_t* c, const iobctl_args_t* a) {
     return st == ZX_OK ? 0 : iobctl__fail("write", st, NULL);
 }
 
+static int cmd_create_shared_region(iob_conn_t* c, const iobctl_args_t* a) {
+    if (!a->have_size) {
+        return iobctl__usage_error("create-shared-region: --size N");
+    }
+    zx_handle_t h;
+    zx_status_t st = iob_conn_shared_region_create(c, 0, a->size, &h);
+    if (st != ZX_OK) {
+        return iobctl__fail("create-shared-region", st, NULL);
+    }
+    char token[IOB_CONN_TOKEN_SIZE] = "";
+    if (a->export_tokens && (st = iob_conn_handle_export(c, h, token)) != ZX_OK) {
+        return iobctl__fail("create-shared-region: export", st, NULL);
+    }
+    if (g_json) {
+        iobctl__print_json(a->export_tokens ? json_pack("{s:s}", "token", token)
+                                            : json_pack("{s:I}", "handle", (json_int_t)h));
+    } else if (a->export_tokens) {
+        printf("shared %s\n", token);
+    } else {
+        printf("handle %u (closes when iobctl exits; use --export to keep it)\n", (unsigned)h);
+    }
+    return 0;
+}
+
+/* One record into a MEDIATED_WRITE_RING_BUFFER region (over gRPC: iobctl does not map). */
+static int cmd_writev(iob_conn_t* c, const iobctl_args_t* a) {
+    FILE* f = a->in != NULL && strcmp(a->in, "-") != 0 ? fopen(a->in, "rb") : stdin;
+    if (f == NULL) {
+        fprintf(stderr, "iobctl: writev: %s: %s\n", a->in, strerror(errno));
+        return EXIT_LOCAL_IO;
+    }
+    /* One byte more than a record holds: a longer input is refused by iobd (A.6 step 8). */
+    static uint8_t buf[65520];
+    size_t len = fread(buf, 1, sizeof buf, f);
+    if (f != stdin) {
+        fclose(f);
+    }
+    zx_handle_t h;
+    zx_status_t st = iobctl__target(c, a, &h);
+    if (st == ZX_OK) {
+        iob_conn_writev_vec_t v = {.capacity = len, .readable = len < sizeof buf};
+        st = iob_conn_iob_writev(c, h, 0, a->region, 1, false, &v, v.readable ? buf : NULL,
+                                 v.readable ? len : 0);
+    }
+    return st == ZX_OK ? 0 : iobctl__fail("writev", st, NULL);
+}
+
 static int cmd_signal(iob_conn_t* c, const iobctl_args_t* a) {
     zx_handle_t h;
     zx_status_t st = iobctl__target(c, a, &h);
@@ -569,7 +665,7 @@ int main(int argc, char** argv) {
     a.timeout_ms = -1;
     enum { O_SERVER = 256, O_CA, O_CERT, O_KEY, O_TOKFILE, O_INSECURE, O_JSON, O_TIMEOUT,
            O_TOKEN, O_HANDLE, O_REGION, O_OFFSET, O_LENGTH, O_IN, O_OUT, O_SET, O_CLEAR,
-           O_PEER, O_SIGNALS, O_WTIMEOUT, O_NAME, O_EXPORT, O_KOID, O_HELP };
+           O_PEER, O_SIGNALS, O_WTIMEOUT, O_NAME, O_EXPORT, O_KOID, O_SIZE, O_HELP };
     static const struct option opts[] = {
         {"server", required_argument, NULL, O_SERVER},
         {"tls-ca", required_argument, NULL, O_CA},
@@ -594,6 +690,7 @@ int main(int argc, char** argv) {
         {"name", required_argument, NULL, O_NAME},
         {"export", no_argument, NULL, O_EXPORT},
         {"koid", required_argument, NULL, O_KOID},
+        {"size", required_argument, NULL, O_SIZE},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -651,7 +748,8 @@ int main(int argc, char** argv) {
         case O_REGION:
             if (cmd != NULL && strcmp(cmd, "create") == 0) {
                 ok = a.region_count < ZX_IOB_MAX_REGIONS &&
-                     iobctl__parse_region(optarg, &a.regions[a.region_count++]);
+                     iobctl__parse_region(optarg, &a.regions[a.region_count], a.region_count);
+                a.region_count++;
             } else {
                 ok = iobctl__u32(optarg, &a.region);
             }
@@ -698,6 +796,10 @@ int main(int argc, char** argv) {
             a.koid = k;
             break;
         }
+        case O_SIZE:
+            ok = iobctl__parse_size(optarg, &a.size);
+            a.have_size = ok;
+            break;
         case O_HELP:
             fputs(iobctl__usage, stdout);
             return 0;
@@ -714,7 +816,8 @@ int main(int argc, char** argv) {
         return iobctl__usage_error("no command");
     }
     static const char* const cmds[] = {"server-info", "list", "create", "info", "read",
-                                       "write", "signal", "watch", "close"};
+                                       "write", "signal", "watch", "close",
+                                       "create-shared-region", "writev"};
     bool known = false;
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         known = known || strcmp(cmd, cmds[i]) == 0;
@@ -758,9 +861,16 @@ int main(int argc, char** argv) {
         rc = cmd_signal(c, &a);
     } else if (strcmp(cmd, "watch") == 0) {
         rc = cmd_watch(c, &a);
+    } else if (strcmp(cmd, "create-shared-region") == 0) {
+        rc = cmd_create_shared_region(c, &a);
+    } else if (strcmp(cmd, "writev") == 0) {
+        rc = cmd_writev(c, &a);
     } else {
         rc = cmd_close(c, &a);
     }
     iob_conn_close(c);
+    for (size_t i = 0; i < ZX_IOB_MAX_REGIONS; i++) {
+        free(g_shared_tokens[i]);
+    }
     return rc;
 }

@@ -19,6 +19,7 @@
 #include <zircon/syscalls.h>
 
 #include "client/rpc/iob_conn.h"
+#include "shm/broker_wire.h"
 
 /* The root VMAR pseudo-handle. iobd's handles always have the low two bits set, so a value
  * with them clear can never collide with one. */
@@ -35,6 +36,11 @@ typedef struct iob__session {
     uint64_t next_request_id;
     /* The broker answered IMPORT with ERROR (an iobd older than IMPORT): use gRPC from now on. */
     bool broker_no_import;
+    /*
+     * Mediated operations go over gRPC from now on: the broker answered one with ERROR (an
+     * iobd older than WRITEV), or the socket cannot send a full-sized request.
+     */
+    bool broker_no_mediated;
 } iob__session_t;
 
 /*
@@ -74,6 +80,33 @@ zx_status_t iob__broker_unmap(iob__session_t* session, uint64_t mapping_id);
  * a broker too old for IMPORT, a failed connection): the caller then imports over gRPC.
  */
 zx_status_t iob__broker_import(iob__session_t* session, const char* token, zx_handle_t* out);
+
+/*
+ * Sends one mediated request (WRITEV, ALLOCATE_ID) whose fixed part iov[0] starts with
+ * *hdr (the request id is filled in here) and whose other iovecs may point straight into
+ * the caller's memory: one sendmsg, no copy. Returns ZX_OK with the typed reply in *reply,
+ * or:
+ * - ZX_ERR_NEXT: nothing reached iobd's core (no broker, a broker too old for the type,
+ *   a failed connect or send); the caller uses gRPC;
+ * - ZX_ERR_IO_INVALID: the kernel could not read one of the caller's buffers (EFAULT);
+ *   nothing was sent; the caller finds out which and sends again;
+ * - a transport status (ZX_ERR_TIMED_OUT, ZX_ERR_PEER_CLOSED, ZX_ERR_IO) when the request
+ *   was sent but no answer came: it may have been carried out, so it is not repeated.
+ */
+struct iovec;
+zx_status_t iob__broker_mediated(iob__session_t* session, iob_broker_hdr_t* hdr,
+                                 const struct iovec* iov, size_t iovcnt, uint16_t reply_type,
+                                 void* reply, size_t reply_len);
+
+/* ---- Reading the caller's memory without faulting (mediated.c) ---- */
+
+/*
+ * Copies n bytes from src (any address the caller passed) into dst, or returns false when
+ * any of them cannot be read by this process (unmapped, PROT_NONE, NULL): the kernel reads
+ * them (process_vm_readv on our own pid, or a pipe where that is forbidden), so a bad
+ * address is an answer, never a SIGSEGV.
+ */
+bool iob__copy_from_user(void* dst, const void* src, size_t n);
 
 /* ---- zx_vmar_map_iob's own checks (vmar.c), exposed for unit tests ---- */
 

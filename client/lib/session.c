@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -170,7 +171,7 @@ uint64_t iob_client_session_id(const iob_client_t* client) {
 /* ---- Map broker client ---- */
 
 /*
- * Sends one request and waits for its reply; broker_lock held. *error_reply (optional) is
+ * Sends one request (unless req is NULL) and waits for its reply; broker_lock held. *error_reply (optional) is
  * set when the server answered with an ERROR message rather than the typed reply: it did
  * not understand the request, so nothing was done.
  */
@@ -180,7 +181,8 @@ static zx_status_t iob__broker_call(iob__session_t* s, const void* req, size_t r
     if (error_reply != NULL) {
         *error_reply = false;
     }
-    zx_status_t st = iob_fd_send(s->broker_fd, req, req_len, NULL, 0);
+    /* req NULL: the request has been sent already (iob__broker_mediated); only wait. */
+    zx_status_t st = req != NULL ? iob_fd_send(s->broker_fd, req, req_len, NULL, 0) : ZX_OK;
     if (st != ZX_OK) {
         return st;
     }
@@ -244,6 +246,29 @@ static zx_status_t iob__broker_call(iob__session_t* s, const void* req, size_t r
     }
 }
 
+/*
+ * A mediated request is one datagram of up to IOB_BROKER_MAX_MEDIATED_MSG bytes. On
+ * AF_UNIX a datagram is charged to the sender's SO_SNDBUF (a send larger than it, minus a
+ * little overhead, is EMSGSIZE; the receiver's SO_RCVBUF plays no part, its queue is
+ * limited in datagrams), so ours must hold two of them: one in flight and room for the
+ * next. The default (wmem_default, 208 KiB) does; a host configured lower gets raised up to
+ * wmem_max, and if even that is too small, mediated calls use gRPC.
+ */
+static void iob__broker_size_buffers(iob__session_t* s) {
+    int want = (int)(2 * IOB_BROKER_MAX_MEDIATED_MSG + 4096);
+    int have = 0;
+    socklen_t len = sizeof have;
+    if (getsockopt(s->broker_fd, SOL_SOCKET, SO_SNDBUF, &have, &len) == 0 && have >= want) {
+        return;
+    }
+    setsockopt(s->broker_fd, SOL_SOCKET, SO_SNDBUF, &want, sizeof want);
+    len = sizeof have;
+    if (getsockopt(s->broker_fd, SOL_SOCKET, SO_SNDBUF, &have, &len) != 0 ||
+        have < (int)(IOB_BROKER_MAX_MEDIATED_MSG + 1024)) {
+        s->broker_no_mediated = true;
+    }
+}
+
 /* Connects and attaches the broker socket if that has not happened yet; broker_lock held. */
 static zx_status_t iob__broker_ensure(iob__session_t* s) {
     if (s->broker_fd >= 0) {
@@ -273,6 +298,7 @@ static zx_status_t iob__broker_ensure(iob__session_t* s) {
         return err == EACCES || err == EPERM ? ZX_ERR_ACCESS_DENIED : ZX_ERR_UNAVAILABLE;
     }
     s->broker_fd = fd;
+    iob__broker_size_buffers(s);
     iob_broker_attach_req_t req;
     memset(&req, 0, sizeof req);
     uint64_t id = s->next_request_id++;
@@ -413,6 +439,54 @@ zx_status_t iob__broker_import(iob__session_t* s, const char* token, zx_handle_t
         close(s->broker_fd);
         s->broker_fd = -1;
         st = ZX_ERR_NEXT;
+    }
+    pthread_mutex_unlock(&s->broker_lock);
+    return st;
+}
+
+zx_status_t iob__broker_mediated(iob__session_t* s, iob_broker_hdr_t* hdr,
+                                 const struct iovec* iov, size_t iovcnt, uint16_t reply_type,
+                                 void* reply, size_t reply_len) {
+    pthread_mutex_lock(&s->broker_lock);
+    zx_status_t st = s->broker_no_mediated ? ZX_ERR_NOT_SUPPORTED : iob__broker_ensure(s);
+    if (st != ZX_OK || s->broker_no_mediated) {
+        pthread_mutex_unlock(&s->broker_lock);
+        return ZX_ERR_NEXT;
+    }
+    uint64_t id = s->next_request_id++;
+    hdr->request_id = id;
+    struct msghdr msg = {.msg_iov = (struct iovec*)(uintptr_t)iov, .msg_iovlen = iovcnt};
+    ssize_t n;
+    do {
+        /* MSG_NOSIGNAL: a vanished iobd is a status, not a SIGPIPE in the caller's process. */
+        n = sendmsg(s->broker_fd, &msg, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        int err = errno;
+        if (err == EFAULT) {
+            /* Nothing was queued: a datagram is copied in whole or not at all. */
+            pthread_mutex_unlock(&s->broker_lock);
+            return ZX_ERR_IO_INVALID;
+        }
+        if (err == EMSGSIZE) {
+            s->broker_no_mediated = true;
+        } else {
+            close(s->broker_fd);
+            s->broker_fd = -1;
+        }
+        pthread_mutex_unlock(&s->broker_lock);
+        return ZX_ERR_NEXT;
+    }
+    /* One request of the same size goes out; its reply is read with the ordinary loop. */
+    bool error_reply = false;
+    st = iob__broker_call(s, NULL, 0, id, reply_type, reply, reply_len, NULL, &error_reply);
+    if (st != ZX_OK && error_reply) {
+        /* Not understood (an older iobd): it did nothing, so gRPC may do it. */
+        s->broker_no_mediated = true;
+        st = ZX_ERR_NEXT;
+    } else if (st != ZX_OK) {
+        close(s->broker_fd);
+        s->broker_fd = -1;
     }
     pthread_mutex_unlock(&s->broker_lock);
     return st;

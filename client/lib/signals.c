@@ -34,6 +34,7 @@ void iob__signal_event(void* ctx, zx_handle_t handle, zx_signals_t signals) {
     while (i < g_pending_count && g_pending[i].handle != handle) {
         i++;
     }
+    bool existed = i < g_pending_count;
     if (i == g_pending_count) {
         if (g_pending_count == g_pending_cap) {
             size_t cap = g_pending_cap != 0 ? g_pending_cap * 2 : 16;
@@ -47,8 +48,11 @@ void iob__signal_event(void* ctx, zx_handle_t handle, zx_signals_t signals) {
         }
         g_pending_count++;
     }
+    /* A strobe (a record written into a shared region) is an event, not a state: a newer
+     * state must not hide it until it is read. */
+    zx_signals_t strobe = existed ? g_pending[i].signals & ZX_IOB_SHARED_REGION_UPDATED : 0u;
     g_pending[i].handle = handle;
-    g_pending[i].signals = signals;
+    g_pending[i].signals = signals | strobe;
     uint64_t one = 1;
     ssize_t n = write(g_sig_fd, &one, sizeof one); /* EAGAIN: the counter is already set */
     (void)n;

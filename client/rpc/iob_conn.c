@@ -1073,6 +1073,83 @@ zx_status_t iob_conn_handle_import(iob_conn_t* conn, const char* token, zx_handl
     return st;
 }
 
+/* ---- Shared regions and mediated disciplines ---- */
+
+zx_status_t iob_conn_shared_region_create(iob_conn_t* conn, uint64_t options, uint64_t size,
+                                          zx_handle_t* out) {
+    if (out == NULL) {
+        return ZX_ERR_INVALID_ARGS;
+    }
+    Iob__V1__CreateSharedRegionRequest req = IOB__V1__CREATE_SHARED_REGION_REQUEST__INIT;
+    req.options = options;
+    req.size = size;
+    ProtobufCMessage* rep = NULL;
+    zx_status_t st = iob__conn_unary(conn, IOB_WIRE_M_CREATE_SHARED_REGION, &req.base,
+                                     &iob__v1__handle_reply__descriptor, &rep, NULL);
+    if (st == ZX_OK) {
+        *out = ((Iob__V1__HandleReply*)rep)->handle;
+        protobuf_c_message_free_unpacked(rep, NULL);
+    }
+    return st;
+}
+
+zx_status_t iob_conn_iob_writev(iob_conn_t* conn, zx_handle_t handle, uint64_t options,
+                                uint32_t region_index, uint64_t num_vectors,
+                                bool vectors_unreadable, const iob_conn_writev_vec_t* vecs,
+                                const void* data, size_t data_len) {
+    Iob__V1__IobWritevRequest req = IOB__V1__IOB_WRITEV_REQUEST__INIT;
+    req.handle = handle;
+    req.options = options;
+    req.region_index = region_index;
+    req.num_vectors = num_vectors;
+    req.vectors_unreadable = vectors_unreadable || (vecs == NULL && num_vectors > 0);
+    uint64_t caps[IOB_WIRE_MAX_WRITEV_VECTORS];
+    protobuf_c_boolean readable[IOB_WIRE_MAX_WRITEV_VECTORS];
+    if (!req.vectors_unreadable && num_vectors <= IOB_WIRE_MAX_WRITEV_VECTORS) {
+        for (size_t i = 0; i < num_vectors; i++) {
+            caps[i] = vecs[i].capacity;
+            readable[i] = vecs[i].readable;
+        }
+        req.n_capacities = req.n_readable = (size_t)num_vectors;
+        req.capacities = caps;
+        req.readable = readable;
+        req.data.data = (uint8_t*)(uintptr_t)data;
+        req.data.len = data != NULL ? data_len : 0;
+    }
+    return iob__conn_unary(conn, IOB_WIRE_M_IOB_WRITEV, &req.base, NULL, NULL, NULL);
+}
+
+zx_status_t iob_conn_allocate_id(iob_conn_t* conn, zx_handle_t handle, uint32_t options,
+                                 uint32_t region_index, const void* blob, uint64_t blob_size,
+                                 uint32_t* id) {
+    bool unreadable = blob == NULL && blob_size > 0;
+    _Static_assert(IOB_CONN_MAX_BLOB == IOB_WIRE_MAX_BLOB, "blob limits agree");
+    if (!unreadable && blob_size > IOB_CONN_MAX_BLOB) {
+        return ZX_ERR_NOT_SUPPORTED; /* beyond one message; see iob_conn.h */
+    }
+    Iob__V1__AllocateIdRequest req = IOB__V1__ALLOCATE_ID_REQUEST__INIT;
+    req.handle = handle;
+    req.options = options;
+    req.region_index = region_index;
+    req.blob_size = blob_size;
+    req.blob_unreadable = unreadable;
+    if (!unreadable) {
+        req.blob.data = (uint8_t*)(uintptr_t)blob;
+        req.blob.len = (size_t)blob_size;
+    }
+    req.id_null = id == NULL;
+    ProtobufCMessage* rep = NULL;
+    zx_status_t st = iob__conn_unary(conn, IOB_WIRE_M_ALLOCATE_ID, &req.base,
+                                     &iob__v1__allocate_id_reply__descriptor, &rep, NULL);
+    if (st == ZX_OK) {
+        if (id != NULL) {
+            *id = ((Iob__V1__AllocateIdReply*)rep)->id;
+        }
+        protobuf_c_message_free_unpacked(rep, NULL);
+    }
+    return st;
+}
+
 typedef struct iob__conn_read_ctx {
     uint8_t* buffer;
     uint64_t offset; /* region offset of buffer[0] */

@@ -118,6 +118,40 @@ zx_status_t iob_conn_region_read(iob_conn_t* conn, zx_handle_t handle, uint32_t 
 zx_status_t iob_conn_region_write(iob_conn_t* conn, zx_handle_t handle, uint32_t region_index,
                                   uint64_t offset, const void* buffer, size_t len);
 
+/* ---- Shared regions and mediated disciplines ---- */
+
+zx_status_t iob_conn_shared_region_create(iob_conn_t* conn, uint64_t options, uint64_t size,
+                                          zx_handle_t* out);
+
+/* One vector of zx_iob_writev as far as the caller's process could read it. */
+typedef struct iob_conn_writev_vec {
+    uint64_t capacity;
+    bool readable; /* its capacity bytes are in the data buffer */
+} iob_conn_writev_vec_t;
+
+/*
+ * zx_iob_writev (IobWritev): num_vectors is the caller's count; vecs has num_vectors
+ * entries when it is at most 8 and vectors_unreadable is false (else vecs is ignored and
+ * nothing but the count is sent). data holds the readable vectors' bytes back to back
+ * (data_len: their capacities' sum). The library has already read the caller's memory, so
+ * nothing here can fault. The server's status, in IOB-SPEC.md A.6's order.
+ */
+zx_status_t iob_conn_iob_writev(iob_conn_t* conn, zx_handle_t handle, uint64_t options,
+                                uint32_t region_index, uint64_t num_vectors,
+                                bool vectors_unreadable, const iob_conn_writev_vec_t* vecs,
+                                const void* data, size_t data_len);
+
+/*
+ * zx_iob_allocate_id (AllocateId): blob is blob_size readable bytes, or NULL when the
+ * caller's blob could not be read (blob_size still travels); id NULL means the caller's
+ * pointer was NULL, which the server reports in A.5's order. Readable blobs above
+ * IOB_CONN_MAX_BLOB (1 MiB, one message's worth): ZX_ERR_NOT_SUPPORTED.
+ */
+#define IOB_CONN_MAX_BLOB ((uint64_t)1 << 20)
+zx_status_t iob_conn_allocate_id(iob_conn_t* conn, zx_handle_t handle, uint32_t options,
+                                 uint32_t region_index, const void* blob, uint64_t blob_size,
+                                 uint32_t* id);
+
 /* ---- Additions for operators (iobctl) ---- */
 
 /* ServerInfo: what the server runs with, and what it holds now. */

@@ -41,6 +41,17 @@
 
 typedef struct iobd__conn iobd__conn_t;
 
+/* The fixed parts of every request; the union keeps each body aligned. */
+typedef union {
+    iob_broker_hdr_t hdr;
+    iob_broker_attach_req_t attach;
+    iob_broker_map_req_t map;
+    iob_broker_unmap_req_t unmap;
+    iob_broker_import_req_t import;
+    iob_broker_writev_req_t writev;
+    iob_broker_allocate_id_req_t allocate_id;
+} iobd__rx_t;
+
 struct iobd__conn {
     uv_poll_t poll; /* first member: the poll's data points back here anyway */
     iobd_broker_t* broker;
@@ -67,7 +78,16 @@ struct iobd_broker {
     unsigned open_handles; /* listen poll + connection polls not yet closed */
     iobd__conn_t* conns;
     iobd_broker_stats_t stats;
+    /*
+     * One receive buffer for every connection (all of them are served on the loop thread,
+     * one datagram at a time): room for the largest mediated request plus one byte, so a
+     * longer datagram shows as truncated. Its bytes go to the core as they are: the core
+     * copies them into the shared region, the only copy on iobd's side.
+     */
+    iobd__rx_t* rx;
 };
+
+#define IOBD__BROKER_RX_SIZE (IOB_BROKER_MAX_MEDIATED_MSG + 1)
 
 static void iobd__log(iobd_broker_t* broker, int level, const char* fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -87,6 +107,7 @@ static void iobd__log(iobd_broker_t* broker, int level, const char* fmt, ...) {
 
 static void iobd__maybe_free(iobd_broker_t* broker) {
     if (broker->stopping && broker->open_handles == 0) {
+        free(broker->rx);
         free(broker->socket_path);
         free(broker);
     }
@@ -294,17 +315,99 @@ static void iobd__handle_import(iobd__conn_t* conn, const iob_broker_import_req_
     }
 }
 
-/* Validates one datagram and dispatches it. The union keeps every body aligned. */
-typedef union {
-    iob_broker_hdr_t hdr;
-    iob_broker_attach_req_t attach;
-    iob_broker_map_req_t map;
-    iob_broker_unmap_req_t unmap;
-    iob_broker_import_req_t import;
-    unsigned char bytes[IOB_BROKER_MAX_MSG + 1];
-} iobd__msg_t;
+/*
+ * WRITEV: the fixed part is checked field by field and the trailing bytes must be exactly
+ * what the readable vectors announce, so nothing the client claims is trusted before it
+ * is measured. Only then does the core see the request, with unreadable buffers (and an
+ * unreadable array) passed as NULL so that it reports them at A.6's step.
+ */
+static void iobd__handle_writev(iobd__conn_t* conn, const iob_broker_writev_req_t* req,
+                                size_t len) {
+    const iob_broker_hdr_t* hdr = &req->hdr;
+    bool array_unreadable = (req->flags & IOB_BROKER_WRITEV_VECTORS_UNREADABLE) != 0;
+    bool malformed = (req->flags & ~(uint32_t)IOB_BROKER_WRITEV_VECTORS_UNREADABLE) != 0 ||
+                     req->vector_count > IOB_BROKER_WRITEV_MAX_VECTORS;
+    uint32_t expect_count = 0;
+    if (!array_unreadable && req->num_vectors <= IOB_BROKER_WRITEV_MAX_VECTORS) {
+        expect_count = (uint32_t)req->num_vectors;
+    }
+    malformed = malformed || req->vector_count != expect_count;
+    uint64_t data_len = 0;
+    for (uint32_t i = 0; !malformed && i < req->vector_count; i++) {
+        const iob_broker_vec_t* v = &req->vecs[i];
+        if ((v->flags & ~(uint32_t)IOB_BROKER_VEC_READABLE) != 0) {
+            malformed = true;
+        } else if ((v->flags & IOB_BROKER_VEC_READABLE) != 0) {
+            /* Bounded by the message: a sum above it cannot be honest. */
+            if (v->capacity > IOB_BROKER_WRITEV_MAX_BYTES - data_len) {
+                malformed = true;
+            } else {
+                data_len += v->capacity;
+            }
+        }
+    }
+    if (malformed || len - sizeof *req != data_len) {
+        iobd__bad_message(conn, hdr->request_id, ZX_ERR_INVALID_ARGS, "writev layout");
+        return;
+    }
+    zx_status_t st = ZX_ERR_BAD_STATE;
+    if (conn->attached) {
+        zx_iovec_t vecs[IOB_BROKER_WRITEV_MAX_VECTORS];
+        const unsigned char* data = (const unsigned char*)(req + 1);
+        size_t off = 0;
+        for (uint32_t i = 0; i < req->vector_count; i++) {
+            const iob_broker_vec_t* v = &req->vecs[i];
+            bool readable = (v->flags & IOB_BROKER_VEC_READABLE) != 0;
+            vecs[i].buffer = readable && v->capacity > 0 ? (void*)(uintptr_t)(data + off) : NULL;
+            vecs[i].capacity = (size_t)v->capacity;
+            off += readable ? (size_t)v->capacity : 0u;
+        }
+        /*
+         * Above 8 vectors the core stops at step 6 before it reads the array; NULL keeps it
+         * from ever reading entries that were not sent.
+         */
+        const zx_iovec_t* arg = expect_count == 0 ? NULL : vecs;
+        st = iob_core_iob_writev(conn->broker->core, conn->session, req->handle, req->options,
+                                 req->region_index, arg, (size_t)req->num_vectors);
+        conn->broker->stats.writevs++;
+    }
+    iobd__reply_status(conn, IOB_BROKER_WRITEV | IOB_BROKER_REPLY, hdr->request_id, st);
+}
 
-static void iobd__dispatch(iobd__conn_t* conn, const iobd__msg_t* msg, size_t len) {
+static void iobd__handle_allocate_id(iobd__conn_t* conn, const iob_broker_allocate_id_req_t* req,
+                                     size_t len) {
+    const uint32_t known = IOB_BROKER_ALLOC_BLOB_UNREADABLE | IOB_BROKER_ALLOC_ID_NULL;
+    bool unreadable = (req->flags & IOB_BROKER_ALLOC_BLOB_UNREADABLE) != 0;
+    uint64_t body = len - sizeof *req;
+    if ((req->flags & ~known) != 0 || (unreadable ? body != 0 : body != req->blob_size)) {
+        iobd__bad_message(conn, req->hdr.request_id, ZX_ERR_INVALID_ARGS, "allocate_id layout");
+        return;
+    }
+    iob_broker_allocate_id_reply_t reply;
+    memset(&reply, 0, sizeof reply);
+    iob_broker_hdr_init(&reply.hdr, IOB_BROKER_ALLOCATE_ID | IOB_BROKER_REPLY, sizeof reply,
+                        req->hdr.request_id);
+    zx_status_t st = ZX_ERR_BAD_STATE;
+    if (conn->attached) {
+        uint32_t id = 0;
+        const void* blob = unreadable || req->blob_size == 0 ? NULL : (const void*)(req + 1);
+        bool id_null = (req->flags & IOB_BROKER_ALLOC_ID_NULL) != 0;
+        st = iob_core_iob_allocate_id(conn->broker->core, conn->session, req->handle,
+                                      req->options, req->region_index, blob, req->blob_size,
+                                      id_null ? NULL : &id);
+        reply.id = st == ZX_OK ? id : 0u;
+        conn->broker->stats.allocate_ids++;
+    }
+    reply.status = st;
+    zx_status_t sent = iobd__send(conn, &reply, sizeof reply, -1);
+    if (sent != ZX_OK) {
+        iobd__conn_close(conn, zx_status_get_string(sent));
+    }
+}
+
+/* Validates one datagram (in broker->rx) and dispatches it. */
+static void iobd__dispatch(iobd__conn_t* conn, size_t len) {
+    const iobd__rx_t* msg = conn->broker->rx;
     if (len < sizeof(iob_broker_hdr_t)) {
         iobd__bad_message(conn, 0, ZX_ERR_INVALID_ARGS, "short");
         return;
@@ -328,6 +431,26 @@ static void iobd__dispatch(iobd__conn_t* conn, const iobd__msg_t* msg, size_t le
     case IOB_BROKER_IMPORT:
         want = sizeof(iob_broker_import_req_t);
         break;
+    case IOB_BROKER_WRITEV:
+    case IOB_BROKER_ALLOCATE_ID:
+        want = hdr->type == IOB_BROKER_WRITEV ? sizeof(iob_broker_writev_req_t)
+                                              : sizeof(iob_broker_allocate_id_req_t);
+        /* Variable length: at least the fixed part, and the header says how long it is. */
+        if (len < want || hdr->size != len || len > IOB_BROKER_MAX_MEDIATED_MSG) {
+            iobd__bad_message(conn, hdr->request_id, ZX_ERR_INVALID_ARGS, "size");
+            return;
+        }
+        /* Both fixed parts start with `layout` right after the header. */
+        if (msg->writev.layout != IOB_BROKER_MEDIATED_LAYOUT) {
+            iobd__bad_message(conn, hdr->request_id, ZX_ERR_NOT_SUPPORTED, "layout");
+            return;
+        }
+        if (hdr->type == IOB_BROKER_WRITEV) {
+            iobd__handle_writev(conn, &msg->writev, len);
+        } else {
+            iobd__handle_allocate_id(conn, &msg->allocate_id, len);
+        }
+        return;
     default:
         iobd__bad_message(conn, hdr->request_id, ZX_ERR_NOT_SUPPORTED, "unknown type");
         return;
@@ -362,13 +485,14 @@ static void iobd__conn_on_readable(uv_poll_t* poll, int status, int events) {
         return;
     }
     for (int i = 0; i < IOBD__BROKER_BATCH && !conn->closing; i++) {
-        iobd__msg_t msg;
-        memset(&msg, 0, sizeof msg);
+        iobd_broker_t* broker = conn->broker;
+        /* Only the fixed-size part is cleared: a mediated request is read for its length. */
+        memset(broker->rx, 0, sizeof *broker->rx);
         int fds[IOB_FDPASS_MAX_FDS];
         size_t len = 0;
         size_t nfds = 0;
-        zx_status_t st =
-            iob_fd_recv(conn->fd, msg.bytes, sizeof msg.bytes, &len, fds, IOB_FDPASS_MAX_FDS, &nfds);
+        zx_status_t st = iob_fd_recv(conn->fd, broker->rx, IOBD__BROKER_RX_SIZE, &len, fds,
+                                     IOB_FDPASS_MAX_FDS, &nfds);
         if (st == ZX_ERR_SHOULD_WAIT) {
             return;
         }
@@ -385,13 +509,16 @@ static void iobd__conn_on_readable(uv_poll_t* poll, int status, int events) {
             for (size_t k = 0; k < nfds; k++) {
                 close(fds[k]);
             }
-            iobd__bad_message(conn, len >= sizeof(iob_broker_hdr_t) ? msg.hdr.request_id : 0,
+            iobd__bad_message(conn, len >= sizeof(iob_broker_hdr_t) ? broker->rx->hdr.request_id : 0,
                               ZX_ERR_INVALID_ARGS, "client sent fds");
             continue;
         }
-        iobd__dispatch(conn, &msg, len);
-        /* An IMPORT carried a credential: it does not linger on the stack. */
-        explicit_bzero(msg.bytes, len);
+        bool import = len >= sizeof(iob_broker_hdr_t) && broker->rx->hdr.type == IOB_BROKER_IMPORT;
+        iobd__dispatch(conn, len);
+        /* An IMPORT carried a credential: it does not linger in memory. */
+        if (import) {
+            explicit_bzero(broker->rx, len);
+        }
     }
 }
 
@@ -555,8 +682,10 @@ zx_status_t iobd_broker_start(uv_loop_t* loop, iob_core_t* core, const iobd_brok
     broker->config = *config;
     broker->config.socket_path = broker->socket_path;
     broker->listen_fd = -1;
-    zx_status_t st = iobd__listen(broker);
+    broker->rx = malloc(IOBD__BROKER_RX_SIZE);
+    zx_status_t st = broker->rx != NULL ? iobd__listen(broker) : ZX_ERR_NO_MEMORY;
     if (st != ZX_OK) {
+        free(broker->rx);
         free(broker->socket_path);
         free(broker);
         return st;
@@ -564,6 +693,7 @@ zx_status_t iobd_broker_start(uv_loop_t* loop, iob_core_t* core, const iobd_brok
     if (uv_poll_init(loop, &broker->listen_poll, broker->listen_fd) != 0) {
         close(broker->listen_fd);
         unlink(broker->socket_path);
+        free(broker->rx);
         free(broker->socket_path);
         free(broker);
         return ZX_ERR_NO_MEMORY;

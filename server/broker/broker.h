@@ -8,8 +8,10 @@
  * secret it received when the gRPC session opened; the daemon checks both through
  * `authenticate`), then asks for mappings through handles of that session, and may import
  * transfer tokens into it (iob_core_handle_import: one socket round trip where gRPC would
- * cost a unary call; the token rules are the core's). Every request
- * is answered by iob_core_map_dup / iob_core_unmap, so the rights and access checks of
+ * cost a unary call; the token rules are the core's), and may carry out the mediated
+ * operations zx_iob_writev and zx_iob_allocate_id (iob_core_iob_writev /
+ * iob_core_iob_allocate_id: one socket round trip with the caller's bytes in the datagram).
+ * MAP and UNMAP are answered by iob_core_map_dup / iob_core_unmap, so the rights and access checks of
  * IOB-SPEC.md A.4 are the core's; a read-only grant carries a read-only file description.
  *
  * Lifetimes: a mapping granted here is a core mapping record of the attached session. The
@@ -116,6 +118,8 @@ typedef struct iobd_broker_stats {
     uint64_t imports;         /* tokens imported (replies delivered) */
     uint64_t imports_refused; /* IMPORT answered with an error status */
     uint64_t bad_messages;    /* malformed, unknown type, wrong version */
+    uint64_t writevs;         /* WRITEV requests answered by the core (any status) */
+    uint64_t allocate_ids;    /* ALLOCATE_ID requests answered by the core (any status) */
 } iobd_broker_stats_t;
 
 void iobd_broker_get_stats(const iobd_broker_t* broker, iobd_broker_stats_t* out);

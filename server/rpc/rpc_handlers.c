@@ -546,6 +546,98 @@ void iobd__write_continue(iobd_call_t* c, grpc_byte_buffer* msg) {
     iobd__call_recv(c);
 }
 
+/* ---- Shared regions and mediated disciplines ---- */
+
+static void iobd__create_shared_region(iobd_call_t* c, iob_session_id_t sid) {
+    Iob__V1__CreateSharedRegionRequest* req = IOBD_UNPACK(
+        Iob__V1__CreateSharedRegionRequest, iob__v1__create_shared_region_request__descriptor, c);
+    if (req == NULL) {
+        iobd__bad_request(c, "malformed CreateSharedRegionRequest");
+        return;
+    }
+    zx_handle_t h = ZX_HANDLE_INVALID;
+    zx_status_t st = iob_core_shared_region_create(c->srv->core, sid, req->options, req->size, &h);
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+    if (st != ZX_OK) {
+        iobd__call_finish(c, st, NULL, iobd__detail(st));
+        return;
+    }
+    /* Indexed like an endpoint so that Wait and session events (strobes) find it. */
+    iobd__track_handle(c->srv, sid.value, h, ZX_KOID_INVALID);
+    Iob__V1__HandleReply r = IOB__V1__HANDLE_REPLY__INIT;
+    r.handle = h;
+    iobd__call_finish(c, ZX_OK, &r.base, NULL);
+}
+
+/*
+ * The request describes what the caller's process could read (iob.proto); it is rebuilt
+ * into the core's NULL conventions. Anything inconsistent is a malformed request: the
+ * client library never sends one, so there is no Zircon order to keep for it.
+ */
+static void iobd__iob_writev(iobd_call_t* c, iob_session_id_t sid) {
+    Iob__V1__IobWritevRequest* req =
+        IOBD_UNPACK(Iob__V1__IobWritevRequest, iob__v1__iob_writev_request__descriptor, c);
+    if (req == NULL) {
+        iobd__bad_request(c, "malformed IobWritevRequest");
+        return;
+    }
+    size_t expect = 0;
+    if (!req->vectors_unreadable && req->num_vectors <= IOB_WIRE_MAX_WRITEV_VECTORS) {
+        expect = (size_t)req->num_vectors;
+    }
+    const char* bad = NULL;
+    if (req->n_capacities != expect || req->n_readable != expect) {
+        bad = "IobWritevRequest: capacities and readable must have num_vectors entries";
+    }
+    zx_iovec_t vecs[IOB_WIRE_MAX_WRITEV_VECTORS];
+    size_t off = 0;
+    for (size_t i = 0; bad == NULL && i < expect; i++) {
+        uint64_t cap = req->capacities[i];
+        bool readable = req->readable[i] != 0;
+        if (readable && cap > req->data.len - off) {
+            bad = "IobWritevRequest: data is shorter than the readable capacities";
+            break;
+        }
+        vecs[i].buffer = readable && cap > 0 ? (void*)(req->data.data + off) : NULL;
+        vecs[i].capacity = (size_t)cap;
+        off += readable ? (size_t)cap : 0u;
+    }
+    if (bad == NULL && off != req->data.len) {
+        bad = "IobWritevRequest: data is longer than the readable capacities";
+    }
+    zx_status_t st = ZX_ERR_INVALID_ARGS;
+    if (bad == NULL) {
+        st = iob_core_iob_writev(c->srv->core, sid, req->handle, req->options, req->region_index,
+                                 expect > 0 ? vecs : NULL, (size_t)req->num_vectors);
+    }
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+    Iob__V1__StatusReply r = IOB__V1__STATUS_REPLY__INIT;
+    iobd__call_finish(c, st, st == ZX_OK ? &r.base : NULL, bad != NULL ? bad : iobd__detail(st));
+}
+
+static void iobd__allocate_id(iobd_call_t* c, iob_session_id_t sid) {
+    Iob__V1__AllocateIdRequest* req =
+        IOBD_UNPACK(Iob__V1__AllocateIdRequest, iob__v1__allocate_id_request__descriptor, c);
+    if (req == NULL) {
+        iobd__bad_request(c, "malformed AllocateIdRequest");
+        return;
+    }
+    zx_status_t st = ZX_ERR_INVALID_ARGS;
+    const char* detail = "AllocateIdRequest: blob must hold blob_size bytes";
+    uint32_t id = 0;
+    if (req->blob_unreadable ? req->blob.len == 0 : req->blob.len == req->blob_size) {
+        const void* blob = req->blob_unreadable || req->blob.len == 0 ? NULL : req->blob.data;
+        st = iob_core_iob_allocate_id(c->srv->core, sid, req->handle, req->options,
+                                      req->region_index, blob, req->blob_size,
+                                      req->id_null ? NULL : &id);
+        detail = iobd__detail(st);
+    }
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+    Iob__V1__AllocateIdReply r = IOB__V1__ALLOCATE_ID_REPLY__INIT;
+    r.id = id;
+    iobd__call_finish(c, st, st == ZX_OK ? &r.base : NULL, detail);
+}
+
 /* ---- Dispatch ---- */
 
 void iobd__dispatch_new(iobd_call_t* c) {
@@ -616,6 +708,15 @@ void iobd__dispatch_new(iobd_call_t* c) {
         break;
     case IOB_WIRE_M_SET_SESSION_EVENTS:
         iobd__set_session_events(c, sid);
+        break;
+    case IOB_WIRE_M_CREATE_SHARED_REGION:
+        iobd__create_shared_region(c, sid);
+        break;
+    case IOB_WIRE_M_IOB_WRITEV:
+        iobd__iob_writev(c, sid);
+        break;
+    case IOB_WIRE_M_ALLOCATE_ID:
+        iobd__allocate_id(c, sid);
         break;
     default:
         iobd__call_finish_code(c, ZX_ERR_NOT_SUPPORTED, GRPC_STATUS_UNIMPLEMENTED, NULL, NULL);

@@ -163,6 +163,11 @@ typedef struct iobd_wait_state {
     bool registered;
     bool dirty;
     uint64_t events_seen;
+    /*
+     * ZX_IOB_SHARED_REGION_UPDATED was strobed on the waited object while this wait was
+     * armed (only set when `want` holds it): reported once, on top of `observed`.
+     */
+    bool strobed;
 } iobd_wait_state_t;
 
 typedef struct iobd_read_state {

@@ -488,15 +488,23 @@ void iobd_rpc_handle_imported(void* ctx, iob_session_id_t session, zx_handle_t h
     iobd__track_handle(ctx, session.value, handle, ZX_KOID_INVALID);
 }
 
-static void iobd__queue_event_locked(iobd_rpc_t* srv, iobd_session_t* s, zx_handle_t handle,
+/* False when the session takes no events (nothing was queued). */
+static bool iobd__queue_event_locked(iobd_rpc_t* srv, iobd_session_t* s, zx_handle_t handle,
                                      zx_signals_t signals) {
     if (s->closed || s->stream == NULL || s->events_off) {
-        return;
+        return false;
     }
     if (s->event_count > 0 && signals != ZX_SIGNAL_HANDLE_CLOSED) {
         /* Coalesce with the newest queued event of the same handle: only state matters. */
         iobd_event_t* last = &s->events[(s->event_head + s->event_count - 1) % s->event_cap];
-        if (last->handle == handle && last->signals != ZX_SIGNAL_HANDLE_CLOSED) {
+        /*
+         * A strobe is an event, not a state: never merged into a state change (nor one into
+         * it); strobes in a row are one, so a busy ring costs one queued event, not one per
+         * record.
+         */
+        if (last->handle == handle && last->signals != ZX_SIGNAL_HANDLE_CLOSED &&
+            (((last->signals | signals) & ZX_IOB_SHARED_REGION_UPDATED) == 0 ||
+             last->signals == signals)) {
             last->signals = signals;
             goto mark;
         }
@@ -507,13 +515,13 @@ static void iobd__queue_event_locked(iobd_rpc_t* srv, iobd_session_t* s, zx_hand
             if (s->events_dropped++ == 0) {
                 IOBD_WARN("session %" PRIu64 ": event queue full, dropping events", s->id);
             }
-            return;
+            return false;
         }
         size_t cap = s->event_cap == 0 ? 16 : s->event_cap * 2;
         iobd_event_t* ev = malloc(cap * sizeof *ev);
         if (ev == NULL) {
             s->events_dropped++;
-            return;
+            return false;
         }
         for (size_t i = 0; i < s->event_count; i++) {
             ev[i] = s->events[(s->event_head + i) % s->event_cap];
@@ -532,6 +540,7 @@ mark:
         s->next_dirty = srv->dirty_sessions;
         srv->dirty_sessions = s;
     }
+    return true;
 }
 
 static void iobd__obs_signals_changed(void* ctx, zx_koid_t koid, zx_signals_t signals) {
@@ -551,6 +560,38 @@ static void iobd__obs_signals_changed(void* ctx, zx_koid_t koid, zx_signals_t si
     }
     pthread_mutex_unlock(&srv->lock);
     iobd__kick(srv);
+}
+
+/*
+ * A record was written into a shared region: ZX_IOB_SHARED_REGION_UPDATED is strobed
+ * (IOB-SPEC.md A.7 step 6). Only what is armed right now sees it: waits whose mask holds the
+ * bit, and the holders' session streams (as an event with the bit set; shared regions have
+ * no other signal than user signals, which the event does not repeat). Nothing is latched.
+ */
+static void iobd__obs_shared_region_updated(void* ctx, zx_koid_t koid) {
+    iobd_rpc_t* srv = ctx;
+    bool any = false;
+    pthread_mutex_lock(&srv->lock);
+    for (iobd_hent_t* h = srv->by_koid[iobd__hash(koid)]; h != NULL; h = h->next_by_koid) {
+        /* Most writes have no one listening: wake nobody for them (the broker's writes
+         * run on the loop thread, where a wake-up is one more loop iteration). */
+        if (h->koid == koid &&
+            iobd__queue_event_locked(srv, h->session, h->handle, ZX_IOB_SHARED_REGION_UPDATED)) {
+            any = true;
+        }
+    }
+    for (iobd_call_t* w = srv->waiters; w != NULL; w = w->u.wait.next_waiter) {
+        if (w->u.wait.hent != NULL && w->u.wait.hent->koid == koid &&
+            (w->u.wait.want & ZX_IOB_SHARED_REGION_UPDATED) != 0) {
+            w->u.wait.strobed = true;
+            w->u.wait.dirty = true;
+            any = true;
+        }
+    }
+    pthread_mutex_unlock(&srv->lock);
+    if (any) {
+        iobd__kick(srv);
+    }
 }
 
 static void iobd__obs_handle_closed(void* ctx, iob_session_id_t session, zx_handle_t handle) {
@@ -608,24 +649,27 @@ static void iobd__wait_eval_locked(iobd_rpc_t* srv, iobd_call_t* c, int64_t now)
         return;
     }
     zx_status_t final = 1; /* none yet */
-    if (!w->watch && (w->observed & w->want) != 0) {
+    /* A strobe counts once: in the reply that reports it, never in a later one. */
+    zx_signals_t seen = w->observed | (w->strobed ? ZX_IOB_SHARED_REGION_UPDATED : 0u);
+    if (!w->watch && (seen & w->want) != 0) {
         final = ZX_OK;
     } else if (w->handle_closed) {
         final = ZX_ERR_CANCELED;
     } else if (now >= w->deadline_ns) {
         final = ZX_ERR_TIMED_OUT;
-    } else if (w->watch && (!w->sent_any || w->observed != w->last_sent) && !c->sending) {
+    } else if (w->watch && (!w->sent_any || seen != w->last_sent) && !c->sending) {
         Iob__V1__WaitReply r = IOB__V1__WAIT_REPLY__INIT;
-        r.observed = w->observed;
-        w->last_sent = w->observed;
+        r.observed = seen;
+        w->last_sent = w->observed; /* so the state without the strobe is sent after it */
         w->sent_any = true;
+        w->strobed = false;
         iobd__send_locked(c, &r.base);
     }
     if (final == 1 || c->sending) {
         return; /* a send in flight: re-evaluated when it completes */
     }
     iobd__waiter_unlink_locked(srv, c);
-    zx_signals_t observed = w->observed;
+    zx_signals_t observed = final == ZX_OK ? seen : w->observed;
     if (final == ZX_ERR_CANCELED) {
         observed |= ZX_SIGNAL_HANDLE_CLOSED;
     }
@@ -1215,6 +1259,7 @@ zx_status_t iobd_rpc_start(uv_loop_t* loop, const iobd_rpc_config_t* config, iob
     cc.observer.ctx = srv;
     cc.observer.signals_changed = iobd__obs_signals_changed;
     cc.observer.handle_closed = iobd__obs_handle_closed;
+    cc.observer.shared_region_updated = iobd__obs_shared_region_updated;
     zx_status_t st = iob_core_create(&cc, &srv->core);
     if (st != ZX_OK) {
         IOBD_ERROR("core: %s %s", zx_status_get_string(st), iob_core_error_detail());

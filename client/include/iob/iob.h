@@ -104,7 +104,12 @@ IOB_API int iob_signal_fd(void);
 
 typedef struct iob_signal_event {
     zx_handle_t handle;
-    zx_signals_t signals; /* the endpoint's signals now; ZX_SIGNAL_HANDLE_CLOSED: gone */
+    /*
+     * The endpoint's signals now; ZX_SIGNAL_HANDLE_CLOSED: gone. For a shared-region
+     * handle, ZX_IOB_SHARED_REGION_UPDATED says a record was written into the region since
+     * the last read (a strobe: it is never part of the state zx_object_wait_one observes).
+     */
+    zx_signals_t signals;
 } iob_signal_event_t;
 
 /*

@@ -33,6 +33,8 @@ from iob.v1 import iob_pb2_grpc as pbg  # noqa: E402
 
 ZX_ERR_INVALID_ARGS, ZX_ERR_BAD_HANDLE, ZX_ERR_OUT_OF_RANGE = -10, -11, -14
 ZX_ERR_ACCESS_DENIED, ZX_ERR_NOT_SUPPORTED, ZX_ERR_NOT_FOUND = -30, -2, -25
+ZX_ERR_WRONG_TYPE, ZX_ERR_NO_MEMORY = -12, -4
+SHARED_REGION_UPDATED = 1 << 3
 RW_BOTH = 0x33
 USER_0 = 1 << 24
 PEER_CLOSED = 1 << 2
@@ -112,7 +114,8 @@ def expect_error(fn, code, zx=None):
     try:
         fn()
     except grpc.RpcError as e:
-        assert e.code() == code, "got %s (%s), want %s" % (e.code(), e.details(), code)
+        assert code is None or e.code() == code, "got %s (%s), want %s" % (
+            e.code(), e.details(), code)
         if zx is not None:
             assert iob_status(e) == zx, "iob-status %s, want %d (%s)" % (
                 iob_status(e), zx, e.details())
@@ -133,6 +136,77 @@ def create(s, size=4096, access=RW_BOTH, n=1):
 
 
 # ---------------------------------------------------------------- Unix-socket cases
+
+def case_mediated(ch):
+    """CreateSharedRegion, IobWritev, AllocateId and the strobe, from a foreign client."""
+    s = Session(ch)
+    try:
+        sr = s.stub.CreateSharedRegion(pb.CreateSharedRegionRequest(size=4 * 4096),
+                                       metadata=s.md, timeout=T).handle
+        expect_error(lambda: s.stub.CreateSharedRegion(
+            pb.CreateSharedRegionRequest(options=1, size=8192), metadata=s.md, timeout=T),
+            grpc.StatusCode.INVALID_ARGUMENT, ZX_ERR_INVALID_ARGS)
+        raw = bytearray(120)
+        raw[0:4] = (1).to_bytes(4, "little")               # SHARED
+        raw[4:8] = (0x03 | 0x80).to_bytes(4, "little")     # ep0 map rw, ep1 mediated write
+        raw[16:24] = (2).to_bytes(8, "little")             # MEDIATED_WRITE_RING_BUFFER
+        raw[24:32] = (99).to_bytes(8, "little")            # tag
+        raw[92:96] = sr.to_bytes(4, "little")              # shared_region handle
+        r = s.stub.CreateIob(pb.CreateIobRequest(regions=[pb.Region(raw=bytes(raw))]),
+                             metadata=s.md, timeout=T)
+        ep1 = r.ep1
+        # A Wait armed before the write sees the strobe; GetSignals never shows it.
+        waiter = s.stub.Wait(pb.WaitRequest(handle=sr, signals=SHARED_REGION_UPDATED,
+                                            timeout_ns=10 ** 10), metadata=s.md, timeout=T)
+        time.sleep(0.3)
+        s.stub.IobWritev(pb.IobWritevRequest(handle=ep1, num_vectors=2, capacities=[3, 2],
+                                             readable=[True, True], data=b"abcde"),
+                         metadata=s.md, timeout=T)
+        replies = list(waiter)
+        assert replies[-1].status == 0 and replies[-1].observed & SHARED_REGION_UPDATED
+        sig = s.stub.GetSignals(pb.HandleRequest(handle=sr), metadata=s.md, timeout=T)
+        assert sig.signals & SHARED_REGION_UPDATED == 0
+        # Session events carry the strobe too (events are on for this session).
+        deadline = time.time() + 5
+        while time.time() < deadline and not any(
+                h == sr and sg & SHARED_REGION_UPDATED for h, sg in s.events):
+            time.sleep(0.01)
+        assert any(h == sr and sg & SHARED_REGION_UPDATED for h, sg in s.events), s.events
+        # A.6 statuses over the wire.
+        bad = [
+            (dict(handle=ep1, options=1), ZX_ERR_INVALID_ARGS),
+            (dict(handle=ep1, num_vectors=9), ZX_ERR_INVALID_ARGS),
+            (dict(handle=ep1, num_vectors=1, vectors_unreadable=True), ZX_ERR_INVALID_ARGS),
+            (dict(handle=ep1, num_vectors=1, capacities=[4], readable=[False]), ZX_ERR_NOT_FOUND),
+            (dict(handle=r.ep0, num_vectors=0), ZX_ERR_ACCESS_DENIED),
+            (dict(handle=sr, num_vectors=0), ZX_ERR_WRONG_TYPE),
+            # Inconsistent requests: malformed, INVALID_ARGS before anything else.
+            (dict(handle=ep1, num_vectors=1, capacities=[4], readable=[True], data=b"ab"),
+             ZX_ERR_INVALID_ARGS),
+            (dict(handle=0x7ffffff3, num_vectors=2, capacities=[1]), ZX_ERR_INVALID_ARGS),
+        ]
+        for kw, zx in bad:
+            expect_error(lambda: s.stub.IobWritev(pb.IobWritevRequest(**kw), metadata=s.md,
+                                                  timeout=T), None, zx)
+        # The ID allocator.
+        raw = bytearray(120)
+        raw[4:8] = (0x01 | 0x80).to_bytes(4, "little")
+        raw[8:16] = (4096).to_bytes(8, "little")
+        raw[16:24] = (1).to_bytes(8, "little")             # ID_ALLOCATOR
+        r = s.stub.CreateIob(pb.CreateIobRequest(regions=[pb.Region(raw=bytes(raw))]),
+                             metadata=s.md, timeout=T)
+        ids = [s.stub.AllocateId(pb.AllocateIdRequest(handle=r.ep1, blob=b, blob_size=len(b)),
+                                 metadata=s.md, timeout=T).id for b in (b"x", b"", b"yz")]
+        assert ids == [0, 1, 2], ids
+        expect_error(lambda: s.stub.AllocateId(pb.AllocateIdRequest(
+            handle=r.ep1, blob=b"x", blob_size=1, id_null=True), metadata=s.md, timeout=T),
+            None, ZX_ERR_INVALID_ARGS)
+        expect_error(lambda: s.stub.AllocateId(pb.AllocateIdRequest(
+            handle=r.ep1, blob_size=1 << 20, blob_unreadable=True), metadata=s.md, timeout=T),
+            None, ZX_ERR_NO_MEMORY)
+    finally:
+        s.close()
+
 
 def case_server_info(ch):
     r = pbg.IobStub(ch).ServerInfo(pb.ServerInfoRequest(), timeout=T)
@@ -404,7 +478,7 @@ def main():
     ch._target = "unix:" + srv.sock
     failures = 0
     cases = [case_server_info, case_session_and_create, case_bad_input, case_other_sessions,
-             case_stream_disconnect]
+             case_stream_disconnect, case_mediated]
     for c in cases:
         try:
             c(ch)

@@ -61,6 +61,23 @@ t0=$(echo "$out" | awk '/^ep0/ {print $2}')
 "$iobctl" watch --token "$t0" --signals 0x1000000 --timeout-ms 100 >/dev/null; rc=$?
 [ $rc -eq 6 ] || fail "watch timeout: exit $rc"
 
+# A shared region, a mediated ring on it, one record by writev, read back by the map side.
+sr=$("$iobctl" create-shared-region --size 16K --export | awk '/^shared/ {print $2}')
+[ -n "$sr" ] || fail "create-shared-region printed no token"
+out=$("$iobctl" create --region "type=shared,shared=$sr,discipline=ring,tag=7,access=ep0:rw,ep1:W" \
+      --export) || fail "create ring"
+t0=$(echo "$out" | awk '/^ep0/ {print $2}')
+t1=$(echo "$out" | awk '/^ep1/ {print $2}')
+printf 'record' | "$iobctl" writev --token "$t1" || fail writev
+got=$("$iobctl" read --token "$t0" --offset 4112 --length 6) || fail "read ring"
+[ "$got" = "record" ] || fail "ring record '$got'"
+# A region that is not a ring: ZX_ERR_WRONG_TYPE, exit 5.
+out=$("$iobctl" create --region size=4096,access=ep0:rw,ep1:rw --export) || fail create3
+t1=$(echo "$out" | awk '/^ep1/ {print $2}')
+printf 'x' | "$iobctl" writev --token "$t1" 2>"$dir/err"; rc=$?
+[ $rc -eq 5 ] || fail "writev wrong type: exit $rc"
+grep -q "iobctl: writev: ZX_ERR_WRONG_TYPE" "$dir/err" || fail "message: $(cat "$dir/err")"
+
 kill -TERM $pid; wait $pid; rc=$?
 [ $rc -eq 0 ] || fail "iobd exit $rc"
 [ ! -e "$dir/iobd.sock" ] || fail "socket left behind"

@@ -1,0 +1,316 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Shared regions and the mediated operations: zx_iob_create_shared_region, zx_iob_writev
+ * and zx_iob_allocate_id. iobd carries out the writes (IOB-SPEC.md L, "Mediated
+ * operations"); the library's part is what only the caller's process can know: which of
+ * the caller's addresses can be read. Zircon reports an unreadable iovec array at A.6 step
+ * 7, an unreadable payload at step 11 and an unreadable blob at A.5 step 6, each after the
+ * handle, rights and region checks, so the library never answers those itself: it tells
+ * iobd what could not be read and iobd's core answers at the right step.
+ *
+ * Fast path (a co-located iobd): one datagram on the map-broker socket whose iovecs point
+ * straight into the caller's buffers, so the kernel's copy into the socket is the only
+ * copy on this side; if the kernel cannot read a buffer (EFAULT, nothing sent), the
+ * buffers are read one by one into a private copy, which finds the unreadable ones, and
+ * that copy is sent. Otherwise (a remote iobd, or one older than the broker messages) the
+ * same description travels over gRPC.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <zircon/syscalls.h>
+
+#include "client/lib/libiob.h"
+
+/* ---- Reading the caller's memory ---- */
+
+/* Where process_vm_readv is forbidden (seccomp, some containers): the kernel reads via a pipe. */
+static bool iob__copy_via_pipe(void* dst, const void* src, size_t n) {
+    int p[2];
+    if (pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0) {
+        return false;
+    }
+    bool ok = true;
+    const unsigned char* from = src;
+    unsigned char* to = dst;
+    while (ok && n > 0) {
+        size_t chunk = n < 4096 ? n : 4096; /* within the pipe's capacity: never blocks */
+        ssize_t w = write(p[1], from, chunk);
+        if (w <= 0) {
+            ok = false; /* EFAULT: not readable */
+            break;
+        }
+        ssize_t r = read(p[0], to, (size_t)w);
+        ok = r == w;
+        from += w;
+        to += w;
+        n -= (size_t)w;
+    }
+    close(p[0]);
+    close(p[1]);
+    return ok;
+}
+
+bool iob__copy_from_user(void* dst, const void* src, size_t n) {
+    if (n == 0) {
+        return true;
+    }
+    if (src == NULL) {
+        return false;
+    }
+    struct iovec local = {.iov_base = dst, .iov_len = n};
+    struct iovec remote = {.iov_base = (void*)(uintptr_t)src, .iov_len = n};
+    ssize_t got = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+    if (got >= 0) {
+        /* A fault part-way through returns the bytes read before it. */
+        return (size_t)got == n;
+    }
+    if (errno == EFAULT) {
+        return false;
+    }
+    return iob__copy_via_pipe(dst, src, n);
+}
+
+/* ---- zx_iob_create_shared_region ---- */
+
+zx_status_t zx_iob_create_shared_region(uint64_t options, uint64_t size, zx_handle_t* out) {
+    /* As for zx_iob_create (IOB-SPEC.md L): a NULL out-pointer first. */
+    if (out == NULL) {
+        return ZX_ERR_INVALID_ARGS;
+    }
+    iob__session_t* s;
+    zx_status_t st = iob__session_get(&s);
+    if (st != ZX_OK) {
+        return st;
+    }
+    st = iob_conn_shared_region_create(s->conn, options, size, out);
+    iob__session_put(s);
+    return st;
+}
+
+/* ---- zx_iob_writev ---- */
+
+/* What the caller's arguments turned out to be, before any byte of payload is read. */
+typedef struct iob__writev_plan {
+    uint64_t num_vectors;
+    bool array_unreadable;
+    size_t count; /* entries of vecs that travel: num_vectors, or 0 */
+    zx_iovec_t vecs[IOB_BROKER_WRITEV_MAX_VECTORS]; /* our copy of the caller's array */
+    bool readable[IOB_BROKER_WRITEV_MAX_VECTORS];
+    size_t data_len; /* bytes of the readable vectors */
+} iob__writev_plan_t;
+
+static void iob__writev_plan(const zx_iovec_t* vectors, size_t num_vectors,
+                             iob__writev_plan_t* p) {
+    memset(p, 0, sizeof *p);
+    p->num_vectors = num_vectors;
+    /* Above 8 the array is never read: the count alone decides (A.6 step 6). */
+    if (num_vectors == 0 || num_vectors > IOB_BROKER_WRITEV_MAX_VECTORS) {
+        return;
+    }
+    /* One kernel copy of at most 128 bytes: a bad array pointer is an answer, not a crash. */
+    if (!iob__copy_from_user(p->vecs, vectors, num_vectors * sizeof(zx_iovec_t))) {
+        p->array_unreadable = true;
+        return;
+    }
+    p->count = num_vectors;
+    size_t sum = 0;
+    bool too_big = false;
+    for (size_t i = 0; i < num_vectors; i++) {
+        size_t cap = p->vecs[i].capacity;
+        if (cap > IOB_BROKER_WRITEV_MAX_BYTES - sum) {
+            too_big = true; /* overflow-safe: the sum is never formed past the limit */
+        } else {
+            sum += cap;
+        }
+    }
+    if (too_big) {
+        /* Step 8 rejects the call before any buffer is looked at: send none. */
+        return;
+    }
+    for (size_t i = 0; i < num_vectors; i++) {
+        /* NULL with a capacity cannot be read; NULL with 0 bytes is an empty vector. */
+        p->readable[i] = p->vecs[i].buffer != NULL || p->vecs[i].capacity == 0;
+        p->data_len += p->readable[i] ? p->vecs[i].capacity : 0u;
+    }
+}
+
+/*
+ * Reads every vector flagged readable into buf (data_len bytes), unflagging those that
+ * cannot be read; afterwards data_len is what buf holds.
+ */
+static void iob__writev_gather(iob__writev_plan_t* p, unsigned char* buf) {
+    size_t off = 0;
+    for (size_t i = 0; i < p->count; i++) {
+        if (!p->readable[i]) {
+            continue;
+        }
+        size_t cap = p->vecs[i].capacity;
+        if (iob__copy_from_user(buf + off, p->vecs[i].buffer, cap)) {
+            off += cap;
+        } else {
+            p->readable[i] = false;
+        }
+    }
+    p->data_len = off;
+}
+
+static void iob__writev_fill_req(const iob__writev_plan_t* p, zx_handle_t handle,
+                                 uint64_t options, uint32_t region_index,
+                                 iob_broker_writev_req_t* req) {
+    memset(req, 0, sizeof *req);
+    iob_broker_hdr_init(&req->hdr, IOB_BROKER_WRITEV,
+                        (uint32_t)(sizeof *req + p->data_len), 0);
+    req->layout = IOB_BROKER_MEDIATED_LAYOUT;
+    req->handle = handle;
+    req->options = options;
+    req->region_index = region_index;
+    req->flags = p->array_unreadable ? IOB_BROKER_WRITEV_VECTORS_UNREADABLE : 0u;
+    req->num_vectors = p->num_vectors;
+    req->vector_count = (uint32_t)p->count;
+    for (size_t i = 0; i < p->count; i++) {
+        req->vecs[i].capacity = p->vecs[i].capacity;
+        req->vecs[i].flags = p->readable[i] ? IOB_BROKER_VEC_READABLE : 0u;
+    }
+}
+
+/* Over the broker; ZX_ERR_NEXT when the caller must use gRPC instead. */
+static zx_status_t iob__writev_broker(iob__session_t* s, iob__writev_plan_t* p,
+                                      zx_handle_t handle, uint64_t options,
+                                      uint32_t region_index) {
+    iob_broker_writev_req_t req;
+    iob_broker_status_reply_t reply;
+    struct iovec iov[1 + IOB_BROKER_WRITEV_MAX_VECTORS];
+    size_t n = 1;
+    iob__writev_fill_req(p, handle, options, region_index, &req);
+    iov[0] = (struct iovec){.iov_base = &req, .iov_len = sizeof req};
+    for (size_t i = 0; i < p->count; i++) {
+        if (p->readable[i] && p->vecs[i].capacity > 0) {
+            iov[n++] = (struct iovec){.iov_base = p->vecs[i].buffer,
+                                      .iov_len = p->vecs[i].capacity};
+        }
+    }
+    zx_status_t st = iob__broker_mediated(s, &req.hdr, iov, n, IOB_BROKER_WRITEV | IOB_BROKER_REPLY,
+                                          &reply, sizeof reply);
+    if (st == ZX_ERR_IO_INVALID) {
+        /*
+         * Some buffer cannot be read (or stopped being readable: another thread may unmap
+         * it at any time). A private copy settles which, and cannot fault when sent.
+         */
+        unsigned char* buf = malloc(p->data_len > 0 ? p->data_len : 1);
+        if (buf == NULL) {
+            return ZX_ERR_NO_MEMORY;
+        }
+        iob__writev_gather(p, buf);
+        iob__writev_fill_req(p, handle, options, region_index, &req);
+        iov[1] = (struct iovec){.iov_base = buf, .iov_len = p->data_len};
+        st = iob__broker_mediated(s, &req.hdr, iov, p->data_len > 0 ? 2 : 1,
+                                  IOB_BROKER_WRITEV | IOB_BROKER_REPLY, &reply, sizeof reply);
+        free(buf);
+        if (st == ZX_ERR_IO_INVALID) {
+            st = ZX_ERR_IO; /* our own buffer: cannot happen */
+        }
+    }
+    return st == ZX_OK ? reply.status : st;
+}
+
+zx_status_t zx_iob_writev(zx_handle_t handle, zx_iob_write_options_t options,
+                          uint32_t region_index, const zx_iovec_t* vectors, size_t num_vectors) {
+    iob__writev_plan_t plan;
+    iob__writev_plan(vectors, num_vectors, &plan);
+    iob__session_t* s;
+    zx_status_t st = iob__session_get(&s);
+    if (st != ZX_OK) {
+        return st;
+    }
+    st = iob__writev_broker(s, &plan, handle, options, region_index);
+    if (st == ZX_ERR_NEXT) {
+        /* No broker (a remote iobd): gRPC needs the bytes in a buffer of its own anyway. */
+        unsigned char* buf = plan.data_len > 0 ? malloc(plan.data_len) : NULL;
+        if (plan.data_len > 0 && buf == NULL) {
+            st = ZX_ERR_NO_MEMORY;
+        } else {
+            iob__writev_gather(&plan, buf);
+            iob_conn_writev_vec_t vecs[IOB_BROKER_WRITEV_MAX_VECTORS];
+            for (size_t i = 0; i < plan.count; i++) {
+                vecs[i].capacity = plan.vecs[i].capacity;
+                vecs[i].readable = plan.readable[i];
+            }
+            st = iob_conn_iob_writev(s->conn, handle, options, region_index, plan.num_vectors,
+                                     plan.array_unreadable, vecs, buf, plan.data_len);
+        }
+        free(buf);
+    }
+    iob__session_put(s);
+    return st;
+}
+
+/* ---- zx_iob_allocate_id ---- */
+
+zx_status_t zx_iob_allocate_id(zx_handle_t handle, zx_iob_allocate_id_options_t options,
+                               uint32_t region_index, const void* blob, uint64_t blob_size,
+                               uint32_t* id) {
+    bool unreadable = blob == NULL && blob_size > 0;
+    iob__session_t* s;
+    zx_status_t st = iob__session_get(&s);
+    if (st != ZX_OK) {
+        return st;
+    }
+    uint32_t got = 0;
+    st = ZX_ERR_NEXT;
+    if (unreadable || blob_size <= IOB_BROKER_MAX_BLOB) {
+        iob_broker_allocate_id_req_t req;
+        iob_broker_allocate_id_reply_t reply;
+        for (int attempt = 0; attempt < 2 && (st == ZX_ERR_NEXT || st == ZX_ERR_IO_INVALID);
+             attempt++) {
+            if (st == ZX_ERR_IO_INVALID) {
+                unreadable = true; /* the kernel could not read the blob: nothing was sent */
+            }
+            size_t body = unreadable ? 0u : (size_t)blob_size;
+            memset(&req, 0, sizeof req);
+            iob_broker_hdr_init(&req.hdr, IOB_BROKER_ALLOCATE_ID, (uint32_t)(sizeof req + body), 0);
+            req.layout = IOB_BROKER_MEDIATED_LAYOUT;
+            req.handle = handle;
+            req.options = options;
+            req.region_index = region_index;
+            req.flags = (unreadable ? IOB_BROKER_ALLOC_BLOB_UNREADABLE : 0u) |
+                        (id == NULL ? IOB_BROKER_ALLOC_ID_NULL : 0u);
+            req.blob_size = blob_size;
+            struct iovec iov[2] = {{.iov_base = &req, .iov_len = sizeof req},
+                                   {.iov_base = (void*)(uintptr_t)blob, .iov_len = body}};
+            st = iob__broker_mediated(s, &req.hdr, iov, body > 0 ? 2 : 1,
+                                      IOB_BROKER_ALLOCATE_ID | IOB_BROKER_REPLY, &reply,
+                                      sizeof reply);
+            if (st == ZX_OK) {
+                st = reply.status;
+                got = reply.id;
+            } else if (st == ZX_ERR_NEXT) {
+                break;
+            }
+        }
+    }
+    if (st == ZX_ERR_NEXT) {
+        void* copy = NULL;
+        if (!unreadable && blob_size > IOB_CONN_MAX_BLOB) {
+            st = ZX_ERR_NOT_SUPPORTED; /* iob_conn_allocate_id's limit; see iob_conn.h */
+        } else if (!unreadable && blob_size > 0 && (copy = malloc((size_t)blob_size)) == NULL) {
+            st = ZX_ERR_NO_MEMORY;
+        } else {
+            if (!unreadable && !iob__copy_from_user(copy, blob, (size_t)blob_size)) {
+                unreadable = true;
+            }
+            st = iob_conn_allocate_id(s->conn, handle, options, region_index,
+                                      unreadable ? NULL : copy, blob_size, id != NULL ? &got : NULL);
+        }
+        free(copy);
+    }
+    iob__session_put(s);
+    if (st == ZX_OK && id != NULL) {
+        *id = got;
+    }
+    return st;
+}

@@ -1,0 +1,324 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The map broker's mediated messages (WRITEV, ALLOCATE_ID) against a real iobd, spoken raw
+ * over its socket: malformed requests (truncated, oversized, wrong version or layout, sizes
+ * that do not add up, fds attached) each get an ERROR reply, leak nothing, and leave the
+ * connection and the server serving; well-formed ones reach the core.
+ */
+#include <dirent.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <iob/iob.h>
+#include <zircon/syscalls.h>
+
+#include "client/lib/libiob.h"
+#include "map_harness.h"
+#include "shm/broker_wire.h"
+#include "shm/mediated.h"
+
+static map_daemon_t g_daemon;
+
+static int raw_connect(void) {
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_un a;
+    memset(&a, 0, sizeof a);
+    a.sun_family = AF_UNIX;
+    char path[300];
+    snprintf(path, sizeof path, "%s/broker.sock", g_daemon.dir);
+    assert_true(strlen(path) < sizeof a.sun_path);
+    memcpy(a.sun_path, path, strlen(path) + 1);
+    assert_int_equal(connect(fd, (struct sockaddr*)&a, sizeof a), 0);
+    int big = 1 << 20;
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return fd;
+}
+
+/* Receives one reply of exactly `len` bytes into out; returns its header type. */
+static uint16_t recv_reply(int fd, void* out, size_t len) {
+    unsigned char buf[IOB_BROKER_MAX_MSG + 1];
+    ssize_t n = recv(fd, buf, sizeof buf, 0);
+    assert_int_equal(n, (ssize_t)len);
+    memcpy(out, buf, len);
+    return ((iob_broker_hdr_t*)out)->type;
+}
+
+static void expect_error(int fd, uint64_t request_id, zx_status_t status) {
+    iob_broker_status_reply_t r;
+    assert_int_equal(recv_reply(fd, &r, sizeof r), IOB_BROKER_ERROR);
+    assert_int_equal(r.hdr.request_id, request_id);
+    assert_int_equal(r.status, status);
+}
+
+static size_t iobd_fd_count(void) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)g_daemon.pid);
+    DIR* d = opendir(path);
+    assert_non_null(d);
+    size_t n = 0;
+    while (readdir(d) != NULL) {
+        n++;
+    }
+    closedir(d);
+    return n;
+}
+
+static void writev_init(iob_broker_writev_req_t* w, uint64_t id, size_t extra) {
+    memset(w, 0, sizeof *w);
+    iob_broker_hdr_init(&w->hdr, IOB_BROKER_WRITEV, (uint32_t)(sizeof *w + extra), id);
+    w->layout = IOB_BROKER_MEDIATED_LAYOUT;
+}
+
+static void send_all(int fd, const void* a, size_t alen, const void* b, size_t blen) {
+    struct iovec iov[2] = {{(void*)(uintptr_t)a, alen}, {(void*)(uintptr_t)b, blen}};
+    struct msghdr m = {.msg_iov = iov, .msg_iovlen = blen > 0 ? 2 : 1};
+    assert_int_equal(sendmsg(fd, &m, MSG_NOSIGNAL), (ssize_t)(alen + blen));
+}
+
+static void test_malformed(void** state) {
+    (void)state;
+    int fd = raw_connect();
+    iob_broker_writev_req_t w;
+
+    /* Truncated: shorter than a header. */
+    uint8_t tiny[8] = {1, 0, 5, 0};
+    send_all(fd, tiny, sizeof tiny, NULL, 0);
+    expect_error(fd, 0, ZX_ERR_INVALID_ARGS);
+
+    /* Shorter than the fixed part, the header claiming so. */
+    writev_init(&w, 11, 0);
+    w.hdr.size = 100;
+    send_all(fd, &w, 100, NULL, 0);
+    expect_error(fd, 11, ZX_ERR_INVALID_ARGS);
+
+    /* Wrong version. */
+    writev_init(&w, 12, 0);
+    w.hdr.version = 99;
+    send_all(fd, &w, sizeof w, NULL, 0);
+    expect_error(fd, 12, ZX_ERR_NOT_SUPPORTED);
+
+    /* Wrong layout of the mediated body. */
+    writev_init(&w, 13, 0);
+    w.layout = 7;
+    send_all(fd, &w, sizeof w, NULL, 0);
+    expect_error(fd, 13, ZX_ERR_NOT_SUPPORTED);
+
+    /* Oversized: more than the largest mediated message; the server sees it truncated. */
+    size_t huge = IOB_BROKER_MAX_MEDIATED_MSG + 4096;
+    uint8_t* big = calloc(1, huge);
+    writev_init((iob_broker_writev_req_t*)(void*)big, 14, huge - sizeof w);
+    send_all(fd, big, huge, NULL, 0);
+    expect_error(fd, 0, ZX_ERR_INVALID_ARGS);
+
+    /* The header's size disagrees with the datagram. */
+    writev_init(&w, 15, 0);
+    w.hdr.size += 8;
+    send_all(fd, &w, sizeof w, NULL, 0);
+    expect_error(fd, 15, ZX_ERR_INVALID_ARGS);
+
+    /* Data that does not match the readable capacities (too long, too short). */
+    uint8_t data[64] = {0};
+    writev_init(&w, 16, 64);
+    w.num_vectors = 1;
+    w.vector_count = 1;
+    w.vecs[0].capacity = 32;
+    w.vecs[0].flags = IOB_BROKER_VEC_READABLE;
+    send_all(fd, &w, sizeof w, data, 64);
+    expect_error(fd, 16, ZX_ERR_INVALID_ARGS);
+    writev_init(&w, 17, 16);
+    w.num_vectors = 1;
+    w.vector_count = 1;
+    w.vecs[0].capacity = 32;
+    w.vecs[0].flags = IOB_BROKER_VEC_READABLE;
+    send_all(fd, &w, sizeof w, data, 16);
+    expect_error(fd, 17, ZX_ERR_INVALID_ARGS);
+
+    /* Capacities whose sum overflows; a count that disagrees; unknown flags. */
+    writev_init(&w, 18, 0);
+    w.num_vectors = 2;
+    w.vector_count = 2;
+    w.vecs[0].capacity = UINT64_MAX;
+    w.vecs[0].flags = IOB_BROKER_VEC_READABLE;
+    w.vecs[1].capacity = 2;
+    w.vecs[1].flags = IOB_BROKER_VEC_READABLE;
+    send_all(fd, &w, sizeof w, NULL, 0);
+    expect_error(fd, 18, ZX_ERR_INVALID_ARGS);
+    writev_init(&w, 19, 0);
+    w.num_vectors = 9;
+    w.vector_count = 9;
+    send_all(fd, &w, sizeof w, NULL, 0);
+    expect_error(fd, 19, ZX_ERR_INVALID_ARGS);
+    writev_init(&w, 20, 0);
+    w.flags = 0x80;
+    send_all(fd, &w, sizeof w, NULL, 0);
+    expect_error(fd, 20, ZX_ERR_INVALID_ARGS);
+
+    /* An ALLOCATE_ID whose blob is not blob_size bytes. */
+    iob_broker_allocate_id_req_t a;
+    memset(&a, 0, sizeof a);
+    iob_broker_hdr_init(&a.hdr, IOB_BROKER_ALLOCATE_ID, sizeof a + 4, 21);
+    a.layout = IOB_BROKER_MEDIATED_LAYOUT;
+    a.blob_size = 5;
+    send_all(fd, &a, sizeof a, data, 4);
+    expect_error(fd, 21, ZX_ERR_INVALID_ARGS);
+
+    /* A file descriptor attached: closed by iobd, answered with ERROR. */
+    size_t fds_before = iobd_fd_count();
+    for (int k = 0; k < 3; k++) {
+        writev_init(&w, 22, 0);
+        int pass = STDIN_FILENO;
+        char cbuf[CMSG_SPACE(sizeof(int))];
+        memset(cbuf, 0, sizeof cbuf);
+        struct iovec iov = {&w, sizeof w};
+        struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+                           .msg_controllen = sizeof cbuf};
+        struct cmsghdr* c = CMSG_FIRSTHDR(&m);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &pass, sizeof pass);
+        assert_int_equal(sendmsg(fd, &m, MSG_NOSIGNAL), (ssize_t)sizeof w);
+        expect_error(fd, 22, ZX_ERR_INVALID_ARGS);
+    }
+    /* The reply is sent after the close: no fd of ours stayed in iobd. */
+    assert_int_equal(iobd_fd_count(), fds_before);
+
+    /* Well-formed but not attached: the request's own reply, BAD_STATE. */
+    writev_init(&w, 23, 0);
+    send_all(fd, &w, sizeof w, NULL, 0);
+    iob_broker_status_reply_t r;
+    assert_int_equal(recv_reply(fd, &r, sizeof r), IOB_BROKER_WRITEV | IOB_BROKER_REPLY);
+    assert_int_equal(r.hdr.request_id, 23);
+    assert_int_equal(r.status, ZX_ERR_BAD_STATE);
+    memset(&a, 0, sizeof a);
+    iob_broker_hdr_init(&a.hdr, IOB_BROKER_ALLOCATE_ID, sizeof a, 24);
+    a.layout = IOB_BROKER_MEDIATED_LAYOUT;
+    send_all(fd, &a, sizeof a, NULL, 0);
+    iob_broker_allocate_id_reply_t ar;
+    assert_int_equal(recv_reply(fd, &ar, sizeof ar), IOB_BROKER_ALLOCATE_ID | IOB_BROKER_REPLY);
+    assert_int_equal(ar.status, ZX_ERR_BAD_STATE);
+
+    close(fd);
+    free(big);
+    /* The connection's own fd goes too (give the loop a moment). */
+    size_t fds_after = fds_before;
+    for (int i = 0; i < 100 && fds_after >= fds_before; i++) {
+        usleep(10000);
+        fds_after = iobd_fd_count();
+    }
+    assert_int_equal(fds_after, fds_before - 1);
+}
+
+/* An attached raw connection: a writev and an allocate_id reach the core. */
+static void test_attached(void** state) {
+    (void)state;
+    uint64_t pg = zx_system_get_page_size();
+    zx_handle_t sr, ep0, ep1;
+    assert_int_equal(zx_iob_create_shared_region(0, 4 * pg, &sr), ZX_OK);
+    zx_iob_region_t reg;
+    memset(&reg, 0, sizeof reg);
+    reg.type = ZX_IOB_REGION_TYPE_SHARED;
+    reg.access = ZX_IOB_ACCESS_EP0_CAN_MAP_READ | ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE |
+                 ZX_IOB_ACCESS_EP1_CAN_MEDIATED_WRITE;
+    reg.discipline.type = ZX_IOB_DISCIPLINE_TYPE_MEDIATED_WRITE_RING_BUFFER;
+    reg.discipline.ring_buffer.tag = 77;
+    reg.shared_region.shared_region = sr;
+    assert_int_equal(zx_iob_create(0, &reg, 1, &ep0, &ep1), ZX_OK);
+    zx_vaddr_t map;
+    assert_int_equal(zx_vmar_map_iob(zx_vmar_root_self(), ZX_VM_PERM_READ | ZX_VM_PERM_WRITE, 0,
+                                     ep0, 0, 0, 4 * pg, &map),
+                     ZX_OK);
+
+    iob__session_t* s;
+    assert_int_equal(iob__session_get(&s), ZX_OK);
+    int fd = raw_connect();
+    iob_broker_attach_req_t at;
+    memset(&at, 0, sizeof at);
+    iob_broker_hdr_init(&at.hdr, IOB_BROKER_ATTACH, sizeof at, 1);
+    at.session_id = s->info.session_id;
+    memcpy(at.secret, s->info.secret, sizeof at.secret);
+    iob__session_put(s);
+    send_all(fd, &at, sizeof at, NULL, 0);
+    iob_broker_status_reply_t r;
+    assert_int_equal(recv_reply(fd, &r, sizeof r), IOB_BROKER_ATTACH | IOB_BROKER_REPLY);
+    assert_int_equal(r.status, ZX_OK);
+
+    /* Two vectors, the second unreadable: NOT_FOUND from the core, nothing written. */
+    iob_broker_writev_req_t w;
+    writev_init(&w, 2, 5);
+    w.handle = ep1;
+    w.num_vectors = 2;
+    w.vector_count = 2;
+    w.vecs[0].capacity = 5;
+    w.vecs[0].flags = IOB_BROKER_VEC_READABLE;
+    w.vecs[1].capacity = 3;
+    send_all(fd, &w, sizeof w, "hello", 5);
+    assert_int_equal(recv_reply(fd, &r, sizeof r), IOB_BROKER_WRITEV | IOB_BROKER_REPLY);
+    assert_int_equal(r.status, ZX_ERR_NOT_FOUND);
+    /* The same, readable: one record "hello". */
+    w.hdr.request_id = 3;
+    w.num_vectors = 1;
+    w.vector_count = 1;
+    memset(&w.vecs[1], 0, sizeof w.vecs[1]);
+    send_all(fd, &w, sizeof w, "hello", 5);
+    assert_int_equal(recv_reply(fd, &r, sizeof r), IOB_BROKER_WRITEV | IOB_BROKER_REPLY);
+    assert_int_equal(r.status, ZX_OK);
+    iob_mwrb_reader_t rd;
+    assert_int_equal(iob_mwrb_reader_init(&rd, (void*)map, 4 * pg, pg), ZX_OK);
+    iob_mwrb_record_t rec;
+    char got[16];
+    assert_int_equal(iob_mwrb_peek(&rd, &rec, got, sizeof got), ZX_OK);
+    assert_int_equal(rec.tag, 77);
+    assert_int_equal(rec.length, 5);
+    assert_memory_equal(got, "hello", 5);
+    assert_int_equal(iob_mwrb_advance(&rd, &rec), ZX_OK);
+    /* Unreadable array flag: INVALID_ARGS (step 7), after the handle check. */
+    writev_init(&w, 4, 0);
+    w.handle = ep1;
+    w.num_vectors = 3;
+    w.flags = IOB_BROKER_WRITEV_VECTORS_UNREADABLE;
+    send_all(fd, &w, sizeof w, NULL, 0);
+    assert_int_equal(recv_reply(fd, &r, sizeof r), IOB_BROKER_WRITEV | IOB_BROKER_REPLY);
+    assert_int_equal(r.status, ZX_ERR_INVALID_ARGS);
+    w.handle = 0x7ffffff3u;
+    w.hdr.request_id = 5;
+    send_all(fd, &w, sizeof w, NULL, 0);
+    assert_int_equal(recv_reply(fd, &r, sizeof r), IOB_BROKER_WRITEV | IOB_BROKER_REPLY);
+    assert_int_equal(r.status, ZX_ERR_BAD_HANDLE);
+    close(fd);
+
+    /* The library's own path still works after all of this. */
+    zx_iovec_t v = {"again", 5};
+    assert_int_equal(zx_iob_writev(ep1, 0, 0, &v, 1), ZX_OK);
+    assert_int_equal(iob_mwrb_peek(&rd, &rec, got, sizeof got), ZX_OK);
+    assert_memory_equal(got, "again", 5);
+    zx_vmar_unmap(zx_vmar_root_self(), map, 4 * pg);
+    zx_handle_close(ep0);
+    zx_handle_close(ep1);
+    zx_handle_close(sr);
+}
+
+int main(void) {
+    map_daemon_start(&g_daemon, NULL);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_attached),
+    };
+    int rc = cmocka_run_group_tests_name("mediated_broker", tests, NULL, NULL);
+    map_daemon_stop(&g_daemon);
+    return rc;
+}

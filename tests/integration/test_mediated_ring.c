@@ -1,0 +1,578 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * zx_iob_writev and zx_iob_allocate_id end to end: libiob -> (map broker | gRPC) -> iobd's
+ * core -> a shared region read back through shm/mediated.h's validated reader.
+ *
+ * Run as `test_mediated_ring` (co-located: the broker carries the mediated calls) and as
+ * `test_mediated_ring grpc` (mappings still through the broker, mediated calls over gRPC,
+ * the way a client of a remote iobd makes them). The reader is this process; writers are
+ * other processes started with posix_spawn.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <iob/iob.h>
+#include <zircon/syscalls.h>
+
+#include "client/lib/libiob.h"
+#include "map_harness.h"
+#include "mediated_records.h"
+#include "shm/mediated.h"
+
+extern char** environ;
+
+#define TAG 0x7461672d31323334ull /* "tag-1234" */
+#define RING_PAGES 64u
+
+static bool g_grpc; /* the gRPC variant (see force_grpc) */
+static map_daemon_t g_daemon;
+
+/*
+ * The gRPC variant: this process (and the writers it starts) keep the broker for mapping
+ * but send mediated calls over gRPC, as a process talking to a remote iobd would.
+ */
+static void force_grpc(void) {
+    iob__session_t* s;
+    if (iob__session_get(&s) == ZX_OK) {
+        pthread_mutex_lock(&s->broker_lock);
+        s->broker_no_mediated = true;
+        pthread_mutex_unlock(&s->broker_lock);
+        iob__session_put(s);
+    }
+}
+
+static pid_t spawn_writer(const char* const* args, int* out_fd) {
+    char* argv[8] = {strdup(IOB_TEST_MEDIATED_PEER), strdup(g_grpc ? "grpc" : "broker")};
+    size_t n = 2;
+    for (size_t i = 0; args[i] != NULL && n < 7; i++) {
+        argv[n++] = strdup(args[i]);
+    }
+    argv[n] = NULL;
+    int p[2];
+    assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, p[1], STDOUT_FILENO);
+    pid_t pid;
+    int rc = posix_spawn(&pid, IOB_TEST_MEDIATED_PEER, &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    for (size_t i = 0; i < n; i++) {
+        free(argv[i]);
+    }
+    assert_int_equal(rc, 0);
+    close(p[1]);
+    *out_fd = p[0];
+    return pid;
+}
+
+/* ---- Fixture: a shared region, an IOB on it, the reader's mapping ---- */
+
+typedef struct ring {
+    zx_handle_t shared;
+    zx_handle_t ep0; /* map read + write: the reader (advances tail) */
+    zx_handle_t ep1; /* MEDIATED_WRITE only */
+    uint64_t pg;
+    uint64_t size;
+    zx_vaddr_t map;
+    iob_mwrb_reader_t reader;
+} ring_t;
+
+static void ring_create(ring_t* r, uint64_t pages) {
+    memset(r, 0, sizeof *r);
+    r->pg = zx_system_get_page_size();
+    assert_int_equal(zx_iob_create_shared_region(0, pages * r->pg, &r->shared), ZX_OK);
+    zx_iob_region_t reg;
+    memset(&reg, 0, sizeof reg);
+    reg.type = ZX_IOB_REGION_TYPE_SHARED;
+    reg.access = ZX_IOB_ACCESS_EP0_CAN_MAP_READ | ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE |
+                 ZX_IOB_ACCESS_EP1_CAN_MEDIATED_WRITE;
+    reg.discipline.type = ZX_IOB_DISCIPLINE_TYPE_MEDIATED_WRITE_RING_BUFFER;
+    reg.discipline.ring_buffer.tag = TAG;
+    reg.shared_region.shared_region = r->shared;
+    assert_int_equal(zx_iob_create(0, &reg, 1, &r->ep0, &r->ep1), ZX_OK);
+    zx_iob_region_info_t info;
+    size_t actual = 0, avail = 0;
+    assert_int_equal(zx_object_get_info(r->ep0, ZX_INFO_IOB_REGIONS, &info, sizeof info, &actual,
+                                        &avail),
+                     ZX_OK);
+    assert_int_equal(actual, 1);
+    r->size = info.region.size != 0 ? info.region.size : pages * r->pg;
+    assert_int_equal(zx_vmar_map_iob(zx_vmar_root_self(), ZX_VM_PERM_READ | ZX_VM_PERM_WRITE, 0,
+                                     r->ep0, 0, 0, r->size, &r->map),
+                     ZX_OK);
+    assert_int_equal(iob_mwrb_reader_init(&r->reader, (void*)r->map, r->size, r->pg), ZX_OK);
+}
+
+static void ring_destroy(ring_t* r) {
+    zx_vmar_unmap(zx_vmar_root_self(), r->map, r->size);
+    zx_handle_close(r->ep0);
+    zx_handle_close(r->ep1);
+    zx_handle_close(r->shared);
+}
+
+/* Reads the next record and checks it is record `seq`; false when there is none. */
+static bool read_one(ring_t* r, uint64_t seq) {
+    uint8_t buf[MEDIATED_RECORD_MAX], want[MEDIATED_RECORD_MAX];
+    iob_mwrb_record_t rec;
+    zx_status_t st = iob_mwrb_peek(&r->reader, &rec, buf, sizeof buf);
+    if (st == ZX_ERR_SHOULD_WAIT) {
+        return false;
+    }
+    assert_int_equal(st, ZX_OK);
+    assert_true(rec.tag == TAG);
+    size_t len = mediated_record_fill(seq, want);
+    assert_int_equal(rec.length, len);
+    assert_memory_equal(buf, want, len);
+    assert_int_equal(iob_mwrb_advance(&r->reader, &rec), ZX_OK);
+    return true;
+}
+
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- Tests ---- */
+
+/* Another process writes many records; this one reads and checks every one. */
+static void test_writer_process(void** state) {
+    (void)state;
+    ring_t r;
+    ring_create(&r, 2); /* a small ring (B = one page): the writer may meet NO_SPACE */
+    char token[IOB_TOKEN_SIZE];
+    assert_int_equal(iob_handle_export(r.ep1, token), ZX_OK);
+    r.ep1 = ZX_HANDLE_INVALID;
+    const uint64_t count = 3000;
+    char count_s[32];
+    snprintf(count_s, sizeof count_s, "%llu", (unsigned long long)count);
+    const char* args[] = {"writev", token, count_s, NULL};
+    int out;
+    pid_t pid = spawn_writer(args, &out);
+    char line[128];
+    assert_true(map_read_line(out, line, sizeof line, 10000));
+    assert_string_equal(line, "ready");
+    uint64_t seq = 0;
+    uint64_t deadline = now_ns() + 60ull * 1000000000u;
+    while (seq < count && now_ns() < deadline) {
+        if (read_one(&r, seq)) {
+            seq++;
+            continue;
+        }
+        /* Nothing yet: the strobe wakes us; a short timeout covers one that came before. */
+        zx_signals_t obs = 0;
+        zx_object_wait_one(r.shared, ZX_IOB_SHARED_REGION_UPDATED, zx_deadline_after(20000000),
+                           &obs);
+    }
+    assert_int_equal(seq, count);
+    assert_true(map_read_line(out, line, sizeof line, 10000));
+    unsigned long long no_space = 0;
+    assert_int_equal(sscanf(line, "done %llu", &no_space), 1);
+    printf("writer: %llu records, %llu NO_SPACE retries\n", (unsigned long long)count, no_space);
+    assert_int_equal(map_wait(pid), 0);
+    close(out);
+    /* Nothing left behind. */
+    iob_mwrb_record_t rec;
+    assert_int_equal(iob_mwrb_peek(&r.reader, &rec, NULL, 0), ZX_ERR_SHOULD_WAIT);
+    ring_destroy(&r);
+}
+
+/* NO_SPACE when full, and writes succeed again once the reader advances tail. */
+static void test_no_space_and_recovery(void** state) {
+    (void)state;
+    ring_t r;
+    ring_create(&r, 2); /* B = one page */
+    uint8_t p[MEDIATED_RECORD_MAX];
+    uint64_t written = 0;
+    zx_status_t st;
+    for (;;) {
+        size_t len = mediated_record_fill(written, p);
+        zx_iovec_t v = {p, len};
+        st = zx_iob_writev(r.ep1, 0, 0, &v, 1);
+        if (st != ZX_OK) {
+            break;
+        }
+        written++;
+    }
+    assert_int_equal(st, ZX_ERR_NO_SPACE);
+    assert_true(written > 0);
+    /* A.6 order: a full ring is NO_SPACE even for an unreadable payload (step 9/10 < 11). */
+    zx_iovec_t bad = {NULL, 4000};
+    assert_int_equal(zx_iob_writev(r.ep1, 0, 0, &bad, 1), ZX_ERR_NO_SPACE);
+    assert_true(read_one(&r, 0));
+    /* Record 0 was consumed: record `written` now fits if it is no larger. */
+    uint8_t q[MEDIATED_RECORD_MAX];
+    size_t len = mediated_record_fill(0, q);
+    zx_iovec_t v = {q, len};
+    assert_int_equal(zx_iob_writev(r.ep1, 0, 0, &v, 1), ZX_OK);
+    for (uint64_t s = 1; s < written; s++) {
+        assert_true(read_one(&r, s));
+    }
+    assert_true(read_one(&r, 0));
+    ring_destroy(&r);
+}
+
+typedef struct waiter {
+    zx_handle_t h;
+    zx_status_t st;
+    zx_signals_t observed;
+} waiter_t;
+
+static void* wait_thread(void* arg) {
+    waiter_t* w = arg;
+    w->st = zx_object_wait_one(w->h, ZX_IOB_SHARED_REGION_UPDATED, zx_deadline_after(10000000000),
+                               &w->observed);
+    return NULL;
+}
+
+/* The strobe wakes a wait armed before the write, never one armed after it. */
+static void test_strobe(void** state) {
+    (void)state;
+    ring_t r;
+    ring_create(&r, 4);
+    waiter_t w = {r.shared, 1, 0};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, wait_thread, &w), 0);
+    usleep(300000); /* the wait is armed in iobd by then */
+    uint64_t v = 42;
+    zx_iovec_t iov = {&v, sizeof v};
+    assert_int_equal(zx_iob_writev(r.ep1, 0, 0, &iov, 1), ZX_OK);
+    pthread_join(t, NULL);
+    assert_int_equal(w.st, ZX_OK);
+    assert_true((w.observed & ZX_IOB_SHARED_REGION_UPDATED) != 0);
+    /* Not latched: a wait armed after the write times out and does not observe it. */
+    zx_signals_t obs = 0xffffffffu;
+    assert_int_equal(zx_object_wait_one(r.shared, ZX_IOB_SHARED_REGION_UPDATED,
+                                        zx_deadline_after(200000000), &obs),
+                     ZX_ERR_TIMED_OUT);
+    assert_int_equal(obs & ZX_IOB_SHARED_REGION_UPDATED, 0);
+    /* User signals on a shared region work like on an endpoint. */
+    assert_int_equal(zx_object_signal(r.shared, 0, ZX_USER_SIGNAL_1), ZX_OK);
+    assert_int_equal(zx_object_wait_one(r.shared, ZX_USER_SIGNAL_1, zx_deadline_after(1000000000),
+                                        &obs),
+                     ZX_OK);
+    assert_int_equal(obs & (ZX_USER_SIGNAL_1 | ZX_IOB_SHARED_REGION_UPDATED), ZX_USER_SIGNAL_1);
+    ring_destroy(&r);
+}
+
+/* Every documented error of A.6 through the real client path, in Zircon's order. */
+static void test_writev_errors(void** state) {
+    (void)state;
+    ring_t r;
+    ring_create(&r, RING_PAGES);
+    uint8_t buf[64] = {1, 2, 3};
+    zx_iovec_t ok = {buf, sizeof buf};
+    /* 1. options */
+    assert_int_equal(zx_iob_writev(r.ep1, 1, 0, &ok, 1), ZX_ERR_INVALID_ARGS);
+    /* 2. handle and rights */
+    assert_int_equal(zx_iob_writev(0x7ffffff3u, 0, 0, &ok, 1), ZX_ERR_BAD_HANDLE);
+    assert_int_equal(zx_iob_writev(r.shared, 0, 0, &ok, 1), ZX_ERR_WRONG_TYPE);
+    zx_handle_t no_write;
+    assert_int_equal(zx_handle_duplicate(r.ep1, ZX_DEFAULT_IOB_RIGHTS & ~ZX_RIGHT_WRITE, &no_write),
+                     ZX_OK);
+    assert_int_equal(zx_iob_writev(no_write, 0, 0, &ok, 1), ZX_ERR_ACCESS_DENIED);
+    zx_handle_t none;
+    assert_int_equal(zx_handle_duplicate(r.ep1, 0, &none), ZX_OK);
+    assert_int_equal(zx_iob_writev(none, 0, 0, &ok, 1), ZX_ERR_ACCESS_DENIED);
+    /* 3. index */
+    assert_int_equal(zx_iob_writev(r.ep1, 0, 1, &ok, 1), ZX_ERR_OUT_OF_RANGE);
+    /* 5. the reader's endpoint has no MEDIATED_WRITE */
+    assert_int_equal(zx_iob_writev(r.ep0, 0, 0, &ok, 1), ZX_ERR_ACCESS_DENIED);
+    /* 6. nine vectors: the client does not read them (a NULL array would fault) */
+    assert_int_equal(zx_iob_writev(r.ep1, 0, 0, NULL, 9), ZX_ERR_INVALID_ARGS);
+    /* ... but the handle is checked first */
+    assert_int_equal(zx_iob_writev(0x7ffffff3u, 0, 0, NULL, 9), ZX_ERR_BAD_HANDLE);
+    /* 7. unreadable array: NULL, and an address that cannot be read */
+    assert_int_equal(zx_iob_writev(r.ep1, 0, 0, NULL, 1), ZX_ERR_INVALID_ARGS);
+    void* none_page = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(none_page != MAP_FAILED);
+    assert_int_equal(zx_iob_writev(r.ep1, 0, 0, (const zx_iovec_t*)none_page, 2),
+                     ZX_ERR_INVALID_ARGS);
+    assert_int_equal(zx_iob_writev(r.ep0, 0, 0, NULL, 1), ZX_ERR_ACCESS_DENIED);
+    /* 8. more than 65519 bytes, overflow-safe */
+    zx_iovec_t big[2] = {{buf, 65519}, {buf, 1}};
+    assert_int_equal(zx_iob_writev(r.ep1, 0, 0, big, 2), ZX_ERR_INVALID_ARGS);
+    zx_iovec_t wrap[2] = {{buf, SIZE_MAX}, {buf, 2}};
+    assert_int_equal(zx_iob_writev(r.ep1, 0, 0, wrap, 2), ZX_ERR_INVALID_ARGS);
+    /* 11. unreadable payload: NULL with a capacity, and a PROT_NONE page */
+    zx_iovec_t nul = {NULL, 8};
+    assert_int_equal(zx_iob_writev(r.ep1, 0, 0, &nul, 1), ZX_ERR_NOT_FOUND);
+    zx_iovec_t prot[2] = {{buf, 8}, {none_page, 16}};
+    assert_int_equal(zx_iob_writev(r.ep1, 0, 0, prot, 2), ZX_ERR_NOT_FOUND);
+    /* Partly readable: the last byte of a readable page and the PROT_NONE page after it. */
+    uint8_t* two = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(two != MAP_FAILED);
+    assert_int_equal(mprotect(two + 4096, 4096, PROT_NONE), 0);
+    zx_iovec_t straddle = {two + 4000, 200};
+    assert_int_equal(zx_iob_writev(r.ep1, 0, 0, &straddle, 1), ZX_ERR_NOT_FOUND);
+    /* Nothing was written by any of the failures. */
+    iob_mwrb_record_t rec;
+    assert_int_equal(iob_mwrb_peek(&r.reader, &rec, NULL, 0), ZX_ERR_SHOULD_WAIT);
+    /* Valid edge cases: (NULL, 0), ({NULL, 0}, 1), exactly 65519 bytes, a fresh page. */
+    assert_int_equal(zx_iob_writev(r.ep1, 0, 0, NULL, 0), ZX_OK);
+    zx_iovec_t empty = {NULL, 0};
+    assert_int_equal(zx_iob_writev(r.ep1, 0, 0, &empty, 1), ZX_OK);
+    uint8_t* max = malloc(65519);
+    for (size_t i = 0; i < 65519; i++) {
+        max[i] = (uint8_t)(i * 13u);
+    }
+    zx_iovec_t maxv[3] = {{max, 1000}, {max + 1000, 0}, {max + 1000, 64519}};
+    assert_int_equal(zx_iob_writev(r.ep1, 0, 0, maxv, 3), ZX_OK);
+    zx_iovec_t fresh = {two, 64}; /* untouched anonymous memory: needs a page fault only */
+    assert_int_equal(zx_iob_writev(r.ep1, 0, 0, &fresh, 1), ZX_OK);
+    uint8_t* got = malloc(65519);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(iob_mwrb_peek(&r.reader, &rec, got, 65519), ZX_OK);
+        assert_int_equal(rec.length, 0);
+        assert_true(rec.tag == TAG);
+        assert_int_equal(iob_mwrb_advance(&r.reader, &rec), ZX_OK);
+    }
+    assert_int_equal(iob_mwrb_peek(&r.reader, &rec, got, 65519), ZX_OK);
+    assert_int_equal(rec.length, 65519);
+    assert_memory_equal(got, max, 65519);
+    assert_int_equal(iob_mwrb_advance(&r.reader, &rec), ZX_OK);
+    assert_int_equal(iob_mwrb_peek(&r.reader, &rec, got, 65519), ZX_OK);
+    assert_int_equal(rec.length, 64);
+    assert_int_equal(iob_mwrb_advance(&r.reader, &rec), ZX_OK);
+    free(max);
+    free(got);
+    munmap(two, 8192);
+    munmap(none_page, 4096);
+    zx_handle_close(no_write);
+    zx_handle_close(none);
+    ring_destroy(&r);
+}
+
+/* A region that is not a ring: WRONG_TYPE (step 4); handle ops on a shared region. */
+static void test_wrong_type_and_handle_ops(void** state) {
+    (void)state;
+    uint64_t pg = zx_system_get_page_size();
+    zx_iob_region_t reg;
+    memset(&reg, 0, sizeof reg);
+    reg.type = ZX_IOB_REGION_TYPE_PRIVATE;
+    reg.access = ZX_IOB_ACCESS_EP0_CAN_MAP_READ | ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE |
+                 ZX_IOB_ACCESS_EP1_CAN_MAP_WRITE | ZX_IOB_ACCESS_EP1_CAN_MAP_READ;
+    reg.size = pg;
+    zx_handle_t a, b;
+    assert_int_equal(zx_iob_create(0, &reg, 1, &a, &b), ZX_OK);
+    uint64_t v = 1;
+    zx_iovec_t iov = {&v, sizeof v};
+    assert_int_equal(zx_iob_writev(b, 0, 0, &iov, 1), ZX_ERR_WRONG_TYPE);
+    uint32_t id = 0;
+    assert_int_equal(zx_iob_allocate_id(b, 0, 0, &v, sizeof v, &id), ZX_ERR_WRONG_TYPE);
+    zx_handle_close(a);
+    zx_handle_close(b);
+
+    /* Shared-region handles: basic info, duplicate, replace, transfer, close. */
+    zx_handle_t sr;
+    assert_int_equal(zx_iob_create_shared_region(1, 2 * pg, &sr), ZX_ERR_INVALID_ARGS);
+    assert_int_equal(zx_iob_create_shared_region(0, 2 * pg, NULL), ZX_ERR_INVALID_ARGS);
+    assert_int_equal(zx_iob_create_shared_region(0, 2 * pg, &sr), ZX_OK);
+    zx_info_handle_basic_t info;
+    assert_int_equal(zx_object_get_info(sr, ZX_INFO_HANDLE_BASIC, &info, sizeof info, NULL, NULL),
+                     ZX_OK);
+    assert_int_equal(info.type, ZX_OBJ_TYPE_IOB_SHARED_REGION);
+    assert_int_equal(info.rights, ZX_DEFAULT_IOB_SHARED_REGION_RIGHTS);
+    zx_handle_t dup, rep;
+    assert_int_equal(zx_handle_duplicate(sr, ZX_RIGHT_SAME_RIGHTS, &dup), ZX_OK);
+    assert_int_equal(zx_handle_replace(dup, ZX_RIGHT_WAIT | ZX_RIGHT_TRANSFER, &rep), ZX_OK);
+    zx_info_handle_basic_t info2;
+    assert_int_equal(zx_object_get_info(rep, ZX_INFO_HANDLE_BASIC, &info2, sizeof info2, NULL,
+                                        NULL),
+                     ZX_OK);
+    assert_int_equal(info2.koid, info.koid);
+    assert_int_equal(info2.rights, ZX_RIGHT_WAIT | ZX_RIGHT_TRANSFER);
+    char token[IOB_TOKEN_SIZE];
+    assert_int_equal(iob_handle_export(rep, token), ZX_OK);
+    zx_handle_t back;
+    assert_int_equal(iob_handle_import(token, &back), ZX_OK);
+    assert_int_equal(zx_object_get_info(back, ZX_INFO_HANDLE_BASIC, &info2, sizeof info2, NULL,
+                                        NULL),
+                     ZX_OK);
+    assert_int_equal(info2.koid, info.koid);
+    assert_int_equal(zx_handle_close(back), ZX_OK);
+    assert_int_equal(zx_handle_close(sr), ZX_OK);
+    assert_int_equal(zx_handle_close(sr), ZX_ERR_BAD_HANDLE);
+}
+
+/* ID allocator: IDs in order, blobs readable through the mapping, A.5's errors. */
+static void test_allocate_id(void** state) {
+    (void)state;
+    uint64_t pg = zx_system_get_page_size();
+    zx_iob_region_t reg;
+    memset(&reg, 0, sizeof reg);
+    reg.type = ZX_IOB_REGION_TYPE_PRIVATE;
+    reg.access = ZX_IOB_ACCESS_EP0_CAN_MAP_READ | ZX_IOB_ACCESS_EP1_CAN_MEDIATED_WRITE;
+    reg.size = 4 * pg;
+    reg.discipline.type = ZX_IOB_DISCIPLINE_TYPE_ID_ALLOCATOR;
+    zx_handle_t ep0, ep1;
+    assert_int_equal(zx_iob_create(0, &reg, 1, &ep0, &ep1), ZX_OK);
+    zx_vaddr_t map;
+    assert_int_equal(zx_vmar_map_iob(zx_vmar_root_self(), ZX_VM_PERM_READ, 0, ep0, 0, 0, 4 * pg,
+                                     &map),
+                     ZX_OK);
+    const char* blobs[] = {"first", "", "the third blob"};
+    for (uint32_t i = 0; i < 3; i++) {
+        uint32_t id = 99;
+        assert_int_equal(zx_iob_allocate_id(ep1, 0, 0, blobs[i], strlen(blobs[i]), &id), ZX_OK);
+        assert_int_equal(id, i);
+    }
+    uint32_t id = 99;
+    assert_int_equal(zx_iob_allocate_id(ep1, 0, 0, NULL, 0, &id), ZX_OK);
+    assert_int_equal(id, 3);
+    for (uint32_t i = 0; i < 3; i++) {
+        const void* p;
+        uint32_t size;
+        assert_int_equal(iob_idalloc_lookup((const void*)map, 4 * pg, i, &p, &size), ZX_OK);
+        assert_int_equal(size, strlen(blobs[i]));
+        assert_memory_equal(p, blobs[i], size);
+    }
+    /* Errors in A.5's order. */
+    assert_int_equal(zx_iob_allocate_id(ep1, 1, 0, "x", 1, &id), ZX_ERR_INVALID_ARGS);
+    assert_int_equal(zx_iob_allocate_id(0x7ffffff3u, 0, 0, "x", 1, &id), ZX_ERR_BAD_HANDLE);
+    assert_int_equal(zx_iob_allocate_id(ep1, 0, 1, "x", 1, &id), ZX_ERR_OUT_OF_RANGE);
+    assert_int_equal(zx_iob_allocate_id(ep0, 0, 0, "x", 1, &id), ZX_ERR_ACCESS_DENIED);
+    assert_int_equal(zx_iob_allocate_id(ep1, 0, 0, NULL, 4, &id), ZX_ERR_INVALID_ARGS);
+    void* none_page = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_int_equal(zx_iob_allocate_id(ep1, 0, 0, none_page, 16, &id), ZX_ERR_INVALID_ARGS);
+    assert_int_equal(zx_iob_allocate_id(ep1, 0, 0, "x", 1, NULL), ZX_ERR_INVALID_ARGS);
+    /* Full: NO_MEMORY comes before the unreadable blob (step 6's order). */
+    assert_int_equal(zx_iob_allocate_id(ep1, 0, 0, none_page, 8 * pg, &id), ZX_ERR_NO_MEMORY);
+    munmap(none_page, 4096);
+    /* Still counting: the failures above were not given IDs the caller could see. */
+    assert_int_equal(zx_iob_allocate_id(ep1, 0, 0, "z", 1, &id), ZX_OK);
+    assert_true(id >= 4);
+    zx_vmar_unmap(zx_vmar_root_self(), map, 4 * pg);
+    zx_handle_close(ep0);
+    zx_handle_close(ep1);
+}
+
+/* A writer killed mid-run: the reader sees PEER_CLOSED; iobd keeps serving. */
+static void test_writer_killed(void** state) {
+    (void)state;
+    ring_t r;
+    ring_create(&r, 4);
+    char token[IOB_TOKEN_SIZE];
+    assert_int_equal(iob_handle_export(r.ep1, token), ZX_OK);
+    r.ep1 = ZX_HANDLE_INVALID;
+    const char* args[] = {"hang", token, NULL};
+    int out;
+    pid_t pid = spawn_writer(args, &out);
+    char line[128];
+    assert_true(map_read_line(out, line, sizeof line, 10000));
+    assert_string_equal(line, "ready 0");
+    assert_true(read_one(&r, 0));
+    zx_signals_t obs = 0;
+    assert_int_equal(zx_object_wait_one(r.ep0, ZX_IOB_PEER_CLOSED, zx_deadline_after(100000000),
+                                        &obs),
+                     ZX_ERR_TIMED_OUT);
+    kill(pid, SIGKILL);
+    assert_int_equal(map_wait(pid), 128 + SIGKILL);
+    close(out);
+    assert_int_equal(zx_object_wait_one(r.ep0, ZX_IOB_PEER_CLOSED, zx_deadline_after(5000000000),
+                                        &obs),
+                     ZX_OK);
+    ring_destroy(&r);
+    /* Serving on: a fresh ring works. */
+    ring_t r2;
+    ring_create(&r2, 4);
+    uint8_t p[MEDIATED_RECORD_MAX];
+    size_t len = mediated_record_fill(5, p);
+    zx_iovec_t v = {p, len};
+    assert_int_equal(zx_iob_writev(r2.ep1, 0, 0, &v, 1), ZX_OK);
+    assert_true(read_one(&r2, 5));
+    ring_destroy(&r2);
+}
+
+/* Round-trip latency of a small writev (reported, not asserted). */
+static void test_latency(void** state) {
+    (void)state;
+    ring_t r;
+    ring_create(&r, RING_PAGES);
+    uint8_t p[64];
+    memset(p, 0xab, sizeof p);
+    zx_iovec_t v = {p, sizeof p};
+    const int n = 2000;
+    for (int i = 0; i < 50; i++) { /* warm-up: connections, caches */
+        assert_int_equal(zx_iob_writev(r.ep1, 0, 0, &v, 1), ZX_OK);
+        iob_mwrb_record_t rec;
+        assert_int_equal(iob_mwrb_peek(&r.reader, &rec, NULL, 0), ZX_ERR_BUFFER_TOO_SMALL);
+        assert_int_equal(iob_mwrb_advance(&r.reader, &rec), ZX_OK);
+    }
+    uint64_t t0 = now_ns();
+    for (int i = 0; i < n; i++) {
+        zx_status_t st = zx_iob_writev(r.ep1, 0, 0, &v, 1);
+        if (st == ZX_ERR_NO_SPACE) {
+            iob_mwrb_record_t rec;
+            while (iob_mwrb_peek(&r.reader, &rec, NULL, 0) == ZX_ERR_BUFFER_TOO_SMALL) {
+                iob_mwrb_advance(&r.reader, &rec);
+            }
+            i--;
+            continue;
+        }
+        assert_int_equal(st, ZX_OK);
+    }
+    uint64_t t1 = now_ns();
+    printf("zx_iob_writev 64 B over %s: %.1f us per call (%d calls)\n",
+           g_grpc ? "gRPC" : "the map broker", (double)(t1 - t0) / n / 1000.0, n);
+    uint32_t id;
+    zx_iob_region_t reg;
+    memset(&reg, 0, sizeof reg);
+    reg.type = ZX_IOB_REGION_TYPE_PRIVATE;
+    reg.access = ZX_IOB_ACCESS_EP1_CAN_MEDIATED_WRITE | ZX_IOB_ACCESS_EP0_CAN_MAP_READ;
+    reg.size = 64u * r.pg;
+    reg.discipline.type = ZX_IOB_DISCIPLINE_TYPE_ID_ALLOCATOR;
+    zx_handle_t a, b;
+    assert_int_equal(zx_iob_create(0, &reg, 1, &a, &b), ZX_OK);
+    t0 = now_ns();
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(zx_iob_allocate_id(b, 0, 0, p, 16, &id), ZX_OK);
+    }
+    t1 = now_ns();
+    printf("zx_iob_allocate_id 16 B over %s: %.1f us per call\n",
+           g_grpc ? "gRPC" : "the map broker", (double)(t1 - t0) / n / 1000.0);
+    zx_handle_close(a);
+    zx_handle_close(b);
+    ring_destroy(&r);
+}
+
+int main(int argc, char** argv) {
+    g_grpc = argc > 1 && strcmp(argv[1], "grpc") == 0;
+    map_daemon_start(&g_daemon, NULL);
+    if (g_grpc) {
+        force_grpc();
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_writev_errors),
+        cmocka_unit_test(test_no_space_and_recovery),
+        cmocka_unit_test(test_strobe),
+        cmocka_unit_test(test_wrong_type_and_handle_ops),
+        cmocka_unit_test(test_allocate_id),
+        cmocka_unit_test(test_writer_process),
+        cmocka_unit_test(test_writer_killed),
+        cmocka_unit_test(test_latency),
+    };
+    int rc = cmocka_run_group_tests_name(g_grpc ? "mediated_ring_grpc" : "mediated_ring", tests,
+                                         NULL, NULL);
+    map_daemon_stop(&g_daemon);
+    return rc;
+}
