@@ -91,6 +91,7 @@ typedef struct bench_endpoint {
 #define BENCH_CAP_RING 1u   /* shared-memory ring: copy and zero-copy, spin and block, backings */
 #define BENCH_CAP_STREAM 2u /* byte stream: send/recv, one system call per message per side */
 #define BENCH_CAP_SINGLE 4u /* one process, no channel (memcpy) */
+#define BENCH_CAP_POLLED 8u /* with STREAM: the consumer polls memory instead of blocking */
 
 /*
  * A transport: the contract of each member.
@@ -148,6 +149,15 @@ zx_status_t bench_grpc_open(const bench_spec_t* spec, bench_role_t role, int nfd
 void bench_grpc_close(bench_endpoint_t* ep);
 zx_status_t bench_grpc_send(bench_endpoint_t* ep, const void* buf, size_t len);
 zx_status_t bench_grpc_recv(bench_endpoint_t* ep, void* buf, size_t len);
+/* The mediated path: zx_iob_writev into a mediated-write ring buffer (bench_mediated.c). */
+zx_status_t bench_mediated_prepare(const bench_spec_t* spec, bench_channel_t* ch, char* note,
+                                   size_t note_len);
+void bench_mediated_discard(bench_channel_t* ch);
+zx_status_t bench_mediated_open(const bench_spec_t* spec, bench_role_t role, int nfds,
+                                const char* arg, bench_endpoint_t* ep);
+void bench_mediated_close(bench_endpoint_t* ep);
+zx_status_t bench_mediated_send(bench_endpoint_t* ep, const void* buf, size_t len);
+zx_status_t bench_mediated_recv(bench_endpoint_t* ep, void* buf, size_t len);
 
 /*
  * The iobd servers of the iob-ring and grpc rows (bench_iobd.c; orchestrator only).
@@ -182,6 +192,11 @@ typedef struct bench_iob_module {
     void (*grpc_close)(bench_endpoint_t* ep);
     zx_status_t (*grpc_send)(bench_endpoint_t* ep, const void* buf, size_t len);
     zx_status_t (*grpc_recv)(bench_endpoint_t* ep, void* buf, size_t len);
+    zx_status_t (*mediated_open)(const bench_spec_t* spec, bench_role_t role, int nfds,
+                                 const char* arg, bench_endpoint_t* ep);
+    void (*mediated_close)(bench_endpoint_t* ep);
+    zx_status_t (*mediated_send)(bench_endpoint_t* ep, const void* buf, size_t len);
+    zx_status_t (*mediated_recv)(bench_endpoint_t* ep, void* buf, size_t len);
     /* ServerInfo: backing[8] gets "4K"/"2M"/"1G"; *mappable: a local server with a broker. */
     zx_status_t (*server_info)(const char* target, char* backing, bool* mappable);
 } bench_iob_module_t;
@@ -196,6 +211,16 @@ zx_status_t bench_grpc_module_open(const bench_spec_t* spec, bench_role_t role, 
 void bench_grpc_module_close(bench_endpoint_t* ep);
 zx_status_t bench_grpc_module_send(bench_endpoint_t* ep, const void* buf, size_t len);
 zx_status_t bench_grpc_module_recv(bench_endpoint_t* ep, void* buf, size_t len);
+/*
+ * Hands an IOB token from one role to the other over the trial's socketpair: exactly
+ * IOB_TOKEN_SIZE bytes each way, so neither side needs framing (bench_iob_ring.c).
+ */
+zx_status_t bench_token_io(int fd, char* token, bool out);
+zx_status_t bench_mediated_module_open(const bench_spec_t* spec, bench_role_t role, int nfds,
+                                       const char* arg, bench_endpoint_t* ep);
+void bench_mediated_module_close(bench_endpoint_t* ep);
+zx_status_t bench_mediated_module_send(bench_endpoint_t* ep, const void* buf, size_t len);
+zx_status_t bench_mediated_module_recv(bench_endpoint_t* ep, void* buf, size_t len);
 
 /* ---- child roles (bench_run.c) ----------------------------------------------------------- */
 

@@ -38,5 +38,9 @@ __attribute__((visibility("default"))) const bench_iob_module_t bench_iob_module
     .grpc_close = bench_grpc_module_close,
     .grpc_send = bench_grpc_module_send,
     .grpc_recv = bench_grpc_module_recv,
+    .mediated_open = bench_mediated_module_open,
+    .mediated_close = bench_mediated_module_close,
+    .mediated_send = bench_mediated_module_send,
+    .mediated_recv = bench_mediated_module_recv,
     .server_info = server_info,
 };

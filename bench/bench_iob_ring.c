@@ -51,8 +51,7 @@ typedef struct iob_ring_end {
     zx_handle_t ep;
 } iob_ring_end_t;
 
-/* Exactly IOB_TOKEN_SIZE bytes each way, so neither side needs framing. */
-static zx_status_t token_io(int fd, char* token, bool out) {
+zx_status_t bench_token_io(int fd, char* token, bool out) {
     size_t done = 0;
     while (done < IOB_TOKEN_SIZE) {
         /* MSG_NOSIGNAL: a consumer that has gone is a status, not a SIGPIPE. */
@@ -125,7 +124,7 @@ static zx_status_t producer_open(const bench_spec_t* spec, iob_ring_end_t* end,
         st = iob_handle_export(ep1, token); /* consumes ep1 */
         if (st == ZX_OK) {
             ep1 = ZX_HANDLE_INVALID;
-            st = token_io(fd, token, true);
+            st = bench_token_io(fd, token, true);
         }
     }
     if (ep1 != ZX_HANDLE_INVALID) {
@@ -189,7 +188,7 @@ zx_status_t bench_iob_ring_module_open(const bench_spec_t* spec, bench_role_t ro
      * most of a trial's setup, and a producer that fails closes the socket anyway. */
     st = iob_client_connect(arg, &end->client);
     if (st == ZX_OK && role == BENCH_CONSUMER) {
-        st = token_io(fd, token, false);
+        st = bench_token_io(fd, token, false);
     }
     if (st == ZX_OK) {
         st = role == BENCH_PRODUCER ? producer_open(spec, end, ep, fd)

@@ -518,3 +518,41 @@ zx_status_t bench_grpc_send(bench_endpoint_t* ep, const void* buf, size_t len) {
 zx_status_t bench_grpc_recv(bench_endpoint_t* ep, void* buf, size_t len) {
     return g_module->grpc_recv(ep, buf, len);
 }
+
+/*
+ * The mediated rows need a local server (the writer reaches it over the map broker, the
+ * reader maps the ring) and messages that fit one record (A.6: at most 65519 bytes).
+ */
+zx_status_t bench_mediated_prepare(const bench_spec_t* spec, bench_channel_t* ch, char* note,
+                                   size_t note_len) {
+    if (spec->msg_bytes > 65519) {
+        snprintf(note, note_len, "a mediated record carries at most 65519 bytes");
+        return ZX_ERR_NOT_SUPPORTED;
+    }
+    return iobd_channel(spec, true, ch, note, note_len);
+}
+
+void bench_mediated_discard(bench_channel_t* ch) {
+    (void)ch;
+    hugepages_settle();
+}
+
+zx_status_t bench_mediated_open(const bench_spec_t* spec, bench_role_t role, int nfds,
+                                const char* arg, bench_endpoint_t* ep) {
+    const bench_iob_module_t* m = child_module();
+    return m != NULL ? m->mediated_open(spec, role, nfds, arg, ep) : ZX_ERR_NOT_SUPPORTED;
+}
+
+void bench_mediated_close(bench_endpoint_t* ep) {
+    if (g_module != NULL) {
+        g_module->mediated_close(ep);
+    }
+}
+
+zx_status_t bench_mediated_send(bench_endpoint_t* ep, const void* buf, size_t len) {
+    return g_module->mediated_send(ep, buf, len);
+}
+
+zx_status_t bench_mediated_recv(bench_endpoint_t* ep, void* buf, size_t len) {
+    return g_module->mediated_recv(ep, buf, len);
+}

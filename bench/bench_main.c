@@ -635,7 +635,8 @@ int main(int argc, char** argv) {
     bool use_iobd = false;
     for (size_t t = 0; t < bench_transport_count; t++) {
         use_iobd |= o.transport_on[t] && (strcmp(bench_transports[t].name, "iob-ring") == 0 ||
-                                          strcmp(bench_transports[t].name, "grpc") == 0);
+                                          strcmp(bench_transports[t].name, "grpc") == 0 ||
+                                          strcmp(bench_transports[t].name, "mediated") == 0);
     }
     if (use_iobd) {
         signal(SIGINT, on_signal);
@@ -663,7 +664,8 @@ int main(int argc, char** argv) {
                 if (load == BENCH_PACED && (!o.paced || (tr->caps & BENCH_CAP_SINGLE) != 0 ||
                                             strcmp(tr->name, "tcp") == 0 ||
                                             strcmp(tr->name, "pipe") == 0 ||
-                                            strcmp(tr->name, "grpc") == 0)) {
+                                            strcmp(tr->name, "grpc") == 0 ||
+                                            strcmp(tr->name, "mediated") == 0)) {
                     continue;
                 }
                 /* iob-ring paces with bare-ring's very code; the quick run (a smoke test
@@ -688,8 +690,11 @@ int main(int argc, char** argv) {
                         for (int w = 0; w < 2; w++) {
                             bench_wait_t wait = (bench_wait_t)w;
                             if ((tr->caps & BENCH_CAP_RING) == 0) {
-                                /* Kernel paths block; memcpy does not wait at all. */
-                                wait = (tr->caps & BENCH_CAP_SINGLE) ? BENCH_SPIN : BENCH_BLOCK;
+                                /* Kernel paths block; memcpy does not wait at all and the
+                                 * mediated reader polls its mapping. */
+                                wait = (tr->caps & (BENCH_CAP_SINGLE | BENCH_CAP_POLLED))
+                                           ? BENCH_SPIN
+                                           : BENCH_BLOCK;
                                 if (w == 1) {
                                     continue;
                                 }
@@ -718,7 +723,8 @@ int main(int argc, char** argv) {
                             r->load = c->spec.load;
                             r->msg_bytes = o.sizes[si];
                             r->verified = true;
-                            if (strcmp(tr->name, "grpc") == 0) {
+                            if (strcmp(tr->name, "grpc") == 0 ||
+                                strcmp(tr->name, "mediated") == 0) {
                                 /* Its region lives in whichever iobd serves it. */
                                 c->spec.backing = bench_iobd_stream_backing();
                                 r->backing = iob_backing_name(c->spec.backing);

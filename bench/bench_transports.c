@@ -420,6 +420,9 @@ const bench_transport_t bench_transports[] = {
      sock_recv},
     {"grpc", BENCH_CAP_STREAM, bench_grpc_prepare, bench_grpc_discard, bench_grpc_open,
      bench_grpc_close, bench_grpc_send, bench_grpc_recv},
+    {"mediated", BENCH_CAP_STREAM | BENCH_CAP_POLLED, bench_mediated_prepare,
+     bench_mediated_discard, bench_mediated_open, bench_mediated_close, bench_mediated_send,
+     bench_mediated_recv},
 };
 const size_t bench_transport_count = sizeof(bench_transports) / sizeof(bench_transports[0]);
 
