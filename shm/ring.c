@@ -11,13 +11,21 @@
 #include <unistd.h>
 
 /*
- * Adaptive spinning, in pause instructions (tens of ns each): a waiter spins up to
- * RING_SPIN_MAX (some tens of microseconds, less than a futex sleep and wake-up costs the
- * other side) when spinning has been paying off, and backs off towards RING_SPIN_MIN each
- * time it had to sleep anyway.
+ * Adaptive spinning in block mode, by time: a waiter spins for its budget, then sleeps on
+ * the futex. After each wait the budget follows what waiting actually took: twice the last
+ * wait when that was short (up to RING_SPIN_MAX_NS, about what a futex sleep plus the other
+ * side's wake-up and the scheduler's reaction cost on a VM), so a steady stream whose gaps
+ * are a few tens of microseconds (large messages, publication batches) is met by spinning
+ * and never pays for a sleep; halved when the wait was long, so an idle or paced stream
+ * goes to sleep almost at once and costs no CPU. Busy-poll mode spins without a budget.
  */
-#define RING_SPIN_MIN 32u
-#define RING_SPIN_MAX 1024u
+#define RING_SPIN_MIN_NS INT64_C(1000)
+#define RING_SPIN_MAX_NS INT64_C(100000)
+#define RING_SPIN_INITIAL_NS (RING_SPIN_MAX_NS / 4)
+/* Pauses between clock reads while spinning (a read costs tens of ns, a pause about as much). */
+#define RING_SPIN_CLOCK_EVERY 16u
+/* Busy-poll mode looks at the deadline this often. */
+#define RING_POLL_CLOCK_EVERY 1024u
 #define RING_NO_RESERVATION IOB__RING_NO_RESERVATION
 
 static inline void ring_cpu_relax(void) {
@@ -210,7 +218,7 @@ zx_status_t iob_ring_producer_init(iob_ring_producer_t* p, void* ctrl_mem, uint6
     p->reserved = RING_NO_RESERVATION;
     p->batch = ring_batch(options);
     p->batch_left = p->batch;
-    p->spin_limit = RING_SPIN_MAX / 4;
+    p->spin_ns = RING_SPIN_INITIAL_NS;
     p->wait = ring_wait(options);
     p->broken = ZX_OK;
     ring_producer_bound(p);
@@ -354,6 +362,18 @@ static bool ring_producer_ready(iob_ring_producer_t* p, uint64_t need) {
            atomic_load_explicit(&p->ctrl->consumer_closed, memory_order_acquire) != 0;
 }
 
+/* A wait that began at `start` just ended: the next one's spin budget (see RING_SPIN_MAX_NS). */
+static int64_t ring_spin_next(int64_t budget, zx_time_t start) {
+    int64_t waited = iob_ring_now() - start;
+    if (waited <= RING_SPIN_MAX_NS) {
+        int64_t want = 2 * waited;
+        budget = want > budget ? want : budget;
+        return budget < RING_SPIN_MAX_NS ? budget : RING_SPIN_MAX_NS;
+    }
+    budget /= 2;
+    return budget > RING_SPIN_MIN_NS ? budget : RING_SPIN_MIN_NS;
+}
+
 zx_status_t iob_ring_producer_wait(iob_ring_producer_t* p, size_t len, zx_time_t deadline) {
     if (p->broken != ZX_OK) {
         return p->broken;
@@ -364,26 +384,28 @@ zx_status_t iob_ring_producer_wait(iob_ring_producer_t* p, size_t len, zx_time_t
     iob__ring_producer_publish(p);
     uint64_t pad;
     uint64_t need = ring_producer_need(p, len, &pad);
+    bool block = p->wait == IOB_RING_WAIT_BLOCK;
+    /* Busy-poll reads no clock before its first look: that would only delay it. */
+    zx_time_t start = block ? iob_ring_now() : 0;
+    zx_time_t spin_until = start + p->spin_ns;
     for (;;) {
         /* Spin first: on a loaded ring the consumer frees space within microseconds. */
-        uint32_t limit = p->wait == IOB_RING_WAIT_SPIN ? 1024u : p->spin_limit;
-        for (uint32_t i = 0; i < limit; i++) {
+        uint32_t every = block ? RING_SPIN_CLOCK_EVERY : RING_POLL_CLOCK_EVERY;
+        for (uint32_t i = 0; i < every; i++) {
             if (ring_producer_ready(p, need)) {
-                if (p->wait == IOB_RING_WAIT_BLOCK && p->spin_limit < RING_SPIN_MAX) {
-                    p->spin_limit *= 2;
+                if (block) {
+                    p->spin_ns = ring_spin_next(p->spin_ns, start);
                 }
                 return ZX_OK;
             }
             ring_cpu_relax();
         }
-        if (deadline != ZX_TIME_INFINITE && iob_ring_now() >= deadline) {
+        zx_time_t now = iob_ring_now();
+        if (deadline != ZX_TIME_INFINITE && now >= deadline) {
             return ZX_ERR_TIMED_OUT;
         }
-        if (p->wait == IOB_RING_WAIT_SPIN) {
+        if (!block || now < spin_until) {
             continue;
-        }
-        if (p->spin_limit > RING_SPIN_MIN) {
-            p->spin_limit /= 2;
         }
         uint32_t seq = atomic_load_explicit(&p->ctrl->space_futex, memory_order_acquire);
         atomic_store_explicit(&p->ctrl->producer_sleeping, 1, memory_order_seq_cst);
@@ -399,6 +421,8 @@ zx_status_t iob_ring_producer_wait(iob_ring_producer_t* p, size_t len, zx_time_t
         if (rc != 0 && err == ETIMEDOUT) {
             return ring_producer_ready(p, need) ? ZX_OK : ZX_ERR_TIMED_OUT;
         }
+        /* Woken (or a spurious return): look again, spinning briefly before sleeping again. */
+        spin_until = iob_ring_now() + RING_SPIN_MIN_NS;
     }
 }
 
@@ -453,7 +477,7 @@ zx_status_t iob_ring_consumer_init(iob_ring_consumer_t* c, void* ctrl_mem, uint6
     c->publish_at = r + c->quarter;
     c->batch = ring_batch(options);
     c->batch_left = c->batch;
-    c->spin_limit = RING_SPIN_MAX / 4;
+    c->spin_ns = RING_SPIN_INITIAL_NS;
     c->wait = ring_wait(options);
     c->broken = ZX_OK;
     return ZX_OK;
@@ -630,36 +654,45 @@ zx_status_t iob_ring_consumer_wait(iob_ring_consumer_t* c, zx_time_t deadline) {
     }
     iob__ring_consumer_publish(c);
     /*
-     * While spinning on the index, keep asking for the lines the next record will occupy
-     * (its header and the first payload bytes). The producer writes them before it
-     * publishes, so by the time the new index is seen they are usually already here, and
-     * the round trip pays one cache-line transfer instead of two in a row. A prefetch
-     * never faults and carries no ordering: the record is still read, once, after the
-     * index (acquire) and validated as always.
+     * A consumer that publishes every message (batch 1: it wants latency) keeps asking,
+     * while it spins on the index, for the lines the next record will occupy (its header
+     * and the first payload bytes). The producer writes them before it publishes, so by the
+     * time the new index is seen they are usually already here, and the round trip pays
+     * one cache-line transfer instead of two in a row. A prefetch never faults and carries
+     * no ordering: the record is still read, once, after the index (acquire) and validated
+     * as always. A batching consumer does not: there the producer is still filling those
+     * lines with the rest of its batch, and every prefetch would take a line away from it
+     * in the middle of its writes (a ping-pong that halved small-message throughput in
+     * some runs).
      */
+    bool prefetch = c->batch == 1;
     const unsigned char* next0 = c->data + (c->read_pos & c->mask);
     const unsigned char* next1 = c->data + ((c->read_pos + 64) & c->mask);
+    bool block = c->wait == IOB_RING_WAIT_BLOCK;
+    /* Busy-poll reads no clock before its first look: that would only delay it. */
+    zx_time_t start = block ? iob_ring_now() : 0;
+    zx_time_t spin_until = start + c->spin_ns;
     for (;;) {
-        uint32_t limit = c->wait == IOB_RING_WAIT_SPIN ? 1024u : c->spin_limit;
-        for (uint32_t i = 0; i < limit; i++) {
-            ring_prefetch(next0);
-            ring_prefetch(next1);
+        uint32_t every = block ? RING_SPIN_CLOCK_EVERY : RING_POLL_CLOCK_EVERY;
+        for (uint32_t i = 0; i < every; i++) {
+            if (prefetch) {
+                ring_prefetch(next0);
+                ring_prefetch(next1);
+            }
             if (ring_consumer_ready(c)) {
-                if (c->wait == IOB_RING_WAIT_BLOCK && c->spin_limit < RING_SPIN_MAX) {
-                    c->spin_limit *= 2;
+                if (block) {
+                    c->spin_ns = ring_spin_next(c->spin_ns, start);
                 }
                 return ZX_OK;
             }
             ring_cpu_relax();
         }
-        if (deadline != ZX_TIME_INFINITE && iob_ring_now() >= deadline) {
+        zx_time_t now = iob_ring_now();
+        if (deadline != ZX_TIME_INFINITE && now >= deadline) {
             return ZX_ERR_TIMED_OUT;
         }
-        if (c->wait == IOB_RING_WAIT_SPIN) {
+        if (!block || now < spin_until) {
             continue;
-        }
-        if (c->spin_limit > RING_SPIN_MIN) {
-            c->spin_limit /= 2;
         }
         uint32_t seq = atomic_load_explicit(&c->ctrl->data_futex, memory_order_acquire);
         atomic_store_explicit(&c->ctrl->consumer_sleeping, 1, memory_order_seq_cst);
@@ -675,6 +708,7 @@ zx_status_t iob_ring_consumer_wait(iob_ring_consumer_t* c, zx_time_t deadline) {
         if (rc != 0 && err == ETIMEDOUT) {
             return ring_consumer_ready(c) ? ZX_OK : ZX_ERR_TIMED_OUT;
         }
+        spin_until = iob_ring_now() + RING_SPIN_MIN_NS;
     }
 }
 

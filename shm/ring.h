@@ -175,7 +175,7 @@ typedef struct iob_ring_producer {
     uint64_t publish_at;     /* published + quarter */
     uint32_t batch;
     uint32_t batch_left;     /* commits until the batch is full (batch after a publication) */
-    uint32_t spin_limit;
+    int64_t spin_ns;         /* block mode: how long the next wait spins before sleeping */
     iob_ring_wait_mode_t wait;
     zx_status_t broken;      /* sticky: ZX_ERR_IO_DATA_INTEGRITY once the consumer misbehaved */
     iob_ring_stats_t stats;
@@ -197,7 +197,7 @@ typedef struct iob_ring_consumer {
     uint64_t publish_at;     /* published + quarter */
     uint32_t batch;
     uint32_t batch_left;     /* releases until the batch is full */
-    uint32_t spin_limit;
+    int64_t spin_ns;         /* block mode: how long the next wait spins before sleeping */
     iob_ring_wait_mode_t wait;
     zx_status_t broken;
     iob_ring_stats_t stats;
