@@ -24,6 +24,10 @@
 #define RING_SPIN_INITIAL_NS (RING_SPIN_MAX_NS / 4)
 /* Pauses between clock reads while spinning (a read costs tens of ns, a pause about as much). */
 #define RING_SPIN_CLOCK_EVERY 16u
+/* How far a batching consumer that ran dry lets the producer get ahead, and for how long at
+ * most it waits for that (ring_consumer_lag). */
+#define RING_LAG_BYTES UINT64_C(4096)
+#define RING_LAG_NS INT64_C(2000)
 /* Busy-poll mode looks at the deadline this often. */
 #define RING_POLL_CLOCK_EVERY 1024u
 #define RING_NO_RESERVATION IOB__RING_NO_RESERVATION
@@ -648,6 +652,47 @@ static bool ring_consumer_ready(iob_ring_consumer_t* c) {
     return atomic_load_explicit(&c->ctrl->producer_closed, memory_order_acquire) != 0;
 }
 
+/*
+ * A batching consumer that ran dry lets the producer get a little ahead before it goes on.
+ * Right behind the producer, the consumer's sequential reads make its cache's prefetcher
+ * fetch the lines the producer is writing at that moment, and each such line is then
+ * handed back and forth between the cores several times (small messages ran at a third of
+ * their rate in that state, which a run falls into at random). A few KiB of distance puts
+ * the producer out of the prefetcher's reach. It waits only briefly and never when the
+ * producer has closed, so a producer that has stopped does not hold the data back.
+ */
+static void ring_consumer_lag(iob_ring_consumer_t* c) {
+    if (c->batch == 1 || c->broken != ZX_OK) {
+        return;
+    }
+    uint64_t want = c->capacity / 8 < RING_LAG_BYTES ? c->capacity / 8 : RING_LAG_BYTES;
+    zx_time_t until = 0;
+    for (uint32_t i = 1;; i++) {
+        if (c->cached_write - c->read_pos >= want) {
+            return;
+        }
+        uint64_t w = atomic_load_explicit(&c->ctrl->write_index, memory_order_acquire);
+        if (w != c->cached_write) {
+            if (ring_consumer_accept(c, w) != ZX_OK) {
+                return;
+            }
+            continue;
+        }
+        if (atomic_load_explicit(&c->ctrl->producer_closed, memory_order_relaxed) != 0) {
+            return;
+        }
+        ring_cpu_relax();
+        if (i % RING_SPIN_CLOCK_EVERY == 0) {
+            zx_time_t now = iob_ring_now();
+            if (until == 0) {
+                until = now + RING_LAG_NS;
+            } else if (now >= until) {
+                return;
+            }
+        }
+    }
+}
+
 zx_status_t iob_ring_consumer_wait(iob_ring_consumer_t* c, zx_time_t deadline) {
     if (c->broken != ZX_OK) {
         return ZX_OK;
@@ -683,6 +728,7 @@ zx_status_t iob_ring_consumer_wait(iob_ring_consumer_t* c, zx_time_t deadline) {
                 if (block) {
                     c->spin_ns = ring_spin_next(c->spin_ns, start);
                 }
+                ring_consumer_lag(c);
                 return ZX_OK;
             }
             ring_cpu_relax();
