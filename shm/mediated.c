@@ -226,6 +226,9 @@ zx_status_t iob_idalloc_init(void* base, uint64_t region_size) {
     return ZX_OK;
 }
 
+/* Exchanges an allocation tries before it calls the header's writers hostile. */
+#define IOB_IDALLOC_MAX_ATTEMPTS 4096u
+
 zx_status_t iob_idalloc_allocate(void* base, uint64_t region_size, const void* blob,
                                  uint64_t blob_size, uint32_t* id_out) {
     if (!container_valid(base, region_size)) {
@@ -234,7 +237,15 @@ zx_status_t iob_idalloc_allocate(void* base, uint64_t region_size, const void* b
     uint64_t length = iob_idalloc_length(region_size);
     _Atomic uint64_t* header = word_at(base, 0);
     uint64_t seen = atomic_load_explicit(header, memory_order_relaxed);
-    for (;;) {
+    for (uint32_t attempt = 0;; attempt++) {
+        /*
+         * Each failed exchange means another allocator took an ID, or a writer of the
+         * mapping keeps rewriting the header: bounded, so a hostile writer cannot hold the
+         * caller (iobd, under its lock) in this loop.
+         */
+        if (attempt == IOB_IDALLOC_MAX_ATTEMPTS) {
+            return ZX_ERR_IO_DATA_INTEGRITY;
+        }
         if (!header_valid(seen, length)) {
             return ZX_ERR_IO_DATA_INTEGRITY;
         }

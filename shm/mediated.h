@@ -110,7 +110,9 @@ typedef struct iob_mwrb_record {
 
 /*
  * Attaches to the ring at base, whose size and page size the caller knows from its own
- * mapping (ZX_INFO_IOB_REGIONS, zx_system_get_page_size), never from the region.
+ * mapping (the size the shared region was created with, which is what it mapped; not
+ * ZX_INFO_IOB_REGIONS, which reports 0 for shared regions as Zircon does;
+ * zx_system_get_page_size), never from the region.
  * Errors: ZX_ERR_INVALID_ARGS (reader or base NULL, base not 8-byte aligned, page size not a
  * power of two of at least 16, size not a multiple of it or below two pages).
  */
@@ -192,8 +194,10 @@ zx_status_t iob_idalloc_init(void* base, uint64_t region_size);
  * The argument errors are found before the header is updated, so they consume no ID
  * (Zircon consumes one; nobody can tell, the caller never learns it). A slot found taken
  * after the header update (a racing writer corrupted it) is IO_DATA_INTEGRITY too, and that
- * ID stays consumed. Also ZX_ERR_INVALID_ARGS for a base that is NULL or misaligned, or a
- * region below 8 bytes.
+ * ID stays consumed. A header that keeps changing under the exchange (4096 failed attempts:
+ * a writer of the mapping rewriting it) is IO_DATA_INTEGRITY as well, so no writer can keep
+ * the caller in the loop. Also ZX_ERR_INVALID_ARGS for a base that is NULL or misaligned,
+ * or a region below 8 bytes.
  */
 zx_status_t iob_idalloc_allocate(void* base, uint64_t region_size, const void* blob,
                                  uint64_t blob_size, uint32_t* id_out);

@@ -48,8 +48,8 @@ void iob__signal_event(void* ctx, zx_handle_t handle, zx_signals_t signals) {
         }
         g_pending_count++;
     }
-    /* A strobe (a record written into a shared region) is an event, not a state: a newer
-     * state must not hide it until it is read. */
+    /* A strobe (a record written into a shared region; its event carries the state too) is
+     * an event, not a state: a newer state must not hide it until it is read. */
     zx_signals_t strobe = existed ? g_pending[i].signals & ZX_IOB_SHARED_REGION_UPDATED : 0u;
     g_pending[i].handle = handle;
     g_pending[i].signals = signals | strobe;

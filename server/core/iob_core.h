@@ -65,9 +65,10 @@ typedef struct iob_core_observer {
      * A record was written into a shared region (zx_iob_writev): strobe
      * ZX_IOB_SHARED_REGION_UPDATED for the waiters armed on that shared region right now.
      * The signal is never latched, so it does not appear in signals_changed or in
-     * iob_core_signals.
+     * iob_core_signals; `signals` is the region's current state (its user signals), so an
+     * event built from the strobe can carry it too.
      */
-    void (*shared_region_updated)(void* ctx, zx_koid_t shared_region_koid);
+    void (*shared_region_updated)(void* ctx, zx_koid_t shared_region_koid, zx_signals_t signals);
 } iob_core_observer_t;
 
 typedef struct iob_core_config {

@@ -189,7 +189,8 @@ zx_status_t iob_core_iob_writev(iob_core_t* core, iob_session_id_t session, zx_h
         goto done;
     }
     if (core->config.observer.shared_region_updated != NULL) {
-        core->config.observer.shared_region_updated(core->config.observer.ctx, shared->koid);
+        core->config.observer.shared_region_updated(core->config.observer.ctx, shared->koid,
+                                                    shared->signals);
     }
 done:
     iob__core_unlock(core);

@@ -509,6 +509,21 @@ static bool iobd__queue_event_locked(iobd_rpc_t* srv, iobd_session_t* s, zx_hand
             goto mark;
         }
     }
+    if ((signals & ZX_IOB_SHARED_REGION_UPDATED) != 0) {
+        /*
+         * One strobe per handle waits in the queue at most: a later one is folded into it
+         * (with the newer state), so busy rings cannot crowd state changes out of a queue
+         * that a slow reader lets grow.
+         */
+        for (size_t i = 0; i < s->event_count; i++) {
+            iobd_event_t* e = &s->events[(s->event_head + i) % s->event_cap];
+            if (e->handle == handle && e->signals != ZX_SIGNAL_HANDLE_CLOSED &&
+                (e->signals & ZX_IOB_SHARED_REGION_UPDATED) != 0) {
+                e->signals = signals;
+                goto mark;
+            }
+        }
+    }
     if (s->event_count == s->event_cap) {
         if (s->event_cap >= IOBD_MAX_QUEUED_EVENTS) {
             /* The client does not read its stream; keep the server's memory bounded. */
@@ -568,15 +583,15 @@ static void iobd__obs_signals_changed(void* ctx, zx_koid_t koid, zx_signals_t si
  * bit, and the holders' session streams (as an event with the bit set; shared regions have
  * no other signal than user signals, which the event does not repeat). Nothing is latched.
  */
-static void iobd__obs_shared_region_updated(void* ctx, zx_koid_t koid) {
+static void iobd__obs_shared_region_updated(void* ctx, zx_koid_t koid, zx_signals_t signals) {
     iobd_rpc_t* srv = ctx;
     bool any = false;
     pthread_mutex_lock(&srv->lock);
     for (iobd_hent_t* h = srv->by_koid[iobd__hash(koid)]; h != NULL; h = h->next_by_koid) {
         /* Most writes have no one listening: wake nobody for them (the broker's writes
          * run on the loop thread, where a wake-up is one more loop iteration). */
-        if (h->koid == koid &&
-            iobd__queue_event_locked(srv, h->session, h->handle, ZX_IOB_SHARED_REGION_UPDATED)) {
+        if (h->koid == koid && iobd__queue_event_locked(srv, h->session, h->handle,
+                                                        signals | ZX_IOB_SHARED_REGION_UPDATED)) {
             any = true;
         }
     }
@@ -660,7 +675,7 @@ static void iobd__wait_eval_locked(iobd_rpc_t* srv, iobd_call_t* c, int64_t now)
     } else if (w->watch && (!w->sent_any || seen != w->last_sent) && !c->sending) {
         Iob__V1__WaitReply r = IOB__V1__WAIT_REPLY__INIT;
         r.observed = seen;
-        w->last_sent = w->observed; /* so the state without the strobe is sent after it */
+        w->last_sent = seen; /* the state without the strobe then differs: it is sent next */
         w->sent_any = true;
         w->strobed = false;
         iobd__send_locked(c, &r.base);

@@ -25,7 +25,8 @@ static void on_closed(void* ctx, iob_session_id_t session, zx_handle_t handle) {
     }
 }
 
-static void on_strobe(void* ctx, zx_koid_t shared_region_koid) {
+static void on_strobe(void* ctx, zx_koid_t shared_region_koid, zx_signals_t signals) {
+    (void)signals;
     fx_t* f = ctx;
     f->n_strobes++;
     f->last_strobe = shared_region_koid;

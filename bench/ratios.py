@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""The ring benchmark's target ratios, computed from one iob-bench run's CSV files.
+
+    bench/ratios.py DIR        (DIR holds throughput.csv and latency.csv from --out DIR)
+
+Prints each ratio the ring and benchmark issue sets a target for, per backing, with the
+figures it comes from, and ends with one line per target: met or not met in this run.
+Only the Python standard library: runs with any python3.
+"""
+import csv
+import os
+import sys
+
+
+def load(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def rate(rows, transport, mode, backing, wait, size, load="full"):
+    for r in rows:
+        if (r["transport"] == transport and r["mode"] == mode and r["backing"] == backing
+                and r["wait"] == wait and r["load"] == load and int(r["msg_bytes"]) == size
+                and r["verified"] == "yes"):
+            return float(r["msgs_per_s"])
+    return None
+
+
+def main():
+    if len(sys.argv) != 2:
+        print(__doc__.strip(), file=sys.stderr)
+        return 2
+    out = sys.argv[1]
+    rows = load(os.path.join(out, "throughput.csv"))
+    sizes = sorted({int(r["msg_bytes"]) for r in rows})
+    backings = sorted({r["backing"] for r in rows if r["transport"] == "iob-ring"})
+    verdicts = {}
+
+    def judge(name, ok):
+        verdicts[name] = verdicts.get(name, True) and ok
+
+    print("iob-ring / bare-ring, copy, busy-poll (target >= 0.9 at every size):")
+    for b in backings:
+        parts = []
+        for s in sizes:
+            i = rate(rows, "iob-ring", "copy", b, "spin", s)
+            r = rate(rows, "bare-ring", "copy", b, "spin", s)
+            if i and r:
+                parts.append("%d:%.2f" % (s, i / r))
+                judge("copy iob-ring/bare-ring >= 0.9", i / r >= 0.9)
+        print("  %s  %s" % (b, " ".join(parts)))
+
+    print("zero-copy 32 B (iob-ring) / bare-ring copy 8 B (target >= 1):")
+    for b in backings:
+        z = rate(rows, "iob-ring", "zerocopy", b, "spin", 32)
+        c = rate(rows, "bare-ring", "copy", b, "spin", 8)
+        if z and c:
+            print("  %s  %.1f M / %.1f M = %.2f" % (b, z / 1e6, c / 1e6, z / c))
+            judge("zero-copy 32 B >= copy 8 B", z / c >= 1.0)
+
+    print("blocking / busy-poll at full load, iob-ring (target >= 0.5 at 64 B, >= 0.95 from 4 KiB):")
+    for b in backings:
+        for mode in ("copy", "zerocopy"):
+            parts = []
+            for s in sizes:
+                if s != 64 and s < 4096:
+                    continue
+                k = rate(rows, "iob-ring", mode, b, "block", s)
+                p = rate(rows, "iob-ring", mode, b, "spin", s)
+                if k and p:
+                    parts.append("%d:%.2f" % (s, k / p))
+                    judge("blocking >= 0.5 at 64 B" if s == 64 else "blocking >= 0.95 from 4 KiB",
+                          k / p >= (0.5 if s == 64 else 0.95))
+            print("  %s %-8s %s" % (b, mode, " ".join(parts)))
+
+    lat_path = os.path.join(out, "latency.csv")
+    if os.path.exists(lat_path):
+        lat = {r["path"]: float(r["p50_ns"]) for r in load(lat_path)}
+        if "ring" in lat and "cacheline" in lat:
+            ratio = lat["ring"] / lat["cacheline"]
+            print("round trip 64 B p50: ring %.0f ns / cache line %.0f ns = %.2f (target <= 1.2)"
+                  % (lat["ring"], lat["cacheline"], ratio))
+            judge("round trip <= 1.2x the cache line", ratio <= 1.2)
+
+    print()
+    for name, ok in verdicts.items():
+        print("%-36s %s" % (name, "met" if ok else "NOT met"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
