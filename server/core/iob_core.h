@@ -74,7 +74,7 @@ typedef struct iob_core_observer {
 typedef struct iob_core_config {
     iob_backing_t backing;            /* page size of every region comes from this */
     uint64_t max_total_bytes;         /* byte budget over all regions; 0 = unlimited */
-    uint32_t max_iobs_per_session;    /* 0 = unlimited */
+    uint32_t max_iobs_per_session;    /* IOBs plus shared regions; 0 = unlimited */
     uint32_t max_handles_per_session; /* 0 = unlimited */
     uint64_t token_ttl_ns;            /* 0 = the default, 60 s */
     /* Monotonic clock for token expiry; NULL = CLOCK_MONOTONIC. Tests inject their own. */
@@ -188,7 +188,8 @@ zx_status_t iob_core_signals(iob_core_t* core, iob_session_id_t session, zx_hand
  * Errors, in order: ZX_ERR_INVALID_ARGS (out NULL; options != 0, size 0 or not a multiple
  * of the page size), ZX_ERR_OUT_OF_RANGE (size above 2^63, Zircon's "larger than the
  * largest VMO"), ZX_ERR_BAD_STATE (session unknown or closed), ZX_ERR_NO_MEMORY (byte
- * budget, or no memory for the memfd), ZX_ERR_NO_RESOURCES (session handle limit, fds).
+ * budget, or no memory for the memfd), ZX_ERR_NO_RESOURCES (max_iobs_per_session, then
+ * the session handle limit; fds).
  * Its handle works with close, duplicate, replace, export/import, get_info
  * (ZX_INFO_HANDLE_BASIC: type 35, related koid 0; ZX_INFO_HANDLE_VALID), ZX_PROP_NAME
  * (get: always empty; set: ZX_ERR_NOT_SUPPORTED after the rights check, as Zircon's shared
@@ -200,8 +201,9 @@ zx_status_t iob_core_signals(iob_core_t* core, iob_session_id_t session, zx_hand
  * while a handle, a token or an IOB built on it exists (A.9: closing the handle does not
  * affect those IOBs). IOBs name it in a ZX_IOB_REGION_TYPE_SHARED region (A.3 7.2); their
  * ZX_INFO_IOB_REGIONS entry keeps size 0 (as given, as in Zircon), and maps of it cover the
- * shared region's bytes. Shared regions count against the byte budget and the session's
- * handle limit, not against max_iobs_per_session.
+ * shared region's bytes. Shared regions count against the byte budget, the session's
+ * handle limit and, like IOBs, the creating session's max_iobs_per_session (until the
+ * shared region is freed, or that session is released).
  */
 zx_status_t iob_core_shared_region_create(iob_core_t* core, iob_session_id_t session,
                                           uint64_t options, uint64_t size, zx_handle_t* out);

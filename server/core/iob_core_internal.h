@@ -125,6 +125,12 @@ struct iob__shared_region {
     uint32_t handles;     /* open handles plus tokens in flight */
     uint32_t iob_regions; /* regions of live IOBs that use it */
     zx_signals_t signals; /* user signals only; SHARED_REGION_UPDATED is only strobed */
+    /*
+     * The id of the session that created it, whose iob_count it holds until it is freed;
+     * by id, not pointer: once that session is released, the lookup finds nothing and it
+     * stops counting against anyone, as an IOB whose creator is gone does.
+     */
+    uint64_t creator;
     iob__memory_t memory;
 };
 
@@ -168,7 +174,7 @@ struct iob__session {
     iob_session_cred_t cred;
     bool closed; /* connection gone; only mapping records remain */
     uint32_t handle_count;
-    uint32_t iob_count; /* live IOBs this session created */
+    uint32_t iob_count; /* live IOBs and shared regions this session created */
     iob__list_t handles;
     iob__list_t mappings;
 };

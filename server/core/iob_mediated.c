@@ -22,6 +22,11 @@
 /* ---- Shared-region objects ---- */
 
 void iob__shared_region_free(iob_core_t* core, iob__shared_region_t* shared) {
+    /* Its slot of max_iobs_per_session goes back to the creator, if that is still around. */
+    iob__session_t* creator = iob__idmap_get(&core->sessions, shared->creator);
+    if (creator != NULL) {
+        creator->iob_count--;
+    }
     core->bytes_in_use -= shared->memory.mem.size;
     iob__memory_release(&shared->memory);
     iob__list_remove(&shared->link);
@@ -77,6 +82,17 @@ zx_status_t iob_core_shared_region_create(iob_core_t* core, iob_session_id_t ses
                          size, core->bytes_in_use, budget);
         goto done;
     }
+    /*
+     * A shared region holds memory and can be exported like an IOB, so it takes one of the
+     * session's IOB slots: otherwise they would be a way around max_iobs_per_session.
+     */
+    if (core->config.max_iobs_per_session != 0 &&
+        owner->iob_count >= core->config.max_iobs_per_session) {
+        status = IOB__ERR_SET(ZX_ERR_NO_RESOURCES,
+                              "session IOB limit %u reached (shared regions count too)",
+                              core->config.max_iobs_per_session);
+        goto done;
+    }
     status = iob__handle_alloc(core, owner, &h);
     if (status != ZX_OK) {
         goto done;
@@ -100,6 +116,8 @@ zx_status_t iob_core_shared_region_create(iob_core_t* core, iob_session_id_t ses
         goto done;
     }
     shared->handles = 1;
+    shared->creator = owner->id;
+    owner->iob_count++;
     iob__list_push_back(&core->shared_regions, &shared->link);
     core->shared_region_count++;
     core->bytes_in_use += size;

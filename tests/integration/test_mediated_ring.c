@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -271,6 +272,60 @@ static void test_strobe(void** state) {
                                         &obs),
                      ZX_OK);
     assert_int_equal(obs & (ZX_USER_SIGNAL_1 | ZX_IOB_SHARED_REGION_UPDATED), ZX_USER_SIGNAL_1);
+    ring_destroy(&r);
+}
+
+/*
+ * A strobe event carries the shared region's state: a user signal set just before a write
+ * is still in the event that reports the write. (iob_signal_read keeps one entry per
+ * handle, so a strobe event without the state would replace the USER_0 event not yet read.)
+ */
+static void test_strobe_event_keeps_user_signals(void** state) {
+    (void)state;
+    /* Events are recorded only once the fd exists: ask for it before anything happens. */
+    int sfd = iob_signal_fd();
+    assert_true(sfd >= 0);
+    ring_t r;
+    ring_create(&r, 4);
+    iob_signal_event_t ev[16];
+    while (iob_signal_read(ev, 16) > 0) {
+    }
+    assert_int_equal(zx_object_signal(r.shared, 0, ZX_USER_SIGNAL_0), ZX_OK);
+    uint64_t v = 7;
+    zx_iovec_t iov = {&v, sizeof v};
+    assert_int_equal(zx_iob_writev(r.ep1, 0, 0, &iov, 1), ZX_OK);
+    /* The USER_0 change may be read on its own first; the strobe must still carry it. */
+    zx_signals_t strobe_event = 0;
+    bool user0_seen = false;
+    zx_time_t deadline = zx_deadline_after(ZX_SEC(5));
+    while (strobe_event == 0 && zx_clock_get_monotonic() < deadline) {
+        size_t n = iob_signal_read(ev, 16);
+        for (size_t i = 0; i < n; i++) {
+            if (ev[i].handle != r.shared) {
+                continue;
+            }
+            user0_seen = user0_seen || (ev[i].signals & ZX_USER_SIGNAL_0) != 0;
+            if ((ev[i].signals & ZX_IOB_SHARED_REGION_UPDATED) != 0) {
+                strobe_event = ev[i].signals;
+            }
+        }
+        if (n == 0) {
+            struct pollfd p = {.fd = sfd, .events = POLLIN};
+            poll(&p, 1, 100);
+        }
+    }
+    assert_int_equal(strobe_event, ZX_USER_SIGNAL_0 | ZX_IOB_SHARED_REGION_UPDATED);
+    assert_true(user0_seen);
+    /* The state itself: USER_0, never the strobe. */
+    zx_signals_t obs = 0;
+    assert_int_equal(zx_object_wait_one(r.shared, ZX_USER_SIGNAL_0, 0, &obs), ZX_OK);
+    assert_int_equal(obs, ZX_USER_SIGNAL_0);
+    /* And the record the strobe announced is there. */
+    uint64_t got = 0;
+    iob_mwrb_record_t rec;
+    assert_int_equal(iob_mwrb_peek(&r.reader, &rec, &got, sizeof got), ZX_OK);
+    assert_int_equal(rec.length, sizeof got);
+    assert_int_equal(got, 7);
     ring_destroy(&r);
 }
 
@@ -565,6 +620,7 @@ int main(int argc, char** argv) {
         cmocka_unit_test(test_writev_errors),
         cmocka_unit_test(test_no_space_and_recovery),
         cmocka_unit_test(test_strobe),
+        cmocka_unit_test(test_strobe_event_keeps_user_signals),
         cmocka_unit_test(test_wrong_type_and_handle_ops),
         cmocka_unit_test(test_allocate_id),
         cmocka_unit_test(test_writer_process),

@@ -9,9 +9,15 @@
 #include <cmocka.h>
 
 #include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "shm/mediated.h"
 
@@ -523,6 +529,158 @@ static void test_idalloc_concurrent(void** state) {
     free(base);
 }
 
+/* ---- ID allocator: a writer of the mapping that keeps rewriting the header ---- */
+
+/* A hang is the failure these tests look for: the watchdog turns it into one, quickly. */
+static void watchdog_fired(int sig) {
+    (void)sig;
+    static const char msg[] = "watchdog: iob_idalloc_allocate did not return\n";
+    ssize_t n = write(STDERR_FILENO, msg, sizeof msg - 1);
+    (void)n;
+    _exit(1);
+}
+
+static void watchdog_arm(unsigned seconds) {
+    assert_true(signal(SIGALRM, watchdog_fired) != SIG_ERR);
+    alarm(seconds);
+}
+
+static void watchdog_disarm(void) {
+    alarm(0);
+    signal(SIGALRM, SIG_DFL);
+}
+
+typedef struct rewriter {
+    _Atomic uint64_t* header;
+    uint64_t values[2];
+    atomic_bool stop;
+} rewriter_t;
+
+static void* rewrite_header(void* arg) {
+    rewriter_t* w = arg;
+    for (uint64_t i = 0; !atomic_load_explicit(&w->stop, memory_order_relaxed); i++) {
+        atomic_store_explicit(w->header, w->values[i & 1], memory_order_relaxed);
+    }
+    return NULL;
+}
+
+/*
+ * Another thread stores two valid headers in turn as fast as it can while allocations run:
+ * every call returns (the watchdog fails a hang) with OK or IO_DATA_INTEGRITY.
+ */
+static void test_idalloc_header_rewriter_thread(void** state) {
+    (void)state;
+    const uint64_t size = 64 * 1024;
+    uint8_t* base = ida_new(size);
+    _Atomic uint64_t* slot0 = (_Atomic uint64_t*)(void*)(base + IOB_IDALLOC_HEADER_SIZE);
+    rewriter_t w = {.header = (_Atomic uint64_t*)(void*)base,
+                    .values = {size << 32, (size - 64) << 32}}; /* next_id 0, two blob heads */
+    atomic_init(&w.stop, false);
+    watchdog_arm(20);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, rewrite_header, &w), 0);
+    unsigned ok = 0, integrity = 0;
+    for (int i = 0; i < 20000; i++) {
+        /* ID 0's slot free again, so each call gets as far as the exchange. */
+        atomic_store_explicit(slot0, 0, memory_order_relaxed);
+        uint32_t id = UINT32_MAX;
+        zx_status_t st = iob_idalloc_allocate(base, size, NULL, 0, &id);
+        if (st == ZX_OK) {
+            /* The writer's headers all say next_id 0. Undo the claim, in case the writer
+             * does not run for a while: the region must not fill up (NO_MEMORY). */
+            assert_int_equal(id, 0);
+            atomic_store_explicit(w.header, w.values[0], memory_order_relaxed);
+            ok++;
+        } else {
+            assert_int_equal(st, ZX_ERR_IO_DATA_INTEGRITY);
+            assert_int_equal(id, UINT32_MAX);
+            integrity++;
+        }
+    }
+    atomic_store(&w.stop, true);
+    pthread_join(t, NULL);
+    watchdog_disarm();
+    printf("# %u OK, %u IO_DATA_INTEGRITY\n", ok, integrity);
+    free(base);
+}
+
+/*
+ * The worst such writer, made deterministic: the header changes between every load and
+ * every exchange. The slot an allocation checks lies on a PROT_NONE page, so the check
+ * faults, and the handler stores the other valid header (whose slot is on the other page,
+ * which it closes) before letting the load go on. Every exchange then fails; the allocator
+ * must give up with IO_DATA_INTEGRITY after its documented 4096 attempts, consuming no ID,
+ * instead of looping for as long as the writer keeps at it.
+ */
+typedef struct flipper {
+    uint8_t* base;
+    uint64_t page;
+    uint64_t values[2]; /* values[i]'s free slot lies on page 1 + i */
+    uint64_t faults;
+} flipper_t;
+
+static flipper_t g_flip;
+
+static void flip_on_fault(int sig, siginfo_t* info, void* uctx) {
+    (void)uctx;
+    uintptr_t addr = (uintptr_t)info->si_addr;
+    uintptr_t first = (uintptr_t)g_flip.base + g_flip.page;
+    if (addr < first || addr >= first + 2 * g_flip.page) {
+        signal(sig, SIG_DFL); /* not ours: fault again and crash */
+        return;
+    }
+    uint64_t hit = (addr - first) / g_flip.page; /* 0: page 1, 1: page 2 */
+    mprotect(g_flip.base + (1 + hit) * g_flip.page, g_flip.page, PROT_READ | PROT_WRITE);
+    mprotect(g_flip.base + (2 - hit) * g_flip.page, g_flip.page, PROT_NONE);
+    atomic_store_explicit((_Atomic uint64_t*)(void*)g_flip.base, g_flip.values[1 - hit],
+                          memory_order_relaxed);
+    g_flip.faults++;
+}
+
+static void test_idalloc_header_changes_every_exchange(void** state) {
+    (void)state;
+    long pg = sysconf(_SC_PAGESIZE);
+    assert_true(pg >= 64);
+    uint64_t page = (uint64_t)pg, size = 3 * page;
+    void* m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(m != MAP_FAILED);
+    g_flip.base = m;
+    g_flip.page = page;
+    g_flip.faults = 0;
+    /* next_id page/8 puts its slot (8 + 8 * next_id) at the start of page 1, 2*page/8 on
+     * page 2; both below blob_head = the region's end, so both headers are valid. */
+    g_flip.values[0] = (page / 8) | (size << 32);
+    g_flip.values[1] = (2 * page / 8) | (size << 32);
+    atomic_store((_Atomic uint64_t*)m, g_flip.values[0]);
+    assert_int_equal(mprotect(g_flip.base + page, page, PROT_NONE), 0);
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = flip_on_fault;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    assert_int_equal(sigaction(SIGSEGV, &sa, &old), 0);
+    watchdog_arm(10);
+    uint32_t id = UINT32_MAX;
+    zx_status_t st = iob_idalloc_allocate(m, size, "x", 1, &id);
+    watchdog_disarm();
+    assert_int_equal(sigaction(SIGSEGV, &old, NULL), 0);
+    assert_int_equal(mprotect(m, size, PROT_READ | PROT_WRITE), 0);
+    assert_int_equal(st, ZX_ERR_IO_DATA_INTEGRITY);
+    assert_int_equal(id, UINT32_MAX);
+    /* Each attempt loaded a header, checked its slot (one fault) and lost the exchange. */
+    assert_int_equal(g_flip.faults, 4096);
+    /* Nothing was claimed: the header is the writer's, both slots and the blob untouched. */
+    uint64_t header = atomic_load((_Atomic uint64_t*)m);
+    assert_true(header == g_flip.values[0] || header == g_flip.values[1]);
+    for (uint64_t off = IOB_IDALLOC_HEADER_SIZE; off < size; off++) {
+        assert_int_equal(((const uint8_t*)m)[off], 0);
+    }
+    /* With the writer gone, the same region allocates. */
+    assert_int_equal(iob_idalloc_allocate(m, size, "x", 1, &id), ZX_OK);
+    assert_int_equal(id, (uint32_t)((header & UINT32_MAX)));
+    munmap(m, size);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ring_geometry),
@@ -537,6 +695,8 @@ int main(void) {
         cmocka_unit_test(test_idalloc_length_cap),
         cmocka_unit_test(test_idalloc_fuzz),
         cmocka_unit_test(test_idalloc_concurrent),
+        cmocka_unit_test(test_idalloc_header_rewriter_thread),
+        cmocka_unit_test(test_idalloc_header_changes_every_exchange),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

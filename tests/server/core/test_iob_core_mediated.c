@@ -151,6 +151,83 @@ static void test_shared_create_limits(void** state) {
     assert_int_equal(stats(f).bytes_in_use, 0);
 }
 
+/*
+ * Shared regions take a slot of the creating session's max_iobs_per_session, as IOBs do
+ * (after validation; given back when the shared region is freed): without that, a session
+ * could hold and export any number of them past its IOB limit.
+ */
+static void test_shared_regions_count_against_iob_limit(void** state) {
+    fx_t* f = *state;
+    f->config.max_iobs_per_session = 2;
+    fx_reconfigure(f);
+    iob_core_t* c = f->core;
+    zx_handle_t e0 = 0, e1 = 0, x0 = 0, x1 = 0, s = 0, s2 = 0, sb = 0;
+    fx_create(f, P, FX_RW_BOTH, &e0, &e1);
+    s = shared_create(f, 2 * P);
+    /* An IOB and a shared region: the third of either kind is refused. */
+    zx_iob_region_t priv = fx_region(P, FX_RW_BOTH);
+    assert_int_equal(iob_core_iob_create(c, f->a, 0, &priv, 1, &x0, &x1), ZX_ERR_NO_RESOURCES);
+    assert_int_equal(iob_core_shared_region_create(c, f->a, 0, 2 * P, &s2), ZX_ERR_NO_RESOURCES);
+    assert_non_null(strstr(iob_core_error_detail(), "limit 2"));
+    assert_int_equal(s2, 0);
+    assert_int_equal(x0, 0);
+    /* Validation still comes first (L). */
+    assert_int_equal(iob_core_shared_region_create(c, f->a, 1, 2 * P, &s2), ZX_ERR_INVALID_ARGS);
+    assert_int_equal(iob_core_shared_region_create(c, f->a, 0, P + 1, &s2), ZX_ERR_INVALID_ARGS);
+    /* Session B has its own count. */
+    assert_int_equal(iob_core_shared_region_create(c, f->b, 0, 2 * P, &sb), ZX_OK);
+    iob_core_stats_t st = stats(f);
+    assert_int_equal(st.iobs, 1);
+    assert_int_equal(st.shared_regions, 2);
+
+    /* Freeing the shared region makes room. */
+    assert_int_equal(iob_core_handle_close(c, f->a, s), ZX_OK);
+    assert_int_equal(stats(f).shared_regions, 1);
+    s2 = shared_create(f, 2 * P);
+    assert_int_equal(iob_core_iob_create(c, f->a, 0, &priv, 1, &x0, &x1), ZX_ERR_NO_RESOURCES);
+    /* ... and freeing the IOB too. */
+    assert_int_equal(iob_core_handle_close(c, f->a, e0), ZX_OK);
+    assert_int_equal(iob_core_handle_close(c, f->a, e1), ZX_OK);
+    assert_int_equal(stats(f).iobs, 0);
+    ring_iob(f, s2, MED_W0, TAG, &e0, &e1); /* an IOB on it: two slots again */
+    assert_int_equal(iob_core_shared_region_create(c, f->a, 0, 2 * P, &s), ZX_ERR_NO_RESOURCES);
+
+    /* Closing its handle does not free a shared region an IOB still uses: it still counts. */
+    assert_int_equal(iob_core_handle_close(c, f->a, s2), ZX_OK);
+    assert_int_equal(stats(f).shared_regions, 2);
+    assert_int_equal(iob_core_shared_region_create(c, f->a, 0, 2 * P, &s), ZX_ERR_NO_RESOURCES);
+    /* The IOB's last handle frees the IOB and, with it, the shared region: both slots. */
+    assert_int_equal(iob_core_handle_close(c, f->a, e0), ZX_OK);
+    assert_int_equal(iob_core_handle_close(c, f->a, e1), ZX_OK);
+    assert_int_equal(stats(f).shared_regions, 1);
+    s = shared_create(f, 2 * P);
+    s2 = shared_create(f, 2 * P);
+
+    /* Exported, it still counts against its creator, in flight and in another session. */
+    char token[IOB_CORE_TOKEN_SIZE];
+    assert_int_equal(iob_core_handle_export(c, f->a, s2, token), ZX_OK);
+    assert_int_equal(iob_core_iob_create(c, f->a, 0, &priv, 1, &x0, &x1), ZX_ERR_NO_RESOURCES);
+    zx_handle_t in_b = 0;
+    assert_int_equal(iob_core_handle_import(c, f->b, token, &in_b), ZX_OK);
+    assert_int_equal(iob_core_iob_create(c, f->a, 0, &priv, 1, &x0, &x1), ZX_ERR_NO_RESOURCES);
+    /* ... until B frees it; B's own count never held it. */
+    assert_int_equal(iob_core_handle_close(c, f->b, in_b), ZX_OK);
+    assert_int_equal(iob_core_iob_create(c, f->a, 0, &priv, 1, &x0, &x1), ZX_OK);
+
+    /* A creator released before its shared region: freeing it later touches nothing of A's. */
+    assert_int_equal(iob_core_handle_export(c, f->a, s, token), ZX_OK);
+    assert_int_equal(iob_core_handle_import(c, f->b, token, &in_b), ZX_OK);
+    assert_int_equal(iob_core_session_close(c, f->a), ZX_OK);
+    assert_int_equal(iob_core_session_release_mappings(c, f->a), ZX_OK);
+    assert_int_equal(stats(f).shared_regions, 2); /* B's own and the imported one */
+    assert_int_equal(iob_core_handle_close(c, f->b, in_b), ZX_OK);
+    assert_int_equal(iob_core_handle_close(c, f->b, sb), ZX_OK);
+    st = stats(f);
+    assert_int_equal(st.shared_regions, 0);
+    assert_int_equal(st.iobs, 0);
+    assert_int_equal(st.bytes_in_use, 0);
+}
+
 static void test_shared_create_memory_failure(void** state) {
     fx_t* f = *state;
     zx_handle_t h = 0;
@@ -959,6 +1036,7 @@ int main(void) {
 #define T(name) cmocka_unit_test_setup_teardown(name, fx_setup, fx_teardown)
         T(test_shared_create_errors_in_order),
         T(test_shared_create_limits),
+        T(test_shared_regions_count_against_iob_limit),
         T(test_shared_create_memory_failure),
         T(test_shared_info_and_stats),
         T(test_shared_handle_operations),

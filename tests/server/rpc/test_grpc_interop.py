@@ -172,6 +172,25 @@ def case_mediated(ch):
                 h == sr and sg & SHARED_REGION_UPDATED for h, sg in s.events):
             time.sleep(0.01)
         assert any(h == sr and sg & SHARED_REGION_UPDATED for h, sg in s.events), s.events
+        # A watch: the reply that carries the strobe is followed by the state without it
+        # (the strobe is never latched, not even in what a watcher was told last).
+        s.stub.Signal(pb.SignalRequest(handle=sr, set_mask=USER_0), metadata=s.md, timeout=T)
+        wt = s.stub.Wait(pb.WaitRequest(handle=sr, signals=SHARED_REGION_UPDATED | USER_0,
+                                        watch=True, timeout_ns=-1), metadata=s.md, timeout=5)
+        try:
+            assert next(wt).observed == USER_0
+            s.stub.IobWritev(pb.IobWritevRequest(handle=ep1, num_vectors=1, capacities=[2],
+                                                 readable=[True], data=b"fg"),
+                             metadata=s.md, timeout=T)
+            assert next(wt).observed == USER_0 | SHARED_REGION_UPDATED
+            try:
+                after = next(wt).observed
+            except grpc.RpcError as e:
+                raise AssertionError("no reply after the strobe's: %s" % e.code())
+            assert after == USER_0, hex(after)
+        finally:
+            wt.cancel()
+        s.stub.Signal(pb.SignalRequest(handle=sr, clear_mask=USER_0), metadata=s.md, timeout=T)
         # A.6 statuses over the wire.
         bad = [
             (dict(handle=ep1, options=1), ZX_ERR_INVALID_ARGS),
