@@ -20,7 +20,7 @@
  * goes to sleep almost at once and costs no CPU. Busy-poll mode spins without a budget.
  */
 #define RING_SPIN_MIN_NS INT64_C(1000)
-#define RING_SPIN_MAX_NS INT64_C(100000)
+#define RING_SPIN_MAX_NS INT64_C(50000)
 #define RING_SPIN_INITIAL_NS (RING_SPIN_MAX_NS / 4)
 /* Pauses between clock reads while spinning (a read costs tens of ns, a pause about as much). */
 #define RING_SPIN_CLOCK_EVERY 16u
@@ -46,6 +46,19 @@ static inline void ring_prefetch(const void* at) {
 #else
     (void)at;
 #endif
+}
+
+/*
+ * Unpublished bytes that force a publication whatever the batch: a quarter of the ring, and
+ * at most RING_PUBLISH_MAX_BYTES, so that with large messages the other side sees each one
+ * (or its space back) about as soon as it is done, rather than every few messages: its
+ * waits stay short, which keeps a blocking waiter spinning instead of sleeping.
+ */
+#define RING_PUBLISH_MAX_BYTES (UINT64_C(256) << 10)
+
+static uint64_t ring_publish_bytes(uint64_t capacity) {
+    uint64_t quarter = capacity / 4;
+    return quarter < RING_PUBLISH_MAX_BYTES ? quarter : RING_PUBLISH_MAX_BYTES;
 }
 
 static inline uint64_t ring_round(uint64_t len) {
@@ -217,8 +230,8 @@ zx_status_t iob_ring_producer_init(iob_ring_producer_t* p, void* ctrl_mem, uint6
     p->published = w;
     p->cached_read = r;
     p->limit = r + cap;
-    p->quarter = cap / 4;
-    p->publish_at = w + p->quarter;
+    p->publish_bytes = ring_publish_bytes(cap);
+    p->publish_at = w + p->publish_bytes;
     p->reserved = RING_NO_RESERVATION;
     p->batch = ring_batch(options);
     p->batch_left = p->batch;
@@ -243,7 +256,7 @@ void iob__ring_producer_publish(iob_ring_producer_t* p) {
     }
     atomic_store_explicit(&p->ctrl->write_index, p->write_pos, memory_order_release);
     p->published = p->write_pos;
-    p->publish_at = p->published + p->quarter;
+    p->publish_at = p->published + p->publish_bytes;
     p->stats.publishes++;
     atomic_thread_fence(memory_order_seq_cst);
     if (atomic_load_explicit(&p->ctrl->consumer_sleeping, memory_order_relaxed) != 0) {
@@ -477,8 +490,8 @@ zx_status_t iob_ring_consumer_init(iob_ring_consumer_t* c, void* ctrl_mem, uint6
     c->published = r;
     c->cached_write = r;
     c->fast_end = r; /* nothing to read yet: the first peek refreshes */
-    c->quarter = cap / 4;
-    c->publish_at = r + c->quarter;
+    c->publish_bytes = ring_publish_bytes(cap);
+    c->publish_at = r + c->publish_bytes;
     c->batch = ring_batch(options);
     c->batch_left = c->batch;
     c->spin_ns = RING_SPIN_INITIAL_NS;
@@ -495,7 +508,7 @@ void iob__ring_consumer_publish(iob_ring_consumer_t* c) {
     }
     atomic_store_explicit(&c->ctrl->read_index, c->read_pos, memory_order_release);
     c->published = c->read_pos;
-    c->publish_at = c->published + c->quarter;
+    c->publish_at = c->published + c->publish_bytes;
     c->stats.publishes++;
     atomic_thread_fence(memory_order_seq_cst);
     if (atomic_load_explicit(&c->ctrl->producer_sleeping, memory_order_relaxed) != 0) {

@@ -143,7 +143,8 @@ typedef enum iob_ring_wait_mode {
 typedef struct iob_ring_options {
     /*
      * Publish the index after this many messages (commit or release); 0 means 1. Whatever
-     * the count, an endpoint publishes when a quarter of the capacity is unpublished, when
+     * the count, an endpoint publishes when a quarter of the capacity (at most 256 KiB) is
+     * unpublished, when
      * it runs out (of space or data), before it waits, and on flush and close. A producer
      * that goes idle must call iob_ring_producer_flush, or the last batch stays invisible.
      */
@@ -171,8 +172,9 @@ typedef struct iob_ring_producer {
     uint64_t limit;          /* cached_read + capacity: writing stops here; 0 once broken */
     uint64_t fast_end;       /* min(limit, end of write_pos's lap): the fast paths' bound;
                                 0 once broken. Only ever stale low (then: slow path). */
-    uint64_t quarter;        /* capacity / 4: unpublished bytes that force a publication */
-    uint64_t publish_at;     /* published + quarter */
+    uint64_t publish_bytes;  /* min(capacity / 4, 256 KiB): unpublished bytes that force a
+                                publication */
+    uint64_t publish_at;     /* published + publish_bytes */
     uint32_t batch;
     uint32_t batch_left;     /* commits until the batch is full (batch after a publication) */
     int64_t spin_ns;         /* block mode: how long the next wait spins before sleeping */
@@ -193,8 +195,8 @@ typedef struct iob_ring_consumer {
     uint64_t fast_end;       /* min(cached_write, end of read_pos's lap): the fast paths'
                                 bound; 0 once broken. Only ever stale low (then: slow path). */
     uint64_t pending;        /* record bytes of the message peek returned; 0: none */
-    uint64_t quarter;        /* capacity / 4: unreleased-but-unpublished bytes that force one */
-    uint64_t publish_at;     /* published + quarter */
+    uint64_t publish_bytes;  /* the same, for released-but-unpublished bytes */
+    uint64_t publish_at;     /* published + publish_bytes */
     uint32_t batch;
     uint32_t batch_left;     /* releases until the batch is full */
     int64_t spin_ns;         /* block mode: how long the next wait spins before sleeping */
@@ -315,7 +317,7 @@ static inline zx_status_t iob_ring_read(iob_ring_consumer_t* c, void* buf, size_
  *   }
  *
  * A span reaches at most as far as the data published when it began, and not past the end
- * of the data region or the point where a publication is due (a quarter of the capacity);
+ * of the data region or the point where a publication is due (see publish_bytes);
  * begin again for more. A span may be ended after any message.
  */
 typedef struct iob_ring_span {
@@ -431,8 +433,8 @@ static inline void iob__ring_copy(void* dst, const void* src, size_t len) {
 }
 
 /*
- * A commit happened at new position pos: publish when the batch is full or a quarter of the
- * ring is pending (batch_left counts down to the first, publish_at = published + quarter).
+ * A commit happened at new position pos: publish when the batch is full or publish_bytes are
+ * pending (batch_left counts down to the first, publish_at = published + publish_bytes).
  */
 static inline void iob__ring_producer_count(iob_ring_producer_t* p, uint64_t pos) {
     if (--p->batch_left == 0 || pos >= p->publish_at) {
@@ -517,7 +519,7 @@ static inline uint64_t iob__ring_next(const iob_ring_consumer_t* c, uint64_t* of
     return 0;
 }
 
-/* A release happened, to pos: publish when the batch is full or a quarter is pending. */
+/* A release happened, to pos: publish when the batch is full or publish_bytes are pending. */
 static inline void iob__ring_consumer_count(iob_ring_consumer_t* c, uint64_t pos) {
     if (--c->batch_left == 0 || pos >= c->publish_at) {
         iob__ring_consumer_publish(c);
@@ -569,7 +571,7 @@ static inline zx_status_t iob_ring_read(iob_ring_consumer_t* c, void* buf, size_
 /*
  * A span's bound: the consumer's fast bound (validated data, end of the lap), and no further
  * than the point where a publication is due, so that a long backlog is still handed back to
- * the producer a quarter of the ring at a time.
+ * the producer publish_bytes at a time.
  */
 static inline uint64_t iob__ring_span_bound(const iob_ring_consumer_t* c) {
     return c->fast_end < c->publish_at ? c->fast_end : c->publish_at;

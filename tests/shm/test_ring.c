@@ -67,7 +67,7 @@ static void fixture_free(fixture_t* f) {
 static void consumer_seek(fixture_t* f, uint64_t start) {
     f->c.read_pos = f->c.published = f->c.cached_write = start;
     f->c.fast_end = start;
-    f->c.publish_at = start + f->c.quarter;
+    f->c.publish_at = start + f->c.publish_bytes;
 }
 
 static iob_ring_ctrl_t* ctrl_of(fixture_t* f) {
