@@ -49,16 +49,12 @@ static inline void ring_prefetch(const void* at) {
 }
 
 /*
- * Unpublished bytes that force a publication whatever the batch: a quarter of the ring, and
- * at most RING_PUBLISH_MAX_BYTES, so that with large messages the other side sees each one
- * (or its space back) about as soon as it is done, rather than every few messages: its
- * waits stay short, which keeps a blocking waiter spinning instead of sleeping.
+ * Unpublished bytes that force a publication whatever the batch: a quarter of the ring.
+ * (Publishing large messages one by one instead let the consumer catch up with the
+ * producer's writes, and runs fell into a state five times slower at 256 KiB.)
  */
-#define RING_PUBLISH_MAX_BYTES (UINT64_C(256) << 10)
-
 static uint64_t ring_publish_bytes(uint64_t capacity) {
-    uint64_t quarter = capacity / 4;
-    return quarter < RING_PUBLISH_MAX_BYTES ? quarter : RING_PUBLISH_MAX_BYTES;
+    return capacity / 4;
 }
 
 static inline uint64_t ring_round(uint64_t len) {

@@ -143,8 +143,7 @@ typedef enum iob_ring_wait_mode {
 typedef struct iob_ring_options {
     /*
      * Publish the index after this many messages (commit or release); 0 means 1. Whatever
-     * the count, an endpoint publishes when a quarter of the capacity (at most 256 KiB) is
-     * unpublished, when
+     * the count, an endpoint publishes when a quarter of the capacity is unpublished, when
      * it runs out (of space or data), before it waits, and on flush and close. A producer
      * that goes idle must call iob_ring_producer_flush, or the last batch stays invisible.
      */
@@ -172,8 +171,7 @@ typedef struct iob_ring_producer {
     uint64_t limit;          /* cached_read + capacity: writing stops here; 0 once broken */
     uint64_t fast_end;       /* min(limit, end of write_pos's lap): the fast paths' bound;
                                 0 once broken. Only ever stale low (then: slow path). */
-    uint64_t publish_bytes;  /* min(capacity / 4, 256 KiB): unpublished bytes that force a
-                                publication */
+    uint64_t publish_bytes;  /* capacity / 4: unpublished bytes that force a publication */
     uint64_t publish_at;     /* published + publish_bytes */
     uint32_t batch;
     uint32_t batch_left;     /* commits until the batch is full (batch after a publication) */
