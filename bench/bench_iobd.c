@@ -199,8 +199,10 @@ static void start_private(const char* iobd, iob_backing_t b) {
     snprintf(listen, sizeof(listen), "%s", s->target);
     char path[4096]; /* argv is not const in posix_spawn's signature */
     snprintf(path, sizeof(path), "%s", iobd);
+    /* --exit-with-parent: a bench that is killed takes its private servers with it. */
     char* argv[] = {path, "--listen", listen,
-                    b == IOB_BACKING_4K ? "--hugepages=off" : "--hugepages=2M", NULL};
+                    b == IOB_BACKING_4K ? "--hugepages=off" : "--hugepages=2M",
+                    "--exit-with-parent", NULL};
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);

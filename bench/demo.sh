@@ -3,7 +3,7 @@
 # The quick start: installs what is missing, builds, starts iobd with its defaults, and runs
 # the benchmark demo against it (the iob ring through iobd, side by side with the bare ring,
 # memcpy, pipe, Unix socket, TCP and gRPC). Results land in out/bench/ (table, CSV, JSON, PNG).
-#   bench/demo.sh                          the demo: 11 sizes from 8 B to 4 MiB, 5 trials (~5 min)
+#   bench/demo.sh                          the demo: 11 sizes from 8 B to 4 MiB, 5 trials (~6 min)
 #   bench/demo.sh --full                   iob-bench's full sweep: 8 B..4 MiB, 5 trials (~10 min)
 #   bench/demo.sh [iob-bench flags...]     exactly these flags, e.g. bench/demo.sh --quick
 # IOB_BUILD_DIR chooses the build tree (default: build/). The iob-ring rows run against the

@@ -40,6 +40,7 @@ enum {
     OPT_TOKEN_TTL,
     OPT_LOG_LEVEL,
     OPT_CONFIG,
+    OPT_EXIT_WITH_PARENT,
     OPT_HELP,
     OPT_VERSION,
 };
@@ -66,6 +67,7 @@ static const struct option iobd__long_options[] = {
     {"token-ttl", required_argument, NULL, OPT_TOKEN_TTL},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"config", required_argument, NULL, OPT_CONFIG},
+    {"exit-with-parent", no_argument, NULL, OPT_EXIT_WITH_PARENT},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -92,7 +94,9 @@ static const char iobd__usage[] =
     "  --max-iobs-per-session N   --max-handles-per-session N   (0 = unlimited)\n"
     "  --token-ttl DURATION       lifetime of transfer tokens (default 60s)\n"
     "  --log-level error|warn|info|debug\n"
-    "  --config FILE              INI file; section [iobd], keys are the long flag names\n";
+    "  --config FILE              INI file; section [iobd], keys are the long flag names\n"
+    "  --exit-with-parent         exit (cleanly) when the process that started iobd exits:\n"
+    "                             for harnesses and tests that start a private server\n";
 
 static bool iobd__parse_u64(const char* text, uint64_t* out) {
     if (text == NULL || *text == '\0' || *text == '-') {
@@ -240,6 +244,9 @@ static bool iobd__apply(iobd_options_t* o, int opt, const char* v, bool from_cli
         return true;
     case OPT_NO_BROKER:
         o->no_broker = true;
+        return true;
+    case OPT_EXIT_WITH_PARENT:
+        o->exit_with_parent = true;
         return true;
     case OPT_SOCKET_MODE: {
         char* end = NULL;

@@ -25,6 +25,7 @@ typedef struct iobd_options {
     bool listen_from_cli;
     char* broker_path; /* NULL: next to the first Unix socket */
     bool no_broker;
+    bool exit_with_parent; /* SIGTERM to itself when the process that started it exits */
     uint32_t socket_mode;
     uid_t allow_uids[IOBD_MAX_ALLOW];
     size_t allow_uid_count;

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -192,6 +193,7 @@ static zx_status_t iobd__choose_backing(const iobd_options_t* o, iob_backing_t* 
 }
 
 int main(int argc, char** argv) {
+    pid_t parent = getppid(); /* before anything: --exit-with-parent compares against it */
     iobd_options_t o;
     int pr = iobd_options_parse(&o, argc, argv);
     if (pr != 0) {
@@ -292,6 +294,15 @@ int main(int argc, char** argv) {
         uv_timer_start(&m.expiry, iobd__on_expiry, 1000, 1000);
         uv_signal_start(&m.sigterm, iobd__on_signal, SIGTERM);
         uv_signal_start(&m.sigint, iobd__on_signal, SIGINT);
+        /*
+         * Only now, with SIGTERM handled by the loop: the parent's death then unwinds the
+         * normal way (sockets removed, hugepages given back). A parent already gone before
+         * the request (reparented) gets the same treatment at once.
+         */
+        if (o.exit_with_parent &&
+            (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent)) {
+            kill(getpid(), SIGTERM);
+        }
         IOBD_INFO("iobd %s ready (page size %" PRIu64 ")", IOB_VERSION,
                   iob_backing_page_size(backing));
     }

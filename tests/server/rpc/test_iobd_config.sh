@@ -102,4 +102,17 @@ grep -q "cannot read config $dir/missing.ini" "$dir/err" || fail "missing: $(cat
 "$iobd" --config "$dir/iobd.ini" --max-bytes=lots 2>"$dir/err"; rc=$?
 [ $rc -ne 0 ] || fail "bad flag: exit 0"
 grep -q 'bad value for --max-bytes: "lots"' "$dir/err" || fail "bad flag: $(cat "$dir/err")"
+
+# --exit-with-parent: when the process that started iobd dies (kill -9, no cleanup of its
+# own), iobd exits the clean way: its socket is removed.
+sh -c '"$1" --listen "unix:$2/iobd.sock" --hugepages=off --exit-with-parent 2>"$2/log" &
+       echo $! >"$2/iobd.pid"; exec sleep 60' sh "$iobd" "$dir" &
+parent=$!
+for _ in $(seq 200); do [ -S "$dir/iobd.sock" ] && break; sleep 0.05; done
+[ -S "$dir/iobd.sock" ] || fail "exit-with-parent: iobd did not come up"
+child=$(cat "$dir/iobd.pid")
+kill -9 $parent; wait $parent 2>/dev/null
+for _ in $(seq 100); do kill -0 "$child" 2>/dev/null || break; sleep 0.05; done
+kill -0 "$child" 2>/dev/null && { kill -9 "$child"; fail "exit-with-parent: iobd outlived its parent"; }
+[ -S "$dir/iobd.sock" ] && fail "exit-with-parent: socket left behind (not a clean exit)"
 echo ok
