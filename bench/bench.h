@@ -282,6 +282,13 @@ typedef struct bench_row {
     bool verified;
     bool skipped;
     char note[160];
+    /*
+     * Each trial's msgs/s in run order. Trials of one size run round by round (every row's
+     * trial k, then every row's trial k+1), so rows compare trial by trial too: a ratio of
+     * two rows per round is immune to the machine slowing down for a while.
+     */
+    double trial_rates[16];
+    int trial_count;
 } bench_row_t;
 
 typedef struct bench_latency_row {

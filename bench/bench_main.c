@@ -497,6 +497,10 @@ static void finish_row(config_t* c) {
         return;
     }
     bench_summarize(c->rate, c->done, &r->msgs_per_s);
+    for (int i = 0; i < c->done && i < 16; i++) {
+        r->trial_rates[i] = c->rate[i];
+    }
+    r->trial_count = c->done < 16 ? c->done : 16;
     bench_summary_t s;
     bench_summarize(c->cpu, c->done, &s);
     r->cpu_ns_per_msg = s.median;

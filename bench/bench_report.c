@@ -228,6 +228,11 @@ int bench_report_json(const char* path, const bench_machine_t* m, const bench_ro
         if (r->skipped) {
             fprintf(f, "\"skipped\": true, \"note\": ");
         } else {
+            fprintf(f, "\"msgs_per_s_trials\": [");
+            for (int k = 0; k < r->trial_count; k++) {
+                fprintf(f, "%s%.0f", k > 0 ? ", " : "", r->trial_rates[k]);
+            }
+            fprintf(f, "], ");
             fprintf(f,
                     "\"msgs_per_s\": %.0f, \"msgs_per_s_min\": %.0f, \"msgs_per_s_max\": %.0f, "
                     "\"payload_bytes_per_s\": %.0f, \"cpu_ns_per_msg\": %.2f, "
