@@ -154,6 +154,14 @@ static void buffer_free(unsigned char* buf) {
  */
 #define BENCH_SMALL_SIZES(X) X(8) X(16) X(24) X(32) X(40) X(48) X(56) X(64)
 
+/* Both sides of a trial's ring use the trial's batch and wait mode. */
+static iob_ring_options_t ring_options(const bench_spec_t* s) {
+    iob_ring_options_t o = {.batch = s->batch,
+                            .wait = s->wait == BENCH_BLOCK ? IOB_RING_WAIT_BLOCK
+                                                           : IOB_RING_WAIT_SPIN};
+    return o;
+}
+
 typedef struct ring_send_state {
     uint64_t seq;       /* messages sent */
     zx_status_t status; /* first error; ZX_OK */
@@ -273,9 +281,7 @@ static ring_send_state_t ring_send_any(iob_ring_producer_t* p, const bench_spec_
 
 static void ring_producer(const bench_spec_t* s, bench_endpoint_t* ep, bench_side_result_t* r) {
     iob_ring_producer_t p;
-    iob_ring_options_t o = {.batch = s->batch,
-                            .wait = s->wait == BENCH_BLOCK ? IOB_RING_WAIT_BLOCK
-                                                           : IOB_RING_WAIT_SPIN};
+    iob_ring_options_t o = ring_options(s);
     zx_status_t st = iob_ring_producer_init(&p, ep->ctrl, ep->ctrl_size, ep->data, ep->data_size,
                                             &o);
     if (st != ZX_OK) {
@@ -444,9 +450,7 @@ static ring_recv_state_t ring_recv_any(iob_ring_consumer_t* c, unsigned char* bu
 
 static void ring_consumer(const bench_spec_t* s, bench_endpoint_t* ep, bench_side_result_t* r) {
     iob_ring_consumer_t c;
-    iob_ring_options_t o = {.batch = s->batch,
-                            .wait = s->wait == BENCH_BLOCK ? IOB_RING_WAIT_BLOCK
-                                                           : IOB_RING_WAIT_SPIN};
+    iob_ring_options_t o = ring_options(s);
     zx_status_t st = iob_ring_consumer_init(&c, ep->ctrl, ep->ctrl_size, ep->data, ep->data_size,
                                             &o);
     if (st != ZX_OK) {

@@ -143,6 +143,22 @@ static void iobd__get_info(iobd_call_t* c, iob_session_id_t sid) {
     iobd__call_finish(c, ZX_OK, &r.base, NULL);
 }
 
+/*
+ * Finishes a call that produced a handle (duplicate, replace, import, a new shared region):
+ * the handle is indexed for Wait and session events, then returned.
+ */
+static void iobd__finish_with_handle(iobd_call_t* c, iob_session_id_t sid, zx_status_t st,
+                                     zx_handle_t h) {
+    if (st != ZX_OK) {
+        iobd__call_finish(c, st, NULL, iobd__detail(st));
+        return;
+    }
+    iobd__track_handle(c->srv, sid.value, h, ZX_KOID_INVALID);
+    Iob__V1__HandleReply r = IOB__V1__HANDLE_REPLY__INIT;
+    r.handle = h;
+    iobd__call_finish(c, ZX_OK, &r.base, NULL);
+}
+
 static void iobd__handle_rights(iobd_call_t* c, iob_session_id_t sid, bool replace) {
     Iob__V1__HandleRightsRequest* req = IOBD_UNPACK(
         Iob__V1__HandleRightsRequest, iob__v1__handle_rights_request__descriptor, c);
@@ -155,14 +171,7 @@ static void iobd__handle_rights(iobd_call_t* c, iob_session_id_t sid, bool repla
         replace ? iob_core_handle_replace(c->srv->core, sid, req->handle, req->rights, &out)
                 : iob_core_handle_duplicate(c->srv->core, sid, req->handle, req->rights, &out);
     protobuf_c_message_free_unpacked(&req->base, NULL);
-    if (st != ZX_OK) {
-        iobd__call_finish(c, st, NULL, iobd__detail(st));
-        return;
-    }
-    iobd__track_handle(c->srv, sid.value, out, ZX_KOID_INVALID);
-    Iob__V1__HandleReply r = IOB__V1__HANDLE_REPLY__INIT;
-    r.handle = out;
-    iobd__call_finish(c, ZX_OK, &r.base, NULL);
+    iobd__finish_with_handle(c, sid, st, out);
 }
 
 static void iobd__close_handle(iobd_call_t* c, iob_session_id_t sid) {
@@ -321,14 +330,7 @@ static void iobd__import(iobd_call_t* c, iob_session_id_t sid) {
     zx_handle_t h = 0;
     zx_status_t st = iob_core_handle_import(c->srv->core, sid, req->token ? req->token : "", &h);
     protobuf_c_message_free_unpacked(&req->base, NULL);
-    if (st != ZX_OK) {
-        iobd__call_finish(c, st, NULL, iobd__detail(st));
-        return;
-    }
-    iobd__track_handle(c->srv, sid.value, h, ZX_KOID_INVALID);
-    Iob__V1__HandleReply r = IOB__V1__HANDLE_REPLY__INIT;
-    r.handle = h;
-    iobd__call_finish(c, ZX_OK, &r.base, NULL);
+    iobd__finish_with_handle(c, sid, st, h);
 }
 
 static void iobd__list(iobd_call_t* c) {
@@ -558,15 +560,8 @@ static void iobd__create_shared_region(iobd_call_t* c, iob_session_id_t sid) {
     zx_handle_t h = ZX_HANDLE_INVALID;
     zx_status_t st = iob_core_shared_region_create(c->srv->core, sid, req->options, req->size, &h);
     protobuf_c_message_free_unpacked(&req->base, NULL);
-    if (st != ZX_OK) {
-        iobd__call_finish(c, st, NULL, iobd__detail(st));
-        return;
-    }
     /* Indexed like an endpoint so that Wait and session events (strobes) find it. */
-    iobd__track_handle(c->srv, sid.value, h, ZX_KOID_INVALID);
-    Iob__V1__HandleReply r = IOB__V1__HANDLE_REPLY__INIT;
-    r.handle = h;
-    iobd__call_finish(c, ZX_OK, &r.base, NULL);
+    iobd__finish_with_handle(c, sid, st, h);
 }
 
 /*
