@@ -92,6 +92,9 @@ typedef struct bench_endpoint {
 #define BENCH_CAP_STREAM 2u /* byte stream: send/recv, one system call per message per side */
 #define BENCH_CAP_SINGLE 4u /* one process, no channel (memcpy) */
 #define BENCH_CAP_POLLED 8u /* with STREAM: the consumer polls memory instead of blocking */
+/* Goes through iobd. With STREAM: its region lives in whichever iobd serves it, whose
+ * backing labels the rows. */
+#define BENCH_CAP_IOBD 16u
 
 /*
  * A transport: the contract of each member.

@@ -638,9 +638,7 @@ int main(int argc, char** argv) {
      * which labels the grpc rows with the backing of the server they use. */
     bool use_iobd = false;
     for (size_t t = 0; t < bench_transport_count; t++) {
-        use_iobd |= o.transport_on[t] && (strcmp(bench_transports[t].name, "iob-ring") == 0 ||
-                                          strcmp(bench_transports[t].name, "grpc") == 0 ||
-                                          strcmp(bench_transports[t].name, "mediated") == 0);
+        use_iobd |= o.transport_on[t] && (bench_transports[t].caps & BENCH_CAP_IOBD) != 0;
     }
     if (use_iobd) {
         signal(SIGINT, on_signal);
@@ -668,8 +666,8 @@ int main(int argc, char** argv) {
                 if (load == BENCH_PACED && (!o.paced || (tr->caps & BENCH_CAP_SINGLE) != 0 ||
                                             strcmp(tr->name, "tcp") == 0 ||
                                             strcmp(tr->name, "pipe") == 0 ||
-                                            strcmp(tr->name, "grpc") == 0 ||
-                                            strcmp(tr->name, "mediated") == 0)) {
+                                            (tr->caps & (BENCH_CAP_IOBD | BENCH_CAP_STREAM)) ==
+                                                (BENCH_CAP_IOBD | BENCH_CAP_STREAM))) {
                     continue;
                 }
                 /* iob-ring paces with bare-ring's very code; the quick run (a smoke test
@@ -727,8 +725,8 @@ int main(int argc, char** argv) {
                             r->load = c->spec.load;
                             r->msg_bytes = o.sizes[si];
                             r->verified = true;
-                            if (strcmp(tr->name, "grpc") == 0 ||
-                                strcmp(tr->name, "mediated") == 0) {
+                            if ((tr->caps & BENCH_CAP_IOBD) != 0 &&
+                                (tr->caps & BENCH_CAP_STREAM) != 0) {
                                 /* Its region lives in whichever iobd serves it. */
                                 c->spec.backing = bench_iobd_stream_backing();
                                 r->backing = iob_backing_name(c->spec.backing);

@@ -25,7 +25,6 @@
 #include <string.h>
 #include <sched.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <iob/iob.h>
@@ -33,6 +32,7 @@
 
 #include "bench/bench.h"
 #include "shm/mediated.h"
+#include "shm/ring.h"
 
 /* The tag every record of the trial carries; the consumer checks it. */
 #define BENCH_MEDIATED_TAG UINT64_C(0x62656e63686d7772) /* "bwmhcneb" */
@@ -48,13 +48,6 @@ typedef struct mediated_end {
     uint64_t size;
     iob_mwrb_reader_t reader;
 } mediated_end_t;
-
-/* The module cannot call into iob-bench itself (it links with --no-undefined). */
-static int64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -192,7 +185,7 @@ zx_status_t bench_mediated_module_recv(bench_endpoint_t* ep, void* buf, size_t l
         }
         cpu_relax();
         if ((spins & 0xffffu) == 0xffffu) {
-            int64_t now = now_ns();
+            int64_t now = iob_ring_now();
             if (give_up == 0) {
                 give_up = now + BENCH_MEDIATED_STALL_NS;
             } else if (now >= give_up) {

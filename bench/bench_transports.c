@@ -406,7 +406,7 @@ static void single_close(bench_endpoint_t* ep) {
  * import, map) and then runs the very same ring loop.
  */
 const bench_transport_t bench_transports[] = {
-    {"iob-ring", BENCH_CAP_RING, bench_iob_ring_prepare, bench_iob_ring_discard,
+    {"iob-ring", BENCH_CAP_RING | BENCH_CAP_IOBD, bench_iob_ring_prepare, bench_iob_ring_discard,
      bench_iob_ring_open, bench_iob_ring_close, NULL, NULL},
     {"bare-ring", BENCH_CAP_RING, bare_ring_prepare, no_discard, bare_ring_open, ring_close,
      NULL, NULL},
@@ -418,9 +418,9 @@ const bench_transport_t bench_transports[] = {
      stream_send, sock_recv},
     {"tcp", BENCH_CAP_STREAM, tcp_prepare, no_discard, tcp_open, stream_close, stream_send,
      sock_recv},
-    {"grpc", BENCH_CAP_STREAM, bench_grpc_prepare, bench_grpc_discard, bench_grpc_open,
+    {"grpc", BENCH_CAP_STREAM | BENCH_CAP_IOBD, bench_grpc_prepare, bench_grpc_discard, bench_grpc_open,
      bench_grpc_close, bench_grpc_send, bench_grpc_recv},
-    {"mediated", BENCH_CAP_STREAM | BENCH_CAP_POLLED, bench_mediated_prepare,
+    {"mediated", BENCH_CAP_STREAM | BENCH_CAP_POLLED | BENCH_CAP_IOBD, bench_mediated_prepare,
      bench_mediated_discard, bench_mediated_open, bench_mediated_close, bench_mediated_send,
      bench_mediated_recv},
 };
