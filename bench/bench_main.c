@@ -371,6 +371,50 @@ typedef struct config {
 
 static char g_self[4096];
 
+/*
+ * The order rows run in within a round. This host's speed changes from one second to the
+ * next (a run's trials of one row can differ by 5x), so the rows a target compares run next
+ * to each other: per backing and mode, bare-ring busy-poll, iob-ring busy-poll, iob-ring
+ * blocking, bare-ring blocking. Every other row keeps its place after them.
+ */
+static uint64_t run_order_key(const config_t* c, size_t index) {
+    const bench_transport_t* t = &bench_transports[c->spec.transport];
+    if ((t->caps & BENCH_CAP_RING) == 0) {
+        return (UINT64_C(1) << 40) | index;
+    }
+    bool iob = (t->caps & BENCH_CAP_IOBD) != 0;
+    bool block = c->spec.wait == BENCH_BLOCK;
+    uint64_t slot = block ? (iob ? 2 : 3) : (iob ? 1 : 0);
+    return ((uint64_t)c->spec.backing << 16) | ((uint64_t)c->spec.mode << 8) | slot;
+}
+
+static const config_t* g_order_cfgs;
+
+static int run_order_cmp(const void* a, const void* b) {
+    size_t i = *(const size_t*)a;
+    size_t j = *(const size_t*)b;
+    uint64_t ki = run_order_key(&g_order_cfgs[i], i);
+    uint64_t kj = run_order_key(&g_order_cfgs[j], j);
+    if (ki != kj) {
+        return ki < kj ? -1 : 1;
+    }
+    return i < j ? -1 : (i > j);
+}
+
+static size_t* run_order(const config_t* cfgs, size_t n) {
+    size_t* order = calloc(n == 0 ? 1 : n, sizeof(size_t));
+    if (order == NULL) {
+        fprintf(stderr, "iob-bench: ZX_ERR_NO_MEMORY: run order\n");
+        exit(1);
+    }
+    for (size_t i = 0; i < n; i++) {
+        order[i] = i;
+    }
+    g_order_cfgs = cfgs;
+    qsort(order, n, sizeof(size_t), run_order_cmp);
+    return order;
+}
+
 /* Runs one trial; returns false when the measurement must be reported as skipped. */
 static bool run_trial(config_t* c) {
     const bench_transport_t* t = &bench_transports[c->spec.transport];
@@ -737,6 +781,7 @@ int main(int argc, char** argv) {
             }
         }
     }
+    size_t* order = run_order(cfgs, nrows);
     size_t total = nrows * (size_t)o.trials;
     size_t done = 0;
     int64_t t_begin = bench_now_ns();
@@ -772,8 +817,8 @@ int main(int argc, char** argv) {
                 }
             }
             for (int trial = 0; trial < o.trials; trial++) {
-                for (size_t i = 0; i < nrows; i++) {
-                    config_t* c = &cfgs[i];
+                for (size_t k = 0; k < nrows; k++) {
+                    config_t* c = &cfgs[order[k]];
                     if (c->spec.msg_bytes != o.sizes[si] || (int)c->spec.load != load) {
                         continue;
                     }
@@ -895,6 +940,7 @@ int main(int argc, char** argv) {
             rc = 1;
         }
     }
+    free(order);
     free(rows);
     free(cfgs);
     hugepages_restore();

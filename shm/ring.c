@@ -12,16 +12,29 @@
 
 /*
  * Adaptive spinning in block mode, by time: a waiter spins for its budget, then sleeps on
- * the futex. After each wait the budget follows what waiting actually took: twice the last
- * wait when that was short (up to RING_SPIN_MAX_NS, about what a futex sleep plus the other
- * side's wake-up and the scheduler's reaction cost on a VM), so a steady stream whose gaps
- * are a few tens of microseconds (large messages, publication batches) is met by spinning
- * and never pays for a sleep; halved when the wait was long, so an idle or paced stream
- * goes to sleep almost at once and costs no CPU. Busy-poll mode spins without a budget.
+ * the futex.
+ *
+ * A side whose last wait was short beside the work it did before that wait is in a dense
+ * stream (full load: the other side is a little slower, or publishes in large units). It
+ * spins for up to twice the work it did since its last wait (at most RING_SPIN_WORK_MAX_NS):
+ * a 2 MiB quarter of an 8 MiB ring is a 60 us wait at 1 MiB messages, and a waiter that
+ * slept there had the other side pay a futex wake on its own critical path at every
+ * publication and woke up late on this VM (runs at 0.6x of busy-poll). Spinning no longer
+ * than twice the work bounds the waste at 2/3 of the side's CPU even when the guess is
+ * wrong.
+ *
+ * Otherwise (a paced or idle stream) the budget follows the lengths of earlier waits:
+ * twice the last wait when that was short (up to RING_SPIN_MAX_NS, about what a futex
+ * sleep plus the other side's wake-up and the scheduler's reaction cost on a VM), halved
+ * when it was long, so a sparse stream goes to sleep almost at once and costs no CPU.
+ *
+ * Busy-poll mode spins without a budget.
  */
 #define RING_SPIN_MIN_NS INT64_C(1000)
 #define RING_SPIN_MAX_NS INT64_C(50000)
 #define RING_SPIN_INITIAL_NS (RING_SPIN_MAX_NS / 4)
+#define RING_SPIN_WORK_FACTOR 2
+#define RING_SPIN_WORK_MAX_NS INT64_C(1000000)
 /* Pauses between clock reads while spinning (a read costs tens of ns, a pause about as much). */
 #define RING_SPIN_CLOCK_EVERY 16u
 /* How far a batching consumer that ran dry lets the producer get ahead, and for how long at
@@ -197,6 +210,45 @@ static iob_ring_wait_mode_t ring_wait(const iob_ring_options_t* options) {
     return (options == NULL) ? IOB_RING_WAIT_SPIN : options->wait;
 }
 
+static void ring_waiter_init(iob__ring_waiter_t* w) {
+    w->spin_ns = RING_SPIN_INITIAL_NS;
+    w->wait_ended = 0;
+    w->dense = false;
+}
+
+/* The time a side worked between its last wait and one starting at `start` (-1: unknown). */
+static int64_t ring_waiter_work(const iob__ring_waiter_t* w, zx_time_t start) {
+    return w->wait_ended == 0 ? -1 : start - w->wait_ended;
+}
+
+/* How long a wait starts by spinning (see RING_SPIN_WORK_FACTOR). */
+static int64_t ring_spin_budget(const iob__ring_waiter_t* w, int64_t work) {
+    if (!w->dense || work < 0) {
+        return w->spin_ns;
+    }
+    if (work >= RING_SPIN_WORK_MAX_NS / RING_SPIN_WORK_FACTOR) {
+        return RING_SPIN_WORK_MAX_NS;
+    }
+    int64_t budget = work * RING_SPIN_WORK_FACTOR;
+    return budget > w->spin_ns ? budget : w->spin_ns;
+}
+
+/* A wait that began at `start`, after `work`, returns: what the next one learns from it. */
+static void ring_waiter_done(iob__ring_waiter_t* w, zx_time_t start, int64_t work) {
+    zx_time_t now = iob_ring_now();
+    int64_t waited = now - start;
+    if (waited <= RING_SPIN_MAX_NS) {
+        int64_t want = 2 * waited;
+        w->spin_ns = want > w->spin_ns ? want : w->spin_ns;
+        w->spin_ns = w->spin_ns < RING_SPIN_MAX_NS ? w->spin_ns : RING_SPIN_MAX_NS;
+    } else {
+        w->spin_ns /= 2;
+        w->spin_ns = w->spin_ns > RING_SPIN_MIN_NS ? w->spin_ns : RING_SPIN_MIN_NS;
+    }
+    w->dense = work >= 0 && waited <= RING_SPIN_WORK_FACTOR * work;
+    w->wait_ended = now;
+}
+
 /* ---- producer ------------------------------------------------------------------------ */
 
 zx_status_t iob_ring_producer_init(iob_ring_producer_t* p, void* ctrl_mem, uint64_t ctrl_size,
@@ -231,7 +283,7 @@ zx_status_t iob_ring_producer_init(iob_ring_producer_t* p, void* ctrl_mem, uint6
     p->reserved = RING_NO_RESERVATION;
     p->batch = ring_batch(options);
     p->batch_left = p->batch;
-    p->spin_ns = RING_SPIN_INITIAL_NS;
+    ring_waiter_init(&p->waiter);
     p->wait = ring_wait(options);
     p->broken = ZX_OK;
     ring_producer_bound(p);
@@ -375,40 +427,14 @@ static bool ring_producer_ready(iob_ring_producer_t* p, uint64_t need) {
            atomic_load_explicit(&p->ctrl->consumer_closed, memory_order_acquire) != 0;
 }
 
-/* A wait that began at `start` just ended: the next one's spin budget (see RING_SPIN_MAX_NS). */
-static int64_t ring_spin_next(int64_t budget, zx_time_t start) {
-    int64_t waited = iob_ring_now() - start;
-    if (waited <= RING_SPIN_MAX_NS) {
-        int64_t want = 2 * waited;
-        budget = want > budget ? want : budget;
-        return budget < RING_SPIN_MAX_NS ? budget : RING_SPIN_MAX_NS;
-    }
-    budget /= 2;
-    return budget > RING_SPIN_MIN_NS ? budget : RING_SPIN_MIN_NS;
-}
-
-zx_status_t iob_ring_producer_wait(iob_ring_producer_t* p, size_t len, zx_time_t deadline) {
-    if (p->broken != ZX_OK) {
-        return p->broken;
-    }
-    if (len > p->max_payload) {
-        return ZX_ERR_OUT_OF_RANGE;
-    }
-    iob__ring_producer_publish(p);
-    uint64_t pad;
-    uint64_t need = ring_producer_need(p, len, &pad);
-    bool block = p->wait == IOB_RING_WAIT_BLOCK;
-    /* Busy-poll reads no clock before its first look: that would only delay it. */
-    zx_time_t start = block ? iob_ring_now() : 0;
-    zx_time_t spin_until = start + p->spin_ns;
+/* The producer's wait; `spin_until` matters in block mode only. */
+static zx_status_t ring_producer_wait_for(iob_ring_producer_t* p, uint64_t need, bool block,
+                                          zx_time_t spin_until, zx_time_t deadline) {
     for (;;) {
         /* Spin first: on a loaded ring the consumer frees space within microseconds. */
         uint32_t every = block ? RING_SPIN_CLOCK_EVERY : RING_POLL_CLOCK_EVERY;
         for (uint32_t i = 0; i < every; i++) {
             if (ring_producer_ready(p, need)) {
-                if (block) {
-                    p->spin_ns = ring_spin_next(p->spin_ns, start);
-                }
                 return ZX_OK;
             }
             ring_cpu_relax();
@@ -437,6 +463,28 @@ zx_status_t iob_ring_producer_wait(iob_ring_producer_t* p, size_t len, zx_time_t
         /* Woken (or a spurious return): look again, spinning briefly before sleeping again. */
         spin_until = iob_ring_now() + RING_SPIN_MIN_NS;
     }
+}
+
+zx_status_t iob_ring_producer_wait(iob_ring_producer_t* p, size_t len, zx_time_t deadline) {
+    if (p->broken != ZX_OK) {
+        return p->broken;
+    }
+    if (len > p->max_payload) {
+        return ZX_ERR_OUT_OF_RANGE;
+    }
+    iob__ring_producer_publish(p);
+    uint64_t pad;
+    uint64_t need = ring_producer_need(p, len, &pad);
+    if (p->wait != IOB_RING_WAIT_BLOCK) {
+        /* Busy-poll reads no clock before its first look: that would only delay it. */
+        return ring_producer_wait_for(p, need, false, 0, deadline);
+    }
+    zx_time_t start = iob_ring_now();
+    int64_t work = ring_waiter_work(&p->waiter, start);
+    zx_time_t spin_until = start + ring_spin_budget(&p->waiter, work);
+    zx_status_t status = ring_producer_wait_for(p, need, true, spin_until, deadline);
+    ring_waiter_done(&p->waiter, start, work);
+    return status;
 }
 
 void iob_ring_producer_close(iob_ring_producer_t* p) {
@@ -490,7 +538,7 @@ zx_status_t iob_ring_consumer_init(iob_ring_consumer_t* c, void* ctrl_mem, uint6
     c->publish_at = r + c->publish_bytes;
     c->batch = ring_batch(options);
     c->batch_left = c->batch;
-    c->spin_ns = RING_SPIN_INITIAL_NS;
+    ring_waiter_init(&c->waiter);
     c->wait = ring_wait(options);
     c->broken = ZX_OK;
     return ZX_OK;
@@ -702,11 +750,9 @@ static void ring_consumer_lag(iob_ring_consumer_t* c) {
     }
 }
 
-zx_status_t iob_ring_consumer_wait(iob_ring_consumer_t* c, zx_time_t deadline) {
-    if (c->broken != ZX_OK) {
-        return ZX_OK;
-    }
-    iob__ring_consumer_publish(c);
+/* The consumer's wait; `spin_until` matters in block mode only. */
+static zx_status_t ring_consumer_wait_for(iob_ring_consumer_t* c, bool block,
+                                          zx_time_t spin_until, zx_time_t deadline) {
     /*
      * A consumer that publishes every message (batch 1: it wants latency) keeps asking,
      * while it spins on the index, for the lines the next record will occupy (its header
@@ -722,10 +768,6 @@ zx_status_t iob_ring_consumer_wait(iob_ring_consumer_t* c, zx_time_t deadline) {
     bool prefetch = c->batch == 1;
     const unsigned char* next0 = c->data + (c->read_pos & c->mask);
     const unsigned char* next1 = c->data + ((c->read_pos + 64) & c->mask);
-    bool block = c->wait == IOB_RING_WAIT_BLOCK;
-    /* Busy-poll reads no clock before its first look: that would only delay it. */
-    zx_time_t start = block ? iob_ring_now() : 0;
-    zx_time_t spin_until = start + c->spin_ns;
     for (;;) {
         uint32_t every = block ? RING_SPIN_CLOCK_EVERY : RING_POLL_CLOCK_EVERY;
         for (uint32_t i = 0; i < every; i++) {
@@ -734,9 +776,6 @@ zx_status_t iob_ring_consumer_wait(iob_ring_consumer_t* c, zx_time_t deadline) {
                 ring_prefetch(next1);
             }
             if (ring_consumer_ready(c)) {
-                if (block) {
-                    c->spin_ns = ring_spin_next(c->spin_ns, start);
-                }
                 ring_consumer_lag(c);
                 return ZX_OK;
             }
@@ -765,6 +804,23 @@ zx_status_t iob_ring_consumer_wait(iob_ring_consumer_t* c, zx_time_t deadline) {
         }
         spin_until = iob_ring_now() + RING_SPIN_MIN_NS;
     }
+}
+
+zx_status_t iob_ring_consumer_wait(iob_ring_consumer_t* c, zx_time_t deadline) {
+    if (c->broken != ZX_OK) {
+        return ZX_OK;
+    }
+    iob__ring_consumer_publish(c);
+    if (c->wait != IOB_RING_WAIT_BLOCK) {
+        /* Busy-poll reads no clock before its first look: that would only delay it. */
+        return ring_consumer_wait_for(c, false, 0, deadline);
+    }
+    zx_time_t start = iob_ring_now();
+    int64_t work = ring_waiter_work(&c->waiter, start);
+    zx_time_t spin_until = start + ring_spin_budget(&c->waiter, work);
+    zx_status_t status = ring_consumer_wait_for(c, true, spin_until, deadline);
+    ring_waiter_done(&c->waiter, start, work);
+    return status;
 }
 
 void iob_ring_consumer_close(iob_ring_consumer_t* c) {

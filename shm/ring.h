@@ -157,6 +157,13 @@ typedef struct iob_ring_stats {
     uint64_t futex_wakes;  /* FUTEX_WAKE calls made by this side */
 } iob_ring_stats_t;
 
+/* Block mode's memory of earlier waits (ring.c, ring_spin_budget); private to the ring. */
+typedef struct iob__ring_waiter {
+    int64_t spin_ns;         /* the budget learnt from the lengths of earlier waits */
+    zx_time_t wait_ended;    /* when the last wait returned (0: none yet) */
+    bool dense;              /* the last wait was short beside the work before it */
+} iob__ring_waiter_t;
+
 typedef struct iob_ring_producer {
     iob_ring_ctrl_t* ctrl;
     unsigned char* data;
@@ -175,7 +182,7 @@ typedef struct iob_ring_producer {
     uint64_t publish_at;     /* published + publish_bytes */
     uint32_t batch;
     uint32_t batch_left;     /* commits until the batch is full (batch after a publication) */
-    int64_t spin_ns;         /* block mode: how long the next wait spins before sleeping */
+    iob__ring_waiter_t waiter;
     iob_ring_wait_mode_t wait;
     zx_status_t broken;      /* sticky: ZX_ERR_IO_DATA_INTEGRITY once the consumer misbehaved */
     iob_ring_stats_t stats;
@@ -197,7 +204,7 @@ typedef struct iob_ring_consumer {
     uint64_t publish_at;     /* published + publish_bytes */
     uint32_t batch;
     uint32_t batch_left;     /* releases until the batch is full */
-    int64_t spin_ns;         /* block mode: how long the next wait spins before sleeping */
+    iob__ring_waiter_t waiter;
     iob_ring_wait_mode_t wait;
     zx_status_t broken;
     iob_ring_stats_t stats;

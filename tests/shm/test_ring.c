@@ -1002,6 +1002,92 @@ static void test_blocking_producer_wakeup(void** state) {
     two_process(8192, 20000, IOB_RING_WAIT_BLOCK, 1, 0, &st);
 }
 
+/* Spins (no sleep: the point is to look busy) until `until`. */
+static void busy_until(zx_time_t until) {
+    while (iob_ring_now() < until) {
+    }
+}
+
+/*
+ * A producer sends a message every `period_ns` and a blocking consumer works `work_ns` on
+ * each one; returns the consumer's stats.
+ */
+static iob_ring_stats_t paced_pair(int64_t period_ns, int64_t work_ns, uint64_t count) {
+    shared_pair_t s = shared_new(1u << 16);
+    iob_ring_options_t o = {.batch = 1, .wait = IOB_RING_WAIT_BLOCK};
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        iob_ring_producer_t p;
+        if (iob_ring_producer_init(&p, s.ctrl, 4096, s.data, s.data_size, &o) != ZX_OK) {
+            _exit(10);
+        }
+        zx_time_t due = iob_ring_now();
+        for (uint64_t i = 0; i < count; i++) {
+            due += period_ns;
+            busy_until(due);
+            if (iob_ring_write(&p, &i, sizeof(i)) != ZX_OK) {
+                _exit(11);
+            }
+            iob_ring_producer_flush(&p);
+        }
+        iob_ring_producer_close(&p);
+        _exit(0);
+    }
+    iob_ring_consumer_t c;
+    zx_status_t st;
+    while ((st = iob_ring_consumer_init(&c, s.ctrl, 4096, s.data, s.data_size, &o)) ==
+           ZX_ERR_SHOULD_WAIT) {
+    }
+    assert_int_equal(st, ZX_OK);
+    uint64_t got = 0;
+    for (;;) {
+        uint64_t seq;
+        size_t len;
+        st = iob_ring_read(&c, &seq, sizeof(seq), &len);
+        if (st == ZX_ERR_SHOULD_WAIT) {
+            assert_int_equal(iob_ring_consumer_wait(&c, iob_ring_now() + 10000000000), ZX_OK);
+            continue;
+        }
+        if (st == ZX_ERR_PEER_CLOSED) {
+            break;
+        }
+        assert_int_equal(st, ZX_OK);
+        assert_int_equal(seq, got);
+        got++;
+        busy_until(iob_ring_now() + work_ns);
+    }
+    assert_int_equal(got, count);
+    iob_ring_stats_t stats = c.stats;
+    iob_ring_consumer_fini(&c);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    shared_free(&s);
+    return stats;
+}
+
+/*
+ * Full load where the consumer is a little faster than the producer: every wait is about
+ * 100 us, longer than any fixed spin budget a sparse stream could afford, but short beside
+ * the 300 us of work before it. Blocking mode must spin through such waits rather than
+ * sleep at each one (a sleeping side costs the other a wake-up syscall per message and
+ * wakes late on a VM). A preempted producer may cost a sleep or two.
+ */
+static void test_blocking_dense_stream_spins(void** state) {
+    (void)state;
+    iob_ring_stats_t st = paced_pair(400000, 300000, 200);
+    assert_true(st.futex_waits < 200 / 4);
+}
+
+/* A sparse stream (1 ms gaps, no work): blocking mode sleeps through nearly every gap. */
+static void test_blocking_sparse_stream_sleeps(void** state) {
+    (void)state;
+    iob_ring_stats_t st = paced_pair(1000000, 0, 100);
+    assert_true(st.futex_waits > 100 / 2);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_capacity),
@@ -1035,6 +1121,8 @@ int main(void) {
         cmocka_unit_test(test_two_process_block),
         cmocka_unit_test(test_blocking_no_lost_wakeup),
         cmocka_unit_test(test_blocking_producer_wakeup),
+        cmocka_unit_test(test_blocking_dense_stream_spins),
+        cmocka_unit_test(test_blocking_sparse_stream_sleeps),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
