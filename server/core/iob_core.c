@@ -737,25 +737,44 @@ done:
 
 /* ---- Properties ---- */
 
+/*
+ * What get_property and set_property check first, in Zircon's order, under the lock: the
+ * handle, its right, then the property (ZX_PROP_NAME is the only one an IOB has).
+ */
+static zx_status_t property_handle(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
+                                   zx_rights_t right, const char* right_name, uint32_t property,
+                                   iob__handle_t** out) {
+    iob__handle_t* h = iob__handle_lookup(core, session, handle);
+    if (h == NULL) {
+        return IOB__ERR_SET(ZX_ERR_BAD_HANDLE, "handle 0x%x", handle);
+    }
+    if (!(h->rights & right)) {
+        return IOB__ERR_SET(ZX_ERR_ACCESS_DENIED, "handle lacks %s", right_name);
+    }
+    if (property != ZX_PROP_NAME) {
+        return IOB__ERR_SET(ZX_ERR_NOT_SUPPORTED, "property %u", property);
+    }
+    *out = h;
+    return ZX_OK;
+}
+
 zx_status_t iob_core_get_property(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
                                   uint32_t property, void* value, size_t value_size) {
     if (core == NULL) {
         return ZX_ERR_INVALID_ARGS;
     }
+    iob__err_clear();
     if (value == NULL) {
-        iob__err_clear();
         return IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "value is NULL");
     }
     iob__core_lock(core);
-    zx_status_t status = ZX_OK;
-    iob__handle_t* h = iob__handle_lookup(core, session, handle);
-    if (h == NULL) {
-        status = IOB__ERR_SET(ZX_ERR_BAD_HANDLE, "handle 0x%x", handle);
-    } else if (!(h->rights & ZX_RIGHT_GET_PROPERTY)) {
-        status = IOB__ERR_SET(ZX_ERR_ACCESS_DENIED, "handle lacks ZX_RIGHT_GET_PROPERTY");
-    } else if (property != ZX_PROP_NAME) {
-        status = IOB__ERR_SET(ZX_ERR_NOT_SUPPORTED, "property %u", property);
-    } else if (value_size < ZX_MAX_NAME_LEN) {
+    iob__handle_t* h = NULL;
+    zx_status_t status = property_handle(core, session, handle, ZX_RIGHT_GET_PROPERTY,
+                                         "ZX_RIGHT_GET_PROPERTY", property, &h);
+    if (status != ZX_OK) {
+        goto done;
+    }
+    if (value_size < ZX_MAX_NAME_LEN) {
         status = IOB__ERR_SET(ZX_ERR_BUFFER_TOO_SMALL, "name needs %zu bytes", ZX_MAX_NAME_LEN);
     } else if (h->shared != NULL || h->ep->iob->regions[0].shared != NULL) {
         /*
@@ -767,6 +786,7 @@ zx_status_t iob_core_get_property(iob_core_t* core, iob_session_id_t session, zx
     } else {
         memcpy(value, h->ep->iob->name, ZX_MAX_NAME_LEN);
     }
+done:
     iob__core_unlock(core);
     return status;
 }
@@ -776,20 +796,18 @@ zx_status_t iob_core_set_property(iob_core_t* core, iob_session_id_t session, zx
     if (core == NULL) {
         return ZX_ERR_INVALID_ARGS;
     }
+    iob__err_clear();
     if (value == NULL) {
-        iob__err_clear();
         return IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "value is NULL");
     }
     iob__core_lock(core);
-    zx_status_t status = ZX_OK;
-    iob__handle_t* h = iob__handle_lookup(core, session, handle);
-    if (h == NULL) {
-        status = IOB__ERR_SET(ZX_ERR_BAD_HANDLE, "handle 0x%x", handle);
-    } else if (!(h->rights & ZX_RIGHT_SET_PROPERTY)) {
-        status = IOB__ERR_SET(ZX_ERR_ACCESS_DENIED, "handle lacks ZX_RIGHT_SET_PROPERTY");
-    } else if (property != ZX_PROP_NAME) {
-        status = IOB__ERR_SET(ZX_ERR_NOT_SUPPORTED, "property %u", property);
-    } else if (h->shared != NULL) {
+    iob__handle_t* h = NULL;
+    zx_status_t status = property_handle(core, session, handle, ZX_RIGHT_SET_PROPERTY,
+                                         "ZX_RIGHT_SET_PROPERTY", property, &h);
+    if (status != ZX_OK) {
+        goto done;
+    }
+    if (h->shared != NULL) {
         /* IoBufferSharedRegionDispatcher keeps Dispatcher's default set_name. */
         status = IOB__ERR_SET(ZX_ERR_NOT_SUPPORTED, "shared regions have no name");
     } else {
@@ -803,6 +821,7 @@ zx_status_t iob_core_set_property(iob_core_t* core, iob_session_id_t session, zx
         }
         memcpy(h->ep->iob->name, name, sizeof name);
     }
+done:
     iob__core_unlock(core);
     return status;
 }
