@@ -229,6 +229,33 @@ zx_status_t iob_idalloc_init(void* base, uint64_t region_size) {
 /* Exchanges an allocation tries before it calls the header's writers hostile. */
 #define IOB_IDALLOC_MAX_ATTEMPTS 4096u
 
+/*
+ * A.5 step 6-7 on a header value `seen`, in order, up to the claim of the ID (see
+ * iob_idalloc_allocate). The slot check reads the container, which is inside the region
+ * whenever the header is valid and there is room (the slot lies below blob_head).
+ */
+static zx_status_t idalloc_checks(const void* base, uint64_t length, uint64_t seen,
+                                  bool blob_readable, uint64_t blob_size, bool id_null) {
+    if (!header_valid(seen, length)) {
+        return ZX_ERR_IO_DATA_INTEGRITY;
+    }
+    uint64_t end = index_end(low_half(seen));
+    uint64_t remaining = high_half(seen) - end;
+    if (remaining < IOB_IDALLOC_INDEX_SIZE || remaining - IOB_IDALLOC_INDEX_SIZE < blob_size) {
+        return ZX_ERR_NO_MEMORY;
+    }
+    if (!blob_readable && blob_size > 0) {
+        return ZX_ERR_INVALID_ARGS;
+    }
+    if (atomic_load_explicit(word_at(base, end), memory_order_relaxed) != 0) {
+        return ZX_ERR_IO_DATA_INTEGRITY;
+    }
+    if (id_null) {
+        return ZX_ERR_INVALID_ARGS;
+    }
+    return ZX_OK;
+}
+
 zx_status_t iob_idalloc_allocate(void* base, uint64_t region_size, const void* blob,
                                  uint64_t blob_size, uint32_t* id_out) {
     if (!container_valid(base, region_size)) {
@@ -246,27 +273,12 @@ zx_status_t iob_idalloc_allocate(void* base, uint64_t region_size, const void* b
         if (attempt == IOB_IDALLOC_MAX_ATTEMPTS) {
             return ZX_ERR_IO_DATA_INTEGRITY;
         }
-        if (!header_valid(seen, length)) {
-            return ZX_ERR_IO_DATA_INTEGRITY;
+        zx_status_t status =
+            idalloc_checks(base, length, seen, blob != NULL, blob_size, id_out == NULL);
+        if (status != ZX_OK) {
+            return status;
         }
-        uint32_t next_id = low_half(seen);
-        uint32_t blob_head = high_half(seen);
-        uint64_t end = index_end(next_id);
-        uint64_t remaining = blob_head - end;
-        if (remaining < IOB_IDALLOC_INDEX_SIZE || remaining - IOB_IDALLOC_INDEX_SIZE < blob_size) {
-            return ZX_ERR_NO_MEMORY;
-        }
-        if (blob == NULL && blob_size > 0) {
-            return ZX_ERR_INVALID_ARGS;
-        }
-        /* The slot lies below blob_head (remaining >= 8), inside the container. */
-        if (atomic_load_explicit(word_at(base, end), memory_order_relaxed) != 0) {
-            return ZX_ERR_IO_DATA_INTEGRITY;
-        }
-        if (id_out == NULL) {
-            return ZX_ERR_INVALID_ARGS;
-        }
-        uint64_t claimed = pack(next_id + 1, blob_head - (uint32_t)blob_size);
+        uint64_t claimed = pack(low_half(seen) + 1, high_half(seen) - (uint32_t)blob_size);
         /* Relaxed, as A.8 says: the slot's release store below is what publishes the blob. */
         if (atomic_compare_exchange_weak_explicit(header, &seen, claimed, memory_order_relaxed,
                                                   memory_order_relaxed)) {
@@ -287,6 +299,15 @@ zx_status_t iob_idalloc_allocate(void* base, uint64_t region_size, const void* b
     }
     *id_out = id;
     return ZX_OK;
+}
+
+zx_status_t iob_idalloc_check(const void* base, uint64_t region_size, uint64_t blob_size,
+                              bool id_null) {
+    if (!container_valid(base, region_size)) {
+        return ZX_ERR_INVALID_ARGS;
+    }
+    uint64_t seen = atomic_load_explicit(word_at(base, 0), memory_order_relaxed);
+    return idalloc_checks(base, iob_idalloc_length(region_size), seen, true, blob_size, id_null);
 }
 
 zx_status_t iob_idalloc_next_id(const void* base, uint64_t region_size, uint32_t* next_id_out) {

@@ -27,6 +27,7 @@
 #define IOB_SHM_MEDIATED_H_
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -201,6 +202,16 @@ zx_status_t iob_idalloc_init(void* base, uint64_t region_size);
  */
 zx_status_t iob_idalloc_allocate(void* base, uint64_t region_size, const void* blob,
                                  uint64_t blob_size, uint32_t* id_out);
+
+/*
+ * What iob_idalloc_allocate would answer for a readable blob of blob_size bytes (and a NULL
+ * id_out when id_null), up to where it would claim the ID: the same checks in the same
+ * order against the header as it is now. Writes nothing. ZX_OK: the allocation would go on.
+ * For callers that cannot bring the blob's bytes along (iobd's AllocateId over gRPC, whose
+ * messages stop at 1 MiB) but owe the caller every earlier status in A.5's order.
+ */
+zx_status_t iob_idalloc_check(const void* base, uint64_t region_size, uint64_t blob_size,
+                              bool id_null);
 
 /*
  * The number of IDs allocated so far (next_id) of a valid header, loaded with acquire.

@@ -75,6 +75,27 @@ bool iob__copy_from_user(void* dst, const void* src, size_t n) {
     return iob__copy_via_pipe(dst, src, n);
 }
 
+/*
+ * Whether all n bytes at src can be read, found in pieces, nothing kept: ZX_OK, or
+ * ZX_ERR_INVALID_ARGS (unreadable), or ZX_ERR_NO_MEMORY (no room to look).
+ */
+static zx_status_t iob__user_readable(const void* src, uint64_t n) {
+    enum { PIECE = 64 * 1024 };
+    unsigned char* scratch = malloc(PIECE);
+    if (scratch == NULL) {
+        return ZX_ERR_NO_MEMORY;
+    }
+    zx_status_t st = ZX_OK;
+    for (uint64_t done = 0; done < n && st == ZX_OK; done += PIECE) {
+        size_t piece = n - done < PIECE ? (size_t)(n - done) : PIECE;
+        if (!iob__copy_from_user(scratch, (const unsigned char*)src + done, piece)) {
+            st = ZX_ERR_INVALID_ARGS;
+        }
+    }
+    free(scratch);
+    return st;
+}
+
 /* ---- zx_iob_create_shared_region ---- */
 
 zx_status_t zx_iob_create_shared_region(uint64_t options, uint64_t size, zx_handle_t* out) {
@@ -296,7 +317,13 @@ zx_status_t zx_iob_allocate_id(zx_handle_t handle, zx_iob_allocate_id_options_t 
     if (st == ZX_ERR_NEXT) {
         void* copy = NULL;
         if (!unreadable && blob_size > IOB_CONN_MAX_BLOB) {
-            st = ZX_ERR_NOT_SUPPORTED; /* iob_conn_allocate_id's limit; see iob_conn.h */
+            /* Not sent (see iob_conn.h): only whether it can be read matters. */
+            st = iob__user_readable(blob, blob_size);
+            if (st != ZX_ERR_NO_MEMORY) {
+                st = iob_conn_allocate_id(s->conn, handle, options, region_index,
+                                          st == ZX_OK ? blob : NULL, blob_size,
+                                          id != NULL ? &got : NULL);
+            }
         } else if (!unreadable && blob_size > 0 && (copy = malloc((size_t)blob_size)) == NULL) {
             st = ZX_ERR_NO_MEMORY;
         } else {

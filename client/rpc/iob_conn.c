@@ -1124,16 +1124,16 @@ zx_status_t iob_conn_allocate_id(iob_conn_t* conn, zx_handle_t handle, uint32_t 
                                  uint32_t* id) {
     bool unreadable = blob == NULL && blob_size > 0;
     _Static_assert(IOB_CONN_MAX_BLOB == IOB_WIRE_MAX_BLOB, "blob limits agree");
-    if (!unreadable && blob_size > IOB_CONN_MAX_BLOB) {
-        return ZX_ERR_NOT_SUPPORTED; /* beyond one message; see iob_conn.h */
-    }
+    /* Beyond one message the blob stays here: iobd checks everything before it. */
+    bool check_only = !unreadable && blob_size > IOB_CONN_MAX_BLOB;
     Iob__V1__AllocateIdRequest req = IOB__V1__ALLOCATE_ID_REQUEST__INIT;
     req.handle = handle;
     req.options = options;
     req.region_index = region_index;
     req.blob_size = blob_size;
     req.blob_unreadable = unreadable;
-    if (!unreadable) {
+    req.check_only = check_only;
+    if (!unreadable && !check_only) {
         req.blob.data = (uint8_t*)(uintptr_t)blob;
         req.blob.len = (size_t)blob_size;
     }
@@ -1141,6 +1141,10 @@ zx_status_t iob_conn_allocate_id(iob_conn_t* conn, zx_handle_t handle, uint32_t 
     ProtobufCMessage* rep = NULL;
     zx_status_t st = iob__conn_unary(conn, IOB_WIRE_M_ALLOCATE_ID, &req.base,
                                      &iob__v1__allocate_id_reply__descriptor, &rep, NULL);
+    if (st == ZX_OK && check_only) {
+        protobuf_c_message_free_unpacked(rep, NULL);
+        return ZX_ERR_NOT_SUPPORTED; /* the call would go on, but its blob cannot travel */
+    }
     if (st == ZX_OK) {
         if (id != NULL) {
             *id = ((Iob__V1__AllocateIdReply*)rep)->id;

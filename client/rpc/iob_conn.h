@@ -144,8 +144,10 @@ zx_status_t iob_conn_iob_writev(iob_conn_t* conn, zx_handle_t handle, uint64_t o
 /*
  * zx_iob_allocate_id (AllocateId): blob is blob_size readable bytes, or NULL when the
  * caller's blob could not be read (blob_size still travels); id NULL means the caller's
- * pointer was NULL, which the server reports in A.5's order. Readable blobs above
- * IOB_CONN_MAX_BLOB (1 MiB, one message's worth): ZX_ERR_NOT_SUPPORTED.
+ * pointer was NULL, which the server reports in A.5's order. A readable blob above
+ * IOB_CONN_MAX_BLOB (1 MiB, one message's worth) is not sent: iobd checks the call without
+ * it, every error comes back in A.5's order, and a call that would have gone on returns
+ * ZX_ERR_NOT_SUPPORTED without taking an ID (blob may then be any non-NULL pointer).
  */
 #define IOB_CONN_MAX_BLOB ((uint64_t)1 << 20)
 zx_status_t iob_conn_allocate_id(iob_conn_t* conn, zx_handle_t handle, uint32_t options,

@@ -232,6 +232,17 @@ zx_status_t iob_core_iob_allocate_id(iob_core_t* core, iob_session_id_t session,
                                      zx_handle_t handle, uint32_t options, uint32_t region_index,
                                      const void* blob, uint64_t blob_size, uint32_t* id);
 
+/*
+ * What iob_core_iob_allocate_id would answer for a readable blob of blob_size bytes (and a
+ * NULL id when id_null), in the same order, without the blob's bytes and without taking an
+ * ID: ZX_OK means the call would go on to copy the blob. For a transport that cannot carry
+ * the blob (AllocateId over gRPC above 1 MiB) but owes every earlier status.
+ */
+zx_status_t iob_core_iob_allocate_id_check(iob_core_t* core, iob_session_id_t session,
+                                           zx_handle_t handle, uint32_t options,
+                                           uint32_t region_index, uint64_t blob_size,
+                                           bool id_null);
+
 /* ---- Mapping (zx_vmar_map_iob's server half) ---- */
 
 typedef struct iob_map_grant {

@@ -217,9 +217,13 @@ done:
 
 /* ---- zx_iob_allocate_id ---- */
 
-zx_status_t iob_core_iob_allocate_id(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
-                                     uint32_t options, uint32_t region_index, const void* blob,
-                                     uint64_t blob_size, uint32_t* id) {
+/*
+ * Both allocate_id calls: steps 1-5 under the lock, then the container's checks, and the
+ * allocation itself unless `check_only`.
+ */
+static zx_status_t allocate_id(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
+                               uint32_t options, uint32_t region_index, const void* blob,
+                               uint64_t blob_size, uint32_t* id, bool check_only) {
     if (core == NULL) {
         return ZX_ERR_INVALID_ARGS;
     }
@@ -241,15 +245,34 @@ zx_status_t iob_core_iob_allocate_id(iob_core_t* core, iob_session_id_t session,
         goto done;
     }
     uint32_t allocated = 0;
-    status = iob_idalloc_allocate(container, r->desc.size, blob, blob_size,
-                                  id != NULL ? &allocated : NULL);
+    status = check_only ? iob_idalloc_check(container, r->desc.size, blob_size, id == NULL)
+                        : iob_idalloc_allocate(container, r->desc.size, blob, blob_size,
+                                               id != NULL ? &allocated : NULL);
     if (status != ZX_OK) {
         IOB__ERR_SET(status, "region %u: allocating an ID for %" PRIu64 " bytes", region_index,
                      blob_size);
         goto done;
     }
-    *id = allocated;
+    if (!check_only) {
+        *id = allocated;
+    }
 done:
     iob__core_unlock(core);
     return status;
+}
+
+zx_status_t iob_core_iob_allocate_id(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
+                                     uint32_t options, uint32_t region_index, const void* blob,
+                                     uint64_t blob_size, uint32_t* id) {
+    return allocate_id(core, session, handle, options, region_index, blob, blob_size, id, false);
+}
+
+zx_status_t iob_core_iob_allocate_id_check(iob_core_t* core, iob_session_id_t session,
+                                           zx_handle_t handle, uint32_t options,
+                                           uint32_t region_index, uint64_t blob_size,
+                                           bool id_null) {
+    /* Any non-NULL pointer stands for the caller's: it is only compared with NULL. */
+    uint32_t id_stand_in = 0;
+    return allocate_id(core, session, handle, options, region_index, NULL, blob_size,
+                       id_null ? NULL : &id_stand_in, true);
 }

@@ -620,7 +620,15 @@ static void iobd__allocate_id(iobd_call_t* c, iob_session_id_t sid) {
     zx_status_t st = ZX_ERR_INVALID_ARGS;
     const char* detail = "AllocateIdRequest: blob must hold blob_size bytes";
     uint32_t id = 0;
-    if (req->blob_unreadable ? req->blob.len == 0 : req->blob.len == req->blob_size) {
+    if (req->check_only) {
+        if (!req->blob_unreadable && req->blob.len == 0) {
+            st = iob_core_iob_allocate_id_check(c->srv->core, sid, req->handle, req->options,
+                                                req->region_index, req->blob_size, req->id_null);
+            detail = iobd__detail(st);
+        } else {
+            detail = "AllocateIdRequest: check_only carries no blob and a readable one";
+        }
+    } else if (req->blob_unreadable ? req->blob.len == 0 : req->blob.len == req->blob_size) {
         const void* blob = req->blob_unreadable || req->blob.len == 0 ? NULL : req->blob.data;
         st = iob_core_iob_allocate_id(c->srv->core, sid, req->handle, req->options,
                                       req->region_index, blob, req->blob_size,

@@ -521,6 +521,66 @@ static void test_allocate_id(void** state) {
     zx_handle_close(ep1);
 }
 
+/*
+ * Blobs past one gRPC message (1 MiB) are not sent: iobd checks the call without them, so
+ * every error still comes in A.5's order, and only a call that would have gone on is
+ * ZX_ERR_NOT_SUPPORTED, with no ID taken. 1 MiB itself travels.
+ */
+static void test_allocate_id_large_blob(void** state) {
+    (void)state;
+    uint64_t region = 4u << 20;
+    zx_iob_region_t reg;
+    memset(&reg, 0, sizeof reg);
+    reg.type = ZX_IOB_REGION_TYPE_PRIVATE;
+    reg.access = ZX_IOB_ACCESS_EP0_CAN_MAP_READ | ZX_IOB_ACCESS_EP1_CAN_MEDIATED_WRITE;
+    reg.size = region;
+    reg.discipline.type = ZX_IOB_DISCIPLINE_TYPE_ID_ALLOCATOR;
+    zx_handle_t ep0, ep1;
+    assert_int_equal(zx_iob_create(0, &reg, 1, &ep0, &ep1), ZX_OK);
+    zx_vaddr_t map;
+    assert_int_equal(
+        zx_vmar_map_iob(zx_vmar_root_self(), ZX_VM_PERM_READ, 0, ep0, 0, 0, region, &map),
+        ZX_OK);
+    size_t big = 2u << 20;
+    unsigned char* blob = malloc(big);
+    assert_non_null(blob);
+    for (size_t i = 0; i < big; i++) {
+        blob[i] = (unsigned char)(i * 7u);
+    }
+    uint32_t id = 99;
+    assert_int_equal(zx_iob_allocate_id(ep1, 0, 0, blob, big, &id), ZX_ERR_NOT_SUPPORTED);
+    assert_int_equal(id, 99);
+    uint32_t next = 99;
+    assert_int_equal(iob_idalloc_next_id((const void*)map, region, &next), ZX_OK);
+    assert_int_equal(next, 0);
+    /* Every earlier step answers as it would with the blob. */
+    assert_int_equal(zx_iob_allocate_id(ep1, 1, 0, blob, big, &id), ZX_ERR_INVALID_ARGS);
+    assert_int_equal(zx_iob_allocate_id(0x7ffffff3u, 0, 0, blob, big, &id), ZX_ERR_BAD_HANDLE);
+    assert_int_equal(zx_iob_allocate_id(ep1, 0, 1, blob, big, &id), ZX_ERR_OUT_OF_RANGE);
+    assert_int_equal(zx_iob_allocate_id(ep0, 0, 0, blob, big, &id), ZX_ERR_ACCESS_DENIED);
+    assert_int_equal(zx_iob_allocate_id(ep1, 0, 0, blob, big, NULL), ZX_ERR_INVALID_ARGS);
+    void* none = mmap(NULL, big, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(none != MAP_FAILED);
+    assert_int_equal(zx_iob_allocate_id(ep1, 0, 0, none, big, &id), ZX_ERR_INVALID_ARGS);
+    /* Room is checked before the blob is looked at. */
+    assert_int_equal(zx_iob_allocate_id(ep1, 0, 0, none, 2 * region, &id), ZX_ERR_NO_MEMORY);
+    munmap(none, big);
+    assert_int_equal(iob_idalloc_next_id((const void*)map, region, &next), ZX_OK);
+    assert_int_equal(next, 0);
+    /* The largest blob that travels. */
+    assert_int_equal(zx_iob_allocate_id(ep1, 0, 0, blob, 1u << 20, &id), ZX_OK);
+    assert_int_equal(id, 0);
+    const void* p;
+    uint32_t size;
+    assert_int_equal(iob_idalloc_lookup((const void*)map, region, 0, &p, &size), ZX_OK);
+    assert_int_equal(size, 1u << 20);
+    assert_memory_equal(p, blob, size);
+    free(blob);
+    zx_vmar_unmap(zx_vmar_root_self(), map, region);
+    zx_handle_close(ep0);
+    zx_handle_close(ep1);
+}
+
 /* A writer killed mid-run: the reader sees PEER_CLOSED; iobd keeps serving. */
 static void test_writer_killed(void** state) {
     (void)state;
@@ -623,6 +683,7 @@ int main(int argc, char** argv) {
         cmocka_unit_test(test_strobe_event_keeps_user_signals),
         cmocka_unit_test(test_wrong_type_and_handle_ops),
         cmocka_unit_test(test_allocate_id),
+        cmocka_unit_test(test_allocate_id_large_blob),
         cmocka_unit_test(test_writer_process),
         cmocka_unit_test(test_writer_killed),
         cmocka_unit_test(test_latency),

@@ -479,8 +479,17 @@ static void test_idalloc_fuzz(void** state) {
         }
         uint32_t id;
         uint8_t blob[40] = {0};
-        zx_status_t st = iob_idalloc_allocate(base, size, blob, rnd(&seed) % 41, &id);
+        uint64_t blob_size = rnd(&seed) % 41;
+        /* The check answers what the allocation then does, and writes nothing. */
+        uint8_t before[256];
+        memcpy(before, base, size);
+        zx_status_t checked = iob_idalloc_check(base, size, blob_size, false);
+        assert_memory_equal(before, base, size);
+        zx_status_t st = iob_idalloc_allocate(base, size, blob, blob_size, &id);
         assert_true(st == ZX_OK || st == ZX_ERR_NO_MEMORY || st == ZX_ERR_IO_DATA_INTEGRITY);
+        assert_int_equal(st, checked);
+        assert_int_equal(iob_idalloc_check(base, size, 0, true),
+                         iob_idalloc_allocate(base, size, NULL, 0, NULL));
         free(base);
     }
 }

@@ -972,6 +972,45 @@ static void test_allocate_id_errors_in_order(void** state) {
     unmap_region(f, &x.map);
 }
 
+/* The check answers as the call would, step by step, and takes no ID. */
+static void test_allocate_id_check(void** state) {
+    fx_t* f = *state;
+    ida_fx_t x = ida_setup(f, P);
+    iob_core_t* c = f->core;
+    zx_handle_t no_write = 0, s = shared_create(f, 2 * P);
+    assert_int_equal(iob_core_handle_duplicate(c, f->a, x.e1, ZX_RIGHT_READ, &no_write), ZX_OK);
+    iob_idalloc_header_t* hdr = (iob_idalloc_header_t*)(void*)x.map.base;
+    assert_int_equal(iob_core_iob_allocate_id_check(c, f->a, x.e1, 1, 0, 10, false),
+                     ZX_ERR_INVALID_ARGS);
+    assert_int_equal(iob_core_iob_allocate_id_check(c, f->a, 0x1234567, 0, 0, 10, false),
+                     ZX_ERR_BAD_HANDLE);
+    assert_int_equal(iob_core_iob_allocate_id_check(c, f->a, s, 0, 0, 10, false),
+                     ZX_ERR_WRONG_TYPE);
+    assert_int_equal(iob_core_iob_allocate_id_check(c, f->a, no_write, 0, 0, 10, false),
+                     ZX_ERR_ACCESS_DENIED);
+    assert_int_equal(iob_core_iob_allocate_id_check(c, f->a, x.e1, 0, 2, 10, false),
+                     ZX_ERR_OUT_OF_RANGE);
+    assert_int_equal(iob_core_iob_allocate_id_check(c, f->a, x.e1, 0, 1, 10, false),
+                     ZX_ERR_WRONG_TYPE);
+    assert_int_equal(iob_core_iob_allocate_id_check(c, f->a, x.e0, 0, 0, 10, false),
+                     ZX_ERR_ACCESS_DENIED);
+    assert_int_equal(iob_core_iob_allocate_id_check(c, f->a, x.e1, 0, 0, P, false),
+                     ZX_ERR_NO_MEMORY);
+    hdr->next_id = UINT32_MAX;
+    assert_int_equal(iob_core_iob_allocate_id_check(c, f->a, x.e1, 0, 0, 10, false),
+                     ZX_ERR_IO_DATA_INTEGRITY);
+    hdr->next_id = 0;
+    assert_int_equal(iob_core_iob_allocate_id_check(c, f->a, x.e1, 0, 0, 10, true),
+                     ZX_ERR_INVALID_ARGS);
+    assert_int_equal(iob_core_iob_allocate_id_check(c, f->a, x.e1, 0, 0, P - 16, false), ZX_OK);
+    assert_int_equal(hdr->next_id, 0);
+    assert_int_equal(hdr->blob_head, P);
+    uint32_t id = 99;
+    assert_int_equal(alloc_id(f, x.e1, "abc", 3, &id), ZX_OK);
+    assert_int_equal(id, 0);
+    unmap_region(f, &x.map);
+}
+
 static void test_allocate_id_sequential_and_readable(void** state) {
     fx_t* f = *state;
     ida_fx_t x = ida_setup(f, 2 * P);
@@ -1052,6 +1091,7 @@ int main(void) {
         T(test_shared_region_lifetime),
         T(test_allocate_id_header_at_create),
         T(test_allocate_id_errors_in_order),
+        T(test_allocate_id_check),
         T(test_allocate_id_sequential_and_readable),
         T(test_allocate_id_until_full),
 #undef T
