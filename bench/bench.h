@@ -292,6 +292,14 @@ typedef struct bench_row {
      */
     double trial_rates[16];
     int trial_count;
+    /*
+     * For the row a target compares with another size (zero-copy at 32 B against the bare
+     * ring's copy rate at 8 B): that reference measured again right before each of this
+     * row's trials, so the two pair round by round like rows of one size. 0: none.
+     */
+    const char* reference;       /* what was measured, for the JSON */
+    double reference_rates[16];
+    int reference_count;
 } bench_row_t;
 
 typedef struct bench_latency_row {

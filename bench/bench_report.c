@@ -233,6 +233,15 @@ int bench_report_json(const char* path, const bench_machine_t* m, const bench_ro
                 fprintf(f, "%s%.0f", k > 0 ? ", " : "", r->trial_rates[k]);
             }
             fprintf(f, "], ");
+            if (r->reference_count > 0) {
+                fprintf(f, "\"reference\": ");
+                json_str(f, r->reference);
+                fprintf(f, ", \"reference_msgs_per_s_trials\": [");
+                for (int k = 0; k < r->reference_count; k++) {
+                    fprintf(f, "%s%.0f", k > 0 ? ", " : "", r->reference_rates[k]);
+                }
+                fprintf(f, "], ");
+            }
             fprintf(f,
                     "\"msgs_per_s\": %.0f, \"msgs_per_s_min\": %.0f, \"msgs_per_s_max\": %.0f, "
                     "\"payload_bytes_per_s\": %.0f, \"cpu_ns_per_msg\": %.2f, "
