@@ -266,6 +266,12 @@ int bench_report_json(const char* path, const bench_machine_t* m, const bench_ro
                     "\"trials\": %d, \"p50_ns\": %.0f, \"p99_ns\": %.0f, \"p999_ns\": %.0f, "
                     "\"p50_min_ns\": %.0f, \"p50_max_ns\": %.0f",
                     r->trials, r->p50_ns, r->p99_ns, r->p999_ns, r->p50_min, r->p50_max);
+            /* Every path's trial k ran in round k: ratios.py pairs them. */
+            fprintf(f, ", \"p50_ns_trials\": [");
+            for (int k = 0; k < r->trials && k < 16; k++) {
+                fprintf(f, "%s%.0f", k > 0 ? ", " : "", r->result[k].p50_ns);
+            }
+            fprintf(f, "]");
         }
         fprintf(f, "}%s\n", i + 1 < nlat ? "," : "");
     }
