@@ -166,7 +166,7 @@ typedef struct iob_broker_import_reply {
 /* zx_iob_writev's limits (IOB-SPEC.md A.6): 8 vectors, 65535 - 16 payload bytes. */
 #define IOB_BROKER_WRITEV_MAX_VECTORS 8u
 #define IOB_BROKER_WRITEV_MAX_BYTES 65519u
-/* Largest blob ALLOCATE_ID carries; a larger one goes over gRPC. */
+/* Largest blob ALLOCATE_ID carries in the datagram; a larger one travels in a memfd. */
 #define IOB_BROKER_MAX_BLOB 65519u
 
 /* iob_broker_writev_req_t.flags */
@@ -212,9 +212,16 @@ typedef struct iob_broker_writev_req {
 enum {
     IOB_BROKER_ALLOC_BLOB_UNREADABLE = 1u << 0, /* no blob bytes follow (A.5 step 6) */
     IOB_BROKER_ALLOC_ID_NULL = 1u << 1,         /* the caller's id pointer is NULL (step 7) */
+    /*
+     * A blob over IOB_BROKER_MAX_BLOB: no bytes follow; the message carries one fd
+     * (SCM_RIGHTS), a memfd whose first blob_size bytes are the blob. iobd reads it with
+     * pread (never maps it: a sender that shrinks it gets INVALID_ARGS, not a SIGBUS in iobd).
+     */
+    IOB_BROKER_ALLOC_BLOB_IN_FD = 1u << 2,
 };
 
-/* Followed by exactly blob_size bytes, or none with IOB_BROKER_ALLOC_BLOB_UNREADABLE. */
+/* Followed by exactly blob_size bytes, or none with IOB_BROKER_ALLOC_BLOB_UNREADABLE or
+ * IOB_BROKER_ALLOC_BLOB_IN_FD. */
 typedef struct iob_broker_allocate_id_req {
     iob_broker_hdr_t hdr;
     uint32_t layout; /* IOB_BROKER_MEDIATED_LAYOUT */

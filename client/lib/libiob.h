@@ -92,11 +92,12 @@ zx_status_t iob__broker_import(iob__session_t* session, const char* token, zx_ha
  *   nothing was sent; the caller finds out which and sends again;
  * - a transport status (ZX_ERR_TIMED_OUT, ZX_ERR_PEER_CLOSED, ZX_ERR_IO) when the request
  *   was sent but no answer came: it may have been carried out, so it is not repeated.
+ * fd, unless -1, travels with the request (SCM_RIGHTS) and stays the caller's to close.
  */
 struct iovec;
 zx_status_t iob__broker_mediated(iob__session_t* session, iob_broker_hdr_t* hdr,
-                                 const struct iovec* iov, size_t iovcnt, uint16_t reply_type,
-                                 void* reply, size_t reply_len);
+                                 const struct iovec* iov, size_t iovcnt, int fd,
+                                 uint16_t reply_type, void* reply, size_t reply_len);
 
 /* ---- Reading the caller's memory without faulting (mediated.c) ---- */
 

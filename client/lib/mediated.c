@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -94,6 +95,39 @@ static zx_status_t iob__user_readable(const void* src, uint64_t n) {
     }
     free(scratch);
     return st;
+}
+
+/*
+ * A sealed memfd holding the n bytes at src, for the broker (IOB_BROKER_ALLOC_BLOB_IN_FD):
+ * ZX_OK, ZX_ERR_INVALID_ARGS when src cannot be read (the kernel's write says EFAULT), or
+ * another status when no memfd could be made (the caller then goes another way).
+ */
+static zx_status_t iob__blob_memfd(const void* src, uint64_t n, int* fd_out) {
+    int fd = memfd_create("iob-allocate-id-blob", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0) {
+        return ZX_ERR_NO_RESOURCES;
+    }
+    zx_status_t st = ZX_OK;
+    for (uint64_t done = 0; done < n && st == ZX_OK;) {
+        ssize_t w = write(fd, (const unsigned char*)src + done, (size_t)(n - done));
+        if (w > 0) {
+            done += (uint64_t)w;
+        } else if (w < 0 && errno == EINTR) {
+            continue;
+        } else {
+            st = (w < 0 && errno == EFAULT) ? ZX_ERR_INVALID_ARGS : ZX_ERR_NO_MEMORY;
+        }
+    }
+    if (st == ZX_OK &&
+        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
+        st = ZX_ERR_NO_RESOURCES;
+    }
+    if (st != ZX_OK) {
+        close(fd);
+        return st;
+    }
+    *fd_out = fd;
+    return ZX_OK;
 }
 
 /* ---- zx_iob_create_shared_region ---- */
@@ -215,7 +249,7 @@ static zx_status_t iob__writev_broker(iob__session_t* s, iob__writev_plan_t* p,
                                       .iov_len = p->vecs[i].capacity};
         }
     }
-    zx_status_t st = iob__broker_mediated(s, &req.hdr, iov, n, IOB_BROKER_WRITEV | IOB_BROKER_REPLY,
+    zx_status_t st = iob__broker_mediated(s, &req.hdr, iov, n, -1, IOB_BROKER_WRITEV | IOB_BROKER_REPLY,
                                           &reply, sizeof reply);
     if (st == ZX_ERR_IO_INVALID) {
         /*
@@ -229,7 +263,7 @@ static zx_status_t iob__writev_broker(iob__session_t* s, iob__writev_plan_t* p,
         iob__writev_gather(p, buf);
         iob__writev_fill_req(p, handle, options, region_index, &req);
         iov[1] = (struct iovec){.iov_base = buf, .iov_len = p->data_len};
-        st = iob__broker_mediated(s, &req.hdr, iov, p->data_len > 0 ? 2 : 1,
+        st = iob__broker_mediated(s, &req.hdr, iov, p->data_len > 0 ? 2 : 1, -1,
                                   IOB_BROKER_WRITEV | IOB_BROKER_REPLY, &reply, sizeof reply);
         free(buf);
         if (st == ZX_ERR_IO_INVALID) {
@@ -283,7 +317,13 @@ zx_status_t zx_iob_allocate_id(zx_handle_t handle, zx_iob_allocate_id_options_t 
     }
     uint32_t got = 0;
     st = ZX_ERR_NEXT;
-    if (unreadable || blob_size <= IOB_BROKER_MAX_BLOB) {
+    int blob_fd = -1;
+    if (!unreadable && blob_size > IOB_BROKER_MAX_BLOB) {
+        /* Too large for a datagram: the broker reads it from a memfd instead. */
+        zx_status_t made = iob__blob_memfd(blob, blob_size, &blob_fd);
+        unreadable = made == ZX_ERR_INVALID_ARGS;
+    }
+    if (unreadable || blob_size <= IOB_BROKER_MAX_BLOB || blob_fd >= 0) {
         iob_broker_allocate_id_req_t req;
         iob_broker_allocate_id_reply_t reply;
         for (int attempt = 0; attempt < 2 && (st == ZX_ERR_NEXT || st == ZX_ERR_IO_INVALID);
@@ -291,7 +331,7 @@ zx_status_t zx_iob_allocate_id(zx_handle_t handle, zx_iob_allocate_id_options_t 
             if (st == ZX_ERR_IO_INVALID) {
                 unreadable = true; /* the kernel could not read the blob: nothing was sent */
             }
-            size_t body = unreadable ? 0u : (size_t)blob_size;
+            size_t body = unreadable || blob_fd >= 0 ? 0u : (size_t)blob_size;
             memset(&req, 0, sizeof req);
             iob_broker_hdr_init(&req.hdr, IOB_BROKER_ALLOCATE_ID, (uint32_t)(sizeof req + body), 0);
             req.layout = IOB_BROKER_MEDIATED_LAYOUT;
@@ -299,11 +339,12 @@ zx_status_t zx_iob_allocate_id(zx_handle_t handle, zx_iob_allocate_id_options_t 
             req.options = options;
             req.region_index = region_index;
             req.flags = (unreadable ? IOB_BROKER_ALLOC_BLOB_UNREADABLE : 0u) |
-                        (id == NULL ? IOB_BROKER_ALLOC_ID_NULL : 0u);
+                        (id == NULL ? IOB_BROKER_ALLOC_ID_NULL : 0u) |
+                        (blob_fd >= 0 ? IOB_BROKER_ALLOC_BLOB_IN_FD : 0u);
             req.blob_size = blob_size;
             struct iovec iov[2] = {{.iov_base = &req, .iov_len = sizeof req},
                                    {.iov_base = (void*)(uintptr_t)blob, .iov_len = body}};
-            st = iob__broker_mediated(s, &req.hdr, iov, body > 0 ? 2 : 1,
+            st = iob__broker_mediated(s, &req.hdr, iov, body > 0 ? 2 : 1, blob_fd,
                                       IOB_BROKER_ALLOCATE_ID | IOB_BROKER_REPLY, &reply,
                                       sizeof reply);
             if (st == ZX_OK) {
@@ -313,6 +354,9 @@ zx_status_t zx_iob_allocate_id(zx_handle_t handle, zx_iob_allocate_id_options_t 
                 break;
             }
         }
+    }
+    if (blob_fd >= 0) {
+        close(blob_fd);
     }
     if (st == ZX_ERR_NEXT) {
         void* copy = NULL;

@@ -445,8 +445,8 @@ zx_status_t iob__broker_import(iob__session_t* s, const char* token, zx_handle_t
 }
 
 zx_status_t iob__broker_mediated(iob__session_t* s, iob_broker_hdr_t* hdr,
-                                 const struct iovec* iov, size_t iovcnt, uint16_t reply_type,
-                                 void* reply, size_t reply_len) {
+                                 const struct iovec* iov, size_t iovcnt, int fd,
+                                 uint16_t reply_type, void* reply, size_t reply_len) {
     pthread_mutex_lock(&s->broker_lock);
     zx_status_t st = s->broker_no_mediated ? ZX_ERR_NOT_SUPPORTED : iob__broker_ensure(s);
     if (st != ZX_OK || s->broker_no_mediated) {
@@ -456,6 +456,20 @@ zx_status_t iob__broker_mediated(iob__session_t* s, iob_broker_hdr_t* hdr,
     uint64_t id = s->next_request_id++;
     hdr->request_id = id;
     struct msghdr msg = {.msg_iov = (struct iovec*)(uintptr_t)iov, .msg_iovlen = iovcnt};
+    union {
+        struct cmsghdr align;
+        char bytes[CMSG_SPACE(sizeof(int))];
+    } control;
+    if (fd >= 0) {
+        memset(&control, 0, sizeof control);
+        msg.msg_control = control.bytes;
+        msg.msg_controllen = sizeof control.bytes;
+        struct cmsghdr* cm = CMSG_FIRSTHDR(&msg);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+    }
     ssize_t n;
     do {
         /* MSG_NOSIGNAL: a vanished iobd is a status, not a SIGPIPE in the caller's process. */

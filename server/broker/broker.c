@@ -85,6 +85,8 @@ struct iobd_broker {
      * copies them into the shared region, the only copy on iobd's side.
      */
     iobd__rx_t* rx;
+    /* The fd the datagram in rx carried (an ALLOCATE_ID blob), or -1; its handler takes it. */
+    int rx_fd;
 };
 
 #define IOBD__BROKER_RX_SIZE (IOB_BROKER_MAX_MEDIATED_MSG + 1)
@@ -374,12 +376,55 @@ static void iobd__handle_writev(iobd__conn_t* conn, const iob_broker_writev_req_
     iobd__reply_status(conn, IOB_BROKER_WRITEV | IOB_BROKER_REPLY, hdr->request_id, st);
 }
 
+/*
+ * Reads an IOB_BROKER_ALLOC_BLOB_IN_FD blob: a memfd (only shmem files take seals) holding
+ * at least blob_size bytes, read with pread. NULL with *bad set when the fd is not that, or
+ * shrank while being read; NULL with *bad clear when memory ran out.
+ */
+static void* iobd__read_blob_fd(int fd, uint64_t blob_size, bool* bad) {
+    struct stat st;
+    *bad = true;
+    if (fcntl(fd, F_GET_SEALS) < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+        (uint64_t)st.st_size < blob_size || blob_size > SIZE_MAX) {
+        return NULL;
+    }
+    *bad = false;
+    unsigned char* buf = malloc(blob_size > 0 ? (size_t)blob_size : 1u);
+    if (buf == NULL) {
+        return NULL;
+    }
+    size_t done = 0;
+    while (done < blob_size) {
+        ssize_t n = pread(fd, buf + done, (size_t)blob_size - done, (off_t)done);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            *bad = true;
+            free(buf);
+            return NULL;
+        }
+        done += (size_t)n;
+    }
+    return buf;
+}
+
 static void iobd__handle_allocate_id(iobd__conn_t* conn, const iob_broker_allocate_id_req_t* req,
                                      size_t len) {
-    const uint32_t known = IOB_BROKER_ALLOC_BLOB_UNREADABLE | IOB_BROKER_ALLOC_ID_NULL;
+    const uint32_t known =
+        IOB_BROKER_ALLOC_BLOB_UNREADABLE | IOB_BROKER_ALLOC_ID_NULL | IOB_BROKER_ALLOC_BLOB_IN_FD;
     bool unreadable = (req->flags & IOB_BROKER_ALLOC_BLOB_UNREADABLE) != 0;
+    bool in_fd = (req->flags & IOB_BROKER_ALLOC_BLOB_IN_FD) != 0;
+    int fd = conn->broker->rx_fd;
+    conn->broker->rx_fd = -1;
     uint64_t body = len - sizeof *req;
-    if ((req->flags & ~known) != 0 || (unreadable ? body != 0 : body != req->blob_size)) {
+    bool layout_ok = (req->flags & ~known) == 0 &&
+                     (in_fd ? !unreadable && body == 0 && fd >= 0
+                            : (unreadable ? body == 0 : body == req->blob_size));
+    if (!layout_ok) {
+        if (fd >= 0) {
+            close(fd);
+        }
         iobd__bad_message(conn, req->hdr.request_id, ZX_ERR_INVALID_ARGS, "allocate_id layout");
         return;
     }
@@ -388,16 +433,40 @@ static void iobd__handle_allocate_id(iobd__conn_t* conn, const iob_broker_alloca
     iob_broker_hdr_init(&reply.hdr, IOB_BROKER_ALLOCATE_ID | IOB_BROKER_REPLY, sizeof reply,
                         req->hdr.request_id);
     zx_status_t st = ZX_ERR_BAD_STATE;
-    if (conn->attached) {
+    bool id_null = (req->flags & IOB_BROKER_ALLOC_ID_NULL) != 0;
+    void* fd_blob = NULL;
+    if (conn->attached && in_fd) {
+        /* Every check first: the blob is read only for a call that will use it. */
+        st = iob_core_iob_allocate_id_check(conn->broker->core, conn->session, req->handle,
+                                            req->options, req->region_index, req->blob_size,
+                                            id_null);
+        bool bad = false;
+        if (st == ZX_OK && (fd_blob = iobd__read_blob_fd(fd, req->blob_size, &bad)) == NULL) {
+            close(fd);
+            if (bad) {
+                iobd__bad_message(conn, req->hdr.request_id, ZX_ERR_INVALID_ARGS,
+                                  "allocate_id blob fd");
+                return;
+            }
+            st = ZX_ERR_NO_MEMORY;
+            fd = -1;
+        }
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    if (conn->attached && (!in_fd || fd_blob != NULL)) {
         uint32_t id = 0;
-        const void* blob = unreadable || req->blob_size == 0 ? NULL : (const void*)(req + 1);
-        bool id_null = (req->flags & IOB_BROKER_ALLOC_ID_NULL) != 0;
+        const void* blob = in_fd ? fd_blob
+                           : unreadable || req->blob_size == 0 ? NULL
+                                                                : (const void*)(req + 1);
         st = iob_core_iob_allocate_id(conn->broker->core, conn->session, req->handle,
                                       req->options, req->region_index, blob, req->blob_size,
                                       id_null ? NULL : &id);
         reply.id = st == ZX_OK ? id : 0u;
         conn->broker->stats.allocate_ids++;
     }
+    free(fd_blob);
     reply.status = st;
     zx_status_t sent = iobd__send(conn, &reply, sizeof reply, -1);
     if (sent != ZX_OK) {
@@ -505,7 +574,11 @@ static void iobd__conn_on_readable(uv_poll_t* poll, int status, int events) {
             iobd__conn_close(conn, zx_status_get_string(st));
             return;
         }
-        if (nfds > 0) {
+        /* Only an ALLOCATE_ID that says its blob is in an fd may carry one, and just one. */
+        bool blob_fd = nfds == 1 && len >= sizeof(iob_broker_allocate_id_req_t) &&
+                       broker->rx->hdr.type == IOB_BROKER_ALLOCATE_ID &&
+                       (broker->rx->allocate_id.flags & IOB_BROKER_ALLOC_BLOB_IN_FD) != 0;
+        if (nfds > 0 && !blob_fd) {
             for (size_t k = 0; k < nfds; k++) {
                 close(fds[k]);
             }
@@ -514,7 +587,12 @@ static void iobd__conn_on_readable(uv_poll_t* poll, int status, int events) {
             continue;
         }
         bool import = len >= sizeof(iob_broker_hdr_t) && broker->rx->hdr.type == IOB_BROKER_IMPORT;
+        broker->rx_fd = blob_fd ? fds[0] : -1;
         iobd__dispatch(conn, len);
+        if (broker->rx_fd >= 0) {
+            close(broker->rx_fd); /* the message was refused before its handler took it */
+            broker->rx_fd = -1;
+        }
         /* An IMPORT carried a credential: it does not linger in memory. */
         if (import) {
             explicit_bzero(broker->rx, len);
@@ -600,6 +678,7 @@ static void iobd__listen_on_close(uv_handle_t* handle) {
     iobd_broker_t* broker = handle->data;
     close(broker->listen_fd);
     broker->listen_fd = -1;
+    broker->rx_fd = -1;
     broker->open_handles--;
     iobd__maybe_free(broker);
 }
@@ -682,6 +761,7 @@ zx_status_t iobd_broker_start(uv_loop_t* loop, iob_core_t* core, const iobd_brok
     broker->config = *config;
     broker->config.socket_path = broker->socket_path;
     broker->listen_fd = -1;
+    broker->rx_fd = -1;
     broker->rx = malloc(IOBD__BROKER_RX_SIZE);
     zx_status_t st = broker->rx != NULL ? iobd__listen(broker) : ZX_ERR_NO_MEMORY;
     if (st != ZX_OK) {

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -341,11 +342,150 @@ static void test_attached(void** state) {
     zx_handle_close(sr);
 }
 
+/* Sends msg (and body) with `pass` attached as SCM_RIGHTS (none when pass < 0). */
+static void send_with_fd(int fd, const void* msg, size_t len, const void* body, size_t blen,
+                         int pass) {
+    struct iovec iov[2] = {{(void*)(uintptr_t)msg, len}, {(void*)(uintptr_t)body, blen}};
+    char cbuf[CMSG_SPACE(sizeof(int))];
+    memset(cbuf, 0, sizeof cbuf);
+    struct msghdr m = {.msg_iov = iov, .msg_iovlen = blen > 0 ? 2 : 1};
+    if (pass >= 0) {
+        m.msg_control = cbuf;
+        m.msg_controllen = sizeof cbuf;
+        struct cmsghdr* c = CMSG_FIRSTHDR(&m);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &pass, sizeof pass);
+    }
+    assert_int_equal(sendmsg(fd, &m, MSG_NOSIGNAL), (ssize_t)(len + blen));
+}
+
+static int blob_memfd(size_t n, unsigned char fill) {
+    int m = memfd_create("iob-test-blob-fd", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    assert_true(m >= 0);
+    unsigned char* b = malloc(n);
+    assert_non_null(b);
+    memset(b, fill, n);
+    assert_int_equal(write(m, b, n), (ssize_t)n);
+    free(b);
+    return m;
+}
+
+/*
+ * ALLOCATE_ID with the blob in a memfd (IOB_BROKER_ALLOC_BLOB_IN_FD): stored when the fd is
+ * a memfd holding the blob; every other fd or layout refused, and never kept by iobd.
+ */
+static void test_blob_in_fd(void** state) {
+    (void)state;
+    uint64_t region = 1u << 20;
+    zx_iob_region_t reg;
+    memset(&reg, 0, sizeof reg);
+    reg.type = ZX_IOB_REGION_TYPE_PRIVATE;
+    reg.access = ZX_IOB_ACCESS_EP0_CAN_MAP_READ | ZX_IOB_ACCESS_EP1_CAN_MEDIATED_WRITE;
+    reg.size = region;
+    reg.discipline.type = ZX_IOB_DISCIPLINE_TYPE_ID_ALLOCATOR;
+    zx_handle_t ep0, ep1;
+    assert_int_equal(zx_iob_create(0, &reg, 1, &ep0, &ep1), ZX_OK);
+    zx_vaddr_t map;
+    assert_int_equal(
+        zx_vmar_map_iob(zx_vmar_root_self(), ZX_VM_PERM_READ, 0, ep0, 0, 0, region, &map),
+        ZX_OK);
+    iob__session_t* s;
+    assert_int_equal(iob__session_get(&s), ZX_OK);
+    int fd = raw_connect();
+    iob_broker_attach_req_t at;
+    memset(&at, 0, sizeof at);
+    iob_broker_hdr_init(&at.hdr, IOB_BROKER_ATTACH, sizeof at, 1);
+    at.session_id = s->info.session_id;
+    memcpy(at.secret, s->info.secret, sizeof at.secret);
+    iob__session_put(s);
+    send_all(fd, &at, sizeof at, NULL, 0);
+    iob_broker_status_reply_t r;
+    assert_int_equal(recv_reply(fd, &r, sizeof r), IOB_BROKER_ATTACH | IOB_BROKER_REPLY);
+    assert_int_equal(r.status, ZX_OK);
+
+    size_t n = 100000;
+    iob_broker_allocate_id_req_t a;
+    memset(&a, 0, sizeof a);
+    iob_broker_hdr_init(&a.hdr, IOB_BROKER_ALLOCATE_ID, sizeof a, 2);
+    a.layout = IOB_BROKER_MEDIATED_LAYOUT;
+    a.handle = ep1;
+    a.flags = IOB_BROKER_ALLOC_BLOB_IN_FD;
+    a.blob_size = n;
+    iob_broker_allocate_id_reply_t ar;
+
+    /* The flag without an fd, or with bytes as well, or with the unreadable flag. */
+    send_with_fd(fd, &a, sizeof a, NULL, 0, -1);
+    expect_error(fd, 2, ZX_ERR_INVALID_ARGS);
+    int good = blob_memfd(n, 0x5a);
+    a.hdr.size = sizeof a + 3;
+    send_with_fd(fd, &a, sizeof a, "abc", 3, good);
+    expect_error(fd, 2, ZX_ERR_INVALID_ARGS);
+    a.hdr.size = sizeof a;
+    a.flags = IOB_BROKER_ALLOC_BLOB_IN_FD | IOB_BROKER_ALLOC_BLOB_UNREADABLE;
+    send_with_fd(fd, &a, sizeof a, NULL, 0, good);
+    expect_error(fd, 2, ZX_ERR_INVALID_ARGS);
+    /* An fd without the flag is any other message's fd. */
+    a.flags = 0;
+    a.blob_size = 0;
+    send_with_fd(fd, &a, sizeof a, NULL, 0, good);
+    expect_error(fd, 2, ZX_ERR_INVALID_ARGS);
+    a.flags = IOB_BROKER_ALLOC_BLOB_IN_FD;
+    a.blob_size = n;
+    /* Not a memfd (a pipe), and a memfd shorter than the blob. */
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    struct stat pst;
+    assert_int_equal(fstat(p[0], &pst), 0);
+    char pipe_name[64];
+    snprintf(pipe_name, sizeof pipe_name, "pipe:[%lu]", (unsigned long)pst.st_ino);
+    send_with_fd(fd, &a, sizeof a, NULL, 0, p[0]);
+    expect_error(fd, 2, ZX_ERR_INVALID_ARGS);
+    int short_fd = blob_memfd(n - 1, 0x5a);
+    send_with_fd(fd, &a, sizeof a, NULL, 0, short_fd);
+    expect_error(fd, 2, ZX_ERR_INVALID_ARGS);
+    /* The checks come before the blob is read: a bad handle is the call's own status. */
+    a.handle = 0x7ffffff3u;
+    send_with_fd(fd, &a, sizeof a, NULL, 0, p[0]);
+    assert_int_equal(recv_reply(fd, &ar, sizeof ar), IOB_BROKER_ALLOCATE_ID | IOB_BROKER_REPLY);
+    assert_int_equal(ar.status, ZX_ERR_BAD_HANDLE);
+    a.handle = ep1;
+    /* Nothing was taken by any of those. */
+    uint32_t next = 99;
+    assert_int_equal(iob_idalloc_next_id((const void*)map, region, &next), ZX_OK);
+    assert_int_equal(next, 0);
+    /* A memfd with the blob: stored. */
+    send_with_fd(fd, &a, sizeof a, NULL, 0, good);
+    assert_int_equal(recv_reply(fd, &ar, sizeof ar), IOB_BROKER_ALLOCATE_ID | IOB_BROKER_REPLY);
+    assert_int_equal(ar.status, ZX_OK);
+    assert_int_equal(ar.id, 0);
+    const void* blob;
+    uint32_t size;
+    assert_int_equal(iob_idalloc_lookup((const void*)map, region, 0, &blob, &size), ZX_OK);
+    assert_int_equal(size, n);
+    const unsigned char* b = blob;
+    assert_int_equal(b[0], 0x5a);
+    assert_int_equal(b[n - 1], 0x5a);
+    /* iobd kept none of the descriptors (its reply follows the close). */
+    close(good);
+    close(short_fd);
+    close(p[0]);
+    close(p[1]);
+    assert_int_equal(iobd_fds_naming("iob-test-blob-fd"), 0);
+    assert_int_equal(iobd_fds_naming(pipe_name), 0);
+    close(fd);
+    zx_vmar_unmap(zx_vmar_root_self(), map, region);
+    zx_handle_close(ep0);
+    zx_handle_close(ep1);
+}
+
 int main(void) {
     map_daemon_start(&g_daemon, NULL);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_attached),
+        cmocka_unit_test(test_blob_in_fd),
     };
     int rc = cmocka_run_group_tests_name("mediated_broker", tests, NULL, NULL);
     map_daemon_stop(&g_daemon);
