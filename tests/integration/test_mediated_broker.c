@@ -113,6 +113,43 @@ static void send_all(int fd, const void* a, size_t alen, const void* b, size_t b
     assert_int_equal(sendmsg(fd, &m, MSG_NOSIGNAL), (ssize_t)(alen + blen));
 }
 
+/* Sends msg (and body) with `pass` attached as SCM_RIGHTS (none when pass < 0). */
+static void send_with_fd(int fd, const void* msg, size_t len, const void* body, size_t blen,
+                         int pass) {
+    struct iovec iov[2] = {{(void*)(uintptr_t)msg, len}, {(void*)(uintptr_t)body, blen}};
+    char cbuf[CMSG_SPACE(sizeof(int))];
+    memset(cbuf, 0, sizeof cbuf);
+    struct msghdr m = {.msg_iov = iov, .msg_iovlen = blen > 0 ? 2 : 1};
+    if (pass >= 0) {
+        m.msg_control = cbuf;
+        m.msg_controllen = sizeof cbuf;
+        struct cmsghdr* c = CMSG_FIRSTHDR(&m);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &pass, sizeof pass);
+    }
+    assert_int_equal(sendmsg(fd, &m, MSG_NOSIGNAL), (ssize_t)(len + blen));
+}
+
+/* A raw connection attached to this process's session. */
+static int attached_connect(void) {
+    iob__session_t* s;
+    assert_int_equal(iob__session_get(&s), ZX_OK);
+    int fd = raw_connect();
+    iob_broker_attach_req_t at;
+    memset(&at, 0, sizeof at);
+    iob_broker_hdr_init(&at.hdr, IOB_BROKER_ATTACH, sizeof at, 1);
+    at.session_id = s->info.session_id;
+    memcpy(at.secret, s->info.secret, sizeof at.secret);
+    iob__session_put(s);
+    send_all(fd, &at, sizeof at, NULL, 0);
+    iob_broker_status_reply_t r;
+    assert_int_equal(recv_reply(fd, &r, sizeof r), IOB_BROKER_ATTACH | IOB_BROKER_REPLY);
+    assert_int_equal(r.status, ZX_OK);
+    return fd;
+}
+
 static void test_malformed(void** state) {
     (void)state;
     int fd = raw_connect();
@@ -210,17 +247,7 @@ static void test_malformed(void** state) {
     assert_true(pass >= 0);
     for (int k = 0; k < 3; k++) {
         writev_init(&w, 22, 0);
-        char cbuf[CMSG_SPACE(sizeof(int))];
-        memset(cbuf, 0, sizeof cbuf);
-        struct iovec iov = {&w, sizeof w};
-        struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-                           .msg_controllen = sizeof cbuf};
-        struct cmsghdr* c = CMSG_FIRSTHDR(&m);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(c), &pass, sizeof pass);
-        assert_int_equal(sendmsg(fd, &m, MSG_NOSIGNAL), (ssize_t)sizeof w);
+        send_with_fd(fd, &w, sizeof w, NULL, 0, pass);
         expect_error(fd, 22, ZX_ERR_INVALID_ARGS);
     }
     /* The reply is sent after the close: no fd of ours stayed in iobd. */
@@ -273,19 +300,8 @@ static void test_attached(void** state) {
                                      ep0, 0, 0, 4 * pg, &map),
                      ZX_OK);
 
-    iob__session_t* s;
-    assert_int_equal(iob__session_get(&s), ZX_OK);
-    int fd = raw_connect();
-    iob_broker_attach_req_t at;
-    memset(&at, 0, sizeof at);
-    iob_broker_hdr_init(&at.hdr, IOB_BROKER_ATTACH, sizeof at, 1);
-    at.session_id = s->info.session_id;
-    memcpy(at.secret, s->info.secret, sizeof at.secret);
-    iob__session_put(s);
-    send_all(fd, &at, sizeof at, NULL, 0);
+    int fd = attached_connect();
     iob_broker_status_reply_t r;
-    assert_int_equal(recv_reply(fd, &r, sizeof r), IOB_BROKER_ATTACH | IOB_BROKER_REPLY);
-    assert_int_equal(r.status, ZX_OK);
 
     /* Two vectors, the second unreadable: NOT_FOUND from the core, nothing written. */
     iob_broker_writev_req_t w;
@@ -342,25 +358,6 @@ static void test_attached(void** state) {
     zx_handle_close(sr);
 }
 
-/* Sends msg (and body) with `pass` attached as SCM_RIGHTS (none when pass < 0). */
-static void send_with_fd(int fd, const void* msg, size_t len, const void* body, size_t blen,
-                         int pass) {
-    struct iovec iov[2] = {{(void*)(uintptr_t)msg, len}, {(void*)(uintptr_t)body, blen}};
-    char cbuf[CMSG_SPACE(sizeof(int))];
-    memset(cbuf, 0, sizeof cbuf);
-    struct msghdr m = {.msg_iov = iov, .msg_iovlen = blen > 0 ? 2 : 1};
-    if (pass >= 0) {
-        m.msg_control = cbuf;
-        m.msg_controllen = sizeof cbuf;
-        struct cmsghdr* c = CMSG_FIRSTHDR(&m);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(c), &pass, sizeof pass);
-    }
-    assert_int_equal(sendmsg(fd, &m, MSG_NOSIGNAL), (ssize_t)(len + blen));
-}
-
 static int blob_memfd(size_t n, unsigned char fill) {
     int m = memfd_create("iob-test-blob-fd", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     assert_true(m >= 0);
@@ -391,19 +388,7 @@ static void test_blob_in_fd(void** state) {
     assert_int_equal(
         zx_vmar_map_iob(zx_vmar_root_self(), ZX_VM_PERM_READ, 0, ep0, 0, 0, region, &map),
         ZX_OK);
-    iob__session_t* s;
-    assert_int_equal(iob__session_get(&s), ZX_OK);
-    int fd = raw_connect();
-    iob_broker_attach_req_t at;
-    memset(&at, 0, sizeof at);
-    iob_broker_hdr_init(&at.hdr, IOB_BROKER_ATTACH, sizeof at, 1);
-    at.session_id = s->info.session_id;
-    memcpy(at.secret, s->info.secret, sizeof at.secret);
-    iob__session_put(s);
-    send_all(fd, &at, sizeof at, NULL, 0);
-    iob_broker_status_reply_t r;
-    assert_int_equal(recv_reply(fd, &r, sizeof r), IOB_BROKER_ATTACH | IOB_BROKER_REPLY);
-    assert_int_equal(r.status, ZX_OK);
+    int fd = attached_connect();
 
     size_t n = 100000;
     iob_broker_allocate_id_req_t a;
