@@ -678,7 +678,6 @@ static void iobd__listen_on_close(uv_handle_t* handle) {
     iobd_broker_t* broker = handle->data;
     close(broker->listen_fd);
     broker->listen_fd = -1;
-    broker->rx_fd = -1;
     broker->open_handles--;
     iobd__maybe_free(broker);
 }
