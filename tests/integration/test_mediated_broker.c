@@ -26,6 +26,7 @@
 #include <zircon/syscalls.h>
 
 #include "client/lib/libiob.h"
+#include "idalloc_iob.h"
 #include "map_harness.h"
 #include "shm/broker_wire.h"
 #include "shm/mediated.h"
@@ -376,18 +377,9 @@ static int blob_memfd(size_t n, unsigned char fill) {
 static void test_blob_in_fd(void** state) {
     (void)state;
     uint64_t region = 1u << 20;
-    zx_iob_region_t reg;
-    memset(&reg, 0, sizeof reg);
-    reg.type = ZX_IOB_REGION_TYPE_PRIVATE;
-    reg.access = ZX_IOB_ACCESS_EP0_CAN_MAP_READ | ZX_IOB_ACCESS_EP1_CAN_MEDIATED_WRITE;
-    reg.size = region;
-    reg.discipline.type = ZX_IOB_DISCIPLINE_TYPE_ID_ALLOCATOR;
     zx_handle_t ep0, ep1;
-    assert_int_equal(zx_iob_create(0, &reg, 1, &ep0, &ep1), ZX_OK);
     zx_vaddr_t map;
-    assert_int_equal(
-        zx_vmar_map_iob(zx_vmar_root_self(), ZX_VM_PERM_READ, 0, ep0, 0, 0, region, &map),
-        ZX_OK);
+    assert_int_equal(idalloc_iob_create(region, &ep0, &ep1, &map), ZX_OK);
     int fd = attached_connect();
 
     size_t n = 100000;

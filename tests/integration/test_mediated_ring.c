@@ -35,6 +35,7 @@
 #include <zircon/syscalls.h>
 
 #include "client/lib/libiob.h"
+#include "idalloc_iob.h"
 #include "map_harness.h"
 #include "mediated_records.h"
 #include "shm/mediated.h"
@@ -473,18 +474,9 @@ static void test_wrong_type_and_handle_ops(void** state) {
 static void test_allocate_id(void** state) {
     (void)state;
     uint64_t pg = zx_system_get_page_size();
-    zx_iob_region_t reg;
-    memset(&reg, 0, sizeof reg);
-    reg.type = ZX_IOB_REGION_TYPE_PRIVATE;
-    reg.access = ZX_IOB_ACCESS_EP0_CAN_MAP_READ | ZX_IOB_ACCESS_EP1_CAN_MEDIATED_WRITE;
-    reg.size = 4 * pg;
-    reg.discipline.type = ZX_IOB_DISCIPLINE_TYPE_ID_ALLOCATOR;
     zx_handle_t ep0, ep1;
-    assert_int_equal(zx_iob_create(0, &reg, 1, &ep0, &ep1), ZX_OK);
     zx_vaddr_t map;
-    assert_int_equal(zx_vmar_map_iob(zx_vmar_root_self(), ZX_VM_PERM_READ, 0, ep0, 0, 0, 4 * pg,
-                                     &map),
-                     ZX_OK);
+    assert_int_equal(idalloc_iob_create(4 * pg, &ep0, &ep1, &map), ZX_OK);
     const char* blobs[] = {"first", "", "the third blob"};
     for (uint32_t i = 0; i < 3; i++) {
         uint32_t id = 99;
@@ -530,18 +522,9 @@ static void test_allocate_id(void** state) {
 static void test_allocate_id_large_blob(void** state) {
     (void)state;
     uint64_t region = 4u << 20;
-    zx_iob_region_t reg;
-    memset(&reg, 0, sizeof reg);
-    reg.type = ZX_IOB_REGION_TYPE_PRIVATE;
-    reg.access = ZX_IOB_ACCESS_EP0_CAN_MAP_READ | ZX_IOB_ACCESS_EP1_CAN_MEDIATED_WRITE;
-    reg.size = region;
-    reg.discipline.type = ZX_IOB_DISCIPLINE_TYPE_ID_ALLOCATOR;
     zx_handle_t ep0, ep1;
-    assert_int_equal(zx_iob_create(0, &reg, 1, &ep0, &ep1), ZX_OK);
     zx_vaddr_t map;
-    assert_int_equal(
-        zx_vmar_map_iob(zx_vmar_root_self(), ZX_VM_PERM_READ, 0, ep0, 0, 0, region, &map),
-        ZX_OK);
+    assert_int_equal(idalloc_iob_create(region, &ep0, &ep1, &map), ZX_OK);
     size_t big = 2u << 20;
     unsigned char* blob = malloc(big);
     assert_non_null(blob);
