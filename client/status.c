@@ -4,6 +4,12 @@
 
 #include "client/status_text.h"
 
+/* Each row of the list has the value of the macro of the same name (errors.h spells both). */
+#define IOB__STATUS_MATCHES_MACRO(name, value, msg) \
+    _Static_assert((name) == (value), #name " differs from its row in ZX_STATUS_LIST");
+ZX_STATUS_LIST(IOB__STATUS_MATCHES_MACRO)
+#undef IOB__STATUS_MATCHES_MACRO
+
 const char* zx_status_get_string(zx_status_t status) {
     switch (status) {
 #define IOB__STATUS_NAME(name, value, msg) \
