@@ -1,14 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * A client that destroys memory of regions it may write (iob_hostile_peer, a separate
- * process) cannot take iobd down. With 2 MiB hugepages (argument "2M") the hole it punches
+ * process) cannot take iobd down. With 2 MiB hugepages (idalloc, writev, region) the hole it punches
  * cannot be filled again once it has drained the pool, so iobd's next access there faults:
  * zx_iob_allocate_id, zx_iob_writev and ReadRegion/WriteRegion each answer
  * ZX_ERR_IO_DATA_INTEGRITY (iob_core.h), iobd stays alive, serves another client promptly
  * meanwhile, and once the attacker is killed its descriptors and accounted bytes are back
- * at their start values. With 4 KiB pages ("4K") the same hole is harmless: iobd reads
+ * at their start values. With 4 KiB pages (shmem) the same hole is harmless: iobd reads
  * zeros there, and the region cannot be truncated or sealed further.
- * The 2M variant is skipped when the pool cannot hold its pages or may overcommit (a
+ * The hugepage runs are skipped when the pool cannot hold its pages or may overcommit (a
  * surplus page would fill the hole).
  */
 #include <dirent.h>
@@ -42,6 +42,7 @@ static map_daemon_t g_daemon;
 static iob__session_t* g_session;
 static zx_handle_t g_own;  /* this client's IOB, used while the attacker holds its own */
 static uint64_t g_page;
+static pid_t g_attacker; /* while it runs; killed by the teardown if a check failed */
 
 static size_t iobd_fd_count(void) {
     char path[64];
@@ -115,6 +116,7 @@ static size_t run_attack(const char* mode, zx_status_t* statuses, size_t cap) {
     uint64_t bytes0 = iobd_bytes();
     int out = -1;
     pid_t pid = spawn_attacker(mode, &out);
+    g_attacker = pid;
     size_t n = 0;
     bool ready = false;
     char line[256];
@@ -132,6 +134,7 @@ static size_t run_attack(const char* mode, zx_status_t* statuses, size_t cap) {
     close(out);
     if (!ready) {
         kill(pid, SIGKILL);
+        g_attacker = 0;
         fail_msg("attacker %s ended early (exit %d); iobd %s", mode, map_wait(pid),
                  iobd_alive() ? "alive" : "dead");
     }
@@ -150,6 +153,7 @@ static size_t run_attack(const char* mode, zx_status_t* statuses, size_t cap) {
     assert_true(took < 1.0);
 
     kill(pid, SIGKILL);
+    g_attacker = 0;
     assert_int_equal(map_wait(pid), 128 + SIGKILL);
     /* iobd ends the dead client's session when it notices; give it a moment. */
     size_t fds = 0;
@@ -215,6 +219,16 @@ static void test_shmem_hole_reads_zeros(void** state) {
     assert_int_equal(st[0], ZX_OK);
 }
 
+static int attacker_reap(void** state) {
+    (void)state;
+    if (g_attacker > 0) {
+        kill(g_attacker, SIGKILL);
+        map_wait(g_attacker);
+        g_attacker = 0;
+    }
+    return 0;
+}
+
 static bool pool_may_overcommit(void) {
     FILE* f = fopen("/proc/sys/vm/nr_overcommit_hugepages", "r");
     unsigned long long n = 1;
@@ -246,7 +260,24 @@ static int group_setup(void** state) {
 }
 
 int main(int argc, char** argv) {
-    bool huge = argc > 1 && strcmp(argv[1], "2M") == 0;
+    /* One attack per run, each against its own iobd: on a server that dies of one, the
+     * others still show what they do. */
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_allocate_id_on_lost_memory, attacker_reap),
+        cmocka_unit_test_teardown(test_writev_on_lost_memory, attacker_reap),
+        cmocka_unit_test_teardown(test_region_rw_on_lost_memory, attacker_reap),
+        cmocka_unit_test_teardown(test_shmem_hole_reads_zeros, attacker_reap),
+    };
+    const char* modes[] = {"idalloc", "writev", "region", "shmem"};
+    size_t which = 0;
+    while (which < 4 && (argc != 2 || strcmp(argv[1], modes[which]) != 0)) {
+        which++;
+    }
+    if (which == 4) {
+        fprintf(stderr, "usage: %s idalloc|writev|region|shmem\n", argv[0]);
+        return 2;
+    }
+    bool huge = which != 3;
     if (huge) {
         if (pool_may_overcommit()) {
             iob_test_skip("nr_overcommit_hugepages is not 0: a surplus page would fill the hole");
@@ -258,16 +289,7 @@ int main(int argc, char** argv) {
     }
     const char* extra[] = {"--hugepages", huge ? "2M" : "off", "--max-bytes", "0", NULL};
     map_daemon_start(&g_daemon, extra);
-    const struct CMUnitTest huge_tests[] = {
-        cmocka_unit_test(test_allocate_id_on_lost_memory),
-        cmocka_unit_test(test_writev_on_lost_memory),
-        cmocka_unit_test(test_region_rw_on_lost_memory),
-    };
-    const struct CMUnitTest small_tests[] = {
-        cmocka_unit_test(test_shmem_hole_reads_zeros),
-    };
-    int rc = huge ? cmocka_run_group_tests(huge_tests, group_setup, NULL)
-                  : cmocka_run_group_tests(small_tests, group_setup, NULL);
+    int rc = _cmocka_run_group_tests(modes[which], &tests[which], 1, group_setup, NULL);
     if (g_session != NULL) {
         iob__session_put(g_session);
     }
