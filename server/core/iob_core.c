@@ -537,8 +537,15 @@ static void release_fd(int fd) {
 
 void* iob__memory_view(iob__memory_t* memory) {
     if (memory->server_view == NULL && memory->mem.size > 0) {
-        void* view = mmap(NULL, (size_t)memory->mem.size, PROT_READ | PROT_WRITE, MAP_SHARED,
-                          memory->mem.fd, 0);
+        /*
+         * NORESERVE: the pages were allocated at create, so the view needs no hugepage
+         * reservation; with one, a hole a writer punched (and whose page it took back from
+         * the pool) would make this mmap fail, and the access the same hole makes fault
+         * under iob_fault_call would answer differently depending on whether the view
+         * existed before.
+         */
+        void* view = mmap(NULL, (size_t)memory->mem.size, PROT_READ | PROT_WRITE,
+                          MAP_SHARED | MAP_NORESERVE, memory->mem.fd, 0);
         if (view == MAP_FAILED) {
             return NULL;
         }

@@ -18,6 +18,14 @@
  * ZX_ERR_BAD_HANDLE, exactly like a handle value that never existed.
  *
  * Out-parameters are written only on success, unless a function says otherwise.
+ *
+ * Region memory is hostile input: a client that may write a region can rewrite it, or
+ * destroy it (punch a hole in a hugepage region and take the page back from the pool, so
+ * that the next access faults), at any moment. One rule for every operation that touches
+ * region memory (region read/write, writev, allocate_id): contents that make no sense, and
+ * memory that is gone, are ZX_ERR_IO_DATA_INTEGRITY. Nothing of the core's own state has
+ * changed then; bytes of the region written before the fault stay written, as a racing
+ * writer's would (server/core/iob_fault.h).
  */
 #ifndef IOB_SERVER_CORE_IOB_CORE_H_
 #define IOB_SERVER_CORE_IOB_CORE_H_
@@ -295,7 +303,8 @@ void iob_core_expire_tokens(iob_core_t* core);
 /*
  * Reading needs ZX_RIGHT_READ and the endpoint's MAP_READ bit; writing needs
  * ZX_RIGHT_WRITE and MAP_WRITE (ZX_ERR_ACCESS_DENIED). A range past the region's size:
- * ZX_ERR_OUT_OF_RANGE.
+ * ZX_ERR_OUT_OF_RANGE. Memory of the range destroyed by a writer: ZX_ERR_IO_DATA_INTEGRITY
+ * (the buffer of a read is then partly written).
  */
 zx_status_t iob_core_region_read(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
                                  uint32_t region_index, uint64_t offset, void* buffer, size_t len);

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "server/core/iob_core_internal.h"
+#include "server/core/iob_fault.h"
 #include "shm/mediated.h"
 
 #define IOB__ACCESS_MAP_WRITE (ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE | ZX_IOB_ACCESS_EP1_CAN_MAP_WRITE)
@@ -124,6 +125,17 @@ static zx_status_t validate_region(iob_core_t* core, iob_session_id_t session,
     return ZX_OK;
 }
 
+/* iob_idalloc_init's arguments, for iob_fault_call. */
+typedef struct iob__id_format {
+    void* view;
+    uint64_t size;
+} iob__id_format_t;
+
+static zx_status_t id_format(void* ctx) {
+    const iob__id_format_t* f = ctx;
+    return iob_idalloc_init(f->view, f->size);
+}
+
 /* Gives region r of a new IOB its memory: a fresh memfd, or the shared region's. */
 static zx_status_t region_memory_make(iob_core_t* core, iob__iob_t* iob, uint32_t index,
                                       uint64_t size, iob__shared_region_t* shared) {
@@ -161,7 +173,12 @@ static zx_status_t region_memory_make(iob_core_t* core, iob__iob_t* iob, uint32_
         if (view == NULL) {
             return IOB__ERR_SET(ZX_ERR_NO_MEMORY, "region %u: mapping the ID allocator", index);
         }
-        zx_status_t init = iob_idalloc_init(view, size);
+        /*
+         * No client holds this memory yet, so nothing can have destroyed it; guarded anyway,
+         * as every access to region memory is (iob_fault.h), so that none is forgotten.
+         */
+        iob__id_format_t format = {view, size};
+        zx_status_t init = iob_fault_call(view, (size_t)r->own.mem.size, id_format, &format);
         if (init != ZX_OK) {
             return IOB__ERR_SET(ZX_ERR_INTERNAL, "region %u: ID allocator init (status %d)",
                                 index, (int)init);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "server/core/iob_core_internal.h"
+#include "server/core/iob_fault.h"
 
 /* The CAN_MAP_* bits vmar_map_common refuses from callers (not CAN_MAP_SPECIFIC). */
 #define IOB__VM_CAN_MAP_RWX (ZX_VM_CAN_MAP_READ | ZX_VM_CAN_MAP_WRITE | ZX_VM_CAN_MAP_EXECUTE)
@@ -325,7 +326,11 @@ zx_status_t iob_core_region_read(iob_core_t* core, iob_session_id_t session, zx_
     zx_status_t status =
         region_access(core, session, handle, region_index, offset, len, false, &where);
     if (status == ZX_OK && len > 0) {
-        memcpy(buffer, where, len);
+        status = iob_fault_memcpy(where, len, buffer, where, len);
+        if (status != ZX_OK) {
+            IOB__ERR_SET(status, "region %u: memory at [%" PRIu64 ", +%zu) is gone", region_index,
+                         offset, len);
+        }
     }
     iob__core_unlock(core);
     return status;
@@ -342,7 +347,11 @@ zx_status_t iob_core_region_write(iob_core_t* core, iob_session_id_t session, zx
     zx_status_t status =
         region_access(core, session, handle, region_index, offset, len, true, &where);
     if (status == ZX_OK && len > 0) {
-        memcpy(where, buffer, len);
+        status = iob_fault_memcpy(where, len, where, buffer, len);
+        if (status != ZX_OK) {
+            IOB__ERR_SET(status, "region %u: memory at [%" PRIu64 ", +%zu) is gone", region_index,
+                         offset, len);
+        }
     }
     iob__core_unlock(core);
     return status;

@@ -9,7 +9,8 @@
  * allocations of the server's callers serialised; userspace allocators that write an ID
  * allocator region directly race with the server only through the atomics of A.8.
  * Unlike the kernel, the server never faults on a caller's buffer: the adapter has copied
- * the bytes, and what it could not read arrives as NULL (see iob_core.h).
+ * the bytes, and what it could not read arrives as NULL (see iob_core.h). It may fault on
+ * the region, whose memory a writer can destroy: every access runs under iob_fault_call.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 #include <string.h>
 
 #include "server/core/iob_core_internal.h"
+#include "server/core/iob_fault.h"
 #include "shm/mediated.h"
 
 /* ---- Shared-region objects ---- */
@@ -175,6 +177,21 @@ static zx_status_t mediated_region(iob_core_t* core, iob_session_id_t session, z
 
 /* ---- zx_iob_writev ---- */
 
+/* iob_mwrb_write's arguments, for iob_fault_call. */
+typedef struct iob__ring_append {
+    void* ring;
+    uint64_t size;
+    uint64_t page_size;
+    uint64_t tag;
+    const zx_iovec_t* vectors;
+    size_t num_vectors;
+} iob__ring_append_t;
+
+static zx_status_t ring_append(void* ctx) {
+    const iob__ring_append_t* a = ctx;
+    return iob_mwrb_write(a->ring, a->size, a->page_size, a->tag, a->vectors, a->num_vectors);
+}
+
 zx_status_t iob_core_iob_writev(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
                                 uint64_t options, uint32_t region_index, const zx_iovec_t* vectors,
                                 size_t num_vectors) {
@@ -199,8 +216,10 @@ zx_status_t iob_core_iob_writev(iob_core_t* core, iob_session_id_t session, zx_h
         status = IOB__ERR_SET(ZX_ERR_NO_MEMORY, "mapping shared region %" PRIu64, shared->koid);
         goto done;
     }
-    status = iob_mwrb_write(ring, shared->memory.mem.size, core->page_size,
-                            r->desc.discipline.ring_buffer.tag, vectors, num_vectors);
+    iob__ring_append_t append = {ring,    shared->memory.mem.size,
+                                 core->page_size, r->desc.discipline.ring_buffer.tag,
+                                 vectors, num_vectors};
+    status = iob_fault_call(ring, (size_t)shared->memory.mem.size, ring_append, &append);
     if (status != ZX_OK) {
         IOB__ERR_SET(status, "region %u: ring of shared region %" PRIu64 " refused the record",
                      region_index, shared->koid);
@@ -216,6 +235,22 @@ done:
 }
 
 /* ---- zx_iob_allocate_id ---- */
+
+/* iob_idalloc_check's or iob_idalloc_allocate's arguments, for iob_fault_call. */
+typedef struct iob__id_claim {
+    void* container;
+    uint64_t size;
+    const void* blob;
+    uint64_t blob_size;
+    uint32_t* id; /* NULL: the caller's id pointer was NULL */
+    bool check_only;
+} iob__id_claim_t;
+
+static zx_status_t id_claim(void* ctx) {
+    const iob__id_claim_t* c = ctx;
+    return c->check_only ? iob_idalloc_check(c->container, c->size, c->blob_size, c->id == NULL)
+                         : iob_idalloc_allocate(c->container, c->size, c->blob, c->blob_size, c->id);
+}
 
 /*
  * Both allocate_id calls: steps 1-5 under the lock, then the container's checks, and the
@@ -245,9 +280,9 @@ static zx_status_t allocate_id(iob_core_t* core, iob_session_id_t session, zx_ha
         goto done;
     }
     uint32_t allocated = 0;
-    status = check_only ? iob_idalloc_check(container, r->desc.size, blob_size, id == NULL)
-                        : iob_idalloc_allocate(container, r->desc.size, blob, blob_size,
-                                               id != NULL ? &allocated : NULL);
+    iob__id_claim_t claim = {container, r->desc.size, blob, blob_size,
+                             id != NULL ? &allocated : NULL, check_only};
+    status = iob_fault_call(container, (size_t)r->own.mem.size, id_claim, &claim);
     if (status != ZX_OK) {
         IOB__ERR_SET(status, "region %u: allocating an ID for %" PRIu64 " bytes", region_index,
                      blob_size);

@@ -1,0 +1,130 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The SIGBUS recovery of iob_fault.h: one process-wide handler, a thread-local stack of
+ * armed calls (each a sigjmp_buf and the range it covers).
+ */
+#include "server/core/iob_fault.h"
+
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef struct iob__fault_guard {
+    sigjmp_buf env;
+    uintptr_t base;
+    size_t size;
+    struct iob__fault_guard* prev;
+} iob__fault_guard_t;
+
+/*
+ * initial-exec: the handler reads it, and a first access of dynamic TLS may allocate,
+ * which a signal handler must not. volatile: the handler must see the store made right
+ * before fn runs.
+ */
+static _Thread_local iob__fault_guard_t* volatile t_guard
+    __attribute__((tls_model("initial-exec")));
+
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t g_install_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic bool g_installed;
+static struct sigaction g_prev; /* what SIGBUS did before us: faults that are not ours go there */
+
+/* Hands a fault that is not ours to the disposition that was there before us. */
+static void iob__fault_chain(int sig, siginfo_t* info, void* uctx) {
+    if ((g_prev.sa_flags & SA_SIGINFO) != 0 && g_prev.sa_sigaction != NULL) {
+        g_prev.sa_sigaction(sig, info, uctx);
+        return;
+    }
+    if (g_prev.sa_handler != SIG_DFL && g_prev.sa_handler != SIG_IGN) {
+        g_prev.sa_handler(sig);
+        return;
+    }
+    if (g_prev.sa_handler == SIG_IGN && info->si_code <= 0) {
+        return; /* sent by a process and ignored before we came: still ignored */
+    }
+    /*
+     * The default action: a fault re-executes the instruction on return and dies of it
+     * (with a core dump that points at it); a signal sent by a process is raised again.
+     */
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    sigaction(sig, &dfl, NULL);
+    if (info->si_code <= 0) {
+        raise(sig);
+    }
+}
+
+static void iob__fault_handler(int sig, siginfo_t* info, void* uctx) {
+    iob__fault_guard_t* g = t_guard;
+    uintptr_t addr = (uintptr_t)info->si_addr;
+    /* si_code > 0: raised by the kernel for an access, so si_addr is the faulting address. */
+    if (g != NULL && info->si_code > 0 && addr >= g->base && addr - g->base < g->size) {
+        siglongjmp(g->env, 1);
+    }
+    iob__fault_chain(sig, info, uctx);
+}
+
+zx_status_t iob_fault_init(void) {
+    pthread_mutex_lock(&g_install_lock);
+    struct sigaction now;
+    bool ok = sigaction(SIGBUS, NULL, &now) == 0;
+    if (ok && !((now.sa_flags & SA_SIGINFO) != 0 && now.sa_sigaction == iob__fault_handler)) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = iob__fault_handler;
+        /* NODEFER: SIGBUS stays unblocked in the handler, so siglongjmp has no mask to restore. */
+        sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+        sigemptyset(&sa.sa_mask);
+        ok = sigaction(SIGBUS, &sa, &g_prev) == 0;
+    }
+    g_installed = ok;
+    pthread_mutex_unlock(&g_install_lock);
+    return ok ? ZX_OK : ZX_ERR_INTERNAL;
+}
+
+static void iob__fault_install_once(void) {
+    (void)iob_fault_init();
+}
+
+zx_status_t iob_fault_call(const void* base, size_t size, zx_status_t (*fn)(void* ctx),
+                           void* ctx) {
+    if (pthread_once(&g_once, iob__fault_install_once) != 0 || !g_installed) {
+        return ZX_ERR_INTERNAL;
+    }
+    iob__fault_guard_t g;
+    g.base = (uintptr_t)base;
+    g.size = size;
+    g.prev = t_guard;
+    /* Nothing below changes g after sigsetjmp, so its fields are intact after a fault. */
+    if (sigsetjmp(g.env, 0) != 0) {
+        t_guard = g.prev;
+        return IOB_FAULT_STATUS;
+    }
+    t_guard = &g;
+    zx_status_t status = fn(ctx);
+    t_guard = g.prev;
+    return status;
+}
+
+typedef struct iob__fault_copy {
+    void* dst;
+    const void* src;
+    size_t n;
+} iob__fault_copy_t;
+
+static zx_status_t iob__fault_copy(void* ctx) {
+    iob__fault_copy_t* c = ctx;
+    memcpy(c->dst, c->src, c->n);
+    return ZX_OK;
+}
+
+zx_status_t iob_fault_memcpy(const void* base, size_t size, void* dst, const void* src, size_t n) {
+    iob__fault_copy_t c = {dst, src, n};
+    return iob_fault_call(base, size, iob__fault_copy, &c);
+}
