@@ -1283,11 +1283,13 @@ static void iobd__on_new(iobd_call_t* c) {
     c->peer = strdup(p != NULL ? p : "");
     gpr_free(p);
     if (c->method == IOBD_METHOD_UNKNOWN) {
-        char* m = grpc_slice_to_c_string(c->details.method);
+        /* The path is the client's: escaped before it reaches the log or the reply. */
+        char m[200];
+        iobd_log_escape(GRPC_SLICE_START_PTR(c->details.method),
+                        GRPC_SLICE_LENGTH(c->details.method), m, sizeof m);
         IOBD_DEBUG("unknown method %s from %s", m, c->peer);
         char detail[300];
         snprintf(detail, sizeof detail, "unknown method %s", m);
-        gpr_free(m);
         iobd__call_finish_code(c, ZX_ERR_NOT_SUPPORTED, GRPC_STATUS_UNIMPLEMENTED, NULL, detail);
         return;
     }

@@ -43,7 +43,9 @@ T = 10  # seconds per call
 
 class Iobd:
     def __init__(self, extra=(), tcp=None):
-        self.dir = tempfile.mkdtemp(prefix="iobd-", dir=WORK)
+        # Sockets live in a short private directory (TMPDIR or /tmp), never under WORK:
+        # a build directory's path may be longer than a socket path can be (108 bytes).
+        self.dir = tempfile.mkdtemp(prefix="iobd-")
         self.sock = os.path.join(self.dir, "iobd.sock")
         self.log = os.path.join(self.dir, "iobd.log")
         args = [IOBD, "--listen=unix:" + self.sock, "--hugepages=off", "--log-level=debug"]
@@ -474,16 +476,24 @@ def case_tcp_tls():
     finally:
         srv.stop()
         shutil.rmtree(d)
-    # TCP without TLS is refused unless --insecure is explicit.
-    p = subprocess.run([IOBD, "--listen=unix:" + WORK + "/refuse.sock",
-                        "--listen=127.0.0.1:%d" % free_port(), "--hugepages=off", "--no-broker"],
-                       capture_output=True, timeout=15)
-    assert p.returncode != 0 and b"--insecure" in p.stderr, p.stderr
+    # TCP without TLS is refused unless --insecure is explicit, and never without a token
+    # (--insecure alone used to serve every IOB to anyone who could reach the port).
+    short = tempfile.mkdtemp(prefix="iobd-refuse-")
+    for extra, why in (([], b"--insecure"), (["--insecure"], b"needs a bearer token")):
+        p = subprocess.run([IOBD, "--listen=unix:" + short + "/refuse.sock",
+                            "--listen=127.0.0.1:%d" % free_port(), "--hugepages=off",
+                            "--no-broker"] + extra, capture_output=True, timeout=15)
+        assert p.returncode != 0 and why in p.stderr, p.stderr
+        assert not os.path.exists(short + "/refuse.sock"), "socket left behind"
+    shutil.rmtree(short)
     port = free_port()
-    srv = Iobd(["--insecure"], tcp="127.0.0.1:%d" % port)
+    srv = Iobd(["--insecure", "--token=" + token], tcp="127.0.0.1:%d" % port)
     try:
         ch = grpc.insecure_channel("127.0.0.1:%d" % port)
-        s = Session(ch)
+        auth = (("authorization", "Bearer " + token),)
+        expect_error(lambda: pbg.IobStub(ch).ServerInfo(pb.ServerInfoRequest(), timeout=T),
+                     grpc.StatusCode.UNAUTHENTICATED, ZX_ERR_ACCESS_DENIED)
+        s = Session(ch, auth)
         create(s)
         s.close()
         ch.close()
