@@ -5,6 +5,7 @@ Also the bad-input cases that are easiest to provoke from Python (raw malformed 
 oversized messages, unknown methods, clients that vanish mid-stream).
 
 usage: test_grpc_interop.py IOBD PROTO_DIR WORK_DIR
+(test_rpc_abuse.py imports it, with the same arguments, for Iobd, Session and the stubs.)
 """
 import os
 import shutil
@@ -534,4 +535,5 @@ def main():
     sys.exit(1 if failures else 0)
 
 
-main()
+if __name__ == "__main__":
+    main()
