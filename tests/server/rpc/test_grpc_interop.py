@@ -42,11 +42,17 @@ PEER_CLOSED = 1 << 2
 T = 10  # seconds per call
 
 
+def short_tempdir(prefix):
+    """A private directory for sockets: under TMPDIR when it is short, else /tmp."""
+    base = os.environ.get("TMPDIR", "")
+    return tempfile.mkdtemp(prefix=prefix, dir=base if 0 < len(base) <= 40 else "/tmp")
+
+
 class Iobd:
     def __init__(self, extra=(), tcp=None):
         # Sockets live in a short private directory (TMPDIR or /tmp), never under WORK:
         # a build directory's path may be longer than a socket path can be (108 bytes).
-        self.dir = tempfile.mkdtemp(prefix="iobd-")
+        self.dir = short_tempdir("iobd-")
         self.sock = os.path.join(self.dir, "iobd.sock")
         self.log = os.path.join(self.dir, "iobd.log")
         args = [IOBD, "--listen=unix:" + self.sock, "--hugepages=off", "--log-level=debug"]
@@ -479,7 +485,7 @@ def case_tcp_tls():
         shutil.rmtree(d)
     # TCP without TLS is refused unless --insecure is explicit, and never without a token
     # (--insecure alone used to serve every IOB to anyone who could reach the port).
-    short = tempfile.mkdtemp(prefix="iobd-refuse-")
+    short = short_tempdir("iobd-refuse-")
     for extra, why in (([], b"--insecure"), (["--insecure"], b"needs a bearer token")):
         p = subprocess.run([IOBD, "--listen=unix:" + short + "/refuse.sock",
                             "--listen=127.0.0.1:%d" % free_port(), "--hugepages=off",
