@@ -62,6 +62,7 @@ def attacker(argv):
             call.cancel()
         ch.close()
         report(done=True)
+        sys.stdin.read()  # alive until the test has looked
     elif mode == "cap":
         sessions, waits = int(args[0]), int(args[1])
         held, refused = [], None
@@ -312,11 +313,11 @@ def case_log_forgery():
             a.result()
         finally:
             a.finish()
-        base.check()
         log = open(srv.log).read().splitlines()
         assert not any(line.startswith(forged) for line in log), "forged line in the log"
         hits = [line for line in log if "evil\\x0a" + forged + "\\x1b[2J" in line]
         assert len(hits) == 1, hits
+        base.check()
     finally:
         ch.close()
         srv.stop()
