@@ -390,10 +390,17 @@ bool bctl_iobd_start(const char* iobd_path, const char* hugepages, bool tcp, bct
     argv[n++] = a_path;
     argv[n++] = a_listen;
     argv[n++] = a_unix;
+    /*
+     * iobd serves no TCP without a bearer token; the clients spawned from here inherit it
+     * through IOB_TOKEN (iob_conn's default).
+     */
+    char a_token[64] = "--token=iob-bench-loopback";
     if (tcp) {
         argv[n++] = a_listen2;
         argv[n++] = tcp_listen;
         argv[n++] = a_insecure;
+        argv[n++] = a_token;
+        setenv("IOB_TOKEN", a_token + strlen("--token="), 0);
     }
     argv[n++] = a_hp;
     argv[n++] = hp_arg;

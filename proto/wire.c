@@ -206,38 +206,205 @@ grpc_byte_buffer* iob_wire_pack(const ProtobufCMessage* msg) {
     return bb;
 }
 
-ProtobufCMessage* iob_wire_unpack(const ProtobufCMessageDescriptor* desc, grpc_byte_buffer* bb) {
-    grpc_byte_buffer_reader r;
-    if (bb == NULL || !grpc_byte_buffer_reader_init(&r, bb)) {
+size_t iob_wire_unpack_budget(size_t len) {
+    size_t budget = IOB_WIRE_UNPACK_FIXED;
+    budget += len > (IOB_WIRE_UNPACK_CEILING - budget) / IOB_WIRE_UNPACK_FACTOR
+                  ? IOB_WIRE_UNPACK_CEILING
+                  : len * IOB_WIRE_UNPACK_FACTOR;
+    return budget < IOB_WIRE_UNPACK_CEILING ? budget : IOB_WIRE_UNPACK_CEILING;
+}
+
+typedef struct iob__wire_alloc {
+    ProtobufCAllocator base;
+    size_t used;
+    size_t budget;
+    bool over;
+} iob__wire_alloc_t;
+
+/*
+ * Counts every byte protobuf-c asks for while unpacking (frees are not subtracted: the
+ * budget bounds the peak from above) and fails the request that would pass the budget.
+ * Blocks come from malloc, so the message is freed with the default allocator.
+ */
+static void* iob__wire_alloc(void* ctx, size_t size) {
+    iob__wire_alloc_t* a = ctx;
+    if (size > a->budget - a->used) {
+        a->over = true;
         return NULL;
     }
-    ProtobufCMessage* m = NULL;
+    a->used += size;
+    return malloc(size);
+}
+
+static void iob__wire_free(void* ctx, void* p) {
+    (void)ctx;
+    free(p);
+}
+
+ProtobufCMessage* iob_wire_unpack_bytes(const ProtobufCMessageDescriptor* desc,
+                                        const uint8_t* data, size_t len, bool* over_budget) {
+    iob__wire_alloc_t a = {
+        .base = {.alloc = iob__wire_alloc, .free = iob__wire_free, .allocator_data = NULL},
+        .used = 0,
+        .budget = iob_wire_unpack_budget(len),
+        .over = false,
+    };
+    a.base.allocator_data = &a;
+    ProtobufCMessage* m = protobuf_c_message_unpack(desc, &a.base, len, data);
+    if (over_budget != NULL) {
+        *over_budget = m == NULL && a.over;
+    }
+    return m;
+}
+
+/*
+ * Calls fn on the bytes of bb: in place when the buffer is one slice, else on a copy.
+ * An empty message (all fields default) is zero bytes: no slice at all.
+ */
+static bool iob__wire_with_bytes(grpc_byte_buffer* bb,
+                                 void (*fn)(void* ctx, const uint8_t* data, size_t len),
+                                 void* ctx) {
+    grpc_byte_buffer_reader r;
+    if (bb == NULL || !grpc_byte_buffer_reader_init(&r, bb)) {
+        return false;
+    }
     grpc_slice first;
     if (!grpc_byte_buffer_reader_next(&r, &first)) {
-        /* A message whose fields are all defaults is zero bytes: no slice at all. */
-        m = protobuf_c_message_unpack(desc, NULL, 0, (const uint8_t*)"");
+        fn(ctx, (const uint8_t*)"", 0);
     } else {
         grpc_slice second;
         if (!grpc_byte_buffer_reader_next(&r, &second)) {
-            /* One slice: unpack in place, no copy. protobuf-c copies bytes fields. */
-            m = protobuf_c_message_unpack(desc, NULL, GRPC_SLICE_LENGTH(first),
-                                          GRPC_SLICE_START_PTR(first));
+            fn(ctx, GRPC_SLICE_START_PTR(first), GRPC_SLICE_LENGTH(first));
             grpc_slice_unref(first);
         } else {
             grpc_slice_unref(first);
             grpc_slice_unref(second);
             grpc_byte_buffer_reader_destroy(&r);
             if (!grpc_byte_buffer_reader_init(&r, bb)) {
-                return NULL;
+                return false;
             }
             grpc_slice all = grpc_byte_buffer_reader_readall(&r);
-            m = protobuf_c_message_unpack(desc, NULL, GRPC_SLICE_LENGTH(all),
-                                          GRPC_SLICE_START_PTR(all));
+            fn(ctx, GRPC_SLICE_START_PTR(all), GRPC_SLICE_LENGTH(all));
             grpc_slice_unref(all);
         }
     }
     grpc_byte_buffer_reader_destroy(&r);
-    return m;
+    return true;
+}
+
+typedef struct iob__wire_unpack_ctx {
+    const ProtobufCMessageDescriptor* desc;
+    ProtobufCMessage* msg;
+    bool over;
+} iob__wire_unpack_ctx_t;
+
+static void iob__wire_unpack_fn(void* ctx, const uint8_t* data, size_t len) {
+    iob__wire_unpack_ctx_t* u = ctx;
+    u->msg = iob_wire_unpack_bytes(u->desc, data, len, &u->over);
+}
+
+ProtobufCMessage* iob_wire_unpack_ex(const ProtobufCMessageDescriptor* desc, grpc_byte_buffer* bb,
+                                     bool* over_budget) {
+    iob__wire_unpack_ctx_t u = {desc, NULL, false};
+    iob__wire_with_bytes(bb, iob__wire_unpack_fn, &u);
+    if (over_budget != NULL) {
+        *over_budget = u.over;
+    }
+    return u.msg;
+}
+
+ProtobufCMessage* iob_wire_unpack(const ProtobufCMessageDescriptor* desc, grpc_byte_buffer* bb) {
+    return iob_wire_unpack_ex(desc, bb, NULL);
+}
+
+/* A base-128 varint at *pos (at most 10 bytes); false when it runs past the end. */
+static bool iob__wire_varint(const uint8_t* data, size_t len, size_t* pos, uint64_t* out) {
+    uint64_t v = 0;
+    for (unsigned shift = 0; shift < 70 && *pos < len; shift += 7) {
+        uint8_t b = data[(*pos)++];
+        v |= (uint64_t)(b & 0x7f) << (shift < 64 ? shift : 63);
+        if ((b & 0x80) == 0) {
+            *out = v;
+            return true;
+        }
+    }
+    return false;
+}
+
+bool iob_wire_scan_field(const uint8_t* data, size_t len, uint32_t field, size_t* count,
+                         uint64_t* last_varint) {
+    size_t pos = 0, n = 0;
+    uint64_t last = 0;
+    while (pos < len) {
+        uint64_t key, v;
+        if (!iob__wire_varint(data, len, &pos, &key) || (key >> 3) == 0 ||
+            (key >> 3) > 0x1fffffff) {
+            return false;
+        }
+        switch (key & 7) {
+        case 0: /* varint */
+            if (!iob__wire_varint(data, len, &pos, &v)) {
+                return false;
+            }
+            break;
+        case 1: /* 64-bit */
+            if (len - pos < 8) {
+                return false;
+            }
+            pos += 8;
+            v = 0;
+            break;
+        case 2: /* length-delimited */
+            if (!iob__wire_varint(data, len, &pos, &v) || v > len - pos) {
+                return false;
+            }
+            pos += (size_t)v;
+            break;
+        case 5: /* 32-bit */
+            if (len - pos < 4) {
+                return false;
+            }
+            pos += 4;
+            v = 0;
+            break;
+        default: /* groups (3, 4) are not proto3; 6 and 7 do not exist */
+            return false;
+        }
+        if ((key >> 3) == field) {
+            n++;
+            last = v;
+        }
+    }
+    *count = n;
+    if (last_varint != NULL) {
+        *last_varint = last;
+    }
+    return true;
+}
+
+typedef struct iob__wire_scan_ctx {
+    uint32_t field;
+    size_t count;
+    uint64_t last;
+    bool ok;
+} iob__wire_scan_ctx_t;
+
+static void iob__wire_scan_fn(void* ctx, const uint8_t* data, size_t len) {
+    iob__wire_scan_ctx_t* sc = ctx;
+    sc->ok = iob_wire_scan_field(data, len, sc->field, &sc->count, &sc->last);
+}
+
+bool iob_wire_scan_field_bb(grpc_byte_buffer* bb, uint32_t field, size_t* count,
+                            uint64_t* last_varint) {
+    iob__wire_scan_ctx_t sc = {field, 0, 0, false};
+    if (!iob__wire_with_bytes(bb, iob__wire_scan_fn, &sc) || !sc.ok) {
+        return false;
+    }
+    *count = sc.count;
+    if (last_varint != NULL) {
+        *last_varint = sc.last;
+    }
+    return true;
 }
 
 zx_status_t iob_wire_region_from_pb(const Iob__V1__Region* pb, zx_iob_region_t* out) {

@@ -69,8 +69,25 @@ const char* iob_wire_method_path(iob_wire_method_t method);
 
 /* Largest data chunk of ReadRegion/WriteRegion messages. */
 #define IOB_WIRE_MAX_CHUNK ((size_t)1 << 20)
-/* Receive limit of both ends: a chunk plus framing, well under gRPC's 4 MiB default. */
+/*
+ * Receive limit of both ends (GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH): gRPC's default, room
+ * for a 1 MiB chunk plus framing; larger messages are RESOURCE_EXHAUSTED before any handler
+ * runs. Kept at 4 MiB because what a message costs iobd once decoded is bounded by the
+ * unpack budget below, not by its wire size.
+ */
 #define IOB_WIRE_MAX_MESSAGE ((size_t)4 << 20)
+
+/*
+ * What decoding one message may allocate: FACTOR times its wire size plus FIXED, never
+ * more than CEILING. Submessages are what decode to far more than their wire size (an
+ * empty one is 2 bytes on the wire and over 100 decoded), and every legitimate message
+ * has few of them (64 regions; 4096 summaries in a ListIobs reply, about 1 MiB decoded):
+ * FIXED covers those, FACTOR the scalars, bytes and packed arrays (at most 4x). A 4 MiB
+ * message of 2M empty submessages (hundreds of MB decoded) fails at about 17 MiB instead.
+ */
+#define IOB_WIRE_UNPACK_FACTOR ((size_t)4)
+#define IOB_WIRE_UNPACK_FIXED ((size_t)2 << 20)
+#define IOB_WIRE_UNPACK_CEILING ((size_t)24 << 20)
 /* ListIobs returns at most this many summaries (the total is reported). */
 #define IOB_WIRE_MAX_LIST 4096
 
@@ -124,6 +141,31 @@ grpc_byte_buffer* iob_wire_pack(const ProtobufCMessage* msg);
  * not a valid message of that type: NULL. Unknown fields are kept aside, as proto3 says.
  */
 ProtobufCMessage* iob_wire_unpack(const ProtobufCMessageDescriptor* desc, grpc_byte_buffer* bb);
+/* The same; *over_budget tells a message that failed only for the unpack budget. */
+ProtobufCMessage* iob_wire_unpack_ex(const ProtobufCMessageDescriptor* desc, grpc_byte_buffer* bb,
+                                     bool* over_budget);
+/*
+ * protobuf_c_message_unpack of len bytes through an allocator that refuses to go past
+ * iob_wire_unpack_budget(len) in total: NULL for invalid bytes and for a message whose
+ * decoded form is too large (*over_budget true, when given). Free the message with
+ * protobuf_c_message_free_unpacked(msg, NULL). What iobd decodes requests with; fuzzers
+ * call it directly.
+ */
+ProtobufCMessage* iob_wire_unpack_bytes(const ProtobufCMessageDescriptor* desc,
+                                        const uint8_t* data, size_t len, bool* over_budget);
+/* IOB_WIRE_UNPACK_FACTOR * len + IOB_WIRE_UNPACK_FIXED, at most IOB_WIRE_UNPACK_CEILING. */
+size_t iob_wire_unpack_budget(size_t len);
+/*
+ * Walks the top level of an encoded message without decoding it (no allocation): *count
+ * is how many times field number `field` occurs and *last_varint (optional) the value of
+ * its last occurrence when that is a varint (a length for a length-delimited one). False
+ * when the bytes are not a well-formed message at the top level. The _bb form reads a
+ * byte buffer (a NULL buffer is false).
+ */
+bool iob_wire_scan_field(const uint8_t* data, size_t len, uint32_t field, size_t* count,
+                         uint64_t* last_varint);
+bool iob_wire_scan_field_bb(grpc_byte_buffer* bb, uint32_t field, size_t* count,
+                            uint64_t* last_varint);
 
 /* ---- Region descriptors ---- */
 

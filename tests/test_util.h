@@ -41,7 +41,10 @@ void iob_test_hugepages_restore(void);
  */
 const char* iob_test_region_problem(const iob_region_t* region, uint64_t size);
 
-/* A fresh temporary directory (mkdtemp under TMPDIR); the caller removes it. */
+/*
+ * A fresh temporary directory, short enough for socket paths (mkdtemp under TMPDIR, or
+ * /tmp when TMPDIR is longer than 40 bytes); the caller removes it.
+ */
 char* iob_test_tempdir(void);
 
 /*

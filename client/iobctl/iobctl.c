@@ -272,7 +272,8 @@ static int cmd_server_info(iob_conn_t* c) {
     }
     if (g_json) {
         iobctl__print_json(json_pack(
-            "{s:s,s:I,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "version",
+            "{s:s,s:I,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b,s:I,s:I}",
+            "version",
             si.version, "page_size", (json_int_t)si.page_size, "backing", si.backing,
             "hugepages_total", (json_int_t)si.hugepages_total, "hugepages_free",
             (json_int_t)si.hugepages_free, "max_total_bytes", (json_int_t)si.max_total_bytes,
@@ -281,7 +282,9 @@ static int cmd_server_info(iob_conn_t* c) {
             (json_int_t)si.token_ttl_ns, "iobs", (json_int_t)si.iobs, "sessions",
             (json_int_t)si.sessions, "handles", (json_int_t)si.handles, "mappings",
             (json_int_t)si.mappings, "tokens", (json_int_t)si.tokens, "bytes_in_use",
-            (json_int_t)si.bytes_in_use));
+            (json_int_t)si.bytes_in_use, "server_wide", (int)si.server_wide,
+            "max_sessions_per_uid", (json_int_t)si.max_sessions_per_uid,
+            "max_waits_per_session", (json_int_t)si.max_waits_per_session));
         return 0;
     }
     printf("server       %s (iobd %s)\n", iob_conn_target(c), si.version);
@@ -294,9 +297,18 @@ static int cmd_server_info(iob_conn_t* c) {
            " (0 = unlimited), token ttl %" PRIu64 " s\n",
            si.max_total_bytes, si.max_iobs_per_session, si.max_handles_per_session,
            (uint64_t)(si.token_ttl_ns / 1000000000u));
-    printf("now          %" PRIu64 " iobs, %" PRIu64 " sessions, %" PRIu64 " handles, %" PRIu64
-           " mappings, %" PRIu64 " tokens, %" PRIu64 " bytes\n",
-           si.iobs, si.sessions, si.handles, si.mappings, si.tokens, si.bytes_in_use);
+    printf("per client   sessions/uid %" PRIu32 ", waits/session %" PRIu32 " (0 = unlimited)\n",
+           si.max_sessions_per_uid, si.max_waits_per_session);
+    if (si.server_wide) {
+        printf("now          %" PRIu64 " iobs, %" PRIu64 " sessions, %" PRIu64 " handles, %" PRIu64
+               " mappings, %" PRIu64 " tokens, %" PRIu64 " bytes\n",
+               si.iobs, si.sessions, si.handles, si.mappings, si.tokens, si.bytes_in_use);
+    } else {
+        /* Not an operator: iobd tells only what is the caller's own. */
+        printf("yours        %" PRIu64 " iobs, %" PRIu64 " sessions, %" PRIu64 " handles, %" PRIu64
+               " bytes (server-wide figures: operators only)\n",
+               si.iobs, si.sessions, si.handles, si.bytes_in_use);
+    }
     return 0;
 }
 
@@ -309,6 +321,10 @@ static int cmd_list(iob_conn_t* c) {
     }
     if (n > 4096) {
         n = 4096;
+    }
+    iob_conn_server_info_t si;
+    if (!g_json && iob_conn_server_info(c, &si) == ZX_OK && !si.server_wide) {
+        fprintf(stderr, "iobctl: not an operator: only the IOBs your uid holds handles to\n");
     }
     if (g_json) {
         json_t* arr = json_array();

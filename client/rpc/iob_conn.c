@@ -1325,6 +1325,9 @@ zx_status_t iob_conn_server_info(iob_conn_t* conn, iob_conn_server_info_t* out) 
     out->bytes_in_use = r->bytes_in_use;
     out->max_message_bytes = r->max_message_bytes;
     out->max_chunk_bytes = r->max_chunk_bytes;
+    out->server_wide = r->server_wide;
+    out->max_sessions_per_uid = r->max_sessions_per_uid;
+    out->max_waits_per_session = r->max_waits_per_session;
     protobuf_c_message_free_unpacked(rep, NULL);
     return ZX_OK;
 }

@@ -167,6 +167,9 @@ typedef struct iob_conn_server_info {
     uint64_t token_ttl_ns;
     uint64_t iobs, sessions, handles, mappings, tokens, bytes_in_use;
     uint32_t max_message_bytes, max_chunk_bytes;
+    /* false: the counts above are the caller's own (not an operator; see iob.proto). */
+    bool server_wide;
+    uint32_t max_sessions_per_uid, max_waits_per_session; /* 0 = unlimited */
 } iob_conn_server_info_t;
 
 zx_status_t iob_conn_server_info(iob_conn_t* conn, iob_conn_server_info_t* out);

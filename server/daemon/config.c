@@ -41,6 +41,11 @@ enum {
     OPT_LOG_LEVEL,
     OPT_CONFIG,
     OPT_EXIT_WITH_PARENT,
+    /* gRPC side: who sees everything, per-client budgets (keep together). */
+    OPT_OPERATOR_UID,
+    OPT_OPERATOR_GID,
+    OPT_MAX_SESSIONS_PER_UID,
+    OPT_MAX_WAITS_PER_SESSION,
     OPT_HELP,
     OPT_VERSION,
 };
@@ -68,6 +73,10 @@ static const struct option iobd__long_options[] = {
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"config", required_argument, NULL, OPT_CONFIG},
     {"exit-with-parent", no_argument, NULL, OPT_EXIT_WITH_PARENT},
+    {"operator-uid", required_argument, NULL, OPT_OPERATOR_UID},
+    {"operator-gid", required_argument, NULL, OPT_OPERATOR_GID},
+    {"max-sessions-per-uid", required_argument, NULL, OPT_MAX_SESSIONS_PER_UID},
+    {"max-waits-per-session", required_argument, NULL, OPT_MAX_WAITS_PER_SESSION},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -85,7 +94,7 @@ static const char iobd__usage[] =
     "                             root and iobd's own uid are always accepted\n"
     "  --tls-cert FILE --tls-key FILE [--tls-client-ca FILE]   TLS for TCP (CA: mutual TLS)\n"
     "  --token TOKEN | --token-file FILE   bearer token required on TCP calls\n"
-    "  --insecure                 allow plaintext TCP (the token is still checked if given)\n"
+    "  --insecure                 allow plaintext TCP (a token is still required)\n"
     "  --hugepages auto|2M|1G|off backing of regions (default auto)\n"
     "  --hugepages-min-free N     auto picks 2M when at least N pages are free (default 1)\n"
     "  --reserve-hugepages N      as root, grow the pool to N pages at start; the pages\n"
@@ -96,7 +105,14 @@ static const char iobd__usage[] =
     "  --log-level error|warn|info|debug\n"
     "  --config FILE              INI file; section [iobd], keys are the long flag names\n"
     "  --exit-with-parent         exit (cleanly) when the process that started iobd exits:\n"
-    "                             for harnesses and tests that start a private server\n";
+    "                             for harnesses and tests that start a private server\n"
+    "  --operator-uid UID|NAME    --operator-gid GID|NAME   repeatable: local callers that see\n"
+    "                             every IOB and the server-wide figures (ListIobs, ServerInfo);\n"
+    "                             root, iobd's own uid and TCP callers always do, others see\n"
+    "                             only the IOBs their uid holds handles to\n"
+    "  --max-sessions-per-uid N   open sessions per local uid, root and iobd's own exempt\n"
+    "                             (default 64, 0 = unlimited)\n"
+    "  --max-waits-per-session N  Wait calls in progress per session (default 64, 0 = unlimited)\n";
 
 static bool iobd__parse_u64(const char* text, uint64_t* out) {
     if (text == NULL || *text == '\0' || *text == '-') {
@@ -301,6 +317,51 @@ static bool iobd__apply(iobd_options_t* o, int opt, const char* v, bool from_cli
         o->allow_gids[o->allow_gid_count++] = gid;
         return true;
     }
+    case OPT_OPERATOR_UID:
+    case OPT_OPERATOR_GID: {
+        bool is_uid = opt == OPT_OPERATOR_UID;
+        bool* from = is_uid ? &o->operator_uid_from_cli : &o->operator_gid_from_cli;
+        size_t* count = is_uid ? &o->operator_uid_count : &o->operator_gid_count;
+        if (from_cli && !*from) {
+            *count = 0;
+            *from = true;
+        }
+        uint32_t id;
+        if (iobd__parse_u64(v, &n) && n <= UINT32_MAX) {
+            id = (uint32_t)n;
+        } else if (is_uid) {
+            struct passwd* pw = getpwnam(v);
+            if (pw == NULL) {
+                fprintf(stderr, "iobd: unknown user %s\n", v);
+                return false;
+            }
+            id = pw->pw_uid;
+        } else {
+            struct group* gr = getgrnam(v);
+            if (gr == NULL) {
+                fprintf(stderr, "iobd: unknown group %s\n", v);
+                return false;
+            }
+            id = gr->gr_gid;
+        }
+        if (*count == IOBD_MAX_ALLOW) {
+            return false;
+        }
+        if (is_uid) {
+            o->operator_uids[(*count)++] = (uid_t)id;
+        } else {
+            o->operator_gids[(*count)++] = (gid_t)id;
+        }
+        return true;
+    }
+    case OPT_MAX_SESSIONS_PER_UID:
+    case OPT_MAX_WAITS_PER_SESSION:
+        if (!iobd__parse_u64(v, &n) || n > UINT32_MAX) {
+            return false;
+        }
+        *(opt == OPT_MAX_SESSIONS_PER_UID ? &o->max_sessions_per_uid
+                                          : &o->max_waits_per_session) = (uint32_t)n;
+        return true;
     case OPT_TLS_CERT:
         iobd__set_str(&o->tls_cert, v);
         return true;
@@ -399,6 +460,8 @@ int iobd_options_parse(iobd_options_t* o, int argc, char** argv) {
     o->log_level = IOBD_LOG_INFO;
     o->hugepages = strdup("auto");
     o->hugepages_min_free = 1;
+    o->max_sessions_per_uid = 64;
+    o->max_waits_per_session = 64;
 
     /* First pass: only --config, so the flags can override the file. */
     for (int i = 1; i < argc; i++) {

@@ -3,8 +3,8 @@
  * iobd's configuration: an INI file (--config, parsed with libinih) overridden by flags.
  * Every key of the file's [iobd] section is a long flag's name without the dashes
  * ("listen = unix:/run/iob/iobd.sock", "max-bytes = 1G"); repeatable flags (listen,
- * allow-uid, allow-gid) may repeat in the file too, and given on the command line they
- * replace the file's list.
+ * allow-uid, allow-gid, operator-uid, operator-gid) may repeat in the file too, and given
+ * on the command line they replace the file's list.
  */
 #ifndef IOB_SERVER_DAEMON_CONFIG_H_
 #define IOB_SERVER_DAEMON_CONFIG_H_
@@ -47,6 +47,15 @@ typedef struct iobd_options {
     uint64_t token_ttl_ns;
     iobd_log_level_t log_level;
     char* config_file;
+    /* gRPC side: operators and per-client budgets (iobd_rpc_config_t). */
+    uid_t operator_uids[IOBD_MAX_ALLOW];
+    size_t operator_uid_count;
+    bool operator_uid_from_cli;
+    gid_t operator_gids[IOBD_MAX_ALLOW];
+    size_t operator_gid_count;
+    bool operator_gid_from_cli;
+    uint32_t max_sessions_per_uid;
+    uint32_t max_waits_per_session;
 } iobd_options_t;
 
 /* 0: run; 1: exit 0 (help/version printed); -1: bad usage (message printed). */

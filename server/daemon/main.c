@@ -252,6 +252,12 @@ int main(int argc, char** argv) {
     rc.tls_client_ca_file = o.tls_client_ca;
     rc.token = o.token;
     rc.insecure = o.insecure;
+    rc.operator_uids = o.operator_uids;
+    rc.operator_uid_count = o.operator_uid_count;
+    rc.operator_gids = o.operator_gids;
+    rc.operator_gid_count = o.operator_gid_count;
+    rc.max_sessions_per_uid = o.max_sessions_per_uid;
+    rc.max_waits_per_session = o.max_waits_per_session;
     rc.broker_path = broker_path[0] != '\0' ? broker_path : NULL;
     rc.version = IOB_VERSION;
     zx_status_t st = iobd_rpc_start(&m.loop, &rc, &m.rpc);

@@ -4,7 +4,9 @@
 
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 #include <strings.h>
 #include <unistd.h>
 
@@ -31,6 +33,52 @@ bool iobd_log_parse_level(const char* text, iobd_log_level_t* out) {
         }
     }
     return false;
+}
+
+const char* iobd_log_escape(const void* in, size_t len, char* out, size_t out_size) {
+    static const char hex[] = "0123456789abcdef";
+    if (out_size == 0) {
+        return out;
+    }
+    const unsigned char* p = in;
+    if (p == NULL) {
+        len = 0;
+    } else if (len == SIZE_MAX) {
+        len = strlen((const char*)p);
+    }
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        char buf[4];
+        size_t n;
+        unsigned char ch = p[i];
+        if (ch == '\\' || ch == '"') {
+            buf[0] = '\\';
+            buf[1] = (char)ch;
+            n = 2;
+        } else if (ch < 0x20 || ch >= 0x7f) {
+            buf[0] = '\\';
+            buf[1] = 'x';
+            buf[2] = hex[ch >> 4];
+            buf[3] = hex[ch & 0xf];
+            n = 4;
+        } else {
+            buf[0] = (char)ch;
+            n = 1;
+        }
+        /* Room for this piece, and for "..." plus the NUL should more follow. */
+        size_t need = n + (i + 1 < len ? 3 : 0) + 1;
+        if (o + need > out_size) {
+            if (o + 4 <= out_size) {
+                memcpy(out + o, "...", 3);
+                o += 3;
+            }
+            break;
+        }
+        memcpy(out + o, buf, n);
+        o += n;
+    }
+    out[o] = '\0';
+    return out;
 }
 
 void iobd_log(iobd_log_level_t level, const char* fmt, ...) {

@@ -56,6 +56,24 @@ typedef struct iobd_rpc_config {
     const char* token;              /* "authorization: Bearer <token>" on every TCP call */
     bool insecure;                  /* plaintext TCP; the token is still checked if set */
 
+    /*
+     * Operators see every IOB (ListIobs) and the server-wide figures (ServerInfo); other
+     * local callers see only the IOBs their uid's sessions hold handles to, and figures of
+     * their own. Root, iobd's own uid and remote (TCP: TLS + token) callers are operators.
+     */
+    const uid_t* operator_uids;
+    size_t operator_uid_count;
+    const gid_t* operator_gids;
+    size_t operator_gid_count;
+
+    /*
+     * Budgets of one client (0 = unlimited): open sessions per local uid (root and iobd's
+     * own uid are exempt; remote sessions are the authenticated management plane, also
+     * exempt), and Wait calls in progress per session. Refusal: ZX_ERR_NO_RESOURCES.
+     */
+    uint32_t max_sessions_per_uid;
+    uint32_t max_waits_per_session;
+
     /* Reported in SessionOpened for Unix-socket sessions. */
     const char* broker_path;
     const char* version;
@@ -65,7 +83,8 @@ typedef struct iobd_rpc_config {
 
 /*
  * Creates the core, binds every listener and starts serving. The config is copied.
- * Errors: ZX_ERR_INVALID_ARGS (bad address, TCP without TLS/token and not insecure),
+ * Errors: ZX_ERR_INVALID_ARGS (bad address, TCP without a token, TCP without TLS and not
+ * insecure),
  * ZX_ERR_ADDRESS_IN_USE (another iobd serves a socket path), ZX_ERR_IO (bind/TLS files),
  * or the core's.
  */

@@ -29,10 +29,30 @@ static void iobd__bad_request(iobd_call_t* c, const char* what) {
 
 static void iobd__create_iob(iobd_call_t* c, iob_session_id_t sid) {
     iobd_rpc_t* srv = c->srv;
-    Iob__V1__CreateIobRequest* req =
-        IOBD_UNPACK(Iob__V1__CreateIobRequest, iob__v1__create_iob_request__descriptor, c);
+    bool over = false;
+    Iob__V1__CreateIobRequest* req = (Iob__V1__CreateIobRequest*)iob_wire_unpack_ex(
+        &iob__v1__create_iob_request__descriptor, c->payload, &over);
     if (req == NULL) {
-        iobd__bad_request(c, "malformed CreateIobRequest");
+        /*
+         * Too large to decode within the budget: answer from the top-level fields, in A.3's
+         * order (options, then the count), as the core would have for the decoded request.
+         * Only many regions make a CreateIob that large; anything else is malformed.
+         */
+        size_t n_options = 0, n_regions = 0;
+        uint64_t options = 0;
+        if (over && iob_wire_scan_field_bb(c->payload, 1, &n_options, &options) &&
+            iob_wire_scan_field_bb(c->payload, 2, &n_regions, NULL)) {
+            if (options != 0) {
+                iobd__call_finish(c, ZX_ERR_INVALID_ARGS, NULL, "options must be 0");
+                return;
+            }
+            if (n_regions > ZX_IOB_MAX_REGIONS) {
+                iobd__call_finish(c, ZX_ERR_OUT_OF_RANGE, NULL, "more than 64 regions");
+                return;
+            }
+        }
+        iobd__bad_request(c, over ? "CreateIobRequest too large to decode"
+                                  : "malformed CreateIobRequest");
         return;
     }
     zx_status_t st = ZX_OK;
@@ -333,6 +353,55 @@ static void iobd__import(iobd_call_t* c, iob_session_id_t sid) {
     iobd__finish_with_handle(c, sid, st, h);
 }
 
+/* A non-operator's listing looks at this many IOBs at most (the oldest ones). */
+#define IOBD_MAX_LIST_SCAN ((size_t)IOB_WIRE_MAX_LIST * 16)
+
+/*
+ * The IOBs the caller may see (the proto's ListIobsReply): everything for operators (the
+ * first IOB_WIRE_MAX_LIST; *total counts all), else those its uid's sessions hold handles
+ * to. *out (caller frees) holds *n summaries, at most IOB_WIRE_MAX_LIST.
+ */
+static zx_status_t iobd__visible_iobs(iobd_call_t* c, bool* server_wide,
+                                      iob_core_iob_summary_t** out, size_t* n, size_t* total) {
+    iobd_rpc_t* srv = c->srv;
+    *out = NULL;
+    *n = *total = 0;
+    *server_wide = iobd__call_is_operator(srv, c);
+    iobd_cred_t cred = {.valid = false};
+    if (!*server_wide && !iobd__peer_cred(srv, c->peer, &cred)) {
+        return ZX_OK; /* no credentials: nothing is the caller's */
+    }
+    size_t cap = IOB_WIRE_MAX_LIST;
+    if (!*server_wide) {
+        size_t all = 0;
+        zx_status_t st = iob_core_list(srv->core, NULL, 0, &all);
+        if (st != ZX_OK) {
+            return st;
+        }
+        cap = all < IOBD_MAX_LIST_SCAN ? all : IOBD_MAX_LIST_SCAN;
+    }
+    iob_core_iob_summary_t* sums = calloc(cap > 0 ? cap : 1, sizeof *sums);
+    if (sums == NULL) {
+        return ZX_ERR_NO_MEMORY;
+    }
+    size_t count = 0;
+    zx_status_t st = iob_core_list(srv->core, sums, cap, &count);
+    if (st != ZX_OK) {
+        free(sums);
+        return st;
+    }
+    size_t got = count < cap ? count : cap;
+    if (*server_wide) {
+        *total = count;
+    } else {
+        got = iobd__filter_iobs_for_uid(srv, sums, got, cred.uid);
+        *total = got;
+    }
+    *n = got < IOB_WIRE_MAX_LIST ? got : IOB_WIRE_MAX_LIST;
+    *out = sums;
+    return ZX_OK;
+}
+
 static void iobd__list(iobd_call_t* c) {
     Iob__V1__ListIobsRequest* req =
         IOBD_UNPACK(Iob__V1__ListIobsRequest, iob__v1__list_iobs_request__descriptor, c);
@@ -341,20 +410,20 @@ static void iobd__list(iobd_call_t* c) {
         return;
     }
     protobuf_c_message_free_unpacked(&req->base, NULL);
-    size_t total = 0;
-    iob_core_iob_summary_t* sums = calloc(IOB_WIRE_MAX_LIST, sizeof *sums);
+    size_t total = 0, n = 0;
+    bool server_wide = false;
+    iob_core_iob_summary_t* sums = NULL;
     Iob__V1__IobSummary* ps = calloc(IOB_WIRE_MAX_LIST, sizeof *ps);
     Iob__V1__IobSummary** pps = calloc(IOB_WIRE_MAX_LIST, sizeof *pps);
     Iob__V1__EndpointSummary* eps = calloc(2 * IOB_WIRE_MAX_LIST, sizeof *eps);
     Iob__V1__EndpointSummary** peps = calloc(2 * IOB_WIRE_MAX_LIST, sizeof *peps);
     zx_status_t st = ZX_ERR_NO_MEMORY;
-    if (sums != NULL && ps != NULL && pps != NULL && eps != NULL && peps != NULL) {
-        st = iob_core_list(c->srv->core, sums, IOB_WIRE_MAX_LIST, &total);
+    if (ps != NULL && pps != NULL && eps != NULL && peps != NULL) {
+        st = iobd__visible_iobs(c, &server_wide, &sums, &n, &total);
     }
     if (st != ZX_OK) {
         iobd__call_finish(c, st, NULL, iobd__detail(st));
     } else {
-        size_t n = total < IOB_WIRE_MAX_LIST ? total : IOB_WIRE_MAX_LIST;
         for (size_t i = 0; i < n; i++) {
             iob__v1__iob_summary__init(&ps[i]);
             ps[i].koid = sums[i].koid;
@@ -379,6 +448,7 @@ static void iobd__list(iobd_call_t* c) {
         r.n_iobs = n;
         r.iobs = pps;
         r.total = total;
+        r.server_wide = server_wide;
         iobd__call_finish(c, ZX_OK, &r.base, NULL);
     }
     free(sums);
@@ -399,6 +469,25 @@ static void iobd__server_info(iobd_call_t* c) {
     protobuf_c_message_free_unpacked(&req->base, NULL);
     iob_core_stats_t s;
     iob_core_get_stats(srv->core, &s);
+    bool server_wide = iobd__call_is_operator(srv, c);
+    if (!server_wide) {
+        /* Another user's activity is not the caller's business: only its own figures. */
+        iob_core_iob_summary_t* sums = NULL;
+        size_t n = 0, total = 0;
+        bool ignored;
+        s.iobs = s.sessions = s.handles = s.mappings = s.tokens = s.bytes_in_use = 0;
+        if (iobd__visible_iobs(c, &ignored, &sums, &n, &total) == ZX_OK) {
+            s.iobs = total;
+            for (size_t i = 0; i < n; i++) {
+                s.bytes_in_use += sums[i].total_bytes;
+            }
+        }
+        free(sums);
+        iobd_cred_t cred;
+        if (iobd__peer_cred(srv, c->peer, &cred)) {
+            iobd__uid_figures(srv, cred.uid, &s.sessions, &s.handles);
+        }
+    }
     Iob__V1__ServerInfoReply r = IOB__V1__SERVER_INFO_REPLY__INIT;
     r.version = (char*)(uintptr_t)(srv->version ? srv->version : "");
     r.page_size = (uint32_t)iob_core_page_size(srv->core);
@@ -423,6 +512,9 @@ static void iobd__server_info(iobd_call_t* c) {
     r.bytes_in_use = s.bytes_in_use;
     r.max_message_bytes = (uint32_t)IOB_WIRE_MAX_MESSAGE;
     r.max_chunk_bytes = (uint32_t)IOB_WIRE_MAX_CHUNK;
+    r.server_wide = server_wide;
+    r.max_sessions_per_uid = srv->config.max_sessions_per_uid;
+    r.max_waits_per_session = srv->config.max_waits_per_session;
     iobd__call_finish(c, ZX_OK, &r.base, NULL);
 }
 

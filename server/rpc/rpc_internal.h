@@ -65,6 +65,13 @@ struct iobd_session {
     uid_t cred_uid;
     int pidfd;  /* local: the peer process, watched once the session ends; else -1 */
     bool closed;
+    /*
+     * The map broker attached to it (iobd_rpc_authenticate): only then can it hold mapping
+     * records, so only then must its end wait for its process to exit.
+     */
+    bool attached;
+    bool uid_counted;     /* counted in srv->uid_sessions (max_sessions_per_uid) */
+    uint32_t waits;       /* Wait calls registered for it (max_waits_per_session) */
     /* OpenSessionRequest.no_events / SetSessionEvents: queue no events for the stream. */
     bool events_off;
     iobd_call_t* stream; /* the OpenSession call */
@@ -77,13 +84,26 @@ struct iobd_session {
     uint64_t events_dropped;
 };
 
+/*
+ * One exited-or-not client process whose ended sessions may still have mapping records:
+ * one pidfd per process, however many of its sessions ended, so session churn costs no fd.
+ */
 typedef struct iobd_pidwatch {
     uv_poll_t poll;
     iobd_rpc_t* srv;
-    uint64_t session_id;
+    pid_t pid;
     int pidfd;
+    bool started; /* uv_poll running (loop thread) */
+    uint64_t* session_ids;
+    size_t session_count, session_cap;
     struct iobd_pidwatch* next;
 } iobd_pidwatch_t;
+
+/* Open sessions of one local uid (max_sessions_per_uid). */
+typedef struct iobd_uid_count {
+    uid_t uid;
+    uint32_t sessions;
+} iobd_uid_count_t;
 
 typedef struct iobd_unix_listener {
     uv_pipe_t pipe;
@@ -143,8 +163,11 @@ struct iobd_rpc {
     iobd_call_t* waiters; /* Wait calls in progress */
     iobd_cred_t* creds;   /* indexed by the fd handed to gRPC ("fd:N" peers) */
     size_t creds_cap;
-    iobd_pidwatch_t* pending_watches; /* posted by the CQ thread for the loop */
-    iobd_pidwatch_t* watches;         /* loop thread only */
+    iobd_pidwatch_t* watches; /* started by the loop thread; list guarded by srv->lock */
+    uid_t* operator_uids;
+    gid_t* operator_gids;
+    iobd_uid_count_t* uid_sessions; /* unordered; an entry leaves when its count is 0 */
+    size_t uid_session_len, uid_session_cap;
 };
 
 /* Per-method state of a call. */
@@ -247,6 +270,16 @@ zx_status_t iobd__session_set_events(iobd_rpc_t* srv, uint64_t session_id, bool 
 /* Queues sends for sessions and waiters touched by events; any thread, srv->lock not held. */
 void iobd__flush(iobd_rpc_t* srv);
 
+/*
+ * Keeps (compacted, in order) the summaries of IOBs that a local session of uid holds a
+ * handle to; returns how many. A handle counts while the event index knows it: created,
+ * duplicated, imported (gRPC or broker) or waited on, and not closed.
+ */
+size_t iobd__filter_iobs_for_uid(iobd_rpc_t* srv, iob_core_iob_summary_t* sums, size_t n,
+                                 uid_t uid);
+/* A uid's open sessions (0 for uids the budget does not count) and indexed handles. */
+void iobd__uid_figures(iobd_rpc_t* srv, uid_t uid, uint64_t* sessions, uint64_t* handles);
+
 /* Session stream and Wait (rpc_server.c, they share the event machinery). */
 void iobd__open_session(iobd_call_t* c);
 void iobd__wait_start(iobd_call_t* c);
@@ -268,5 +301,11 @@ void iobd__listen_close(iobd_rpc_t* srv);
 /* Credentials of a "fd:N" peer, as read at accept. */
 bool iobd__peer_cred(iobd_rpc_t* srv, const char* peer, iobd_cred_t* out);
 bool iobd__peer_is_local(const char* peer);
+/*
+ * May the call's caller see every IOB and the server-wide figures? Remote (TCP) callers
+ * passed TLS and the bearer token: the management plane. Local ones: root, iobd's own uid,
+ * or a configured operator uid/gid.
+ */
+bool iobd__call_is_operator(iobd_rpc_t* srv, const iobd_call_t* c);
 
 #endif /* IOB_SERVER_RPC_RPC_INTERNAL_H_ */

@@ -93,6 +93,32 @@ bool iobd_rpc_peer_allowed(void* ctx, pid_t pid, uid_t uid, gid_t gid) {
     return false;
 }
 
+bool iobd__call_is_operator(iobd_rpc_t* srv, const iobd_call_t* c) {
+    if (!iobd__peer_is_local(c->peer)) {
+        /* TCP is never served without the bearer token (iobd__listen_tcp). */
+        return true;
+    }
+    iobd_cred_t cr;
+    if (!iobd__peer_cred(srv, c->peer, &cr)) {
+        return false;
+    }
+    if (cr.uid == 0 || cr.uid == geteuid()) {
+        return true;
+    }
+    const iobd_rpc_config_t* cfg = &srv->config;
+    for (size_t i = 0; i < cfg->operator_uid_count; i++) {
+        if (cfg->operator_uids[i] == cr.uid) {
+            return true;
+        }
+    }
+    for (size_t i = 0; i < cfg->operator_gid_count; i++) {
+        if (cfg->operator_gids[i] == cr.gid) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static void iobd__client_closed(uv_handle_t* h) {
     free(h);
 }
@@ -255,16 +281,23 @@ static zx_status_t iobd__listen_tcp(iobd_rpc_t* srv, const char* addr) {
         }
     } else if (c->insecure) {
         creds = grpc_insecure_server_credentials_create();
-        IOBD_WARN("%s: plaintext TCP (--insecure)%s", addr,
-                  srv->token != NULL ? ", bearer token still required" : ", no token");
     } else {
         IOBD_ERROR("%s: TCP needs --tls-cert/--tls-key and --token, or --insecure", addr);
         return ZX_ERR_INVALID_ARGS;
     }
-    if (!c->insecure && srv->token == NULL) {
+    /*
+     * Never without the token, not even with --insecure or on loopback: a TCP caller has no
+     * uid to judge it by, any local user can reach a loopback port, and TCP callers are
+     * operators (they see every IOB). Plaintext with a token is allowed, with a warning.
+     */
+    if (srv->token == NULL) {
         grpc_server_credentials_release(creds);
-        IOBD_ERROR("%s: TCP needs a bearer token (--token or --token-file), or --insecure", addr);
+        IOBD_ERROR("%s: TCP needs a bearer token (--token or --token-file)%s", addr,
+                   c->insecure ? "; --insecure only drops TLS, never the token" : "");
         return ZX_ERR_INVALID_ARGS;
+    }
+    if (c->insecure) {
+        IOBD_WARN("%s: plaintext TCP (--insecure): the bearer token travels in clear", addr);
     }
     int port = grpc_server_add_http2_port(srv->server, addr, creds);
     grpc_server_credentials_release(creds);

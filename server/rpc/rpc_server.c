@@ -14,6 +14,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -317,6 +318,60 @@ static bool iobd__ct_equal(const uint8_t* a, const uint8_t* b, size_t n) {
     return diff == 0;
 }
 
+/*
+ * Counts one more open session against a local uid; false when the uid is at
+ * max_sessions_per_uid. Root and iobd's own uid are not counted (the caller checks).
+ */
+static bool iobd__uid_session_take_locked(iobd_rpc_t* srv, uid_t uid) {
+    iobd_uid_count_t* e = NULL;
+    for (size_t i = 0; i < srv->uid_session_len; i++) {
+        if (srv->uid_sessions[i].uid == uid) {
+            e = &srv->uid_sessions[i];
+            break;
+        }
+    }
+    if (e == NULL) {
+        if (srv->uid_session_len == srv->uid_session_cap) {
+            size_t cap = srv->uid_session_cap == 0 ? 16 : 2 * srv->uid_session_cap;
+            iobd_uid_count_t* n = realloc(srv->uid_sessions, cap * sizeof *n);
+            if (n == NULL) {
+                return false;
+            }
+            srv->uid_sessions = n;
+            srv->uid_session_cap = cap;
+        }
+        e = &srv->uid_sessions[srv->uid_session_len++];
+        *e = (iobd_uid_count_t){uid, 0};
+    }
+    uint32_t max = srv->config.max_sessions_per_uid;
+    if (max != 0 && e->sessions >= max) {
+        return false;
+    }
+    e->sessions++;
+    return true;
+}
+
+static void iobd__uid_session_give_locked(iobd_rpc_t* srv, uid_t uid) {
+    for (size_t i = 0; i < srv->uid_session_len; i++) {
+        if (srv->uid_sessions[i].uid == uid) {
+            if (--srv->uid_sessions[i].sessions == 0) {
+                srv->uid_sessions[i] = srv->uid_sessions[--srv->uid_session_len];
+            }
+            return;
+        }
+    }
+}
+
+/* Open sessions of a uid (0 when it has none or is not counted). */
+static uint32_t iobd__uid_sessions_locked(iobd_rpc_t* srv, uid_t uid) {
+    for (size_t i = 0; i < srv->uid_session_len; i++) {
+        if (srv->uid_sessions[i].uid == uid) {
+            return srv->uid_sessions[i].sessions;
+        }
+    }
+    return 0;
+}
+
 zx_status_t iobd__call_session(iobd_call_t* c, uint64_t* session_out) {
     const grpc_slice* value = NULL;
     for (size_t i = 0; i < c->md.count; i++) {
@@ -394,6 +449,7 @@ bool iobd_rpc_authenticate(void* ctx, uint64_t session_id, const uint8_t secret[
             why = "another process";
         } else {
             ok = true;
+            s->attached = true;
         }
     }
     pthread_mutex_unlock(&srv->lock);
@@ -638,6 +694,50 @@ static void iobd__session_send_next_locked(iobd_session_t* s) {
     iobd__send_locked(c, &m.base);
 }
 
+/* ---- What a non-operator may see (ListIobs, ServerInfo) ---- */
+
+static bool iobd__uid_holds_koid_locked(iobd_rpc_t* srv, zx_koid_t koid, uid_t uid) {
+    for (iobd_hent_t* h = srv->by_koid[iobd__hash(koid)]; h != NULL; h = h->next_by_koid) {
+        if (h->koid == koid && h->session->local && h->session->cred_valid &&
+            h->session->cred_uid == uid) {
+            return true;
+        }
+    }
+    return false;
+}
+
+size_t iobd__filter_iobs_for_uid(iobd_rpc_t* srv, iob_core_iob_summary_t* sums, size_t n,
+                                 uid_t uid) {
+    size_t kept = 0;
+    pthread_mutex_lock(&srv->lock);
+    for (size_t i = 0; i < n; i++) {
+        if (iobd__uid_holds_koid_locked(srv, sums[i].endpoints[0].koid, uid) ||
+            iobd__uid_holds_koid_locked(srv, sums[i].endpoints[1].koid, uid)) {
+            if (kept != i) {
+                sums[kept] = sums[i];
+            }
+            kept++;
+        }
+    }
+    pthread_mutex_unlock(&srv->lock);
+    return kept;
+}
+
+void iobd__uid_figures(iobd_rpc_t* srv, uid_t uid, uint64_t* sessions, uint64_t* handles) {
+    uint64_t n = 0;
+    pthread_mutex_lock(&srv->lock);
+    for (size_t b = 0; b < IOBD_HASH_BUCKETS; b++) {
+        for (iobd_hent_t* h = srv->by_handle[b]; h != NULL; h = h->next_by_handle) {
+            if (h->session->local && h->session->cred_valid && h->session->cred_uid == uid) {
+                n++;
+            }
+        }
+    }
+    *handles = n;
+    *sessions = iobd__uid_sessions_locked(srv, uid);
+    pthread_mutex_unlock(&srv->lock);
+}
+
 /* ---- Waits ---- */
 
 static void iobd__waiter_unlink_locked(iobd_rpc_t* srv, iobd_call_t* c) {
@@ -655,6 +755,11 @@ static void iobd__waiter_unlink_locked(iobd_rpc_t* srv, iobd_call_t* c) {
     }
     w->next_waiter = w->prev_waiter = NULL;
     w->registered = false;
+    /* An ended session is no longer in the table: nothing to give back to it. */
+    iobd_session_t* s = iobd__session_find_locked(srv, c->session_id);
+    if (s != NULL && s->waits > 0) {
+        s->waits--;
+    }
 }
 
 static void iobd__wait_eval_locked(iobd_rpc_t* srv, iobd_call_t* c, int64_t now) {
@@ -734,6 +839,14 @@ void iobd__wait_start(iobd_call_t* c) {
         iobd__call_finish(c, ZX_ERR_BAD_HANDLE, NULL, "session ended");
         return;
     }
+    uint32_t max_waits = srv->config.max_waits_per_session;
+    if (max_waits != 0 && s->waits >= max_waits) {
+        pthread_mutex_unlock(&srv->lock);
+        IOBD_DEBUG("session %" PRIu64 ": Wait refused, %u in progress", sid, (unsigned)max_waits);
+        iobd__call_finish(c, ZX_ERR_NO_RESOURCES, NULL,
+                          "too many Wait calls in progress for this session");
+        return;
+    }
     w->hent = iobd__hent_add_locked(srv, s, w->handle, koid);
     if (w->hent == NULL) {
         pthread_mutex_unlock(&srv->lock);
@@ -747,6 +860,7 @@ void iobd__wait_start(iobd_call_t* c) {
     }
     srv->waiters = c;
     w->registered = true;
+    s->waits++;
     iobd__close_chain_locked(c);
     pthread_mutex_unlock(&srv->lock);
 
@@ -819,8 +933,9 @@ void iobd__open_session(iobd_call_t* c) {
         iobd__call_finish(c, ZX_ERR_INVALID_ARGS, NULL, "malformed OpenSessionRequest");
         return;
     }
-    char client_name[64];
-    snprintf(client_name, sizeof client_name, "%s", req->client_name ? req->client_name : "");
+    /* Logged below: escaped, since a newline in it would forge a log line. */
+    char client_name[160];
+    iobd_log_escape(req->client_name, SIZE_MAX, client_name, sizeof client_name);
     bool no_events = req->no_events;
     protobuf_c_message_free_unpacked(&req->base, NULL);
 
@@ -829,10 +944,32 @@ void iobd__open_session(iobd_call_t* c) {
     if (local) {
         iobd__peer_cred(srv, c->peer, &cred);
     }
+    /*
+     * The per-uid budget is taken before anything is allocated for the session, so a
+     * client at its budget costs iobd nothing but the refusal.
+     */
+    bool uid_counted = false;
+    if (local && cred.uid != 0 && cred.uid != geteuid()) {
+        pthread_mutex_lock(&srv->lock);
+        uid_counted = iobd__uid_session_take_locked(srv, cred.uid);
+        pthread_mutex_unlock(&srv->lock);
+        if (!uid_counted) {
+            IOBD_DEBUG("OpenSession from uid %d refused: %u sessions open (max-sessions-per-uid)",
+                       (int)cred.uid, (unsigned)srv->config.max_sessions_per_uid);
+            iobd__call_finish(c, ZX_ERR_NO_RESOURCES, NULL,
+                              "too many open sessions for this uid (max-sessions-per-uid)");
+            return;
+        }
+    }
     iob_session_cred_t sc = {.pid = cred.pid, .uid = cred.uid, .gid = cred.gid};
     iob_session_id_t sid;
     zx_status_t st = iob_core_session_open(srv->core, &sc, &sid);
     if (st != ZX_OK) {
+        if (uid_counted) {
+            pthread_mutex_lock(&srv->lock);
+            iobd__uid_session_give_locked(srv, cred.uid);
+            pthread_mutex_unlock(&srv->lock);
+        }
         iobd__call_finish(c, st, NULL, iob_core_error_detail());
         return;
     }
@@ -842,6 +979,11 @@ void iobd__open_session(iobd_call_t* c) {
         getrandom(s->secret, sizeof s->secret, 0) != (ssize_t)sizeof s->secret) {
         free(s);
         free(peer);
+        if (uid_counted) {
+            pthread_mutex_lock(&srv->lock);
+            iobd__uid_session_give_locked(srv, cred.uid);
+            pthread_mutex_unlock(&srv->lock);
+        }
         iob_core_session_close(srv->core, sid);
         iob_core_session_release_mappings(srv->core, sid);
         iobd__call_finish(c, ZX_ERR_NO_RESOURCES, NULL, "cannot set up the session");
@@ -854,6 +996,7 @@ void iobd__open_session(iobd_call_t* c) {
     s->cred_valid = local && cred.valid;
     s->cred_pid = cred.pid;
     s->cred_uid = cred.uid;
+    s->uid_counted = uid_counted;
     s->pidfd = -1;
     if (local && cred.valid && cred.pid > 0) {
         /* Opened now, while the connection proves the process is alive: no pid reuse. */
@@ -891,17 +1034,81 @@ void iobd__open_session(iobd_call_t* c) {
         pthread_mutex_lock(&srv->lock);
         s->closed = true;
         iobd__session_unlink_locked(srv, s);
+        if (s->uid_counted) {
+            s->uid_counted = false;
+            iobd__uid_session_give_locked(srv, s->cred_uid);
+        }
+        if (s->pidfd >= 0) {
+            close(s->pidfd);
+            s->pidfd = -1;
+        }
         pthread_mutex_unlock(&srv->lock);
         iob_core_session_close(srv->core, sid);
         iob_core_session_release_mappings(srv->core, sid);
     }
 }
 
-/* The session's call ended: its handles close now, its mappings when the process exits. */
+/*
+ * Adds an ended session to the watch of its process. One pidfd per process however many of
+ * its sessions end: *pidfd (the session's own, opened while the process was alive) becomes
+ * the watch's, or is closed when a watch of that process exists. A watch whose process has
+ * already exited (pidfd readable) is not joined: the pid may name a new process now.
+ * False on no memory (the caller releases the mappings at once).
+ */
+static bool iobd__watch_add_locked(iobd_rpc_t* srv, pid_t pid, int* pidfd, uint64_t session_id) {
+    iobd_pidwatch_t* pw = srv->watches;
+    for (; pw != NULL; pw = pw->next) {
+        struct pollfd pfd = {.fd = pw->pidfd, .events = POLLIN};
+        if (pw->pid == pid && poll(&pfd, 1, 0) == 0) {
+            break;
+        }
+    }
+    bool fresh = pw == NULL;
+    if (fresh) {
+        pw = calloc(1, sizeof *pw);
+        if (pw == NULL) {
+            return false;
+        }
+        pw->srv = srv;
+        pw->pid = pid;
+        pw->pidfd = -1;
+    }
+    if (pw->session_count == pw->session_cap) {
+        size_t cap = pw->session_cap == 0 ? 4 : 2 * pw->session_cap;
+        uint64_t* ids = realloc(pw->session_ids, cap * sizeof *ids);
+        if (ids == NULL) {
+            if (fresh) {
+                free(pw);
+            }
+            return false;
+        }
+        pw->session_ids = ids;
+        pw->session_cap = cap;
+    }
+    pw->session_ids[pw->session_count++] = session_id;
+    if (fresh) {
+        pw->pidfd = *pidfd;
+        *pidfd = -1;
+        pw->next = srv->watches;
+        srv->watches = pw;
+    }
+    return true;
+}
+
+/*
+ * The session's call ended: its handles close now. Its mapping records stay until its
+ * process exits only if the map broker ever attached it (no other way makes them);
+ * otherwise the session is forgotten at once, so a client opening and cancelling
+ * sessions leaves nothing behind.
+ */
 static void iobd__session_end(iobd_rpc_t* srv, iobd_session_t* s) {
     pthread_mutex_lock(&srv->lock);
     s->closed = true;
     iobd__session_unlink_locked(srv, s);
+    if (s->uid_counted) {
+        s->uid_counted = false;
+        iobd__uid_session_give_locked(srv, s->cred_uid);
+    }
     pthread_mutex_unlock(&srv->lock);
     iob_session_id_t sid = {s->id};
     zx_status_t st = iob_core_session_close(srv->core, sid);
@@ -921,17 +1128,12 @@ static void iobd__session_end(iobd_rpc_t* srv, iobd_session_t* s) {
         }
     }
     bool watch = false;
-    if (s->local && s->pidfd >= 0 && !atomic_load(&srv->shutting_down)) {
-        iobd_pidwatch_t* pw = calloc(1, sizeof *pw);
-        if (pw != NULL) {
-            pw->srv = srv;
-            pw->session_id = s->id;
-            pw->pidfd = s->pidfd;
-            s->pidfd = -1;
-            pw->next = srv->pending_watches;
-            srv->pending_watches = pw;
-            watch = true;
-        }
+    if (s->local && s->attached && s->pidfd >= 0 && !atomic_load(&srv->shutting_down)) {
+        watch = iobd__watch_add_locked(srv, s->cred_pid, &s->pidfd, s->id);
+    }
+    if (s->pidfd >= 0) {
+        close(s->pidfd);
+        s->pidfd = -1;
     }
     pthread_mutex_unlock(&srv->lock);
     IOBD_INFO("session %" PRIu64 " ended%s", s->id,
@@ -941,18 +1143,24 @@ static void iobd__session_end(iobd_rpc_t* srv, iobd_session_t* s) {
             uv_async_send(&srv->wake);
         }
     } else {
-        /* Remote sessions cannot map; a local one without a pidfd cannot be watched. */
+        /* Never attached (no mapping records), remote, or a process that cannot be watched. */
         iob_core_session_release_mappings(srv->core, sid);
     }
 }
 
-static void iobd__pidwatch_closed(uv_handle_t* h) {
-    iobd_pidwatch_t* pw = h->data;
-    close(pw->pidfd);
+static void iobd__pidwatch_free(iobd_pidwatch_t* pw) {
+    if (pw->pidfd >= 0) {
+        close(pw->pidfd);
+    }
+    free(pw->session_ids);
     free(pw);
 }
 
-static void iobd__pidwatch_unlink(iobd_rpc_t* srv, iobd_pidwatch_t* pw) {
+static void iobd__pidwatch_closed(uv_handle_t* h) {
+    iobd__pidwatch_free(h->data);
+}
+
+static void iobd__pidwatch_unlink_locked(iobd_rpc_t* srv, iobd_pidwatch_t* pw) {
     iobd_pidwatch_t** pp = &srv->watches;
     while (*pp != NULL && *pp != pw) {
         pp = &(*pp)->next;
@@ -962,36 +1170,65 @@ static void iobd__pidwatch_unlink(iobd_rpc_t* srv, iobd_pidwatch_t* pw) {
     }
 }
 
+static void iobd__pidwatch_release(iobd_rpc_t* srv, const uint64_t* ids, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        iob_core_session_release_mappings(srv->core, (iob_session_id_t){ids[i]});
+        IOBD_DEBUG("session %" PRIu64 ": process exited, mappings released", ids[i]);
+    }
+}
+
 static void iobd__pidwatch_fired(uv_poll_t* p, int status, int events) {
     (void)status;
     (void)events;
     iobd_pidwatch_t* pw = p->data;
     iobd_rpc_t* srv = pw->srv;
-    iob_core_session_release_mappings(srv->core, (iob_session_id_t){pw->session_id});
-    IOBD_DEBUG("session %" PRIu64 ": process exited, mappings released", pw->session_id);
-    iobd__pidwatch_unlink(srv, pw);
+    /* Unlinked first: no session joins a watch whose process is gone. */
+    pthread_mutex_lock(&srv->lock);
+    iobd__pidwatch_unlink_locked(srv, pw);
+    pthread_mutex_unlock(&srv->lock);
+    iobd__pidwatch_release(srv, pw->session_ids, pw->session_count);
     uv_close((uv_handle_t*)&pw->poll, iobd__pidwatch_closed);
     iobd__flush(srv);
 }
 
+/* Loop thread: starts the watches the CQ thread added. */
 static void iobd__start_watches(iobd_rpc_t* srv) {
+    iobd_pidwatch_t* failed = NULL;
     pthread_mutex_lock(&srv->lock);
-    iobd_pidwatch_t* list = srv->pending_watches;
-    srv->pending_watches = NULL;
-    pthread_mutex_unlock(&srv->lock);
-    while (list != NULL) {
-        iobd_pidwatch_t* pw = list;
-        list = pw->next;
-        pw->poll.data = pw;
-        if (uv_poll_init(srv->loop, &pw->poll, pw->pidfd) != 0 ||
-            uv_poll_start(&pw->poll, UV_READABLE, iobd__pidwatch_fired) != 0) {
-            iob_core_session_release_mappings(srv->core, (iob_session_id_t){pw->session_id});
-            close(pw->pidfd);
-            free(pw);
+    iobd_pidwatch_t** pp = &srv->watches;
+    while (*pp != NULL) {
+        iobd_pidwatch_t* pw = *pp;
+        if (pw->started) {
+            pp = &pw->next;
             continue;
         }
-        pw->next = srv->watches;
-        srv->watches = pw;
+        pw->poll.data = pw;
+        if (uv_poll_init(srv->loop, &pw->poll, pw->pidfd) != 0) {
+            *pp = pw->next;
+            pw->next = failed;
+            failed = pw;
+            continue;
+        }
+        pw->started = true;
+        if (uv_poll_start(&pw->poll, UV_READABLE, iobd__pidwatch_fired) != 0) {
+            /* Released below, then closed (a started watch is a libuv handle). */
+            *pp = pw->next;
+            pw->next = failed;
+            failed = pw;
+            continue;
+        }
+        pp = &pw->next;
+    }
+    pthread_mutex_unlock(&srv->lock);
+    while (failed != NULL) {
+        iobd_pidwatch_t* pw = failed;
+        failed = pw->next;
+        iobd__pidwatch_release(srv, pw->session_ids, pw->session_count);
+        if (pw->started) {
+            uv_close((uv_handle_t*)&pw->poll, iobd__pidwatch_closed);
+        } else {
+            iobd__pidwatch_free(pw);
+        }
     }
 }
 
@@ -1046,11 +1283,13 @@ static void iobd__on_new(iobd_call_t* c) {
     c->peer = strdup(p != NULL ? p : "");
     gpr_free(p);
     if (c->method == IOBD_METHOD_UNKNOWN) {
-        char* m = grpc_slice_to_c_string(c->details.method);
+        /* The path is the client's: escaped before it reaches the log or the reply. */
+        char m[200];
+        iobd_log_escape(GRPC_SLICE_START_PTR(c->details.method),
+                        GRPC_SLICE_LENGTH(c->details.method), m, sizeof m);
         IOBD_DEBUG("unknown method %s from %s", m, c->peer);
         char detail[300];
         snprintf(detail, sizeof detail, "unknown method %s", m);
-        gpr_free(m);
         iobd__call_finish_code(c, ZX_ERR_NOT_SUPPORTED, GRPC_STATUS_UNIMPLEMENTED, NULL, detail);
         return;
     }
@@ -1213,10 +1452,18 @@ static void iobd__on_wake(uv_async_t* a) {
     }
     srv->wake_alive = false;
     uv_close((uv_handle_t*)&srv->wake, iobd__wake_closed);
-    while (srv->watches != NULL) {
-        iobd_pidwatch_t* pw = srv->watches;
-        srv->watches = pw->next;
-        uv_close((uv_handle_t*)&pw->poll, iobd__pidwatch_closed);
+    pthread_mutex_lock(&srv->lock);
+    iobd_pidwatch_t* list = srv->watches;
+    srv->watches = NULL;
+    pthread_mutex_unlock(&srv->lock);
+    while (list != NULL) {
+        iobd_pidwatch_t* pw = list;
+        list = pw->next;
+        if (pw->started) {
+            uv_close((uv_handle_t*)&pw->poll, iobd__pidwatch_closed);
+        } else {
+            iobd__pidwatch_free(pw);
+        }
     }
     if (srv->done_cb != NULL) {
         void (*cb)(void*) = srv->done_cb;
@@ -1259,6 +1506,18 @@ zx_status_t iobd_rpc_start(uv_loop_t* loop, const iobd_rpc_config_t* config, iob
     }
     srv->config.allow_uids = srv->allow_uids;
     srv->config.allow_gids = srv->allow_gids;
+    if (config->operator_uid_count > 0) {
+        srv->operator_uids = malloc(config->operator_uid_count * sizeof(uid_t));
+        memcpy(srv->operator_uids, config->operator_uids,
+               config->operator_uid_count * sizeof(uid_t));
+    }
+    if (config->operator_gid_count > 0) {
+        srv->operator_gids = malloc(config->operator_gid_count * sizeof(gid_t));
+        memcpy(srv->operator_gids, config->operator_gids,
+               config->operator_gid_count * sizeof(gid_t));
+    }
+    srv->config.operator_uids = srv->operator_uids;
+    srv->config.operator_gids = srv->operator_gids;
     srv->token = iobd__strdup_or_null(config->token);
     srv->broker_path = iobd__strdup_or_null(config->broker_path);
     srv->version = iobd__strdup_or_null(config->version);
@@ -1390,12 +1649,15 @@ void iobd_rpc_destroy(iobd_rpc_t* srv) {
             }
         }
     }
-    while (srv->pending_watches != NULL) {
-        iobd_pidwatch_t* pw = srv->pending_watches;
-        srv->pending_watches = pw->next;
-        close(pw->pidfd);
-        free(pw);
+    while (srv->watches != NULL) {
+        /* Only watches the loop never started can be left: the loop closed the others. */
+        iobd_pidwatch_t* pw = srv->watches;
+        srv->watches = pw->next;
+        iobd__pidwatch_free(pw);
     }
+    free(srv->operator_uids);
+    free(srv->operator_gids);
+    free(srv->uid_sessions);
     for (size_t i = 0; srv->listen != NULL && i < srv->config.listen_count; i++) {
         free(srv->listen[i]);
     }

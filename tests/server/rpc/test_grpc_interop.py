@@ -5,6 +5,7 @@ Also the bad-input cases that are easiest to provoke from Python (raw malformed 
 oversized messages, unknown methods, clients that vanish mid-stream).
 
 usage: test_grpc_interop.py IOBD PROTO_DIR WORK_DIR
+(test_rpc_abuse.py imports it, with the same arguments, for Iobd, Session and the stubs.)
 """
 import os
 import shutil
@@ -41,9 +42,17 @@ PEER_CLOSED = 1 << 2
 T = 10  # seconds per call
 
 
+def short_tempdir(prefix):
+    """A private directory for sockets: under TMPDIR when it is short, else /tmp."""
+    base = os.environ.get("TMPDIR", "")
+    return tempfile.mkdtemp(prefix=prefix, dir=base if 0 < len(base) <= 40 else "/tmp")
+
+
 class Iobd:
     def __init__(self, extra=(), tcp=None):
-        self.dir = tempfile.mkdtemp(prefix="iobd-", dir=WORK)
+        # Sockets live in a short private directory (TMPDIR or /tmp), never under WORK:
+        # a build directory's path may be longer than a socket path can be (108 bytes).
+        self.dir = short_tempdir("iobd-")
         self.sock = os.path.join(self.dir, "iobd.sock")
         self.log = os.path.join(self.dir, "iobd.log")
         args = [IOBD, "--listen=unix:" + self.sock, "--hugepages=off", "--log-level=debug"]
@@ -474,16 +483,24 @@ def case_tcp_tls():
     finally:
         srv.stop()
         shutil.rmtree(d)
-    # TCP without TLS is refused unless --insecure is explicit.
-    p = subprocess.run([IOBD, "--listen=unix:" + WORK + "/refuse.sock",
-                        "--listen=127.0.0.1:%d" % free_port(), "--hugepages=off", "--no-broker"],
-                       capture_output=True, timeout=15)
-    assert p.returncode != 0 and b"--insecure" in p.stderr, p.stderr
+    # TCP without TLS is refused unless --insecure is explicit, and never without a token
+    # (--insecure alone used to serve every IOB to anyone who could reach the port).
+    short = short_tempdir("iobd-refuse-")
+    for extra, why in (([], b"--insecure"), (["--insecure"], b"needs a bearer token")):
+        p = subprocess.run([IOBD, "--listen=unix:" + short + "/refuse.sock",
+                            "--listen=127.0.0.1:%d" % free_port(), "--hugepages=off",
+                            "--no-broker"] + extra, capture_output=True, timeout=15)
+        assert p.returncode != 0 and why in p.stderr, p.stderr
+        assert not os.path.exists(short + "/refuse.sock"), "socket left behind"
+    shutil.rmtree(short)
     port = free_port()
-    srv = Iobd(["--insecure"], tcp="127.0.0.1:%d" % port)
+    srv = Iobd(["--insecure", "--token=" + token], tcp="127.0.0.1:%d" % port)
     try:
         ch = grpc.insecure_channel("127.0.0.1:%d" % port)
-        s = Session(ch)
+        auth = (("authorization", "Bearer " + token),)
+        expect_error(lambda: pbg.IobStub(ch).ServerInfo(pb.ServerInfoRequest(), timeout=T),
+                     grpc.StatusCode.UNAUTHENTICATED, ZX_ERR_ACCESS_DENIED)
+        s = Session(ch, auth)
         create(s)
         s.close()
         ch.close()
@@ -524,4 +541,5 @@ def main():
     sys.exit(1 if failures else 0)
 
 
-main()
+if __name__ == "__main__":
+    main()

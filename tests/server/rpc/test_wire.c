@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -227,6 +228,107 @@ static void test_method_paths(void** state) {
     }
 }
 
+/* Packs msg into a fresh heap buffer (caller frees). */
+static uint8_t* pack(const ProtobufCMessage* msg, size_t* len) {
+    *len = protobuf_c_message_get_packed_size(msg);
+    uint8_t* buf = malloc(*len > 0 ? *len : 1);
+    assert_non_null(buf);
+    protobuf_c_message_pack(msg, buf);
+    return buf;
+}
+
+/* Decoding is bounded by the budget: 2M empty regions (4 MB) fail, not hundreds of MB. */
+static void test_unpack_budget_refuses_bloat(void** state) {
+    (void)state;
+    size_t n = 2000000, len = 2 * n;
+    uint8_t* buf = malloc(len);
+    assert_non_null(buf);
+    for (size_t i = 0; i < n; i++) {
+        buf[2 * i] = 0x12; /* field 2 (regions), length-delimited */
+        buf[2 * i + 1] = 0x00;
+    }
+    bool over = false;
+    assert_null(iob_wire_unpack_bytes(&iob__v1__create_iob_request__descriptor, buf, len, &over));
+    assert_true(over);
+    /* The top level is still readable without decoding: Zircon's status can be chosen. */
+    size_t count = 0;
+    uint64_t options = 1;
+    assert_true(iob_wire_scan_field(buf, len, 2, &count, NULL));
+    assert_int_equal(count, n);
+    assert_true(iob_wire_scan_field(buf, len, 1, &count, &options));
+    assert_int_equal(count, 0);
+    /* A truncated field is malformed, not a count. */
+    assert_false(iob_wire_scan_field(buf, len - 1, 2, &count, NULL));
+    free(buf);
+    assert_true(iob_wire_unpack_budget(0) == IOB_WIRE_UNPACK_FIXED);
+    assert_true(iob_wire_unpack_budget(SIZE_MAX) == IOB_WIRE_UNPACK_CEILING);
+}
+
+/* What legitimate peers send still decodes: 64 regions, and a full 4096-entry listing. */
+static void test_unpack_budget_fits_real_messages(void** state) {
+    (void)state;
+    Iob__V1__Region rg[ZX_IOB_MAX_REGIONS];
+    Iob__V1__Region* prg[ZX_IOB_MAX_REGIONS];
+    for (size_t i = 0; i < ZX_IOB_MAX_REGIONS; i++) {
+        iob__v1__region__init(&rg[i]);
+        rg[i].access = 0x33;
+        rg[i].size = 4096;
+        prg[i] = &rg[i];
+    }
+    Iob__V1__CreateIobRequest req = IOB__V1__CREATE_IOB_REQUEST__INIT;
+    req.n_regions = ZX_IOB_MAX_REGIONS;
+    req.regions = prg;
+    size_t len;
+    uint8_t* buf = pack(&req.base, &len);
+    bool over = true;
+    ProtobufCMessage* m =
+        iob_wire_unpack_bytes(&iob__v1__create_iob_request__descriptor, buf, len, &over);
+    assert_non_null(m);
+    assert_false(over);
+    assert_int_equal(((Iob__V1__CreateIobRequest*)m)->n_regions, ZX_IOB_MAX_REGIONS);
+    protobuf_c_message_free_unpacked(m, NULL);
+    free(buf);
+
+    size_t n = IOB_WIRE_MAX_LIST;
+    Iob__V1__IobSummary* ps = calloc(n, sizeof *ps);
+    Iob__V1__IobSummary** pps = calloc(n, sizeof *pps);
+    Iob__V1__EndpointSummary* eps = calloc(2 * n, sizeof *eps);
+    Iob__V1__EndpointSummary** peps = calloc(2 * n, sizeof *peps);
+    assert_true(ps != NULL && pps != NULL && eps != NULL && peps != NULL);
+    char name[] = "a-name-of-thirty-one-characters";
+    for (size_t i = 0; i < n; i++) {
+        iob__v1__iob_summary__init(&ps[i]);
+        ps[i].koid = 1000000 + i;
+        ps[i].region_count = 64;
+        ps[i].total_bytes = (uint64_t)1 << 30;
+        ps[i].name = name;
+        for (size_t e = 0; e < 2; e++) {
+            iob__v1__endpoint_summary__init(&eps[2 * i + e]);
+            eps[2 * i + e].koid = 2000000 + 2 * i + e;
+            eps[2 * i + e].handles = 3;
+            eps[2 * i + e].signals = 0x1000000;
+            peps[2 * i + e] = &eps[2 * i + e];
+        }
+        ps[i].n_endpoints = 2;
+        ps[i].endpoints = &peps[2 * i];
+        pps[i] = &ps[i];
+    }
+    Iob__V1__ListIobsReply r = IOB__V1__LIST_IOBS_REPLY__INIT;
+    r.n_iobs = n;
+    r.iobs = pps;
+    r.total = n;
+    buf = pack(&r.base, &len);
+    m = iob_wire_unpack_bytes(&iob__v1__list_iobs_reply__descriptor, buf, len, &over);
+    assert_non_null(m);
+    assert_int_equal(((Iob__V1__ListIobsReply*)m)->n_iobs, n);
+    protobuf_c_message_free_unpacked(m, NULL);
+    free(buf);
+    free(ps);
+    free(pps);
+    free(eps);
+    free(peps);
+}
+
 int main(void) {
     grpc_init();
     const struct CMUnitTest tests[] = {
@@ -240,6 +342,8 @@ int main(void) {
         cmocka_unit_test(test_codec_empty_and_garbage),
         cmocka_unit_test(test_region_round_trip),
         cmocka_unit_test(test_method_paths),
+        cmocka_unit_test(test_unpack_budget_refuses_bloat),
+        cmocka_unit_test(test_unpack_budget_fits_real_messages),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
     grpc_shutdown();
