@@ -62,9 +62,16 @@ static void fz_check_message(const ProtobufCMessage* msg) {
 
 void iobd__call_finish_code(iobd_call_t* c, zx_status_t status, grpc_status_code code,
                             const ProtobufCMessage* reply, const char* detail) {
-    (void)c;
     (void)code;
-    (void)detail;
+    /* FZ_RPC_TRACE=1 prints how each call ended (to see what a seed reaches). */
+    static int trace = -1;
+    if (trace < 0) {
+        trace = getenv("FZ_RPC_TRACE") != NULL;
+    }
+    if (trace) {
+        fprintf(stderr, "fuzz_rpc: %s -> %d %s\n", iob_wire_method_path(c->method), (int)status,
+                detail != NULL ? detail : "");
+    }
     FZ_CHECK(!fz_call.finished);
     /* A reply travels only with success (iob.proto: errors are the status alone). */
     FZ_CHECK(reply == NULL || status == ZX_OK);
