@@ -19,10 +19,12 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 build="$root/build-fuzz"
 seconds=${FUZZ_SECONDS:-25}
 jobs=${FUZZ_JOBS:-1}
-cmake -S "$root" -B "$build" -DIOB_FUZZ=ON -DCMAKE_C_COMPILER=clang -DIOB_WERROR=ON >/dev/null
-cmake --build "$build" -j"$(nproc)" --target all
-
+# Without -Werror: the gcc builds hold the code to that; a warning only clang gives must not
+# keep the fuzzers from running.
+cmake -S "$root" -B "$build" -DIOB_FUZZ=ON -DCMAKE_C_COMPILER=clang >/dev/null
 mapfile -t all < "$build/fuzzers.txt"
+cmake --build "$build" -j"$(nproc)" --target "${all[@]}" fuzz_seeds
+
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${all[@]}")
 
