@@ -3,6 +3,8 @@
 # Builds iob and runs the whole test suite with ctest.
 #   tests/run.sh              the normal build (build/)
 #   tests/run.sh --sanitize   AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/)
+# The normal run ends with a short run of every fuzz target (tests/fuzz/run.sh: its own
+# clang build with ASan + UBSan, so not again under --sanitize); FUZZ_SECONDS=0 skips it.
 # Tests that need what the machine lacks (hugepages, root) report "skipped", never "passed".
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -29,3 +31,6 @@ cmake -S "$root" -B "$build" -DIOB_WERROR=ON "${extra[@]}" >/dev/null
 cmake --build "$build" -j"$(nproc)"
 cd "$build"
 ctest --output-on-failure --timeout 300 -j"$(nproc)" "${retry[@]}"
+if [ "${1:-}" != "--sanitize" ] && [ "${FUZZ_SECONDS:-25}" != 0 ]; then
+  "$root/tests/fuzz/run.sh"
+fi
