@@ -632,7 +632,7 @@ int main(int argc, char** argv) {
         snprintf(info.hugepages_note, sizeof info.hugepages_note, "4K backing (sections C, D)");
         if (o.scale) {
             fprintf(stderr, "iob-bench-control: C. scale\n");
-            g_errors |= !bctl_scale_run(g_self, iobd, o.quick, o.quick ? 4 : 20, o.quick ? 20 : 50);
+            g_errors |= !bctl_scale_run(g_self, iobd, o.quick, o.quick ? 6 : 60, o.quick ? 10 : 20);
         }
         if (o.load) {
             fprintf(stderr, "iob-bench-control: D. load\n");
