@@ -468,7 +468,7 @@ static void usage(void) {
             "                         [--processes N] [--seconds S]\n"
             "  --scale: create+close and import against 10,000 live IOBs, 10,000 tokens and 256\n"
             "  sessions, paired with 10 live IOBs; --load: N client processes (256; --quick 32)\n"
-            "  for S seconds (20; --quick 3) with every effect accounted for. Either runs\n"
+            "  for S seconds (15; --quick 3) with every effect accounted for. Either runs\n"
             "  instead of sections A and B.\n"
             "  env: IOBD (iobd binary), IOB_SERVER (use this server instead of starting one),\n"
             "       IOB_INSECURE=1 (plaintext TCP to IOB_SERVER)\n");
@@ -537,7 +537,7 @@ static int parse_options(int argc, char** argv, options_t* o) {
         return -1;
     }
     if (o->load_ns <= 0) {
-        o->load_ns = (o->quick ? 3 : 20) * INT64_C(1000000000);
+        o->load_ns = (o->quick ? 3 : 15) * INT64_C(1000000000);
     }
     return 0;
 }

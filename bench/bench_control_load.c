@@ -17,8 +17,10 @@
  *     closes = creates + imports; no error, no pattern mismatch, no second import accepted;
  *   - per pair: one side's exports = the other side's imports = its verified reads;
  *   - in iobd: the koid counter advanced by exactly 3 per IOB created (ep0, ep1, region:
- *     iobd made as many IOBs as the clients counted), and its IOBs, handles, mappings,
- *     tokens, bytes and sessions return to their start values after the processes exit;
+ *     iobd made as many IOBs as the clients counted); once every process has reported,
+ *     with their sessions still open, iobd holds its start IOBs, handles, mappings, tokens
+ *     and bytes (a close iobd never saw shows here, before session teardown hides it), and
+ *     after the processes exit, its start sessions too;
  *   - iobd's fd count returns to its start value exactly, and its RSS to within
  *     LOAD_RSS_SLACK_KIB of its value after a warm-up run (allocator pools and gRPC's
  *     per-connection buffers stay allocated once grown; growth between two runs is a leak).
@@ -436,7 +438,8 @@ static void max_state(server_state_t* peak, const server_state_t* s) {
  * accounting violations land in r->problems.
  */
 static bool load_once(const char* self, const bctl_iobd_t* d, bctl_child_t* probe,
-                      const bctl_load_options_t* o, run_result_t* r, char* err, size_t err_len) {
+                      const server_state_t* s0, const bctl_load_options_t* o, run_result_t* r,
+                      char* err, size_t err_len) {
     memset(r, 0, sizeof *r);
     int n = o->processes;
     bctl_child_t* ch = calloc((size_t)n, sizeof *ch);
@@ -474,6 +477,7 @@ static bool load_once(const char* self, const bctl_iobd_t* d, bctl_child_t* prob
         close(sp[1]);
     }
     /* Everyone connected before anyone starts: the start is common. */
+    int64_t t_spawn = bctl_now_ns();
     for (int i = 0; ok && i < n; i++) {
         char line[BCTL_LINE_MAX] = "";
         if (bctl_read_line(ch[i].res_fd, line, sizeof line, 120000) != 0 ||
@@ -483,6 +487,10 @@ static bool load_once(const char* self, const bctl_iobd_t* d, bctl_child_t* prob
             ok = false;
         }
         track_peak(d, r);
+    }
+    if (ok) {
+        fprintf(stderr, "iob-bench-control: load: %d processes connected in %.1f s\n", n,
+                (double)(bctl_now_ns() - t_spawn) / 1e9);
     }
     int64_t start = bctl_now_ns() + 300 * 1000000;
     for (int i = 0; ok && i < n; i++) {
@@ -544,6 +552,26 @@ static bool load_once(const char* self, const bctl_iobd_t* d, bctl_child_t* prob
                 left--;
             }
         }
+    }
+    /*
+     * Every process has closed and unmapped all it made, and its session is still open: iobd
+     * must hold exactly what it held at the start, plus the sessions. (After the sessions
+     * end, their teardown would hide a close that iobd never saw.)
+     */
+    server_state_t before_end;
+    if (ok && probe_info(probe, &before_end, err, err_len)) {
+        r->info_calls++;
+        server_state_t want = *s0;
+        want.sessions += n;
+        if (!same_state(&before_end, &want)) {
+            char got_text[200];
+            char want_text[200];
+            state_text(&before_end, got_text, sizeof got_text);
+            state_text(&want, want_text, sizeof want_text);
+            problem(r, "with the sessions still open iobd held %s, not %s", got_text, want_text);
+        }
+    } else {
+        ok = false;
     }
     /* Tell everyone to quit first, then reap: the processes end in parallel. */
     for (int i = 0; i < spawned; i++) {
@@ -631,6 +659,27 @@ static bool settle(bctl_child_t* probe, const server_state_t* want, server_state
     }
 }
 
+/*
+ * iobd's usage once its fd count holds still for 100 ms (at most 3 s): a connection being
+ * accepted or torn down at the instant of one reading is not a leak or a saving.
+ */
+static bool settled_usage(pid_t pid, usage_t* u) {
+    usage_t prev = {0, 0};
+    bool have = false;
+    for (int i = 0; i < 30; i++) {
+        if (!bctl_proc_usage(pid, &u->rss_kib, &u->fds)) {
+            return false;
+        }
+        if (have && u->fds == prev.fds) {
+            return true;
+        }
+        prev = *u;
+        have = true;
+        usleep(100 * 1000);
+    }
+    return true;
+}
+
 static double rate(double count, double s) {
     return s > 0 ? count / s : 0;
 }
@@ -673,24 +722,24 @@ bool bctl_load_run(const char* self, const char* iobd, const bctl_load_options_t
     memset(&warm, 0, sizeof warm);
     memset(&run, 0, sizeof run);
     uint64_t calls_after_start = 0;
-    ok = ok && probe_info(&probe, &s0, err, sizeof err) && bctl_proc_usage(d.pid, &u0.rss_kib, &u0.fds);
+    ok = ok && probe_info(&probe, &s0, err, sizeof err) && settled_usage(d.pid, &u0);
     /*
      * Warm-up: the same processes for a short time, so the allocator's pools and gRPC's
      * buffers have grown once; the measured run must leave iobd where the warm-up did.
      */
     bctl_load_options_t wo = *o;
-    wo.duration_ns = o->duration_ns / 5 > INT64_C(1000000000) ? o->duration_ns / 5
-                                                               : INT64_C(1000000000);
+    wo.duration_ns = o->duration_ns / 10 > INT64_C(1000000000) ? o->duration_ns / 10
+                                                                : INT64_C(1000000000);
     fprintf(stderr, "iob-bench-control: load: %d processes, warm-up %.1f s, run %.1f s\n",
             o->processes, (double)wo.duration_ns / 1e9, (double)o->duration_ns / 1e9);
-    ok = ok && load_once(self, &d, &probe, &wo, &warm, err, sizeof err);
+    ok = ok && load_once(self, &d, &probe, &s0, &wo, &warm, err, sizeof err);
     calls_after_start += warm.info_calls;
     ok = ok && settle(&probe, &s0, &s_warm, &calls_after_start, err, sizeof err) &&
-         bctl_proc_usage(d.pid, &u_warm.rss_kib, &u_warm.fds);
-    ok = ok && load_once(self, &d, &probe, o, &run, err, sizeof err);
+         settled_usage(d.pid, &u_warm);
+    ok = ok && load_once(self, &d, &probe, &s0, o, &run, err, sizeof err);
     calls_after_start += run.info_calls;
     ok = ok && settle(&probe, &s0, &s_end, &calls_after_start, err, sizeof err) &&
-         bctl_proc_usage(d.pid, &u_end.rss_kib, &u_end.fds);
+         settled_usage(d.pid, &u_end);
     bctl_child_end(&probe, 10000);
     bctl_iobd_stop(&d);
 
