@@ -14,6 +14,7 @@
  *                      so far ("cc", "imp", "exp"): the orchestrator pairs blocks of different
  *                      servers round by round and also compares the pooled medians.
  *   scale-warm ITERS   the same, then every series is emptied (a warm-up block).
+ *   hold N             creates N one-page IOBs in this session and keeps them (until quit).
  *   info               iobd's ServerInfo counters (the load test's start and end states),
  *                      and "koid": the koid of a fresh IOB's ep0, which iobd takes from one
  *                      counter (3 per one-region IOB), so the difference of two probes
@@ -276,6 +277,21 @@ static bool run_scale(mgmt_t* m, int iters, char* reply, size_t len) {
     return true;
 }
 
+static bool run_hold(mgmt_t* m, int n, char* reply, size_t len) {
+    zx_iob_region_t r;
+    mgmt_region(m, &r);
+    for (int i = 0; i < n; i++) {
+        zx_handle_t ep0;
+        zx_handle_t ep1;
+        zx_status_t st = iob_conn_iob_create(m->conn, 0, &r, 1, &ep0, &ep1);
+        if (st != ZX_OK) {
+            return fail(m, "CreateIob (hold)", st);
+        }
+    }
+    snprintf(reply, len, "ok held=%d", n);
+    return true;
+}
+
 static bool run_info(mgmt_t* m, char* reply, size_t len) {
     iob_conn_server_info_t si;
     zx_status_t st = iob_conn_server_info(m->conn, &si);
@@ -399,6 +415,8 @@ int bctl_mgmt_main(int argc, char** argv) {
             for (int i = 0; i < SC_COUNT; i++) {
                 g_scale[i].n = 0;
             }
+        } else if (sscanf(line, "hold %d", &iters) == 1 && iters > 0) {
+            ok = run_hold(&m, iters, reply, sizeof reply);
         } else if (strcmp(line, "info") == 0) {
             ok = run_info(&m, reply, sizeof reply);
         } else if (strcmp(line, "quit") == 0) {

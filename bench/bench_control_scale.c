@@ -10,6 +10,8 @@
  *   iobs      10,000 live one-page IOBs (20,000 handles)
  *   tokens    10,000 live IOBs whose ep1 waits in an outstanding transfer token
  *   sessions  10 live IOBs and 256 open sessions
+ *   own       10,000 live IOBs held by the measuring client's own session (a client that
+ *             keeps many objects pays no more per call than one that keeps few)
  * One measuring client per server (role mgmt, request "scale") times create+close
  * (CreateIob + CloseHandles) and import (ImportHandle of a fresh IOB's ep1). The servers
  * are measured in blocks, round by round, in an order that rotates every round, so slow
@@ -123,6 +125,7 @@ typedef struct scale_server {
     uint64_t iobs;
     bool tokens;
     uint64_t sessions;
+    uint64_t own_iobs;    /* held by the measuring client's session */
     bctl_iobd_t d;
     bctl_child_t holder;
     bctl_child_t client;
@@ -162,12 +165,13 @@ bool bctl_scale_run(const char* self, const char* iobd, bool quick, int rounds, 
     char n_sess[32];
     snprintf(n_big, sizeof n_big, "%" PRIu64, big);
     snprintf(n_sess, sizeof n_sess, "%" PRIu64, many_sessions);
-    scale_server_t sv[4];
+    scale_server_t sv[5];
     memset(sv, 0, sizeof sv);
     sv[0] = (scale_server_t){.name = "10 IOBs", .iobs = 10, .sessions = 1};
     sv[1] = (scale_server_t){.name = "IOBs", .iobs = big, .sessions = 1};
     sv[2] = (scale_server_t){.name = "tokens", .iobs = big, .tokens = true, .sessions = 1};
     sv[3] = (scale_server_t){.name = "sessions", .iobs = 10, .sessions = many_sessions};
+    sv[4] = (scale_server_t){.name = "own", .iobs = 10, .sessions = 1, .own_iobs = big};
     const size_t ns = sizeof sv / sizeof sv[0];
     uint64_t nofile = bctl_raise_nofile();
     bool ok = true;
@@ -229,6 +233,14 @@ bool bctl_scale_run(const char* self, const char* iobd, bool quick, int rounds, 
         }
         /* What the server holds, in its own words; and one warm-up block, not recorded. */
         char line[BCTL_LINE_MAX] = "";
+        if (sv[i].own_iobs > 0 &&
+            (!bctl_write_line(sv[i].client.cmd_fd, "hold %" PRIu64, sv[i].own_iobs) ||
+             bctl_read_line(sv[i].client.res_fd, line, sizeof line, 600000) != 0 ||
+             strncmp(line, "ok", 2) != 0)) {
+            snprintf(err, sizeof err, "client (%s): %.300s", sv[i].name, line);
+            ok = false;
+            break;
+        }
         if (!bctl_write_line(sv[i].client.cmd_fd, "info") ||
             bctl_read_line(sv[i].client.res_fd, sv[i].info, sizeof sv[i].info, 60000) != 0 ||
             strncmp(sv[i].info, "ok", 2) != 0 ||
@@ -280,6 +292,8 @@ bool bctl_scale_run(const char* self, const char* iobd, bool quick, int rounds, 
                     snprintf(label, sizeof label, "%s, 10 live IOBs", op);
                 } else if (s->tokens) {
                     snprintf(label, sizeof label, "%s, %s tokens", op, n_big);
+                } else if (s->own_iobs > 0) {
+                    snprintf(label, sizeof label, "%s, %s own IOBs", op, n_big);
                 } else if (s->sessions > 1) {
                     snprintf(label, sizeof label, "%s, %s sessions", op, n_sess);
                 } else {

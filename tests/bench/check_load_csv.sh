@@ -37,7 +37,7 @@ NR == 1 { next }
     }
 }
 END {
-    if (scale != 8) { print "expected 8 scale rows, got " scale + 0; bad = 1 }
+    if (scale != 10) { print "expected 10 scale rows, got " scale + 0; bad = 1 }
     if (iters <= 0) { print "no load iterations"; bad = 1 }
     if (passed != 4) { print "expected 4 passing load checks, got " passed + 0; bad = 1 }
     if (bad) exit 1
