@@ -5,6 +5,8 @@
  *
  *   iob-bench-control [--quick] [--csv F] [--json F] [--reserve-hugepages]
  *                     [--runs N] [--duration-ms N] [--rounds N] [--no-tcp] [--no-2m]
+ *   iob-bench-control [--quick] [--csv F] [--json F] [--scale] [--load]
+ *                     [--processes N] [--seconds S]
  *
  * A. Management plane (issue 3). One client (its own iob_conn connection): p50/p99 of the
  *    bare unary calls (GetSignals on a live handle: the cheapest; GetInfo and ServerInfo
@@ -16,6 +18,17 @@
  *    seal in the same process, and, in a second warm process, iob_handle_import +
  *    zx_vmar_map_iob(PERM_READ | MAP_RANGE) + one read per page against mmap(MAP_POPULATE)
  *    + the same reads of an equivalent memfd. 2 MiB hugepages; 4 KiB (labelled) otherwise.
+ * C. Scale (--scale, bench_control_scale.c). create+close and import against iobds holding
+ *    10,000 live IOBs, 10,000 outstanding tokens, 256 sessions, or 10,000 IOBs in the
+ *    measuring session itself, paired round by round with one holding 10 IOBs; criterion
+ *    1.2x.
+ * D. Load (--load, bench_control_load.c). 256 client processes (--processes) for 15 s
+ *    (--seconds) creating, mapping, writing, exporting, importing, verifying and closing,
+ *    with every effect accounted for; operations per second, and iobd's state, fds and RSS
+ *    back where they started. A failed check is an error here (exit 1): it is a bug, not a
+ *    figure.
+ * C and D run instead of A and B, each on private 4 KiB iobds of its own (IOB_SERVER is
+ * not used).
  *
  * The benchmark starts its own iobd (path: $IOBD, else the build's) on a private Unix socket
  * and a free loopback TCP port (--insecure), one with --hugepages off and one with 2M when

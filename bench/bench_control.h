@@ -2,7 +2,8 @@
 /*
  * iob-bench-control internals: the control-plane benchmarks of issues 3 (management plane:
  * create + close against a bare unary call) and 4 (mapping: import + map of a 64 MiB region,
- * and creating it, each against a bare-memfd floor). Not installed.
+ * and creating it, each against a bare-memfd floor), the scale figures (cost against what
+ * iobd holds) and the bounded load test. Not installed.
  *
  * Process model (the same rule as iob-bench): the orchestrator never touches gRPC. It starts
  * its own iobd processes and re-executes this binary (posix_spawn of /proc/self/exe) for every

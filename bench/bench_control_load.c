@@ -54,20 +54,32 @@
 
 /* ---- the client process ---- */
 
-enum {
-    OP_CREATE, OP_MAP, OP_EXPORT, OP_IMPORT, OP_REIMPORT, OP_UNMAP, OP_CLOSE, OP_COUNT
-};
-static const char* const k_op_names[OP_COUNT] = {"create", "map", "export", "import",
+enum { OP_CREATE, OP_MAP, OP_EXPORT, OP_IMPORT, OP_REIMPORT, OP_UNMAP, OP_CLOSE, OP_COUNT };
+static const char* const k_op_names[OP_COUNT] = {"create",   "map",   "export", "import",
                                                  "reimport", "unmap", "close"};
 
 /* The counters every process reports, in this order, under these names. */
 enum {
-    C_ITERS, C_CREATES, C_MAPS, C_WRITES, C_EXPORTS, C_IMPORTS, C_VERIFIED, C_MISMATCHES,
-    C_ACKED, C_REFUSED, C_DOUBLED, C_UNMAPS, C_CLOSES, C_ERRORS, C_COUNT
+    C_ITERS,
+    C_CREATES,
+    C_MAPS,
+    C_WRITES,
+    C_EXPORTS,
+    C_IMPORTS,
+    C_VERIFIED,
+    C_MISMATCHES,
+    C_ACKED,
+    C_REFUSED,
+    C_DOUBLED,
+    C_UNMAPS,
+    C_CLOSES,
+    C_ERRORS,
+    C_COUNT
 };
 static const char* const k_counter_names[C_COUNT] = {
-    "iters",   "creates",    "maps",  "writes",  "exports", "imports", "verified",
-    "mismatches", "acked", "reimport_refused", "reimport_accepted", "unmaps", "closes", "errors"};
+    "iters",    "creates",    "maps",  "writes",           "exports",           "imports",
+    "verified", "mismatches", "acked", "reimport_refused", "reimport_accepted", "unmaps",
+    "closes",   "errors"};
 
 typedef struct load_msg {
     uint32_t seq;
@@ -122,7 +134,8 @@ static bool peer_send(load_state_t* s, const load_msg_t* m) {
         if (n < 0 && errno == EINTR) {
             continue;
         }
-        snprintf(s->fatal, sizeof s->fatal, "send to partner: %s", n < 0 ? strerror(errno) : "short");
+        snprintf(s->fatal, sizeof s->fatal, "send to partner: %s",
+                 n < 0 ? strerror(errno) : "short");
         return false;
     }
 }
@@ -143,7 +156,9 @@ static bool peer_recv(load_state_t* s, load_msg_t* m) {
     } while (n < 0 && errno == EINTR);
     if (n != (ssize_t)sizeof *m) {
         snprintf(s->fatal, sizeof s->fatal, "partner gone (%s)",
-                 n < 0 ? strerror(errno) : n == 0 ? "closed" : "short message");
+                 n < 0    ? strerror(errno)
+                 : n == 0 ? "closed"
+                          : "short message");
         return false;
     }
     m->token[sizeof m->token - 1] = '\0';
@@ -381,8 +396,10 @@ static bool same_state(const server_state_t* a, const server_state_t* b) {
 }
 
 static void state_text(const server_state_t* s, char* out, size_t len) {
-    snprintf(out, len, "%.0f IOBs, %.0f sessions, %.0f handles, %.0f mappings, %.0f tokens, "
-             "%.0f bytes", s->iobs, s->sessions, s->handles, s->mappings, s->tokens, s->bytes);
+    snprintf(out, len,
+             "%.0f IOBs, %.0f sessions, %.0f handles, %.0f mappings, %.0f tokens, "
+             "%.0f bytes",
+             s->iobs, s->sessions, s->handles, s->mappings, s->tokens, s->bytes);
 }
 
 typedef struct usage {
@@ -390,12 +407,12 @@ typedef struct usage {
 } usage_t;
 
 typedef struct run_result {
-    double c[C_COUNT];    /* sums over all processes */
-    double elapsed_s;     /* common start to the last process's end */
+    double c[C_COUNT]; /* sums over all processes */
+    double elapsed_s;  /* common start to the last process's end */
     usage_t peak;
     server_state_t peak_state;
-    uint64_t info_calls;  /* probes (each creates one IOB) after the start probe */
-    char problems[1024];  /* accounting violations, "" when none */
+    uint64_t info_calls; /* probes (each creates one IOB) after the start probe */
+    char problems[1024]; /* accounting violations, "" when none */
 } run_result_t;
 
 static void problem(run_result_t* r, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -460,7 +477,7 @@ static bool load_once(const char* self, const bctl_iobd_t* d, bctl_child_t* prob
         }
         for (int k = 0; k < 2 && ok; k++) {
             char a0[1024], a1[16] = "--role", a2[16] = "load", a3[16] = "--target", a4[200],
-                a5[8] = "--id", a6[16];
+                           a5[8] = "--id", a6[16];
             snprintf(a0, sizeof a0, "%s", self);
             snprintf(a4, sizeof a4, "%s", d->unix_target);
             snprintf(a6, sizeof a6, "%d", i + k);
@@ -609,9 +626,10 @@ static bool load_once(const char* self, const bctl_iobd_t* d, bctl_child_t* prob
                         i, c[C_CREATES], c[C_EXPORTS], c[C_ACKED]);
             }
             if (c[C_MAPS] != c[C_UNMAPS] || c[C_CLOSES] != c[C_CREATES] + c[C_IMPORTS]) {
-                problem(r, "client %d: %.0f maps, %.0f unmaps, %.0f closes for %.0f creates + "
-                        "%.0f imports", i, c[C_MAPS], c[C_UNMAPS], c[C_CLOSES], c[C_CREATES],
-                        c[C_IMPORTS]);
+                problem(r,
+                        "client %d: %.0f maps, %.0f unmaps, %.0f closes for %.0f creates + "
+                        "%.0f imports",
+                        i, c[C_MAPS], c[C_UNMAPS], c[C_CLOSES], c[C_CREATES], c[C_IMPORTS]);
             }
             if (c[C_MISMATCHES] != 0 || c[C_DOUBLED] != 0) {
                 problem(r, "client %d: %.0f pattern mismatches, %.0f second imports accepted", i,
@@ -728,8 +746,8 @@ bool bctl_load_run(const char* self, const char* iobd, const bctl_load_options_t
      * buffers have grown once; the measured run must leave iobd where the warm-up did.
      */
     bctl_load_options_t wo = *o;
-    wo.duration_ns = o->duration_ns / 10 > INT64_C(1000000000) ? o->duration_ns / 10
-                                                                : INT64_C(1000000000);
+    wo.duration_ns =
+        o->duration_ns / 10 > INT64_C(1000000000) ? o->duration_ns / 10 : INT64_C(1000000000);
     fprintf(stderr, "iob-bench-control: load: %d processes, warm-up %.1f s, run %.1f s\n",
             o->processes, (double)wo.duration_ns / 1e9, (double)o->duration_ns / 1e9);
     ok = ok && load_once(self, &d, &probe, &s0, &wo, &warm, err, sizeof err);
@@ -789,12 +807,14 @@ bool bctl_load_run(const char* self, const char* iobd, const bctl_load_options_t
         row->ops_per_s = rate(rates[i].count, t);
         snprintf(row->note, sizeof row->note, "%.0f in %.2f s", rates[i].count, t);
         if (i == 5) {
-            snprintf(row->note, sizeof row->note, "%.0f in %.2f s, of which %.0f second imports "
-                     "refused (ZX_ERR_NOT_FOUND)", rates[i].count, t, run.c[C_REFUSED]);
+            snprintf(row->note, sizeof row->note,
+                     "%.0f in %.2f s, of which %.0f second imports "
+                     "refused (ZX_ERR_NOT_FOUND)",
+                     rates[i].count, t, run.c[C_REFUSED]);
         }
     }
-    bctl_row_t* row = bctl_row_add("D", "accounting (lost/doubled effects)", "unix", "4K",
-                                   o->processes);
+    bctl_row_t* row =
+        bctl_row_add("D", "accounting (lost/doubled effects)", "unix", "4K", o->processes);
     snprintf(row->verdict, sizeof row->verdict, "%s", run.problems[0] == '\0' ? "pass" : "FAIL");
     snprintf(row->limit, sizeof row->limit, "none");
     snprintf(row->note, sizeof row->note, "%.199s",
@@ -814,8 +834,9 @@ bool bctl_load_run(const char* self, const char* iobd, const bctl_load_options_t
     row = bctl_row_add("D", "iobd fds start/warm/peak/end", "unix", "4K", o->processes);
     snprintf(row->verdict, sizeof row->verdict, "%s", fds_flat ? "pass" : "FAIL");
     snprintf(row->limit, sizeof row->limit, "end=start");
-    snprintf(row->note, sizeof row->note, "%" PRIu64 " / %" PRIu64 " / %" PRIu64 " / %" PRIu64
-             " (RLIMIT_NOFILE %" PRIu64 ")", u0.fds, u_warm.fds, run.peak.fds, u_end.fds, nofile);
+    snprintf(row->note, sizeof row->note,
+             "%" PRIu64 " / %" PRIu64 " / %" PRIu64 " / %" PRIu64 " (RLIMIT_NOFILE %" PRIu64 ")",
+             u0.fds, u_warm.fds, run.peak.fds, u_end.fds, nofile);
     row = bctl_row_add("D", "iobd RSS start/warm/peak/end", "unix", "4K", o->processes);
     snprintf(row->verdict, sizeof row->verdict, "%s", rss_flat ? "pass" : "FAIL");
     snprintf(row->limit, sizeof row->limit, "warm+%dM", LOAD_RSS_SLACK_KIB / 1024);

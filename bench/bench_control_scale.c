@@ -121,17 +121,17 @@ int bctl_scale_hold_main(int argc, char** argv) {
 /* ---- the orchestrator ---- */
 
 typedef struct scale_server {
-    const char* name;     /* row label */
+    const char* name; /* row label */
     uint64_t iobs;
     bool tokens;
     uint64_t sessions;
-    uint64_t own_iobs;    /* held by the measuring client's session */
+    uint64_t own_iobs; /* held by the measuring client's session */
     bctl_iobd_t d;
     bctl_child_t holder;
     bctl_child_t client;
     char info[BCTL_LINE_MAX]; /* the client's "info" reply after the fill */
     uint64_t rss_kib, fds;
-    double* round_cc;     /* per-round block p50s */
+    double* round_cc; /* per-round block p50s */
     double* round_imp;
     char last[BCTL_LINE_MAX]; /* the last block's reply: pooled statistics */
 } scale_server_t;
@@ -189,16 +189,17 @@ bool bctl_scale_run(const char* self, const char* iobd, bool quick, int rounds, 
          * The holder's IOBs and tokens must outlive the run: no per-session cap (whatever a
          * default becomes) and tokens that do not expire mid-run.
          */
-        const char* extra[] = {"--max-iobs-per-session", "0", "--max-handles-per-session", "0",
-                               "--token-ttl", "1h", "--exit-with-parent", NULL};
+        const char* extra[] = {
+            "--max-iobs-per-session", "0", "--max-handles-per-session", "0", "--token-ttl", "1h",
+            "--exit-with-parent",     NULL};
         if (ok && !bctl_iobd_start_ex(iobd, "off", false, extra, &sv[i].d, err, sizeof err)) {
             ok = false;
         }
     }
     for (size_t i = 0; ok && i < ns; i++) {
         char a0[1024], a1[16] = "--role", a2[16] = "scale-hold", a3[16] = "--target", a4[200],
-            a5[16] = "--iobs", a6[24], a7[16] = "--tokens", a8[4], a9[16] = "--sessions",
-            a10[24];
+                       a5[16] = "--iobs", a6[24], a7[16] = "--tokens", a8[4], a9[16] = "--sessions",
+                       a10[24];
         snprintf(a0, sizeof a0, "%s", self);
         snprintf(a4, sizeof a4, "%s", sv[i].d.unix_target);
         snprintf(a6, sizeof a6, "%" PRIu64, sv[i].iobs);
@@ -308,7 +309,8 @@ bool bctl_scale_run(const char* self, const char* iobd, bool quick, int rounds, 
                 bctl_kv(s->info, "tokens", &server_tokens);
                 bctl_kv(s->info, "sessions", &server_sessions);
                 char held[120];
-                snprintf(held, sizeof held, "iobd held %.0f IOBs, %.0f tokens, %.0f sessions; "
+                snprintf(held, sizeof held,
+                         "iobd held %.0f IOBs, %.0f tokens, %.0f sessions; "
                          "%" PRIu64 " fds, %.0f MiB RSS",
                          server_iobs, server_tokens, server_sessions, s->fds,
                          (double)s->rss_kib / 1024.0);
