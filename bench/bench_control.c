@@ -5,6 +5,8 @@
  *
  *   iob-bench-control [--quick] [--csv F] [--json F] [--reserve-hugepages]
  *                     [--runs N] [--duration-ms N] [--rounds N] [--no-tcp] [--no-2m]
+ *   iob-bench-control [--quick] [--csv F] [--json F] [--scale] [--load]
+ *                     [--processes N] [--seconds S]
  *
  * A. Management plane (issue 3). One client (its own iob_conn connection): p50/p99 of the
  *    bare unary calls (GetSignals on a live handle: the cheapest; GetInfo and ServerInfo
@@ -16,6 +18,17 @@
  *    seal in the same process, and, in a second warm process, iob_handle_import +
  *    zx_vmar_map_iob(PERM_READ | MAP_RANGE) + one read per page against mmap(MAP_POPULATE)
  *    + the same reads of an equivalent memfd. 2 MiB hugepages; 4 KiB (labelled) otherwise.
+ * C. Scale (--scale, bench_control_scale.c). create+close and import against iobds holding
+ *    10,000 live IOBs, 10,000 outstanding tokens, 256 sessions, or 10,000 IOBs in the
+ *    measuring session itself, paired round by round with one holding 10 IOBs; criterion
+ *    1.2x.
+ * D. Load (--load, bench_control_load.c). 256 client processes (--processes) for 15 s
+ *    (--seconds) creating, mapping, writing, exporting, importing, verifying and closing,
+ *    with every effect accounted for; operations per second, and iobd's state, fds and RSS
+ *    back where they started. A failed check is an error here (exit 1): it is a bug, not a
+ *    figure.
+ * C and D run instead of A and B, each on private 4 KiB iobds of its own (IOB_SERVER is
+ * not used).
  *
  * The benchmark starts its own iobd (path: $IOBD, else the build's) on a private Unix socket
  * and a free loopback TCP port (--insecure), one with --hugepages off and one with 2M when
@@ -57,6 +70,10 @@ typedef struct options {
     int rounds;
     bool tcp;
     bool two_meg;
+    bool scale;
+    bool load;
+    int processes;
+    int64_t load_ns;
 } options_t;
 
 typedef struct target {
@@ -89,6 +106,11 @@ static bctl_row_t* add_row(const char* section, const char* figure, const char* 
     return r;
 }
 
+bctl_row_t* bctl_row_add(const char* section, const char* figure, const char* transport,
+                         const char* backing, int clients) {
+    return add_row(section, figure, transport, backing, clients);
+}
+
 static void error_row(const char* section, const char* figure, const target_t* t, int clients,
                       const char* what) {
     bctl_row_t* r = add_row(section, figure, t->transport, t->backing, clients);
@@ -110,6 +132,10 @@ static void judge(bctl_row_t* r, double ratio, double limit, bool le, bool appli
     } else {
         snprintf(r->verdict, sizeof r->verdict, "FAIL");
     }
+}
+
+void bctl_row_judge(bctl_row_t* r, double ratio, double limit, bool le, bool applies) {
+    judge(r, ratio, limit, le, applies);
 }
 
 /* ---- spawning roles ---- */
@@ -451,6 +477,12 @@ static void usage(void) {
     fprintf(stderr,
             "usage: iob-bench-control [--quick] [--csv FILE] [--json FILE] [--reserve-hugepages]\n"
             "                         [--runs N] [--duration-ms N] [--rounds N] [--no-tcp] [--no-2m]\n"
+            "       iob-bench-control [--quick] [--csv FILE] [--json FILE] [--scale] [--load]\n"
+            "                         [--processes N] [--seconds S]\n"
+            "  --scale: create+close and import against 10,000 live IOBs, 10,000 tokens and 256\n"
+            "  sessions, paired with 10 live IOBs; --load: N client processes (256; --quick 32)\n"
+            "  for S seconds (15; --quick 3) with every effect accounted for. Either runs\n"
+            "  instead of sections A and B.\n"
             "  env: IOBD (iobd binary), IOB_SERVER (use this server instead of starting one),\n"
             "       IOB_INSECURE=1 (plaintext TCP to IOB_SERVER)\n");
 }
@@ -488,6 +520,16 @@ static int parse_options(int argc, char** argv, options_t* o) {
             o->tcp = false;
         } else if (strcmp(a, "--no-2m") == 0) {
             o->two_meg = false;
+        } else if (strcmp(a, "--scale") == 0) {
+            o->scale = true;
+        } else if (strcmp(a, "--load") == 0) {
+            o->load = true;
+        } else if (strcmp(a, "--processes") == 0 && v != NULL) {
+            o->processes = atoi(v);
+            i++;
+        } else if (strcmp(a, "--seconds") == 0 && v != NULL) {
+            o->load_ns = (int64_t)(atof(v) * 1e9);
+            i++;
         } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage();
             exit(0);
@@ -500,6 +542,16 @@ static int parse_options(int argc, char** argv, options_t* o) {
     o->runs = runs > 0 ? runs : o->quick ? 8 : 30;
     o->duration_ns = (dur_ms > 0 ? dur_ms : o->quick ? 300 : 1000) * 1000000;
     o->rounds = rounds > 0 ? rounds : o->quick ? 1 : 3;
+    if (o->processes <= 0) {
+        o->processes = o->quick ? 32 : 256;
+    }
+    if (o->processes % 2 != 0 || o->processes > 4096) {
+        fprintf(stderr, "iob-bench-control: --processes must be even (partner pairs), <= 4096\n");
+        return -1;
+    }
+    if (o->load_ns <= 0) {
+        o->load_ns = (o->quick ? 3 : 15) * INT64_C(1000000000);
+    }
     return 0;
 }
 
@@ -547,6 +599,12 @@ int main(int argc, char** argv) {
         if (strcmp(argv[2], "map-import") == 0) {
             return bctl_map_importer_main(argc, argv);
         }
+        if (strcmp(argv[2], "scale-hold") == 0) {
+            return bctl_scale_hold_main(argc, argv);
+        }
+        if (strcmp(argv[2], "load") == 0) {
+            return bctl_load_main(argc, argv);
+        }
         fprintf(stderr, "iob-bench-control: unknown role %s\n", argv[2]);
         return 2;
     }
@@ -578,7 +636,23 @@ int main(int argc, char** argv) {
     int nmap = 0;
     char err[400];
 
-    if (external != NULL && external[0] != '\0') {
+    if (o.scale || o.load) {
+        /* These sections start their own servers, configured for what they measure. */
+        if (iobd[0] == '\0' || access(iobd, X_OK) != 0) {
+            printf("SKIPPED: iobd not available (set IOBD or build the iobd target)\n");
+            return 77;
+        }
+        snprintf(info.hugepages_note, sizeof info.hugepages_note, "4K backing (sections C, D)");
+        if (o.scale) {
+            fprintf(stderr, "iob-bench-control: C. scale\n");
+            g_errors |= !bctl_scale_run(g_self, iobd, o.quick, o.quick ? 6 : 60, o.quick ? 10 : 20);
+        }
+        if (o.load) {
+            fprintf(stderr, "iob-bench-control: D. load\n");
+            bctl_load_options_t lo = {o.processes, o.load_ns, UINT64_C(1) << 40};
+            g_errors |= !bctl_load_run(g_self, iobd, &lo);
+        }
+    } else if (external != NULL && external[0] != '\0') {
         const char* ins = getenv("IOB_INSECURE");
         bool tcp = strncmp(external, "unix:", 5) != 0;
         /* The server's own backing is learnt from ServerInfo below. */
@@ -668,7 +742,8 @@ int main(int argc, char** argv) {
         mgmt_latency(&o, t);
         mgmt_concurrent(&o, t);
     }
-    if (!have_2m && external == NULL) {
+    bool sections_ab = !o.scale && !o.load;
+    if (!have_2m && external == NULL && sections_ab) {
         bctl_row_t* r = add_row("A", "create+close (2 calls)", "unix", "2M", 1);
         snprintf(r->verdict, sizeof r->verdict, "skip");
         snprintf(r->note, sizeof r->note, "no hugepage iobd: %.150s",
@@ -688,7 +763,7 @@ int main(int argc, char** argv) {
         map_figures(&o, &map_targets[i]);
         map_2m = map_2m || strcmp(map_targets[i].backing, "2M") == 0;
     }
-    if (!map_2m) {
+    if (!map_2m && sections_ab) {
         map_skip_rows("2M", external != NULL ? "the server is not on 2 MiB hugepages"
                                              : (o.two_meg ? hp_note_b : "--no-2m"));
     }

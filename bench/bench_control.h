@@ -2,7 +2,8 @@
 /*
  * iob-bench-control internals: the control-plane benchmarks of issues 3 (management plane:
  * create + close against a bare unary call) and 4 (mapping: import + map of a 64 MiB region,
- * and creating it, each against a bare-memfd floor). Not installed.
+ * and creating it, each against a bare-memfd floor), the scale figures (cost against what
+ * iobd holds) and the bounded load test. Not installed.
  *
  * Process model (the same rule as iob-bench): the orchestrator never touches gRPC. It starts
  * its own iobd processes and re-executes this binary (posix_spawn of /proc/self/exe) for every
@@ -83,10 +84,23 @@ typedef struct bctl_iobd {
  */
 bool bctl_iobd_start(const char* iobd_path, const char* hugepages, bool tcp, bctl_iobd_t* d,
                      char* err, size_t err_len);
+/* The same, with up to BCTL_IOBD_EXTRA_MAX more arguments (NULL-terminated; NULL: none). */
+#define BCTL_IOBD_EXTRA_MAX 12
+bool bctl_iobd_start_ex(const char* iobd_path, const char* hugepages, bool tcp,
+                        const char* const* extra, bctl_iobd_t* d, char* err, size_t err_len);
 /* SIGTERM, reap (SIGKILL after 5 s), remove the directory. Safe on a stopped one. */
 void bctl_iobd_stop(bctl_iobd_t* d);
 /* Installs SIGINT/SIGTERM/atexit cleanup: running iobds stop, the hugepage pool is restored. */
 void bctl_cleanup_install(void);
+
+/* A process's resident set (VmRSS) and open descriptors (entries of /proc/PID/fd). */
+bool bctl_proc_usage(pid_t pid, uint64_t* rss_kib, uint64_t* fds);
+/*
+ * Raises this process's soft RLIMIT_NOFILE to its hard limit and returns the soft limit now.
+ * Children (iobd among them) inherit it: 10,000 live one-region IOBs are 10,000 memfds in
+ * iobd, and 256 load clients are 512 pipe ends here.
+ */
+uint64_t bctl_raise_nofile(void);
 
 /* The 2 MiB pool. false when the kernel has none. */
 bool bctl_hp_read(uint64_t* total, uint64_t* free_pages);
@@ -104,6 +118,11 @@ int bctl_mgmt_main(int argc, char** argv);
 /* bench_control_map.c: process A (creates, exports) and B (imports, maps) of issue 4. */
 int bctl_map_creator_main(int argc, char** argv);
 int bctl_map_importer_main(int argc, char** argv);
+
+/* bench_control_scale.c: the holder of live IOBs, tokens and sessions of --scale. */
+int bctl_scale_hold_main(int argc, char** argv);
+/* bench_control_load.c: one of the load test's client processes. */
+int bctl_load_main(int argc, char** argv);
 
 /* ---- rows and reports (bench_control_report.c) ---- */
 
@@ -131,6 +150,25 @@ typedef struct bctl_run_info {
     char hugepages_note[200];
     double load_before, load_after;
 } bctl_run_info_t;
+
+/* bench_control.c: a new row of the report, and a verdict on a "ratio le/ge limit" row. */
+bctl_row_t* bctl_row_add(const char* section, const char* figure, const char* transport,
+                         const char* backing, int clients);
+void bctl_row_judge(bctl_row_t* r, double ratio, double limit, bool le, bool applies);
+
+/*
+ * Sections C and D (bench_control_scale.c, bench_control_load.c): each starts its own iobd
+ * (iobd: its binary), adds its rows, and returns false when a figure could not be measured.
+ * rounds x iters: measured blocks per server; quick: smaller servers.
+ */
+bool bctl_scale_run(const char* self, const char* iobd, bool quick, int rounds, int iters);
+
+typedef struct bctl_load_options {
+    int processes;       /* client processes, in partner pairs (even) */
+    int64_t duration_ns; /* each process stops starting iterations after this */
+    uint64_t max_iters;  /* and after this many iterations, whichever comes first */
+} bctl_load_options_t;
+bool bctl_load_run(const char* self, const char* iobd, const bctl_load_options_t* o);
 
 void bctl_report_table(FILE* out, const bctl_row_t* rows, size_t n);
 bool bctl_report_csv(const char* path, const bctl_row_t* rows, size_t n);

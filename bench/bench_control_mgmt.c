@@ -8,6 +8,17 @@
  *                      that noise from the rest of the machine lands on all of them alike.
  *   tput OP START DUR  throughput: from CLOCK_MONOTONIC START (ns) for DUR ns, back to back.
  *                      OP is "unary" (GetSignals) or "cc" (one create+close).
+ *   scale ITERS        one block of the scale figures (--scale): ITERS create+close pairs,
+ *                      then ITERS export+import of a fresh IOB's ep1. Replies with the
+ *                      block's statistics ("bcc", "bimp", "bexp") and those of every block
+ *                      so far ("cc", "imp", "exp"): the orchestrator pairs blocks of different
+ *                      servers round by round and also compares the pooled medians.
+ *   scale-warm ITERS   the same, then every series is emptied (a warm-up block).
+ *   hold N             creates N one-page IOBs in this session and keeps them (until quit).
+ *   info               iobd's ServerInfo counters (the load test's start and end states),
+ *                      and "koid": the koid of a fresh IOB's ep0, which iobd takes from one
+ *                      counter (3 per one-region IOB), so the difference of two probes
+ *                      counts every IOB created between them.
  *   quit
  *
  * "create+close" of issue 3 is literal: IOB create, then both endpoints closed. Both are
@@ -160,6 +171,155 @@ static bool run_latency(mgmt_t* m, int blocks, int iters, char* reply, size_t le
     return ok;
 }
 
+typedef struct samples {
+    double* v;
+    size_t n, cap;
+} samples_t;
+
+static bool samples_add(samples_t* s, double v) {
+    if (s->n == s->cap) {
+        size_t cap = s->cap != 0 ? s->cap * 2 : 1024;
+        double* nv = realloc(s->v, cap * sizeof *nv);
+        if (nv == NULL) {
+            return false;
+        }
+        s->v = nv;
+        s->cap = cap;
+    }
+    s->v[s->n++] = v;
+    return true;
+}
+
+/* Stats of s without reordering it (the pooled series keep growing). */
+static bool samples_stats(const samples_t* s, size_t from, bctl_stats_t* out) {
+    size_t n = s->n - from;
+    double* copy = malloc((n != 0 ? n : 1) * sizeof *copy);
+    if (copy == NULL) {
+        return false;
+    }
+    memcpy(copy, s->v + from, n * sizeof *copy);
+    bctl_stats_compute(copy, n, out);
+    free(copy);
+    return true;
+}
+
+enum { SC_CC, SC_IMP, SC_EXP, SC_COUNT };
+static samples_t g_scale[SC_COUNT];
+
+/* One export+import of a fresh IOB's ep1; the IOB is closed before the next. */
+static bool op_export_import(mgmt_t* m, double* exp_us, double* imp_us) {
+    zx_iob_region_t r;
+    mgmt_region(m, &r);
+    zx_handle_t ep0 = ZX_HANDLE_INVALID;
+    zx_handle_t ep1 = ZX_HANDLE_INVALID;
+    zx_status_t st = iob_conn_iob_create(m->conn, 0, &r, 1, &ep0, &ep1);
+    if (st != ZX_OK) {
+        return fail(m, "CreateIob", st);
+    }
+    char token[IOB_CONN_TOKEN_SIZE];
+    int64_t t0 = bctl_now_ns();
+    st = iob_conn_handle_export(m->conn, ep1, token);
+    int64_t t1 = bctl_now_ns();
+    if (st != ZX_OK) {
+        iob_conn_handle_close_many(m->conn, (zx_handle_t[]){ep0, ep1}, 2);
+        return fail(m, "ExportHandle", st);
+    }
+    zx_handle_t h = ZX_HANDLE_INVALID;
+    st = iob_conn_handle_import(m->conn, token, &h);
+    int64_t t2 = bctl_now_ns();
+    if (st != ZX_OK) {
+        iob_conn_handle_close(m->conn, ep0);
+        return fail(m, "ImportHandle", st);
+    }
+    st = iob_conn_handle_close_many(m->conn, (zx_handle_t[]){ep0, h}, 2);
+    if (st != ZX_OK) {
+        return fail(m, "CloseHandles", st);
+    }
+    *exp_us = (double)(t1 - t0) / 1000.0;
+    *imp_us = (double)(t2 - t1) / 1000.0;
+    return true;
+}
+
+static bool run_scale(mgmt_t* m, int iters, char* reply, size_t len) {
+    size_t from[SC_COUNT];
+    for (int i = 0; i < SC_COUNT; i++) {
+        from[i] = g_scale[i].n;
+    }
+    bool ok = true;
+    for (int i = 0; ok && i < iters; i++) {
+        double t[3];
+        ok = op_create_close(m, t) && samples_add(&g_scale[SC_CC], (t[0] + t[1]) / 1000.0);
+    }
+    for (int i = 0; ok && i < iters; i++) {
+        double e = 0;
+        double im = 0;
+        ok = op_export_import(m, &e, &im) && samples_add(&g_scale[SC_EXP], e) &&
+             samples_add(&g_scale[SC_IMP], im);
+    }
+    if (!ok) {
+        if (m->error[0] == '\0') {
+            fail(m, "samples", ZX_ERR_NO_MEMORY);
+        }
+        return false;
+    }
+    static const char* const block[SC_COUNT] = {"bcc", "bimp", "bexp"};
+    static const char* const pooled[SC_COUNT] = {"cc", "imp", "exp"};
+    snprintf(reply, len, "ok");
+    for (int i = 0; i < SC_COUNT; i++) {
+        bctl_stats_t b;
+        bctl_stats_t p;
+        if (!samples_stats(&g_scale[i], from[i], &b) || !samples_stats(&g_scale[i], 0, &p)) {
+            return fail(m, "samples", ZX_ERR_NO_MEMORY);
+        }
+        bctl_stats_format(reply, len, block[i], &b);
+        bctl_stats_format(reply, len, pooled[i], &p);
+    }
+    return true;
+}
+
+static bool run_hold(mgmt_t* m, int n, char* reply, size_t len) {
+    zx_iob_region_t r;
+    mgmt_region(m, &r);
+    for (int i = 0; i < n; i++) {
+        zx_handle_t ep0;
+        zx_handle_t ep1;
+        zx_status_t st = iob_conn_iob_create(m->conn, 0, &r, 1, &ep0, &ep1);
+        if (st != ZX_OK) {
+            return fail(m, "CreateIob (hold)", st);
+        }
+    }
+    snprintf(reply, len, "ok held=%d", n);
+    return true;
+}
+
+static bool run_info(mgmt_t* m, char* reply, size_t len) {
+    iob_conn_server_info_t si;
+    zx_status_t st = iob_conn_server_info(m->conn, &si);
+    if (st != ZX_OK) {
+        return fail(m, "ServerInfo", st);
+    }
+    zx_iob_region_t r;
+    mgmt_region(m, &r);
+    zx_handle_t ep0 = ZX_HANDLE_INVALID;
+    zx_handle_t ep1 = ZX_HANDLE_INVALID;
+    st = iob_conn_iob_create(m->conn, 0, &r, 1, &ep0, &ep1);
+    if (st != ZX_OK) {
+        return fail(m, "CreateIob", st);
+    }
+    zx_info_handle_basic_t hb;
+    st = iob_conn_get_info(m->conn, ep0, ZX_INFO_HANDLE_BASIC, &hb, sizeof hb, NULL, NULL);
+    zx_status_t cst = iob_conn_handle_close_many(m->conn, (zx_handle_t[]){ep0, ep1}, 2);
+    if (st != ZX_OK || cst != ZX_OK) {
+        return fail(m, st != ZX_OK ? "GetInfo" : "CloseHandles", st != ZX_OK ? st : cst);
+    }
+    /* The counters are read before the koid probe's IOB exists, so it is not among them. */
+    snprintf(reply, len,
+             "ok iobs=%" PRIu64 " sessions=%" PRIu64 " handles=%" PRIu64 " mappings=%" PRIu64
+             " tokens=%" PRIu64 " bytes=%" PRIu64 " koid=%" PRIu64,
+             si.iobs, si.sessions, si.handles, si.mappings, si.tokens, si.bytes_in_use, hb.koid);
+    return true;
+}
+
 static void sleep_until(int64_t t) {
     struct timespec ts = {.tv_sec = (time_t)(t / 1000000000), .tv_nsec = (long)(t % 1000000000)};
     while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
@@ -247,6 +407,18 @@ int bctl_mgmt_main(int argc, char** argv) {
             ok = run_latency(&m, blocks, iters, reply, sizeof reply);
         } else if (sscanf(line, "tput %15s %lld %lld", op, &start, &dur) == 3) {
             ok = run_throughput(&m, op, start, dur, reply, sizeof reply);
+        } else if (sscanf(line, "scale %d", &iters) == 1 && iters > 0) {
+            ok = run_scale(&m, iters, reply, sizeof reply);
+        } else if (sscanf(line, "scale-warm %d", &iters) == 1 && iters > 0) {
+            /* Warm-up: the same work, then forgotten. */
+            ok = run_scale(&m, iters, reply, sizeof reply);
+            for (int i = 0; i < SC_COUNT; i++) {
+                g_scale[i].n = 0;
+            }
+        } else if (sscanf(line, "hold %d", &iters) == 1 && iters > 0) {
+            ok = run_hold(&m, iters, reply, sizeof reply);
+        } else if (strcmp(line, "info") == 0) {
+            ok = run_info(&m, reply, sizeof reply);
         } else if (strcmp(line, "quit") == 0) {
             break;
         } else {
@@ -263,5 +435,8 @@ int bctl_mgmt_main(int argc, char** argv) {
     iob_conn_handle_close(m.conn, m.probe);
     iob_conn_handle_close(m.conn, m.probe_peer);
     iob_conn_close(m.conn);
+    for (int i = 0; i < SC_COUNT; i++) {
+        free(g_scale[i].v);
+    }
     return rc;
 }

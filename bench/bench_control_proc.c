@@ -5,6 +5,7 @@
  * posix_spawn is the only way a process starts (gRPC's C core is not fork-safe).
  */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -113,7 +115,7 @@ void bctl_child_end(bctl_child_t* c, int timeout_ms) {
 
 /* ---- cleanup on every way out ---- */
 
-#define BCTL_MAX_IOBD 4
+#define BCTL_MAX_IOBD 8
 /* Written by the main thread only; read by the signal handler (async-signal-safe calls only). */
 static volatile pid_t g_iobd_pids[BCTL_MAX_IOBD];
 static volatile long g_hp_added;   /* pages this run added to the 2 MiB pool */
@@ -353,6 +355,11 @@ static void log_tail(const char* path, char* out, size_t len) {
 
 bool bctl_iobd_start(const char* iobd_path, const char* hugepages, bool tcp, bctl_iobd_t* d,
                      char* err, size_t err_len) {
+    return bctl_iobd_start_ex(iobd_path, hugepages, tcp, NULL, d, err, err_len);
+}
+
+bool bctl_iobd_start_ex(const char* iobd_path, const char* hugepages, bool tcp,
+                        const char* const* extra, bctl_iobd_t* d, char* err, size_t err_len) {
     memset(d, 0, sizeof *d);
     if (access(iobd_path, X_OK) != 0) {
         snprintf(err, err_len, "iobd not executable: %s", iobd_path);
@@ -385,7 +392,8 @@ bool bctl_iobd_start(const char* iobd_path, const char* hugepages, bool tcp, bct
         a_warn[8] = "warn";
     snprintf(a_path, sizeof a_path, "%s", iobd_path);
     snprintf(a_unix, sizeof a_unix, "%s", d->unix_target);
-    char* argv[16];
+    char* argv[16 + BCTL_IOBD_EXTRA_MAX];
+    char extra_copy[BCTL_IOBD_EXTRA_MAX][128];
     int n = 0;
     argv[n++] = a_path;
     argv[n++] = a_listen;
@@ -406,6 +414,10 @@ bool bctl_iobd_start(const char* iobd_path, const char* hugepages, bool tcp, bct
     argv[n++] = hp_arg;
     argv[n++] = a_ll;
     argv[n++] = a_warn;
+    for (int i = 0; extra != NULL && extra[i] != NULL && i < BCTL_IOBD_EXTRA_MAX; i++) {
+        snprintf(extra_copy[i], sizeof extra_copy[i], "%s", extra[i]);
+        argv[n++] = extra_copy[i];
+    }
     argv[n] = NULL;
 
     posix_spawn_file_actions_t fa;
@@ -450,6 +462,51 @@ bool bctl_iobd_start(const char* iobd_path, const char* hugepages, bool tcp, bct
     snprintf(err, err_len, "iobd did not come up in 10 s: %s", tail);
     bctl_iobd_stop(d);
     return false;
+}
+
+bool bctl_proc_usage(pid_t pid, uint64_t* rss_kib, uint64_t* fds) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE* f = fopen(path, "re");
+    if (f == NULL) {
+        return false;
+    }
+    char line[256];
+    bool have_rss = false;
+    while (fgets(line, sizeof line, f) != NULL) {
+        unsigned long long v;
+        if (sscanf(line, "VmRSS: %llu kB", &v) == 1) {
+            *rss_kib = v;
+            have_rss = true;
+            break;
+        }
+    }
+    fclose(f);
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
+    DIR* dir = opendir(path);
+    if (dir == NULL) {
+        return false;
+    }
+    uint64_t n = 0;
+    for (struct dirent* e = readdir(dir); e != NULL; e = readdir(dir)) {
+        n += e->d_name[0] != '.';
+    }
+    closedir(dir);
+    *fds = n;
+    return have_rss;
+}
+
+uint64_t bctl_raise_nofile(void) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        return 0;
+    }
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+        (void)getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    return (uint64_t)rl.rlim_cur;
 }
 
 void bctl_iobd_stop(bctl_iobd_t* d) {

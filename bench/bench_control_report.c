@@ -26,9 +26,12 @@ void bctl_report_table(FILE* out, const bctl_row_t* rows, size_t n) {
     for (size_t i = 0; i < n; i++) {
         const bctl_row_t* r = &rows[i];
         if (strcmp(r->section, last_section) != 0) {
-            fprintf(out, "%s\n", strcmp(r->section, "A") == 0
-                                     ? "-- A. management plane (issue 3) --"
-                                     : "-- B. mapping a 64 MiB region (issue 4) --");
+            const char* title =
+                strcmp(r->section, "A") == 0   ? "-- A. management plane (issue 3) --"
+                : strcmp(r->section, "B") == 0 ? "-- B. mapping a 64 MiB region (issue 4) --"
+                : strcmp(r->section, "C") == 0 ? "-- C. scale: cost against what iobd holds --"
+                                               : "-- D. load: concurrent client processes --";
+            fprintf(out, "%s\n", title);
             last_section = r->section;
         }
         char p50[24], p99[24], ops[24], ratio[24];

@@ -41,13 +41,18 @@ typedef struct iobd_event {
     zx_signals_t signals;
 } iobd_event_t;
 
-/* One handle some session holds, indexed by value and by endpoint koid. */
+/*
+ * One handle some session holds, indexed by value and by endpoint koid, and listed in its
+ * session (so a session's end touches its own handles only, not every session's).
+ */
 struct iobd_hent {
     zx_handle_t handle;
     zx_koid_t koid;
     iobd_session_t* session;
     iobd_hent_t* next_by_handle;
     iobd_hent_t* next_by_koid;
+    iobd_hent_t* prev_in_session;
+    iobd_hent_t* next_in_session;
 };
 
 struct iobd_session {
@@ -76,6 +81,7 @@ struct iobd_session {
     bool events_off;
     iobd_call_t* stream; /* the OpenSession call */
     iobd_session_t* next_in_bucket;
+    iobd_hent_t* hents; /* the handles it holds (iobd_hent_t.next_in_session) */
     /* Event queue (events not yet sent on the stream). */
     iobd_event_t* events;
     size_t event_head, event_count, event_cap;
@@ -119,6 +125,7 @@ typedef struct iobd_cred {
     gid_t gid;
 } iobd_cred_t;
 
+/* Initial bucket count of the handle index; it doubles to keep chains short. */
 #define IOBD_HASH_BUCKETS 1024u
 #define IOBD_SESSION_BUCKETS 256u
 #define IOBD_MAX_QUEUED_EVENTS 65536u
@@ -157,8 +164,15 @@ struct iobd_rpc {
     pthread_mutex_t lock;
     iobd_session_t* sessions[IOBD_SESSION_BUCKETS];
     uint64_t session_count;
-    iobd_hent_t* by_handle[IOBD_HASH_BUCKETS];
-    iobd_hent_t* by_koid[IOBD_HASH_BUCKETS];
+    /*
+     * The handle index: hent_buckets chains each (a power of two, 0 until the first handle),
+     * grown whenever the count passes it, so a lookup costs the same at 10 handles and at
+     * 100,000 (the index is walked under srv->lock on every call and signal change).
+     */
+    iobd_hent_t** by_handle;
+    iobd_hent_t** by_koid;
+    size_t hent_buckets;
+    size_t hent_count;
     iobd_session_t* dirty_sessions;
     iobd_call_t* waiters; /* Wait calls in progress */
     iobd_cred_t* creds;   /* indexed by the fd handed to gRPC ("fd:N" peers) */

@@ -43,11 +43,12 @@ static int64_t iobd__now_ns(void) {
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static size_t iobd__hash(uint64_t v) {
+/* buckets: a power of two. */
+static size_t iobd__hash(uint64_t v, size_t buckets) {
     v ^= v >> 33;
     v *= 0xff51afd7ed558ccdULL;
     v ^= v >> 33;
-    return (size_t)(v & (IOBD_HASH_BUCKETS - 1));
+    return (size_t)(v & (buckets - 1));
 }
 
 /* Wakes the loop so it flushes events raised outside the CQ thread (broker, timers). */
@@ -467,7 +468,11 @@ bool iobd_rpc_authenticate(void* ctx, uint64_t session_id, const uint8_t secret[
 /* ---- Event index ---- */
 
 static iobd_hent_t* iobd__hent_find_locked(iobd_rpc_t* srv, zx_handle_t handle) {
-    for (iobd_hent_t* h = srv->by_handle[iobd__hash(handle)]; h != NULL; h = h->next_by_handle) {
+    if (srv->hent_buckets == 0) {
+        return NULL;
+    }
+    for (iobd_hent_t* h = srv->by_handle[iobd__hash(handle, srv->hent_buckets)]; h != NULL;
+         h = h->next_by_handle) {
         if (h->handle == handle) {
             return h;
         }
@@ -476,20 +481,29 @@ static iobd_hent_t* iobd__hent_find_locked(iobd_rpc_t* srv, zx_handle_t handle) 
 }
 
 static void iobd__hent_remove_locked(iobd_rpc_t* srv, iobd_hent_t* h) {
-    iobd_hent_t** pp = &srv->by_handle[iobd__hash(h->handle)];
+    iobd_hent_t** pp = &srv->by_handle[iobd__hash(h->handle, srv->hent_buckets)];
     while (*pp != NULL && *pp != h) {
         pp = &(*pp)->next_by_handle;
     }
     if (*pp == h) {
         *pp = h->next_by_handle;
     }
-    pp = &srv->by_koid[iobd__hash(h->koid)];
+    pp = &srv->by_koid[iobd__hash(h->koid, srv->hent_buckets)];
     while (*pp != NULL && *pp != h) {
         pp = &(*pp)->next_by_koid;
     }
     if (*pp == h) {
         *pp = h->next_by_koid;
     }
+    if (h->prev_in_session != NULL) {
+        h->prev_in_session->next_in_session = h->next_in_session;
+    } else {
+        h->session->hents = h->next_in_session;
+    }
+    if (h->next_in_session != NULL) {
+        h->next_in_session->prev_in_session = h->prev_in_session;
+    }
+    srv->hent_count--;
     for (iobd_call_t* w = srv->waiters; w != NULL; w = w->u.wait.next_waiter) {
         if (w->u.wait.hent == h) {
             w->u.wait.hent = NULL;
@@ -500,11 +514,48 @@ static void iobd__hent_remove_locked(iobd_rpc_t* srv, iobd_hent_t* h) {
     free(h);
 }
 
+/* Rehashes into twice the buckets; on allocation failure the index stays as it is. */
+static void iobd__hent_grow_locked(iobd_rpc_t* srv) {
+    size_t n = srv->hent_buckets != 0 ? srv->hent_buckets * 2 : IOBD_HASH_BUCKETS;
+    iobd_hent_t** bh = calloc(n, sizeof *bh);
+    iobd_hent_t** bk = calloc(n, sizeof *bk);
+    if (bh == NULL || bk == NULL) {
+        free(bh);
+        free(bk);
+        return;
+    }
+    for (size_t b = 0; b < srv->hent_buckets; b++) {
+        for (iobd_hent_t *h = srv->by_handle[b], *next; h != NULL; h = next) {
+            next = h->next_by_handle;
+            size_t i = iobd__hash(h->handle, n);
+            h->next_by_handle = bh[i];
+            bh[i] = h;
+        }
+        for (iobd_hent_t *h = srv->by_koid[b], *next; h != NULL; h = next) {
+            next = h->next_by_koid;
+            size_t i = iobd__hash(h->koid, n);
+            h->next_by_koid = bk[i];
+            bk[i] = h;
+        }
+    }
+    free(srv->by_handle);
+    free(srv->by_koid);
+    srv->by_handle = bh;
+    srv->by_koid = bk;
+    srv->hent_buckets = n;
+}
+
 static iobd_hent_t* iobd__hent_add_locked(iobd_rpc_t* srv, iobd_session_t* s, zx_handle_t handle,
                                           zx_koid_t koid) {
     iobd_hent_t* h = iobd__hent_find_locked(srv, handle);
     if (h != NULL) {
         return h;
+    }
+    if (srv->hent_count >= srv->hent_buckets) {
+        iobd__hent_grow_locked(srv);
+        if (srv->hent_buckets == 0) {
+            return NULL;
+        }
     }
     h = calloc(1, sizeof *h);
     if (h == NULL) {
@@ -513,11 +564,17 @@ static iobd_hent_t* iobd__hent_add_locked(iobd_rpc_t* srv, iobd_session_t* s, zx
     h->handle = handle;
     h->koid = koid;
     h->session = s;
-    size_t bh = iobd__hash(handle), bk = iobd__hash(koid);
+    size_t bh = iobd__hash(handle, srv->hent_buckets), bk = iobd__hash(koid, srv->hent_buckets);
     h->next_by_handle = srv->by_handle[bh];
     srv->by_handle[bh] = h;
     h->next_by_koid = srv->by_koid[bk];
     srv->by_koid[bk] = h;
+    h->next_in_session = s->hents;
+    if (s->hents != NULL) {
+        s->hents->prev_in_session = h;
+    }
+    s->hents = h;
+    srv->hent_count++;
     return h;
 }
 
@@ -617,7 +674,9 @@ mark:
 static void iobd__obs_signals_changed(void* ctx, zx_koid_t koid, zx_signals_t signals) {
     iobd_rpc_t* srv = ctx;
     pthread_mutex_lock(&srv->lock);
-    for (iobd_hent_t* h = srv->by_koid[iobd__hash(koid)]; h != NULL; h = h->next_by_koid) {
+    for (iobd_hent_t* h = srv->hent_buckets != 0 ? srv->by_koid[iobd__hash(koid, srv->hent_buckets)]
+                                                 : NULL;
+         h != NULL; h = h->next_by_koid) {
         if (h->koid == koid) {
             iobd__queue_event_locked(srv, h->session, h->handle, signals);
         }
@@ -643,7 +702,9 @@ static void iobd__obs_shared_region_updated(void* ctx, zx_koid_t koid, zx_signal
     iobd_rpc_t* srv = ctx;
     bool any = false;
     pthread_mutex_lock(&srv->lock);
-    for (iobd_hent_t* h = srv->by_koid[iobd__hash(koid)]; h != NULL; h = h->next_by_koid) {
+    for (iobd_hent_t* h = srv->hent_buckets != 0 ? srv->by_koid[iobd__hash(koid, srv->hent_buckets)]
+                                                 : NULL;
+         h != NULL; h = h->next_by_koid) {
         /* Most writes have no one listening: wake nobody for them (the broker's writes
          * run on the loop thread, where a wake-up is one more loop iteration). */
         if (h->koid == koid && iobd__queue_event_locked(srv, h->session, h->handle,
@@ -1117,15 +1178,8 @@ static void iobd__session_end(iobd_rpc_t* srv, iobd_session_t* s) {
     }
     /* Handles the observer did not report (none expected) must not outlive the session. */
     pthread_mutex_lock(&srv->lock);
-    for (size_t b = 0; b < IOBD_HASH_BUCKETS; b++) {
-        iobd_hent_t* h = srv->by_handle[b];
-        while (h != NULL) {
-            iobd_hent_t* next = h->next_by_handle;
-            if (h->session == s) {
-                iobd__hent_remove_locked(srv, h);
-            }
-            h = next;
-        }
+    while (s->hents != NULL) {
+        iobd__hent_remove_locked(srv, s->hents);
     }
     bool watch = false;
     if (s->local && s->attached && s->pidfd >= 0 && !atomic_load(&srv->shutting_down)) {
@@ -1635,11 +1689,13 @@ void iobd_rpc_destroy(iobd_rpc_t* srv) {
         iob_core_destroy(srv->core);
         srv->core = NULL;
     }
-    for (size_t b = 0; b < IOBD_HASH_BUCKETS; b++) {
+    for (size_t b = 0; b < srv->hent_buckets; b++) {
         while (srv->by_handle[b] != NULL) {
             iobd__hent_remove_locked(srv, srv->by_handle[b]);
         }
     }
+    free(srv->by_handle);
+    free(srv->by_koid);
     for (size_t b = 0; b < IOBD_SESSION_BUCKETS; b++) {
         while (srv->sessions[b] != NULL) {
             iobd_session_t* s = srv->sessions[b];

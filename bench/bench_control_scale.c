@@ -1,0 +1,352 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * iob-bench-control --scale: does the cost of create, close and import grow with what the
+ * server holds? Issue: "create+close p50 with 10,000 live IOBs within 1.2x of the same with
+ * 10, measured in one run".
+ *
+ * Four private iobds, identical but for what a background process (the holder, role
+ * scale-hold, its own session) keeps in them:
+ *   base      10 live one-page IOBs (the reference)
+ *   iobs      10,000 live one-page IOBs (20,000 handles)
+ *   tokens    10,000 live IOBs whose ep1 waits in an outstanding transfer token
+ *   sessions  10 live IOBs and 256 open sessions
+ *   own       10,000 live IOBs held by the measuring client's own session (a client that
+ *             keeps many objects pays no more per call than one that keeps few)
+ * One measuring client per server (role mgmt, request "scale") times create+close
+ * (CreateIob + CloseHandles) and import (ImportHandle of a fresh IOB's ep1). The servers
+ * are measured in blocks, round by round, in an order that rotates every round, so slow
+ * stretches of this noisy VM land on all of them alike; each figure is reported as the
+ * median of the per-round ratios of block medians (the criterion: pairing cancels the
+ * machine's slow stretches, which pooled medians do not) and as the ratio of pooled medians.
+ *
+ * Separate servers, rather than one server grown and shrunk between rounds, keep each
+ * condition constant for the whole run and cost one fill each. The orchestrator raises
+ * its RLIMIT_NOFILE soft limit to the hard one before starting them (inherited): 10,000
+ * one-region IOBs are 10,000 memfds in iobd.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <zircon/status.h>
+
+#include "bench/bench_control.h"
+#include "client/rpc/iob_conn.h"
+
+/* ---- the holder (a child process) ---- */
+
+static int holder_fail(const char* what, zx_status_t st, uint64_t done) {
+    bctl_write_line(BCTL_FD_RES, "err %s after %" PRIu64 ": %s", what, done,
+                    zx_status_get_string(st));
+    return 1;
+}
+
+int bctl_scale_hold_main(int argc, char** argv) {
+    iob_conn_options_t o;
+    memset(&o, 0, sizeof o);
+    uint64_t iobs = 0;
+    bool tokens = false;
+    uint64_t sessions = 1;
+    for (int i = 3; i + 1 < argc; i += 2) { /* argv: self --role NAME then pairs */
+        if (strcmp(argv[i], "--target") == 0) {
+            o.target = argv[i + 1];
+        } else if (strcmp(argv[i], "--iobs") == 0) {
+            iobs = strtoull(argv[i + 1], NULL, 10);
+        } else if (strcmp(argv[i], "--tokens") == 0) {
+            tokens = strcmp(argv[i + 1], "1") == 0;
+        } else if (strcmp(argv[i], "--sessions") == 0) {
+            sessions = strtoull(argv[i + 1], NULL, 10);
+        }
+    }
+    o.timeout_ms = 30000;
+    iob_conn_t* conn = NULL;
+    zx_status_t st = iob_conn_open(&o, &conn);
+    if (st != ZX_OK) {
+        return holder_fail("connect", st, 0);
+    }
+    const iob_conn_session_info_t* info = iob_conn_session(conn);
+    zx_iob_region_t r;
+    memset(&r, 0, sizeof r);
+    r.type = ZX_IOB_REGION_TYPE_PRIVATE;
+    r.access = ZX_IOB_ACCESS_EP0_CAN_MAP_READ | ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE |
+               ZX_IOB_ACCESS_EP1_CAN_MAP_READ;
+    r.size = info->page_size != 0 ? info->page_size : 4096;
+    r.discipline.type = ZX_IOB_DISCIPLINE_TYPE_NONE;
+    for (uint64_t i = 0; i < iobs; i++) {
+        zx_handle_t ep0;
+        zx_handle_t ep1;
+        st = iob_conn_iob_create(conn, 0, &r, 1, &ep0, &ep1);
+        if (st != ZX_OK) {
+            return holder_fail("CreateIob", st, i);
+        }
+        if (tokens) {
+            /* The token holds ep1 until its time-to-live (set long by the orchestrator). */
+            char token[IOB_CONN_TOKEN_SIZE];
+            st = iob_conn_handle_export(conn, ep1, token);
+            if (st != ZX_OK) {
+                return holder_fail("ExportHandle", st, i);
+            }
+        }
+    }
+    /* Extra sessions: each its own connection, as separate clients would hold them. */
+    iob_conn_t** extra = calloc(sessions > 1 ? sessions - 1 : 1, sizeof *extra);
+    if (extra == NULL) {
+        return holder_fail("calloc", ZX_ERR_NO_MEMORY, 0);
+    }
+    for (uint64_t i = 0; i + 1 < sessions; i++) {
+        st = iob_conn_open(&o, &extra[i]);
+        if (st != ZX_OK) {
+            return holder_fail("extra session", st, i);
+        }
+    }
+    bctl_write_line(BCTL_FD_RES, "ok ready iobs=%" PRIu64 " tokens=%d sessions=%" PRIu64, iobs,
+                    tokens ? 1 : 0, sessions);
+    char line[BCTL_LINE_MAX];
+    while (bctl_read_line(BCTL_FD_CMD, line, sizeof line, INT64_C(1) << 40) == 0 &&
+           strcmp(line, "quit") != 0) {
+    }
+    /* Ending the sessions closes every handle they hold; iobd itself stops next. */
+    for (uint64_t i = 0; i + 1 < sessions; i++) {
+        iob_conn_close(extra[i]);
+    }
+    free(extra);
+    iob_conn_close(conn);
+    return 0;
+}
+
+/* ---- the orchestrator ---- */
+
+typedef struct scale_server {
+    const char* name; /* row label */
+    uint64_t iobs;
+    bool tokens;
+    uint64_t sessions;
+    uint64_t own_iobs; /* held by the measuring client's session */
+    bctl_iobd_t d;
+    bctl_child_t holder;
+    bctl_child_t client;
+    char info[BCTL_LINE_MAX]; /* the client's "info" reply after the fill */
+    uint64_t rss_kib, fds;
+    double* round_cc; /* per-round block p50s */
+    double* round_imp;
+    char last[BCTL_LINE_MAX]; /* the last block's reply: pooled statistics */
+} scale_server_t;
+
+static bool spawn_with(const char* self, char* const argv[], bctl_child_t* c, int64_t timeout_ms,
+                       char* err, size_t err_len) {
+    if (!bctl_spawn_role(self, argv, -1, c)) {
+        snprintf(err, err_len, "spawn: %s", strerror(errno));
+        return false;
+    }
+    char line[BCTL_LINE_MAX] = "";
+    if (bctl_read_line(c->res_fd, line, sizeof line, timeout_ms) != 0 ||
+        strncmp(line, "ok", 2) != 0) {
+        snprintf(err, err_len, "%.300s", line[0] ? line : "(no reply)");
+        bctl_child_end(c, 2000);
+        return false;
+    }
+    return true;
+}
+
+static double median_of(double* v, size_t n) {
+    bctl_stats_t st;
+    bctl_stats_compute(v, n, &st);
+    return st.p50;
+}
+
+bool bctl_scale_run(const char* self, const char* iobd, bool quick, int rounds, int iters) {
+    uint64_t big = quick ? 1000 : 10000;
+    uint64_t many_sessions = quick ? 32 : 256;
+    char n_big[32];
+    char n_sess[32];
+    snprintf(n_big, sizeof n_big, "%" PRIu64, big);
+    snprintf(n_sess, sizeof n_sess, "%" PRIu64, many_sessions);
+    scale_server_t sv[5];
+    memset(sv, 0, sizeof sv);
+    sv[0] = (scale_server_t){.name = "10 IOBs", .iobs = 10, .sessions = 1};
+    sv[1] = (scale_server_t){.name = "IOBs", .iobs = big, .sessions = 1};
+    sv[2] = (scale_server_t){.name = "tokens", .iobs = big, .tokens = true, .sessions = 1};
+    sv[3] = (scale_server_t){.name = "sessions", .iobs = 10, .sessions = many_sessions};
+    sv[4] = (scale_server_t){.name = "own", .iobs = 10, .sessions = 1, .own_iobs = big};
+    const size_t ns = sizeof sv / sizeof sv[0];
+    uint64_t nofile = bctl_raise_nofile();
+    bool ok = true;
+    char err[400] = "";
+    int64_t t0 = bctl_now_ns();
+
+    /* Every holder fills its server at once: the fills are most of this section's time. */
+    for (size_t i = 0; ok && i < ns; i++) {
+        sv[i].holder = (bctl_child_t){0, -1, -1};
+        sv[i].client = (bctl_child_t){0, -1, -1};
+        sv[i].round_cc = calloc((size_t)rounds, sizeof(double));
+        sv[i].round_imp = calloc((size_t)rounds, sizeof(double));
+        ok = sv[i].round_cc != NULL && sv[i].round_imp != NULL;
+        /*
+         * The holder's IOBs and tokens must outlive the run: no per-session cap (whatever a
+         * default becomes) and tokens that do not expire mid-run.
+         */
+        const char* extra[] = {
+            "--max-iobs-per-session", "0", "--max-handles-per-session", "0", "--token-ttl", "1h",
+            "--exit-with-parent",     NULL};
+        if (ok && !bctl_iobd_start_ex(iobd, "off", false, extra, &sv[i].d, err, sizeof err)) {
+            ok = false;
+        }
+    }
+    for (size_t i = 0; ok && i < ns; i++) {
+        char a0[1024], a1[16] = "--role", a2[16] = "scale-hold", a3[16] = "--target", a4[200],
+                       a5[16] = "--iobs", a6[24], a7[16] = "--tokens", a8[4], a9[16] = "--sessions",
+                       a10[24];
+        snprintf(a0, sizeof a0, "%s", self);
+        snprintf(a4, sizeof a4, "%s", sv[i].d.unix_target);
+        snprintf(a6, sizeof a6, "%" PRIu64, sv[i].iobs);
+        snprintf(a8, sizeof a8, "%d", sv[i].tokens ? 1 : 0);
+        snprintf(a10, sizeof a10, "%" PRIu64, sv[i].sessions);
+        char* hold_argv[] = {a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, NULL};
+        if (!bctl_spawn_role(self, hold_argv, -1, &sv[i].holder)) {
+            snprintf(err, sizeof err, "spawn holder: %s", strerror(errno));
+            ok = false;
+        }
+    }
+    for (size_t i = 0; ok && i < ns; i++) {
+        char line[BCTL_LINE_MAX] = "";
+        if (bctl_read_line(sv[i].holder.res_fd, line, sizeof line, 600000) != 0 ||
+            strncmp(line, "ok", 2) != 0) {
+            snprintf(err, sizeof err, "holder (%s): %.300s", sv[i].name,
+                     line[0] ? line : "(no reply)");
+            ok = false;
+        }
+    }
+    double fill_s = (double)(bctl_now_ns() - t0) / 1e9;
+    for (size_t i = 0; ok && i < ns; i++) {
+        char a0[1024], a1[16] = "--role", a2[16] = "mgmt", a3[16] = "--target", a4[200];
+        snprintf(a0, sizeof a0, "%s", self);
+        snprintf(a4, sizeof a4, "%s", sv[i].d.unix_target);
+        char* argv[] = {a0, a1, a2, a3, a4, NULL};
+        char e2[320];
+        if (!spawn_with(self, argv, &sv[i].client, 30000, e2, sizeof e2)) {
+            snprintf(err, sizeof err, "client (%s): %s", sv[i].name, e2);
+            ok = false;
+            break;
+        }
+        /* What the server holds, in its own words; and one warm-up block, not recorded. */
+        char line[BCTL_LINE_MAX] = "";
+        if (sv[i].own_iobs > 0 &&
+            (!bctl_write_line(sv[i].client.cmd_fd, "hold %" PRIu64, sv[i].own_iobs) ||
+             bctl_read_line(sv[i].client.res_fd, line, sizeof line, 600000) != 0 ||
+             strncmp(line, "ok", 2) != 0)) {
+            snprintf(err, sizeof err, "client (%s): %.300s", sv[i].name, line);
+            ok = false;
+            break;
+        }
+        if (!bctl_write_line(sv[i].client.cmd_fd, "info") ||
+            bctl_read_line(sv[i].client.res_fd, sv[i].info, sizeof sv[i].info, 60000) != 0 ||
+            strncmp(sv[i].info, "ok", 2) != 0 ||
+            !bctl_write_line(sv[i].client.cmd_fd, "scale-warm %d", iters) ||
+            bctl_read_line(sv[i].client.res_fd, line, sizeof line, 120000) != 0 ||
+            strncmp(line, "ok", 2) != 0) {
+            snprintf(err, sizeof err, "client (%s): %.300s", sv[i].name,
+                     sv[i].info[0] ? sv[i].info : line);
+            ok = false;
+        }
+        bctl_proc_usage(sv[i].d.pid, &sv[i].rss_kib, &sv[i].fds);
+    }
+    for (int r = 0; ok && r < rounds; r++) {
+        for (size_t k = 0; ok && k < ns; k++) {
+            scale_server_t* s = &sv[(k + (size_t)r) % ns];
+            if (!bctl_write_line(s->client.cmd_fd, "scale %d", iters) ||
+                bctl_read_line(s->client.res_fd, s->last, sizeof s->last, 120000) != 0 ||
+                strncmp(s->last, "ok", 2) != 0) {
+                snprintf(err, sizeof err, "client (%s): %.300s", s->name,
+                         s->last[0] ? s->last : "(no reply)");
+                ok = false;
+                break;
+            }
+            bctl_stats_t b;
+            bctl_stats_parse(s->last, "bcc", &b);
+            s->round_cc[r] = b.p50;
+            bctl_stats_parse(s->last, "bimp", &b);
+            s->round_imp[r] = b.p50;
+        }
+    }
+    double total_s = (double)(bctl_now_ns() - t0) / 1e9;
+
+    if (!ok) {
+        bctl_row_t* row = bctl_row_add("C", "scale", "unix", "4K", 1);
+        snprintf(row->verdict, sizeof row->verdict, "error");
+        snprintf(row->note, sizeof row->note, "%.190s", err);
+        fprintf(stderr, "iob-bench-control: scale: %s\n", err);
+    } else {
+        bctl_stats_t cc0;
+        bctl_stats_t imp0;
+        bctl_stats_parse(sv[0].last, "cc", &cc0);
+        bctl_stats_parse(sv[0].last, "imp", &imp0);
+        for (int what = 0; what < 2; what++) {
+            for (size_t i = 0; i < ns; i++) {
+                scale_server_t* s = &sv[i];
+                char label[96];
+                const char* op = what == 0 ? "create+close" : "import";
+                if (i == 0) {
+                    snprintf(label, sizeof label, "%s, 10 live IOBs", op);
+                } else if (s->tokens) {
+                    snprintf(label, sizeof label, "%s, %s tokens", op, n_big);
+                } else if (s->own_iobs > 0) {
+                    snprintf(label, sizeof label, "%s, %s own IOBs", op, n_big);
+                } else if (s->sessions > 1) {
+                    snprintf(label, sizeof label, "%s, %s sessions", op, n_sess);
+                } else {
+                    snprintf(label, sizeof label, "%s, %s live IOBs", op, n_big);
+                }
+                bctl_row_t* row = bctl_row_add("C", label, "unix", "4K", 1);
+                bctl_stats_parse(s->last, what == 0 ? "cc" : "imp", &row->lat_us);
+                double server_iobs = 0;
+                double server_tokens = 0;
+                double server_sessions = 0;
+                bctl_kv(s->info, "iobs", &server_iobs);
+                bctl_kv(s->info, "tokens", &server_tokens);
+                bctl_kv(s->info, "sessions", &server_sessions);
+                char held[120];
+                snprintf(held, sizeof held,
+                         "iobd held %.0f IOBs, %.0f tokens, %.0f sessions; "
+                         "%" PRIu64 " fds, %.0f MiB RSS",
+                         server_iobs, server_tokens, server_sessions, s->fds,
+                         (double)s->rss_kib / 1024.0);
+                if (i == 0) {
+                    snprintf(row->note, sizeof row->note, "%s", held);
+                    continue;
+                }
+                double* mine = what == 0 ? s->round_cc : s->round_imp;
+                double* base = what == 0 ? sv[0].round_cc : sv[0].round_imp;
+                double* ratios = calloc((size_t)rounds, sizeof(double));
+                double paired = NAN;
+                if (ratios != NULL) {
+                    for (int r = 0; r < rounds; r++) {
+                        ratios[r] = base[r] > 0 ? mine[r] / base[r] : NAN;
+                    }
+                    paired = median_of(ratios, (size_t)rounds);
+                    free(ratios);
+                }
+                snprintf(row->reference, sizeof row->reference, "%s, 10 IOBs, paired", op);
+                double ref = what == 0 ? cc0.p50 : imp0.p50;
+                bctl_row_judge(row, paired, 1.2, true, true);
+                snprintf(row->note, sizeof row->note, "ratio of pooled p50s %.3f; %s",
+                         row->lat_us.p50 / ref, held);
+            }
+        }
+        fprintf(stderr,
+                "iob-bench-control: scale: fill %.1f s, total %.1f s, %d rounds x %d, "
+                "RLIMIT_NOFILE %" PRIu64 "\n",
+                fill_s, total_s, rounds, iters, nofile);
+    }
+    for (size_t i = 0; i < ns; i++) {
+        bctl_child_end(&sv[i].client, 5000);
+        bctl_child_end(&sv[i].holder, 30000);
+        bctl_iobd_stop(&sv[i].d);
+        free(sv[i].round_cc);
+        free(sv[i].round_imp);
+    }
+    return ok;
+}
