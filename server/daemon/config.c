@@ -41,6 +41,9 @@ enum {
     OPT_LOG_LEVEL,
     OPT_CONFIG,
     OPT_EXIT_WITH_PARENT,
+    /* Map broker budgets. */
+    OPT_BROKER_MAX_CONNS_PER_UID,
+    OPT_BROKER_ATTACH_TIMEOUT,
     OPT_HELP,
     OPT_VERSION,
 };
@@ -68,6 +71,8 @@ static const struct option iobd__long_options[] = {
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"config", required_argument, NULL, OPT_CONFIG},
     {"exit-with-parent", no_argument, NULL, OPT_EXIT_WITH_PARENT},
+    {"broker-max-conns-per-uid", required_argument, NULL, OPT_BROKER_MAX_CONNS_PER_UID},
+    {"broker-attach-timeout", required_argument, NULL, OPT_BROKER_ATTACH_TIMEOUT},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -96,7 +101,11 @@ static const char iobd__usage[] =
     "  --log-level error|warn|info|debug\n"
     "  --config FILE              INI file; section [iobd], keys are the long flag names\n"
     "  --exit-with-parent         exit (cleanly) when the process that started iobd exits:\n"
-    "                             for harnesses and tests that start a private server\n";
+    "                             for harnesses and tests that start a private server\n"
+    "  --broker-max-conns-per-uid N  map broker connections one uid may hold (default 64;\n"
+    "                             root and iobd's own uid are not limited)\n"
+    "  --broker-attach-timeout DURATION  a map broker connection that has not attached\n"
+    "                             to its session by then is closed (default 5s)\n";
 
 static bool iobd__parse_u64(const char* text, uint64_t* out) {
     if (text == NULL || *text == '\0' || *text == '-') {
@@ -356,6 +365,19 @@ static bool iobd__apply(iobd_options_t* o, int opt, const char* v, bool from_cli
         return iobd_parse_duration_ns(v, &o->token_ttl_ns) && o->token_ttl_ns > 0;
     case OPT_LOG_LEVEL:
         return iobd_log_parse_level(v, &o->log_level);
+    case OPT_BROKER_MAX_CONNS_PER_UID:
+        if (!iobd__parse_u64(v, &n) || n == 0 || n > UINT32_MAX) {
+            return false;
+        }
+        o->broker_max_conns_per_uid = (uint32_t)n;
+        return true;
+    case OPT_BROKER_ATTACH_TIMEOUT:
+        /* Whole milliseconds, at least one (the broker's timer resolution). */
+        if (!iobd_parse_duration_ns(v, &n) || n < 1000000u || n / 1000000u > UINT32_MAX) {
+            return false;
+        }
+        o->broker_attach_timeout_ms = (uint32_t)(n / 1000000u);
+        return true;
     default:
         return false;
     }

@@ -47,6 +47,9 @@ typedef struct iobd_options {
     uint64_t token_ttl_ns;
     iobd_log_level_t log_level;
     char* config_file;
+    /* Map broker budgets; 0: the broker's defaults (server/broker/broker.h). */
+    uint32_t broker_max_conns_per_uid;
+    uint32_t broker_attach_timeout_ms;
 } iobd_options_t;
 
 /* 0: run; 1: exit 0 (help/version printed); -1: bad usage (message printed). */
