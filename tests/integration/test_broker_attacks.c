@@ -164,7 +164,15 @@ typedef struct baseline {
 
 static baseline_t baseline(void) {
     probe(); /* this process's own connections are open from here on */
-    baseline_t b = {iobd_fd_count(), iobd_bytes()};
+    /* The probe's peer process has exited; iobd lets go of its session a moment later. */
+    size_t fds = iobd_fd_count();
+    for (int stable = 0, i = 0; stable < 20 && i < 500; i++) {
+        usleep(10000);
+        size_t now = iobd_fd_count();
+        stable = now == fds ? stable + 1 : 0;
+        fds = now;
+    }
+    baseline_t b = {fds, iobd_bytes()};
     return b;
 }
 
