@@ -92,7 +92,13 @@ static void close_all(const int* fds, size_t n) {
 
 zx_status_t iob_fd_recv_all(int sock, void* buf, size_t cap, size_t* len_out, int* fds,
                             size_t* nfds_out) {
-    if (len_out == NULL || nfds_out == NULL || (cap > 0 && buf == NULL) || fds == NULL) {
+    return iob_fd_recv_all_flags(sock, buf, cap, 0, len_out, fds, nfds_out);
+}
+
+zx_status_t iob_fd_recv_all_flags(int sock, void* buf, size_t cap, int flags, size_t* len_out,
+                                  int* fds, size_t* nfds_out) {
+    if (len_out == NULL || nfds_out == NULL || (cap > 0 && buf == NULL) || fds == NULL ||
+        (flags & MSG_PEEK) != 0) {
         return ZX_ERR_INVALID_ARGS;
     }
     *nfds_out = 0;
@@ -108,7 +114,7 @@ zx_status_t iob_fd_recv_all(int sock, void* buf, size_t cap, size_t* len_out, in
     ssize_t n;
     do {
         /* CLOEXEC from the start: another thread may fork+exec before we could set it. */
-        n = iob__sys_recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+        n = iob__sys_recvmsg(sock, &msg, flags | MSG_CMSG_CLOEXEC);
     } while (n < 0 && errno == EINTR);
     if (n < 0) {
         return iob_status_from_errno(errno);

@@ -52,5 +52,8 @@ zx_status_t iob_fd_recv(int sock, void* buf, size_t cap, size_t* len_out, int* f
  */
 zx_status_t iob_fd_recv_all(int sock, void* buf, size_t cap, size_t* len_out, int* fds,
                             size_t* nfds_out);
+/* The same with extra recvmsg flags (MSG_DONTWAIT, MSG_PEEK is not allowed). */
+zx_status_t iob_fd_recv_all_flags(int sock, void* buf, size_t cap, int flags, size_t* len_out,
+                                  int* fds, size_t* nfds_out);
 
 #endif /* IOB_SHM_FDPASS_H_ */

@@ -6,21 +6,22 @@
  * Every byte a client sends is hostile input: each datagram must have exactly the size of
  * its type, an fd a client sends is refused (and its connection ended) unless it is an
  * ALLOCATE_ID's blob memfd, and a reply that cannot be sent ends the connection (a client
- * that does not read its replies is not one we wait for).
+ * that does not read its replies is not one we wait for). A grant whose reply could not
+ * be delivered is taken back (iob_core_unmap), so the core never counts a mapping the
+ * client cannot have made.
  *
  * Nothing on the loop waits on a client. Closing a descriptor can: a TCP socket with
  * SO_LINGER and unsent data blocks its last close for the linger time, a FUSE file's
- * flush waits on the FUSE server, and closing a connection socket releases the fds still
- * queued in it (the kernel does that in the closing thread). So every descriptor a client
+ * flush waits on the FUSE server, and closing a Unix socket releases the fds still queued
+ * in it (the kernel does that in the closing thread). So every descriptor a client
  * controls goes to one closer thread through a bounded queue (iobd__closer_t). Every open
  * connection holds a reserved slot in it for its own socket, and a connection is read
- * only when the queue has room for everything one message can install; when it does not
- * (the closer is stuck), reading and accepting pause until the closer makes room. Only
- * the broker's client work waits then, never the loop. The blob memfd is checked with
- * fcntl(F_GET_SEALS) before anything else touches it: only shmem files answer, and
- * neither that nor the fstat and pread that follow can wait on a client. A grant
- * whose reply could not be delivered is taken back (iob_core_unmap), so the core never
- * counts a mapping the client cannot have made.
+ * only when the queue has room for everything one message can install, within its uid's
+ * share of the queue; when it does not (that uid's closes are slow), the connection is
+ * not read until the closer has caught up. Only that client work waits, never the loop.
+ * The blob memfd is checked with fcntl(F_GET_SEALS) before anything else touches it: only
+ * shmem files answer, and neither that nor the fstat and pread that follow can wait on a
+ * client.
  *
  * Ownership: the broker owns its listening socket, its connections and their uv_poll_t
  * handles. A connection is freed from its uv_close callback; the broker itself once the
@@ -54,6 +55,12 @@
  * a flood of them.
  */
 #define IOBD__CLOSER_HEADROOM (8u * IOB_FDPASS_RECV_MAX_FDS)
+/*
+ * Descriptors one uid may have waiting for the closer: past that, its connections are not
+ * read until the closer has caught up with it, so a uid whose closes are slow (a FUSE
+ * file's flush) stalls only its own work, not the others' (the headroom holds several).
+ */
+#define IOBD__CLOSER_PER_UID (2u * IOB_FDPASS_RECV_MAX_FDS)
 /* Messages handled per readable event, so one busy client cannot starve the loop. */
 #define IOBD__BROKER_BATCH 64
 /* A connection that fails authentication this often is dropped. */
@@ -77,10 +84,25 @@ typedef union {
  * the thread never holds mu while it closes. Freed by the thread once the broker is gone
  * (exiting) and the queue is empty, so stopping iobd never waits on a close either.
  */
+typedef struct iobd__closing {
+    int fd;
+    bool charged; /* counted in the uid's pending descriptors */
+    uid_t uid;
+} iobd__closing_t;
+
+typedef struct iobd__uid_pending {
+    uid_t uid;
+    size_t pending;
+} iobd__uid_pending_t;
+
 typedef struct iobd__closer {
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    int* ring;
+    iobd__closing_t* ring;
+    /* Uids with charged descriptors queued (few: a linear scan). */
+    iobd__uid_pending_t* uids;
+    size_t nuids;
+    size_t uids_cap;
     size_t cap;
     size_t head;
     size_t count;
@@ -158,14 +180,97 @@ static void iobd__log(iobd_broker_t* broker, int level, const char* fmt, ...) {
 
 /* ---- The closer thread ---- */
 
+/* Descriptors found inside one client descriptor that the closer takes apart itself. */
+#define IOBD__CLOSER_NESTED_BUDGET 4096
+#define IOBD__CLOSER_NESTED_DEPTH 4
+
+static void iobd__close_nested(int fd, int depth, int* budget);
+
 /*
- * A socket a client passed may linger in close for as long as its SO_LINGER says; reset it
- * instead (harmless on our own Unix sockets, ENOTSOCK on anything else).
+ * A Unix socket holds the descriptors of the messages queued in it (and a listening one,
+ * those of the connections in its backlog); its close would release them in this thread,
+ * where one that lingers would stall the closer. So what is queued is received, and each
+ * descriptor closed the same way, before the socket is closed. Best effort and bounded:
+ * it stops at an empty read (a zero-length message reads as one), past the budget, or
+ * nested deeper; what remains is released by the close as before.
  */
-static void iobd__close_now(int fd) {
+static void iobd__drain_unix(int fd, int depth, int* budget) {
+    int v = 0;
+    socklen_t len = sizeof v;
+    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &v, &len) != 0 || v != AF_UNIX) {
+        return;
+    }
+    len = sizeof v;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &len) == 0 && v != 0) {
+        /* accept has no MSG_DONTWAIT: the (client's) file description goes non-blocking. */
+        int fl = fcntl(fd, F_GETFL);
+        if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) {
+            return;
+        }
+        int c;
+        while (*budget > 0 && (c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
+            (*budget)--;
+            iobd__close_nested(c, depth + 1, budget);
+        }
+        return;
+    }
+    while (*budget > 0) {
+        char data[256];
+        int fds[IOB_FDPASS_RECV_MAX_FDS];
+        size_t n = 0;
+        size_t nfds = 0;
+        zx_status_t st = iob_fd_recv_all_flags(fd, data, sizeof data, MSG_DONTWAIT, &n, fds,
+                                               &nfds);
+        for (size_t i = 0; i < nfds; i++) {
+            (*budget)--;
+            iobd__close_nested(fds[i], depth + 1, budget);
+        }
+        if ((st != ZX_OK && st != ZX_ERR_IO_DATA_INTEGRITY) || (n == 0 && nfds == 0)) {
+            return;
+        }
+        (*budget)--;
+    }
+}
+
+/*
+ * Closes a descriptor a client controlled. A socket may linger in close for as long as its
+ * SO_LINGER says: it is reset instead (harmless on Unix sockets, ENOTSOCK on files).
+ */
+static void iobd__close_nested(int fd, int depth, int* budget) {
     struct linger l = {.l_onoff = 1, .l_linger = 0};
     (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    if (depth < IOBD__CLOSER_NESTED_DEPTH) {
+        iobd__drain_unix(fd, depth, budget);
+    }
     close(fd);
+}
+
+static void iobd__close_now(int fd) {
+    int budget = IOBD__CLOSER_NESTED_BUDGET;
+    iobd__close_nested(fd, 0, &budget);
+}
+
+/* uid's pending count (mu held); created when `create` (NULL if memory ran out). */
+static iobd__uid_pending_t* iobd__closer_uid(iobd__closer_t* c, uid_t uid, bool create) {
+    for (size_t i = 0; i < c->nuids; i++) {
+        if (c->uids[i].uid == uid) {
+            return &c->uids[i];
+        }
+    }
+    if (!create) {
+        return NULL;
+    }
+    if (c->nuids == c->uids_cap) {
+        size_t cap = c->uids_cap != 0 ? 2 * c->uids_cap : 8;
+        iobd__uid_pending_t* grown = realloc(c->uids, cap * sizeof *grown);
+        if (grown == NULL) {
+            return NULL;
+        }
+        c->uids = grown;
+        c->uids_cap = cap;
+    }
+    c->uids[c->nuids] = (iobd__uid_pending_t){.uid = uid, .pending = 0};
+    return &c->uids[c->nuids++];
 }
 
 static void* iobd__closer_main(void* arg) {
@@ -178,14 +283,20 @@ static void* iobd__closer_main(void* arg) {
         if (c->count == 0) {
             break;
         }
-        int fd = c->ring[c->head];
+        iobd__closing_t e = c->ring[c->head];
         c->head = (c->head + 1) % c->cap;
         c->count--;
         pthread_mutex_unlock(&c->mu);
-        iobd__close_now(fd);
+        iobd__close_now(e.fd);
         pthread_mutex_lock(&c->mu);
-        if (c->want_wake && c->wake != NULL &&
-            c->cap - c->count - c->reserved >= IOB_FDPASS_RECV_MAX_FDS) {
+        if (e.charged) {
+            iobd__uid_pending_t* u = iobd__closer_uid(c, e.uid, false);
+            if (u != NULL && --u->pending == 0) {
+                *u = c->uids[--c->nuids];
+            }
+        }
+        /* The loop re-checks what it paused for; a miss just pauses it again. */
+        if (c->want_wake && c->wake != NULL) {
             c->want_wake = false;
             uv_async_send(c->wake);
         }
@@ -193,6 +304,7 @@ static void* iobd__closer_main(void* arg) {
     pthread_mutex_unlock(&c->mu);
     pthread_cond_destroy(&c->cv);
     pthread_mutex_destroy(&c->mu);
+    free(c->uids);
     free(c->ring);
     free(c);
     return NULL;
@@ -237,14 +349,21 @@ static zx_status_t iobd__closer_start(size_t cap, uv_async_t* wake, iobd__closer
  * room or holds a reservation); were it full anyway, the descriptor is reset and closed
  * on the spot rather than leaked.
  */
-static void iobd__closer_push(iobd__closer_t* c, int fd, bool reserved) {
+static void iobd__closer_push_entry(iobd__closer_t* c, int fd, bool reserved, const uid_t* uid) {
     pthread_mutex_lock(&c->mu);
     if (reserved && c->reserved > 0) {
         c->reserved--;
     }
     bool queued = c->count < c->cap;
     if (queued) {
-        c->ring[(c->head + c->count) % c->cap] = fd;
+        iobd__closing_t e = {.fd = fd, .charged = false, .uid = 0};
+        iobd__uid_pending_t* u = uid != NULL ? iobd__closer_uid(c, *uid, true) : NULL;
+        if (u != NULL) {
+            u->pending++;
+            e.charged = true;
+            e.uid = *uid;
+        }
+        c->ring[(c->head + c->count) % c->cap] = e;
         c->count++;
         pthread_cond_signal(&c->cv);
     }
@@ -254,15 +373,37 @@ static void iobd__closer_push(iobd__closer_t* c, int fd, bool reserved) {
     }
 }
 
-static void iobd__closer_push_all(iobd__closer_t* c, const int* fds, size_t n) {
+static void iobd__closer_push(iobd__closer_t* c, int fd, bool reserved) {
+    iobd__closer_push_entry(c, fd, reserved, NULL);
+}
+
+/* Descriptors a client of `uid` sent: charged to it until closed. */
+static void iobd__closer_push_from(iobd__closer_t* c, const int* fds, size_t n, uid_t uid) {
     for (size_t i = 0; i < n; i++) {
-        iobd__closer_push(c, fds[i], false);
+        iobd__closer_push_entry(c, fds[i], false, &uid);
     }
 }
 
 /*
+ * True when a message from `uid` may be read: whatever it installs fits the queue and the
+ * uid's share. When not, the closer wakes the loop after its next close.
+ */
+static bool iobd__closer_room_for(iobd__closer_t* c, uid_t uid) {
+    pthread_mutex_lock(&c->mu);
+    const iobd__uid_pending_t* u = iobd__closer_uid(c, uid, false);
+    size_t pending = u != NULL ? u->pending : 0;
+    bool ok = c->cap - c->count - c->reserved >= IOB_FDPASS_RECV_MAX_FDS &&
+              pending + IOB_FDPASS_RECV_MAX_FDS <= IOBD__CLOSER_PER_UID;
+    if (!ok) {
+        c->want_wake = true;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return ok;
+}
+
+/*
  * True when `need` unreserved slots are free (and, with reserve, takes one of them as a
- * reservation). When they are not, the closer wakes the loop once they are.
+ * reservation). When they are not, the closer wakes the loop after its next close.
  */
 static bool iobd__closer_room(iobd__closer_t* c, size_t need, bool reserve) {
     pthread_mutex_lock(&c->mu);
@@ -763,7 +904,7 @@ static void iobd__conn_on_readable(uv_poll_t* poll, int status, int events) {
     for (int i = 0; i < IOBD__BROKER_BATCH && !conn->closing; i++) {
         iobd_broker_t* broker = conn->broker;
         /* Whatever this message installs must fit the closer's queue (see the top). */
-        if (!iobd__closer_room(broker->closer, IOB_FDPASS_RECV_MAX_FDS, false)) {
+        if (!iobd__closer_room_for(broker->closer, conn->uid)) {
             uv_poll_stop(&conn->poll);
             conn->paused = true;
             return;
@@ -793,7 +934,7 @@ static void iobd__conn_on_readable(uv_poll_t* poll, int status, int events) {
                        (broker->rx->allocate_id.flags & IOB_BROKER_ALLOC_BLOB_IN_FD) != 0 &&
                        fcntl(fds[0], F_GET_SEALS) >= 0;
         if (nfds > 0 && !blob_fd) {
-            iobd__closer_push_all(broker->closer, fds, nfds);
+            iobd__closer_push_from(broker->closer, fds, nfds, conn->uid);
             broker->stats.fds_refused++;
             iobd__bad_message(conn, request_id, ZX_ERR_INVALID_ARGS, "client sent fds");
             iobd__conn_close(conn, "client sent fds");
@@ -807,7 +948,7 @@ static void iobd__conn_on_readable(uv_poll_t* poll, int status, int events) {
         broker->rx_fd = blob_fd ? fds[0] : -1;
         iobd__dispatch(conn, len);
         if (broker->rx_fd >= 0) {
-            iobd__closer_push(broker->closer, broker->rx_fd, false);
+            iobd__closer_push_from(broker->closer, &broker->rx_fd, 1, conn->uid);
             broker->rx_fd = -1;
         }
         /* An IMPORT carried a credential: it does not linger in memory. */

@@ -581,6 +581,37 @@ static void test_lingering_fd_does_not_stall(void** state) {
     close(listener);
 }
 
+/*
+ * The same socket one level down, queued in a Unix socket that is sent instead: the
+ * closer takes it out and resets it rather than letting the Unix socket's close release
+ * it (which would linger 30 s in the closer).
+ */
+static void test_nested_lingering_fd(void** state) {
+    fixture_t* f = *state;
+    int before = iob_test_count_open_fds();
+    int listener = -1;
+    int sock = iob_test_lingering_socket(30, &listener);
+    assert_true(sock >= 0);
+    int pair[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair), 0);
+    assert_int_equal(iob_fd_send(pair[0], "x", 1, &sock, 1), ZX_OK);
+    close(sock);
+    close(pair[0]);
+    int fd = client_connect(f);
+    uint64_t t0 = now_ms();
+    iob_broker_hdr_t hdr;
+    iob_broker_hdr_init(&hdr, IOB_BROKER_MAP, sizeof hdr, 4);
+    reply_t r;
+    assert_int_equal(exchange(f, fd, &hdr, sizeof hdr, pair[1], &r, NULL),
+                     sizeof(iob_broker_status_reply_t));
+    assert_int_equal(r.hdr.type, IOB_BROKER_ERROR);
+    close(pair[1]);
+    close(fd);
+    wait_fd_count(f, before + 1);
+    assert_true(now_ms() - t0 < 2000);
+    close(listener);
+}
+
 /* A connection that does not attach in time is closed; an attached one stays. */
 static void test_attach_deadline(void** state) {
     fixture_t* f = *state;
@@ -752,6 +783,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_map_grants_and_read_only_fds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_messages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lingering_fd_does_not_stall, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nested_lingering_fd, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attach_deadline, setup_short_deadline, teardown),
         cmocka_unit_test_setup_teardown(test_import, setup, teardown),
         cmocka_unit_test_setup_teardown(test_policy_refuses, setup, teardown),
