@@ -16,7 +16,8 @@
  *   idle SOCK            connects and never attaches; prints "closed MS" when iobd closes
  *                        the connection MS ms later (exit 0), or "open" after 20 s (exit 4)
  *
- * Exit 2: usage or setup failure; 77: may not change uid (not root).
+ * Exit 2: usage or setup failure; 77: may not change uid (not root). It dies with the
+ * process that started it.
  */
 #include <errno.h>
 #include <grp.h>
@@ -24,7 +25,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -148,6 +151,7 @@ static int do_flood(uid_t uid, int n) {
     if (rc != 0) {
         return rc;
     }
+    prctl(PR_SET_PDEATHSIG, SIGKILL); /* a change of uid cleared it */
     int* fds = calloc((size_t)n, sizeof *fds);
     for (int i = 0; i < n; i++) {
         fds[i] = broker_connect();
@@ -183,6 +187,8 @@ int main(int argc, char** argv) {
         return 2;
     }
     g_sock = argv[2];
+    /* A test that fails midway cannot kill its attacker: it goes with the test. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (strcmp(argv[1], "linger") == 0) {
         return do_linger();
     }

@@ -283,7 +283,11 @@ static void test_attach_deadline(void** state) {
     assert_back_to(b);
 }
 
-int main(void) {
+/* One test alone: test_broker_attacks NAME (a cmocka filter pattern). */
+int main(int argc, char** argv) {
+    if (argc > 1) {
+        cmocka_set_test_filter(argv[1]);
+    }
     map_daemon_start(&g_daemon, (const char* const[]){"--broker-max-conns-per-uid", "8",
                                                       "--broker-attach-timeout",
                                                       ATTACH_TIMEOUT, NULL});
