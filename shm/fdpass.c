@@ -29,11 +29,15 @@
 #endif
 
 /*
- * Room for IOB_FDPASS_MAX_FDS descriptors plus one spare cmsg header (credentials, a pidfd),
- * whatever max_fds the caller asks for: descriptors that fit are installed and can then be
- * counted and closed, while those that do not fit are dropped by the kernel (MSG_CTRUNC).
+ * Room for every descriptor one message can carry (SCM_MAX_FD) plus a spare control message
+ * (credentials, a pidfd), whatever max_fds the caller asks for: all of them are installed and
+ * can then be counted and handed over or closed. What does not fit the buffer the kernel
+ * would release in this thread (MSG_CTRUNC); see IOB_FDPASS_RECV_MAX_FDS.
  */
-#define IOB__CMSG_CAP (CMSG_SPACE(sizeof(int) * IOB_FDPASS_MAX_FDS) + CMSG_SPACE(sizeof(int) * 4))
+#define IOB__SCM_MAX_FD 253
+#define IOB__CMSG_CAP (CMSG_SPACE(sizeof(int) * IOB__SCM_MAX_FD) + CMSG_SPACE(sizeof(int) * 4))
+_Static_assert(IOB__CMSG_CAP / sizeof(int) <= IOB_FDPASS_RECV_MAX_FDS,
+               "every installed descriptor can be returned");
 
 typedef union {
     char buf[IOB__CMSG_CAP];
@@ -86,12 +90,18 @@ static void close_all(const int* fds, size_t n) {
     }
 }
 
-zx_status_t iob_fd_recv(int sock, void* buf, size_t cap, size_t* len_out, int* fds, size_t max_fds,
-                        size_t* nfds_out) {
-    if (len_out == NULL || nfds_out == NULL || (cap > 0 && buf == NULL) ||
-        (max_fds > 0 && fds == NULL) || max_fds > IOB_FDPASS_MAX_FDS) {
+zx_status_t iob_fd_recv_all(int sock, void* buf, size_t cap, size_t* len_out, int* fds,
+                            size_t* nfds_out) {
+    return iob_fd_recv_all_flags(sock, buf, cap, 0, len_out, fds, nfds_out);
+}
+
+zx_status_t iob_fd_recv_all_flags(int sock, void* buf, size_t cap, int flags, size_t* len_out,
+                                  int* fds, size_t* nfds_out) {
+    if (len_out == NULL || nfds_out == NULL || (cap > 0 && buf == NULL) || fds == NULL ||
+        (flags & MSG_PEEK) != 0) {
         return ZX_ERR_INVALID_ARGS;
     }
+    *nfds_out = 0;
     iob__cmsg_buf_t control;
     memset(&control, 0, sizeof control);
     struct iovec iov = {.iov_base = buf, .iov_len = cap};
@@ -104,7 +114,7 @@ zx_status_t iob_fd_recv(int sock, void* buf, size_t cap, size_t* len_out, int* f
     ssize_t n;
     do {
         /* CLOEXEC from the start: another thread may fork+exec before we could set it. */
-        n = iob__sys_recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+        n = iob__sys_recvmsg(sock, &msg, flags | MSG_CMSG_CLOEXEC);
     } while (n < 0 && errno == EINTR);
     if (n < 0) {
         return iob_status_from_errno(errno);
@@ -112,9 +122,8 @@ zx_status_t iob_fd_recv(int sock, void* buf, size_t cap, size_t* len_out, int* f
 
     /*
      * Collect every installed descriptor first, whatever else is wrong with the message:
-     * on any error all of them must be closed, so none may be skipped.
+     * each one must reach the caller, so none may be skipped.
      */
-    int got[IOB__CMSG_CAP / sizeof(int)];
     size_t ngot = 0;
     bool bad_cmsg = false;
     if (msg.msg_controllen > 0) {
@@ -138,27 +147,47 @@ zx_status_t iob_fd_recv(int sock, void* buf, size_t cap, size_t* len_out, int* f
             for (size_t off = 0; off + sizeof(int) <= payload; off += sizeof(int)) {
                 int fd;
                 memcpy(&fd, data + off, sizeof fd); /* CMSG_DATA need not be int-aligned */
-                if (ngot < sizeof got / sizeof got[0]) {
-                    got[ngot++] = fd;
+                if (ngot < IOB_FDPASS_RECV_MAX_FDS) {
+                    fds[ngot++] = fd;
                 } else {
                     close(fd); /* cannot happen with IOB__CMSG_CAP, but never leak */
                 }
             }
         }
     }
-
-    if ((msg.msg_flags & (MSG_CTRUNC | MSG_TRUNC)) != 0 || bad_cmsg || ngot > max_fds) {
-        close_all(got, ngot);
+    *nfds_out = ngot;
+    *len_out = (size_t)n;
+    if ((msg.msg_flags & (MSG_CTRUNC | MSG_TRUNC)) != 0 || bad_cmsg) {
         return ZX_ERR_IO_DATA_INTEGRITY;
     }
     /* On SOCK_SEQPACKET only an orderly shutdown reads as 0 bytes with no descriptors. */
     if (n == 0 && ngot == 0) {
         return ZX_ERR_PEER_CLOSED;
     }
+    return ZX_OK;
+}
+
+zx_status_t iob_fd_recv(int sock, void* buf, size_t cap, size_t* len_out, int* fds, size_t max_fds,
+                        size_t* nfds_out) {
+    if (len_out == NULL || nfds_out == NULL || (cap > 0 && buf == NULL) ||
+        (max_fds > 0 && fds == NULL) || max_fds > IOB_FDPASS_MAX_FDS) {
+        return ZX_ERR_INVALID_ARGS;
+    }
+    int got[IOB_FDPASS_RECV_MAX_FDS];
+    size_t ngot = 0;
+    size_t len = 0;
+    zx_status_t st = iob_fd_recv_all(sock, buf, cap, &len, got, &ngot);
+    if (st == ZX_OK && ngot > max_fds) {
+        st = ZX_ERR_IO_DATA_INTEGRITY;
+    }
+    if (st != ZX_OK) {
+        close_all(got, ngot);
+        return st;
+    }
     if (ngot > 0) {
         memcpy(fds, got, sizeof(int) * ngot);
     }
-    *len_out = (size_t)n;
+    *len_out = len;
     *nfds_out = ngot;
     return ZX_OK;
 }

@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -237,4 +239,55 @@ int iob_test_run_as(uid_t uid, gid_t gid, int (*fn)(void* arg), void* arg) {
         }
     }
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* ---- a socket whose close lingers ---------------------------------------------------- */
+
+int iob_test_lingering_socket(int linger_s, int* listener_out) {
+    int small = 4096;
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t alen = sizeof addr;
+    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    /* Small buffers on both ends (the listener's pass to the connection it queues). */
+    if (l < 0 || c < 0 || setsockopt(l, SOL_SOCKET, SO_RCVBUF, &small, sizeof small) != 0 ||
+        setsockopt(c, SOL_SOCKET, SO_SNDBUF, &small, sizeof small) != 0 ||
+        bind(l, (struct sockaddr*)&addr, sizeof addr) != 0 || listen(l, 1) != 0 ||
+        getsockname(l, (struct sockaddr*)&addr, &alen) != 0 ||
+        connect(c, (struct sockaddr*)&addr, sizeof addr) != 0) {
+        goto fail;
+    }
+    int flags = fcntl(c, F_GETFL);
+    fcntl(c, F_SETFL, flags | O_NONBLOCK);
+    char buf[4096];
+    memset(buf, 'x', sizeof buf);
+    /* Until the peer's window and our buffer are full (a few hundred KiB at most). */
+    for (int i = 0; i < 4096; i++) {
+        if (send(c, buf, sizeof buf, MSG_NOSIGNAL) < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                break;
+            }
+            goto fail;
+        }
+    }
+    fcntl(c, F_SETFL, flags);
+    struct linger lg = {.l_onoff = 1, .l_linger = linger_s};
+    if (setsockopt(c, SOL_SOCKET, SO_LINGER, &lg, sizeof lg) != 0) {
+        goto fail;
+    }
+    *listener_out = l;
+    return c;
+fail:;
+    int err = errno;
+    if (l >= 0) {
+        close(l);
+    }
+    if (c >= 0) {
+        close(c);
+    }
+    errno = err;
+    return -1;
 }

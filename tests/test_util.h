@@ -67,4 +67,12 @@ unsigned iob_test_fault_hits(void);
  */
 int iob_test_run_as(uid_t uid, gid_t gid, int (*fn)(void* arg), void* arg);
 
+/*
+ * A TCP socket whose last close blocks for linger_s seconds: connected over loopback to
+ * *listener_out, which never accepts or reads, its send buffer full, SO_LINGER {1,
+ * linger_s}. The caller keeps the listener open while the socket should linger (closing it
+ * resets the connection) and closes both. -1 with errno on failure.
+ */
+int iob_test_lingering_socket(int linger_s, int* listener_out);
+
 #endif /* IOB_TESTS_TEST_UTIL_H_ */

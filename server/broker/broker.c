@@ -4,10 +4,24 @@
  * (see broker.h for the contract and shm/broker_wire.h for the messages).
  *
  * Every byte a client sends is hostile input: each datagram must have exactly the size of
- * its type, fds a client sends are closed unread, and a reply that cannot be sent ends the
- * connection (a client that does not read its replies is not one we wait for). A grant
- * whose reply could not be delivered is taken back (iob_core_unmap), so the core never
- * counts a mapping the client cannot have made.
+ * its type, an fd a client sends is refused (and its connection ended) unless it is an
+ * ALLOCATE_ID's blob memfd, and a reply that cannot be sent ends the connection (a client
+ * that does not read its replies is not one we wait for). A grant whose reply could not
+ * be delivered is taken back (iob_core_unmap), so the core never counts a mapping the
+ * client cannot have made.
+ *
+ * Nothing on the loop waits on a client. Closing a descriptor can: a TCP socket with
+ * SO_LINGER and unsent data blocks its last close for the linger time, a FUSE file's
+ * flush waits on the FUSE server, and closing a Unix socket releases the fds still queued
+ * in it (the kernel does that in the closing thread). So every descriptor a client
+ * controls goes to one closer thread through a bounded queue (iobd__closer_t). Every open
+ * connection holds a reserved slot in it for its own socket, and a connection is read
+ * only when the queue has room for everything one message can install, within its uid's
+ * share of the queue; when it does not (that uid's closes are slow), the connection is
+ * not read until the closer has caught up. Only that client work waits, never the loop.
+ * The blob memfd is checked with fcntl(F_GET_SEALS) before anything else touches it: only
+ * shmem files answer, and neither that nor the fstat and pread that follow can wait on a
+ * client.
  *
  * Ownership: the broker owns its listening socket, its connections and their uv_poll_t
  * handles. A connection is freed from its uv_close callback; the broker itself once the
@@ -17,6 +31,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,7 +49,18 @@
 #include "shm/region.h"
 
 #define IOBD__BROKER_DEFAULT_MODE 0660u
-#define IOBD__BROKER_DEFAULT_MAX_CONN 1024u
+/*
+ * Closer queue slots beyond the connections' reserved ones: several messages' worth of
+ * descriptors (IOB_FDPASS_RECV_MAX_FDS each), so a stuck close pauses reading only after
+ * a flood of them.
+ */
+#define IOBD__CLOSER_HEADROOM (8u * IOB_FDPASS_RECV_MAX_FDS)
+/*
+ * Descriptors one uid may have waiting for the closer: past that, its connections are not
+ * read until the closer has caught up with it, so a uid whose closes are slow (a FUSE
+ * file's flush) stalls only its own work, not the others' (the headroom holds several).
+ */
+#define IOBD__CLOSER_PER_UID (2u * IOB_FDPASS_RECV_MAX_FDS)
 /* Messages handled per readable event, so one busy client cannot starve the loop. */
 #define IOBD__BROKER_BATCH 64
 /* A connection that fails authentication this often is dropped. */
@@ -52,11 +79,49 @@ typedef union {
     iob_broker_allocate_id_req_t allocate_id;
 } iobd__rx_t;
 
+/*
+ * The closer thread's queue. Shared by the loop (pushes) and the thread (pops), under mu;
+ * the thread never holds mu while it closes. Freed by the thread once the broker is gone
+ * (exiting) and the queue is empty, so stopping iobd never waits on a close either.
+ */
+typedef struct iobd__closing {
+    int fd;
+    bool charged; /* counted in the uid's pending descriptors */
+    uid_t uid;
+} iobd__closing_t;
+
+typedef struct iobd__uid_pending {
+    uid_t uid;
+    size_t pending;
+} iobd__uid_pending_t;
+
+typedef struct iobd__closer {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    iobd__closing_t* ring;
+    /* Uids with charged descriptors queued (few: a linear scan). */
+    iobd__uid_pending_t* uids;
+    size_t nuids;
+    size_t uids_cap;
+    size_t cap;
+    size_t head;
+    size_t count;
+    /* Slots promised to descriptors not queued yet (open connections' sockets). */
+    size_t reserved;
+    bool exiting;
+    /* Set by the loop when it paused for room: the thread then wakes it once (wake). */
+    bool want_wake;
+    uv_async_t* wake; /* NULL once the broker stops */
+} iobd__closer_t;
+
 struct iobd__conn {
     uv_poll_t poll; /* first member: the poll's data points back here anyway */
+    uv_timer_t attach_timer;
     iobd_broker_t* broker;
     int fd;
+    unsigned open_handles; /* poll + timer not yet closed */
     bool closing;
+    bool paused; /* poll stopped until the closer has room */
     bool attached;
     iob_session_id_t session;
     pid_t pid;
@@ -75,8 +140,11 @@ struct iobd_broker {
     int listen_fd;
     uv_poll_t listen_poll;
     bool stopping;
-    unsigned open_handles; /* listen poll + connection polls not yet closed */
+    unsigned open_handles; /* listen poll, wake, connection handles not yet closed */
+    bool listen_paused;
     iobd__conn_t* conns;
+    iobd__closer_t* closer;
+    uv_async_t wake; /* the closer made room: resume paused reading and accepting */
     iobd_broker_stats_t stats;
     /*
      * One receive buffer for every connection (all of them are served on the loop thread,
@@ -85,7 +153,10 @@ struct iobd_broker {
      * copies them into the shared region, the only copy on iobd's side.
      */
     iobd__rx_t* rx;
-    /* The fd the datagram in rx carried (an ALLOCATE_ID blob), or -1; its handler takes it. */
+    /*
+     * The fd the datagram in rx carried (an ALLOCATE_ID blob memfd), or -1. Its handler
+     * only borrows it; the closer thread gets it after the dispatch.
+     */
     int rx_fd;
 };
 
@@ -107,8 +178,276 @@ static void iobd__log(iobd_broker_t* broker, int level, const char* fmt, ...) {
     }
 }
 
+/* ---- The closer thread ---- */
+
+/* Descriptors found inside one client descriptor that the closer takes apart itself. */
+#define IOBD__CLOSER_NESTED_BUDGET 4096
+#define IOBD__CLOSER_NESTED_DEPTH 4
+
+static void iobd__close_nested(int fd, int depth, int* budget);
+
+/*
+ * A Unix socket holds the descriptors of the messages queued in it (and a listening one,
+ * those of the connections in its backlog); its close would release them in this thread,
+ * where one that lingers would stall the closer. So what is queued is received, and each
+ * descriptor closed the same way, before the socket is closed. Best effort and bounded:
+ * it stops at an empty read (a zero-length message reads as one), past the budget, or
+ * nested deeper; what remains is released by the close as before.
+ */
+static void iobd__drain_unix(int fd, int depth, int* budget) {
+    int v = 0;
+    socklen_t len = sizeof v;
+    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &v, &len) != 0 || v != AF_UNIX) {
+        return;
+    }
+    len = sizeof v;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &len) == 0 && v != 0) {
+        /* accept has no MSG_DONTWAIT: the (client's) file description goes non-blocking. */
+        int fl = fcntl(fd, F_GETFL);
+        if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) {
+            return;
+        }
+        int c;
+        while (*budget > 0 && (c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
+            (*budget)--;
+            iobd__close_nested(c, depth + 1, budget);
+        }
+        return;
+    }
+    while (*budget > 0) {
+        char data[256];
+        int fds[IOB_FDPASS_RECV_MAX_FDS];
+        size_t n = 0;
+        size_t nfds = 0;
+        zx_status_t st = iob_fd_recv_all_flags(fd, data, sizeof data, MSG_DONTWAIT, &n, fds,
+                                               &nfds);
+        for (size_t i = 0; i < nfds; i++) {
+            (*budget)--;
+            iobd__close_nested(fds[i], depth + 1, budget);
+        }
+        if ((st != ZX_OK && st != ZX_ERR_IO_DATA_INTEGRITY) || (n == 0 && nfds == 0)) {
+            return;
+        }
+        (*budget)--;
+    }
+}
+
+/*
+ * Closes a descriptor a client controlled. A socket may linger in close for as long as its
+ * SO_LINGER says: it is reset instead (harmless on Unix sockets, ENOTSOCK on files).
+ */
+static void iobd__close_nested(int fd, int depth, int* budget) {
+    struct linger l = {.l_onoff = 1, .l_linger = 0};
+    (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    if (depth < IOBD__CLOSER_NESTED_DEPTH) {
+        iobd__drain_unix(fd, depth, budget);
+    }
+    close(fd);
+}
+
+static void iobd__close_now(int fd) {
+    int budget = IOBD__CLOSER_NESTED_BUDGET;
+    iobd__close_nested(fd, 0, &budget);
+}
+
+/* uid's pending count (mu held); created when `create` (NULL if memory ran out). */
+static iobd__uid_pending_t* iobd__closer_uid(iobd__closer_t* c, uid_t uid, bool create) {
+    for (size_t i = 0; i < c->nuids; i++) {
+        if (c->uids[i].uid == uid) {
+            return &c->uids[i];
+        }
+    }
+    if (!create) {
+        return NULL;
+    }
+    if (c->nuids == c->uids_cap) {
+        size_t cap = c->uids_cap != 0 ? 2 * c->uids_cap : 8;
+        iobd__uid_pending_t* grown = realloc(c->uids, cap * sizeof *grown);
+        if (grown == NULL) {
+            return NULL;
+        }
+        c->uids = grown;
+        c->uids_cap = cap;
+    }
+    c->uids[c->nuids] = (iobd__uid_pending_t){.uid = uid, .pending = 0};
+    return &c->uids[c->nuids++];
+}
+
+static void* iobd__closer_main(void* arg) {
+    iobd__closer_t* c = arg;
+    pthread_mutex_lock(&c->mu);
+    for (;;) {
+        while (c->count == 0 && !c->exiting) {
+            pthread_cond_wait(&c->cv, &c->mu);
+        }
+        if (c->count == 0) {
+            break;
+        }
+        iobd__closing_t e = c->ring[c->head];
+        c->head = (c->head + 1) % c->cap;
+        c->count--;
+        pthread_mutex_unlock(&c->mu);
+        iobd__close_now(e.fd);
+        pthread_mutex_lock(&c->mu);
+        if (e.charged) {
+            iobd__uid_pending_t* u = iobd__closer_uid(c, e.uid, false);
+            if (u != NULL && --u->pending == 0) {
+                *u = c->uids[--c->nuids];
+            }
+        }
+        /* The loop re-checks what it paused for; a miss just pauses it again. */
+        if (c->want_wake && c->wake != NULL) {
+            c->want_wake = false;
+            uv_async_send(c->wake);
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    pthread_cond_destroy(&c->cv);
+    pthread_mutex_destroy(&c->mu);
+    free(c->uids);
+    free(c->ring);
+    free(c);
+    return NULL;
+}
+
+static zx_status_t iobd__closer_start(size_t cap, uv_async_t* wake, iobd__closer_t** out) {
+    iobd__closer_t* c = calloc(1, sizeof *c);
+    if (c == NULL || (c->ring = calloc(cap, sizeof *c->ring)) == NULL) {
+        free(c);
+        return ZX_ERR_NO_MEMORY;
+    }
+    c->cap = cap;
+    c->wake = wake;
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
+    /* Signals are the loop's business (uv_signal): the closer takes none. */
+    sigset_t all;
+    sigset_t old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_t thread;
+    int rc = pthread_create(&thread, &attr, iobd__closer_main, c);
+    pthread_attr_destroy(&attr);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        pthread_cond_destroy(&c->cv);
+        pthread_mutex_destroy(&c->mu);
+        free(c->ring);
+        free(c);
+        return ZX_ERR_NO_RESOURCES;
+    }
+    *out = c;
+    return ZX_OK;
+}
+
+/*
+ * Hands fd to the closer thread. `reserved`: it fills the slot its connection (or the
+ * listening socket) reserved. The queue cannot be full here (every caller checked for
+ * room or holds a reservation); were it full anyway, the descriptor is reset and closed
+ * on the spot rather than leaked.
+ */
+static void iobd__closer_push_entry(iobd__closer_t* c, int fd, bool reserved, const uid_t* uid) {
+    pthread_mutex_lock(&c->mu);
+    if (reserved && c->reserved > 0) {
+        c->reserved--;
+    }
+    bool queued = c->count < c->cap;
+    if (queued) {
+        iobd__closing_t e = {.fd = fd, .charged = false, .uid = 0};
+        iobd__uid_pending_t* u = uid != NULL ? iobd__closer_uid(c, *uid, true) : NULL;
+        if (u != NULL) {
+            u->pending++;
+            e.charged = true;
+            e.uid = *uid;
+        }
+        c->ring[(c->head + c->count) % c->cap] = e;
+        c->count++;
+        pthread_cond_signal(&c->cv);
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (!queued) {
+        iobd__close_now(fd);
+    }
+}
+
+static void iobd__closer_push(iobd__closer_t* c, int fd, bool reserved) {
+    iobd__closer_push_entry(c, fd, reserved, NULL);
+}
+
+/* Descriptors a client of `uid` sent: charged to it until closed. */
+static void iobd__closer_push_from(iobd__closer_t* c, const int* fds, size_t n, uid_t uid) {
+    for (size_t i = 0; i < n; i++) {
+        iobd__closer_push_entry(c, fds[i], false, &uid);
+    }
+}
+
+/*
+ * True when a message from `uid` may be read: whatever it installs fits the queue and the
+ * uid's share. When not, the closer wakes the loop after its next close.
+ */
+static bool iobd__closer_room_for(iobd__closer_t* c, uid_t uid) {
+    pthread_mutex_lock(&c->mu);
+    const iobd__uid_pending_t* u = iobd__closer_uid(c, uid, false);
+    size_t pending = u != NULL ? u->pending : 0;
+    bool ok = c->cap - c->count - c->reserved >= IOB_FDPASS_RECV_MAX_FDS &&
+              pending + IOB_FDPASS_RECV_MAX_FDS <= IOBD__CLOSER_PER_UID;
+    if (!ok) {
+        c->want_wake = true;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return ok;
+}
+
+/*
+ * True when `need` unreserved slots are free (and, with reserve, takes one of them as a
+ * reservation). When they are not, the closer wakes the loop after its next close.
+ */
+static bool iobd__closer_room(iobd__closer_t* c, size_t need, bool reserve) {
+    pthread_mutex_lock(&c->mu);
+    bool ok = c->cap - c->count - c->reserved >= need;
+    if (!ok) {
+        c->want_wake = true;
+    } else if (reserve) {
+        c->reserved++;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return ok;
+}
+
+static void iobd__closer_unreserve(iobd__closer_t* c) {
+    pthread_mutex_lock(&c->mu);
+    c->reserved--;
+    pthread_mutex_unlock(&c->mu);
+}
+
+static size_t iobd__closer_pending(iobd__closer_t* c) {
+    pthread_mutex_lock(&c->mu);
+    size_t n = c->count;
+    pthread_mutex_unlock(&c->mu);
+    return n;
+}
+
+/* The broker is gone: the thread closes what is queued, frees the queue and ends. */
+static void iobd__closer_exit(iobd__closer_t* c) {
+    pthread_mutex_lock(&c->mu);
+    c->exiting = true;
+    c->wake = NULL;
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void iobd__closer_forget_wake(iobd__closer_t* c) {
+    pthread_mutex_lock(&c->mu);
+    c->wake = NULL;
+    pthread_mutex_unlock(&c->mu);
+}
+
 static void iobd__maybe_free(iobd_broker_t* broker) {
     if (broker->stopping && broker->open_handles == 0) {
+        iobd__closer_exit(broker->closer);
         free(broker->rx);
         free(broker->socket_path);
         free(broker);
@@ -120,7 +459,10 @@ static void iobd__maybe_free(iobd_broker_t* broker) {
 static void iobd__conn_on_close(uv_handle_t* handle) {
     iobd__conn_t* conn = handle->data;
     iobd_broker_t* broker = conn->broker;
-    close(conn->fd);
+    if (--conn->open_handles > 0) {
+        return;
+    }
+    iobd__closer_push(broker->closer, conn->fd, true);
     free(conn);
     broker->open_handles--;
     iobd__maybe_free(broker);
@@ -148,7 +490,19 @@ static void iobd__conn_close(iobd__conn_t* conn, const char* why) {
     }
     broker->stats.connections--;
     uv_poll_stop(&conn->poll);
+    uv_timer_stop(&conn->attach_timer);
     uv_close((uv_handle_t*)&conn->poll, iobd__conn_on_close);
+    uv_close((uv_handle_t*)&conn->attach_timer, iobd__conn_on_close);
+}
+
+static void iobd__conn_on_attach_deadline(uv_timer_t* timer) {
+    iobd__conn_t* conn = timer->data;
+    if (!conn->attached && !conn->closing) {
+        conn->broker->stats.attach_timeouts++;
+        iobd__log(conn->broker, IOBD_BROKER_LOG_WARNING,
+                  "pid %ld uid %ld did not attach in time", (long)conn->pid, (long)conn->uid);
+        iobd__conn_close(conn, "attach deadline");
+    }
 }
 
 static zx_status_t iobd__send(iobd__conn_t* conn, const void* msg, size_t len, int fd) {
@@ -199,6 +553,7 @@ static void iobd__handle_attach(iobd__conn_t* conn, const iob_broker_attach_req_
     }
     conn->attached = true;
     conn->session = session;
+    uv_timer_stop(&conn->attach_timer);
     iobd__log(broker, IOBD_BROKER_LOG_DEBUG, "pid %ld attached to session %llu", (long)conn->pid,
               (unsigned long long)session.value);
     iobd__reply_status(conn, type, req->hdr.request_id, ZX_OK);
@@ -378,7 +733,9 @@ static void iobd__handle_writev(iobd__conn_t* conn, const iob_broker_writev_req_
 
 /*
  * Reads an IOB_BROKER_ALLOC_BLOB_IN_FD blob: a memfd (only shmem files take seals) holding
- * at least blob_size bytes, read with pread. NULL with *bad set when the fd is not that, or
+ * at least blob_size bytes, read with pread. F_GET_SEALS comes first: it answers without
+ * I/O for any file, while fstat could ask a FUSE server; a shmem file's fstat and pread
+ * wait on nothing a client controls. NULL with *bad set when the fd is not that, or
  * shrank while being read; NULL with *bad clear when memory ran out.
  */
 static void* iobd__read_blob_fd(int fd, uint64_t blob_size, bool* bad) {
@@ -415,16 +772,12 @@ static void iobd__handle_allocate_id(iobd__conn_t* conn, const iob_broker_alloca
         IOB_BROKER_ALLOC_BLOB_UNREADABLE | IOB_BROKER_ALLOC_ID_NULL | IOB_BROKER_ALLOC_BLOB_IN_FD;
     bool unreadable = (req->flags & IOB_BROKER_ALLOC_BLOB_UNREADABLE) != 0;
     bool in_fd = (req->flags & IOB_BROKER_ALLOC_BLOB_IN_FD) != 0;
-    int fd = conn->broker->rx_fd;
-    conn->broker->rx_fd = -1;
+    int fd = conn->broker->rx_fd; /* borrowed: the closer gets it after dispatch */
     uint64_t body = len - sizeof *req;
     bool layout_ok = (req->flags & ~known) == 0 &&
                      (in_fd ? !unreadable && body == 0 && fd >= 0
                             : (unreadable ? body == 0 : body == req->blob_size));
     if (!layout_ok) {
-        if (fd >= 0) {
-            close(fd);
-        }
         iobd__bad_message(conn, req->hdr.request_id, ZX_ERR_INVALID_ARGS, "allocate_id layout");
         return;
     }
@@ -442,18 +795,13 @@ static void iobd__handle_allocate_id(iobd__conn_t* conn, const iob_broker_alloca
                                             id_null);
         bool bad = false;
         if (st == ZX_OK && (fd_blob = iobd__read_blob_fd(fd, req->blob_size, &bad)) == NULL) {
-            close(fd);
             if (bad) {
                 iobd__bad_message(conn, req->hdr.request_id, ZX_ERR_INVALID_ARGS,
                                   "allocate_id blob fd");
                 return;
             }
             st = ZX_ERR_NO_MEMORY;
-            fd = -1;
         }
-    }
-    if (fd >= 0) {
-        close(fd);
     }
     if (conn->attached && (!in_fd || fd_blob != NULL)) {
         uint32_t id = 0;
@@ -555,42 +903,52 @@ static void iobd__conn_on_readable(uv_poll_t* poll, int status, int events) {
     }
     for (int i = 0; i < IOBD__BROKER_BATCH && !conn->closing; i++) {
         iobd_broker_t* broker = conn->broker;
+        /* Whatever this message installs must fit the closer's queue (see the top). */
+        if (!iobd__closer_room_for(broker->closer, conn->uid)) {
+            uv_poll_stop(&conn->poll);
+            conn->paused = true;
+            return;
+        }
         /* Only the fixed-size part is cleared: a mediated request is read for its length. */
         memset(broker->rx, 0, sizeof *broker->rx);
-        int fds[IOB_FDPASS_MAX_FDS];
+        int fds[IOB_FDPASS_RECV_MAX_FDS];
         size_t len = 0;
         size_t nfds = 0;
-        zx_status_t st = iob_fd_recv(conn->fd, broker->rx, IOBD__BROKER_RX_SIZE, &len, fds,
-                                     IOB_FDPASS_MAX_FDS, &nfds);
+        zx_status_t st = iob_fd_recv_all(conn->fd, broker->rx, IOBD__BROKER_RX_SIZE, &len, fds,
+                                         &nfds);
         if (st == ZX_ERR_SHOULD_WAIT) {
             return;
         }
-        if (st == ZX_ERR_IO_DATA_INTEGRITY) {
-            /* Truncated or odd control data; iob_fd_recv already closed every fd. */
-            iobd__bad_message(conn, 0, ZX_ERR_INVALID_ARGS, "truncated or bad control data");
-            continue;
-        }
-        if (st != ZX_OK) {
+        if (st != ZX_OK && st != ZX_ERR_IO_DATA_INTEGRITY) {
             iobd__conn_close(conn, zx_status_get_string(st));
             return;
         }
-        /* Only an ALLOCATE_ID that says its blob is in an fd may carry one, and just one. */
-        bool blob_fd = nfds == 1 && len >= sizeof(iob_broker_allocate_id_req_t) &&
+        uint64_t request_id = len >= sizeof(iob_broker_hdr_t) ? broker->rx->hdr.request_id : 0;
+        /*
+         * Only an ALLOCATE_ID that says its blob is in an fd may carry one, just one, and a
+         * memfd (F_GET_SEALS answers only for shmem files, and without I/O).
+         */
+        bool blob_fd = st == ZX_OK && nfds == 1 &&
+                       len >= sizeof(iob_broker_allocate_id_req_t) &&
                        broker->rx->hdr.type == IOB_BROKER_ALLOCATE_ID &&
-                       (broker->rx->allocate_id.flags & IOB_BROKER_ALLOC_BLOB_IN_FD) != 0;
+                       (broker->rx->allocate_id.flags & IOB_BROKER_ALLOC_BLOB_IN_FD) != 0 &&
+                       fcntl(fds[0], F_GET_SEALS) >= 0;
         if (nfds > 0 && !blob_fd) {
-            for (size_t k = 0; k < nfds; k++) {
-                close(fds[k]);
-            }
-            iobd__bad_message(conn, len >= sizeof(iob_broker_hdr_t) ? broker->rx->hdr.request_id : 0,
-                              ZX_ERR_INVALID_ARGS, "client sent fds");
+            iobd__closer_push_from(broker->closer, fds, nfds, conn->uid);
+            broker->stats.fds_refused++;
+            iobd__bad_message(conn, request_id, ZX_ERR_INVALID_ARGS, "client sent fds");
+            iobd__conn_close(conn, "client sent fds");
+            return;
+        }
+        if (st == ZX_ERR_IO_DATA_INTEGRITY) {
+            iobd__bad_message(conn, 0, ZX_ERR_INVALID_ARGS, "truncated or bad control data");
             continue;
         }
         bool import = len >= sizeof(iob_broker_hdr_t) && broker->rx->hdr.type == IOB_BROKER_IMPORT;
         broker->rx_fd = blob_fd ? fds[0] : -1;
         iobd__dispatch(conn, len);
         if (broker->rx_fd >= 0) {
-            close(broker->rx_fd); /* the message was refused before its handler took it */
+            iobd__closer_push_from(broker->closer, &broker->rx_fd, 1, conn->uid);
             broker->rx_fd = -1;
         }
         /* An IMPORT carried a credential: it does not linger in memory. */
@@ -600,28 +958,80 @@ static void iobd__conn_on_readable(uv_poll_t* poll, int status, int events) {
     }
 }
 
+static void iobd__on_listen_readable(uv_poll_t* poll, int status, int events);
+
+static void iobd__wake_on_close(uv_handle_t* handle) {
+    iobd_broker_t* broker = handle->data;
+    broker->open_handles--;
+    iobd__maybe_free(broker);
+}
+
+/* The closer made room: read and accept again where that had paused. */
+static void iobd__on_wake(uv_async_t* async) {
+    iobd_broker_t* broker = async->data;
+    if (broker->stopping) {
+        return;
+    }
+    for (iobd__conn_t* conn = broker->conns; conn != NULL; conn = conn->next) {
+        if (conn->paused) {
+            conn->paused = false;
+            uv_poll_start(&conn->poll, UV_READABLE | UV_DISCONNECT, iobd__conn_on_readable);
+        }
+    }
+    if (broker->listen_paused) {
+        broker->listen_paused = false;
+        uv_poll_start(&broker->listen_poll, UV_READABLE, iobd__on_listen_readable);
+    }
+}
+
 /* ---- Listening ---- */
 
+/* Connections of `uid` open now (at most max_connections to walk, only at accept). */
+static uint32_t iobd__conns_of_uid(const iobd_broker_t* broker, uid_t uid) {
+    uint32_t n = 0;
+    for (const iobd__conn_t* c = broker->conns; c != NULL; c = c->next) {
+        n += c->uid == uid;
+    }
+    return n;
+}
+
+/* Why a peer may not connect now, or NULL. */
+static const char* iobd__refusal(const iobd_broker_t* broker, const struct ucred* cred) {
+    const iobd_broker_config_t* cfg = &broker->config;
+    if (cfg->peer_allowed != NULL &&
+        !cfg->peer_allowed(cfg->policy_ctx, cred->pid, cred->uid, cred->gid)) {
+        return "policy";
+    }
+    uint32_t max = cfg->max_connections != 0 ? cfg->max_connections : IOBD_BROKER_DEFAULT_MAX_CONNS;
+    if (broker->stats.connections >= max) {
+        return "too many connections";
+    }
+    uint32_t per_uid = cfg->max_connections_per_uid != 0 ? cfg->max_connections_per_uid
+                                                          : IOBD_BROKER_DEFAULT_MAX_CONNS_PER_UID;
+    /* Root and iobd's own uid run the system's own clients: no share to hold them to. */
+    bool exempt = cred->uid == 0 || cred->uid == geteuid();
+    if (!exempt && iobd__conns_of_uid(broker, cred->uid) >= per_uid) {
+        return "too many connections of this uid";
+    }
+    return NULL;
+}
+
+/* fd took a closer slot reservation (iobd__closer_room); it keeps it only as a connection. */
 static void iobd__accept_one(iobd_broker_t* broker, int fd) {
     struct ucred cred;
     socklen_t cred_len = sizeof cred;
+    const char* why = NULL;
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cred_len) != 0 || cred_len != sizeof cred) {
         iobd__log(broker, IOBD_BROKER_LOG_WARNING, "SO_PEERCRED failed: %s", strerror(errno));
         broker->stats.refused++;
-        close(fd);
+        iobd__closer_push(broker->closer, fd, true);
         return;
     }
-    uint32_t max = broker->config.max_connections != 0 ? broker->config.max_connections
-                                                       : IOBD__BROKER_DEFAULT_MAX_CONN;
-    bool allowed = broker->config.peer_allowed == NULL ||
-                   broker->config.peer_allowed(broker->config.policy_ctx, cred.pid, cred.uid,
-                                               cred.gid);
-    if (!allowed || broker->stats.connections >= max) {
+    if ((why = iobd__refusal(broker, &cred)) != NULL) {
         iobd__log(broker, IOBD_BROKER_LOG_WARNING, "refused pid %ld uid %ld gid %ld: %s",
-                  (long)cred.pid, (long)cred.uid, (long)cred.gid,
-                  allowed ? "too many connections" : "policy");
+                  (long)cred.pid, (long)cred.uid, (long)cred.gid, why);
         broker->stats.refused++;
-        close(fd);
+        iobd__closer_push(broker->closer, fd, true);
         return;
     }
     iobd__conn_t* conn = calloc(1, sizeof *conn);
@@ -629,10 +1039,13 @@ static void iobd__accept_one(iobd_broker_t* broker, int fd) {
         iobd__log(broker, IOBD_BROKER_LOG_ERR, "cannot serve pid %ld: out of memory",
                   (long)cred.pid);
         free(conn);
-        close(fd);
+        iobd__closer_push(broker->closer, fd, true);
         return;
     }
+    uv_timer_init(broker->loop, &conn->attach_timer);
     conn->poll.data = conn;
+    conn->attach_timer.data = conn;
+    conn->open_handles = 2;
     conn->broker = broker;
     conn->fd = fd;
     conn->pid = cred.pid;
@@ -648,6 +1061,10 @@ static void iobd__accept_one(iobd_broker_t* broker, int fd) {
     broker->stats.accepted++;
     iobd__log(broker, IOBD_BROKER_LOG_INFO, "accepted pid %ld uid %ld gid %ld", (long)cred.pid,
               (long)cred.uid, (long)cred.gid);
+    uint32_t timeout_ms = broker->config.attach_timeout_ms != 0
+                              ? broker->config.attach_timeout_ms
+                              : IOBD_BROKER_DEFAULT_ATTACH_TIMEOUT_MS;
+    uv_timer_start(&conn->attach_timer, iobd__conn_on_attach_deadline, timeout_ms, 0);
     uv_poll_start(&conn->poll, UV_READABLE | UV_DISCONNECT, iobd__conn_on_readable);
 }
 
@@ -659,8 +1076,15 @@ static void iobd__on_listen_readable(uv_poll_t* poll, int status, int events) {
         return;
     }
     for (int i = 0; i < IOBD__BROKER_BATCH; i++) {
+        /* The accepted socket, kept or refused, is the closer's to close: reserve its slot. */
+        if (!iobd__closer_room(broker->closer, 1, true)) {
+            uv_poll_stop(&broker->listen_poll);
+            broker->listen_paused = true;
+            return;
+        }
         int fd = accept4(broker->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
+            iobd__closer_unreserve(broker->closer);
             if (errno == EINTR || errno == ECONNABORTED) {
                 continue;
             }
@@ -676,7 +1100,8 @@ static void iobd__on_listen_readable(uv_poll_t* poll, int status, int events) {
 
 static void iobd__listen_on_close(uv_handle_t* handle) {
     iobd_broker_t* broker = handle->data;
-    close(broker->listen_fd);
+    /* Connections still in its backlog may hold clients' fds: the closer's job too. */
+    iobd__closer_push(broker->closer, broker->listen_fd, true);
     broker->listen_fd = -1;
     broker->open_handles--;
     iobd__maybe_free(broker);
@@ -769,16 +1194,38 @@ zx_status_t iobd_broker_start(uv_loop_t* loop, iob_core_t* core, const iobd_brok
         free(broker);
         return st;
     }
-    if (uv_poll_init(loop, &broker->listen_poll, broker->listen_fd) != 0) {
+    uint32_t max_conns = config->max_connections != 0 ? config->max_connections
+                                                      : IOBD_BROKER_DEFAULT_MAX_CONNS;
+    /* A slot for each connection, one for the listening socket, and the headroom. */
+    size_t closer_cap = (size_t)max_conns + 1u + IOBD__CLOSER_HEADROOM;
+    st = iobd__closer_start(closer_cap, &broker->wake, &broker->closer);
+    if (st == ZX_OK && uv_async_init(loop, &broker->wake, iobd__on_wake) != 0) {
+        iobd__closer_exit(broker->closer);
+        st = ZX_ERR_NO_RESOURCES;
+    }
+    broker->wake.data = broker;
+    if (st == ZX_OK && uv_poll_init(loop, &broker->listen_poll, broker->listen_fd) != 0) {
+        /* The async handle exists now: it goes the way iobd_broker_stop sends it. */
+        broker->stopping = true;
+        broker->open_handles = 1;
+        broker->closer->reserved = 1;
+        iobd__closer_push(broker->closer, broker->listen_fd, true);
+        unlink(broker->socket_path);
+        iobd__closer_forget_wake(broker->closer);
+        uv_close((uv_handle_t*)&broker->wake, iobd__wake_on_close);
+        return ZX_ERR_NO_RESOURCES;
+    }
+    if (st != ZX_OK) {
         close(broker->listen_fd);
         unlink(broker->socket_path);
         free(broker->rx);
         free(broker->socket_path);
         free(broker);
-        return ZX_ERR_NO_MEMORY;
+        return st;
     }
+    broker->closer->reserved = 1; /* the listening socket, queued when the broker stops */
     broker->listen_poll.data = broker;
-    broker->open_handles = 1;
+    broker->open_handles = 2;
     uv_poll_start(&broker->listen_poll, UV_READABLE, iobd__on_listen_readable);
     iobd__log(broker, IOBD_BROKER_LOG_INFO, "map broker listening on %s (mode %04o)",
               broker->socket_path,
@@ -798,6 +1245,8 @@ void iobd_broker_stop(iobd_broker_t* broker) {
     unlink(broker->socket_path);
     uv_poll_stop(&broker->listen_poll);
     uv_close((uv_handle_t*)&broker->listen_poll, iobd__listen_on_close);
+    iobd__closer_forget_wake(broker->closer);
+    uv_close((uv_handle_t*)&broker->wake, iobd__wake_on_close);
 }
 
 void iobd_broker_get_stats(const iobd_broker_t* broker, iobd_broker_stats_t* out) {
@@ -805,4 +1254,5 @@ void iobd_broker_get_stats(const iobd_broker_t* broker, iobd_broker_stats_t* out
         return;
     }
     *out = broker->stats;
+    out->closes_pending = iobd__closer_pending(broker->closer);
 }

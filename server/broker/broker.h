@@ -21,7 +21,15 @@
  * connection releases only the connection.
  *
  * Threading: every function here, and every callback in the config, runs on the loop's
- * thread. The broker calls into the core directly (the core has its own mutex).
+ * thread. The broker calls into the core directly (the core has its own mutex). One
+ * helper thread of the broker's own closes every descriptor a client controls (its
+ * connection socket, any fd it sent): a close can wait on the client (a TCP socket with
+ * SO_LINGER and unsent data, a FUSE file's flush), and the loop never waits on a client.
+ *
+ * Budgets: connections server-wide (max_connections), per uid (max_connections_per_uid;
+ * root and iobd's own uid are exempt), and time to attach (attach_timeout_ms). A client
+ * may send a descriptor only as the blob memfd of an ALLOCATE_ID; any other descriptor
+ * ends its connection.
  */
 #ifndef IOB_SERVER_BROKER_BROKER_H_
 #define IOB_SERVER_BROKER_BROKER_H_
@@ -37,6 +45,11 @@
 #include "server/core/iob_core.h"
 
 typedef struct iobd_broker iobd_broker_t;
+
+/* Defaults of iobd_broker_config_t's budgets. */
+#define IOBD_BROKER_DEFAULT_MAX_CONNS 1024u
+#define IOBD_BROKER_DEFAULT_MAX_CONNS_PER_UID 64u
+#define IOBD_BROKER_DEFAULT_ATTACH_TIMEOUT_MS 5000u
 
 /* Log levels for iobd_broker_config_t.log (syslog's numbering: 3 error ... 7 debug). */
 #define IOBD_BROKER_LOG_ERR 3
@@ -61,8 +74,19 @@ typedef struct iobd_broker_config {
      */
     bool (*peer_allowed)(void* ctx, pid_t pid, uid_t uid, gid_t gid);
     void* policy_ctx;
-    /* Connections open at once; more are refused. 0 means 1024. */
+    /* Connections open at once; more are refused. 0 means IOBD_BROKER_DEFAULT_MAX_CONNS. */
     uint32_t max_connections;
+    /*
+     * Connections one uid may hold at once, so that one user cannot take every slot;
+     * root's and iobd's own uid are not limited. 0 means
+     * IOBD_BROKER_DEFAULT_MAX_CONNS_PER_UID.
+     */
+    uint32_t max_connections_per_uid;
+    /*
+     * A connection that has not attached to a session this long after it was accepted is
+     * closed (libiob attaches at once). 0 means IOBD_BROKER_DEFAULT_ATTACH_TIMEOUT_MS.
+     */
+    uint32_t attach_timeout_ms;
 
     /*
      * Proves that the connecting process owns the session: returns true, and the core's
@@ -94,7 +118,9 @@ typedef struct iobd_broker_config {
  * included); `core` must outlive the broker.
  * Errors: ZX_ERR_INVALID_ARGS (NULL loop/core/config, missing socket_path or
  * authenticate, a path longer than sun_path), ZX_ERR_ACCESS_DENIED / ZX_ERR_BAD_PATH /
- * ZX_ERR_ADDRESS_IN_USE / ZX_ERR_IO (bind or listen failed), ZX_ERR_NO_MEMORY.
+ * ZX_ERR_ADDRESS_IN_USE / ZX_ERR_IO (bind or listen failed), ZX_ERR_NO_MEMORY,
+ * ZX_ERR_NO_RESOURCES (no closer thread, no libuv handle; let the loop run before
+ * uv_loop_close, as after iobd_broker_stop).
  */
 zx_status_t iobd_broker_start(uv_loop_t* loop, iob_core_t* core, const iobd_broker_config_t* config,
                               iobd_broker_t** out);
@@ -110,7 +136,7 @@ void iobd_broker_stop(iobd_broker_t* broker);
 typedef struct iobd_broker_stats {
     uint64_t connections;     /* open now */
     uint64_t accepted;        /* since start */
-    uint64_t refused;         /* by peer_allowed or max_connections */
+    uint64_t refused;         /* by peer_allowed, max_connections or the per-uid share */
     uint64_t auth_failures;
     uint64_t maps_granted;
     uint64_t maps_refused;
@@ -120,6 +146,9 @@ typedef struct iobd_broker_stats {
     uint64_t bad_messages;    /* malformed, unknown type, wrong version */
     uint64_t writevs;         /* WRITEV requests answered by the core (any status) */
     uint64_t allocate_ids;    /* ALLOCATE_ID requests answered by the core (any status) */
+    uint64_t attach_timeouts; /* connections closed for not attaching in time */
+    uint64_t fds_refused;     /* connections closed for sending a descriptor */
+    uint64_t closes_pending;  /* client descriptors waiting for the closer thread now */
 } iobd_broker_stats_t;
 
 void iobd_broker_get_stats(const iobd_broker_t* broker, iobd_broker_stats_t* out);

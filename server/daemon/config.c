@@ -46,6 +46,9 @@ enum {
     OPT_OPERATOR_GID,
     OPT_MAX_SESSIONS_PER_UID,
     OPT_MAX_WAITS_PER_SESSION,
+    /* Map broker budgets. */
+    OPT_BROKER_MAX_CONNS_PER_UID,
+    OPT_BROKER_ATTACH_TIMEOUT,
     OPT_HELP,
     OPT_VERSION,
 };
@@ -77,6 +80,8 @@ static const struct option iobd__long_options[] = {
     {"operator-gid", required_argument, NULL, OPT_OPERATOR_GID},
     {"max-sessions-per-uid", required_argument, NULL, OPT_MAX_SESSIONS_PER_UID},
     {"max-waits-per-session", required_argument, NULL, OPT_MAX_WAITS_PER_SESSION},
+    {"broker-max-conns-per-uid", required_argument, NULL, OPT_BROKER_MAX_CONNS_PER_UID},
+    {"broker-attach-timeout", required_argument, NULL, OPT_BROKER_ATTACH_TIMEOUT},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -112,7 +117,11 @@ static const char iobd__usage[] =
     "                             only the IOBs their uid holds handles to\n"
     "  --max-sessions-per-uid N   open sessions per local uid, root and iobd's own exempt\n"
     "                             (default 64, 0 = unlimited)\n"
-    "  --max-waits-per-session N  Wait calls in progress per session (default 64, 0 = unlimited)\n";
+    "  --max-waits-per-session N  Wait calls in progress per session (default 64, 0 = unlimited)\n"
+    "  --broker-max-conns-per-uid N  map broker connections one uid may hold (default 64;\n"
+    "                             root and iobd's own uid are not limited)\n"
+    "  --broker-attach-timeout DURATION  a map broker connection that has not attached\n"
+    "                             to its session by then is closed (default 5s)\n";
 
 static bool iobd__parse_u64(const char* text, uint64_t* out) {
     if (text == NULL || *text == '\0' || *text == '-') {
@@ -417,6 +426,19 @@ static bool iobd__apply(iobd_options_t* o, int opt, const char* v, bool from_cli
         return iobd_parse_duration_ns(v, &o->token_ttl_ns) && o->token_ttl_ns > 0;
     case OPT_LOG_LEVEL:
         return iobd_log_parse_level(v, &o->log_level);
+    case OPT_BROKER_MAX_CONNS_PER_UID:
+        if (!iobd__parse_u64(v, &n) || n == 0 || n > UINT32_MAX) {
+            return false;
+        }
+        o->broker_max_conns_per_uid = (uint32_t)n;
+        return true;
+    case OPT_BROKER_ATTACH_TIMEOUT:
+        /* Whole milliseconds, at least one (the broker's timer resolution). */
+        if (!iobd_parse_duration_ns(v, &n) || n < 1000000u || n / 1000000u > UINT32_MAX) {
+            return false;
+        }
+        o->broker_attach_timeout_ms = (uint32_t)(n / 1000000u);
+        return true;
     default:
         return false;
     }

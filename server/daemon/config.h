@@ -56,6 +56,9 @@ typedef struct iobd_options {
     bool operator_gid_from_cli;
     uint32_t max_sessions_per_uid;
     uint32_t max_waits_per_session;
+    /* Map broker budgets; 0: the broker's defaults (server/broker/broker.h). */
+    uint32_t broker_max_conns_per_uid;
+    uint32_t broker_attach_timeout_ms;
 } iobd_options_t;
 
 /* 0: run; 1: exit 0 (help/version printed); -1: bad usage (message printed). */

@@ -287,6 +287,8 @@ int main(int argc, char** argv) {
         bc.handle_imported = iobd_rpc_handle_imported; /* session events, as over gRPC */
         bc.import_ctx = m.rpc;
         bc.log = iobd__broker_log;
+        bc.max_connections_per_uid = o.broker_max_conns_per_uid;
+        bc.attach_timeout_ms = o.broker_attach_timeout_ms;
         st = iobd_broker_start(&m.loop, iobd_rpc_core(m.rpc), &bc, &m.broker);
         if (st != ZX_OK) {
             IOBD_ERROR("map broker on %s: %s", broker_path, zx_status_get_string(st));

@@ -116,7 +116,11 @@ void map_daemon_stop(map_daemon_t* d) {
 }
 
 pid_t map_spawn_peer(const char* const* args, int* stdout_fd) {
-    char* argv[32] = {strdup(IOB_TEST_PEER)};
+    return map_spawn(IOB_TEST_PEER, args, stdout_fd);
+}
+
+pid_t map_spawn(const char* prog, const char* const* args, int* stdout_fd) {
+    char* argv[32] = {strdup(prog)};
     size_t n = 1;
     for (size_t i = 0; args[i] != NULL && n < 31; i++) {
         argv[n++] = strdup(args[i]);
@@ -133,13 +137,13 @@ pid_t map_spawn_peer(const char* const* args, int* stdout_fd) {
         posix_spawn_file_actions_adddup2(&fa, p[1], STDOUT_FILENO);
     }
     pid_t pid;
-    int rc = posix_spawn(&pid, IOB_TEST_PEER, &fa, NULL, argv, environ);
+    int rc = posix_spawn(&pid, prog, &fa, NULL, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
     for (size_t i = 0; i < n; i++) {
         free(argv[i]);
     }
     if (rc != 0) {
-        fprintf(stderr, "posix_spawn peer: %s\n", strerror(rc));
+        fprintf(stderr, "posix_spawn %s: %s\n", prog, strerror(rc));
         exit(1);
     }
     if (stdout_fd != NULL) {

@@ -28,6 +28,8 @@ void map_daemon_stop(map_daemon_t* d);
  * stdout_fd is not NULL, the child's stdout is a pipe whose read end is returned there.
  */
 pid_t map_spawn_peer(const char* const* argv, int* stdout_fd);
+/* The same for any program (`prog`: its path, also its argv[0]). */
+pid_t map_spawn(const char* prog, const char* const* argv, int* stdout_fd);
 
 /* Waits for the child; its exit status, or 128 + signal. */
 int map_wait(pid_t pid);

@@ -102,6 +102,21 @@ static size_t iobd_fd_count(void) {
     return n;
 }
 
+/* iobd ends the connection (its next read is EOF). */
+static void expect_closed(int fd) {
+    char b;
+    assert_int_equal(recv(fd, &b, 1, 0), 0);
+    close(fd);
+}
+
+/* iobd closes clients' fds on a thread of their own: soon, not necessarily before a reply. */
+static void wait_no_fd_naming(const char* needle) {
+    for (int i = 0; i < 300 && iobd_fds_naming(needle) != 0; i++) {
+        usleep(10000);
+    }
+    assert_int_equal(iobd_fds_naming(needle), 0);
+}
+
 static void writev_init(iob_broker_writev_req_t* w, uint64_t id, size_t extra) {
     memset(w, 0, sizeof *w);
     iob_broker_hdr_init(&w->hdr, IOB_BROKER_WRITEV, (uint32_t)(sizeof *w + extra), id);
@@ -239,21 +254,23 @@ static void test_malformed(void** state) {
     expect_error(fd, 21, ZX_ERR_INVALID_ARGS);
 
     /*
-     * A file descriptor attached: closed by iobd, answered with ERROR. The descriptor is a
-     * memfd with a name of its own, so that the check below looks for exactly it among
-     * iobd's descriptors (iobd's count of descriptors also moves for reasons of its own).
+     * A file descriptor attached: answered with ERROR, the connection ended, the fd closed
+     * by iobd. The descriptor is a memfd with a name of its own, so that the check below
+     * looks for exactly it among iobd's descriptors (iobd's count of descriptors also
+     * moves for reasons of its own).
      */
     size_t fds_before = iobd_fd_count();
     int pass = memfd_create("iob-test-passed-fd", MFD_CLOEXEC);
     assert_true(pass >= 0);
     for (int k = 0; k < 3; k++) {
+        int victim = raw_connect();
         writev_init(&w, 22, 0);
-        send_with_fd(fd, &w, sizeof w, NULL, 0, pass);
-        expect_error(fd, 22, ZX_ERR_INVALID_ARGS);
+        send_with_fd(victim, &w, sizeof w, NULL, 0, pass);
+        expect_error(victim, 22, ZX_ERR_INVALID_ARGS);
+        expect_closed(victim);
     }
-    /* The reply is sent after the close: no fd of ours stayed in iobd. */
     close(pass);
-    assert_int_equal(iobd_fds_naming("iob-test-passed-fd"), 0);
+    wait_no_fd_naming("iob-test-passed-fd");
 
     /* Well-formed but not attached: the request's own reply, BAD_STATE. */
     writev_init(&w, 23, 0);
@@ -403,28 +420,35 @@ static void test_blob_in_fd(void** state) {
     a.flags = IOB_BROKER_ALLOC_BLOB_IN_FD | IOB_BROKER_ALLOC_BLOB_UNREADABLE;
     send_with_fd(fd, &a, sizeof a, NULL, 0, good);
     expect_error(fd, 2, ZX_ERR_INVALID_ARGS);
-    /* An fd without the flag is any other message's fd. */
+    /*
+     * An fd without the flag is any other message's fd, and an fd that is not a memfd (a
+     * pipe) is not a blob: either ends the connection.
+     */
     a.flags = 0;
     a.blob_size = 0;
-    send_with_fd(fd, &a, sizeof a, NULL, 0, good);
-    expect_error(fd, 2, ZX_ERR_INVALID_ARGS);
+    int victim = attached_connect();
+    send_with_fd(victim, &a, sizeof a, NULL, 0, good);
+    expect_error(victim, 2, ZX_ERR_INVALID_ARGS);
+    expect_closed(victim);
     a.flags = IOB_BROKER_ALLOC_BLOB_IN_FD;
     a.blob_size = n;
-    /* Not a memfd (a pipe), and a memfd shorter than the blob. */
     int p[2];
     assert_int_equal(pipe(p), 0);
     struct stat pst;
     assert_int_equal(fstat(p[0], &pst), 0);
     char pipe_name[64];
     snprintf(pipe_name, sizeof pipe_name, "pipe:[%lu]", (unsigned long)pst.st_ino);
-    send_with_fd(fd, &a, sizeof a, NULL, 0, p[0]);
-    expect_error(fd, 2, ZX_ERR_INVALID_ARGS);
+    victim = attached_connect();
+    send_with_fd(victim, &a, sizeof a, NULL, 0, p[0]);
+    expect_error(victim, 2, ZX_ERR_INVALID_ARGS);
+    expect_closed(victim);
+    /* A memfd shorter than the blob: refused, the connection kept. */
     int short_fd = blob_memfd(n - 1, 0x5a);
     send_with_fd(fd, &a, sizeof a, NULL, 0, short_fd);
     expect_error(fd, 2, ZX_ERR_INVALID_ARGS);
     /* The checks come before the blob is read: a bad handle is the call's own status. */
     a.handle = 0x7ffffff3u;
-    send_with_fd(fd, &a, sizeof a, NULL, 0, p[0]);
+    send_with_fd(fd, &a, sizeof a, NULL, 0, short_fd);
     assert_int_equal(recv_reply(fd, &ar, sizeof ar), IOB_BROKER_ALLOCATE_ID | IOB_BROKER_REPLY);
     assert_int_equal(ar.status, ZX_ERR_BAD_HANDLE);
     a.handle = ep1;
@@ -444,13 +468,13 @@ static void test_blob_in_fd(void** state) {
     const unsigned char* b = blob;
     assert_int_equal(b[0], 0x5a);
     assert_int_equal(b[n - 1], 0x5a);
-    /* iobd kept none of the descriptors (its reply follows the close). */
+    /* iobd kept none of the descriptors. */
     close(good);
     close(short_fd);
     close(p[0]);
     close(p[1]);
-    assert_int_equal(iobd_fds_naming("iob-test-blob-fd"), 0);
-    assert_int_equal(iobd_fds_naming(pipe_name), 0);
+    wait_no_fd_naming("iob-test-blob-fd");
+    wait_no_fd_naming(pipe_name);
     close(fd);
     zx_vmar_unmap(zx_vmar_root_self(), map, region);
     zx_handle_close(ep0);

@@ -174,7 +174,67 @@ static void test_more_fds_than_max(void** state) {
     }
 }
 
-/* More descriptors than any receive buffer holds: the kernel itself truncates (MSG_CTRUNC). */
+/* Sends "x" with n copies of fd in one SCM_RIGHTS message (up to the kernel's 253). */
+static void send_copies(pair_t* pair, int fd, size_t n) {
+    enum { N = 253 };
+    assert_true(n <= N);
+    int fds[N];
+    for (size_t i = 0; i < n; i++) {
+        fds[i] = fd;
+    }
+    union {
+        char buf[CMSG_SPACE(sizeof(int) * N)];
+        struct cmsghdr align;
+    } control;
+    memset(&control, 0, sizeof control);
+    struct iovec iov = {.iov_base = "x", .iov_len = 1};
+    struct msghdr msg = {.msg_iov = &iov,
+                         .msg_iovlen = 1,
+                         .msg_control = control.buf,
+                         .msg_controllen = CMSG_SPACE(sizeof(int) * n)};
+    struct cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int) * n);
+    memcpy(CMSG_DATA(cmsg), fds, sizeof(int) * n);
+    assert_int_equal(sendmsg(pair->send, &msg, 0), 1);
+}
+
+/*
+ * iob_fd_recv_all hands over every descriptor a message can carry (the kernel's 253), so
+ * the kernel never releases one in the receiving thread; with a truncated payload too.
+ */
+static void test_recv_all(void** state) {
+    pair_t* pair = *state;
+    int fd = tagged_fd("all");
+    int open_before = iob_test_count_open_fds();
+    send_copies(pair, fd, 253);
+    char buf[8];
+    int got[IOB_FDPASS_RECV_MAX_FDS];
+    size_t len = 0, ngot = 0;
+    assert_int_equal(iob_fd_recv_all(pair->recv, buf, sizeof buf, &len, got, &ngot), ZX_OK);
+    assert_int_equal(len, 1);
+    assert_int_equal(ngot, 253);
+    assert_int_equal(iob_test_count_open_fds(), open_before + 253);
+    for (size_t i = 0; i < ngot; i++) {
+        assert_tag(got[i], "all");
+        close(got[i]);
+    }
+    assert_int_equal(iob_fd_send(pair->send, "0123456789", 10, &fd, 1), ZX_OK);
+    assert_int_equal(iob_fd_recv_all(pair->recv, buf, 4, &len, got, &ngot),
+                     ZX_ERR_IO_DATA_INTEGRITY);
+    assert_int_equal(ngot, 1);
+    close(got[0]);
+    /* Nothing queued on a non-blocking read. */
+    assert_int_equal(iob_fd_recv_all_flags(pair->recv, buf, sizeof buf, MSG_DONTWAIT, &len, got,
+                                           &ngot),
+                     ZX_ERR_SHOULD_WAIT);
+    assert_int_equal(ngot, 0);
+    assert_int_equal(iob_test_count_open_fds(), open_before);
+    close(fd);
+}
+
+/* Many more descriptors than the caller takes: every one is closed. */
 static void test_control_truncated(void** state) {
     pair_t* pair = *state;
     enum { N = 64 };
@@ -385,7 +445,8 @@ int main(void) {
         PAIR_TEST(test_round_trip_no_fds),    PAIR_TEST(test_round_trip_one_fd),
         PAIR_TEST(test_round_trip_many_fds),  PAIR_TEST(test_round_trip_fds_without_payload),
         PAIR_TEST(test_region_fd_round_trip), PAIR_TEST(test_more_fds_than_max),
-        PAIR_TEST(test_control_truncated),    PAIR_TEST(test_payload_truncated),
+        PAIR_TEST(test_control_truncated),
+        PAIR_TEST(test_recv_all),    PAIR_TEST(test_payload_truncated),
         PAIR_TEST(test_unexpected_cmsg),      PAIR_TEST(test_peer_closed),
         PAIR_TEST(test_nonblocking_empty),    PAIR_TEST(test_invalid_args),
         PAIR_TEST(test_send_faults),          PAIR_TEST(test_send_eintr_retried),

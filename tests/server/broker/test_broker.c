@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -51,6 +52,9 @@ typedef struct fixture {
     iob_session_id_t imported_session;
     zx_handle_t imported_handle;
 } fixture_t;
+
+/* The next setup's attach deadline (0: the broker's default). */
+static uint32_t g_attach_timeout_ms;
 
 static int64_t fake_now(void* ctx) {
     return ((fixture_t*)ctx)->now_ns;
@@ -135,9 +139,17 @@ static int setup(void** state) {
     bc.handle_imported = on_imported;
     bc.import_ctx = f;
     bc.log = quiet_log;
+    bc.attach_timeout_ms = g_attach_timeout_ms;
     assert_int_equal(iobd_broker_start(&f->loop, f->core, &bc, &f->broker), ZX_OK);
     *state = f;
     return 0;
+}
+
+static int setup_short_deadline(void** state) {
+    g_attach_timeout_ms = 100;
+    int rc = setup(state);
+    g_attach_timeout_ms = 0;
+    return rc;
 }
 
 static int teardown(void** state) {
@@ -175,6 +187,15 @@ static void pump(fixture_t* f, int fd) {
         }
     }
     fail_msg("no reply from the broker");
+}
+
+/* Runs the loop until this process has `want` descriptors open (the closer is a thread). */
+static void wait_fd_count(fixture_t* f, int want) {
+    for (int i = 0; i < 400 && iob_test_count_open_fds() != want; i++) {
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        usleep(5000);
+    }
+    assert_int_equal(iob_test_count_open_fds(), want);
 }
 
 typedef union {
@@ -485,7 +506,10 @@ static void test_hostile_messages(void** state) {
                      sizeof(iob_broker_status_reply_t));
     assert_int_equal(r.hdr.type, IOB_BROKER_ERROR);
 
-    /* An fd sent to the broker is closed by it (the broker runs in this process). */
+    /*
+     * An fd on a message that may not carry one: refused, the connection ended, and the fd
+     * closed by the broker (it runs in this process) off the loop, soon.
+     */
     int before = iob_test_count_open_fds();
     int extra = dup(0);
     iob_broker_unmap_req_t req;
@@ -494,15 +518,124 @@ static void test_hostile_messages(void** state) {
     assert_int_equal(exchange(f, fd, &req, sizeof req, extra, &r, NULL),
                      sizeof(iob_broker_status_reply_t));
     assert_int_equal(r.hdr.type, IOB_BROKER_ERROR);
+    assert_int_equal(r.hdr.request_id, 8);
     close(extra);
-    assert_int_equal(iob_test_count_open_fds(), before);
+    pump(f, fd);
+    char b;
+    assert_int_equal(recv(fd, &b, 1, 0), 0);
+    close(fd);
+    wait_fd_count(f, before - 2); /* our end of fd and the broker's */
 
     /* Still serving after all that. */
+    fd = client_connect(f);
     assert_int_equal(attach(f, fd, f->session.value, kSecret), ZX_OK);
     close(fd);
     iobd_broker_stats_t stats;
     iobd_broker_get_stats(f->broker, &stats);
     assert_int_equal(stats.bad_messages, 6);
+    assert_int_equal(stats.fds_refused, 1);
+}
+
+static uint64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/*
+ * A TCP socket whose close would linger 30 s, sent on a message that may not carry an fd:
+ * the loop answers at once and goes on serving another connection, and the socket is
+ * closed (reset) soon after, by the closer thread.
+ */
+static void test_lingering_fd_does_not_stall(void** state) {
+    fixture_t* f = *state;
+    int before = iob_test_count_open_fds();
+    int listener = -1;
+    int sock = iob_test_lingering_socket(30, &listener);
+    assert_true(sock >= 0);
+    int fd = client_connect(f);
+    uint64_t t0 = now_ms();
+    iob_broker_hdr_t hdr;
+    iob_broker_hdr_init(&hdr, IOB_BROKER_MAP, sizeof hdr, 3);
+    assert_int_equal(iob_fd_send(fd, &hdr, sizeof hdr, &sock, 1), ZX_OK);
+    close(sock); /* the broker's copy is the last one now */
+    int other = client_connect(f);
+    reply_t r;
+    assert_int_equal(attach(f, other, f->session.value, kSecret), ZX_OK);
+    assert_int_equal(unmap(f, other, 12345), ZX_ERR_NOT_FOUND);
+    assert_true(now_ms() - t0 < 1000);
+    /* The attacker's connection was ended after the ERROR reply. */
+    pump(f, fd);
+    size_t n = 0;
+    size_t nfds = 0;
+    assert_int_equal(iob_fd_recv(fd, r.bytes, sizeof r.bytes, &n, NULL, 0, &nfds), ZX_OK);
+    assert_int_equal(r.hdr.type, IOB_BROKER_ERROR);
+    pump(f, fd);
+    char b;
+    assert_int_equal(recv(fd, &b, 1, 0), 0);
+    close(fd);
+    close(other);
+    /* Only the listener is left of what this test opened. */
+    wait_fd_count(f, before + 1);
+    assert_true(now_ms() - t0 < 2000);
+    close(listener);
+}
+
+/*
+ * The same socket one level down, queued in a Unix socket that is sent instead: the
+ * closer takes it out and resets it rather than letting the Unix socket's close release
+ * it (which would linger 30 s in the closer).
+ */
+static void test_nested_lingering_fd(void** state) {
+    fixture_t* f = *state;
+    int before = iob_test_count_open_fds();
+    int listener = -1;
+    int sock = iob_test_lingering_socket(30, &listener);
+    assert_true(sock >= 0);
+    int pair[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair), 0);
+    assert_int_equal(iob_fd_send(pair[0], "x", 1, &sock, 1), ZX_OK);
+    close(sock);
+    close(pair[0]);
+    int fd = client_connect(f);
+    uint64_t t0 = now_ms();
+    iob_broker_hdr_t hdr;
+    iob_broker_hdr_init(&hdr, IOB_BROKER_MAP, sizeof hdr, 4);
+    reply_t r;
+    assert_int_equal(exchange(f, fd, &hdr, sizeof hdr, pair[1], &r, NULL),
+                     sizeof(iob_broker_status_reply_t));
+    assert_int_equal(r.hdr.type, IOB_BROKER_ERROR);
+    close(pair[1]);
+    close(fd);
+    wait_fd_count(f, before + 1);
+    assert_true(now_ms() - t0 < 2000);
+    close(listener);
+}
+
+/* A connection that does not attach in time is closed; an attached one stays. */
+static void test_attach_deadline(void** state) {
+    fixture_t* f = *state;
+    int idle = client_connect(f);
+    int fd = client_connect(f);
+    assert_int_equal(attach(f, fd, f->session.value, kSecret), ZX_OK);
+    uint64_t t0 = now_ms();
+    pump(f, idle);
+    char b;
+    assert_int_equal(recv(idle, &b, 1, 0), 0);
+    uint64_t took = now_ms() - t0;
+    assert_true(took < 1000);
+    /* Past the deadline, the attached connection is served as ever. */
+    while (now_ms() - t0 < 300) {
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        usleep(5000);
+    }
+    assert_int_equal(unmap(f, fd, 12345), ZX_ERR_NOT_FOUND);
+    iobd_broker_stats_t stats;
+    iobd_broker_get_stats(f->broker, &stats);
+    assert_int_equal(stats.attach_timeouts, 1);
+    assert_int_equal(stats.connections, 1);
+    close(idle);
+    close(fd);
 }
 
 /*
@@ -649,6 +782,9 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_core_map_dup_fd_is_owned, setup, teardown),
         cmocka_unit_test_setup_teardown(test_map_grants_and_read_only_fds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_messages, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lingering_fd_does_not_stall, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nested_lingering_fd, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_attach_deadline, setup_short_deadline, teardown),
         cmocka_unit_test_setup_teardown(test_import, setup, teardown),
         cmocka_unit_test_setup_teardown(test_policy_refuses, setup, teardown),
         cmocka_unit_test_setup_teardown(test_start_arguments, setup, teardown),

@@ -103,6 +103,16 @@ grep -q "cannot read config $dir/missing.ini" "$dir/err" || fail "missing: $(cat
 [ $rc -ne 0 ] || fail "bad flag: exit 0"
 grep -q 'bad value for --max-bytes: "lots"' "$dir/err" || fail "bad flag: $(cat "$dir/err")"
 
+# The map broker's budgets: keys of the file and flags (their effect: test_broker_attacks).
+cp "$dir/iobd.ini" "$dir/broker.ini"
+printf 'broker-max-conns-per-uid = 16\nbroker-attach-timeout = 500ms\n' >>"$dir/broker.ini"
+start --config "$dir/broker.ini" --broker-attach-timeout 3s
+stop
+bad "[iobd]
+broker-max-conns-per-uid = 0" "bad value for broker-max-conns-per-uid"
+bad "[iobd]
+broker-attach-timeout = 10us" "bad value for broker-attach-timeout"
+
 # --exit-with-parent: when the process that started iobd dies (kill -9, no cleanup of its
 # own), iobd exits the clean way: its socket is removed.
 sh -c '"$1" --listen "unix:$2/iobd.sock" --hugepages=off --exit-with-parent 2>"$2/log" &
