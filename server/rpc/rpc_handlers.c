@@ -423,6 +423,21 @@ static void iobd__server_info(iobd_call_t* c) {
     r.bytes_in_use = s.bytes_in_use;
     r.max_message_bytes = (uint32_t)IOB_WIRE_MAX_MESSAGE;
     r.max_chunk_bytes = (uint32_t)IOB_WIRE_MAX_CHUNK;
+    r.session_max_bytes = s.per_session.bytes;
+    r.session_max_iobs = s.per_session.iobs;
+    r.session_max_handles = s.per_session.handles;
+    r.session_max_tokens = s.per_session.tokens;
+    r.session_max_mappings = s.per_session.mappings;
+    r.uid_max_bytes = s.per_uid.bytes;
+    r.uid_max_iobs = s.per_uid.iobs;
+    r.uid_max_handles = s.per_uid.handles;
+    r.uid_max_tokens = s.per_uid.tokens;
+    r.uid_max_mappings = s.per_uid.mappings;
+    r.shared_regions = s.shared_regions;
+    r.uids = s.uids;
+    r.top_uid_bytes = s.uid_max_bytes;
+    r.top_uid = s.uid_max_bytes_uid;
+    r.handle_value_bits = s.handle_value_bits;
     iobd__call_finish(c, ZX_OK, &r.base, NULL);
 }
 

@@ -116,7 +116,11 @@ void map_daemon_stop(map_daemon_t* d) {
 }
 
 pid_t map_spawn_peer(const char* const* args, int* stdout_fd) {
-    char* argv[32] = {strdup(IOB_TEST_PEER)};
+    return map_spawn_program(IOB_TEST_PEER, args, stdout_fd);
+}
+
+pid_t map_spawn_program(const char* program, const char* const* args, int* stdout_fd) {
+    char* argv[32] = {strdup(program)};
     size_t n = 1;
     for (size_t i = 0; args[i] != NULL && n < 31; i++) {
         argv[n++] = strdup(args[i]);
@@ -133,7 +137,7 @@ pid_t map_spawn_peer(const char* const* args, int* stdout_fd) {
         posix_spawn_file_actions_adddup2(&fa, p[1], STDOUT_FILENO);
     }
     pid_t pid;
-    int rc = posix_spawn(&pid, IOB_TEST_PEER, &fa, NULL, argv, environ);
+    int rc = posix_spawn(&pid, program, &fa, NULL, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
     for (size_t i = 0; i < n; i++) {
         free(argv[i]);

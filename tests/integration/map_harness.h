@@ -29,6 +29,9 @@ void map_daemon_stop(map_daemon_t* d);
  */
 pid_t map_spawn_peer(const char* const* argv, int* stdout_fd);
 
+/* map_spawn_peer for any helper program (an attacker, another peer). */
+pid_t map_spawn_program(const char* program, const char* const* argv, int* stdout_fd);
+
 /* Waits for the child; its exit status, or 128 + signal. */
 int map_wait(pid_t pid);
 
