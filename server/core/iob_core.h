@@ -167,8 +167,9 @@ uint64_t iob_core_page_size(const iob_core_t* core);
  * while the reply is on its way. Only that kernel work waits: the core's accounting (bytes
  * in use, IOB counts, limits) is updated at once, and the thread is expected to flush before
  * it serves anything else, so a following create still finds the pages back in the pool.
- * At most a bounded number of fds wait; past that they are closed at once. Turning it off
- * flushes. Per thread, so a thread that never turns it on keeps closing synchronously.
+ * At most a bounded number of freed objects wait; past that they are closed as soon as the
+ * core call releases its mutex. Turning it off flushes. Per thread, so a thread that never
+ * turns it on has its memory closed as each core call returns (never under the mutex).
  */
 void iob_core_release_defer(bool on);
 void iob_core_release_flush(void);
@@ -269,9 +270,9 @@ zx_status_t iob_core_signals(iob_core_t* core, iob_session_id_t session, zx_hand
  * while a handle, a token or an IOB built on it exists (A.9: closing the handle does not
  * affect those IOBs). IOBs name it in a ZX_IOB_REGION_TYPE_SHARED region (A.3 7.2); their
  * ZX_INFO_IOB_REGIONS entry keeps size 0 (as given, as in Zircon), and maps of it cover the
- * shared region's bytes. Shared regions count against the byte budget, the session's
- * handle limit and, like IOBs, the creating session's max_iobs_per_session (until the
- * shared region is freed, or that session is released).
+ * shared region's bytes. Shared regions count against the byte budgets, the handle
+ * budgets and, like IOBs, the creating session's and uid's IOB budgets (until the shared
+ * region is freed; the session's part also ends when that session is released).
  */
 zx_status_t iob_core_shared_region_create(iob_core_t* core, iob_session_id_t session,
                                           uint64_t options, uint64_t size, zx_handle_t* out);
@@ -325,7 +326,8 @@ typedef struct iob_map_grant {
 /*
  * Authorises a mapping of [region_offset, region_offset + len) with the given ZX_VM_*
  * options, in IOB-SPEC.md A.4 / A.12 order, and counts it as a mapping made through the
- * handle's endpoint (A.9) until iob_core_unmap or the session's mappings are released.
+ * handle's endpoint (A.9) until iob_core_unmap or the session's mappings are released; the
+ * record is charged to the session's and uid's mapping budgets (ZX_ERR_NO_RESOURCES).
  * Options that only the client can check (alignment bits, SPECIFIC placement) are left to it.
  */
 zx_status_t iob_core_map(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
@@ -346,7 +348,11 @@ zx_status_t iob_core_map_dup(iob_core_t* core, iob_session_id_t session, zx_hand
 
 /* ---- Transfer between processes (IOB-SPEC.md L, "Transfer") ---- */
 
-/* Needs ZX_RIGHT_TRANSFER; consumes the handle on success. token_out is NUL-terminated. */
+/*
+ * Needs ZX_RIGHT_TRANSFER; consumes the handle on success. token_out is NUL-terminated.
+ * The token is charged to the session's and uid's token budgets until it is imported or
+ * expires (over either: ZX_ERR_NO_RESOURCES, and the handle stays).
+ */
 zx_status_t iob_core_handle_export(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
                                    char token_out[IOB_CORE_TOKEN_SIZE]);
 /*
