@@ -215,6 +215,20 @@ int main(void) {
      */
     const char* extra[] = {"--token-ttl", "4s", NULL};
     map_daemon_start(&g_daemon, extra);
+    /*
+     * IOB_TEST_IOBD_CGROUP_PROCS names a memory cgroup's cgroup.procs: iobd is moved there,
+     * so that running this test against an unfixed iobd (which allocates until it is
+     * killed) can only exhaust that cgroup, never the machine other work runs on.
+     */
+    const char* procs = getenv("IOB_TEST_IOBD_CGROUP_PROCS");
+    if (procs != NULL) {
+        FILE* f = fopen(procs, "w");
+        if (f == NULL || fprintf(f, "%d\n", (int)g_daemon.pid) < 0 || fclose(f) != 0) {
+            fprintf(stderr, "cannot move iobd into %s\n", procs);
+            map_daemon_stop(&g_daemon);
+            return 1;
+        }
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_64_tib_create),
         cmocka_unit_test(test_token_flood),

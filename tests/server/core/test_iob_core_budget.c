@@ -6,6 +6,7 @@
  */
 #include <pthread.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -548,6 +549,43 @@ static void test_close_releases_memory_after_unlock(void** state) {
     assert_int_equal(stats(f).bytes_in_use, 0);
 }
 
+/* Out of descriptors is NO_RESOURCES, for creates and for maps, and nothing is half-made. */
+static void test_out_of_fds(void** state) {
+    fx_t* f = *state;
+    struct rlimit saved;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved), 0);
+    int fds = iob_test_count_open_fds();
+    struct rlimit low = saved;
+    low.rlim_cur = (rlim_t)fds + 8; /* room for a few regions and the fd counter itself */
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    zx_handle_t e[64][2];
+    int made = 0;
+    zx_status_t st = ZX_OK;
+    while (made < 64 && (st = create_in(f, f->a, P, &e[made][0], &e[made][1])) == ZX_OK) {
+        made++;
+    }
+    iob_core_stats_t s = stats(f);
+    zx_status_t map_st = ZX_OK;
+    iob_map_grant_t g;
+    if (made > 0) {
+        map_st = iob_core_map_dup(f->core, f->a, e[0][0], ZX_VM_PERM_READ, 0, 0, P, &g);
+        if (map_st == ZX_OK) {
+            close(g.fd);
+        }
+    }
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
+    assert_int_equal(st, ZX_ERR_NO_RESOURCES);
+    assert_true(made > 0 && made < 64);
+    assert_int_equal(s.iobs, (uint64_t)made);
+    assert_int_equal(s.bytes_in_use, (uint64_t)made * P);
+    assert_int_equal(map_st, ZX_ERR_NO_RESOURCES);
+    assert_int_equal(stats(f).mappings, 0);
+    for (int i = 0; i < made; i++) {
+        assert_int_equal(iob_core_handle_close(f->core, f->a, e[i][0]), ZX_OK);
+        assert_int_equal(iob_core_handle_close(f->core, f->a, e[i][1]), ZX_OK);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
@@ -565,6 +603,7 @@ int main(void) {
         T(test_create_allocates_outside_lock),
         T(test_session_closed_during_create),
         T(test_close_releases_memory_after_unlock),
+        T(test_out_of_fds),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

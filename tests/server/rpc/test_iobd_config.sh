@@ -63,6 +63,9 @@ start --config "$dir/iobd.ini" --max-iobs-per-session=5 --log-level=info --max-b
 [ "$(json max_total_bytes)" = 1073741824 ] || fail "flag did not override max-bytes"
 [ "$(json max_handles_per_session)" = 40 ] || fail "file value lost when another flag is given"
 grep -q "iobd: info: .*ready" "$dir/log" || fail "--log-level=info did not override the file"
+# It says what it runs with: the open-file limit it raised, and its budgets.
+grep -q "iobd: info: open files: limit" "$dir/log" || fail "no open-file limit in the log"
+grep -q "iobd: info: budget: 1073741824 bytes server-wide" "$dir/log" || fail "no budget in the log"
 stop
 # ---- Budgets: every one has a key and a flag, and no flag still means bounded ----
 printf 'max-tokens-per-uid = 9\nmax-bytes-per-session = 1M\n' >>"$dir/iobd.ini"
