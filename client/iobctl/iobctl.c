@@ -290,14 +290,13 @@ static int cmd_server_info(iob_conn_t* c) {
             "version", si.version, "page_size", (json_int_t)si.page_size, "backing", si.backing,
             "hugepages_total", (json_int_t)si.hugepages_total, "hugepages_free",
             (json_int_t)si.hugepages_free, "max_total_bytes", (json_int_t)si.max_total_bytes,
-            "max_iobs_per_session", (json_int_t)si.max_iobs_per_session,
-            "max_handles_per_session", (json_int_t)si.max_handles_per_session, "token_ttl_ns",
-            (json_int_t)si.token_ttl_ns, "iobs", (json_int_t)si.iobs, "sessions",
-            (json_int_t)si.sessions, "handles", (json_int_t)si.handles, "mappings",
-            (json_int_t)si.mappings, "tokens", (json_int_t)si.tokens, "bytes_in_use",
-            (json_int_t)si.bytes_in_use, "shared_regions", (json_int_t)si.shared_regions,
-            "uids", (json_int_t)si.uids, "top_uid", (json_int_t)si.top_uid, "top_uid_bytes",
-            (json_int_t)si.top_uid_bytes);
+            "max_iobs_per_session", (json_int_t)si.max_iobs_per_session, "max_handles_per_session",
+            (json_int_t)si.max_handles_per_session, "token_ttl_ns", (json_int_t)si.token_ttl_ns,
+            "iobs", (json_int_t)si.iobs, "sessions", (json_int_t)si.sessions, "handles",
+            (json_int_t)si.handles, "mappings", (json_int_t)si.mappings, "tokens",
+            (json_int_t)si.tokens, "bytes_in_use", (json_int_t)si.bytes_in_use, "shared_regions",
+            (json_int_t)si.shared_regions, "uids", (json_int_t)si.uids, "top_uid",
+            (json_int_t)si.top_uid, "top_uid_bytes", (json_int_t)si.top_uid_bytes);
         if (j != NULL) {
             json_object_set_new(j, "max_total_bytes", iobctl__limit_json(si.max_total_bytes));
             json_object_set_new(j, "handle_value_bits",
@@ -337,13 +336,14 @@ static int cmd_server_info(iob_conn_t* c) {
            iobctl__limit_text(si.session_max_handles, d, sizeof d),
            iobctl__limit_text(si.session_max_tokens, e, sizeof e),
            iobctl__limit_text(si.session_max_mappings, f, sizeof f));
-    printf("per uid      %s bytes, %s iobs, %s handles, %s tokens, %s mappings"
-           " (not for root and iobd's uid)\n",
-           iobctl__limit_text(si.uid_max_bytes, a, sizeof a),
-           iobctl__limit_text(si.uid_max_iobs, b, sizeof b),
-           iobctl__limit_text(si.uid_max_handles, d, sizeof d),
-           iobctl__limit_text(si.uid_max_tokens, e, sizeof e),
-           iobctl__limit_text(si.uid_max_mappings, f, sizeof f));
+    printf(
+        "per uid      %s bytes, %s iobs, %s handles, %s tokens, %s mappings"
+        " (not for root and iobd's uid)\n",
+        iobctl__limit_text(si.uid_max_bytes, a, sizeof a),
+        iobctl__limit_text(si.uid_max_iobs, b, sizeof b),
+        iobctl__limit_text(si.uid_max_handles, d, sizeof d),
+        iobctl__limit_text(si.uid_max_tokens, e, sizeof e),
+        iobctl__limit_text(si.uid_max_mappings, f, sizeof f));
     printf("in use       %" PRIu64 " bytes, %" PRIu64 " iobs, %" PRIu64 " shared regions, %" PRIu64
            " handles, %" PRIu64 " tokens, %" PRIu64 " mappings\n",
            si.bytes_in_use, si.iobs, si.shared_regions, si.handles, si.tokens, si.mappings);

@@ -158,8 +158,7 @@ zx_status_t iob__budget_charge(iob_core_t* core, iob__session_t* session,
             continue;
         }
         zx_status_t over = r == IOB__RES_BYTES ? ZX_ERR_NO_MEMORY : ZX_ERR_NO_RESOURCES;
-        if (r == IOB__RES_BYTES &&
-            !fits(core->bytes_in_use, want, core->config.max_total_bytes)) {
+        if (r == IOB__RES_BYTES && !fits(core->bytes_in_use, want, core->config.max_total_bytes)) {
             return IOB__ERR_SET(over,
                                 "%" PRIu64 " bytes exceed the server's budget (%" PRIu64
                                 " of %" PRIu64 " in use)",
@@ -167,8 +166,8 @@ zx_status_t iob__budget_charge(iob_core_t* core, iob__session_t* session,
         }
         if (!fits(session->used.n[r], want, core->session_limit.n[r])) {
             return IOB__ERR_SET(over,
-                                "session %s limit %" PRIu64 " reached (%" PRIu64
-                                " in use, %" PRIu64 " more asked)",
+                                "session %s limit %" PRIu64 " reached (%" PRIu64 " in use, %" PRIu64
+                                " more asked)",
                                 res_name[r], core->session_limit.n[r], session->used.n[r], want);
         }
         if (!uid->exempt && !fits(uid->used.n[r], want, core->uid_limit.n[r])) {

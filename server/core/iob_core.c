@@ -135,9 +135,10 @@ zx_status_t iob_core_create(const iob_core_config_t* config, iob_core_t** out) {
     core->next_session_id = 1;
     core->next_mapping_id = 1;
     core->handle_counter = 0;
-    core->handle_bits = config->handle_value_bits != 0 && config->handle_value_bits < IOB__HANDLE_BITS
-                            ? config->handle_value_bits
-                            : IOB__HANDLE_BITS;
+    core->handle_bits =
+        config->handle_value_bits != 0 && config->handle_value_bits < IOB__HANDLE_BITS
+            ? config->handle_value_bits
+            : IOB__HANDLE_BITS;
     core->handle_key = random_u32() & IOB__HANDLE_MASK;
     core->token_hash_key[0] = ((uint64_t)random_u32() << 32) | random_u32();
     core->token_hash_key[1] = ((uint64_t)random_u32() << 32) | random_u32();
@@ -1054,10 +1055,9 @@ void iob_core_get_stats(iob_core_t* core, iob_core_stats_t* out) {
     out->max_iobs_per_session = (uint32_t)(core->session_limit.n[IOB__RES_IOBS] > UINT32_MAX
                                                ? UINT32_MAX
                                                : core->session_limit.n[IOB__RES_IOBS]);
-    out->max_handles_per_session =
-        (uint32_t)(core->session_limit.n[IOB__RES_HANDLES] > UINT32_MAX
-                       ? UINT32_MAX
-                       : core->session_limit.n[IOB__RES_HANDLES]);
+    out->max_handles_per_session = (uint32_t)(core->session_limit.n[IOB__RES_HANDLES] > UINT32_MAX
+                                                  ? UINT32_MAX
+                                                  : core->session_limit.n[IOB__RES_HANDLES]);
     const iob__usage_t* limits[2] = {&core->session_limit, &core->uid_limit};
     iob_core_amounts_t* outs[2] = {&out->per_session, &out->per_uid};
     for (int i = 0; i < 2; i++) {

@@ -125,14 +125,14 @@ typedef struct iob_core_config {
     uint32_t max_iobs_per_session;    /* IOBs plus shared regions */
     uint32_t max_handles_per_session;
     uint64_t max_bytes_per_session;
-    uint32_t max_tokens_per_session;  /* exported tokens not yet imported or expired */
+    uint32_t max_tokens_per_session; /* exported tokens not yet imported or expired */
     uint32_t max_mappings_per_session;
     uint64_t max_bytes_per_uid;
     uint32_t max_iobs_per_uid;
     uint32_t max_handles_per_uid;
     uint32_t max_tokens_per_uid;
     uint32_t max_mappings_per_uid;
-    uid_t server_uid;                 /* exempt from per-uid limits, like root */
+    uid_t server_uid; /* exempt from per-uid limits, like root */
     /* For the derived byte budget: free hugepages kept back, and the machine (NULL: read). */
     uint64_t hugepages_min_free;
     const iob_core_machine_t* machine;
@@ -425,8 +425,8 @@ typedef struct iob_core_stats {
     /* The effective limits (defaults filled in; UINT64_MAX: none). */
     iob_core_amounts_t per_session;
     iob_core_amounts_t per_uid;
-    uint64_t uids;            /* uids with a session or something charged */
-    uint64_t uid_max_bytes;   /* the most any one uid has charged now, and its uid */
+    uint64_t uids;          /* uids with a session or something charged */
+    uint64_t uid_max_bytes; /* the most any one uid has charged now, and its uid */
     uint32_t uid_max_bytes_uid;
     uint32_t handle_value_bits;
 } iob_core_stats_t;

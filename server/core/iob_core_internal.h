@@ -206,7 +206,7 @@ struct iob__session {
     uint64_t id;
     iob_session_cred_t cred;
     bool closed; /* connection gone; only mapping records remain */
-    iob__uid_t* uid; /* counted in uid->refs */
+    iob__uid_t* uid;   /* counted in uid->refs */
     iob__usage_t used; /* what objects it made still charge to it */
     iob__list_t handles;
     iob__list_t mappings;
@@ -215,7 +215,7 @@ struct iob__session {
 typedef struct iob__token {
     iob__list_t link; /* core->tokens */
     uint64_t key;     /* in core->token_index: a keyed hash of text */
-    iob__payer_t payer; /* the exporter's token slot, until imported or expired */
+    iob__payer_t payer;             /* the exporter's token slot, until imported or expired */
     char text[IOB_CORE_TOKEN_SIZE]; /* zero-padded, so comparisons cover fixed bytes */
     iob__endpoint_t* ep;          /* what the handle named: an endpoint, or */
     iob__shared_region_t* shared; /* a shared region */

@@ -147,8 +147,8 @@ static zx_status_t region_memory_make(iob_backing_t backing, iob__iob_t* iob, ui
         zx_status_t cause = status;
         status = cause == ZX_ERR_NO_RESOURCES ? ZX_ERR_NO_RESOURCES : ZX_ERR_NO_MEMORY;
         r->own.mem.fd = -1;
-        return IOB__ERR_SET(status, "region %u: %" PRIu64 " bytes of %s memory (status %d)",
-                            index, size, iob_backing_name(backing), (int)cause);
+        return IOB__ERR_SET(status, "region %u: %" PRIu64 " bytes of %s memory (status %d)", index,
+                            size, iob_backing_name(backing), (int)cause);
     }
     if (r->desc.discipline.type == ZX_IOB_DISCIPLINE_TYPE_ID_ALLOCATOR) {
         /*

@@ -172,14 +172,12 @@ static void iobd__raise_nofile(void) {
         rl.rlim_cur = rl.rlim_max;
         if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
             IOBD_WARN("open files: cannot raise the limit from %llu to %llu: %s",
-                      (unsigned long long)before, (unsigned long long)rl.rlim_max,
-                      strerror(errno));
+                      (unsigned long long)before, (unsigned long long)rl.rlim_max, strerror(errno));
             return;
         }
     }
-    IOBD_INFO("open files: limit %llu (was %llu; hard limit %llu)",
-              (unsigned long long)rl.rlim_cur, (unsigned long long)before,
-              (unsigned long long)rl.rlim_max);
+    IOBD_INFO("open files: limit %llu (was %llu; hard limit %llu)", (unsigned long long)rl.rlim_cur,
+              (unsigned long long)before, (unsigned long long)rl.rlim_max);
 }
 
 /* "unlimited" for the core's UINT64_MAX, else the number. */
@@ -199,8 +197,8 @@ static void iobd__log_budgets(iob_core_t* core) {
     const iob_core_amounts_t* sets[2] = {&st.per_session, &st.per_uid};
     const char* names[2] = {"session", "uid"};
     for (int i = 0; i < 2; i++) {
-        IOBD_INFO("budget per %s: %s bytes, %s iobs, %s handles, %s tokens, %s mappings",
-                  names[i], iobd__limit_text(sets[i]->bytes, a, sizeof a),
+        IOBD_INFO("budget per %s: %s bytes, %s iobs, %s handles, %s tokens, %s mappings", names[i],
+                  iobd__limit_text(sets[i]->bytes, a, sizeof a),
                   iobd__limit_text(sets[i]->iobs, b, sizeof b),
                   iobd__limit_text(sets[i]->handles, c, sizeof c),
                   iobd__limit_text(sets[i]->tokens, d, sizeof d),

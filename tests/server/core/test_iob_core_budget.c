@@ -6,9 +6,9 @@
  */
 #include <pthread.h>
 #include <stdio.h>
-#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -49,8 +49,7 @@ static void test_session_bytes(void** state) {
     assert_non_null(strstr(iob_core_error_detail(), "session bytes limit"));
     /* The other session of the same uid has its own session budget. */
     assert_int_equal(create_in(f, f->b, 2 * P, &g0, &g1), ZX_OK);
-    assert_int_equal(iob_core_shared_region_create(f->core, f->a, 0, 2 * P, &g0),
-                     ZX_ERR_NO_MEMORY);
+    assert_int_equal(iob_core_shared_region_create(f->core, f->a, 0, 2 * P, &g0), ZX_ERR_NO_MEMORY);
     assert_int_equal(stats(f).bytes_in_use, 4 * P);
 }
 
@@ -105,8 +104,7 @@ static void test_session_mappings(void** state) {
     assert_int_equal(stats(f).mappings, 4);
     assert_int_equal(iob_core_unmap(f->core, f->a, g[0].mapping), ZX_OK);
     assert_int_equal(
-        iob_core_map(f->core, f->a, e0, ZX_VM_PERM_READ | ZX_VM_PERM_WRITE, 0, 0, P, &g[4]),
-        ZX_OK);
+        iob_core_map(f->core, f->a, e0, ZX_VM_PERM_READ | ZX_VM_PERM_WRITE, 0, 0, P, &g[4]), ZX_OK);
     /* Session B's own budget is untouched. */
     zx_handle_t t;
     char token[IOB_CORE_TOKEN_SIZE];
@@ -232,9 +230,10 @@ static void test_default_derivation(void** state) {
     snprintf(path, sizeof path, "%s/meminfo", dir);
     FILE* fp = fopen(path, "w");
     assert_non_null(fp);
-    fputs("MemTotal:       16384000 kB\nMemFree:         1000 kB\n"
-          "MemAvailable:    8192000 kB\nHugePages_Free:     12\n",
-          fp);
+    fputs(
+        "MemTotal:       16384000 kB\nMemFree:         1000 kB\n"
+        "MemAvailable:    8192000 kB\nHugePages_Free:     12\n",
+        fp);
     fclose(fp);
     iob_core_machine_t m;
     assert_int_equal(iob_core_machine_read(IOB_BACKING_4K, path, &m), ZX_OK);
@@ -242,7 +241,8 @@ static void test_default_derivation(void** state) {
     assert_int_equal(iob_core_default_total_bytes(IOB_BACKING_4K, &m, 1),
                      UINT64_C(8192000) * 1024 / 2);
     iob_core_machine_t huge = {.mem_available = 0, .hugepages_free = 10};
-    assert_int_equal(iob_core_default_total_bytes(IOB_BACKING_2M, &huge, 2), 8 * (UINT64_C(2) << 20));
+    assert_int_equal(iob_core_default_total_bytes(IOB_BACKING_2M, &huge, 2),
+                     8 * (UINT64_C(2) << 20));
     /* An empty pool or no memory still leaves one page, never "unlimited". */
     huge.hugepages_free = 1;
     assert_int_equal(iob_core_default_total_bytes(IOB_BACKING_2M, &huge, 4), UINT64_C(2) << 20);
@@ -263,9 +263,9 @@ static void test_default_derivation(void** state) {
     fx_reconfigure(f);
     iob_core_stats_t st = stats(f);
     assert_int_equal(st.max_total_bytes, 32 * P);
-    uint64_t* limits[] = {&st.per_session.bytes, &st.per_session.iobs, &st.per_session.handles,
+    uint64_t* limits[] = {&st.per_session.bytes,  &st.per_session.iobs,     &st.per_session.handles,
                           &st.per_session.tokens, &st.per_session.mappings, &st.per_uid.bytes,
-                          &st.per_uid.iobs, &st.per_uid.handles, &st.per_uid.tokens,
+                          &st.per_uid.iobs,       &st.per_uid.handles,      &st.per_uid.tokens,
                           &st.per_uid.mappings};
     for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++) {
         assert_true(*limits[i] > 0 && *limits[i] < UINT64_MAX);
