@@ -93,8 +93,7 @@ static const struct option iobd__long_options[] = {
 
 static const char iobd__usage[] =
     "usage: iobd [options]\n"
-    "  --listen ADDR              unix:PATH or HOST:PORT; repeatable (default "
-    "unix:/run/iob/iobd.sock)\n"
+    "  --listen ADDR              unix:PATH or HOST:PORT; repeatable (default unix:/run/iob/iobd.sock)\n"
     "  --broker PATH              map broker socket (default: iobd-broker.sock next to the first\n"
     "                             Unix socket); --no-broker disables it\n"
     "  --socket-mode MODE         octal mode of the Unix sockets (default 0660)\n"
