@@ -197,7 +197,7 @@ static void test_mapping_flood(void** state) {
     uint64_t bytes = server_info().bytes_in_use;
     uint64_t mappings = server_info().mappings;
     char line[128];
-    const char* argv[] = {"maps", "1000000", NULL};
+    const char* argv[] = {"maps", "300000", NULL};
     run_attacker(argv, line, sizeof line);
     assert_alive();
     unsigned long count = 0;
