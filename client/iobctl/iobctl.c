@@ -264,6 +264,20 @@ static void iobctl__print_json(json_t* j) {
     json_decref(j);
 }
 
+/* A budget for JSON: null when there is none. */
+static json_t* iobctl__limit_json(uint64_t v) {
+    return v == UINT64_MAX ? json_null() : json_integer((json_int_t)v);
+}
+
+/* A budget for people: "unlimited" when there is none. */
+static const char* iobctl__limit_text(uint64_t v, char* buf, size_t size) {
+    if (v == UINT64_MAX) {
+        return "unlimited";
+    }
+    snprintf(buf, size, "%" PRIu64, v);
+    return buf;
+}
+
 static int cmd_server_info(iob_conn_t* c) {
     iob_conn_server_info_t si;
     zx_status_t st = iob_conn_server_info(c, &si);
@@ -271,44 +285,80 @@ static int cmd_server_info(iob_conn_t* c) {
         return iobctl__fail("server-info", st, NULL);
     }
     if (g_json) {
-        iobctl__print_json(json_pack(
-            "{s:s,s:I,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b,s:I,s:I}",
-            "version",
-            si.version, "page_size", (json_int_t)si.page_size, "backing", si.backing,
+        json_t* j = json_pack(
+            "{s:s,s:I,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
+            "version", si.version, "page_size", (json_int_t)si.page_size, "backing", si.backing,
             "hugepages_total", (json_int_t)si.hugepages_total, "hugepages_free",
             (json_int_t)si.hugepages_free, "max_total_bytes", (json_int_t)si.max_total_bytes,
-            "max_iobs_per_session", (json_int_t)si.max_iobs_per_session,
-            "max_handles_per_session", (json_int_t)si.max_handles_per_session, "token_ttl_ns",
-            (json_int_t)si.token_ttl_ns, "iobs", (json_int_t)si.iobs, "sessions",
-            (json_int_t)si.sessions, "handles", (json_int_t)si.handles, "mappings",
-            (json_int_t)si.mappings, "tokens", (json_int_t)si.tokens, "bytes_in_use",
-            (json_int_t)si.bytes_in_use, "server_wide", (int)si.server_wide,
-            "max_sessions_per_uid", (json_int_t)si.max_sessions_per_uid,
-            "max_waits_per_session", (json_int_t)si.max_waits_per_session));
+            "max_iobs_per_session", (json_int_t)si.max_iobs_per_session, "max_handles_per_session",
+            (json_int_t)si.max_handles_per_session, "token_ttl_ns", (json_int_t)si.token_ttl_ns,
+            "iobs", (json_int_t)si.iobs, "sessions", (json_int_t)si.sessions, "handles",
+            (json_int_t)si.handles, "mappings", (json_int_t)si.mappings, "tokens",
+            (json_int_t)si.tokens, "bytes_in_use", (json_int_t)si.bytes_in_use, "shared_regions",
+            (json_int_t)si.shared_regions, "uids", (json_int_t)si.uids, "top_uid",
+            (json_int_t)si.top_uid, "top_uid_bytes", (json_int_t)si.top_uid_bytes);
+        if (j != NULL) {
+            json_object_set_new(j, "max_total_bytes", iobctl__limit_json(si.max_total_bytes));
+            json_object_set_new(j, "handle_value_bits",
+                                json_integer((json_int_t)si.handle_value_bits));
+            const char* names[5] = {"bytes", "iobs", "handles", "tokens", "mappings"};
+            uint64_t per_session[5] = {si.session_max_bytes, si.session_max_iobs,
+                                       si.session_max_handles, si.session_max_tokens,
+                                       si.session_max_mappings};
+            uint64_t per_uid[5] = {si.uid_max_bytes, si.uid_max_iobs, si.uid_max_handles,
+                                   si.uid_max_tokens, si.uid_max_mappings};
+            json_t* js = json_object();
+            json_t* ju = json_object();
+            for (int i = 0; i < 5; i++) {
+                json_object_set_new(js, names[i], iobctl__limit_json(per_session[i]));
+                json_object_set_new(ju, names[i], iobctl__limit_json(per_uid[i]));
+            }
+            json_object_set_new(j, "per_session", js);
+            json_object_set_new(j, "per_uid", ju);
+        }
+        iobctl__print_json(j);
         return 0;
     }
+    char a[24], b[24], d[24], e[24], f[24];
     printf("server       %s (iobd %s)\n", iob_conn_target(c), si.version);
     printf("page size    %" PRIu32 " (%s)\n", si.page_size, si.backing);
     if (si.hugepages_total > 0) {
         printf("hugepages    %" PRIu64 " total, %" PRIu64 " free\n", si.hugepages_total,
                si.hugepages_free);
     }
-    printf("limits       max bytes %" PRIu64 ", iobs/session %" PRIu32 ", handles/session %" PRIu32
-           " (0 = unlimited), token ttl %" PRIu64 " s\n",
-           si.max_total_bytes, si.max_iobs_per_session, si.max_handles_per_session,
-           (uint64_t)(si.token_ttl_ns / 1000000000u));
+    printf("budget       %s bytes server-wide, token ttl %" PRIu64 " s, handle values 2^%" PRIu32
+           "\n",
+           iobctl__limit_text(si.max_total_bytes, a, sizeof a),
+           (uint64_t)(si.token_ttl_ns / 1000000000u), si.handle_value_bits);
+    printf("per session  %s bytes, %s iobs, %s handles, %s tokens, %s mappings\n",
+           iobctl__limit_text(si.session_max_bytes, a, sizeof a),
+           iobctl__limit_text(si.session_max_iobs, b, sizeof b),
+           iobctl__limit_text(si.session_max_handles, d, sizeof d),
+           iobctl__limit_text(si.session_max_tokens, e, sizeof e),
+           iobctl__limit_text(si.session_max_mappings, f, sizeof f));
+    printf(
+        "per uid      %s bytes, %s iobs, %s handles, %s tokens, %s mappings"
+        " (not for root and iobd's uid)\n",
+        iobctl__limit_text(si.uid_max_bytes, a, sizeof a),
+        iobctl__limit_text(si.uid_max_iobs, b, sizeof b),
+        iobctl__limit_text(si.uid_max_handles, d, sizeof d),
+        iobctl__limit_text(si.uid_max_tokens, e, sizeof e),
+        iobctl__limit_text(si.uid_max_mappings, f, sizeof f));
     printf("per client   sessions/uid %" PRIu32 ", waits/session %" PRIu32 " (0 = unlimited)\n",
            si.max_sessions_per_uid, si.max_waits_per_session);
-    if (si.server_wide) {
-        printf("now          %" PRIu64 " iobs, %" PRIu64 " sessions, %" PRIu64 " handles, %" PRIu64
-               " mappings, %" PRIu64 " tokens, %" PRIu64 " bytes\n",
-               si.iobs, si.sessions, si.handles, si.mappings, si.tokens, si.bytes_in_use);
-    } else {
+    if (!si.server_wide) {
         /* Not an operator: iobd tells only what is the caller's own. */
         printf("yours        %" PRIu64 " iobs, %" PRIu64 " sessions, %" PRIu64 " handles, %" PRIu64
                " bytes (server-wide figures: operators only)\n",
                si.iobs, si.sessions, si.handles, si.bytes_in_use);
+        return 0;
     }
+    printf("in use       %" PRIu64 " bytes, %" PRIu64 " iobs, %" PRIu64 " shared regions, %" PRIu64
+           " handles, %" PRIu64 " tokens, %" PRIu64 " mappings\n",
+           si.bytes_in_use, si.iobs, si.shared_regions, si.handles, si.tokens, si.mappings);
+    printf("clients      %" PRIu64 " sessions, %" PRIu64 " uids; most bytes: uid %" PRIu32
+           " with %" PRIu64 "\n",
+           si.sessions, si.uids, si.top_uid, si.top_uid_bytes);
     return 0;
 }
 

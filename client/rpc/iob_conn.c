@@ -1328,6 +1328,21 @@ zx_status_t iob_conn_server_info(iob_conn_t* conn, iob_conn_server_info_t* out) 
     out->server_wide = r->server_wide;
     out->max_sessions_per_uid = r->max_sessions_per_uid;
     out->max_waits_per_session = r->max_waits_per_session;
+    out->session_max_bytes = r->session_max_bytes;
+    out->session_max_iobs = r->session_max_iobs;
+    out->session_max_handles = r->session_max_handles;
+    out->session_max_tokens = r->session_max_tokens;
+    out->session_max_mappings = r->session_max_mappings;
+    out->uid_max_bytes = r->uid_max_bytes;
+    out->uid_max_iobs = r->uid_max_iobs;
+    out->uid_max_handles = r->uid_max_handles;
+    out->uid_max_tokens = r->uid_max_tokens;
+    out->uid_max_mappings = r->uid_max_mappings;
+    out->shared_regions = r->shared_regions;
+    out->uids = r->uids;
+    out->top_uid_bytes = r->top_uid_bytes;
+    out->top_uid = r->top_uid;
+    out->handle_value_bits = r->handle_value_bits;
     protobuf_c_message_free_unpacked(rep, NULL);
     return ZX_OK;
 }

@@ -170,6 +170,12 @@ typedef struct iob_conn_server_info {
     /* false: the counts above are the caller's own (not an operator; see iob.proto). */
     bool server_wide;
     uint32_t max_sessions_per_uid, max_waits_per_session; /* 0 = unlimited */
+    /* Budgets per session and per uid (UINT64_MAX: none), and who holds what. */
+    uint64_t session_max_bytes, session_max_iobs, session_max_handles, session_max_tokens,
+        session_max_mappings;
+    uint64_t uid_max_bytes, uid_max_iobs, uid_max_handles, uid_max_tokens, uid_max_mappings;
+    uint64_t shared_regions, uids, top_uid_bytes;
+    uint32_t top_uid, handle_value_bits;
 } iob_conn_server_info_t;
 
 zx_status_t iob_conn_server_info(iob_conn_t* conn, iob_conn_server_info_t* out);

@@ -6,7 +6,9 @@
  * tokens in iob_token.c, shared regions and the mediated disciplines in iob_mediated.c.
  *
  * Threading: one mutex, taken at every public entry and released before it returns;
- * nothing in here blocks while holding it except the few syscalls of create and map.
+ * nothing in here blocks while holding it except the few syscalls of map. Region memory is
+ * made before its IOB is installed and closed after the mutex is released (the dead lists
+ * below), both outside the mutex, because their cost grows with the size a client asked.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -23,11 +25,19 @@
 #define IOB__DEFAULT_TOKEN_TTL_NS (UINT64_C(60) * 1000000000u)
 
 /*
- * Handle values: (scramble(counter) << 2) | 3 with a 29-bit scramble, so values are never 0,
- * have Zircon's low two bits set, and never have bit 31 set (IOB_CORE_HANDLE_VALUE_LIMIT):
- * the client library can use such values for pseudo-handles without ever colliding.
- * scramble is a bijection on 29 bits (odd multiplier, then a per-core xor), so values stay
- * unique until the counter runs out, and then the core refuses to issue more.
+ * Enough for the IOBs one request can free in the common case (CloseHandles of a few
+ * endpoints); a session ending with many IOBs overflows it, and the rest are closed as soon
+ * as the mutex is released.
+ */
+#define IOB__DEFER_MAX 64u
+
+/*
+ * Handle values: (scramble(counter) << 2) | 3 with a scramble of handle_bits (at most 29)
+ * bits, so values are never 0, have Zircon's low two bits set, and never have bit 31 set
+ * (IOB_CORE_HANDLE_VALUE_LIMIT): the client library can use such values for pseudo-handles
+ * without ever colliding. scramble is a bijection on those bits (odd multiplier, then a
+ * per-core xor), and the counter wraps, so a value comes back only after the whole space has
+ * gone round, and values still held are skipped: the space never runs out.
  */
 #define IOB__HANDLE_BITS 29u
 #define IOB__HANDLE_MASK ((UINT32_C(1) << IOB__HANDLE_BITS) - 1u)
@@ -55,6 +65,10 @@ void iob__err_clear(void) {
     err_detail[0] = '\0';
 }
 
+void iob__err_restore(const char* detail) {
+    snprintf(err_detail, sizeof err_detail, "%s", detail);
+}
+
 const char* iob_core_error_detail(void) {
     return err_detail;
 }
@@ -66,8 +80,12 @@ void iob__core_lock(iob_core_t* core) {
     iob__err_clear();
 }
 
+static void dead_reap(unsigned keep);
+static bool defer_on_get(void);
+
 void iob__core_unlock(iob_core_t* core) {
     pthread_mutex_unlock(&core->lock);
+    dead_reap(defer_on_get() ? IOB__DEFER_MAX : 0);
 }
 
 int64_t iob__now_ns(const iob_core_t* core) {
@@ -117,10 +135,19 @@ zx_status_t iob_core_create(const iob_core_config_t* config, iob_core_t** out) {
     core->next_session_id = 1;
     core->next_mapping_id = 1;
     core->handle_counter = 0;
+    core->handle_bits =
+        config->handle_value_bits != 0 && config->handle_value_bits < IOB__HANDLE_BITS
+            ? config->handle_value_bits
+            : IOB__HANDLE_BITS;
     core->handle_key = random_u32() & IOB__HANDLE_MASK;
+    core->token_hash_key[0] = ((uint64_t)random_u32() << 32) | random_u32();
+    core->token_hash_key[1] = ((uint64_t)random_u32() << 32) | random_u32();
+    iob__budget_init(core);
     iob__idmap_init(&core->sessions);
     iob__idmap_init(&core->handles);
     iob__idmap_init(&core->mappings);
+    iob__idmap_init(&core->uids);
+    iob__idmap_init(&core->token_index);
     iob__list_init(&core->iobs);
     iob__list_init(&core->shared_regions);
     iob__list_init(&core->tokens);
@@ -158,10 +185,18 @@ void iob_core_destroy(iob_core_t* core) {
         iob__shared_region_free(
             core, IOB__CONTAINER_OF(core->shared_regions.next, iob__shared_region_t, link));
     }
+    /* Every payer and session is gone, so no uid record is left; this is a backstop. */
+    for (size_t i = 0; i < core->uids.capacity; i++) {
+        if (core->uids.keys[i] != 0) {
+            free(core->uids.values[i]);
+        }
+    }
     iob__idmap_fini(&core->sessions);
     iob__idmap_fini(&core->handles);
     iob__idmap_fini(&core->mappings);
-    pthread_mutex_unlock(&core->lock);
+    iob__idmap_fini(&core->uids);
+    iob__idmap_fini(&core->token_index);
+    iob__core_unlock(core);
     pthread_mutex_destroy(&core->lock);
     free(core);
 }
@@ -196,8 +231,14 @@ zx_status_t iob_core_session_open(iob_core_t* core, const iob_session_cred_t* cr
     }
     iob__list_init(&session->handles);
     iob__list_init(&session->mappings);
+    status = iob__uid_get(core, session->cred.uid, &session->uid);
+    if (status != ZX_OK) {
+        free(session);
+        goto done;
+    }
     status = iob__idmap_put(&core->sessions, session->id, session);
     if (status != ZX_OK) {
+        iob__uid_put(core, session->uid);
         free(session);
         goto done;
     }
@@ -242,14 +283,13 @@ static void session_release_locked(iob_core_t* core, iob__session_t* session) {
         iob__mapping_destroy(core,
                              IOB__CONTAINER_OF(session->mappings.next, iob__mapping_t, link));
     }
-    /* IOBs it created outlive it; they stop counting against anyone. */
-    for (iob__list_t* node = core->iobs.next; node != &core->iobs; node = node->next) {
-        iob__iob_t* iob = IOB__CONTAINER_OF(node, iob__iob_t, link);
-        if (iob->creator == session) {
-            iob->creator = NULL;
-        }
-    }
+    /*
+     * IOBs, shared regions and tokens it made outlive it: they stop counting against the
+     * session (their payers find no session by this id any more) but still count against
+     * its uid until they go.
+     */
     iob__idmap_remove(&core->sessions, session->id);
+    iob__uid_put(core, session->uid);
     free(session);
 }
 
@@ -280,45 +320,50 @@ iob__handle_t* iob__handle_lookup(iob_core_t* core, iob_session_id_t session, zx
     return h;
 }
 
-zx_handle_t iob__handle_value_next(iob_core_t* core) {
-    if (core->handle_counter >= IOB__HANDLE_MASK) {
-        return ZX_HANDLE_INVALID;
+zx_handle_t iob__handle_value_next(iob_core_t* core, zx_handle_t other) {
+    uint32_t mask = (UINT32_C(1) << core->handle_bits) - 1u;
+    /* At most one round of the space: past that every value is held. */
+    for (uint64_t tries = 0; tries <= mask; tries++) {
+        uint32_t counter = core->handle_counter = (core->handle_counter + 1u) & mask;
+        uint32_t scrambled = ((counter * IOB__HANDLE_MULT) ^ core->handle_key) & mask;
+        zx_handle_t value = (zx_handle_t)((scrambled << 2) | 3u);
+        if (value != other && iob__idmap_get(&core->handles, value) == NULL) {
+            return value;
+        }
     }
-    uint32_t counter = ++core->handle_counter;
-    uint32_t scrambled = ((counter * IOB__HANDLE_MULT) ^ core->handle_key) & IOB__HANDLE_MASK;
-    return (zx_handle_t)((scrambled << 2) | 3u);
+    return ZX_HANDLE_INVALID;
 }
 
-zx_status_t iob__handle_alloc(iob_core_t* core, const iob__session_t* session,
-                              iob__handle_t** out) {
-    if (!iob__session_handles_fit(core, session, 1)) {
-        return IOB__ERR_SET(ZX_ERR_NO_RESOURCES, "session handle limit %u reached",
-                            core->config.max_handles_per_session);
-    }
+zx_status_t iob__handle_alloc(iob_core_t* core, iob__session_t* session, iob__handle_t** out) {
     iob__handle_t* h = calloc(1, sizeof *h);
     if (h == NULL || iob__idmap_reserve(&core->handles, 1) != ZX_OK) {
         free(h);
         return ZX_ERR_NO_MEMORY;
     }
-    h->value = iob__handle_value_next(core);
+    h->value = iob__handle_value_next(core, ZX_HANDLE_INVALID);
     if (h->value == ZX_HANDLE_INVALID) {
         free(h);
-        return IOB__ERR_SET(ZX_ERR_NO_RESOURCES, "handle values exhausted");
+        return IOB__ERR_SET(ZX_ERR_NO_RESOURCES, "every handle value is in use");
+    }
+    iob__usage_t one = iob__amount(IOB__RES_HANDLES, 1);
+    zx_status_t status = iob__budget_charge(core, session, &one, &h->payer);
+    if (status != ZX_OK) {
+        free(h);
+        return status;
     }
     *out = h;
     return ZX_OK;
 }
 
-bool iob__session_handles_fit(const iob_core_t* core, const iob__session_t* session,
-                              uint32_t extra) {
-    uint32_t limit = core->config.max_handles_per_session;
-    return limit == 0 || (session->handle_count <= limit && limit - session->handle_count >= extra);
+void iob__handle_discard(iob_core_t* core, iob__handle_t* handle) {
+    iob__usage_t one = iob__amount(IOB__RES_HANDLES, 1);
+    iob__budget_release(core, &handle->payer, &one);
+    free(handle);
 }
 
 void iob__handle_install(iob_core_t* core, iob__session_t* session, iob__handle_t* handle) {
     handle->session = session;
     iob__list_push_back(&session->handles, &handle->link);
-    session->handle_count++;
     core->handle_count++;
     zx_status_t status = iob__idmap_put(&core->handles, handle->value, handle);
     /* Callers reserved room first; a failure here would leave a handle nobody can find. */
@@ -333,13 +378,12 @@ void iob__handle_destroy(iob_core_t* core, iob__handle_t* handle, bool keep_coun
     iob__shared_region_t* shared = handle->shared;
     iob__idmap_remove(&core->handles, handle->value);
     iob__list_remove(&handle->link);
-    session->handle_count--;
     core->handle_count--;
     if (core->config.observer.handle_closed != NULL) {
         core->config.observer.handle_closed(core->config.observer.ctx,
                                             (iob_session_id_t){session->id}, handle->value);
     }
-    free(handle);
+    iob__handle_discard(core, handle);
     if (!keep_count) {
         iob__handle_target_released(core, ep, shared);
     }
@@ -449,8 +493,9 @@ zx_status_t iob_core_handle_replace(iob_core_t* core, iob_session_id_t session,
         repl = calloc(1, sizeof *repl);
         if (repl == NULL || iob__idmap_reserve(&core->handles, 1) != ZX_OK) {
             status = ZX_ERR_NO_MEMORY;
-        } else if ((repl->value = iob__handle_value_next(core)) == ZX_HANDLE_INVALID) {
-            status = IOB__ERR_SET(ZX_ERR_NO_RESOURCES, "handle values exhausted");
+        } else if ((repl->value = iob__handle_value_next(core, ZX_HANDLE_INVALID)) ==
+                   ZX_HANDLE_INVALID) {
+            status = IOB__ERR_SET(ZX_ERR_NO_RESOURCES, "every handle value is in use");
         }
     }
     if (status != ZX_OK || repl == NULL) {
@@ -461,6 +506,9 @@ zx_status_t iob_core_handle_replace(iob_core_t* core, iob_session_id_t session,
     repl->rights = rights_resolve(rights, h->rights);
     repl->ep = h->ep;
     repl->shared = h->shared;
+    /* One handle for another: the charge moves with it, so a full budget allows a replace. */
+    repl->payer = h->payer;
+    h->payer = (iob__payer_t){0, NULL};
     iob__session_t* owner = h->session;
     /* The endpoint keeps its count: one handle leaves, one arrives. */
     iob__handle_destroy(core, h, true);
@@ -500,23 +548,64 @@ void iob__endpoint_released(iob_core_t* core, iob__endpoint_t* ep) {
     iob__endpoint_set_signals(core, peer, peer->signals | ZX_IOB_PEER_CLOSED);
 }
 
-/* ---- Postponed release (iob_core_release_defer) ---- */
+/* ---- Closing region memory outside the mutex, and iob_core_release_defer ---- */
 
 /*
- * Enough for the IOBs one request can free in the common case (CloseHandles of a few
- * endpoints, each with a region fd and maybe a read-only one); a session ending with many
- * IOBs overflows it, and the rest simply close synchronously as before.
+ * IOBs and shared regions freed under the mutex wait here, per thread, until the thread
+ * releases the mutex (iob__core_unlock), or under iob_core_release_defer until its
+ * iob_core_release_flush (up to IOB__DEFER_MAX of them; more are closed at unlock). The
+ * objects are already unlinked and uncharged: only their memory remains.
  */
-#define IOB__DEFER_MAX 64
-
 static _Thread_local bool defer_on;
-static _Thread_local unsigned defer_count;
-static _Thread_local int defer_fds[IOB__DEFER_MAX];
+static _Thread_local unsigned dead_count;
+static _Thread_local iob__list_t dead_iobs;
+static _Thread_local iob__list_t dead_shared;
+
+static bool defer_on_get(void) {
+    return defer_on;
+}
+
+static void dead_lists_init(void) {
+    if (dead_iobs.next == NULL) {
+        iob__list_init(&dead_iobs);
+        iob__list_init(&dead_shared);
+    }
+}
+
+static void dead_push(iob__list_t* list, iob__list_t* link) {
+    dead_lists_init();
+    iob__list_push_back(list, link);
+    dead_count++;
+}
+
+static void dead_reap(unsigned keep) {
+    dead_lists_init();
+    while (dead_count > keep && !iob__list_empty(&dead_iobs)) {
+        iob__list_t* node = dead_iobs.next;
+        iob__list_remove(node);
+        dead_count--;
+        iob__iob_t* iob = IOB__CONTAINER_OF(node, iob__iob_t, link);
+        for (uint32_t i = 0; i < iob->region_count; i++) {
+            iob__memory_release(&iob->regions[i].own);
+        }
+        free(iob);
+    }
+    while (dead_count > keep && !iob__list_empty(&dead_shared)) {
+        iob__list_t* node = dead_shared.next;
+        iob__list_remove(node);
+        dead_count--;
+        iob__shared_region_t* shared = IOB__CONTAINER_OF(node, iob__shared_region_t, link);
+        iob__memory_release(&shared->memory);
+        free(shared);
+    }
+}
+
+void iob__shared_region_bury(iob__shared_region_t* shared) {
+    dead_push(&dead_shared, &shared->link);
+}
 
 void iob_core_release_flush(void) {
-    while (defer_count > 0) {
-        close(defer_fds[--defer_count]);
-    }
+    dead_reap(0);
 }
 
 void iob_core_release_defer(bool on) {
@@ -524,15 +613,6 @@ void iob_core_release_defer(bool on) {
         iob_core_release_flush();
     }
     defer_on = on;
-}
-
-/* Closes fd now, or on this thread's next iob_core_release_flush. */
-static void release_fd(int fd) {
-    if (defer_on && defer_count < IOB__DEFER_MAX) {
-        defer_fds[defer_count++] = fd;
-    } else {
-        close(fd);
-    }
 }
 
 void* iob__memory_view(iob__memory_t* memory) {
@@ -560,12 +640,12 @@ void iob__memory_release(iob__memory_t* memory) {
         memory->server_view = NULL;
     }
     if (memory->ro_fd >= 0) {
-        release_fd(memory->ro_fd);
+        close(memory->ro_fd);
         memory->ro_fd = -1;
     }
     /* Region fds are never 0..2 (shm/region.c), so a zeroed region has nothing to close. */
     if (memory->mem.fd > STDERR_FILENO) {
-        release_fd(memory->mem.fd);
+        close(memory->mem.fd);
         memory->mem.fd = -1;
     }
     iob_region_destroy(&memory->mem);
@@ -579,17 +659,15 @@ void iob__iob_free(iob_core_t* core, iob__iob_t* iob) {
             r->shared = NULL;
             shared->iob_regions--;
             iob__shared_region_released(core, shared);
-        } else {
-            iob__memory_release(&r->own);
         }
     }
     iob__list_remove(&iob->link);
     core->iob_count--;
-    core->bytes_in_use -= iob->total_bytes;
-    if (iob->creator != NULL) {
-        iob->creator->iob_count--;
-    }
-    free(iob);
+    iob__usage_t charge = iob__amount(IOB__RES_BYTES, iob->total_bytes);
+    charge.n[IOB__RES_IOBS] = 1;
+    iob__budget_release(core, &iob->payer, &charge);
+    /* Its private regions' memory is closed once the mutex is released. */
+    dead_push(&dead_iobs, &iob->link);
 }
 
 /* ---- Info ---- */
@@ -981,7 +1059,29 @@ void iob_core_get_stats(iob_core_t* core, iob_core_stats_t* out) {
     out->tokens = core->token_count;
     out->bytes_in_use = core->bytes_in_use;
     out->max_total_bytes = core->config.max_total_bytes;
-    out->max_iobs_per_session = core->config.max_iobs_per_session;
-    out->max_handles_per_session = core->config.max_handles_per_session;
+    out->max_iobs_per_session = (uint32_t)(core->session_limit.n[IOB__RES_IOBS] > UINT32_MAX
+                                               ? UINT32_MAX
+                                               : core->session_limit.n[IOB__RES_IOBS]);
+    out->max_handles_per_session = (uint32_t)(core->session_limit.n[IOB__RES_HANDLES] > UINT32_MAX
+                                                  ? UINT32_MAX
+                                                  : core->session_limit.n[IOB__RES_HANDLES]);
+    const iob__usage_t* limits[2] = {&core->session_limit, &core->uid_limit};
+    iob_core_amounts_t* outs[2] = {&out->per_session, &out->per_uid};
+    for (int i = 0; i < 2; i++) {
+        outs[i]->bytes = limits[i]->n[IOB__RES_BYTES];
+        outs[i]->iobs = limits[i]->n[IOB__RES_IOBS];
+        outs[i]->handles = limits[i]->n[IOB__RES_HANDLES];
+        outs[i]->tokens = limits[i]->n[IOB__RES_TOKENS];
+        outs[i]->mappings = limits[i]->n[IOB__RES_MAPPINGS];
+    }
+    out->uids = core->uids.count;
+    for (size_t i = 0; i < core->uids.capacity; i++) {
+        const iob__uid_t* u = core->uids.values[i];
+        if (core->uids.keys[i] != 0 && u->used.n[IOB__RES_BYTES] > out->uid_max_bytes) {
+            out->uid_max_bytes = u->used.n[IOB__RES_BYTES];
+            out->uid_max_bytes_uid = (uint32_t)u->uid;
+        }
+    }
+    out->handle_value_bits = core->handle_bits;
     iob__core_unlock(core);
 }

@@ -12,10 +12,21 @@
  * call in directly. Observer callbacks run with that mutex held: they must not call
  * back into the core; they should only record or post the event.
  *
- * Handles: a zx_handle_t value names one handle held by one session. Values are unique
- * across the server for its lifetime (never reused), non-zero, and have the low two bits
- * set as Zircon's do. A handle used by a session other than its owner is
- * ZX_ERR_BAD_HANDLE, exactly like a handle value that never existed.
+ * Handles: a zx_handle_t value names one handle held by one session. A value is given out
+ * again only after its handle is gone and every other value of the space has been given out
+ * since (the space is 2^29 values unless iob_core_config_t.handle_value_bits makes it
+ * smaller), so a stale value is refused for a long time and the space never runs out while
+ * the budgets bound the handles alive. Values are non-zero and have the low two bits set as
+ * Zircon's do. A handle used by a session other than its owner is ZX_ERR_BAD_HANDLE,
+ * exactly like a handle value that never existed.
+ *
+ * Budgets: every resource a client can make the server hold (region bytes, IOBs and shared
+ * regions, handles, outstanding transfer tokens, mapping records) is charged to the session
+ * that asked and to its uid, and bytes also to the server, before anything is allocated;
+ * a limit of 0 in the configuration means its bounded default (see iob_core_config_t), never
+ * "unlimited". Bytes over budget are ZX_ERR_NO_MEMORY, any other resource
+ * ZX_ERR_NO_RESOURCES. Region memory is allocated and freed outside the core's mutex, so a
+ * large create or close never stalls other clients' calls.
  *
  * Out-parameters are written only on success, unless a function says otherwise.
  *
@@ -46,8 +57,8 @@
 /*
  * Every handle value the core issues is below this (bit 31 is never set), so the client
  * library may use values at or above it for pseudo-handles (zx_vmar_root_self) that can
- * never collide with a real handle. When the core has issued all 2^29 values it can, further
- * handle-creating calls fail with ZX_ERR_NO_RESOURCES (values are never reused).
+ * never collide with a real handle. Only when every value of the space is held by a live
+ * handle do handle-creating calls fail with ZX_ERR_NO_RESOURCES.
  */
 #define IOB_CORE_HANDLE_VALUE_LIMIT ((zx_handle_t)1u << 31)
 
@@ -79,11 +90,62 @@ typedef struct iob_core_observer {
     void (*shared_region_updated)(void* ctx, zx_koid_t shared_region_koid, zx_signals_t signals);
 } iob_core_observer_t;
 
+/*
+ * What the machine offers, for the default byte budget. iob_core_machine_read fills it in
+ * from /proc/meminfo (or meminfo_path, for tests) and the backing's hugepage pool.
+ */
+typedef struct iob_core_machine {
+    uint64_t mem_available;  /* bytes: MemAvailable */
+    uint64_t hugepages_free; /* free pages of the backing's pool (0 for 4K) */
+} iob_core_machine_t;
+
+/* meminfo_path NULL: /proc/meminfo. ZX_ERR_NOT_FOUND when it has no MemAvailable line. */
+zx_status_t iob_core_machine_read(iob_backing_t backing, const char* meminfo_path,
+                                  iob_core_machine_t* out);
+
+/*
+ * The default server-wide byte budget: half of MemAvailable for 4K backing; for hugepages
+ * the pool's free pages less min_free_pages, times the page size. Never 0 (at least one
+ * page), so a server started on a busy machine still serves small IOBs.
+ */
+uint64_t iob_core_default_total_bytes(iob_backing_t backing, const iob_core_machine_t* machine,
+                                      uint64_t min_free_pages);
+
+/* Defaults of the per-session and per-uid limits (a config value of 0 picks them). */
+#define IOB_CORE_DEFAULT_IOBS_PER_SESSION 65536u
+#define IOB_CORE_DEFAULT_HANDLES_PER_SESSION 262144u
+#define IOB_CORE_DEFAULT_TOKENS_PER_SESSION 4096u
+#define IOB_CORE_DEFAULT_MAPPINGS_PER_SESSION 65536u
+#define IOB_CORE_DEFAULT_IOBS_PER_UID 131072u
+#define IOB_CORE_DEFAULT_HANDLES_PER_UID 524288u
+#define IOB_CORE_DEFAULT_TOKENS_PER_UID 16384u
+#define IOB_CORE_DEFAULT_MAPPINGS_PER_UID 262144u
+/* Bytes: per uid the server's whole budget unless set, per session the uid's. */
+
+/*
+ * Limits: 0 picks the default; UINT64_MAX / UINT32_MAX is "no limit" (an operator's
+ * explicit choice). Per-uid limits do not apply to uid 0 and to server_uid (iobd's own),
+ * whose use is still counted; the server-wide byte budget applies to everyone.
+ */
 typedef struct iob_core_config {
     iob_backing_t backing;            /* page size of every region comes from this */
-    uint64_t max_total_bytes;         /* byte budget over all regions; 0 = unlimited */
-    uint32_t max_iobs_per_session;    /* IOBs plus shared regions; 0 = unlimited */
-    uint32_t max_handles_per_session; /* 0 = unlimited */
+    uint64_t max_total_bytes;         /* byte budget over all regions; 0 = derived */
+    uint32_t max_iobs_per_session;    /* IOBs plus shared regions */
+    uint32_t max_handles_per_session;
+    uint64_t max_bytes_per_session;
+    uint32_t max_tokens_per_session; /* exported tokens not yet imported or expired */
+    uint32_t max_mappings_per_session;
+    uint64_t max_bytes_per_uid;
+    uint32_t max_iobs_per_uid;
+    uint32_t max_handles_per_uid;
+    uint32_t max_tokens_per_uid;
+    uint32_t max_mappings_per_uid;
+    uid_t server_uid; /* exempt from per-uid limits, like root */
+    /* For the derived byte budget: free hugepages kept back, and the machine (NULL: read). */
+    uint64_t hugepages_min_free;
+    const iob_core_machine_t* machine;
+    /* Bits of the handle value space, 1..29; 0 = 29. Tests make it small. */
+    uint32_t handle_value_bits;
     uint64_t token_ttl_ns;            /* 0 = the default, 60 s */
     /* Monotonic clock for token expiry; NULL = CLOCK_MONOTONIC. Tests inject their own. */
     int64_t (*now_ns)(void* clock_ctx);
@@ -113,11 +175,18 @@ uint64_t iob_core_page_size(const iob_core_t* core);
  * while the reply is on its way. Only that kernel work waits: the core's accounting (bytes
  * in use, IOB counts, limits) is updated at once, and the thread is expected to flush before
  * it serves anything else, so a following create still finds the pages back in the pool.
- * At most a bounded number of fds wait; past that they are closed at once. Turning it off
- * flushes. Per thread, so a thread that never turns it on keeps closing synchronously.
+ * At most a bounded number of freed objects wait; past that they are closed as soon as the
+ * core call releases its mutex. Turning it off flushes. Per thread, so a thread that never
+ * turns it on has its memory closed as each core call returns (never under the mutex).
  */
 void iob_core_release_defer(bool on);
 void iob_core_release_flush(void);
+
+/*
+ * Region memory freed under the core's mutex is closed after the mutex is released, by the
+ * thread that freed it (when its core call returns), so closing a large region never stalls
+ * other threads' calls either.
+ */
 
 /*
  * Why the last failing core call on this thread failed ("iob_core_map:123: ..."), for logs
@@ -209,9 +278,9 @@ zx_status_t iob_core_signals(iob_core_t* core, iob_session_id_t session, zx_hand
  * while a handle, a token or an IOB built on it exists (A.9: closing the handle does not
  * affect those IOBs). IOBs name it in a ZX_IOB_REGION_TYPE_SHARED region (A.3 7.2); their
  * ZX_INFO_IOB_REGIONS entry keeps size 0 (as given, as in Zircon), and maps of it cover the
- * shared region's bytes. Shared regions count against the byte budget, the session's
- * handle limit and, like IOBs, the creating session's max_iobs_per_session (until the
- * shared region is freed, or that session is released).
+ * shared region's bytes. Shared regions count against the byte budgets, the handle
+ * budgets and, like IOBs, the creating session's and uid's IOB budgets (until the shared
+ * region is freed; the session's part also ends when that session is released).
  */
 zx_status_t iob_core_shared_region_create(iob_core_t* core, iob_session_id_t session,
                                           uint64_t options, uint64_t size, zx_handle_t* out);
@@ -265,7 +334,8 @@ typedef struct iob_map_grant {
 /*
  * Authorises a mapping of [region_offset, region_offset + len) with the given ZX_VM_*
  * options, in IOB-SPEC.md A.4 / A.12 order, and counts it as a mapping made through the
- * handle's endpoint (A.9) until iob_core_unmap or the session's mappings are released.
+ * handle's endpoint (A.9) until iob_core_unmap or the session's mappings are released; the
+ * record is charged to the session's and uid's mapping budgets (ZX_ERR_NO_RESOURCES).
  * Options that only the client can check (alignment bits, SPECIFIC placement) are left to it.
  */
 zx_status_t iob_core_map(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
@@ -286,7 +356,11 @@ zx_status_t iob_core_map_dup(iob_core_t* core, iob_session_id_t session, zx_hand
 
 /* ---- Transfer between processes (IOB-SPEC.md L, "Transfer") ---- */
 
-/* Needs ZX_RIGHT_TRANSFER; consumes the handle on success. token_out is NUL-terminated. */
+/*
+ * Needs ZX_RIGHT_TRANSFER; consumes the handle on success. token_out is NUL-terminated.
+ * The token is charged to the session's and uid's token budgets until it is imported or
+ * expires (over either: ZX_ERR_NO_RESOURCES, and the handle stays).
+ */
 zx_status_t iob_core_handle_export(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
                                    char token_out[IOB_CORE_TOKEN_SIZE]);
 /*
@@ -337,6 +411,15 @@ typedef struct iob_core_iob_summary {
 zx_status_t iob_core_list(iob_core_t* core, iob_core_iob_summary_t* out, size_t capacity,
                           size_t* count_out);
 
+/* One set of budgeted resources: a limit, or what is in use. */
+typedef struct iob_core_amounts {
+    uint64_t bytes;
+    uint64_t iobs; /* IOBs plus shared regions */
+    uint64_t handles;
+    uint64_t tokens;
+    uint64_t mappings;
+} iob_core_amounts_t;
+
 typedef struct iob_core_stats {
     uint64_t iobs;
     uint64_t sessions;
@@ -348,6 +431,13 @@ typedef struct iob_core_stats {
     uint32_t max_iobs_per_session;
     uint32_t max_handles_per_session;
     uint64_t shared_regions; /* live shared-region objects (added with shared regions) */
+    /* The effective limits (defaults filled in; UINT64_MAX: none). */
+    iob_core_amounts_t per_session;
+    iob_core_amounts_t per_uid;
+    uint64_t uids;          /* uids with a session or something charged */
+    uint64_t uid_max_bytes; /* the most any one uid has charged now, and its uid */
+    uint32_t uid_max_bytes_uid;
+    uint32_t handle_value_bits;
 } iob_core_stats_t;
 
 void iob_core_get_stats(iob_core_t* core, iob_core_stats_t* out);

@@ -8,7 +8,9 @@
  *         ├─ iobs (list, creation order) ── regions (private: memfd, read-only fd, server
  *         │                                  mapping; shared: a counted pointer to ...)
  *         ├─ shared regions (list) ── memfd, read-only fd, server mapping
- *         └─ tokens (list)
+ *         ├─ tokens (list in creation order = expiry order; also in core->token_index by
+ *         │          a keyed hash of their text)
+ *         └─ uid records (idmap by uid + 1): what each uid has charged (iob_budget.c)
  * Handles, mapping records and tokens point at an endpoint and are counted in it
  * (handles: handles + tokens; mappings: records). An IOB is freed by the call that
  * brings the second of its endpoints to zero handles and zero mappings (A.9); nothing
@@ -83,6 +85,39 @@ zx_status_t iob__idmap_put(iob__idmap_t* map, uint64_t key, void* value);
 /* Returns the removed value, or NULL when the key was absent. */
 void* iob__idmap_remove(iob__idmap_t* map, uint64_t key);
 
+/* ---- Budgets (iob_budget.c) ---- */
+
+typedef enum iob__res {
+    IOB__RES_BYTES = 0, /* over budget: ZX_ERR_NO_MEMORY */
+    IOB__RES_IOBS,      /* IOBs and shared regions; these and below: ZX_ERR_NO_RESOURCES */
+    IOB__RES_HANDLES,
+    IOB__RES_TOKENS,
+    IOB__RES_MAPPINGS,
+    IOB__RES_COUNT
+} iob__res_t;
+
+typedef struct iob__usage {
+    uint64_t n[IOB__RES_COUNT];
+} iob__usage_t;
+
+/* What one uid has charged, over all its sessions and the objects that outlived them. */
+typedef struct iob__uid {
+    uid_t uid;
+    bool exempt;   /* root or the server's uid: counted, never refused by per-uid limits */
+    uint64_t refs; /* sessions plus payers that point here; freed at 0 */
+    iob__usage_t used;
+} iob__uid_t;
+
+/*
+ * Who paid for an object: the session (by id: once it is released the charge simply stops
+ * counting against it) and the uid (counted: the uid record lives while any payer does).
+ * An object's charge is given back exactly once, by iob__budget_release.
+ */
+typedef struct iob__payer {
+    uint64_t session_id;
+    iob__uid_t* uid;
+} iob__payer_t;
+
 /* ---- The object graph ---- */
 
 typedef struct iob__session iob__session_t;
@@ -120,17 +155,13 @@ typedef struct iob__region {
  * per-shared-region lock serialises them.
  */
 struct iob__shared_region {
-    iob__list_t link; /* core->shared_regions */
+    iob__list_t link; /* core->shared_regions; after it is freed, the thread's dead list */
     zx_koid_t koid;
     uint32_t handles;     /* open handles plus tokens in flight */
     uint32_t iob_regions; /* regions of live IOBs that use it */
     zx_signals_t signals; /* user signals only; SHARED_REGION_UPDATED is only strobed */
-    /*
-     * The id of the session that created it, whose iob_count it holds until it is freed;
-     * by id, not pointer: once that session is released, the lookup finds nothing and it
-     * stops counting against anyone, as an IOB whose creator is gone does.
-     */
-    uint64_t creator;
+    /* Its bytes and IOB slot, charged to the creating session and uid until it is freed. */
+    iob__payer_t payer;
     iob__memory_t memory;
 };
 
@@ -144,9 +175,9 @@ static inline uint64_t iob__region_bytes(const iob__region_t* r) {
 }
 
 struct iob__iob {
-    iob__list_t link; /* core->iobs, creation order */
+    iob__list_t link; /* core->iobs, creation order; after it is freed, the thread's dead list */
     iob__endpoint_t ep[2];
-    iob__session_t* creator; /* NULL once the creating session is gone */
+    iob__payer_t payer; /* total_bytes and an IOB slot */
     uint64_t total_bytes;
     char name[ZX_MAX_NAME_LEN]; /* always NUL-terminated and zero-padded */
     uint32_t region_count;
@@ -160,6 +191,7 @@ typedef struct iob__handle {
     iob__shared_region_t* shared;   /* a shared region's handle */
     iob__session_t* session;
     iob__list_t link; /* session->handles */
+    iob__payer_t payer;
 } iob__handle_t;
 
 typedef struct iob__mapping {
@@ -167,20 +199,23 @@ typedef struct iob__mapping {
     iob__endpoint_t* ep;
     iob__session_t* session;
     iob__list_t link; /* session->mappings */
+    iob__payer_t payer;
 } iob__mapping_t;
 
 struct iob__session {
     uint64_t id;
     iob_session_cred_t cred;
     bool closed; /* connection gone; only mapping records remain */
-    uint32_t handle_count;
-    uint32_t iob_count; /* live IOBs and shared regions this session created */
+    iob__uid_t* uid;   /* counted in uid->refs */
+    iob__usage_t used; /* what objects it made still charge to it */
     iob__list_t handles;
     iob__list_t mappings;
 };
 
 typedef struct iob__token {
     iob__list_t link; /* core->tokens */
+    uint64_t key;     /* in core->token_index: a keyed hash of text */
+    iob__payer_t payer;             /* the exporter's token slot, until imported or expired */
     char text[IOB_CORE_TOKEN_SIZE]; /* zero-padded, so comparisons cover fixed bytes */
     iob__endpoint_t* ep;          /* what the handle named: an endpoint, or */
     iob__shared_region_t* shared; /* a shared region */
@@ -197,12 +232,18 @@ struct iob_core {
     zx_koid_t next_koid;
     uint64_t next_session_id;
     uint64_t next_mapping_id;
-    uint32_t handle_counter; /* handles ever issued; see iob__handle_value */
+    uint32_t handle_counter; /* position in the value space; wraps */
     uint32_t handle_key;     /* per-core scramble of handle values */
+    uint32_t handle_bits;    /* the value space has 2^handle_bits values */
+    uint64_t token_hash_key[2]; /* per-core key of the token index's hash */
+    iob__usage_t session_limit; /* effective limits, defaults filled in */
+    iob__usage_t uid_limit;
 
     iob__idmap_t sessions; /* id -> iob__session_t* */
     iob__idmap_t handles;  /* value -> iob__handle_t* */
     iob__idmap_t mappings; /* id -> iob__mapping_t* */
+    iob__idmap_t uids;     /* uid + 1 -> iob__uid_t* */
+    iob__idmap_t token_index; /* keyed hash of the text -> iob__token_t* */
     iob__list_t iobs;
     iob__list_t shared_regions;
     iob__list_t tokens;
@@ -220,13 +261,39 @@ struct iob_core {
 zx_status_t iob__err_set(zx_status_t status, const char* func, int line, const char* fmt, ...)
     __attribute__((format(printf, 4, 5)));
 void iob__err_clear(void);
+/* Puts back a detail saved from iob_core_error_detail (a lock in between cleared it). */
+void iob__err_restore(const char* detail);
 /* Records why `status` is returned (thread-local, read with iob_core_error_detail). */
 #define IOB__ERR_SET(status, ...) iob__err_set((status), __func__, __LINE__, __VA_ARGS__)
 
 /* ---- Helpers shared by the files of the core (the lock is held) ---- */
 
 void iob__core_lock(iob_core_t* core);
+/* Unlocks, then closes the region memory this thread freed meanwhile (the dead lists). */
 void iob__core_unlock(iob_core_t* core);
+
+/* Fills in the effective limits from the configuration (iob_core_create). */
+void iob__budget_init(iob_core_t* core);
+/* The session's uid record, made on first use (ZX_ERR_NO_MEMORY). Counts a reference. */
+zx_status_t iob__uid_get(iob_core_t* core, uid_t uid, iob__uid_t** out);
+/* Drops a reference; frees the record at 0. */
+void iob__uid_put(iob_core_t* core, iob__uid_t* uid);
+/*
+ * The one place budgets are checked: charges `amount` to the session, its uid and (bytes)
+ * the server, or changes nothing and answers why not (NO_MEMORY for bytes, NO_RESOURCES
+ * otherwise; checked in iob__res_t order). On success *payer names who paid, for
+ * iob__budget_release.
+ */
+zx_status_t iob__budget_charge(iob_core_t* core, iob__session_t* session,
+                               const iob__usage_t* amount, iob__payer_t* payer);
+/* Gives a charge back; the payer is cleared. A cleared payer gives nothing back. */
+void iob__budget_release(iob_core_t* core, iob__payer_t* payer, const iob__usage_t* amount);
+/* An amount of one resource. */
+static inline iob__usage_t iob__amount(iob__res_t res, uint64_t n) {
+    iob__usage_t u = {{0}};
+    u.n[res] = n;
+    return u;
+}
 
 /* A live session (not closed); NULL otherwise. */
 iob__session_t* iob__session_live(iob_core_t* core, iob_session_id_t session);
@@ -234,20 +301,19 @@ iob__session_t* iob__session_live(iob_core_t* core, iob_session_id_t session);
 iob__handle_t* iob__handle_lookup(iob_core_t* core, iob_session_id_t session, zx_handle_t value);
 
 /*
- * Gives out the next handle value, or 0 when the space of values is used up (the caller
- * answers ZX_ERR_NO_RESOURCES). Values are never reused.
+ * Gives out the next handle value that no live handle holds and that differs from `other`
+ * (a value drawn but not installed yet; 0 for none), or 0 when every value is held (the
+ * caller answers ZX_ERR_NO_RESOURCES).
  */
-zx_handle_t iob__handle_value_next(iob_core_t* core);
-/* Checks the session's handle limit for `extra` more handles. */
+zx_handle_t iob__handle_value_next(iob_core_t* core, zx_handle_t other);
 /*
- * A new handle ready for iob__handle_install: the session's handle limit checked, room
+ * A new handle ready for iob__handle_install: charged to the session (handle budget), room
  * reserved in the handle map and a fresh value drawn (ZX_ERR_NO_RESOURCES, NO_MEMORY).
- * The caller fills in rights and endpoint; nothing changes on failure.
+ * The caller fills in rights and endpoint; nothing changes on failure (iob__handle_discard
+ * undoes it if the caller fails later).
  */
-zx_status_t iob__handle_alloc(iob_core_t* core, const iob__session_t* session,
-                              iob__handle_t** out);
-bool iob__session_handles_fit(const iob_core_t* core, const iob__session_t* session,
-                              uint32_t extra);
+zx_status_t iob__handle_alloc(iob_core_t* core, iob__session_t* session, iob__handle_t** out);
+void iob__handle_discard(iob_core_t* core, iob__handle_t* handle);
 /*
  * Installs a handle made by the caller (value, rights, ep set) into session;
  * the core's handle map must have room (iob__idmap_reserve). Counts it in the session but
@@ -287,13 +353,15 @@ void iob__handle_target_released(iob_core_t* core, iob__endpoint_t* ep,
 /* A shared region lost a handle or an IOB region; frees it when it has neither left. */
 void iob__shared_region_released(iob_core_t* core, iob__shared_region_t* shared);
 void iob__shared_region_free(iob_core_t* core, iob__shared_region_t* shared);
+/* Hands a freed shared region to this thread's dead list: its memory closes after unlock. */
+void iob__shared_region_bury(iob__shared_region_t* shared);
 
 /*
  * The server's read-write MAP_SHARED view of a region's memory, made on first use and kept
  * until the memory is freed. NULL when mmap fails (the caller answers ZX_ERR_NO_MEMORY).
  */
 void* iob__memory_view(iob__memory_t* memory);
-/* Unmaps the view and closes (or, under iob_core_release_defer, postpones closing) the fds. */
+/* Unmaps the view and closes the fds, now: only outside the core's mutex. */
 void iob__memory_release(iob__memory_t* memory);
 
 /* Drops every mapping record and token and frees all IOBs (core destruction). */

@@ -2,8 +2,10 @@
 /*
  * zx_iob_create's server half: IOB-SPEC.md A.3 in its order, with L's choices (NULL out
  * pointers first, private options must be 0, sizes above 2^63 are OUT_OF_RANGE), then the
- * configured limits, then the memory. Everything is allocated before anything is
- * published, so a failure at any step leaves no trace except burnt koids.
+ * budgets (charged under the core's mutex), then the memory (made without the mutex, so a
+ * large create never stalls other clients), then the IOB is published under the mutex.
+ * Everything is allocated before anything is published, and a failure at any step gives
+ * every charge back, so it leaves no trace except burnt koids.
  * Shared regions bring their own memory (already counted in the byte budget when the
  * shared region was made), so they add nothing to the IOB's bytes.
  */
@@ -136,32 +138,29 @@ static zx_status_t id_format(void* ctx) {
     return iob_idalloc_init(f->view, f->size);
 }
 
-/* Gives region r of a new IOB its memory: a fresh memfd, or the shared region's. */
-static zx_status_t region_memory_make(iob_core_t* core, iob__iob_t* iob, uint32_t index,
-                                      uint64_t size, iob__shared_region_t* shared) {
+/*
+ * Gives private region `index` of a new IOB its memory: a fresh memfd, zero-filled, with the
+ * ID allocator's header when it has that discipline. Runs without the core's mutex (the IOB
+ * is not published yet): its cost grows with the size.
+ */
+static zx_status_t region_memory_make(iob_backing_t backing, iob__iob_t* iob, uint32_t index) {
     iob__region_t* r = &iob->regions[index];
-    r->own.ro_fd = -1;
-    r->own.mem.fd = -1;
-    if (shared != NULL) {
-        r->koid = shared->koid;
-        return ZX_OK;
-    }
-    r->koid = core->next_koid++;
+    uint64_t size = r->desc.size;
     char name[64];
     snprintf(name, sizeof name, "iob-%" PRIu64 "-r%u", iob->ep[0].koid, index);
-    zx_status_t status = iob_region_create(core->config.backing, size, name, &r->own.mem);
+    zx_status_t status = iob_region_create(backing, size, name, &r->own.mem);
     if (status != ZX_OK) {
         /*
-         * The request passed validation (A.3 step 7, L's 2^63 limit included), so not
-         * getting its memory is an allocation failure, NO_MEMORY (A.3 step 4, L "Memory"),
-         * whatever the layer below called it (a 2^63-byte memfd is OUT_OF_RANGE there).
-         * Running out of descriptors stays NO_RESOURCES.
+         * The request passed validation (A.3 step 7, L's 2^63 limit included) and the
+         * budget, so not getting its memory is an allocation failure, NO_MEMORY (A.3 step
+         * 4, L "Memory"), whatever the layer below called it. Running out of descriptors
+         * stays NO_RESOURCES.
          */
         zx_status_t cause = status;
         status = cause == ZX_ERR_NO_RESOURCES ? ZX_ERR_NO_RESOURCES : ZX_ERR_NO_MEMORY;
         r->own.mem.fd = -1;
-        return IOB__ERR_SET(status, "region %u: %" PRIu64 " bytes of %s memory (status %d)",
-                            index, size, iob_backing_name(core->config.backing), (int)cause);
+        return IOB__ERR_SET(status, "region %u: %" PRIu64 " bytes of %s memory (status %d)", index,
+                            size, iob_backing_name(backing), (int)cause);
     }
     if (r->desc.discipline.type == ZX_IOB_DISCIPLINE_TYPE_ID_ALLOCATOR) {
         /*
@@ -185,6 +184,26 @@ static zx_status_t region_memory_make(iob_core_t* core, iob__iob_t* iob, uint32_
         }
     }
     return ZX_OK;
+}
+
+/* Undoes what create reserved under the lock (the lock is held). */
+static void create_unreserve(iob_core_t* core, iob__iob_t* iob, iob__handle_t* h[2],
+                             const iob__usage_t* charge) {
+    iob__budget_release(core, &iob->payer, charge);
+    for (int e = 0; e < 2; e++) {
+        if (h[e] != NULL) {
+            iob__handle_discard(core, h[e]);
+            h[e] = NULL;
+        }
+    }
+    for (uint32_t i = 0; i < iob->region_count; i++) {
+        iob__shared_region_t* shared = iob->regions[i].shared;
+        if (shared != NULL) {
+            iob->regions[i].shared = NULL;
+            shared->iob_regions--;
+            iob__shared_region_released(core, shared);
+        }
+    }
 }
 
 static uint64_t add_saturating(uint64_t a, uint64_t b) {
@@ -215,7 +234,20 @@ zx_status_t iob_core_iob_create(iob_core_t* core, iob_session_id_t session, uint
         return IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "no regions");
     }
     uint32_t count = (uint32_t)region_count;
+    /* Allocated before the lock: nothing a client controls is paid for while it is held. */
+    iob__iob_t* iob = calloc(1, sizeof *iob + (size_t)count * sizeof(iob__region_t));
+    if (iob == NULL) {
+        return ZX_ERR_NO_MEMORY;
+    }
+    iob->region_count = count;
+    for (uint32_t i = 0; i < count; i++) {
+        iob->regions[i].own.mem.fd = -1;
+        iob->regions[i].own.ro_fd = -1;
+    }
+    iob__handle_t* h[2] = {NULL, NULL};
+    iob__usage_t charge = {{0}};
 
+    /* ---- Under the lock: validate, charge the budgets, pin shared regions ---- */
     iob__core_lock(core);
     zx_status_t status = ZX_OK;
     uint64_t sizes[ZX_IOB_MAX_REGIONS];
@@ -224,7 +256,7 @@ zx_status_t iob_core_iob_create(iob_core_t* core, iob_session_id_t session, uint
     for (uint32_t i = 0; i < count; i++) {
         status = validate_region(core, session, &regions[i], i, &sizes[i], &shared[i]);
         if (status != ZX_OK) {
-            goto out;
+            goto fail_locked;
         }
         total = add_saturating(total, sizes[i]);
     }
@@ -234,99 +266,100 @@ zx_status_t iob_core_iob_create(iob_core_t* core, iob_session_id_t session, uint
     if (owner == NULL) {
         status = IOB__ERR_SET(ZX_ERR_BAD_STATE, "session %llu is not open",
                               (unsigned long long)session.value);
-        goto out;
+        goto fail_locked;
     }
-    uint64_t budget = core->config.max_total_bytes;
-    if (budget != 0 && (core->bytes_in_use > budget || total > budget - core->bytes_in_use)) {
-        status = IOB__ERR_SET(ZX_ERR_NO_MEMORY,
-                              "%" PRIu64 " bytes exceed the budget (%" PRIu64 " of %" PRIu64
-                              " in use)",
-                              total, core->bytes_in_use, budget);
-        goto out;
+    charge.n[IOB__RES_BYTES] = total;
+    charge.n[IOB__RES_IOBS] = 1;
+    status = iob__budget_charge(core, owner, &charge, &iob->payer);
+    if (status != ZX_OK) {
+        goto fail_locked;
     }
-    if (core->config.max_iobs_per_session != 0 &&
-        owner->iob_count >= core->config.max_iobs_per_session) {
-        status = IOB__ERR_SET(ZX_ERR_NO_RESOURCES, "session IOB limit %u reached",
-                              core->config.max_iobs_per_session);
-        goto out;
+    for (int e = 0; e < 2; e++) {
+        status = iob__handle_alloc(core, owner, &h[e]);
+        if (status != ZX_OK) {
+            goto fail_locked;
+        }
     }
-    if (!iob__session_handles_fit(core, owner, 2)) {
-        status = IOB__ERR_SET(ZX_ERR_NO_RESOURCES, "session handle limit %u reached",
-                              core->config.max_handles_per_session);
-        goto out;
-    }
-
-    iob__iob_t* iob = calloc(1, sizeof *iob + (size_t)count * sizeof(iob__region_t));
-    iob__handle_t* h0 = calloc(1, sizeof *h0);
-    iob__handle_t* h1 = calloc(1, sizeof *h1);
-    if (iob == NULL || h0 == NULL || h1 == NULL ||
-        iob__idmap_reserve(&core->handles, 2) != ZX_OK) {
-        status = ZX_ERR_NO_MEMORY;
-        goto fail;
-    }
-    h0->value = iob__handle_value_next(core);
-    h1->value = iob__handle_value_next(core);
-    if (h0->value == ZX_HANDLE_INVALID || h1->value == ZX_HANDLE_INVALID) {
-        status = IOB__ERR_SET(ZX_ERR_NO_RESOURCES, "handle values exhausted");
-        goto fail;
-    }
-
-    iob->region_count = count;
     for (uint32_t e = 0; e < 2; e++) {
         iob->ep[e].iob = iob;
         iob->ep[e].index = e;
         iob->ep[e].koid = core->next_koid++;
         iob->ep[e].handles = 1;
     }
-    uint32_t made = 0;
-    for (; made < count; made++) {
-        iob__region_t* r = &iob->regions[made];
+    for (uint32_t i = 0; i < count; i++) {
+        iob__region_t* r = &iob->regions[i];
         /* Byte for byte as given (A.3 notes); only a private region's size is rounded. */
-        memcpy(&r->desc, &regions[made], sizeof r->desc);
-        if (shared[made] == NULL) {
-            r->desc.size = sizes[made];
+        memcpy(&r->desc, &regions[i], sizeof r->desc);
+        if (shared[i] != NULL) {
+            /* Pinned: a shared region's last handle may close while the memory is made. */
+            r->shared = shared[i];
+            r->koid = shared[i]->koid;
+            shared[i]->iob_regions++;
+        } else {
+            r->desc.size = sizes[i];
+            r->koid = core->next_koid++;
         }
-        status = region_memory_make(core, iob, made, sizes[made], shared[made]);
-        if (status != ZX_OK) {
-            iob__memory_release(&r->own);
-            break;
+    }
+    iob_backing_t backing = core->config.backing;
+    iob__core_unlock(core);
+
+    /* ---- Without the lock: the memory, whose cost grows with the size asked ---- */
+    for (uint32_t i = 0; i < count && status == ZX_OK; i++) {
+        if (iob->regions[i].shared == NULL) {
+            status = region_memory_make(backing, iob, i);
+        }
+    }
+
+    /* ---- Under the lock again: publish, or give everything back ---- */
+    char detail[192] = "";
+    if (status != ZX_OK) {
+        snprintf(detail, sizeof detail, "%s", iob_core_error_detail());
+    }
+    iob__core_lock(core);
+    if (status == ZX_OK && iob__session_live(core, session) == NULL) {
+        status = IOB__ERR_SET(ZX_ERR_BAD_STATE, "session %llu closed during the create",
+                              (unsigned long long)session.value);
+    }
+    if (status == ZX_OK && iob__idmap_reserve(&core->handles, 2) != ZX_OK) {
+        status = ZX_ERR_NO_MEMORY;
+    }
+    if (status == ZX_OK) {
+        h[0]->value = iob__handle_value_next(core, ZX_HANDLE_INVALID);
+        h[1]->value = iob__handle_value_next(core, h[0]->value);
+        if (h[0]->value == ZX_HANDLE_INVALID || h[1]->value == ZX_HANDLE_INVALID) {
+            status = IOB__ERR_SET(ZX_ERR_NO_RESOURCES, "every handle value is in use");
         }
     }
     if (status != ZX_OK) {
-        while (made > 0) {
-            iob__memory_release(&iob->regions[--made].own);
+        create_unreserve(core, iob, h, &charge);
+        iob__core_unlock(core);
+        for (uint32_t i = 0; i < count; i++) {
+            iob__memory_release(&iob->regions[i].own);
         }
-        goto fail;
-    }
-    /* Only now, with nothing left to fail, do the shared regions gain a user. */
-    for (uint32_t i = 0; i < count; i++) {
-        iob->regions[i].shared = shared[i];
-        if (shared[i] != NULL) {
-            shared[i]->iob_regions++;
+        free(iob);
+        /* Taking the lock again cleared what the allocation said; it is still the cause. */
+        if (detail[0] != '\0') {
+            iob__err_restore(detail);
         }
+        return status;
     }
-
+    owner = iob__session_live(core, session);
     iob->total_bytes = total;
-    iob->creator = owner;
-    owner->iob_count++;
     iob__list_push_back(&core->iobs, &iob->link);
     core->iob_count++;
-    core->bytes_in_use += total;
-    h0->rights = ZX_DEFAULT_IOB_RIGHTS;
-    h0->ep = &iob->ep[0];
-    h1->rights = ZX_DEFAULT_IOB_RIGHTS;
-    h1->ep = &iob->ep[1];
-    iob__handle_install(core, owner, h0);
-    iob__handle_install(core, owner, h1);
-    *ep0_out = h0->value;
-    *ep1_out = h1->value;
-    goto out;
-
-fail:
-    free(iob);
-    free(h0);
-    free(h1);
-out:
+    for (int e = 0; e < 2; e++) {
+        h[e]->rights = ZX_DEFAULT_IOB_RIGHTS;
+        h[e]->ep = &iob->ep[e];
+        iob__handle_install(core, owner, h[e]);
+    }
+    *ep0_out = h[0]->value;
+    *ep1_out = h[1]->value;
     iob__core_unlock(core);
+    return ZX_OK;
+
+fail_locked:
+    create_unreserve(core, iob, h, &charge);
+    iob__core_unlock(core);
+    free(iob);
     return status;
 }

@@ -187,9 +187,17 @@ static zx_status_t iob__map(iob_core_t* core, iob_session_id_t session, zx_handl
         status = ZX_ERR_NO_MEMORY;
         goto done;
     }
+    /* A record lives until UNMAP or the process's exit: the session's budget bounds them. */
+    iob__usage_t one = iob__amount(IOB__RES_MAPPINGS, 1);
+    status = iob__budget_charge(core, h->session, &one, &m->payer);
+    if (status != ZX_OK) {
+        free(m);
+        goto done;
+    }
     m->id = core->next_mapping_id;
     status = iob__idmap_put(&core->mappings, m->id, m);
     if (status != ZX_OK) {
+        iob__budget_release(core, &m->payer, &one);
         free(m);
         goto done;
     }
@@ -242,6 +250,8 @@ void iob__mapping_destroy(iob_core_t* core, iob__mapping_t* mapping) {
     iob__idmap_remove(&core->mappings, mapping->id);
     iob__list_remove(&mapping->link);
     core->mapping_count--;
+    iob__usage_t one = iob__amount(IOB__RES_MAPPINGS, 1);
+    iob__budget_release(core, &mapping->payer, &one);
     free(mapping);
     ep->mappings--;
     iob__endpoint_released(core, ep);

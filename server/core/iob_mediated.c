@@ -24,16 +24,13 @@
 /* ---- Shared-region objects ---- */
 
 void iob__shared_region_free(iob_core_t* core, iob__shared_region_t* shared) {
-    /* Its slot of max_iobs_per_session goes back to the creator, if that is still around. */
-    iob__session_t* creator = iob__idmap_get(&core->sessions, shared->creator);
-    if (creator != NULL) {
-        creator->iob_count--;
-    }
-    core->bytes_in_use -= shared->memory.mem.size;
-    iob__memory_release(&shared->memory);
+    iob__usage_t charge = iob__amount(IOB__RES_BYTES, shared->memory.mem.size);
+    charge.n[IOB__RES_IOBS] = 1;
+    iob__budget_release(core, &shared->payer, &charge);
     iob__list_remove(&shared->link);
     core->shared_region_count--;
-    free(shared);
+    /* Its memory is closed once the mutex is released. */
+    iob__shared_region_bury(shared);
 }
 
 void iob__shared_region_released(iob_core_t* core, iob__shared_region_t* shared) {
@@ -65,74 +62,93 @@ zx_status_t iob_core_shared_region_create(iob_core_t* core, iob_session_id_t ses
     if (iob_page_round_up(size, core->page_size, &checked) != ZX_OK) {
         return IOB__ERR_SET(ZX_ERR_OUT_OF_RANGE, "size %" PRIu64 " is above 2^63", size);
     }
+    iob__shared_region_t* shared = calloc(1, sizeof *shared);
+    if (shared == NULL) {
+        return ZX_ERR_NO_MEMORY;
+    }
+    shared->memory.ro_fd = -1;
+    shared->memory.mem.fd = -1;
+    /*
+     * A shared region holds memory and can be exported like an IOB, so it takes one of the
+     * session's and uid's IOB slots: otherwise it would be a way around those budgets.
+     */
+    iob__usage_t charge = iob__amount(IOB__RES_BYTES, size);
+    charge.n[IOB__RES_IOBS] = 1;
+    char detail[192] = ""; /* why the allocation failed, which the second lock clears */
 
+    /* ---- Under the lock: the session and the budgets ---- */
     iob__core_lock(core);
     zx_status_t status = ZX_OK;
     iob__handle_t* h = NULL;
-    iob__shared_region_t* shared = NULL;
     iob__session_t* owner = iob__session_live(core, session);
     if (owner == NULL) {
         status = IOB__ERR_SET(ZX_ERR_BAD_STATE, "session %llu is not open",
                               (unsigned long long)session.value);
-        goto done;
+        goto fail_locked;
     }
-    uint64_t budget = core->config.max_total_bytes;
-    if (budget != 0 && (core->bytes_in_use > budget || size > budget - core->bytes_in_use)) {
-        status =
-            IOB__ERR_SET(ZX_ERR_NO_MEMORY,
-                         "%" PRIu64 " bytes exceed the budget (%" PRIu64 " of %" PRIu64 " in use)",
-                         size, core->bytes_in_use, budget);
-        goto done;
-    }
-    /*
-     * A shared region holds memory and can be exported like an IOB, so it takes one of the
-     * session's IOB slots: otherwise they would be a way around max_iobs_per_session.
-     */
-    if (core->config.max_iobs_per_session != 0 &&
-        owner->iob_count >= core->config.max_iobs_per_session) {
-        status = IOB__ERR_SET(ZX_ERR_NO_RESOURCES,
-                              "session IOB limit %u reached (shared regions count too)",
-                              core->config.max_iobs_per_session);
-        goto done;
+    status = iob__budget_charge(core, owner, &charge, &shared->payer);
+    if (status != ZX_OK) {
+        goto fail_locked;
     }
     status = iob__handle_alloc(core, owner, &h);
     if (status != ZX_OK) {
-        goto done;
+        goto fail_locked;
     }
-    shared = calloc(1, sizeof *shared);
-    if (shared == NULL) {
-        status = ZX_ERR_NO_MEMORY;
-        goto done;
-    }
-    shared->memory.ro_fd = -1;
     shared->koid = core->next_koid++;
+    iob_backing_t backing = core->config.backing;
+    iob__core_unlock(core);
+
+    /* ---- Without the lock: the memory ---- */
     char name[64];
     snprintf(name, sizeof name, "iob-shared-%" PRIu64, shared->koid);
-    status = iob_region_create(core->config.backing, size, name, &shared->memory.mem);
+    status = iob_region_create(backing, size, name, &shared->memory.mem);
     if (status != ZX_OK) {
         /* As for IOB regions: validated sizes that find no memory are NO_MEMORY. */
         zx_status_t cause = status;
         status = cause == ZX_ERR_NO_RESOURCES ? ZX_ERR_NO_RESOURCES : ZX_ERR_NO_MEMORY;
-        IOB__ERR_SET(status, "shared region: %" PRIu64 " bytes of %s memory (status %d)", size,
-                     iob_backing_name(core->config.backing), (int)cause);
-        goto done;
+        shared->memory.mem.fd = -1;
+        snprintf(detail, sizeof detail, "shared region: %" PRIu64 " bytes of %s memory (status %d)",
+                 size, iob_backing_name(backing), (int)cause);
     }
+
+    /* ---- Under the lock again: publish, or give everything back ---- */
+    iob__core_lock(core);
+    if (status == ZX_OK && iob__session_live(core, session) == NULL) {
+        status = IOB__ERR_SET(ZX_ERR_BAD_STATE, "session %llu closed during the create",
+                              (unsigned long long)session.value);
+    }
+    if (status == ZX_OK && iob__idmap_reserve(&core->handles, 1) != ZX_OK) {
+        status = ZX_ERR_NO_MEMORY;
+    }
+    if (status == ZX_OK &&
+        (h->value = iob__handle_value_next(core, ZX_HANDLE_INVALID)) == ZX_HANDLE_INVALID) {
+        status = IOB__ERR_SET(ZX_ERR_NO_RESOURCES, "every handle value is in use");
+    }
+    if (status != ZX_OK) {
+        goto fail_locked;
+    }
+    owner = iob__session_live(core, session);
     shared->handles = 1;
-    shared->creator = owner->id;
-    owner->iob_count++;
     iob__list_push_back(&core->shared_regions, &shared->link);
     core->shared_region_count++;
-    core->bytes_in_use += size;
     h->rights = ZX_DEFAULT_IOB_SHARED_REGION_RIGHTS;
     h->shared = shared;
     iob__handle_install(core, owner, h);
     *out = h->value;
-    h = NULL;
-    shared = NULL;
-done:
-    free(h);
-    free(shared);
     iob__core_unlock(core);
+    return ZX_OK;
+
+fail_locked:
+    iob__budget_release(core, &shared->payer, &charge);
+    if (h != NULL) {
+        iob__handle_discard(core, h);
+    }
+    iob__core_unlock(core);
+    iob__memory_release(&shared->memory);
+    free(shared);
+    if (detail[0] != '\0') {
+        iob__err_restore(detail);
+    }
     return status;
 }
 

@@ -6,8 +6,13 @@
  * session, until it is imported once or its time-to-live passes.
  *
  * Token text: "iob1." and 24 bytes from getrandom in base64url (192 bits, 37 characters).
- * Lookups compare every stored token over its full fixed size without an early exit, so
- * timing reveals nothing about how much of a guess was right.
+ * Import finds the token through an index keyed by a hash of the text under a per-core
+ * secret key (so a lookup costs the same with one token or a million), then compares the
+ * full fixed size without an early exit: timing reveals nothing about how much of a guess
+ * was right. Outstanding tokens are charged to the exporting session and uid until they are
+ * imported or expire, so a client cannot park an unbounded number of them in the server.
+ * All tokens share one time-to-live, so creation order is expiry order and expiring costs
+ * only the tokens that expire.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -59,6 +64,22 @@ static zx_status_t token_generate(char text[IOB_CORE_TOKEN_SIZE]) {
     return ZX_OK;
 }
 
+/* A keyed hash of the whole fixed-size text; never 0 (the index's free-slot key). */
+static uint64_t token_key(const iob_core_t* core, const char text[IOB_CORE_TOKEN_SIZE]) {
+    uint64_t h = core->token_hash_key[0];
+    for (size_t i = 0; i < IOB_CORE_TOKEN_SIZE; i += 8) {
+        uint64_t word;
+        memcpy(&word, text + i, sizeof word);
+        h ^= word + core->token_hash_key[1];
+        h *= UINT64_C(0x9E3779B97F4A7C15);
+        h ^= h >> 29;
+    }
+    h ^= h >> 32;
+    h *= UINT64_C(0xD6E8FEB86659FD93);
+    h ^= h >> 32;
+    return h != 0 ? h : 1;
+}
+
 static bool token_equal(const char a[IOB_CORE_TOKEN_SIZE], const char b[IOB_CORE_TOKEN_SIZE]) {
     volatile uint8_t diff = 0;
     for (size_t i = 0; i < IOB_CORE_TOKEN_SIZE; i++) {
@@ -72,6 +93,9 @@ static void token_destroy(iob_core_t* core, iob__token_t* token, bool keep_count
     iob__endpoint_t* ep = token->ep;
     iob__shared_region_t* shared = token->shared;
     iob__list_remove(&token->link);
+    iob__idmap_remove(&core->token_index, token->key);
+    iob__usage_t one = iob__amount(IOB__RES_TOKENS, 1);
+    iob__budget_release(core, &token->payer, &one);
     core->token_count--;
     /* Wipe it, so a freed token's bytes cannot be found in memory. */
     memset(token->text, 0, sizeof token->text);
@@ -113,14 +137,26 @@ zx_status_t iob_core_handle_export(iob_core_t* core, iob_session_id_t session, z
         goto done;
     }
     iob__token_t* token = calloc(1, sizeof *token);
-    if (token == NULL) {
+    if (token == NULL || iob__idmap_reserve(&core->token_index, 1) != ZX_OK) {
+        free(token);
         status = ZX_ERR_NO_MEMORY;
         goto done;
     }
-    status = token_generate(token->text);
+    /* The key must be unique in the index; a clash of 64-bit keys just draws again. */
+    do {
+        status = token_generate(token->text);
+        token->key = token_key(core, token->text);
+    } while (status == ZX_OK && iob__idmap_get(&core->token_index, token->key) != NULL);
     if (status != ZX_OK) {
         free(token);
         IOB__ERR_SET(status, "getrandom failed");
+        goto done;
+    }
+    /* The session pays for the token until it is imported or expires (not the importer). */
+    iob__usage_t one = iob__amount(IOB__RES_TOKENS, 1);
+    status = iob__budget_charge(core, h->session, &one, &token->payer);
+    if (status != ZX_OK) {
+        free(token);
         goto done;
     }
     int64_t now = iob__now_ns(core);
@@ -129,6 +165,9 @@ zx_status_t iob_core_handle_export(iob_core_t* core, iob_session_id_t session, z
     token->rights = h->rights;
     token->expires_ns = deadline_after(now, core->token_ttl_ns);
     iob__list_push_back(&core->tokens, &token->link);
+    if (iob__idmap_put(&core->token_index, token->key, token) != ZX_OK) {
+        abort(); /* room was reserved above */
+    }
     core->token_count++;
     memcpy(token_out, token->text, IOB_CORE_TOKEN_SIZE);
     /* The token takes the handle's place in the endpoint's count. */
@@ -154,11 +193,9 @@ zx_status_t iob_core_handle_import(iob_core_t* core, iob_session_id_t session, c
     zx_status_t status = ZX_OK;
     iob__token_t* found = NULL;
     if (len > 0 && len < IOB_CORE_TOKEN_SIZE) {
-        for (iob__list_t* node = core->tokens.next; node != &core->tokens; node = node->next) {
-            iob__token_t* t = IOB__CONTAINER_OF(node, iob__token_t, link);
-            if (token_equal(t->text, wanted)) {
-                found = t;
-            }
+        iob__token_t* t = iob__idmap_get(&core->token_index, token_key(core, wanted));
+        if (t != NULL && token_equal(t->text, wanted)) {
+            found = t;
         }
     }
     if (found != NULL && token_expired(found, iob__now_ns(core))) {
@@ -199,14 +236,12 @@ void iob_core_expire_tokens(iob_core_t* core) {
     }
     iob__core_lock(core);
     int64_t now = iob__now_ns(core);
-    iob__list_t* node = core->tokens.next;
-    while (node != &core->tokens) {
-        iob__list_t* next = node->next;
-        iob__token_t* t = IOB__CONTAINER_OF(node, iob__token_t, link);
-        if (token_expired(t, now)) {
-            token_destroy(core, t, false);
+    while (!iob__list_empty(&core->tokens)) {
+        iob__token_t* t = IOB__CONTAINER_OF(core->tokens.next, iob__token_t, link);
+        if (!token_expired(t, now)) {
+            break; /* every later token expires later */
         }
-        node = next;
+        token_destroy(core, t, false);
     }
     iob__core_unlock(core);
 }

@@ -37,6 +37,15 @@ enum {
     OPT_MAX_BYTES,
     OPT_MAX_IOBS,
     OPT_MAX_HANDLES,
+    OPT_MAX_BYTES_PER_SESSION,
+    OPT_MAX_TOKENS,
+    OPT_MAX_MAPPINGS,
+    OPT_MAX_BYTES_PER_UID,
+    OPT_MAX_IOBS_PER_UID,
+    OPT_MAX_HANDLES_PER_UID,
+    OPT_MAX_TOKENS_PER_UID,
+    OPT_MAX_MAPPINGS_PER_UID,
+    OPT_HANDLE_VALUE_BITS,
     OPT_TOKEN_TTL,
     OPT_LOG_LEVEL,
     OPT_CONFIG,
@@ -72,6 +81,15 @@ static const struct option iobd__long_options[] = {
     {"max-bytes", required_argument, NULL, OPT_MAX_BYTES},
     {"max-iobs-per-session", required_argument, NULL, OPT_MAX_IOBS},
     {"max-handles-per-session", required_argument, NULL, OPT_MAX_HANDLES},
+    {"max-bytes-per-session", required_argument, NULL, OPT_MAX_BYTES_PER_SESSION},
+    {"max-tokens-per-session", required_argument, NULL, OPT_MAX_TOKENS},
+    {"max-mappings-per-session", required_argument, NULL, OPT_MAX_MAPPINGS},
+    {"max-bytes-per-uid", required_argument, NULL, OPT_MAX_BYTES_PER_UID},
+    {"max-iobs-per-uid", required_argument, NULL, OPT_MAX_IOBS_PER_UID},
+    {"max-handles-per-uid", required_argument, NULL, OPT_MAX_HANDLES_PER_UID},
+    {"max-tokens-per-uid", required_argument, NULL, OPT_MAX_TOKENS_PER_UID},
+    {"max-mappings-per-uid", required_argument, NULL, OPT_MAX_MAPPINGS_PER_UID},
+    {"handle-value-bits", required_argument, NULL, OPT_HANDLE_VALUE_BITS},
     {"token-ttl", required_argument, NULL, OPT_TOKEN_TTL},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"config", required_argument, NULL, OPT_CONFIG},
@@ -104,8 +122,22 @@ static const char iobd__usage[] =
     "  --hugepages-min-free N     auto picks 2M when at least N pages are free (default 1)\n"
     "  --reserve-hugepages N      as root, grow the pool to N pages at start; the pages\n"
     "                             are given back at exit\n"
-    "  --max-bytes SIZE           byte budget over all regions (0 = unlimited)\n"
-    "  --max-iobs-per-session N   --max-handles-per-session N   (0 = unlimited)\n"
+    "Budgets (0 or absent: the default; \"unlimited\": none). Over a byte budget a create is\n"
+    "ZX_ERR_NO_MEMORY, over any other ZX_ERR_NO_RESOURCES. Per-uid limits do not apply to\n"
+    "root and iobd's own uid; the server-wide byte budget applies to everyone.\n"
+    "  --max-bytes SIZE           all regions together (default: half of MemAvailable for 4K\n"
+    "                             pages; the pool's free hugepages less --hugepages-min-free)\n"
+    "  --max-bytes-per-session SIZE   --max-bytes-per-uid SIZE   (default: --max-bytes)\n"
+    "  --max-iobs-per-session N   IOBs plus shared regions (default 65536; per uid 131072)\n"
+    "  --max-iobs-per-uid N\n"
+    "  --max-handles-per-session N   (default 262144; per uid 524288)\n"
+    "  --max-handles-per-uid N\n"
+    "  --max-tokens-per-session N    exported tokens not yet imported or expired\n"
+    "  --max-tokens-per-uid N        (default 4096; per uid 16384)\n"
+    "  --max-mappings-per-session N  broker mapping records (default 65536; per uid 262144)\n"
+    "  --max-mappings-per-uid N\n"
+    "  --handle-value-bits N      size of the handle value space, 2^N values (1..29, default\n"
+    "                             29); values are reused after a full round. For tests\n"
     "  --token-ttl DURATION       lifetime of transfer tokens (default 60s)\n"
     "  --log-level error|warn|info|debug\n"
     "  --config FILE              INI file; section [iobd], keys are the long flag names\n"
@@ -217,6 +249,29 @@ bool iobd_parse_duration_ns(const char* text, uint64_t* out) {
         return false;
     }
     *out = v * mult;
+    return true;
+}
+
+/* A budget: a size, 0 for the default, or "unlimited" (UINT64_MAX, the core's "none"). */
+static bool iobd__parse_limit_size(const char* text, uint64_t* out) {
+    if (text != NULL && strcasecmp(text, "unlimited") == 0) {
+        *out = UINT64_MAX;
+        return true;
+    }
+    return iobd_parse_size(text, out);
+}
+
+/* A count budget: a number below 2^32 - 1, 0 for the default, or "unlimited" (UINT32_MAX). */
+static bool iobd__parse_limit_count(const char* text, uint32_t* out) {
+    uint64_t n = 0;
+    if (text != NULL && strcasecmp(text, "unlimited") == 0) {
+        *out = UINT32_MAX;
+        return true;
+    }
+    if (!iobd__parse_u64(text, &n) || n >= UINT32_MAX) {
+        return false;
+    }
+    *out = (uint32_t)n;
     return true;
 }
 
@@ -409,18 +464,32 @@ static bool iobd__apply(iobd_options_t* o, int opt, const char* v, bool from_cli
     case OPT_RESERVE_HUGEPAGES:
         return iobd__parse_u64(v, &o->reserve_hugepages);
     case OPT_MAX_BYTES:
-        return iobd_parse_size(v, &o->max_bytes);
+        return iobd__parse_limit_size(v, &o->max_bytes);
+    case OPT_MAX_BYTES_PER_SESSION:
+        return iobd__parse_limit_size(v, &o->max_bytes_per_session);
+    case OPT_MAX_BYTES_PER_UID:
+        return iobd__parse_limit_size(v, &o->max_bytes_per_uid);
     case OPT_MAX_IOBS:
-        if (!iobd__parse_u64(v, &n) || n > UINT32_MAX) {
-            return false;
-        }
-        o->max_iobs_per_session = (uint32_t)n;
-        return true;
+        return iobd__parse_limit_count(v, &o->max_iobs_per_session);
     case OPT_MAX_HANDLES:
-        if (!iobd__parse_u64(v, &n) || n > UINT32_MAX) {
+        return iobd__parse_limit_count(v, &o->max_handles_per_session);
+    case OPT_MAX_TOKENS:
+        return iobd__parse_limit_count(v, &o->max_tokens_per_session);
+    case OPT_MAX_MAPPINGS:
+        return iobd__parse_limit_count(v, &o->max_mappings_per_session);
+    case OPT_MAX_IOBS_PER_UID:
+        return iobd__parse_limit_count(v, &o->max_iobs_per_uid);
+    case OPT_MAX_HANDLES_PER_UID:
+        return iobd__parse_limit_count(v, &o->max_handles_per_uid);
+    case OPT_MAX_TOKENS_PER_UID:
+        return iobd__parse_limit_count(v, &o->max_tokens_per_uid);
+    case OPT_MAX_MAPPINGS_PER_UID:
+        return iobd__parse_limit_count(v, &o->max_mappings_per_uid);
+    case OPT_HANDLE_VALUE_BITS:
+        if (!iobd__parse_u64(v, &n) || n < 1 || n > 29) {
             return false;
         }
-        o->max_handles_per_session = (uint32_t)n;
+        o->handle_value_bits = (uint32_t)n;
         return true;
     case OPT_TOKEN_TTL:
         return iobd_parse_duration_ns(v, &o->token_ttl_ns) && o->token_ttl_ns > 0;

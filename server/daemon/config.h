@@ -41,9 +41,19 @@ typedef struct iobd_options {
     char* hugepages; /* auto, 2M, 1G, off */
     uint64_t hugepages_min_free;
     uint64_t reserve_hugepages;
+    /* Budgets: 0 = the core's default, UINT64_MAX / UINT32_MAX = unlimited. */
     uint64_t max_bytes;
     uint32_t max_iobs_per_session;
     uint32_t max_handles_per_session;
+    uint64_t max_bytes_per_session;
+    uint32_t max_tokens_per_session;
+    uint32_t max_mappings_per_session;
+    uint64_t max_bytes_per_uid;
+    uint32_t max_iobs_per_uid;
+    uint32_t max_handles_per_uid;
+    uint32_t max_tokens_per_uid;
+    uint32_t max_mappings_per_uid;
+    uint32_t handle_value_bits; /* 0 = the core's 29 */
     uint64_t token_ttl_ns;
     iobd_log_level_t log_level;
     char* config_file;

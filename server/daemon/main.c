@@ -24,6 +24,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -155,6 +156,56 @@ static void iobd__unreserve(iobd_reservation_t* res) {
     }
 }
 
+/*
+ * Every live region holds a memfd, so the soft open-file limit (often 1024, or whatever the
+ * shell had) would make creates fail with NO_RESOURCES long before memory runs out: raise
+ * it to the hard limit, which is the operator's (systemd's LimitNOFILE=) to set.
+ */
+static void iobd__raise_nofile(void) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        IOBD_WARN("open files: getrlimit: %s", strerror(errno));
+        return;
+    }
+    rlim_t before = rl.rlim_cur;
+    if (rl.rlim_cur != rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+            IOBD_WARN("open files: cannot raise the limit from %llu to %llu: %s",
+                      (unsigned long long)before, (unsigned long long)rl.rlim_max, strerror(errno));
+            return;
+        }
+    }
+    IOBD_INFO("open files: limit %llu (was %llu; hard limit %llu)", (unsigned long long)rl.rlim_cur,
+              (unsigned long long)before, (unsigned long long)rl.rlim_max);
+}
+
+/* "unlimited" for the core's UINT64_MAX, else the number. */
+static const char* iobd__limit_text(uint64_t v, char* buf, size_t size) {
+    if (v == UINT64_MAX) {
+        return "unlimited";
+    }
+    snprintf(buf, size, "%" PRIu64, v);
+    return buf;
+}
+
+static void iobd__log_budgets(iob_core_t* core) {
+    iob_core_stats_t st;
+    iob_core_get_stats(core, &st);
+    char a[24], b[24], c[24], d[24], e[24];
+    IOBD_INFO("budget: %s bytes server-wide", iobd__limit_text(st.max_total_bytes, a, sizeof a));
+    const iob_core_amounts_t* sets[2] = {&st.per_session, &st.per_uid};
+    const char* names[2] = {"session", "uid"};
+    for (int i = 0; i < 2; i++) {
+        IOBD_INFO("budget per %s: %s bytes, %s iobs, %s handles, %s tokens, %s mappings", names[i],
+                  iobd__limit_text(sets[i]->bytes, a, sizeof a),
+                  iobd__limit_text(sets[i]->iobs, b, sizeof b),
+                  iobd__limit_text(sets[i]->handles, c, sizeof c),
+                  iobd__limit_text(sets[i]->tokens, d, sizeof d),
+                  iobd__limit_text(sets[i]->mappings, e, sizeof e));
+    }
+}
+
 /* The backing, chosen once and said loudly (IOB-SPEC.md L, "Page size"). */
 static zx_status_t iobd__choose_backing(const iobd_options_t* o, iob_backing_t* out) {
     zx_status_t st = iob_backing_choose(o->hugepages, o->hugepages_min_free, out);
@@ -202,6 +253,7 @@ int main(int argc, char** argv) {
     }
     iobd_log_set_level(o.log_level);
     signal(SIGPIPE, SIG_IGN);
+    iobd__raise_nofile();
 
     iobd_reservation_t reservation;
     iobd__reserve(&o, &reservation);
@@ -239,6 +291,17 @@ int main(int argc, char** argv) {
     rc.core.max_total_bytes = o.max_bytes;
     rc.core.max_iobs_per_session = o.max_iobs_per_session;
     rc.core.max_handles_per_session = o.max_handles_per_session;
+    rc.core.max_bytes_per_session = o.max_bytes_per_session;
+    rc.core.max_tokens_per_session = o.max_tokens_per_session;
+    rc.core.max_mappings_per_session = o.max_mappings_per_session;
+    rc.core.max_bytes_per_uid = o.max_bytes_per_uid;
+    rc.core.max_iobs_per_uid = o.max_iobs_per_uid;
+    rc.core.max_handles_per_uid = o.max_handles_per_uid;
+    rc.core.max_tokens_per_uid = o.max_tokens_per_uid;
+    rc.core.max_mappings_per_uid = o.max_mappings_per_uid;
+    rc.core.server_uid = geteuid();
+    rc.core.hugepages_min_free = o.hugepages_min_free;
+    rc.core.handle_value_bits = o.handle_value_bits;
     rc.core.token_ttl_ns = o.token_ttl_ns;
     rc.listen = (const char* const*)o.listen;
     rc.listen_count = o.listen_count;
@@ -267,6 +330,8 @@ int main(int argc, char** argv) {
         iobd_options_fini(&o);
         return 1;
     }
+
+    iobd__log_budgets(iobd_rpc_core(m.rpc));
 
     uv_timer_init(&m.loop, &m.expiry);
     m.expiry.data = &m;

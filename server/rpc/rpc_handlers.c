@@ -476,6 +476,8 @@ static void iobd__server_info(iobd_call_t* c) {
         size_t n = 0, total = 0;
         bool ignored;
         s.iobs = s.sessions = s.handles = s.mappings = s.tokens = s.bytes_in_use = 0;
+        s.shared_regions = s.uids = s.uid_max_bytes = 0;
+        s.uid_max_bytes_uid = 0;
         if (iobd__visible_iobs(c, &ignored, &sums, &n, &total) == ZX_OK) {
             s.iobs = total;
             for (size_t i = 0; i < n; i++) {
@@ -515,6 +517,21 @@ static void iobd__server_info(iobd_call_t* c) {
     r.server_wide = server_wide;
     r.max_sessions_per_uid = srv->config.max_sessions_per_uid;
     r.max_waits_per_session = srv->config.max_waits_per_session;
+    r.session_max_bytes = s.per_session.bytes;
+    r.session_max_iobs = s.per_session.iobs;
+    r.session_max_handles = s.per_session.handles;
+    r.session_max_tokens = s.per_session.tokens;
+    r.session_max_mappings = s.per_session.mappings;
+    r.uid_max_bytes = s.per_uid.bytes;
+    r.uid_max_iobs = s.per_uid.iobs;
+    r.uid_max_handles = s.per_uid.handles;
+    r.uid_max_tokens = s.per_uid.tokens;
+    r.uid_max_mappings = s.per_uid.mappings;
+    r.shared_regions = s.shared_regions;
+    r.uids = s.uids;
+    r.top_uid_bytes = s.uid_max_bytes;
+    r.top_uid = s.uid_max_bytes_uid;
+    r.handle_value_bits = s.handle_value_bits;
     iobd__call_finish(c, ZX_OK, &r.base, NULL);
 }
 

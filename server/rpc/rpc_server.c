@@ -758,7 +758,11 @@ static void iobd__session_send_next_locked(iobd_session_t* s) {
 /* ---- What a non-operator may see (ListIobs, ServerInfo) ---- */
 
 static bool iobd__uid_holds_koid_locked(iobd_rpc_t* srv, zx_koid_t koid, uid_t uid) {
-    for (iobd_hent_t* h = srv->by_koid[iobd__hash(koid)]; h != NULL; h = h->next_by_koid) {
+    if (srv->hent_buckets == 0) {
+        return false;
+    }
+    for (iobd_hent_t* h = srv->by_koid[iobd__hash(koid, srv->hent_buckets)]; h != NULL;
+         h = h->next_by_koid) {
         if (h->koid == koid && h->session->local && h->session->cred_valid &&
             h->session->cred_uid == uid) {
             return true;

@@ -432,6 +432,8 @@ static void test_limits_after_validation(void** state) {
 
 static void test_memory_failure_leaves_nothing(void** state) {
     fx_t* f = *state;
+    f->config.max_total_bytes = UINT64_MAX; /* no byte budget: the allocation must fail */
+    fx_reconfigure(f);
     zx_handle_t e0 = 0, e1 = 0;
     zx_handle_t k0 = 0, k1 = 0;
     fx_create(f, P, FX_RW_BOTH, &k0, &k1);
@@ -441,7 +443,7 @@ static void test_memory_failure_leaves_nothing(void** state) {
     f->n_closed = 0;
     int fds = iob_test_count_open_fds();
     /*
-     * 2^63 bytes pass validation (L) and no budget is set; the memfd cannot be that large,
+     * 2^63 bytes pass validation (L) and the budget is off; the memfd cannot be that large,
      * which is an allocation failure: NO_MEMORY (A.3 step 4), not a validation status.
      */
     zx_iob_region_t r[3] = {fx_region(P, FX_RW_BOTH), fx_region(P, FX_RW_BOTH),

@@ -63,7 +63,25 @@ start --config "$dir/iobd.ini" --max-iobs-per-session=5 --log-level=info --max-b
 [ "$(json max_total_bytes)" = 1073741824 ] || fail "flag did not override max-bytes"
 [ "$(json max_handles_per_session)" = 40 ] || fail "file value lost when another flag is given"
 grep -q "iobd: info: .*ready" "$dir/log" || fail "--log-level=info did not override the file"
+# It says what it runs with: the open-file limit it raised, and its budgets.
+grep -q "iobd: info: open files: limit" "$dir/log" || fail "no open-file limit in the log"
+grep -q "iobd: info: budget: 1073741824 bytes server-wide" "$dir/log" || fail "no budget in the log"
 stop
+# ---- Budgets: every one has a key and a flag, and no flag still means bounded ----
+printf 'max-tokens-per-uid = 9\nmax-bytes-per-session = 1M\n' >>"$dir/iobd.ini"
+start --config "$dir/iobd.ini" --max-mappings-per-session=unlimited --max-iobs-per-uid 7
+"$iobctl" server-info >"$dir/info" || fail "server-info"
+grep -q "per session  1048576 bytes, 3 iobs, 40 handles, 4096 tokens, unlimited mappings" \
+  "$dir/info" || fail "per-session budgets: $(cat "$dir/info")"
+grep -q "per uid      67108864 bytes, 7 iobs, 524288 handles, 9 tokens, 262144 mappings" \
+  "$dir/info" || fail "per-uid budgets: $(cat "$dir/info")"
+stop
+start --listen "unix:$dir/iobd.sock" --hugepages off --log-level error
+b=$(json max_total_bytes)
+[ -n "$b" ] && [ "$b" != 0 ] && [ "$b" != null ] || fail "no flags: byte budget \"$b\""
+stop
+"$iobd" --help | grep -q -- "--max-tokens-per-session" || fail "--help lacks the budgets"
+
 # --listen on the command line replaces the file's list (not appended to it).
 start --listen "unix:$dir/iobd.sock" --config "$dir/iobd.ini" --no-broker
 stop

@@ -1,0 +1,117 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * iob_budget_attacker: a hostile client of test_budget_attacks, started with posix_spawn
+ * (its own process and session, as a real attacker would be). Each job asks iobd to hold
+ * more and more until it is refused, then reports one line on stdout and exits:
+ *
+ *   tib            one zx_iob_create of 64 private regions of 1 TiB each
+ *                  -> "status NAME"
+ *   tokens MAX     zx_handle_duplicate + iob_handle_export in a loop, never importing
+ *                  -> "refused OP NAME COUNT" or "unrefused COUNT" after MAX pairs
+ *   maps MAX       map-broker MAP of one page in a loop, never UNMAP (the fds are closed
+ *                  at once: only iobd's mapping records pile up)
+ *                  -> "refused map NAME COUNT" or "unrefused COUNT" after MAX
+ * Exit 0 when the job ran (whatever iobd answered); 2: usage; 3: set-up failed.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <iob/iob.h>
+#include <zircon/status.h>
+#include <zircon/syscalls.h>
+
+#include "client/lib/libiob.h"
+
+#define ATK_TIB (UINT64_C(1) << 40)
+
+static zx_status_t one_page_iob(zx_handle_t* ep0, zx_handle_t* ep1) {
+    zx_iob_region_t r;
+    memset(&r, 0, sizeof r);
+    r.type = ZX_IOB_REGION_TYPE_PRIVATE;
+    r.access = ZX_IOB_ACCESS_EP0_CAN_MAP_READ | ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE |
+               ZX_IOB_ACCESS_EP1_CAN_MAP_READ;
+    r.size = zx_system_get_page_size();
+    r.discipline.type = ZX_IOB_DISCIPLINE_TYPE_NONE;
+    return zx_iob_create(0, &r, 1, ep0, ep1);
+}
+
+static int job_tib(void) {
+    zx_iob_region_t r[64];
+    memset(r, 0, sizeof r);
+    for (int i = 0; i < 64; i++) {
+        r[i].type = ZX_IOB_REGION_TYPE_PRIVATE;
+        r[i].access = ZX_IOB_ACCESS_EP0_CAN_MAP_READ | ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE;
+        r[i].size = ATK_TIB;
+        r[i].discipline.type = ZX_IOB_DISCIPLINE_TYPE_NONE;
+    }
+    zx_handle_t ep0 = ZX_HANDLE_INVALID, ep1 = ZX_HANDLE_INVALID;
+    zx_status_t st = zx_iob_create(0, r, 64, &ep0, &ep1);
+    printf("status %s\n", zx_status_get_string(st));
+    return 0;
+}
+
+static int job_tokens(unsigned long max) {
+    zx_handle_t ep0, ep1;
+    zx_status_t st = one_page_iob(&ep0, &ep1);
+    if (st != ZX_OK) {
+        fprintf(stderr, "attacker: create: %s\n", zx_status_get_string(st));
+        return 3;
+    }
+    for (unsigned long n = 0; n < max; n++) {
+        zx_handle_t dup;
+        st = zx_handle_duplicate(ep0, ZX_RIGHT_SAME_RIGHTS, &dup);
+        if (st != ZX_OK) {
+            printf("refused duplicate %s %lu\n", zx_status_get_string(st), n);
+            return 0;
+        }
+        char token[IOB_TOKEN_SIZE];
+        st = iob_handle_export(dup, token);
+        if (st != ZX_OK) {
+            printf("refused export %s %lu\n", zx_status_get_string(st), n);
+            return 0;
+        }
+    }
+    printf("unrefused %lu\n", max);
+    return 0;
+}
+
+static int job_maps(unsigned long max) {
+    zx_handle_t ep0, ep1;
+    zx_status_t st = one_page_iob(&ep0, &ep1);
+    iob__session_t* session = NULL;
+    if (st != ZX_OK || (st = iob__session_get(&session)) != ZX_OK) {
+        fprintf(stderr, "attacker: set-up: %s\n", zx_status_get_string(st));
+        return 3;
+    }
+    uint64_t page = zx_system_get_page_size();
+    for (unsigned long n = 0; n < max; n++) {
+        iob__grant_t g;
+        st = iob__broker_map(session, ep0, ZX_VM_PERM_READ, 0, 0, page, false, &g);
+        if (st != ZX_OK) {
+            printf("refused map %s %lu\n", zx_status_get_string(st), n);
+            iob__session_put(session);
+            return 0;
+        }
+        close(g.fd); /* the record stays in iobd: no UNMAP */
+    }
+    printf("unrefused %lu\n", max);
+    iob__session_put(session);
+    return 0;
+}
+
+int main(int argc, char** argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc == 2 && strcmp(argv[1], "tib") == 0) {
+        return job_tib();
+    }
+    if (argc == 3 && strcmp(argv[1], "tokens") == 0) {
+        return job_tokens(strtoul(argv[2], NULL, 10));
+    }
+    if (argc == 3 && strcmp(argv[1], "maps") == 0) {
+        return job_maps(strtoul(argv[2], NULL, 10));
+    }
+    fprintf(stderr, "usage: iob_budget_attacker tib | tokens MAX | maps MAX\n");
+    return 2;
+}
