@@ -287,7 +287,7 @@ int main(int argc, char** argv) {
             iob_test_skip("no room for 8 free 2 MiB hugepages");
         }
     }
-    const char* extra[] = {"--hugepages", huge ? "2M" : "off", "--max-bytes", "0", NULL};
+    const char* extra[] = {"--hugepages", huge ? "2M" : "off", "--max-bytes", "unlimited", NULL};
     map_daemon_start(&g_daemon, extra);
     int rc = _cmocka_run_group_tests(modes[which], &tests[which], 1, group_setup, NULL);
     if (g_session != NULL) {
