@@ -119,6 +119,10 @@ static void op_peek(mwrb_fx_t* f, fz_in_t* in) {
         FZ_CHECK(rec.length <= IOB_MWRB_MAX_PAYLOAD);
         FZ_CHECK(rec.size == round8(rec.length + IOB_MWRB_RECORD_HEADER_SIZE));
         FZ_CHECK((st == ZX_OK) == (rec.length <= cap));
+        /* Found at tail, and wholly before head (nobody moved either during the call). */
+        uint64_t head = atomic_load(&f->reader.header->head);
+        uint64_t tail = atomic_load(&f->reader.header->tail);
+        FZ_CHECK(rec.position == tail && rec.size <= head - tail);
     }
     if (!f->tampered) {
         if (f->count == 0) {

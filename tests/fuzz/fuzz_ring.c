@@ -42,6 +42,7 @@ enum {
     OP_T_READ_INDEX,
     OP_T_DATA,
     OP_T_FLAGS,
+    OP_T_RECORD,
     OP_COUNT
 };
 
@@ -342,6 +343,20 @@ static void op(ring_fx_t* f, fz_in_t* in) {
         uint8_t v = fz_u8(in);
         atomic_store(&f->ctrl->producer_closed, v & 1u);
         atomic_store(&f->ctrl->consumer_closed, (v >> 1) & 1u);
+        break;
+    }
+    case OP_T_RECORD: {
+        /*
+         * The lie a producer is most likely to tell: a plausible record header (a message or
+         * padding, of a length near what fits) at or just after where the consumer reads.
+         */
+        f->tampered = true;
+        uint64_t off = (f->c.read_pos + 8u * fz_u8(in)) & f->c.mask;
+        uint8_t kind = fz_u8(in);
+        uint32_t type = (kind & 1u) ? IOB_RING_REC_PAD : IOB_RING_REC_MSG;
+        uint64_t length = (kind & 2u) ? fz_u32(in) : f->c.max_payload - fz_u8(in);
+        uint64_t header = ((uint64_t)type << 32) | (length & UINT32_MAX);
+        memcpy(f->data + off, &header, sizeof header);
         break;
     }
     default:
