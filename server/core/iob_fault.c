@@ -92,8 +92,7 @@ static void iob__fault_install_once(void) {
     (void)iob_fault_init();
 }
 
-zx_status_t iob_fault_call(const void* base, size_t size, zx_status_t (*fn)(void* ctx),
-                           void* ctx) {
+zx_status_t iob_fault_call(const void* base, size_t size, zx_status_t (*fn)(void* ctx), void* ctx) {
     if (pthread_once(&g_once, iob__fault_install_once) != 0 || !g_installed) {
         return ZX_ERR_INTERNAL;
     }

@@ -232,9 +232,12 @@ zx_status_t iob_core_iob_writev(iob_core_t* core, iob_session_id_t session, zx_h
         status = IOB__ERR_SET(ZX_ERR_NO_MEMORY, "mapping shared region %" PRIu64, shared->koid);
         goto done;
     }
-    iob__ring_append_t append = {ring,    shared->memory.mem.size,
-                                 core->page_size, r->desc.discipline.ring_buffer.tag,
-                                 vectors, num_vectors};
+    iob__ring_append_t append = {.ring = ring,
+                                 .size = shared->memory.mem.size,
+                                 .page_size = core->page_size,
+                                 .tag = r->desc.discipline.ring_buffer.tag,
+                                 .vectors = vectors,
+                                 .num_vectors = num_vectors};
     status = iob_fault_call(ring, (size_t)shared->memory.mem.size, ring_append, &append);
     if (status != ZX_OK) {
         IOB__ERR_SET(status, "region %u: ring of shared region %" PRIu64 " refused the record",
@@ -264,8 +267,9 @@ typedef struct iob__id_claim {
 
 static zx_status_t id_claim(void* ctx) {
     const iob__id_claim_t* c = ctx;
-    return c->check_only ? iob_idalloc_check(c->container, c->size, c->blob_size, c->id == NULL)
-                         : iob_idalloc_allocate(c->container, c->size, c->blob, c->blob_size, c->id);
+    return c->check_only
+               ? iob_idalloc_check(c->container, c->size, c->blob_size, c->id == NULL)
+               : iob_idalloc_allocate(c->container, c->size, c->blob, c->blob_size, c->id);
 }
 
 /*
@@ -296,8 +300,12 @@ static zx_status_t allocate_id(iob_core_t* core, iob_session_id_t session, zx_ha
         goto done;
     }
     uint32_t allocated = 0;
-    iob__id_claim_t claim = {container, r->desc.size, blob, blob_size,
-                             id != NULL ? &allocated : NULL, check_only};
+    iob__id_claim_t claim = {.container = container,
+                             .size = r->desc.size,
+                             .blob = blob,
+                             .blob_size = blob_size,
+                             .id = id != NULL ? &allocated : NULL,
+                             .check_only = check_only};
     status = iob_fault_call(container, (size_t)r->own.mem.size, id_claim, &claim);
     if (status != ZX_OK) {
         IOB__ERR_SET(status, "region %u: allocating an ID for %" PRIu64 " bytes", region_index,

@@ -36,19 +36,19 @@
 #include "client/lib/libiob.h"
 #include "shm/region.h"
 
-#define FAIL(code, ...)                          \
-    do {                                         \
+#define FAIL(code, ...)                           \
+    do {                                          \
         fprintf(stderr, "hostile: " __VA_ARGS__); \
-        fputc('\n', stderr);                     \
-        exit(code);                              \
+        fputc('\n', stderr);                      \
+        exit(code);                               \
     } while (0)
 
-#define CHECK(code, st, what)                                           \
-    do {                                                                \
-        zx_status_t check_st_ = (st);                                   \
-        if (check_st_ != ZX_OK) {                                       \
+#define CHECK(code, st, what)                                              \
+    do {                                                                   \
+        zx_status_t check_st_ = (st);                                      \
+        if (check_st_ != ZX_OK) {                                          \
             FAIL(code, "%s: %s", (what), zx_status_get_string(check_st_)); \
-        }                                                               \
+        }                                                                  \
     } while (0)
 
 static uint64_t g_page;
@@ -120,8 +120,9 @@ static int attack_idalloc(void) {
     const char blob[] = "a blob";
     CHECK(12, zx_iob_allocate_id(ep1, 0, 0, blob, sizeof blob, &id), "first allocate_id");
     zx_vaddr_t a = 0;
-    CHECK(13, zx_vmar_map_iob(zx_vmar_root_self(), ZX_VM_PERM_READ | ZX_VM_PERM_WRITE, 0, ep0,
-                              0, 0, g_page, &a),
+    CHECK(13,
+          zx_vmar_map_iob(zx_vmar_root_self(), ZX_VM_PERM_READ | ZX_VM_PERM_WRITE, 0, ep0, 0, 0,
+                          g_page, &a),
           "writable map");
     if (madvise((void*)a, g_page, MADV_REMOVE) != 0) {
         FAIL(14, "MADV_REMOVE: %s", strerror(errno));

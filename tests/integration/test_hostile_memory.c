@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * A client that destroys memory of regions it may write (iob_hostile_peer, a separate
- * process) cannot take iobd down. With 2 MiB hugepages (idalloc, writev, region) the hole it punches
- * cannot be filled again once it has drained the pool, so iobd's next access there faults:
- * zx_iob_allocate_id, zx_iob_writev and ReadRegion/WriteRegion each answer
+ * process) cannot take iobd down. With 2 MiB hugepages (idalloc, writev, region) the hole
+ * it punches cannot be filled again once it has drained the pool, so iobd's next access
+ * there faults: zx_iob_allocate_id, zx_iob_writev and ReadRegion/WriteRegion each answer
  * ZX_ERR_IO_DATA_INTEGRITY (iob_core.h), iobd stays alive, serves another client promptly
  * meanwhile, and once the attacker is killed its descriptors and accounted bytes are back
  * at their start values. With 4 KiB pages (shmem) the same hole is harmless: iobd reads
@@ -40,7 +40,7 @@ extern char** environ;
 
 static map_daemon_t g_daemon;
 static iob__session_t* g_session;
-static zx_handle_t g_own;  /* this client's IOB, used while the attacker holds its own */
+static zx_handle_t g_own; /* this client's IOB, used while the attacker holds its own */
 static uint64_t g_page;
 static pid_t g_attacker; /* while it runs; killed by the teardown if a check failed */
 

@@ -118,8 +118,7 @@ static void test_nested(void** state) {
     half_gone_t h;
     half_gone_make(&h);
     nest_t n = {&h, ZX_OK};
-    assert_int_equal(iob_fault_call(h.map, 2 * g_page, nested_inner, &n),
-                     ZX_ERR_IO_DATA_INTEGRITY);
+    assert_int_equal(iob_fault_call(h.map, 2 * g_page, nested_inner, &n), ZX_ERR_IO_DATA_INTEGRITY);
     assert_int_equal(n.inner, ZX_ERR_IO_DATA_INTEGRITY);
     half_gone_free(&h);
 }
