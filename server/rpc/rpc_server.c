@@ -791,7 +791,7 @@ size_t iobd__filter_iobs_for_uid(iobd_rpc_t* srv, iob_core_iob_summary_t* sums, 
 void iobd__uid_figures(iobd_rpc_t* srv, uid_t uid, uint64_t* sessions, uint64_t* handles) {
     uint64_t n = 0;
     pthread_mutex_lock(&srv->lock);
-    for (size_t b = 0; b < IOBD_HASH_BUCKETS; b++) {
+    for (size_t b = 0; b < srv->hent_buckets; b++) {
         for (iobd_hent_t* h = srv->by_handle[b]; h != NULL; h = h->next_by_handle) {
             if (h->session->local && h->session->cred_valid && h->session->cred_uid == uid) {
                 n++;
