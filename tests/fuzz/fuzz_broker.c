@@ -179,6 +179,8 @@ static outcome_t read_replies(int fd, uint16_t type, uint64_t id) {
     return o;
 }
 
+int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
+
 int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     static bool ready;
     if (!ready) {

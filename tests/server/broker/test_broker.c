@@ -162,6 +162,25 @@ static int teardown(void** state) {
     iob_core_destroy(f->core);
     rmdir(f->dir);
     free(f->dir);
+    /*
+     * The broker's closer thread closes the last descriptors (the listening socket, the
+     * connections) after the broker is gone: the next test starts once it has, and nothing
+     * leaked. The first test's count is the reference (libraries open a few descriptors
+     * once, on first use); until then, the count only has to settle.
+     */
+    static int between_tests = -1;
+    int n = iob_test_count_open_fds();
+    for (int i = 0, stable = 0; i < 400 && (between_tests >= 0 ? n != between_tests : stable < 20);
+         i++) {
+        usleep(5000);
+        int now = iob_test_count_open_fds();
+        stable = now == n ? stable + 1 : 0;
+        n = now;
+    }
+    if (between_tests >= 0) {
+        assert_int_equal(n, between_tests);
+    }
+    between_tests = n;
     free(f);
     return 0;
 }
