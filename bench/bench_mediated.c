@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The mediated transport: Fuchsia's mediated-write ring buffer (IOB-SPEC.md A.6, A.7), the
+ * The mediated transport: Fuchsia's mediated-write ring buffer (docs/zircon-iob.md A.6, A.7), the
  * path for writers that may not map the memory they write into. Part of the iob-bench-iob
  * module (bench.h), so only its children load libiob.
  *

@@ -93,7 +93,7 @@ const char* iob_wire_method_path(iob_wire_method_t method);
 
 /*
  * zx_iob_writev: at most this many vectors, and this many payload bytes (65535 minus the
- * 16-byte record header), IOB-SPEC.md A.6.
+ * 16-byte record header), docs/zircon-iob.md A.6.
  */
 #define IOB_WIRE_MAX_WRITEV_VECTORS 8u
 #define IOB_WIRE_MAX_WRITEV_BYTES 65519u

@@ -163,7 +163,7 @@ typedef struct iob_broker_import_reply {
 /* ---- Mediated operations ---- */
 
 #define IOB_BROKER_MEDIATED_LAYOUT 1u
-/* zx_iob_writev's limits (IOB-SPEC.md A.6): 8 vectors, 65535 - 16 payload bytes. */
+/* zx_iob_writev's limits (docs/zircon-iob.md A.6): 8 vectors, 65535 - 16 payload bytes. */
 #define IOB_BROKER_WRITEV_MAX_VECTORS 8u
 #define IOB_BROKER_WRITEV_MAX_BYTES 65519u
 /* Largest blob ALLOCATE_ID carries in the datagram; a larger one travels in a memfd. */

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The mediated-write ring buffer (IOB-SPEC.md A.7) and the ID allocator (A.8): the server's
+ * The mediated-write ring buffer (docs/zircon-iob.md A.7) and the ID allocator (A.8): the server's
  * writers and the clients' validated readers. See mediated.h for the layouts and the trust
  * model; the rule that runs through this file is "load a shared word once, validate the
  * local copy, derive every address from validated locals".

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The on-region layouts of IOB's two mediated disciplines (IOB-SPEC.md A.7 and A.8), as the
+ * The on-region layouts of IOB's two mediated disciplines (docs/zircon-iob.md A.7 and A.8), as the
  * server writes them and as clients that map the regions read them:
  *
  *   iob_mwrb_*     ZX_IOB_DISCIPLINE_TYPE_MEDIATED_WRITE_RING_BUFFER: a byte ring in a shared

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Shared-memory regions: memfds on 4 KiB pages or on hugetlbfs, the hugepage pools behind
- * them, and page-size rounding (IOB-SPEC.md L, "Page size", "Memory", "Who may write").
+ * them, and page-size rounding (docs/zircon-iob.md L, "Page size", "Memory", "Who may write").
  *
  * What the kernel does with a hugetlb memfd (observed on Linux 6.18; what the code
  * below relies on):
@@ -378,7 +378,7 @@ zx_status_t iob_region_create(iob_backing_t backing, uint64_t size, const char* 
     }
     /*
      * 0400 and owned by this process's uid: a process under another uid that holds only a
-     * read-only description cannot reopen the file for writing through /proc (IOB-SPEC L).
+     * read-only description cannot reopen the file for writing through /proc (docs/zircon-iob.md L).
      * Our own read-write description keeps working: modes are checked at open, not at use.
      */
     if (iob__sys_fchmod(fd, S_IRUSR) != 0) {

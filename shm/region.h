@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Shared-memory regions: one memfd each, hugepage-backed or on 4 KiB pages
- * (IOB-SPEC.md L, "Page size" and "Memory"). No RPC, no event loop.
+ * (docs/zircon-iob.md L, "Page size" and "Memory"). No RPC, no event loop.
  *
  * A region's memfd is created by the server, owned by its uid with mode 0400, sized and
  * allocated up front (fallocate, so an empty hugepage pool is ZX_ERR_NO_MEMORY here and

@@ -34,7 +34,7 @@ bool iob_test_hugepages_reserve(iob_backing_t backing, uint64_t free_pages);
 void iob_test_hugepages_restore(void);
 
 /*
- * Checks what every region promises (IOB-SPEC.md L, "Memory"): an fd above 2 with
+ * Checks what every region promises (docs/zircon-iob.md L, "Memory"): an fd above 2 with
  * FD_CLOEXEC, read-write, exactly the three seals, mode 0400, owned by this process's euid,
  * `size` bytes, allocated up front, and the seals refusing grow, shrink and new seals.
  * Returns NULL when all hold, else a description of the first that does not (static text).

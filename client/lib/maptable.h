@@ -2,7 +2,7 @@
 /*
  * The library's record of its IOB mappings: address ranges ("pieces"), each belonging to
  * one broker mapping record. A partial unmap splits or trims pieces; a mapping ends when
- * its last byte is gone, and only then is it reported to iobd (IOB-SPEC.md L, "Lifetimes").
+ * its last byte is gone, and only then is it reported to iobd (docs/zircon-iob.md L, "Lifetimes").
  *
  * Pure bookkeeping: no syscalls, no locking (the caller serialises, together with the
  * mmap/munmap calls that the table mirrors). Internal to libiob.

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Shared regions and the mediated operations: zx_iob_create_shared_region, zx_iob_writev
- * and zx_iob_allocate_id. iobd carries out the writes (IOB-SPEC.md L, "Mediated
+ * and zx_iob_allocate_id. iobd carries out the writes (docs/zircon-iob.md L, "Mediated
  * operations"); the library's part is what only the caller's process can know: which of
  * the caller's addresses can be read. Zircon reports an unreadable iovec array at A.6 step
  * 7, an unreadable payload at step 11 and an unreadable blob at A.5 step 6, each after the
@@ -133,7 +133,7 @@ static zx_status_t iob__blob_memfd(const void* src, uint64_t n, int* fd_out) {
 /* ---- zx_iob_create_shared_region ---- */
 
 zx_status_t zx_iob_create_shared_region(uint64_t options, uint64_t size, zx_handle_t* out) {
-    /* As for zx_iob_create (IOB-SPEC.md L): a NULL out-pointer first. */
+    /* As for zx_iob_create (docs/zircon-iob.md L): a NULL out-pointer first. */
     if (out == NULL) {
         return ZX_ERR_INVALID_ARGS;
     }

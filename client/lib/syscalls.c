@@ -3,7 +3,7 @@
  * The Zircon calls of <zircon/syscalls.h> other than mapping: thin wrappers over the
  * process's iob_conn session. Each makes the client-side argument checks Zircon makes
  * before it looks at the kernel object, in Zircon's order, then lets iobd's core answer,
- * so the status is the one Zircon would return (IOB-SPEC.md A.3, A.9, A.10, A.12).
+ * so the status is the one Zircon would return (docs/zircon-iob.md A.3, A.9, A.10, A.12).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +30,7 @@
 
 zx_status_t zx_iob_create(uint64_t options, const zx_iob_region_t* regions, size_t region_count,
                           zx_handle_t* ep0_out, zx_handle_t* ep1_out) {
-    /* IOB-SPEC.md L: NULL out-pointers first; then A.3's order up to the copy-in. */
+    /* docs/zircon-iob.md L: NULL out-pointers first; then A.3's order up to the copy-in. */
     if (ep0_out == NULL || ep1_out == NULL || options != 0) {
         return ZX_ERR_INVALID_ARGS;
     }

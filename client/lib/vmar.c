@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * zx_vmar_map_iob and zx_vmar_unmap on Linux (IOB-SPEC.md A.4, A.12, L "Mapping").
+ * zx_vmar_map_iob and zx_vmar_unmap on Linux (docs/zircon-iob.md A.4, A.12, L "Mapping").
  *
  * The checks of A.4 are split between iobd and the library, and the status must be the
  * one Zircon's order gives. iobd (iob_core_map, through the broker) makes steps 2-6 and

@@ -134,7 +134,7 @@ typedef struct iob_conn_writev_vec {
  * entries when it is at most 8 and vectors_unreadable is false (else vecs is ignored and
  * nothing but the count is sent). data holds the readable vectors' bytes back to back
  * (data_len: their capacities' sum). The library has already read the caller's memory, so
- * nothing here can fault. The server's status, in IOB-SPEC.md A.6's order.
+ * nothing here can fault. The server's status, in docs/zircon-iob.md A.6's order.
  */
 zx_status_t iob_conn_iob_writev(iob_conn_t* conn, zx_handle_t handle, uint64_t options,
                                 uint32_t region_index, uint64_t num_vectors,

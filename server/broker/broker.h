@@ -12,7 +12,7 @@
  * operations zx_iob_writev and zx_iob_allocate_id (iob_core_iob_writev /
  * iob_core_iob_allocate_id: one socket round trip with the caller's bytes in the datagram).
  * MAP and UNMAP are answered by iob_core_map_dup / iob_core_unmap, so the rights and access checks of
- * IOB-SPEC.md A.4 are the core's; a read-only grant carries a read-only file description.
+ * docs/zircon-iob.md A.4 are the core's; a read-only grant carries a read-only file description.
  *
  * Lifetimes: a mapping granted here is a core mapping record of the attached session. The
  * broker never releases mapping records itself, not even when the connection drops: the

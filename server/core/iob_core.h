@@ -2,7 +2,7 @@
 /*
  * iob_core: the transport-free heart of iobd. It owns every IOB, endpoint, handle,
  * mapping record and transfer token, and implements Zircon's IOB semantics
- * (IOB-SPEC.md A.3, A.4, A.9, A.10, A.12 and L) on plain C structs.
+ * (docs/zircon-iob.md A.3, A.4, A.9, A.10, A.12 and L) on plain C structs.
  *
  * It includes no gRPC, libuv or protobuf-c header: the gRPC service and the map broker
  * are thin adapters that translate wire messages into these calls.
@@ -210,7 +210,7 @@ zx_status_t iob_core_session_release_mappings(iob_core_t* core, iob_session_id_t
 /* ---- IOB operations (Zircon semantics; session-scoped handles) ---- */
 
 /*
- * IOB-SPEC.md A.3 with L's choices; resource limits after validation. A session that is
+ * docs/zircon-iob.md A.3 with L's choices; resource limits after validation. A session that is
  * unknown or closed: ZX_ERR_BAD_STATE (after validation, before the limits).
  * ID_ALLOCATOR regions get their container header (A.8) at create;
  * MEDIATED_WRITE_RING_BUFFER regions use a shared region (iob_core_shared_region_create).
@@ -256,7 +256,7 @@ zx_status_t iob_core_object_signal_peer(iob_core_t* core, iob_session_id_t sessi
 zx_status_t iob_core_signals(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
                              zx_signals_t* signals_out, zx_koid_t* endpoint_koid_out);
 
-/* ---- Shared regions and mediated disciplines (IOB-SPEC.md A.3, A.5-A.8) ---- */
+/* ---- Shared regions and mediated disciplines (docs/zircon-iob.md A.3, A.5-A.8) ---- */
 
 /*
  * zx_iob_create_shared_region: a shared-region object (ZX_OBJ_TYPE_IOB_SHARED_REGION, rights
@@ -333,7 +333,7 @@ typedef struct iob_map_grant {
 
 /*
  * Authorises a mapping of [region_offset, region_offset + len) with the given ZX_VM_*
- * options, in IOB-SPEC.md A.4 / A.12 order, and counts it as a mapping made through the
+ * options, in docs/zircon-iob.md A.4 / A.12 order, and counts it as a mapping made through the
  * handle's endpoint (A.9) until iob_core_unmap or the session's mappings are released; the
  * record is charged to the session's and uid's mapping budgets (ZX_ERR_NO_RESOURCES).
  * Options that only the client can check (alignment bits, SPECIFIC placement) are left to it.
@@ -354,7 +354,7 @@ zx_status_t iob_core_map_dup(iob_core_t* core, iob_session_id_t session, zx_hand
                              zx_vm_option_t options, uint32_t region_index,
                              uint64_t region_offset, uint64_t len, iob_map_grant_t* grant_out);
 
-/* ---- Transfer between processes (IOB-SPEC.md L, "Transfer") ---- */
+/* ---- Transfer between processes (docs/zircon-iob.md L, "Transfer") ---- */
 
 /*
  * Needs ZX_RIGHT_TRANSFER; consumes the handle on success. token_out is NUL-terminated.

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * zx_iob_create's server half: IOB-SPEC.md A.3 in its order, with L's choices (NULL out
+ * zx_iob_create's server half: docs/zircon-iob.md A.3 in its order, with L's choices (NULL out
  * pointers first, private options must be 0, sizes above 2^63 are OUT_OF_RANGE), then the
  * budgets (charged under the core's mutex), then the memory (made without the mutex, so a
  * large create never stalls other clients), then the IOB is published under the mutex.

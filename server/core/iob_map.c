@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Mapping authorisation (zx_vmar_map_iob's server half, IOB-SPEC.md A.4 and A.12), mapping
+ * Mapping authorisation (zx_vmar_map_iob's server half, docs/zircon-iob.md A.4 and A.12), mapping
  * records (A.9), and mediated region reads and writes for clients that cannot map.
  */
 #include <errno.h>
@@ -123,7 +123,7 @@ static zx_status_t check_map(const iob_core_t* core, const iob__handle_t* h,
     uint64_t rounded_len = (len + mask) & ~mask;
     /*
      * A.4 step 8. Zircon's kernel code has no such check (a paged VMO maps past its end and
-     * faults there); zx_vmar_map's documentation and IOB-SPEC.md A.4 give BUFFER_TOO_SMALL
+     * faults there); zx_vmar_map's documentation and docs/zircon-iob.md A.4 give BUFFER_TOO_SMALL
      * for a non-resizable VMO without ALLOW_FAULTS, which on Linux also spares the client a
      * SIGBUS past the memfd's sealed end.
      */

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Shared regions (zx_iob_create_shared_region) and the two mediated disciplines: the
- * server halves of zx_iob_writev (IOB-SPEC.md A.6, A.7) and zx_iob_allocate_id (A.5, A.8).
+ * server halves of zx_iob_writev (docs/zircon-iob.md A.6, A.7) and zx_iob_allocate_id (A.5, A.8).
  * The on-region layouts themselves live in shm/mediated.c, which clients use to read them.
  *
  * Locking: the core's one mutex is held for the whole of each call, so it is also the

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Transfer tokens (IOB-SPEC.md L, "Transfer"): the stand-in for a handle in flight in a
+ * Transfer tokens (docs/zircon-iob.md L, "Transfer"): the stand-in for a handle in flight in a
  * Zircon channel. A token holds its endpoint like a handle does (it counts in the
  * endpoint's handles, so the peer sees no PEER_CLOSED) whatever happens to the exporting
  * session, until it is imported once or its time-to-live passes.

@@ -206,7 +206,7 @@ static void iobd__log_budgets(iob_core_t* core) {
     }
 }
 
-/* The backing, chosen once and said loudly (IOB-SPEC.md L, "Page size"). */
+/* The backing, chosen once and said loudly (docs/zircon-iob.md L, "Page size"). */
 static zx_status_t iobd__choose_backing(const iobd_options_t* o, iob_backing_t* out) {
     zx_status_t st = iob_backing_choose(o->hugepages, o->hugepages_min_free, out);
     if (st != ZX_OK) {

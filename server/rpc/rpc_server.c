@@ -694,7 +694,7 @@ static void iobd__obs_signals_changed(void* ctx, zx_koid_t koid, zx_signals_t si
 
 /*
  * A record was written into a shared region: ZX_IOB_SHARED_REGION_UPDATED is strobed
- * (IOB-SPEC.md A.7 step 6). Only what is armed right now sees it: waits whose mask holds the
+ * (docs/zircon-iob.md A.7 step 6). Only what is armed right now sees it: waits whose mask holds the
  * bit, and the holders' session streams (as an event with the bit set; shared regions have
  * no other signal than user signals, which the event does not repeat). Nothing is latched.
  */

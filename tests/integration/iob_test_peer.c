@@ -65,7 +65,7 @@ static zx_vaddr_t map_or_die(zx_vm_option_t options, zx_handle_t h, uint32_t reg
     return a;
 }
 
-/* The read-only checks of IOB-SPEC.md L, made by the kernel, in a process under another uid. */
+/* The read-only checks of docs/zircon-iob.md L, made by the kernel, in a process under another uid. */
 static int ro_checks(zx_handle_t h) {
     uint64_t pg = zx_system_get_page_size();
     zx_vaddr_t a = map_or_die(ZX_VM_PERM_READ, h, 0, 0, pg);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Lifetimes through a real iobd (IOB-SPEC.md A.9, L): kill -9 of the process holding ep1,
+ * Lifetimes through a real iobd (docs/zircon-iob.md A.9, L): kill -9 of the process holding ep1,
  * with and without a live mapping, raises ZX_IOB_PEER_CLOSED on ep0 within 100 ms of the
  * exit (measured from waitpid's return to the event on the session stream, so the bound is
  * on the server's reaction, not on setting up a new call). Tokens: used, unknown

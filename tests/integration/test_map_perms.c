@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * What the kernel enforces for a client under another uid (IOB-SPEC.md L): a helper
+ * What the kernel enforces for a client under another uid (docs/zircon-iob.md L): a helper
  * running as `nobody` (it drops privileges before gRPC starts) maps a region its endpoint
  * may only read, and every way to write fails in that process: a writable zx map,
  * mprotect, mmap(PROT_WRITE) of the raw fd, reopening the fd for writing, fchmod. A region

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * PEER_CLOSED accounting (IOB-SPEC.md A.9) as server/core implements it, checked
+ * PEER_CLOSED accounting (docs/zircon-iob.md A.9) as server/core implements it, checked
  * exhaustively by tests/models/check.sh.
  *
  * Mirrors: the per-endpoint counters of iob__endpoint_t (handles: open handles plus tokens

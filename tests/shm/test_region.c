@@ -565,7 +565,7 @@ static int child_other_uid(void* arg) {
 }
 
 /*
- * The deployment case of IOB-SPEC.md L: iobd owns the memfd (mode 0400), the client runs under
+ * The deployment case of docs/zircon-iob.md L: iobd owns the memfd (mode 0400), the client runs under
  * another uid. Root bypasses file modes (CAP_DAC_OVERRIDE), so a root test proves nothing
  * about the mode; the checks therefore run in a forked child that dropped to nobody (no gRPC
  * in this process, so fork is fine). Skipped when not root.

@@ -4,14 +4,14 @@
  * endpoint to another process, and a pollable fd for signal changes.
  *
  * The connection model. A process has at most one connection to iobd at a time, and with
- * it one session that owns every handle the process holds (IOB-SPEC.md L). The zx_* calls
+ * it one session that owns every handle the process holds (docs/zircon-iob.md L). The zx_* calls
  * open it lazily on first use (thread-safe), to $IOB_SERVER or else the default socket
  * (/run/iob/iobd.sock). iob_client_connect opens it explicitly, to a chosen target, before
  * that; iob_client_close ends it: every handle of the session closes (peers see
  * ZX_IOB_PEER_CLOSED once this process's mappings are gone too), and the next zx_* call
  * opens a fresh session.
  *
- * Mapping on Linux (zx_vmar_map_iob, zx_vmar_unmap; IOB-SPEC.md L "Mapping"):
+ * Mapping on Linux (zx_vmar_map_iob, zx_vmar_unmap; docs/zircon-iob.md L "Mapping"):
  * - zx_vmar_root_self() is the only VMAR: it stands for the whole address space. Any other
  *   handle is ZX_ERR_WRONG_TYPE (a valid handle of this process) or ZX_ERR_BAD_HANDLE.
  * - ZX_VM_SPECIFIC maps at the absolute address vmar_offset, never over anything

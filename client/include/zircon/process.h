@@ -10,7 +10,7 @@ extern "C" {
 #endif
 
 /*
- * The pseudo-handle that stands for this process's whole address space (IOB-SPEC.md L:
+ * The pseudo-handle that stands for this process's whole address space (docs/zircon-iob.md L:
  * VMAR sub-regions do not exist on Linux). It is a fixed value, never closed.
  */
 ZX_EXPORT zx_handle_t zx_vmar_root_self(void);

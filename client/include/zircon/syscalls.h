@@ -2,7 +2,7 @@
 /*
  * The Zircon system calls that iob provides on Linux, with Zircon's signatures, so that
  * code written for Fuchsia's IOBuffer compiles unchanged. Each call returns exactly the
- * status Zircon would (IOB-SPEC.md); calls reach iobd through libiob's implicit
+ * status Zircon would (docs/zircon-iob.md); calls reach iobd through libiob's implicit
  * connection (IOB_SERVER, or the default socket path).
  */
 #ifndef ZIRCON_SYSCALLS_H_
@@ -22,7 +22,7 @@
 extern "C" {
 #endif
 
-/* Creates an IOB. Errors: IOB-SPEC.md A.3 and L (INVALID_ARGS, OUT_OF_RANGE, NO_MEMORY, NO_RESOURCES). */
+/* Creates an IOB. Errors: docs/zircon-iob.md A.3 and L (INVALID_ARGS, OUT_OF_RANGE, NO_MEMORY, NO_RESOURCES). */
 ZX_EXPORT zx_status_t zx_iob_create(uint64_t options, const zx_iob_region_t* regions,
                                     size_t region_count, zx_handle_t* ep0_out,
                                     zx_handle_t* ep1_out);
@@ -39,7 +39,7 @@ ZX_EXPORT zx_status_t zx_iob_create_shared_region(uint64_t options, uint64_t siz
 
 /*
  * Appends one record (tag, length, the vectors' bytes) to a MEDIATED_WRITE_RING_BUFFER
- * region; iobd writes it on the caller's behalf. Errors: IOB-SPEC.md A.6 and A.7.
+ * region; iobd writes it on the caller's behalf. Errors: docs/zircon-iob.md A.6 and A.7.
  */
 ZX_EXPORT zx_status_t zx_iob_writev(zx_handle_t handle, zx_iob_write_options_t options,
                                     uint32_t region_index, const zx_iovec_t* vectors,
@@ -47,13 +47,13 @@ ZX_EXPORT zx_status_t zx_iob_writev(zx_handle_t handle, zx_iob_write_options_t o
 
 /*
  * Stores blob in an ID_ALLOCATOR region and returns its ID; iobd writes it on the caller's
- * behalf. Errors: IOB-SPEC.md A.5 and A.8.
+ * behalf. Errors: docs/zircon-iob.md A.5 and A.8.
  */
 ZX_EXPORT zx_status_t zx_iob_allocate_id(zx_handle_t handle, zx_iob_allocate_id_options_t options,
                                          uint32_t region_index, const void* blob,
                                          uint64_t blob_size, uint32_t* id);
 
-/* Maps part of a region into the caller's address space. Errors: IOB-SPEC.md A.4, A.12. */
+/* Maps part of a region into the caller's address space. Errors: docs/zircon-iob.md A.4, A.12. */
 ZX_EXPORT zx_status_t zx_vmar_map_iob(zx_handle_t vmar, zx_vm_option_t options,
                                       size_t vmar_offset, zx_handle_t ep, uint32_t region_index,
                                       uint64_t region_offset, size_t region_len,

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Tests client/lib/mapchecks.c: the client's own step-7 checks of zx_vmar_map_iob and how
- * they combine with iobd's answer into the status Zircon's order gives (IOB-SPEC.md A.4).
+ * they combine with iobd's answer into the status Zircon's order gives (docs/zircon-iob.md A.4).
  */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* iob_core_iob_create against IOB-SPEC.md A.3 and L: every error in its order, rounding,
+/* iob_core_iob_create against docs/zircon-iob.md A.3 and L: every error in its order, rounding,
  * descriptors, koids, limits, and nothing half-created. */
 #include <string.h>
 

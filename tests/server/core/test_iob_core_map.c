@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* iob_core_map / iob_core_unmap against IOB-SPEC.md A.4 and A.12 (every error in its
+/* iob_core_map / iob_core_unmap against docs/zircon-iob.md A.4 and A.12 (every error in its
  * order), the fds they hand out, and mediated region reads and writes. */
 #include <errno.h>
 #include <fcntl.h>

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Shared regions and the mediated disciplines of iob_core (server/core/iob_mediated.c and the
- * shared-region paths of create, map, info, handles): IOB-SPEC.md A.3 7.2, A.5-A.10, every
+ * shared-region paths of create, map, info, handles): docs/zircon-iob.md A.3 7.2, A.5-A.10, every
  * documented error in its order, with the ring and the ID allocator read back through a
  * client's mapping and shm/mediated.h. */
 #include <errno.h>

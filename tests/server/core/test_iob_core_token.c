@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Transfer tokens (IOB-SPEC.md L, "Transfer"): export needs TRANSFER and consumes the
+/* Transfer tokens (docs/zircon-iob.md L, "Transfer"): export needs TRANSFER and consumes the
  * handle, a token works once, expires with the injected clock, and keeps its endpoint
  * alive in the meantime. */
 #include <ctype.h>

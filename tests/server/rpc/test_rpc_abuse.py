@@ -292,7 +292,7 @@ def case_big_create():
             a.finish()
         grew = vm_hwm_kib(srv.proc.pid) - hwm0
         print("  VmHWM grew %d KiB; status %s in %.2f s" % (grew, r["status"], r["seconds"]))
-        # IOB-SPEC.md A.3: options are 0, so the count decides: more than 64 regions.
+        # docs/zircon-iob.md A.3: options are 0, so the count decides: more than 64 regions.
         assert r["status"] == ZX_ERR_OUT_OF_RANGE, r
         assert grew < 64 * 1024, "iobd's peak RSS grew by %d KiB" % grew
         base.check()

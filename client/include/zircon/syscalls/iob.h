@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* IOBuffer types and constants, Zircon's layout (IOB-SPEC.md A.1, A.2). */
+/* IOBuffer types and constants, Zircon's layout (docs/zircon-iob.md A.1, A.2). */
 #ifndef ZIRCON_SYSCALLS_IOB_H_
 #define ZIRCON_SYSCALLS_IOB_H_
 

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Object info topics, properties and records used with IOBs (IOB-SPEC.md A.1, A.2, A.10). */
+/* Object info topics, properties and records used with IOBs (docs/zircon-iob.md A.1, A.2, A.10). */
 #ifndef ZIRCON_SYSCALLS_OBJECT_H_
 #define ZIRCON_SYSCALLS_OBJECT_H_
 
