@@ -186,12 +186,13 @@ bool bctl_scale_run(const char* self, const char* iobd, bool quick, int rounds, 
         sv[i].round_imp = calloc((size_t)rounds, sizeof(double));
         ok = sv[i].round_cc != NULL && sv[i].round_imp != NULL;
         /*
-         * The holder's IOBs and tokens must outlive the run: no per-session cap (whatever a
-         * default becomes) and tokens that do not expire mid-run.
+         * The holder's IOBs and tokens must outlive the run: one session holds them all (far
+         * past the default per-session token budget), and tokens do not expire mid-run.
          */
-        const char* extra[] = {
-            "--max-iobs-per-session", "0", "--max-handles-per-session", "0", "--token-ttl", "1h",
-            "--exit-with-parent",     NULL};
+        const char* extra[] = {"--max-iobs-per-session",   "unlimited", "--max-handles-per-session",
+                               "unlimited",                "--max-tokens-per-session", "unlimited",
+                               "--max-tokens-per-uid",     "unlimited", "--token-ttl",
+                               "1h",                       "--exit-with-parent",       NULL};
         if (ok && !bctl_iobd_start_ex(iobd, "off", false, extra, &sv[i].d, err, sizeof err)) {
             ok = false;
         }
