@@ -20,10 +20,7 @@
 
 #include "client/rpc/iob_conn.h"
 #include "shm/broker_wire.h"
-
-/* The root VMAR pseudo-handle. iobd's handles always have the low two bits set, so a value
- * with them clear can never collide with one. */
-#define IOB__VMAR_ROOT_HANDLE ((zx_handle_t)0x7ffffff0u)
+#include "shm/handles.h"
 
 typedef struct iob__session {
     atomic_uint refs;

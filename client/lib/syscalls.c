@@ -67,8 +67,11 @@ zx_status_t zx_object_set_property(zx_handle_t handle, uint32_t property, const 
 }
 
 zx_status_t zx_handle_close(zx_handle_t handle) {
-    /* Closing nothing, or the root VMAR pseudo-handle (never really closed), succeeds. */
-    if (handle == ZX_HANDLE_INVALID || handle == IOB__VMAR_ROOT_HANDLE) {
+    /*
+     * Closing nothing, or the root VMAR pseudo-handle (never really closed, A.12), succeeds
+     * without iobd, so it cannot fail for want of a connection.
+     */
+    if (handle == ZX_HANDLE_INVALID || handle == IOB_VMAR_ROOT_HANDLE) {
         return ZX_OK;
     }
     IOB__WITH_SESSION(s, iob_conn_handle_close(s->conn, handle));
@@ -81,33 +84,16 @@ zx_status_t zx_handle_close_many(const zx_handle_t* handles, size_t num_handles)
     if (handles == NULL) {
         return ZX_ERR_INVALID_ARGS; /* Zircon: the copy-in of the array faults */
     }
-    /* As zx_handle_close: the root VMAR pseudo-handle is never really closed. */
-    bool any = false, root = false;
+    /* As zx_handle_close: nothing but the invalid value and the root VMAR needs no session. */
+    bool any = false;
     for (size_t i = 0; i < num_handles; i++) {
-        any = any || (handles[i] != ZX_HANDLE_INVALID && handles[i] != IOB__VMAR_ROOT_HANDLE);
-        root = root || handles[i] == IOB__VMAR_ROOT_HANDLE;
+        any = any || (handles[i] != ZX_HANDLE_INVALID && handles[i] != IOB_VMAR_ROOT_HANDLE);
     }
     if (!any) {
-        return ZX_OK; /* nothing to close: no session needed */
+        return ZX_OK;
     }
-    zx_handle_t* copy = NULL;
-    if (root) {
-        copy = malloc(num_handles * sizeof *copy);
-        if (copy == NULL) {
-            return ZX_ERR_NO_MEMORY;
-        }
-        for (size_t i = 0; i < num_handles; i++) {
-            copy[i] = handles[i] == IOB__VMAR_ROOT_HANDLE ? ZX_HANDLE_INVALID : handles[i];
-        }
-    }
-    iob__session_t* s;
-    zx_status_t st = iob__session_get(&s);
-    if (st == ZX_OK) {
-        st = iob_conn_handle_close_many(s->conn, copy != NULL ? copy : handles, num_handles);
-        iob__session_put(s);
-    }
-    free(copy);
-    return st;
+    /* iobd closes the root VMAR as it closes it alone: successfully, doing nothing. */
+    IOB__WITH_SESSION(s, iob_conn_handle_close_many(s->conn, handles, num_handles));
 }
 
 /*

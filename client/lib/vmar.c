@@ -45,7 +45,7 @@ static pthread_mutex_t g_maps_lock = PTHREAD_MUTEX_INITIALIZER;
 static iob__maptable_t g_maps; /* zero-initialised == iob__maptable_init */
 
 zx_handle_t zx_vmar_root_self(void) {
-    return IOB__VMAR_ROOT_HANDLE;
+    return IOB_VMAR_ROOT_HANDLE;
 }
 
 static bool iob__add_overflows(uint64_t a, uint64_t b) {
@@ -251,7 +251,7 @@ static zx_status_t iob__unmap_piece(void* ctx, uintptr_t at, size_t n) {
 
 /* Step 1: the VMAR handle. Only the root pseudo-handle names a VMAR on Linux. */
 static zx_status_t iob__check_vmar(iob__session_t* s, zx_handle_t vmar) {
-    if (vmar == IOB__VMAR_ROOT_HANDLE) {
+    if (vmar == IOB_VMAR_ROOT_HANDLE) {
         return ZX_OK;
     }
     if (vmar == ZX_HANDLE_INVALID) {
@@ -328,7 +328,7 @@ zx_status_t zx_vmar_map_iob(zx_handle_t vmar, zx_vm_option_t options, size_t vma
 }
 
 zx_status_t zx_vmar_unmap(zx_handle_t vmar, zx_vaddr_t addr, uint64_t len) {
-    if (vmar != IOB__VMAR_ROOT_HANDLE) {
+    if (vmar != IOB_VMAR_ROOT_HANDLE) {
         iob__session_t* s;
         zx_status_t st = iob__session_get(&s);
         if (st != ZX_OK) {

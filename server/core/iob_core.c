@@ -45,6 +45,8 @@
 
 _Static_assert(((IOB__HANDLE_MASK << 2) | 3u) < IOB_CORE_HANDLE_VALUE_LIMIT,
                "handle values stay below the limit promised in iob_core.h");
+_Static_assert(IOB_VMAR_ROOT_HANDLE >= IOB_CORE_HANDLE_VALUE_LIMIT,
+               "the root VMAR pseudo-handle is never a real handle's value");
 
 /* ---- Error detail ---- */
 
@@ -312,12 +314,49 @@ zx_status_t iob_core_session_release_mappings(iob_core_t* core, iob_session_id_t
 
 /* ---- Handles ---- */
 
-iob__handle_t* iob__handle_lookup(iob_core_t* core, iob_session_id_t session, zx_handle_t value) {
+/* The handle if `session` owns it; NULL otherwise. */
+static iob__handle_t* handle_lookup(iob_core_t* core, iob_session_id_t session, zx_handle_t value) {
     iob__handle_t* h = iob__idmap_get(&core->handles, value);
     if (h == NULL || h->session->id != session.value) {
         return NULL;
     }
     return h;
+}
+
+/* The rights a handle lacks, named for the error detail. */
+static zx_status_t rights_missing(zx_handle_t value, zx_rights_t held, zx_rights_t rights) {
+    return IOB__ERR_SET(ZX_ERR_ACCESS_DENIED, "handle 0x%x lacks rights 0x%x", value,
+                        rights & ~held);
+}
+
+zx_status_t iob__handle_get(iob_core_t* core, iob_session_id_t session, zx_handle_t value,
+                            zx_obj_type_t type, zx_rights_t rights, iob__handle_t** out) {
+    *out = NULL;
+    if (value == IOB_VMAR_ROOT_HANDLE && iob__session_live(core, session) != NULL) {
+        if (type != ZX_OBJ_TYPE_NONE && type != ZX_OBJ_TYPE_VMAR) {
+            return IOB__ERR_SET(ZX_ERR_WRONG_TYPE, "handle 0x%x is the root VMAR, not type %u",
+                                value, type);
+        }
+        if ((rights & ~IOB_VMAR_ROOT_RIGHTS) != 0) {
+            return rights_missing(value, IOB_VMAR_ROOT_RIGHTS, rights);
+        }
+        return ZX_OK;
+    }
+    iob__handle_t* h = handle_lookup(core, session, value);
+    if (h == NULL) {
+        return IOB__ERR_SET(ZX_ERR_BAD_HANDLE, "handle 0x%x", value);
+    }
+    zx_obj_type_t held = h->shared != NULL ? ZX_OBJ_TYPE_IOB_SHARED_REGION : ZX_OBJ_TYPE_IOB;
+    if (type != ZX_OBJ_TYPE_NONE && type != held) {
+        return IOB__ERR_SET(ZX_ERR_WRONG_TYPE, "handle 0x%x is %s", value,
+                            held == ZX_OBJ_TYPE_IOB ? "an IOB, not a shared region"
+                                                    : "a shared region, not an IOB");
+    }
+    if ((rights & ~h->rights) != 0) {
+        return rights_missing(value, h->rights, rights);
+    }
+    *out = h;
+    return ZX_OK;
 }
 
 zx_handle_t iob__handle_value_next(iob_core_t* core, zx_handle_t other) {
@@ -405,11 +444,10 @@ zx_status_t iob_core_handle_close(iob_core_t* core, iob_session_id_t session, zx
         return ZX_ERR_INVALID_ARGS;
     }
     iob__core_lock(core);
-    zx_status_t status = ZX_OK;
-    iob__handle_t* h = iob__handle_lookup(core, session, handle);
-    if (h == NULL) {
-        status = IOB__ERR_SET(ZX_ERR_BAD_HANDLE, "handle 0x%x", handle);
-    } else {
+    iob__handle_t* h = NULL;
+    zx_status_t status = iob__handle_get(core, session, handle, ZX_OBJ_TYPE_NONE, 0, &h);
+    /* h is NULL for the root VMAR: closing it succeeds and does nothing (A.12). */
+    if (status == ZX_OK && h != NULL) {
         iob__handle_destroy(core, h, false);
     }
     iob__core_unlock(core);
@@ -431,23 +469,25 @@ zx_status_t iob_core_handle_duplicate(iob_core_t* core, iob_session_id_t session
         return ZX_ERR_INVALID_ARGS;
     }
     iob__core_lock(core);
-    zx_status_t status = ZX_OK;
-    iob__handle_t* h = iob__handle_lookup(core, session, handle);
-    if (h == NULL) {
-        status = IOB__ERR_SET(ZX_ERR_BAD_HANDLE, "handle 0x%x", handle);
+    iob__handle_t* h = NULL;
+    zx_status_t status =
+        iob__handle_get(core, session, handle, ZX_OBJ_TYPE_NONE, ZX_RIGHT_DUPLICATE, &h);
+    if (status != ZX_OK) {
         goto done;
     }
-    if (!(h->rights & ZX_RIGHT_DUPLICATE)) {
-        status = IOB__ERR_SET(ZX_ERR_ACCESS_DENIED, "handle lacks ZX_RIGHT_DUPLICATE");
-        goto done;
-    }
-    if (!rights_valid(rights, h->rights)) {
-        status = IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "rights 0x%x not a subset of 0x%x", rights,
-                              h->rights);
+    zx_rights_t held = h != NULL ? h->rights : IOB_VMAR_ROOT_RIGHTS;
+    if (!rights_valid(rights, held)) {
+        status =
+            IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "rights 0x%x not a subset of 0x%x", rights, held);
         goto done;
     }
     if (out == NULL) {
         status = IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "out is NULL");
+        goto done;
+    }
+    if (h == NULL) {
+        /* Zircon would make a second VMAR handle; iob has no VMAR objects to hand out. */
+        status = IOB__ERR_SET(ZX_ERR_NOT_SUPPORTED, "the root VMAR cannot be duplicated");
         goto done;
     }
     iob__handle_t* dup = NULL;
@@ -476,10 +516,21 @@ zx_status_t iob_core_handle_replace(iob_core_t* core, iob_session_id_t session,
         return ZX_ERR_INVALID_ARGS;
     }
     iob__core_lock(core);
-    zx_status_t status = ZX_OK;
-    iob__handle_t* h = iob__handle_lookup(core, session, handle);
+    iob__handle_t* h = NULL;
+    zx_status_t status = iob__handle_get(core, session, handle, ZX_OBJ_TYPE_NONE, 0, &h);
+    if (status != ZX_OK) {
+        goto done;
+    }
     if (h == NULL) {
-        status = IOB__ERR_SET(ZX_ERR_BAD_HANDLE, "handle 0x%x", handle);
+        /* The root VMAR is never consumed, and iob has no VMAR objects to hand out. */
+        if (!rights_valid(rights, IOB_VMAR_ROOT_RIGHTS)) {
+            status = IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "rights 0x%x not a subset of 0x%x", rights,
+                                  IOB_VMAR_ROOT_RIGHTS);
+        } else if (out == NULL) {
+            status = IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "out is NULL");
+        } else {
+            status = IOB__ERR_SET(ZX_ERR_NOT_SUPPORTED, "the root VMAR cannot be replaced");
+        }
         goto done;
     }
     /* From here on the original is consumed whatever happens (A.12). */
@@ -729,6 +780,24 @@ static zx_status_t shared_region_info(const iob__handle_t* h, uint32_t topic, vo
     }
 }
 
+/*
+ * get_info on the root VMAR pseudo-handle (only the topics any object answers reach here).
+ * Its record says VMAR, as Zircon's does; iob has no VMAR object, so no koid.
+ */
+static zx_status_t root_vmar_info(uint32_t topic, void* buffer, size_t buffer_size, size_t* actual,
+                                  size_t* avail) {
+    if (topic != ZX_INFO_HANDLE_BASIC) {
+        return ZX_OK; /* ZX_INFO_HANDLE_VALID */
+    }
+    zx_info_handle_basic_t info;
+    memset(&info, 0, sizeof info);
+    info.koid = ZX_KOID_INVALID;
+    info.rights = IOB_VMAR_ROOT_RIGHTS;
+    info.type = ZX_OBJ_TYPE_VMAR;
+    info.related_koid = ZX_KOID_INVALID;
+    return copy_single(&info, sizeof info, buffer, buffer_size, actual, avail);
+}
+
 zx_status_t iob_core_get_info(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
                               uint32_t topic, void* buffer, size_t buffer_size, size_t* actual,
                               size_t* avail) {
@@ -746,15 +815,22 @@ zx_status_t iob_core_get_info(iob_core_t* core, iob_session_id_t session, zx_han
         iob__err_clear();
         return IOB__ERR_SET(ZX_ERR_NOT_SUPPORTED, "topic %u unknown", topic);
     }
+    /* The IOB topics look the handle up as an IOB with INSPECT (A.10), the rest as anything. */
+    bool iob_topic = topic == ZX_INFO_IOB || topic == ZX_INFO_IOB_REGIONS;
     iob__core_lock(core);
-    zx_status_t status = ZX_OK;
-    iob__handle_t* h = iob__handle_lookup(core, session, handle);
-    if (h == NULL) {
-        status = IOB__ERR_SET(ZX_ERR_BAD_HANDLE, "handle 0x%x", handle);
+    iob__handle_t* h = NULL;
+    zx_status_t status =
+        iob__handle_get(core, session, handle, iob_topic ? ZX_OBJ_TYPE_IOB : ZX_OBJ_TYPE_NONE,
+                        iob_topic ? ZX_RIGHT_INSPECT : 0, &h);
+    if (status != ZX_OK) {
         goto done;
     }
     if (!ours) {
         status = IOB__ERR_SET(ZX_ERR_WRONG_TYPE, "topic %u is not an IOB topic", topic);
+        goto done;
+    }
+    if (h == NULL) {
+        status = root_vmar_info(topic, buffer, buffer_size, actual, avail);
         goto done;
     }
     if (h->shared != NULL) {
@@ -777,10 +853,6 @@ zx_status_t iob_core_get_info(iob_core_t* core, iob_session_id_t session, zx_han
         break;
     }
     case ZX_INFO_IOB: {
-        if (!(h->rights & ZX_RIGHT_INSPECT)) {
-            status = IOB__ERR_SET(ZX_ERR_ACCESS_DENIED, "handle lacks ZX_RIGHT_INSPECT");
-            break;
-        }
         zx_info_iob_t info;
         memset(&info, 0, sizeof info);
         info.options = 0;
@@ -789,10 +861,6 @@ zx_status_t iob_core_get_info(iob_core_t* core, iob_session_id_t session, zx_han
         break;
     }
     case ZX_INFO_IOB_REGIONS: {
-        if (!(h->rights & ZX_RIGHT_INSPECT)) {
-            status = IOB__ERR_SET(ZX_ERR_ACCESS_DENIED, "handle lacks ZX_RIGHT_INSPECT");
-            break;
-        }
         size_t room = buffer_size / sizeof(zx_iob_region_info_t);
         if (room > 0 && buffer == NULL) {
             status = IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "buffer is NULL");
@@ -827,16 +895,14 @@ done:
  * handle, its right, then the property (ZX_PROP_NAME is the only one an IOB has).
  */
 static zx_status_t property_handle(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
-                                   zx_rights_t right, const char* right_name, uint32_t property,
-                                   iob__handle_t** out) {
-    iob__handle_t* h = iob__handle_lookup(core, session, handle);
-    if (h == NULL) {
-        return IOB__ERR_SET(ZX_ERR_BAD_HANDLE, "handle 0x%x", handle);
+                                   zx_rights_t right, uint32_t property, iob__handle_t** out) {
+    iob__handle_t* h = NULL;
+    zx_status_t status = iob__handle_get(core, session, handle, ZX_OBJ_TYPE_NONE, right, &h);
+    if (status != ZX_OK) {
+        return status;
     }
-    if (!(h->rights & right)) {
-        return IOB__ERR_SET(ZX_ERR_ACCESS_DENIED, "handle lacks %s", right_name);
-    }
-    if (property != ZX_PROP_NAME) {
+    /* The root VMAR holds no property right, so it never gets here. */
+    if (h == NULL || property != ZX_PROP_NAME) {
         return IOB__ERR_SET(ZX_ERR_NOT_SUPPORTED, "property %u", property);
     }
     *out = h;
@@ -854,8 +920,8 @@ zx_status_t iob_core_get_property(iob_core_t* core, iob_session_id_t session, zx
     }
     iob__core_lock(core);
     iob__handle_t* h = NULL;
-    zx_status_t status = property_handle(core, session, handle, ZX_RIGHT_GET_PROPERTY,
-                                         "ZX_RIGHT_GET_PROPERTY", property, &h);
+    zx_status_t status =
+        property_handle(core, session, handle, ZX_RIGHT_GET_PROPERTY, property, &h);
     if (status != ZX_OK) {
         goto done;
     }
@@ -887,8 +953,8 @@ zx_status_t iob_core_set_property(iob_core_t* core, iob_session_id_t session, zx
     }
     iob__core_lock(core);
     iob__handle_t* h = NULL;
-    zx_status_t status = property_handle(core, session, handle, ZX_RIGHT_SET_PROPERTY,
-                                         "ZX_RIGHT_SET_PROPERTY", property, &h);
+    zx_status_t status =
+        property_handle(core, session, handle, ZX_RIGHT_SET_PROPERTY, property, &h);
     if (status != ZX_OK) {
         goto done;
     }
@@ -919,16 +985,15 @@ static zx_status_t signal_common(iob_core_t* core, iob_session_id_t session, zx_
         return ZX_ERR_INVALID_ARGS;
     }
     iob__core_lock(core);
-    zx_status_t status = ZX_OK;
-    iob__handle_t* h = iob__handle_lookup(core, session, handle);
+    iob__handle_t* h = NULL;
     zx_rights_t needed = peer ? ZX_RIGHT_SIGNAL_PEER : ZX_RIGHT_SIGNAL;
-    if (h == NULL) {
-        status = IOB__ERR_SET(ZX_ERR_BAD_HANDLE, "handle 0x%x", handle);
+    zx_status_t status = iob__handle_get(core, session, handle, ZX_OBJ_TYPE_NONE, needed, &h);
+    if (status != ZX_OK) {
         goto done;
     }
-    if (!(h->rights & needed)) {
-        status = IOB__ERR_SET(ZX_ERR_ACCESS_DENIED, "handle lacks %s",
-                              peer ? "ZX_RIGHT_SIGNAL_PEER" : "ZX_RIGHT_SIGNAL");
+    if (h == NULL) {
+        /* The root VMAR holds neither signal right; kept in case its rights ever change. */
+        status = IOB__ERR_SET(ZX_ERR_NOT_SUPPORTED, "the root VMAR takes no signals");
         goto done;
     }
     if (((clear_mask | set_mask) & ~ZX_USER_SIGNAL_ALL) != 0) {
@@ -991,13 +1056,13 @@ zx_status_t iob_core_signals(iob_core_t* core, iob_session_id_t session, zx_hand
         return ZX_ERR_INVALID_ARGS;
     }
     iob__core_lock(core);
-    zx_status_t status = ZX_OK;
-    iob__handle_t* h = iob__handle_lookup(core, session, handle);
-    if (h == NULL) {
-        status = IOB__ERR_SET(ZX_ERR_BAD_HANDLE, "handle 0x%x", handle);
-    } else if (!(h->rights & ZX_RIGHT_WAIT)) {
-        status = IOB__ERR_SET(ZX_ERR_ACCESS_DENIED, "handle lacks ZX_RIGHT_WAIT");
-    } else {
+    iob__handle_t* h = NULL;
+    zx_status_t status =
+        iob__handle_get(core, session, handle, ZX_OBJ_TYPE_NONE, ZX_RIGHT_WAIT, &h);
+    if (status == ZX_OK && h == NULL) {
+        /* The root VMAR holds no WAIT right; kept in case its rights ever change. */
+        status = IOB__ERR_SET(ZX_ERR_NOT_SUPPORTED, "the root VMAR has no signals");
+    } else if (status == ZX_OK) {
         zx_signals_t signals = h->shared != NULL ? h->shared->signals : h->ep->signals;
         zx_koid_t koid = h->shared != NULL ? h->shared->koid : h->ep->koid;
         if (signals_out != NULL) {

@@ -55,9 +55,9 @@
 #define IOB_CORE_TOKEN_SIZE 64 /* bytes, including the terminating NUL (IOB_TOKEN_SIZE) */
 
 /*
- * Every handle value the core issues is below this (bit 31 is never set), so the client
- * library may use values at or above it for pseudo-handles (zx_vmar_root_self) that can
- * never collide with a real handle. Only when every value of the space is held by a live
+ * Every handle value the core issues is below this (bit 31 is never set), so pseudo-handles
+ * (IOB_VMAR_ROOT_HANDLE, shm/handles.h) use values at or above it and can never collide with
+ * a real handle. Only when every value of the space is held by a live
  * handle do handle-creating calls fail with ZX_ERR_NO_RESOURCES.
  */
 #define IOB_CORE_HANDLE_VALUE_LIMIT ((zx_handle_t)1u << 31)

@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "server/core/iob_core.h"
+#include "shm/handles.h"
 
 /* ---- Intrusive doubly linked lists ---- */
 
@@ -297,8 +298,19 @@ static inline iob__usage_t iob__amount(iob__res_t res, uint64_t n) {
 
 /* A live session (not closed); NULL otherwise. */
 iob__session_t* iob__session_live(iob_core_t* core, iob_session_id_t session);
-/* The handle if `session` owns it; NULL otherwise (BAD_HANDLE for the caller). */
-iob__handle_t* iob__handle_lookup(iob_core_t* core, iob_session_id_t session, zx_handle_t value);
+/*
+ * Zircon's GetDispatcherWithRights: looks `value` up in `session` expecting an object of
+ * `type` (ZX_OBJ_TYPE_IOB, ZX_OBJ_TYPE_IOB_SHARED_REGION, or ZX_OBJ_TYPE_NONE for any) and
+ * holding every right of `rights`, and answers in Zircon's order: ZX_ERR_BAD_HANDLE (not a
+ * handle of this live session), ZX_ERR_WRONG_TYPE, ZX_ERR_ACCESS_DENIED. Calls whose
+ * documented order checks a right later pass 0 and check it themselves.
+ *
+ * The root VMAR pseudo-handle (IOB_VMAR_ROOT_HANDLE) is a VMAR every live session holds,
+ * with IOB_VMAR_ROOT_RIGHTS; it has no iob__handle_t, so when it passes (type NONE) *out
+ * is NULL and the caller decides what a VMAR does.
+ */
+zx_status_t iob__handle_get(iob_core_t* core, iob_session_id_t session, zx_handle_t value,
+                            zx_obj_type_t type, zx_rights_t rights, iob__handle_t** out);
 
 /*
  * Gives out the next handle value that no live handle holds and that differs from `other`

@@ -61,14 +61,11 @@ static zx_status_t validate_region(iob_core_t* core, iob_session_id_t session,
                                 index);
         }
         /* Looked up with no rights required: the handle is not consumed either. */
-        iob__handle_t* h = iob__handle_lookup(core, session, s.shared_region);
-        if (h == NULL) {
-            return IOB__ERR_SET(ZX_ERR_BAD_HANDLE, "region %u: shared region handle 0x%x",
-                                index, s.shared_region);
-        }
-        if (h->shared == NULL) {
-            return IOB__ERR_SET(ZX_ERR_WRONG_TYPE, "region %u: handle 0x%x is not a shared region",
-                                index, s.shared_region);
+        iob__handle_t* h = NULL;
+        zx_status_t status =
+            iob__handle_get(core, session, s.shared_region, ZX_OBJ_TYPE_IOB_SHARED_REGION, 0, &h);
+        if (status != ZX_OK) {
+            return status;
         }
         /* A header page and at least one page of data (A.7). */
         if (h->shared->memory.mem.size / core->page_size < 2) {

@@ -150,15 +150,10 @@ static zx_status_t iob__map(iob_core_t* core, iob_session_id_t session, zx_handl
         return ZX_ERR_INVALID_ARGS;
     }
     iob__core_lock(core);
-    zx_status_t status = ZX_OK;
-    iob__handle_t* h = iob__handle_lookup(core, session, handle);
-    if (h == NULL) {
-        status = IOB__ERR_SET(ZX_ERR_BAD_HANDLE, "handle 0x%x", handle);
-        goto done;
-    }
-    if (h->shared != NULL) {
-        status = IOB__ERR_SET(ZX_ERR_WRONG_TYPE, "handle 0x%x is a shared region, not an IOB",
-                              handle);
+    iob__handle_t* h = NULL;
+    /* A.4 step 2 needs no right yet: the rights count at step 6 (check_map). */
+    zx_status_t status = iob__handle_get(core, session, handle, ZX_OBJ_TYPE_IOB, 0, &h);
+    if (status != ZX_OK) {
         goto done;
     }
     zx_rights_t eff = 0;
@@ -283,19 +278,11 @@ zx_status_t iob_core_unmap(iob_core_t* core, iob_session_id_t session, iob_mappi
 static zx_status_t region_access(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
                                  uint32_t region_index, uint64_t offset, size_t len,
                                  bool write, uint8_t** where) {
-    iob__handle_t* h = iob__handle_lookup(core, session, handle);
-    if (h == NULL) {
-        return IOB__ERR_SET(ZX_ERR_BAD_HANDLE, "handle 0x%x", handle);
-    }
-    /* As Zircon's handle lookups do: the wrong type wins over missing rights. */
-    if (h->shared != NULL) {
-        return IOB__ERR_SET(ZX_ERR_WRONG_TYPE, "handle 0x%x is a shared region, not an IOB",
-                            handle);
-    }
-    zx_rights_t right = write ? ZX_RIGHT_WRITE : ZX_RIGHT_READ;
-    if (!(h->rights & right)) {
-        return IOB__ERR_SET(ZX_ERR_ACCESS_DENIED, "handle lacks ZX_RIGHT_%s",
-                            write ? "WRITE" : "READ");
+    iob__handle_t* h = NULL;
+    zx_status_t status = iob__handle_get(core, session, handle, ZX_OBJ_TYPE_IOB,
+                                         write ? ZX_RIGHT_WRITE : ZX_RIGHT_READ, &h);
+    if (status != ZX_OK) {
+        return status;
     }
     iob__iob_t* iob = h->ep->iob;
     if (region_index >= iob->region_count) {

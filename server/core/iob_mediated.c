@@ -162,16 +162,11 @@ fail_locked:
 static zx_status_t mediated_region(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
                                    uint32_t region_index, zx_iob_discipline_type_t discipline,
                                    iob__region_t** out) {
-    iob__handle_t* h = iob__handle_lookup(core, session, handle);
-    if (h == NULL) {
-        return IOB__ERR_SET(ZX_ERR_BAD_HANDLE, "handle 0x%x", handle);
-    }
-    if (h->shared != NULL) {
-        return IOB__ERR_SET(ZX_ERR_WRONG_TYPE, "handle 0x%x is a shared region, not an IOB",
-                            handle);
-    }
-    if (!(h->rights & ZX_RIGHT_WRITE)) {
-        return IOB__ERR_SET(ZX_ERR_ACCESS_DENIED, "handle lacks ZX_RIGHT_WRITE");
+    iob__handle_t* h = NULL;
+    zx_status_t status =
+        iob__handle_get(core, session, handle, ZX_OBJ_TYPE_IOB, ZX_RIGHT_WRITE, &h);
+    if (status != ZX_OK) {
+        return status;
     }
     iob__iob_t* iob = h->ep->iob;
     if (region_index >= iob->region_count) {

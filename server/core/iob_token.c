@@ -126,14 +126,15 @@ zx_status_t iob_core_handle_export(iob_core_t* core, iob_session_id_t session, z
         return ZX_ERR_INVALID_ARGS;
     }
     iob__core_lock(core);
-    zx_status_t status = ZX_OK;
-    iob__handle_t* h = iob__handle_lookup(core, session, handle);
-    if (h == NULL) {
-        status = IOB__ERR_SET(ZX_ERR_BAD_HANDLE, "handle 0x%x", handle);
+    iob__handle_t* h = NULL;
+    zx_status_t status =
+        iob__handle_get(core, session, handle, ZX_OBJ_TYPE_NONE, ZX_RIGHT_TRANSFER, &h);
+    if (status != ZX_OK) {
         goto done;
     }
-    if (!(h->rights & ZX_RIGHT_TRANSFER)) {
-        status = IOB__ERR_SET(ZX_ERR_ACCESS_DENIED, "handle lacks ZX_RIGHT_TRANSFER");
+    if (h == NULL) {
+        /* Every process has its own root VMAR: there is nothing to move to another one. */
+        status = IOB__ERR_SET(ZX_ERR_NOT_SUPPORTED, "the root VMAR cannot be exported");
         goto done;
     }
     iob__token_t* token = calloc(1, sizeof *token);

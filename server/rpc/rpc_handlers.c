@@ -115,8 +115,12 @@ static void iobd__get_info(iobd_call_t* c, iob_session_id_t sid) {
     size_t actual = 0, avail = 0;
     zx_status_t st = iob_core_get_info(c->srv->core, sid, handle, topic, size ? buf : NULL, size,
                                        &actual, &avail);
-    iobd__call_add_trailer(c, IOB_WIRE_MD_ACTUAL, actual);
-    iobd__call_add_trailer(c, IOB_WIRE_MD_AVAIL, avail);
+    /* BUFFER_TOO_SMALL is the only failure that fills in actual/avail (A.12); on any other
+     * the caller's variables stay as they were. */
+    if (st == ZX_OK || st == ZX_ERR_BUFFER_TOO_SMALL) {
+        iobd__call_add_trailer(c, IOB_WIRE_MD_ACTUAL, actual);
+        iobd__call_add_trailer(c, IOB_WIRE_MD_AVAIL, avail);
+    }
     if (st != ZX_OK) {
         iobd__call_finish(c, st, NULL, iobd__detail(st));
         return;

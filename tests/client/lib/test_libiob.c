@@ -153,7 +153,8 @@ static void test_map_error_order(void** state) {
     assert_int_equal(zx_vmar_map_iob(0x7777777bu, R, 0, p.ep0, 0, 0, PG, &a), ZX_ERR_BAD_HANDLE);
     assert_int_equal(zx_vmar_map_iob(p.ep1, R, 0, p.ep0, 0, 0, PG, &a), ZX_ERR_WRONG_TYPE);
     assert_int_equal(zx_vmar_map_iob(root, R, 0, 0x7777777bu, 0, 0, PG, &a), ZX_ERR_BAD_HANDLE);
-    assert_int_equal(zx_vmar_map_iob(root, R, 0, root, 0, 0, PG, &a), ZX_ERR_BAD_HANDLE);
+    /* The root VMAR is a handle, of the wrong type for an IOB. */
+    assert_int_equal(zx_vmar_map_iob(root, R, 0, root, 0, 0, PG, &a), ZX_ERR_WRONG_TYPE);
     /* 3. region index (wins over our own INVALID_ARGS checks) */
     assert_int_equal(zx_vmar_map_iob(root, R, 0, p.ep0, 2, 0, PG, &a), ZX_ERR_OUT_OF_RANGE);
     assert_int_equal(zx_vmar_map_iob(root, R, 0, p.ep0, 2, 0, 0, &a), ZX_ERR_OUT_OF_RANGE);
@@ -331,6 +332,89 @@ static void test_small_calls(void** state) {
     assert_int_equal(zx_handle_close(p.ep1), ZX_OK);
 }
 
+/*
+ * zx_vmar_root_self() where an IOB or a shared region is expected: a valid handle of
+ * another type, so WRONG_TYPE at each call's handle step (docs/zircon-iob.md A.3 7.2, A.4
+ * step 2, A.5 and A.6 step 2, A.10), and the calls any object takes answer as Zircon does
+ * for a VMAR (no SIGNAL, SIGNAL_PEER, WAIT or property rights: ACCESS_DENIED).
+ */
+static void test_root_vmar_wrong_type(void** state) {
+    (void)state;
+    zx_handle_t root = zx_vmar_root_self();
+    pair_t p = make_iob();
+    zx_vaddr_t a = 0;
+    assert_int_equal(zx_vmar_map_iob(root, R, 0, root, 0, 0, PG, &a), ZX_ERR_WRONG_TYPE);
+    /* Step 2 comes before step 3: a bad region index does not hide the type. */
+    assert_int_equal(zx_vmar_map_iob(root, R, 0, root, 9, 0, PG, &a), ZX_ERR_WRONG_TYPE);
+
+    zx_info_iob_t iob_info;
+    zx_iob_region_info_t regions[2];
+    size_t actual = 7, avail = 7;
+    assert_int_equal(zx_object_get_info(root, ZX_INFO_IOB, &iob_info, sizeof iob_info, &actual,
+                                        &avail),
+                     ZX_ERR_WRONG_TYPE);
+    assert_int_equal(zx_object_get_info(root, ZX_INFO_IOB_REGIONS, regions, sizeof regions,
+                                        &actual, &avail),
+                     ZX_ERR_WRONG_TYPE);
+    assert_int_equal(actual, 7);
+    assert_int_equal(avail, 7);
+    assert_int_equal(zx_object_get_info(root, ZX_INFO_HANDLE_VALID, NULL, 0, NULL, NULL), ZX_OK);
+    zx_info_handle_basic_t basic;
+    memset(&basic, 0xFF, sizeof basic);
+    assert_int_equal(zx_object_get_info(root, ZX_INFO_HANDLE_BASIC, &basic, sizeof basic, NULL,
+                                        NULL),
+                     ZX_OK);
+    assert_int_equal(basic.type, ZX_OBJ_TYPE_VMAR);
+    assert_int_equal(basic.rights & (ZX_RIGHT_SIGNAL | ZX_RIGHT_WAIT), 0);
+
+    assert_int_equal(zx_object_signal(root, 0, ZX_USER_SIGNAL_0), ZX_ERR_ACCESS_DENIED);
+    assert_int_equal(zx_object_signal_peer(root, 0, ZX_USER_SIGNAL_0), ZX_ERR_ACCESS_DENIED);
+    char name[ZX_MAX_NAME_LEN] = "x";
+    assert_int_equal(zx_object_get_property(root, ZX_PROP_NAME, name, sizeof name),
+                     ZX_ERR_ACCESS_DENIED);
+    assert_int_equal(zx_object_set_property(root, ZX_PROP_NAME, name, sizeof name),
+                     ZX_ERR_ACCESS_DENIED);
+    zx_signals_t seen = 0;
+    assert_int_equal(zx_object_wait_one(root, ZX_USER_SIGNAL_0, 0, &seen), ZX_ERR_ACCESS_DENIED);
+    /* Closing it does nothing, alone or among others: it still works afterwards. */
+    assert_int_equal(zx_handle_close(root), ZX_OK);
+    const zx_handle_t some[2] = {root, ZX_HANDLE_INVALID};
+    assert_int_equal(zx_handle_close_many(some, 2), ZX_OK);
+    assert_int_equal(zx_vmar_map_iob(root, R, 0, p.ep0, 0, 0, PG, &a), ZX_OK);
+    assert_int_equal(zx_vmar_unmap(root, a, PG), ZX_OK);
+
+#ifdef IOB_TEST_REAL_DAEMON
+    /* The mediated calls and shared regions (not in the in-process fake connection). */
+    zx_iob_region_t shared_region;
+    memset(&shared_region, 0, sizeof shared_region);
+    shared_region.type = ZX_IOB_REGION_TYPE_SHARED;
+    shared_region.access = ZX_IOB_ACCESS_EP0_CAN_MAP_READ | ZX_IOB_ACCESS_EP0_CAN_MEDIATED_WRITE;
+    shared_region.discipline.type = ZX_IOB_DISCIPLINE_TYPE_MEDIATED_WRITE_RING_BUFFER;
+    shared_region.shared_region.shared_region = root;
+    zx_handle_t e0 = ZX_HANDLE_INVALID, e1 = ZX_HANDLE_INVALID;
+    assert_int_equal(zx_iob_create(0, &shared_region, 1, &e0, &e1), ZX_ERR_WRONG_TYPE);
+    /* And a real shared region where an IOB is expected, the other way round. */
+    zx_handle_t sr = ZX_HANDLE_INVALID;
+    assert_int_equal(zx_iob_create_shared_region(0, 2 * PG, &sr), ZX_OK);
+    shared_region.shared_region.shared_region = p.ep0;
+    assert_int_equal(zx_iob_create(0, &shared_region, 1, &e0, &e1), ZX_ERR_WRONG_TYPE);
+
+    char byte = 'x';
+    zx_iovec_t vec = {&byte, 1};
+    uint32_t id = 0;
+    assert_int_equal(zx_iob_writev(root, 0, 0, &vec, 1), ZX_ERR_WRONG_TYPE);
+    assert_int_equal(zx_iob_allocate_id(root, 0, 0, NULL, 0, &id), ZX_ERR_WRONG_TYPE);
+    assert_int_equal(zx_iob_writev(sr, 0, 0, &vec, 1), ZX_ERR_WRONG_TYPE);
+    assert_int_equal(zx_iob_allocate_id(sr, 0, 0, NULL, 0, &id), ZX_ERR_WRONG_TYPE);
+    assert_int_equal(zx_vmar_map_iob(root, R, 0, sr, 0, 0, PG, &a), ZX_ERR_WRONG_TYPE);
+    assert_int_equal(zx_object_get_info(sr, ZX_INFO_IOB, &iob_info, sizeof iob_info, NULL, NULL),
+                     ZX_ERR_WRONG_TYPE);
+    assert_int_equal(zx_handle_close(sr), ZX_OK);
+#endif
+    assert_int_equal(zx_handle_close(p.ep0), ZX_OK);
+    assert_int_equal(zx_handle_close(p.ep1), ZX_OK);
+}
+
 /* Several threads map, write, check and unmap at once: the table and the broker agree. */
 static void* map_worker(void* arg) {
     zx_handle_t ep = *(zx_handle_t*)arg;
@@ -392,6 +476,7 @@ int main(void) {
         cmocka_unit_test(test_placement),
         cmocka_unit_test(test_tokens_and_peer_closed),
         cmocka_unit_test(test_small_calls),
+        cmocka_unit_test(test_root_vmar_wrong_type),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_explicit_connection_exclusive),
     };
