@@ -11,8 +11,15 @@
  *   maps MAX       map-broker MAP of one page in a loop, never UNMAP (the fds are closed
  *                  at once: only iobd's mapping records pile up)
  *                  -> "refused map NAME COUNT" or "unrefused COUNT" after MAX
+ *   replace N      one IOB, then zx_handle_replace of its endpoint N times (many rounds of a
+ *                  small handle value space: iobd must reuse the values it freed)
+ *                  -> "refused replace NAME COUNT" or "replaced N"
+ *   big SIZE N     zx_iob_create of one private region of SIZE bytes, then close, N times
+ *                  (one big region at a time)
+ *                  -> "refused create NAME COUNT" or "created N"
  * Exit 0 when the job ran (whatever iobd answered); 2: usage; 3: set-up failed.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,6 +108,48 @@ static int job_maps(unsigned long max) {
     return 0;
 }
 
+static int job_replace(unsigned long max) {
+    zx_handle_t ep0, ep1;
+    zx_status_t st = one_page_iob(&ep0, &ep1);
+    if (st != ZX_OK) {
+        fprintf(stderr, "attacker: create: %s\n", zx_status_get_string(st));
+        return 3;
+    }
+    for (unsigned long n = 0; n < max; n++) {
+        zx_handle_t next;
+        st = zx_handle_replace(ep0, ZX_RIGHT_SAME_RIGHTS, &next);
+        if (st != ZX_OK) {
+            printf("refused replace %s %lu\n", zx_status_get_string(st), n);
+            return 0;
+        }
+        ep0 = next;
+    }
+    printf("replaced %lu\n", max);
+    return 0;
+}
+
+static int job_big(uint64_t size, unsigned long max) {
+    zx_iob_region_t r;
+    memset(&r, 0, sizeof r);
+    r.type = ZX_IOB_REGION_TYPE_PRIVATE;
+    r.access = ZX_IOB_ACCESS_EP0_CAN_MAP_READ | ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE;
+    r.size = size;
+    r.discipline.type = ZX_IOB_DISCIPLINE_TYPE_NONE;
+    for (unsigned long n = 0; n < max; n++) {
+        zx_handle_t ep0, ep1;
+        zx_status_t st = zx_iob_create(0, &r, 1, &ep0, &ep1);
+        if (st != ZX_OK) {
+            printf("refused create %s %lu\n", zx_status_get_string(st), n);
+            return 0;
+        }
+        /* Closed before the next: the attack is the allocation's time, not its total. */
+        zx_handle_close(ep0);
+        zx_handle_close(ep1);
+    }
+    printf("created %lu\n", max);
+    return 0;
+}
+
 int main(int argc, char** argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc == 2 && strcmp(argv[1], "tib") == 0) {
@@ -112,6 +161,14 @@ int main(int argc, char** argv) {
     if (argc == 3 && strcmp(argv[1], "maps") == 0) {
         return job_maps(strtoul(argv[2], NULL, 10));
     }
-    fprintf(stderr, "usage: iob_budget_attacker tib | tokens MAX | maps MAX\n");
+    if (argc == 3 && strcmp(argv[1], "replace") == 0) {
+        return job_replace(strtoul(argv[2], NULL, 10));
+    }
+    if (argc == 4 && strcmp(argv[1], "big") == 0) {
+        return job_big(strtoull(argv[2], NULL, 10), strtoul(argv[3], NULL, 10));
+    }
+    fprintf(stderr,
+            "usage: iob_budget_attacker tib | tokens MAX | maps MAX | replace N | "
+            "big SIZE N\n");
     return 2;
 }
