@@ -2,6 +2,7 @@
 /* The map integration tests' daemon and helper-process plumbing (map_harness.h). */
 #include "map_harness.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -184,4 +185,35 @@ bool map_read_line(int fd, char* buf, size_t cap, int timeout_ms) {
     }
     buf[n] = '\0';
     return true;
+}
+
+int map_daemon_fds(const map_daemon_t* d, const char* needle) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)d->pid);
+    DIR* dir = opendir(path);
+    if (dir == NULL) {
+        fprintf(stderr, "map_harness: cannot read %s\n", path);
+        exit(1);
+    }
+    int n = 0;
+    struct dirent* e;
+    while ((e = readdir(dir)) != NULL) {
+        if (e->d_name[0] == '.') {
+            continue;
+        }
+        if (needle == NULL) {
+            n++;
+            continue;
+        }
+        char link[64 + 256 + 2];
+        char target[256];
+        snprintf(link, sizeof link, "%s/%s", path, e->d_name);
+        ssize_t len = readlink(link, target, sizeof target - 1);
+        if (len > 0) {
+            target[len] = '\0';
+            n += strstr(target, needle) != NULL;
+        }
+    }
+    closedir(dir);
+    return n;
 }

@@ -31,6 +31,13 @@ pid_t map_spawn_peer(const char* const* argv, int* stdout_fd);
 /* The same for any program (`prog`: its path, also its argv[0]). */
 pid_t map_spawn(const char* prog, const char* const* argv, int* stdout_fd);
 
+/*
+ * How many descriptors iobd has open; with `needle`, only those whose target (the
+ * /proc/PID/fd link) contains it, such as a memfd's name. Fails the test when /proc
+ * cannot be read. For the checks that an attack left nothing behind in iobd.
+ */
+int map_daemon_fds(const map_daemon_t* d, const char* needle);
+
 /* Waits for the child; its exit status, or 128 + signal. */
 int map_wait(pid_t pid);
 

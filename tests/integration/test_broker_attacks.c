@@ -7,7 +7,6 @@
  * and in a new one) complete promptly, and iobd's descriptors and accounted bytes return
  * to where they were.
  */
-#include <dirent.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -40,41 +39,6 @@ static uint64_t now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static size_t iobd_fd_count(void) {
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/fd", (int)g_daemon.pid);
-    DIR* d = opendir(path);
-    assert_non_null(d);
-    size_t n = 0;
-    while (readdir(d) != NULL) {
-        n++;
-    }
-    closedir(d);
-    return n;
-}
-
-/* iobd's descriptors whose target names `needle`. */
-static size_t iobd_fds_naming(const char* needle) {
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/fd", (int)g_daemon.pid);
-    DIR* d = opendir(path);
-    assert_non_null(d);
-    size_t n = 0;
-    struct dirent* e;
-    while ((e = readdir(d)) != NULL) {
-        char link[64 + 256 + 2];
-        char target[256];
-        snprintf(link, sizeof link, "%s/%s", path, e->d_name);
-        ssize_t len = readlink(link, target, sizeof target - 1);
-        if (len > 0) {
-            target[len] = '\0';
-            n += strstr(target, needle) != NULL;
-        }
-    }
-    closedir(d);
-    return n;
 }
 
 static uint64_t iobd_bytes(void) {
@@ -165,10 +129,10 @@ typedef struct baseline {
 static baseline_t baseline(void) {
     probe(); /* this process's own connections are open from here on */
     /* The probe's peer process has exited; iobd lets go of its session a moment later. */
-    size_t fds = iobd_fd_count();
+    size_t fds = map_daemon_fds(&g_daemon, NULL);
     for (int stable = 0, i = 0; stable < 20 && i < 500; i++) {
         usleep(10000);
-        size_t now = iobd_fd_count();
+        size_t now = map_daemon_fds(&g_daemon, NULL);
         stable = now == fds ? stable + 1 : 0;
         fds = now;
     }
@@ -178,10 +142,10 @@ static baseline_t baseline(void) {
 
 /* iobd's descriptors and bytes come back to b (connections close asynchronously). */
 static void assert_back_to(baseline_t b) {
-    size_t fds = iobd_fd_count();
+    size_t fds = map_daemon_fds(&g_daemon, NULL);
     for (int i = 0; i < 300 && fds != b.fds; i++) {
         usleep(10000);
-        fds = iobd_fd_count();
+        fds = map_daemon_fds(&g_daemon, NULL);
     }
     assert_int_equal(fds, b.fds);
     assert_int_equal(iobd_bytes(), b.bytes);
@@ -228,7 +192,7 @@ static void test_fd_on_wrong_message(void** state) {
     baseline_t b = baseline();
     pid_t pid = spawn_attacker((const char* const[]){"fd", g_broker, NULL}, NULL);
     assert_int_equal(wait_bounded(pid, 10000), 0);
-    assert_int_equal(iobd_fds_naming("iob-attacker-fd"), 0);
+    assert_int_equal(map_daemon_fds(&g_daemon, "iob-attacker-fd"), 0);
     probe();
     assert_iobd_alive();
     assert_back_to(b);

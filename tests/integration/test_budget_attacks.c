@@ -67,20 +67,6 @@ static int cmp_double(const void* a, const void* b) {
     return x < y ? -1 : x > y;
 }
 
-static int iobd_fds(void) {
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/fd", (int)g_daemon.pid);
-    DIR* d = opendir(path);
-    assert_non_null(d);
-    int n = 0;
-    struct dirent* e;
-    while ((e = readdir(d)) != NULL) {
-        n += e->d_name[0] != '.';
-    }
-    closedir(d);
-    return n;
-}
-
 /* iobd's descriptors, for the message when a count does not come back. */
 static void dump_fds(void) {
     char path[64];
@@ -165,9 +151,9 @@ static void victim_warm(void) {
     assert_int_equal(zx_handle_close(e0), ZX_OK);
     assert_int_equal(zx_handle_close(t), ZX_OK);
     /* Settled: the same count 100 ms apart. */
-    for (int fds = iobd_fds(); now_ms() < deadline + 5000;) {
+    for (int fds = map_daemon_fds(&g_daemon, NULL); now_ms() < deadline + 5000;) {
         usleep(100000);
-        int again = iobd_fds();
+        int again = map_daemon_fds(&g_daemon, NULL);
         if (again == fds) {
             break;
         }
@@ -192,11 +178,11 @@ static void run_attacker(const char* const* argv, char* line, size_t cap) {
 /* Polls until iobd's fds and bytes are back to their start values (or 10 s pass). */
 static void assert_back_to(int fds, uint64_t bytes) {
     double deadline = now_ms() + 10000;
-    int f = iobd_fds();
+    int f = map_daemon_fds(&g_daemon, NULL);
     uint64_t b = server_info().bytes_in_use;
     while ((f != fds || b != bytes) && now_ms() < deadline) {
         usleep(50000);
-        f = iobd_fds();
+        f = map_daemon_fds(&g_daemon, NULL);
         b = server_info().bytes_in_use;
     }
     if (f != fds) {
@@ -255,7 +241,7 @@ static void daemon_start(const char* const* extra) {
 static void test_64_tib_create(void** state) {
     (void)state;
     victim_warm();
-    int fds = iobd_fds();
+    int fds = map_daemon_fds(&g_daemon, NULL);
     uint64_t bytes = server_info().bytes_in_use;
     char line[128];
     const char* argv[] = {"tib", NULL};
@@ -272,7 +258,7 @@ static void test_token_flood(void** state) {
     victim_warm();
     zx_handle_t e0, e1;
     make(&e0, &e1);
-    int fds = iobd_fds();
+    int fds = map_daemon_fds(&g_daemon, NULL);
     uint64_t bytes = server_info().bytes_in_use;
     uint64_t rss_before = iobd_rss_kib();
     char line[128];
@@ -318,7 +304,7 @@ static void test_token_flood(void** state) {
 static void test_mapping_flood(void** state) {
     (void)state;
     victim_warm();
-    int fds = iobd_fds();
+    int fds = map_daemon_fds(&g_daemon, NULL);
     uint64_t bytes = server_info().bytes_in_use;
     uint64_t mappings = server_info().mappings;
     char line[128];
@@ -359,7 +345,7 @@ static void test_handle_value_churn(void** state) {
     /* Held through the attack: its values must stay valid while the others are reused. */
     zx_handle_t held0, held1;
     make(&held0, &held1);
-    int fds = iobd_fds();
+    int fds = map_daemon_fds(&g_daemon, NULL);
     uint64_t bytes = server_info().bytes_in_use;
     char n[32], line[128];
     snprintf(n, sizeof n, "%d", REPLACE_ROUNDS << atoi(VALUE_BITS));
@@ -475,7 +461,7 @@ static big_attack_t run_big_attack(void) {
     victim_warm();
     big_attack_t r;
     memset(&r, 0, sizeof r);
-    int fds = iobd_fds();
+    int fds = map_daemon_fds(&g_daemon, NULL);
     r.bytes = server_info().bytes_in_use;
     zx_handle_t m0, m1;
     make(&m0, &m1);

@@ -11,7 +11,6 @@
  * The hugepage runs are skipped when the pool cannot hold its pages or may overcommit (a
  * surplus page would fill the hole).
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -44,28 +43,15 @@ static zx_handle_t g_own; /* this client's IOB, used while the attacker holds it
 static uint64_t g_page;
 static pid_t g_attacker; /* while it runs; killed by the teardown if a check failed */
 
-static size_t iobd_fd_count(void) {
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/fd", (int)g_daemon.pid);
-    DIR* d = opendir(path);
-    assert_non_null(d);
-    size_t n = 0;
-    while (readdir(d) != NULL) {
-        n++;
-    }
-    closedir(d);
-    return n;
-}
-
 /*
  * iobd's descriptor count once it is steady: fds of handles just closed may be closed
  * right after the reply (iob_core_release_defer).
  */
 static size_t iobd_fd_count_settled(void) {
-    size_t n = iobd_fd_count();
+    size_t n = map_daemon_fds(&g_daemon, NULL);
     for (int same = 0, i = 0; same < 10 && i < 200; i++) {
         usleep(10000);
-        size_t again = iobd_fd_count();
+        size_t again = map_daemon_fds(&g_daemon, NULL);
         same = again == n ? same + 1 : 0;
         n = again;
     }
@@ -159,7 +145,7 @@ static size_t run_attack(const char* mode, zx_status_t* statuses, size_t cap) {
     size_t fds = 0;
     uint64_t bytes = 0;
     for (int i = 0; i < 500; i++) {
-        fds = iobd_fd_count();
+        fds = map_daemon_fds(&g_daemon, NULL);
         bytes = iobd_bytes();
         if (fds == fds0 && bytes == bytes0) {
             break;

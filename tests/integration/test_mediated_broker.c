@@ -5,7 +5,6 @@
  * that do not add up, fds attached) each get an ERROR reply, leak nothing, and leave the
  * connection and the server serving; well-formed ones reach the core.
  */
-#include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -67,41 +66,6 @@ static void expect_error(int fd, uint64_t request_id, zx_status_t status) {
     assert_int_equal(r.status, status);
 }
 
-/* iobd's descriptors whose target names `needle` (e.g. a memfd's name). */
-static size_t iobd_fds_naming(const char* needle) {
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/fd", (int)g_daemon.pid);
-    DIR* d = opendir(path);
-    assert_non_null(d);
-    size_t n = 0;
-    struct dirent* e;
-    while ((e = readdir(d)) != NULL) {
-        char link[64 + 256 + 2];
-        char target[256];
-        snprintf(link, sizeof link, "%s/%s", path, e->d_name);
-        ssize_t len = readlink(link, target, sizeof target - 1);
-        if (len > 0) {
-            target[len] = '\0';
-            n += strstr(target, needle) != NULL;
-        }
-    }
-    closedir(d);
-    return n;
-}
-
-static size_t iobd_fd_count(void) {
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/fd", (int)g_daemon.pid);
-    DIR* d = opendir(path);
-    assert_non_null(d);
-    size_t n = 0;
-    while (readdir(d) != NULL) {
-        n++;
-    }
-    closedir(d);
-    return n;
-}
-
 /* iobd ends the connection (its next read is EOF). */
 static void expect_closed(int fd) {
     char b;
@@ -111,10 +75,10 @@ static void expect_closed(int fd) {
 
 /* iobd closes clients' fds on a thread of their own: soon, not necessarily before a reply. */
 static void wait_no_fd_naming(const char* needle) {
-    for (int i = 0; i < 300 && iobd_fds_naming(needle) != 0; i++) {
+    for (int i = 0; i < 300 && map_daemon_fds(&g_daemon, needle) != 0; i++) {
         usleep(10000);
     }
-    assert_int_equal(iobd_fds_naming(needle), 0);
+    assert_int_equal(map_daemon_fds(&g_daemon, needle), 0);
 }
 
 static void writev_init(iob_broker_writev_req_t* w, uint64_t id, size_t extra) {
@@ -259,7 +223,7 @@ static void test_malformed(void** state) {
      * looks for exactly it among iobd's descriptors (iobd's count of descriptors also
      * moves for reasons of its own).
      */
-    size_t fds_before = iobd_fd_count();
+    size_t fds_before = map_daemon_fds(&g_daemon, NULL);
     int pass = memfd_create("iob-test-passed-fd", MFD_CLOEXEC);
     assert_true(pass >= 0);
     for (int k = 0; k < 3; k++) {
@@ -293,7 +257,7 @@ static void test_malformed(void** state) {
     size_t fds_after = fds_before;
     for (int i = 0; i < 200 && fds_after >= fds_before; i++) {
         usleep(10000);
-        fds_after = iobd_fd_count();
+        fds_after = map_daemon_fds(&g_daemon, NULL);
     }
     assert_true(fds_after < fds_before);
 }
