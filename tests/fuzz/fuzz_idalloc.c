@@ -164,10 +164,7 @@ int LLVMFuzzerTestOneInput(const uint8_t* bytes, size_t size) {
         }
         case OP_T_WORD: {
             f->tampered = true;
-            uint64_t off = fz_u16(&in) % f->size;
-            uint64_t v = fz_u64(&in);
-            size_t n = f->size - off < sizeof v ? (size_t)(f->size - off) : sizeof v;
-            memcpy(f->base + off, &v, n);
+            fz_poke(&in, f->base, f->size, fz_u16(&in) % f->size);
             break;
         }
         default:

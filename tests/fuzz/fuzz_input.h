@@ -48,6 +48,16 @@ static inline uint64_t fz_u64(fz_in_t* in) {
 }
 
 /* Up to len bytes of the input, in place (fewer at the end): *got says how many. */
+/*
+ * Overwrites the (up to) 8 bytes at `off` of a region of `size` bytes with a word from the
+ * input, clipped at the region's end: a hostile peer's store anywhere in memory it may write.
+ */
+static inline void fz_poke(fz_in_t* in, uint8_t* base, uint64_t size, uint64_t off) {
+    uint64_t v = fz_u64(in);
+    size_t n = size - off < sizeof v ? (size_t)(size - off) : sizeof v;
+    memcpy(base + off, &v, n);
+}
+
 static inline const uint8_t* fz_bytes(fz_in_t* in, size_t len, size_t* got) {
     size_t left = in->size - in->pos;
     size_t n = len < left ? len : left;
