@@ -130,6 +130,9 @@ typedef struct iobd_cred {
 #define IOBD_SESSION_BUCKETS 256u
 #define IOBD_MAX_QUEUED_EVENTS 65536u
 
+/* Threads for the calls whose cost a client chooses (see iobd_rpc_t.slow_threads). */
+#define IOBD_SLOW_THREADS 4
+
 struct iobd_rpc {
     iobd_rpc_config_t config; /* strings and arrays below are our own copies */
     char** listen;
@@ -147,6 +150,20 @@ struct iobd_rpc {
     void* methods[IOB_WIRE_M_COUNT];
     pthread_t cq_thread;
     bool cq_thread_started;
+    /*
+     * Calls whose cost a client chooses (creating or freeing region memory: fallocate of a
+     * region it sized, the teardown of one it closes) run on these threads, so that they
+     * never hold up the CQ thread and with it every other client's calls. Calls of one
+     * client (an ordinary uid; a connection of a trusted one) run one at a time, in order, so no
+     * client holds more than one of these threads however many calls it sends at once.
+     */
+    pthread_t slow_threads[IOBD_SLOW_THREADS];
+    int64_t slow_busy[IOBD_SLOW_THREADS]; /* the client each thread serves; -1: idle */
+    size_t slow_thread_count;
+    pthread_cond_t slow_cond;
+    iobd_call_t* slow_head;
+    iobd_call_t* slow_tail;
+    bool slow_stop;
     iobd_tag_t shutdown_tag;
     bool shutdown_tag_seen;   /* CQ thread only */
     bool cq_shutdown_called;  /* CQ thread only */
@@ -242,6 +259,8 @@ struct iobd_call {
     grpc_byte_buffer* final_out; /* the final batch's message */
     grpc_byte_buffer* recv;
     char* peer;
+    iobd_call_t* next_slow; /* srv->slow_head's queue */
+    int64_t slow_client;    /* whose turn it takes there (iobd__slow_client_of) */
     uint64_t session_id; /* the session the call acts for; 0: none */
     iobd_session_t* session; /* OpenSession only */
     /* Trailing metadata of the final batch (values point into md_val). */

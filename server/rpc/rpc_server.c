@@ -1334,6 +1334,9 @@ static bool iobd__token_ok(iobd_rpc_t* srv, iobd_call_t* c) {
     return false;
 }
 
+static bool iobd__is_slow_method(unsigned method);
+static void iobd__slow_enqueue(iobd_call_t* c);
+
 static void iobd__on_new(iobd_call_t* c) {
     iobd_rpc_t* srv = c->srv;
     iobd__request(srv, c->method); /* keep one request armed per method */
@@ -1362,9 +1365,151 @@ static void iobd__on_new(iobd_call_t* c) {
         iobd__open_session(c);
     } else if (c->method == IOB_WIRE_M_WAIT) {
         iobd__wait_start(c);
+    } else if (iobd__is_slow_method(c->method)) {
+        iobd__slow_enqueue(c);
     } else {
         iobd__dispatch_new(c);
     }
+}
+
+/* ---- Calls whose cost a client chooses ---- */
+
+/*
+ * A create allocates what the client sized (fallocate: 75-100 ms per GiB), and a close may
+ * free as much (the kernel's teardown runs when the thread flushes its deferred releases).
+ * Run on the CQ thread, either would stall every other client's calls for that long; the
+ * core's lock is not held meanwhile, so a slow thread can do it while the CQ thread serves on.
+ */
+static bool iobd__is_slow_method(unsigned method) {
+    return method == IOB_WIRE_M_CREATE_IOB || method == IOB_WIRE_M_CREATE_SHARED_REGION ||
+           method == IOB_WIRE_M_CLOSE_HANDLE || method == IOB_WIRE_M_CLOSE_HANDLES;
+}
+
+/*
+ * Whose turn a call takes. An ordinary local user is one client however many connections
+ * and sessions it opens (its budgets are per uid too). Root, iobd's own uid and TCP callers
+ * (operators, trusted like the daemon's own user) are told apart by connection, so one of
+ * their programs does not wait behind another. Keys of connections are negative.
+ */
+static int64_t iobd__slow_client_of(iobd_rpc_t* srv, const iobd_call_t* c) {
+    iobd_cred_t cred;
+    if (iobd__peer_cred(srv, c->peer, &cred) && cred.uid != 0 && cred.uid != geteuid()) {
+        return (int64_t)cred.uid;
+    }
+    uint64_t h = 1469598103934665603ull; /* FNV-1a of the peer's name ("fd:12", "ipv4:...") */
+    for (const char* p = c->peer != NULL ? c->peer : ""; *p != '\0'; p++) {
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    }
+    return -4 - (int64_t)(h >> 2);
+}
+
+/* The queue holds a reference (refs), so the context outlives its completions meanwhile. */
+static void iobd__slow_enqueue(iobd_call_t* c) {
+    iobd_rpc_t* srv = c->srv;
+    c->slow_client = iobd__slow_client_of(srv, c);
+    pthread_mutex_lock(&srv->lock);
+    c->refs++;
+    c->next_slow = NULL;
+    if (srv->slow_tail != NULL) {
+        srv->slow_tail->next_slow = c;
+    } else {
+        srv->slow_head = c;
+    }
+    srv->slow_tail = c;
+    pthread_cond_signal(&srv->slow_cond);
+    pthread_mutex_unlock(&srv->lock);
+}
+
+static bool iobd__slow_client_busy_locked(const iobd_rpc_t* srv, int64_t client) {
+    for (size_t i = 0; i < IOBD_SLOW_THREADS; i++) {
+        if (srv->slow_busy[i] == client) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The oldest queued call of a client no thread serves now, taken off the queue; or NULL. */
+static iobd_call_t* iobd__slow_take_locked(iobd_rpc_t* srv) {
+    iobd_call_t* prev = NULL;
+    for (iobd_call_t* c = srv->slow_head; c != NULL; prev = c, c = c->next_slow) {
+        if (iobd__slow_client_busy_locked(srv, c->slow_client)) {
+            continue;
+        }
+        if (prev != NULL) {
+            prev->next_slow = c->next_slow;
+        } else {
+            srv->slow_head = c->next_slow;
+        }
+        if (srv->slow_tail == c) {
+            srv->slow_tail = prev;
+        }
+        return c;
+    }
+    return NULL;
+}
+
+static void* iobd__slow_main(void* arg) {
+    iobd_rpc_t* srv = arg;
+    iob_core_release_defer(true);
+    pthread_mutex_lock(&srv->lock);
+    size_t self = 0;
+    while (srv->slow_busy[self] != -1) {
+        self++; /* a free slot: slow_start made one per thread */
+    }
+    for (;;) {
+        iobd_call_t* c = iobd__slow_take_locked(srv);
+        if (c == NULL) {
+            if (srv->slow_stop && srv->slow_head == NULL) {
+                break;
+            }
+            pthread_cond_wait(&srv->slow_cond, &srv->lock);
+            continue;
+        }
+        srv->slow_busy[self] = c->slow_client;
+        pthread_mutex_unlock(&srv->lock);
+        iobd__dispatch_new(c);
+        /* The client's turn lasts until its freed memory is back with the kernel. */
+        iob_core_release_flush();
+        pthread_mutex_lock(&srv->lock);
+        srv->slow_busy[self] = -1;
+        pthread_cond_broadcast(&srv->slow_cond); /* its next call may now run */
+        /* Its final batch holds a reference of its own unless none could be started. */
+        if (--c->refs == 0) {
+            pthread_mutex_unlock(&srv->lock);
+            iobd__call_free(c);
+            pthread_mutex_lock(&srv->lock);
+        }
+    }
+    srv->slow_busy[self] = -3; /* ended: the slot stays taken */
+    pthread_mutex_unlock(&srv->lock);
+    iob_core_release_defer(false);
+    return NULL;
+}
+
+static void iobd__slow_start(iobd_rpc_t* srv) {
+    for (size_t i = 0; i < IOBD_SLOW_THREADS; i++) {
+        srv->slow_busy[i] = -1;
+    }
+    for (size_t i = 0; i < IOBD_SLOW_THREADS; i++) {
+        if (pthread_create(&srv->slow_threads[i], NULL, iobd__slow_main, srv) != 0) {
+            IOBD_ERROR("cannot start a thread for creates and closes");
+            abort();
+        }
+        srv->slow_thread_count++;
+    }
+}
+
+/* Every queued call is a live one, so by the time the CQ thread has ended none is left. */
+static void iobd__slow_stop(iobd_rpc_t* srv) {
+    pthread_mutex_lock(&srv->lock);
+    srv->slow_stop = true;
+    pthread_cond_broadcast(&srv->slow_cond);
+    pthread_mutex_unlock(&srv->lock);
+    for (size_t i = 0; i < srv->slow_thread_count; i++) {
+        pthread_join(srv->slow_threads[i], NULL);
+    }
+    srv->slow_thread_count = 0;
 }
 
 static void iobd__on_event(iobd_tag_t* t, bool ok) {
@@ -1500,6 +1645,7 @@ static void iobd__on_wake(uv_async_t* a) {
         pthread_join(srv->cq_thread, NULL);
         srv->cq_thread_started = false;
     }
+    iobd__slow_stop(srv);
     if (srv->server != NULL) {
         grpc_server_destroy(srv->server);
         srv->server = NULL;
@@ -1546,6 +1692,7 @@ zx_status_t iobd_rpc_start(uv_loop_t* loop, const iobd_rpc_config_t* config, iob
     srv->loop = loop;
     srv->backing = config->core.backing;
     pthread_mutex_init(&srv->lock, NULL);
+    pthread_cond_init(&srv->slow_cond, NULL);
     atomic_init(&srv->shutting_down, false);
     atomic_init(&srv->live_calls, 0);
     atomic_init(&srv->cq_done, false);
@@ -1659,6 +1806,7 @@ zx_status_t iobd_rpc_start(uv_loop_t* loop, const iobd_rpc_config_t* config, iob
     for (unsigned m = 0; m <= IOBD_METHOD_UNKNOWN; m++) {
         iobd__request(srv, m);
     }
+    iobd__slow_start(srv);
     if (pthread_create(&srv->cq_thread, NULL, iobd__cq_main, srv) != 0) {
         IOBD_ERROR("cannot start the completion-queue thread");
         abort();
@@ -1687,6 +1835,7 @@ void iobd_rpc_destroy(iobd_rpc_t* srv) {
     if (srv == NULL) {
         return;
     }
+    iobd__slow_stop(srv); /* normally stopped already, once the CQ thread ended */
     if (srv->core != NULL) {
         /* Observer callbacks from here find no sessions and no loop to wake. */
         srv->wake_alive = false;
@@ -1729,6 +1878,7 @@ void iobd_rpc_destroy(iobd_rpc_t* srv) {
     free(srv->version);
     free(srv->creds);
     free(srv->unix_listeners);
+    pthread_cond_destroy(&srv->slow_cond);
     pthread_mutex_destroy(&srv->lock);
     free(srv);
     grpc_shutdown();
