@@ -1337,7 +1337,8 @@ static bool iobd__token_ok(iobd_rpc_t* srv, iobd_call_t* c) {
 static bool iobd__is_slow_method(unsigned method);
 static void iobd__slow_enqueue(iobd_call_t* c);
 
-static void iobd__on_new(iobd_call_t* c) {
+/* False when the call went to a slow thread: the caller must not touch it again. */
+static bool iobd__on_new(iobd_call_t* c) {
     iobd_rpc_t* srv = c->srv;
     iobd__request(srv, c->method); /* keep one request armed per method */
     char* p = grpc_call_get_peer(c->call);
@@ -1352,14 +1353,14 @@ static void iobd__on_new(iobd_call_t* c) {
         char detail[300];
         snprintf(detail, sizeof detail, "unknown method %s", m);
         iobd__call_finish_code(c, ZX_ERR_NOT_SUPPORTED, GRPC_STATUS_UNIMPLEMENTED, NULL, detail);
-        return;
+        return true;
     }
     if (!iobd__peer_is_local(c->peer) && srv->token != NULL && !iobd__token_ok(srv, c)) {
         IOBD_WARN("%s: refused call without a valid bearer token",
                   c->peer != NULL ? c->peer : "?");
         iobd__call_finish_code(c, ZX_ERR_ACCESS_DENIED, GRPC_STATUS_UNAUTHENTICATED, NULL,
                                "missing or invalid bearer token");
-        return;
+        return true;
     }
     if (c->method == IOB_WIRE_M_OPEN_SESSION) {
         iobd__open_session(c);
@@ -1367,9 +1368,11 @@ static void iobd__on_new(iobd_call_t* c) {
         iobd__wait_start(c);
     } else if (iobd__is_slow_method(c->method)) {
         iobd__slow_enqueue(c);
+        return false;
     } else {
         iobd__dispatch_new(c);
     }
+    return true;
 }
 
 /* ---- Calls whose cost a client chooses ---- */
@@ -1520,7 +1523,9 @@ static void iobd__on_event(iobd_tag_t* t, bool ok) {
             iobd__call_free(c); /* shutting down: the armed request was cancelled */
             return;
         }
-        iobd__on_new(c);
+        if (!iobd__on_new(c)) {
+            return; /* a slow thread has it now, and may free it at any moment */
+        }
     } else {
         bool run_read = false, run_write = false, end_session = false;
         grpc_byte_buffer* msg = NULL;
