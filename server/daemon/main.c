@@ -2,7 +2,8 @@
 /*
  * iobd: the IOB server. main owns the libuv loop; on it run the Unix-socket accepts of the
  * gRPC service, the map broker, the token-expiry timer, pidfd watches and the signals that
- * stop the server. gRPC calls are handled on the service's completion-queue thread.
+ * stop the server. gRPC calls are handled on the service's completion-queue thread
+ * (creates and closes on threads of their own).
  *
  * Shutdown (SIGTERM/SIGINT): stop the timer and the broker, shut the gRPC server down
  * (in-flight calls end with UNAVAILABLE, sessions close), remove the sockets, let the loop

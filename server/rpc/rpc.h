@@ -7,8 +7,9 @@
  * libuv loop, which the service uses for Unix-socket accepts (SO_PEERCRED policy), pidfd
  * watches of ended sessions and wake-ups.
  *
- * Threading: one completion-queue thread runs every handler; it calls the core directly
- * (the core is thread-safe). The loop thread accepts Unix connections, watches pidfds and
+ * Threading: one completion-queue thread runs the handlers; it calls the core directly
+ * (the core is thread-safe). Creates and closes, whose cost a client chooses, run on slow
+ * threads instead (rpc_server.c), one call at a time per client. The loop thread accepts Unix connections, watches pidfds and
  * flushes events raised by core calls made elsewhere (the map broker, token expiry).
  * The observer callbacks only queue; sends happen outside the core's mutex.
  */

@@ -132,6 +132,10 @@ typedef struct iobd_cred {
 
 /* Threads for the calls whose cost a client chooses (see iobd_rpc_t.slow_threads). */
 #define IOBD_SLOW_THREADS 4
+/* slow_busy values that name no client (clients' keys are uids >= 0 or keys <= -4). */
+#define IOBD_SLOW_UNCLAIMED (-1)
+#define IOBD_SLOW_IDLE (-2)
+#define IOBD_SLOW_ENDED (-3)
 
 struct iobd_rpc {
     iobd_rpc_config_t config; /* strings and arrays below are our own copies */
@@ -158,7 +162,7 @@ struct iobd_rpc {
      * client holds more than one of these threads however many calls it sends at once.
      */
     pthread_t slow_threads[IOBD_SLOW_THREADS];
-    int64_t slow_busy[IOBD_SLOW_THREADS]; /* the client each thread serves; -1: idle */
+    int64_t slow_busy[IOBD_SLOW_THREADS]; /* the client each thread serves, or IOBD_SLOW_* */
     size_t slow_thread_count;
     pthread_cond_t slow_cond;
     iobd_call_t* slow_head;
