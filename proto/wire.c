@@ -11,17 +11,29 @@
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/slice.h>
 
-static const char* const iob__wire_paths[IOB_WIRE_M_COUNT] = {
-#define IOB__WIRE_PATH(e, name) IOB_WIRE_SERVICE name,
-    IOB_WIRE_METHODS(IOB__WIRE_PATH)
-#undef IOB__WIRE_PATH
+typedef struct iob__wire_method {
+    const char* path;
+    const ProtobufCMessageDescriptor* request;
+    const ProtobufCMessageDescriptor* reply;
+} iob__wire_method_t;
+
+static const iob__wire_method_t iob__wire_methods[IOB_WIRE_M_COUNT] = {
+#define IOB__WIRE_ROW(e, name, request, reply) \
+    {IOB_WIRE_SERVICE name, &iob__v1__##request##__descriptor, &iob__v1__##reply##__descriptor},
+    IOB_WIRE_METHODS(IOB__WIRE_ROW)
+#undef IOB__WIRE_ROW
 };
 
 const char* iob_wire_method_path(iob_wire_method_t method) {
-    if ((unsigned)method >= IOB_WIRE_M_COUNT) {
-        return NULL;
-    }
-    return iob__wire_paths[method];
+    return (unsigned)method < IOB_WIRE_M_COUNT ? iob__wire_methods[method].path : NULL;
+}
+
+const ProtobufCMessageDescriptor* iob_wire_method_request(iob_wire_method_t method) {
+    return (unsigned)method < IOB_WIRE_M_COUNT ? iob__wire_methods[method].request : NULL;
+}
+
+const ProtobufCMessageDescriptor* iob_wire_method_reply(iob_wire_method_t method) {
+    return (unsigned)method < IOB_WIRE_M_COUNT ? iob__wire_methods[method].reply : NULL;
 }
 
 /*

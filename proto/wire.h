@@ -23,34 +23,38 @@
 
 #define IOB_WIRE_SERVICE "/iob.v1.Iob/"
 
-/* X(ENUM, "Method") for every method of iob.v1.Iob, in the .proto's order. */
-#define IOB_WIRE_METHODS(X)                \
-    X(OPEN_SESSION, "OpenSession")         \
-    X(CREATE_IOB, "CreateIob")             \
-    X(GET_INFO, "GetInfo")                 \
-    X(DUPLICATE_HANDLE, "DuplicateHandle") \
-    X(REPLACE_HANDLE, "ReplaceHandle")     \
-    X(CLOSE_HANDLE, "CloseHandle")         \
-    X(GET_NAME, "GetName")                 \
-    X(SET_NAME, "SetName")                 \
-    X(SIGNAL, "Signal")                    \
-    X(SIGNAL_PEER, "SignalPeer")           \
-    X(GET_SIGNALS, "GetSignals")           \
-    X(WAIT, "Wait")                        \
-    X(EXPORT_HANDLE, "ExportHandle")       \
-    X(IMPORT_HANDLE, "ImportHandle")       \
-    X(READ_REGION, "ReadRegion")           \
-    X(WRITE_REGION, "WriteRegion")         \
-    X(LIST_IOBS, "ListIobs")               \
-    X(SERVER_INFO, "ServerInfo")           \
-    X(CLOSE_HANDLES, "CloseHandles")       \
-    X(SET_SESSION_EVENTS, "SetSessionEvents") \
-    X(CREATE_SHARED_REGION, "CreateSharedRegion") \
-    X(IOB_WRITEV, "IobWritev")             \
-    X(ALLOCATE_ID, "AllocateId")
+/*
+ * The methods of iob.v1.Iob, in the .proto's order: X(ENUM, "Method", request, reply), the
+ * last two naming the protobuf-c types (iob__v1__<request>__descriptor). The one table that
+ * iobd's dispatcher and the client's calls are both driven by.
+ */
+#define IOB_WIRE_METHODS(X)                                                                   \
+    X(OPEN_SESSION, "OpenSession", open_session_request, session_message)                     \
+    X(CREATE_IOB, "CreateIob", create_iob_request, create_iob_reply)                          \
+    X(GET_INFO, "GetInfo", get_info_request, get_info_reply)                                  \
+    X(DUPLICATE_HANDLE, "DuplicateHandle", handle_rights_request, handle_reply)               \
+    X(REPLACE_HANDLE, "ReplaceHandle", handle_rights_request, handle_reply)                   \
+    X(CLOSE_HANDLE, "CloseHandle", handle_request, status_reply)                              \
+    X(GET_NAME, "GetName", get_name_request, name_reply)                                      \
+    X(SET_NAME, "SetName", set_name_request, status_reply)                                    \
+    X(SIGNAL, "Signal", signal_request, status_reply)                                         \
+    X(SIGNAL_PEER, "SignalPeer", signal_request, status_reply)                                \
+    X(GET_SIGNALS, "GetSignals", handle_request, signals_reply)                               \
+    X(WAIT, "Wait", wait_request, wait_reply)                                                 \
+    X(EXPORT_HANDLE, "ExportHandle", handle_request, export_reply)                            \
+    X(IMPORT_HANDLE, "ImportHandle", import_request, handle_reply)                            \
+    X(READ_REGION, "ReadRegion", read_region_request, read_region_reply)                      \
+    X(WRITE_REGION, "WriteRegion", write_region_request, write_region_reply)                  \
+    X(LIST_IOBS, "ListIobs", list_iobs_request, list_iobs_reply)                              \
+    X(SERVER_INFO, "ServerInfo", server_info_request, server_info_reply)                      \
+    X(CLOSE_HANDLES, "CloseHandles", handle_list_request, status_reply)                       \
+    X(SET_SESSION_EVENTS, "SetSessionEvents", session_events_request, status_reply)           \
+    X(CREATE_SHARED_REGION, "CreateSharedRegion", create_shared_region_request, handle_reply) \
+    X(IOB_WRITEV, "IobWritev", iob_writev_request, status_reply)                              \
+    X(ALLOCATE_ID, "AllocateId", allocate_id_request, allocate_id_reply)
 
 typedef enum iob_wire_method {
-#define IOB__WIRE_METHOD_ENUM(e, name) IOB_WIRE_M_##e,
+#define IOB__WIRE_METHOD_ENUM(e, name, request, reply) IOB_WIRE_M_##e,
     IOB_WIRE_METHODS(IOB__WIRE_METHOD_ENUM)
 #undef IOB__WIRE_METHOD_ENUM
     IOB_WIRE_M_COUNT
@@ -58,6 +62,9 @@ typedef enum iob_wire_method {
 
 /* "/iob.v1.Iob/CreateIob"; static storage (gRPC keeps the pointer for the channel's life). */
 const char* iob_wire_method_path(iob_wire_method_t method);
+/* The method's request and reply (for streams: each message) types; NULL past the end. */
+const ProtobufCMessageDescriptor* iob_wire_method_request(iob_wire_method_t method);
+const ProtobufCMessageDescriptor* iob_wire_method_reply(iob_wire_method_t method);
 
 /* Metadata keys (lowercase, as HTTP/2 requires). */
 #define IOB_WIRE_MD_STATUS "iob-status"     /* trailing: the exact zx_status_t, decimal */

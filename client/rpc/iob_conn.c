@@ -210,10 +210,13 @@ static grpc_event iob__conn_pluck(grpc_completion_queue* cq, void* tag) {
  * One unary call: the request out, the reply (when the status is ZX_OK) into *reply_out
  * (caller frees with protobuf_c_message_free_unpacked).
  */
+/*
+ * One unary call of method m; *reply_out (when asked for) is the reply decoded as the
+ * method table (proto/wire.h) types it.
+ */
 static zx_status_t iob__conn_unary(iob_conn_t* conn, iob_wire_method_t m,
-                                   const ProtobufCMessage* req,
-                                   const ProtobufCMessageDescriptor* reply_desc,
-                                   ProtobufCMessage** reply_out, iob__conn_result_t* res_out) {
+                                   const ProtobufCMessage* req, ProtobufCMessage** reply_out,
+                                   iob__conn_result_t* res_out) {
     grpc_completion_queue* cq = iob__conn_cq_get(conn);
     grpc_call* call = iob__conn_call(conn, m, cq, iob__conn_deadline_ms(conn->timeout_ms));
     grpc_byte_buffer* send = iob_wire_pack(req);
@@ -247,8 +250,8 @@ static zx_status_t iob__conn_unary(iob_conn_t* conn, iob_wire_method_t m,
     } else {
         iob__conn_pluck(cq, call);
         iob__conn_result(conn, code, details, &tm, &res);
-        if (res.status == ZX_OK && reply_desc != NULL) {
-            reply = iob_wire_unpack(reply_desc, recv);
+        if (res.status == ZX_OK && reply_out != NULL) {
+            reply = iob_wire_unpack(iob_wire_method_reply(m), recv);
             if (reply == NULL) {
                 res.status = ZX_ERR_IO; /* the server answered with something else */
             }
@@ -735,7 +738,7 @@ static void iob__conn_poll_session(iob_conn_t* conn) {
 zx_status_t iob_conn_set_session_events(iob_conn_t* conn, bool enabled) {
     Iob__V1__SessionEventsRequest req = IOB__V1__SESSION_EVENTS_REQUEST__INIT;
     req.enabled = enabled;
-    return iob__conn_unary(conn, IOB_WIRE_M_SET_SESSION_EVENTS, &req.base, NULL, NULL, NULL);
+    return iob__conn_unary(conn, IOB_WIRE_M_SET_SESSION_EVENTS, &req.base, NULL, NULL);
 }
 
 zx_status_t iob_conn_set_event_callback(iob_conn_t* conn, iob_conn_event_fn fn, void* ctx) {
@@ -811,8 +814,7 @@ zx_status_t iob_conn_iob_create(iob_conn_t* conn, uint64_t options, const zx_iob
     }
     req.regions = pp;
     ProtobufCMessage* rep = NULL;
-    zx_status_t st = iob__conn_unary(conn, IOB_WIRE_M_CREATE_IOB, &req.base,
-                                     &iob__v1__create_iob_reply__descriptor, &rep, NULL);
+    zx_status_t st = iob__conn_unary(conn, IOB_WIRE_M_CREATE_IOB, &req.base, &rep, NULL);
     if (st == ZX_OK) {
         Iob__V1__CreateIobReply* r = (Iob__V1__CreateIobReply*)rep;
         *ep0_out = r->ep0;
@@ -833,8 +835,7 @@ zx_status_t iob_conn_get_info(iob_conn_t* conn, zx_handle_t handle, uint32_t top
     req.buffer_size = buffer_size;
     ProtobufCMessage* rep = NULL;
     iob__conn_result_t res;
-    zx_status_t st = iob__conn_unary(conn, IOB_WIRE_M_GET_INFO, &req.base,
-                                     &iob__v1__get_info_reply__descriptor, &rep, &res);
+    zx_status_t st = iob__conn_unary(conn, IOB_WIRE_M_GET_INFO, &req.base, &rep, &res);
     if (st == ZX_OK) {
         Iob__V1__GetInfoReply* r = (Iob__V1__GetInfoReply*)rep;
         size_t n = r->raw.len < buffer_size ? r->raw.len : buffer_size;
@@ -871,8 +872,7 @@ zx_status_t iob_conn_get_property(iob_conn_t* conn, zx_handle_t handle, uint32_t
     /* 0 would mean "32" on the wire; a zero-sized buffer is simply too small. */
     req.buffer_size = value_size == 0 ? 1 : value_size;
     ProtobufCMessage* rep = NULL;
-    zx_status_t st = iob__conn_unary(conn, IOB_WIRE_M_GET_NAME, &req.base,
-                                     &iob__v1__name_reply__descriptor, &rep, NULL);
+    zx_status_t st = iob__conn_unary(conn, IOB_WIRE_M_GET_NAME, &req.base, &rep, NULL);
     if (st == ZX_OK) {
         Iob__V1__NameReply* r = (Iob__V1__NameReply*)rep;
         char name[ZX_MAX_NAME_LEN];
@@ -895,7 +895,7 @@ zx_status_t iob_conn_set_property(iob_conn_t* conn, zx_handle_t handle, uint32_t
     /* Only the first 32 bytes can matter: longer names are cut to 31. */
     req.name.data = (uint8_t*)(uintptr_t)value;
     req.name.len = value_size < ZX_MAX_NAME_LEN ? value_size : ZX_MAX_NAME_LEN;
-    return iob__conn_unary(conn, IOB_WIRE_M_SET_NAME, &req.base, NULL, NULL, NULL);
+    return iob__conn_unary(conn, IOB_WIRE_M_SET_NAME, &req.base, NULL, NULL);
 }
 
 zx_status_t iob_conn_handle_close_many(iob_conn_t* conn, const zx_handle_t* handles,
@@ -913,13 +913,13 @@ zx_status_t iob_conn_handle_close_many(iob_conn_t* conn, const zx_handle_t* hand
     Iob__V1__HandleListRequest req = IOB__V1__HANDLE_LIST_REQUEST__INIT;
     req.handles = (uint32_t*)(uintptr_t)handles;
     req.n_handles = num_handles;
-    return iob__conn_unary(conn, IOB_WIRE_M_CLOSE_HANDLES, &req.base, NULL, NULL, NULL);
+    return iob__conn_unary(conn, IOB_WIRE_M_CLOSE_HANDLES, &req.base, NULL, NULL);
 }
 
 zx_status_t iob_conn_handle_close(iob_conn_t* conn, zx_handle_t handle) {
     Iob__V1__HandleRequest req = IOB__V1__HANDLE_REQUEST__INIT;
     req.handle = handle;
-    return iob__conn_unary(conn, IOB_WIRE_M_CLOSE_HANDLE, &req.base, NULL, NULL, NULL);
+    return iob__conn_unary(conn, IOB_WIRE_M_CLOSE_HANDLE, &req.base, NULL, NULL);
 }
 
 static zx_status_t iob__conn_rights(iob_conn_t* conn, iob_wire_method_t m, zx_handle_t handle,
@@ -931,8 +931,7 @@ static zx_status_t iob__conn_rights(iob_conn_t* conn, iob_wire_method_t m, zx_ha
     req.handle = handle;
     req.rights = rights;
     ProtobufCMessage* rep = NULL;
-    zx_status_t st = iob__conn_unary(conn, m, &req.base, &iob__v1__handle_reply__descriptor, &rep,
-                                     NULL);
+    zx_status_t st = iob__conn_unary(conn, m, &req.base, &rep, NULL);
     if (st == ZX_OK) {
         *out = ((Iob__V1__HandleReply*)rep)->handle;
         protobuf_c_message_free_unpacked(rep, NULL);
@@ -956,7 +955,7 @@ static zx_status_t iob__conn_signal(iob_conn_t* conn, iob_wire_method_t m, zx_ha
     req.handle = handle;
     req.clear_mask = clear_mask;
     req.set_mask = set_mask;
-    return iob__conn_unary(conn, m, &req.base, NULL, NULL, NULL);
+    return iob__conn_unary(conn, m, &req.base, NULL, NULL);
 }
 
 zx_status_t iob_conn_object_signal(iob_conn_t* conn, zx_handle_t handle, uint32_t clear_mask,
@@ -973,8 +972,7 @@ zx_status_t iob_conn_signals(iob_conn_t* conn, zx_handle_t handle, zx_signals_t*
     Iob__V1__HandleRequest req = IOB__V1__HANDLE_REQUEST__INIT;
     req.handle = handle;
     ProtobufCMessage* rep = NULL;
-    zx_status_t st = iob__conn_unary(conn, IOB_WIRE_M_GET_SIGNALS, &req.base,
-                                     &iob__v1__signals_reply__descriptor, &rep, NULL);
+    zx_status_t st = iob__conn_unary(conn, IOB_WIRE_M_GET_SIGNALS, &req.base, &rep, NULL);
     if (st == ZX_OK) {
         if (signals_out != NULL) {
             *signals_out = ((Iob__V1__SignalsReply*)rep)->signals;
@@ -1043,8 +1041,7 @@ zx_status_t iob_conn_handle_export(iob_conn_t* conn, zx_handle_t handle,
     Iob__V1__HandleRequest req = IOB__V1__HANDLE_REQUEST__INIT;
     req.handle = handle;
     ProtobufCMessage* rep = NULL;
-    zx_status_t st = iob__conn_unary(conn, IOB_WIRE_M_EXPORT_HANDLE, &req.base,
-                                     &iob__v1__export_reply__descriptor, &rep, NULL);
+    zx_status_t st = iob__conn_unary(conn, IOB_WIRE_M_EXPORT_HANDLE, &req.base, &rep, NULL);
     if (st == ZX_OK) {
         Iob__V1__ExportReply* r = (Iob__V1__ExportReply*)rep;
         if (r->token == NULL || strlen(r->token) >= IOB_CONN_TOKEN_SIZE) {
@@ -1064,8 +1061,7 @@ zx_status_t iob_conn_handle_import(iob_conn_t* conn, const char* token, zx_handl
     Iob__V1__ImportRequest req = IOB__V1__IMPORT_REQUEST__INIT;
     req.token = (char*)(uintptr_t)token;
     ProtobufCMessage* rep = NULL;
-    zx_status_t st = iob__conn_unary(conn, IOB_WIRE_M_IMPORT_HANDLE, &req.base,
-                                     &iob__v1__handle_reply__descriptor, &rep, NULL);
+    zx_status_t st = iob__conn_unary(conn, IOB_WIRE_M_IMPORT_HANDLE, &req.base, &rep, NULL);
     if (st == ZX_OK) {
         *out = ((Iob__V1__HandleReply*)rep)->handle;
         protobuf_c_message_free_unpacked(rep, NULL);
@@ -1084,8 +1080,7 @@ zx_status_t iob_conn_shared_region_create(iob_conn_t* conn, uint64_t options, ui
     req.options = options;
     req.size = size;
     ProtobufCMessage* rep = NULL;
-    zx_status_t st = iob__conn_unary(conn, IOB_WIRE_M_CREATE_SHARED_REGION, &req.base,
-                                     &iob__v1__handle_reply__descriptor, &rep, NULL);
+    zx_status_t st = iob__conn_unary(conn, IOB_WIRE_M_CREATE_SHARED_REGION, &req.base, &rep, NULL);
     if (st == ZX_OK) {
         *out = ((Iob__V1__HandleReply*)rep)->handle;
         protobuf_c_message_free_unpacked(rep, NULL);
@@ -1116,7 +1111,7 @@ zx_status_t iob_conn_iob_writev(iob_conn_t* conn, zx_handle_t handle, uint64_t o
         req.data.data = (uint8_t*)(uintptr_t)data;
         req.data.len = data != NULL ? data_len : 0;
     }
-    return iob__conn_unary(conn, IOB_WIRE_M_IOB_WRITEV, &req.base, NULL, NULL, NULL);
+    return iob__conn_unary(conn, IOB_WIRE_M_IOB_WRITEV, &req.base, NULL, NULL);
 }
 
 zx_status_t iob_conn_allocate_id(iob_conn_t* conn, zx_handle_t handle, uint32_t options,
@@ -1139,8 +1134,7 @@ zx_status_t iob_conn_allocate_id(iob_conn_t* conn, zx_handle_t handle, uint32_t 
     }
     req.id_null = id == NULL;
     ProtobufCMessage* rep = NULL;
-    zx_status_t st = iob__conn_unary(conn, IOB_WIRE_M_ALLOCATE_ID, &req.base,
-                                     &iob__v1__allocate_id_reply__descriptor, &rep, NULL);
+    zx_status_t st = iob__conn_unary(conn, IOB_WIRE_M_ALLOCATE_ID, &req.base, &rep, NULL);
     if (st == ZX_OK && check_only) {
         protobuf_c_message_free_unpacked(rep, NULL);
         return ZX_ERR_NOT_SUPPORTED; /* the call would go on, but its blob cannot travel */
@@ -1301,8 +1295,7 @@ zx_status_t iob_conn_server_info(iob_conn_t* conn, iob_conn_server_info_t* out) 
     }
     Iob__V1__ServerInfoRequest req = IOB__V1__SERVER_INFO_REQUEST__INIT;
     ProtobufCMessage* rep = NULL;
-    zx_status_t st = iob__conn_unary(conn, IOB_WIRE_M_SERVER_INFO, &req.base,
-                                     &iob__v1__server_info_reply__descriptor, &rep, NULL);
+    zx_status_t st = iob__conn_unary(conn, IOB_WIRE_M_SERVER_INFO, &req.base, &rep, NULL);
     if (st != ZX_OK) {
         return st;
     }
@@ -1354,8 +1347,7 @@ zx_status_t iob_conn_list(iob_conn_t* conn, iob_conn_iob_summary_t* out, size_t 
     }
     Iob__V1__ListIobsRequest req = IOB__V1__LIST_IOBS_REQUEST__INIT;
     ProtobufCMessage* rep = NULL;
-    zx_status_t st = iob__conn_unary(conn, IOB_WIRE_M_LIST_IOBS, &req.base,
-                                     &iob__v1__list_iobs_reply__descriptor, &rep, NULL);
+    zx_status_t st = iob__conn_unary(conn, IOB_WIRE_M_LIST_IOBS, &req.base, &rep, NULL);
     if (st != ZX_OK) {
         return st;
     }

@@ -14,8 +14,6 @@
 #include "server/rpc/log.h"
 #include "server/rpc/rpc_internal.h"
 
-#define IOBD_UNPACK(type, desc, c) ((type*)iob_wire_unpack(&(desc), (c)->payload))
-
 /* Largest get_info buffer: every topic's answer fits (64 regions of 128 bytes). */
 #define IOBD_MAX_INFO_BYTES ((size_t)ZX_IOB_MAX_REGIONS * sizeof(zx_iob_region_info_t))
 
@@ -27,34 +25,32 @@ static void iobd__bad_request(iobd_call_t* c, const char* what) {
     iobd__call_finish(c, ZX_ERR_INVALID_ARGS, NULL, what);
 }
 
-static void iobd__create_iob(iobd_call_t* c, iob_session_id_t sid) {
-    iobd_rpc_t* srv = c->srv;
-    bool over = false;
-    Iob__V1__CreateIobRequest* req = (Iob__V1__CreateIobRequest*)iob_wire_unpack_ex(
-        &iob__v1__create_iob_request__descriptor, c->payload, &over);
-    if (req == NULL) {
-        /*
-         * Too large to decode within the budget: answer from the top-level fields, in A.3's
-         * order (options, then the count), as the core would have for the decoded request.
-         * Only many regions make a CreateIob that large; anything else is malformed.
-         */
-        size_t n_options = 0, n_regions = 0;
-        uint64_t options = 0;
-        if (over && iob_wire_scan_field_bb(c->payload, 1, &n_options, &options) &&
-            iob_wire_scan_field_bb(c->payload, 2, &n_regions, NULL)) {
-            if (options != 0) {
-                iobd__call_finish(c, ZX_ERR_INVALID_ARGS, NULL, "options must be 0");
-                return;
-            }
-            if (n_regions > ZX_IOB_MAX_REGIONS) {
-                iobd__call_finish(c, ZX_ERR_OUT_OF_RANGE, NULL, "more than 64 regions");
-                return;
-            }
+/*
+ * A CreateIob too large to decode within the unpack budget: answered from the top-level
+ * fields, in A.3's order (options, then the count), as the core would have for the decoded
+ * request. Only many regions make a CreateIob that large; anything else is malformed.
+ */
+static void iobd__create_iob_undecodable(iobd_call_t* c, bool over) {
+    size_t n_options = 0, n_regions = 0;
+    uint64_t options = 0;
+    if (over && iob_wire_scan_field_bb(c->payload, 1, &n_options, &options) &&
+        iob_wire_scan_field_bb(c->payload, 2, &n_regions, NULL)) {
+        if (options != 0) {
+            iobd__call_finish(c, ZX_ERR_INVALID_ARGS, NULL, "options must be 0");
+            return;
         }
-        iobd__bad_request(c, over ? "CreateIobRequest too large to decode"
-                                  : "malformed CreateIobRequest");
-        return;
+        if (n_regions > ZX_IOB_MAX_REGIONS) {
+            iobd__call_finish(c, ZX_ERR_OUT_OF_RANGE, NULL, "more than 64 regions");
+            return;
+        }
     }
+    iobd__bad_request(c,
+                      over ? "CreateIobRequest too large to decode" : "malformed CreateIobRequest");
+}
+
+static void iobd__create_iob(iobd_call_t* c, iob_session_id_t sid, const ProtobufCMessage* msg) {
+    iobd_rpc_t* srv = c->srv;
+    const Iob__V1__CreateIobRequest* req = (const Iob__V1__CreateIobRequest*)msg;
     zx_status_t st = ZX_OK;
     zx_handle_t ep0 = 0, ep1 = 0;
     zx_iob_region_t regions[ZX_IOB_MAX_REGIONS];
@@ -77,7 +73,6 @@ static void iobd__create_iob(iobd_call_t* c, iob_session_id_t sid) {
             detail = iobd__detail(st);
         }
     }
-    protobuf_c_message_free_unpacked(&req->base, NULL);
     if (st != ZX_OK) {
         iobd__call_finish(c, st, NULL, detail);
         return;
@@ -95,22 +90,16 @@ static void iobd__create_iob(iobd_call_t* c, iob_session_id_t sid) {
     iobd__call_finish(c, ZX_OK, &r.base, NULL);
 }
 
-static void iobd__get_info(iobd_call_t* c, iob_session_id_t sid) {
-    Iob__V1__GetInfoRequest* req =
-        IOBD_UNPACK(Iob__V1__GetInfoRequest, iob__v1__get_info_request__descriptor, c);
-    if (req == NULL) {
-        iobd__bad_request(c, "malformed GetInfoRequest");
-        return;
-    }
+static void iobd__get_info(iobd_call_t* c, iob_session_id_t sid, const ProtobufCMessage* msg) {
+    const Iob__V1__GetInfoRequest* req = (const Iob__V1__GetInfoRequest*)msg;
     uint32_t topic = req->topic;
     zx_handle_t handle = req->handle;
     /*
      * The caller's buffer size decides Zircon's actual/avail and BUFFER_TOO_SMALL; beyond
      * the largest answer it changes nothing, so the server's buffer stays bounded.
      */
-    size_t size = req->buffer_size > IOBD_MAX_INFO_BYTES ? IOBD_MAX_INFO_BYTES
-                                                         : (size_t)req->buffer_size;
-    protobuf_c_message_free_unpacked(&req->base, NULL);
+    size_t size =
+        req->buffer_size > IOBD_MAX_INFO_BYTES ? IOBD_MAX_INFO_BYTES : (size_t)req->buffer_size;
     _Alignas(8) uint8_t buf[IOBD_MAX_INFO_BYTES];
     size_t actual = 0, avail = 0;
     zx_status_t st = iob_core_get_info(c->srv->core, sid, handle, topic, size ? buf : NULL, size,
@@ -183,30 +172,19 @@ static void iobd__finish_with_handle(iobd_call_t* c, iob_session_id_t sid, zx_st
     iobd__call_finish(c, ZX_OK, &r.base, NULL);
 }
 
-static void iobd__handle_rights(iobd_call_t* c, iob_session_id_t sid, bool replace) {
-    Iob__V1__HandleRightsRequest* req = IOBD_UNPACK(
-        Iob__V1__HandleRightsRequest, iob__v1__handle_rights_request__descriptor, c);
-    if (req == NULL) {
-        iobd__bad_request(c, "malformed HandleRightsRequest");
-        return;
-    }
+static void iobd__handle_rights(iobd_call_t* c, iob_session_id_t sid, const ProtobufCMessage* msg,
+                                bool replace) {
+    const Iob__V1__HandleRightsRequest* req = (const Iob__V1__HandleRightsRequest*)msg;
     zx_handle_t out = 0;
     zx_status_t st =
         replace ? iob_core_handle_replace(c->srv->core, sid, req->handle, req->rights, &out)
                 : iob_core_handle_duplicate(c->srv->core, sid, req->handle, req->rights, &out);
-    protobuf_c_message_free_unpacked(&req->base, NULL);
     iobd__finish_with_handle(c, sid, st, out);
 }
 
-static void iobd__close_handle(iobd_call_t* c, iob_session_id_t sid) {
-    Iob__V1__HandleRequest* req =
-        IOBD_UNPACK(Iob__V1__HandleRequest, iob__v1__handle_request__descriptor, c);
-    if (req == NULL) {
-        iobd__bad_request(c, "malformed HandleRequest");
-        return;
-    }
+static void iobd__close_handle(iobd_call_t* c, iob_session_id_t sid, const ProtobufCMessage* msg) {
+    const Iob__V1__HandleRequest* req = (const Iob__V1__HandleRequest*)msg;
     zx_status_t st = iob_core_handle_close(c->srv->core, sid, req->handle);
-    protobuf_c_message_free_unpacked(&req->base, NULL);
     Iob__V1__StatusReply r = IOB__V1__STATUS_REPLY__INIT;
     iobd__call_finish(c, st, st == ZX_OK ? &r.base : NULL, iobd__detail(st));
 }
@@ -216,13 +194,8 @@ static void iobd__close_handle(iobd_call_t* c, iob_session_id_t sid) {
  * entries are skipped, and the first failure is reported after the rest were closed.
  * Duplicates: the second close of a value finds it gone (ZX_ERR_BAD_HANDLE), as in Zircon.
  */
-static void iobd__close_handles(iobd_call_t* c, iob_session_id_t sid) {
-    Iob__V1__HandleListRequest* req =
-        IOBD_UNPACK(Iob__V1__HandleListRequest, iob__v1__handle_list_request__descriptor, c);
-    if (req == NULL) {
-        iobd__bad_request(c, "malformed HandleListRequest");
-        return;
-    }
+static void iobd__close_handles(iobd_call_t* c, iob_session_id_t sid, const ProtobufCMessage* msg) {
+    const Iob__V1__HandleListRequest* req = (const Iob__V1__HandleListRequest*)msg;
     zx_status_t st = ZX_OK;
     for (size_t i = 0; i < req->n_handles; i++) {
         if (req->handles[i] == ZX_HANDLE_INVALID) {
@@ -233,31 +206,20 @@ static void iobd__close_handles(iobd_call_t* c, iob_session_id_t sid) {
             st = one;
         }
     }
-    protobuf_c_message_free_unpacked(&req->base, NULL);
     Iob__V1__StatusReply r = IOB__V1__STATUS_REPLY__INIT;
     iobd__call_finish(c, st, st == ZX_OK ? &r.base : NULL, iobd__detail(st));
 }
 
-static void iobd__set_session_events(iobd_call_t* c, iob_session_id_t sid) {
-    Iob__V1__SessionEventsRequest* req =
-        IOBD_UNPACK(Iob__V1__SessionEventsRequest, iob__v1__session_events_request__descriptor, c);
-    if (req == NULL) {
-        iobd__bad_request(c, "malformed SessionEventsRequest");
-        return;
-    }
+static void iobd__set_session_events(iobd_call_t* c, iob_session_id_t sid,
+                                     const ProtobufCMessage* msg) {
+    const Iob__V1__SessionEventsRequest* req = (const Iob__V1__SessionEventsRequest*)msg;
     zx_status_t st = iobd__session_set_events(c->srv, sid.value, req->enabled);
-    protobuf_c_message_free_unpacked(&req->base, NULL);
     Iob__V1__StatusReply r = IOB__V1__STATUS_REPLY__INIT;
     iobd__call_finish(c, st, st == ZX_OK ? &r.base : NULL, st == ZX_OK ? NULL : "session ended");
 }
 
-static void iobd__get_name(iobd_call_t* c, iob_session_id_t sid) {
-    Iob__V1__GetNameRequest* req =
-        IOBD_UNPACK(Iob__V1__GetNameRequest, iob__v1__get_name_request__descriptor, c);
-    if (req == NULL) {
-        iobd__bad_request(c, "malformed GetNameRequest");
-        return;
-    }
+static void iobd__get_name(iobd_call_t* c, iob_session_id_t sid, const ProtobufCMessage* msg) {
+    const Iob__V1__GetNameRequest* req = (const Iob__V1__GetNameRequest*)msg;
     char name[ZX_MAX_NAME_LEN + 1];
     memset(name, 0, sizeof name);
     uint32_t prop = req->property != 0 ? req->property : ZX_PROP_NAME;
@@ -265,19 +227,13 @@ static void iobd__get_name(iobd_call_t* c, iob_session_id_t sid) {
                       ? ZX_MAX_NAME_LEN
                       : (size_t)req->buffer_size;
     zx_status_t st = iob_core_get_property(c->srv->core, sid, req->handle, prop, name, size);
-    protobuf_c_message_free_unpacked(&req->base, NULL);
     Iob__V1__NameReply r = IOB__V1__NAME_REPLY__INIT;
     r.name = name;
     iobd__call_finish(c, st, st == ZX_OK ? &r.base : NULL, iobd__detail(st));
 }
 
-static void iobd__set_name(iobd_call_t* c, iob_session_id_t sid) {
-    Iob__V1__SetNameRequest* req =
-        IOBD_UNPACK(Iob__V1__SetNameRequest, iob__v1__set_name_request__descriptor, c);
-    if (req == NULL) {
-        iobd__bad_request(c, "malformed SetNameRequest");
-        return;
-    }
+static void iobd__set_name(iobd_call_t* c, iob_session_id_t sid, const ProtobufCMessage* msg) {
+    const Iob__V1__SetNameRequest* req = (const Iob__V1__SetNameRequest*)msg;
     /* Zircon cuts names to 31 bytes; a longer one is not an error. */
     char name[ZX_MAX_NAME_LEN];
     memset(name, 0, sizeof name);
@@ -286,74 +242,49 @@ static void iobd__set_name(iobd_call_t* c, iob_session_id_t sid) {
         memcpy(name, req->name.data, n);
     }
     uint32_t prop = req->property != 0 ? req->property : ZX_PROP_NAME;
-    zx_status_t st = iob_core_set_property(c->srv->core, sid, req->handle, prop, name,
-                                           req->name.len < ZX_MAX_NAME_LEN ? req->name.len
-                                                                           : ZX_MAX_NAME_LEN);
-    protobuf_c_message_free_unpacked(&req->base, NULL);
-    Iob__V1__StatusReply r = IOB__V1__STATUS_REPLY__INIT;
-    iobd__call_finish(c, st, st == ZX_OK ? &r.base : NULL, iobd__detail(st));
-}
-
-static void iobd__signal(iobd_call_t* c, iob_session_id_t sid, bool peer) {
-    Iob__V1__SignalRequest* req =
-        IOBD_UNPACK(Iob__V1__SignalRequest, iob__v1__signal_request__descriptor, c);
-    if (req == NULL) {
-        iobd__bad_request(c, "malformed SignalRequest");
-        return;
-    }
     zx_status_t st =
-        peer ? iob_core_object_signal_peer(c->srv->core, sid, req->handle, req->clear_mask,
-                                           req->set_mask)
-             : iob_core_object_signal(c->srv->core, sid, req->handle, req->clear_mask,
-                                      req->set_mask);
-    protobuf_c_message_free_unpacked(&req->base, NULL);
+        iob_core_set_property(c->srv->core, sid, req->handle, prop, name,
+                              req->name.len < ZX_MAX_NAME_LEN ? req->name.len : ZX_MAX_NAME_LEN);
     Iob__V1__StatusReply r = IOB__V1__STATUS_REPLY__INIT;
     iobd__call_finish(c, st, st == ZX_OK ? &r.base : NULL, iobd__detail(st));
 }
 
-static void iobd__get_signals(iobd_call_t* c, iob_session_id_t sid) {
-    Iob__V1__HandleRequest* req =
-        IOBD_UNPACK(Iob__V1__HandleRequest, iob__v1__handle_request__descriptor, c);
-    if (req == NULL) {
-        iobd__bad_request(c, "malformed HandleRequest");
-        return;
-    }
+static void iobd__signal(iobd_call_t* c, iob_session_id_t sid, const ProtobufCMessage* msg,
+                         bool peer) {
+    const Iob__V1__SignalRequest* req = (const Iob__V1__SignalRequest*)msg;
+    zx_status_t st = peer ? iob_core_object_signal_peer(c->srv->core, sid, req->handle,
+                                                        req->clear_mask, req->set_mask)
+                          : iob_core_object_signal(c->srv->core, sid, req->handle, req->clear_mask,
+                                                   req->set_mask);
+    Iob__V1__StatusReply r = IOB__V1__STATUS_REPLY__INIT;
+    iobd__call_finish(c, st, st == ZX_OK ? &r.base : NULL, iobd__detail(st));
+}
+
+static void iobd__get_signals(iobd_call_t* c, iob_session_id_t sid, const ProtobufCMessage* msg) {
+    const Iob__V1__HandleRequest* req = (const Iob__V1__HandleRequest*)msg;
     zx_signals_t sig = 0;
     zx_koid_t koid = 0;
     zx_status_t st = iob_core_signals(c->srv->core, sid, req->handle, &sig, &koid);
-    protobuf_c_message_free_unpacked(&req->base, NULL);
     Iob__V1__SignalsReply r = IOB__V1__SIGNALS_REPLY__INIT;
     r.signals = sig;
     r.endpoint_koid = koid;
     iobd__call_finish(c, st, st == ZX_OK ? &r.base : NULL, iobd__detail(st));
 }
 
-static void iobd__export(iobd_call_t* c, iob_session_id_t sid) {
-    Iob__V1__HandleRequest* req =
-        IOBD_UNPACK(Iob__V1__HandleRequest, iob__v1__handle_request__descriptor, c);
-    if (req == NULL) {
-        iobd__bad_request(c, "malformed HandleRequest");
-        return;
-    }
+static void iobd__export(iobd_call_t* c, iob_session_id_t sid, const ProtobufCMessage* msg) {
+    const Iob__V1__HandleRequest* req = (const Iob__V1__HandleRequest*)msg;
     char token[IOB_CORE_TOKEN_SIZE];
     memset(token, 0, sizeof token);
     zx_status_t st = iob_core_handle_export(c->srv->core, sid, req->handle, token);
-    protobuf_c_message_free_unpacked(&req->base, NULL);
     Iob__V1__ExportReply r = IOB__V1__EXPORT_REPLY__INIT;
     r.token = token;
     iobd__call_finish(c, st, st == ZX_OK ? &r.base : NULL, iobd__detail(st));
 }
 
-static void iobd__import(iobd_call_t* c, iob_session_id_t sid) {
-    Iob__V1__ImportRequest* req =
-        IOBD_UNPACK(Iob__V1__ImportRequest, iob__v1__import_request__descriptor, c);
-    if (req == NULL) {
-        iobd__bad_request(c, "malformed ImportRequest");
-        return;
-    }
+static void iobd__import(iobd_call_t* c, iob_session_id_t sid, const ProtobufCMessage* msg) {
+    const Iob__V1__ImportRequest* req = (const Iob__V1__ImportRequest*)msg;
     zx_handle_t h = 0;
     zx_status_t st = iob_core_handle_import(c->srv->core, sid, req->token ? req->token : "", &h);
-    protobuf_c_message_free_unpacked(&req->base, NULL);
     iobd__finish_with_handle(c, sid, st, h);
 }
 
@@ -406,14 +337,9 @@ static zx_status_t iobd__visible_iobs(iobd_call_t* c, bool* server_wide,
     return ZX_OK;
 }
 
-static void iobd__list(iobd_call_t* c) {
-    Iob__V1__ListIobsRequest* req =
-        IOBD_UNPACK(Iob__V1__ListIobsRequest, iob__v1__list_iobs_request__descriptor, c);
-    if (req == NULL) {
-        iobd__bad_request(c, "malformed ListIobsRequest");
-        return;
-    }
-    protobuf_c_message_free_unpacked(&req->base, NULL);
+static void iobd__list(iobd_call_t* c, iob_session_id_t sid, const ProtobufCMessage* msg) {
+    (void)sid;
+    (void)msg; /* ListIobsRequest has no fields yet */
     size_t total = 0, n = 0;
     bool server_wide = false;
     iob_core_iob_summary_t* sums = NULL;
@@ -462,15 +388,10 @@ static void iobd__list(iobd_call_t* c) {
     free(peps);
 }
 
-static void iobd__server_info(iobd_call_t* c) {
+static void iobd__server_info(iobd_call_t* c, iob_session_id_t sid, const ProtobufCMessage* msg) {
+    (void)sid;
+    (void)msg; /* ServerInfoRequest has no fields yet */
     iobd_rpc_t* srv = c->srv;
-    Iob__V1__ServerInfoRequest* req =
-        IOBD_UNPACK(Iob__V1__ServerInfoRequest, iob__v1__server_info_request__descriptor, c);
-    if (req == NULL) {
-        iobd__bad_request(c, "malformed ServerInfoRequest");
-        return;
-    }
-    protobuf_c_message_free_unpacked(&req->base, NULL);
     iob_core_stats_t s;
     iob_core_get_stats(srv->core, &s);
     bool server_wide = iobd__call_is_operator(srv, c);
@@ -508,8 +429,8 @@ static void iobd__server_info(iobd_call_t* c) {
     r.max_total_bytes = s.max_total_bytes;
     r.max_iobs_per_session = s.max_iobs_per_session;
     r.max_handles_per_session = s.max_handles_per_session;
-    r.token_ttl_ns = srv->config.core.token_ttl_ns ? srv->config.core.token_ttl_ns
-                                                   : 60ull * 1000000000ull;
+    r.token_ttl_ns =
+        srv->config.core.token_ttl_ns ? srv->config.core.token_ttl_ns : 60ull * 1000000000ull;
     r.iobs = s.iobs;
     r.sessions = s.sessions;
     r.handles = s.handles;
@@ -541,19 +462,13 @@ static void iobd__server_info(iobd_call_t* c) {
 
 /* ---- ReadRegion (server streaming) ---- */
 
-static void iobd__read_start(iobd_call_t* c, iob_session_id_t sid) {
-    Iob__V1__ReadRegionRequest* req =
-        IOBD_UNPACK(Iob__V1__ReadRegionRequest, iob__v1__read_region_request__descriptor, c);
-    if (req == NULL) {
-        iobd__bad_request(c, "malformed ReadRegionRequest");
-        return;
-    }
+static void iobd__read_start(iobd_call_t* c, iob_session_id_t sid, const ProtobufCMessage* msg) {
+    const Iob__V1__ReadRegionRequest* req = (const Iob__V1__ReadRegionRequest*)msg;
     iobd_read_state_t* r = &c->u.read;
     r->handle = req->handle;
     r->region_index = req->region_index;
     r->offset = req->offset;
     r->remaining = req->length;
-    protobuf_c_message_free_unpacked(&req->base, NULL);
     if (r->offset + r->remaining < r->offset) {
         iobd__call_finish(c, ZX_ERR_OUT_OF_RANGE, NULL, "offset + length overflows");
         return;
@@ -564,8 +479,8 @@ static void iobd__read_start(iobd_call_t* c, iob_session_id_t sid) {
      */
     uint8_t probe;
     uint64_t at = r->remaining > 0 ? r->offset + r->remaining - 1 : r->offset;
-    zx_status_t st = iob_core_region_read(c->srv->core, sid, r->handle, r->region_index, at,
-                                          &probe, r->remaining > 0 ? 1 : 0);
+    zx_status_t st = iob_core_region_read(c->srv->core, sid, r->handle, r->region_index, at, &probe,
+                                          r->remaining > 0 ? 1 : 0);
     if (st != ZX_OK) {
         iobd__call_finish(c, st, NULL, iobd__detail(st));
         return;
@@ -663,16 +578,11 @@ void iobd__write_continue(iobd_call_t* c, grpc_byte_buffer* msg) {
 
 /* ---- Shared regions and mediated disciplines ---- */
 
-static void iobd__create_shared_region(iobd_call_t* c, iob_session_id_t sid) {
-    Iob__V1__CreateSharedRegionRequest* req = IOBD_UNPACK(
-        Iob__V1__CreateSharedRegionRequest, iob__v1__create_shared_region_request__descriptor, c);
-    if (req == NULL) {
-        iobd__bad_request(c, "malformed CreateSharedRegionRequest");
-        return;
-    }
+static void iobd__create_shared_region(iobd_call_t* c, iob_session_id_t sid,
+                                       const ProtobufCMessage* msg) {
+    const Iob__V1__CreateSharedRegionRequest* req = (const Iob__V1__CreateSharedRegionRequest*)msg;
     zx_handle_t h = ZX_HANDLE_INVALID;
     zx_status_t st = iob_core_shared_region_create(c->srv->core, sid, req->options, req->size, &h);
-    protobuf_c_message_free_unpacked(&req->base, NULL);
     /* Indexed like an endpoint so that Wait and session events (strobes) find it. */
     iobd__finish_with_handle(c, sid, st, h);
 }
@@ -682,13 +592,8 @@ static void iobd__create_shared_region(iobd_call_t* c, iob_session_id_t sid) {
  * into the core's NULL conventions. Anything inconsistent is a malformed request: the
  * client library never sends one, so there is no Zircon order to keep for it.
  */
-static void iobd__iob_writev(iobd_call_t* c, iob_session_id_t sid) {
-    Iob__V1__IobWritevRequest* req =
-        IOBD_UNPACK(Iob__V1__IobWritevRequest, iob__v1__iob_writev_request__descriptor, c);
-    if (req == NULL) {
-        iobd__bad_request(c, "malformed IobWritevRequest");
-        return;
-    }
+static void iobd__iob_writev(iobd_call_t* c, iob_session_id_t sid, const ProtobufCMessage* msg) {
+    const Iob__V1__IobWritevRequest* req = (const Iob__V1__IobWritevRequest*)msg;
     size_t expect = 0;
     if (!req->vectors_unreadable && req->num_vectors <= IOB_WIRE_MAX_WRITEV_VECTORS) {
         expect = (size_t)req->num_vectors;
@@ -718,18 +623,12 @@ static void iobd__iob_writev(iobd_call_t* c, iob_session_id_t sid) {
         st = iob_core_iob_writev(c->srv->core, sid, req->handle, req->options, req->region_index,
                                  expect > 0 ? vecs : NULL, (size_t)req->num_vectors);
     }
-    protobuf_c_message_free_unpacked(&req->base, NULL);
     Iob__V1__StatusReply r = IOB__V1__STATUS_REPLY__INIT;
     iobd__call_finish(c, st, st == ZX_OK ? &r.base : NULL, bad != NULL ? bad : iobd__detail(st));
 }
 
-static void iobd__allocate_id(iobd_call_t* c, iob_session_id_t sid) {
-    Iob__V1__AllocateIdRequest* req =
-        IOBD_UNPACK(Iob__V1__AllocateIdRequest, iob__v1__allocate_id_request__descriptor, c);
-    if (req == NULL) {
-        iobd__bad_request(c, "malformed AllocateIdRequest");
-        return;
-    }
+static void iobd__allocate_id(iobd_call_t* c, iob_session_id_t sid, const ProtobufCMessage* msg) {
+    const Iob__V1__AllocateIdRequest* req = (const Iob__V1__AllocateIdRequest*)msg;
     zx_status_t st = ZX_ERR_INVALID_ARGS;
     const char* detail = "AllocateIdRequest: blob must hold blob_size bytes";
     uint32_t id = 0;
@@ -748,7 +647,6 @@ static void iobd__allocate_id(iobd_call_t* c, iob_session_id_t sid) {
                                       req->id_null ? NULL : &id);
         detail = iobd__detail(st);
     }
-    protobuf_c_message_free_unpacked(&req->base, NULL);
     Iob__V1__AllocateIdReply r = IOB__V1__ALLOCATE_ID_REPLY__INIT;
     r.id = id;
     iobd__call_finish(c, st, st == ZX_OK ? &r.base : NULL, detail);
@@ -756,10 +654,89 @@ static void iobd__allocate_id(iobd_call_t* c, iob_session_id_t sid) {
 
 /* ---- Dispatch ---- */
 
+static void iobd__duplicate_handle(iobd_call_t* c, iob_session_id_t sid,
+                                   const ProtobufCMessage* msg) {
+    iobd__handle_rights(c, sid, msg, false);
+}
+
+static void iobd__replace_handle(iobd_call_t* c, iob_session_id_t sid,
+                                 const ProtobufCMessage* msg) {
+    iobd__handle_rights(c, sid, msg, true);
+}
+
+static void iobd__signal_self(iobd_call_t* c, iob_session_id_t sid, const ProtobufCMessage* msg) {
+    iobd__signal(c, sid, msg, false);
+}
+
+static void iobd__signal_peer(iobd_call_t* c, iob_session_id_t sid, const ProtobufCMessage* msg) {
+    iobd__signal(c, sid, msg, true);
+}
+
+/* WriteRegion's messages arrive one by one (GRPC_SRM_PAYLOAD_NONE): iobd__write_continue. */
+static void iobd__write_start(iobd_call_t* c, iob_session_id_t sid, const ProtobufCMessage* msg) {
+    (void)sid;
+    (void)msg;
+    iobd__call_recv(c);
+}
+
+/* ---- The method table ---- */
+
+typedef void (*iobd_handler_fn)(iobd_call_t* c, iob_session_id_t sid,
+                                const ProtobufCMessage* request);
+
+#define IOBD_M_NO_SESSION 1u /* management calls: callable without a session */
+#define IOBD_M_SLOW 2u       /* its cost is the client's choice: runs on a slow thread */
+#define IOBD_M_NO_REQUEST 4u /* client streaming: no request to decode up front */
+
+typedef struct iobd_method {
+    /* NULL: OpenSession and Wait, which rpc_server.c serves itself. */
+    iobd_handler_fn handle;
+    /* A request that does not decode (over: beyond the unpack budget); NULL: INVALID_ARGS. */
+    void (*undecodable)(iobd_call_t* c, bool over);
+    unsigned flags;
+} iobd_method_t;
+
+/*
+ * One row per method of proto/wire.h's table, whose request type the dispatcher decodes
+ * before the handler runs and frees after. A new method: a core function, a row here and
+ * there, and a handler that translates the decoded request into the core call.
+ */
+static const iobd_method_t iobd__methods[IOB_WIRE_M_COUNT] = {
+    [IOB_WIRE_M_CREATE_IOB] = {iobd__create_iob, iobd__create_iob_undecodable, IOBD_M_SLOW},
+    [IOB_WIRE_M_GET_INFO] = {iobd__get_info, NULL, 0},
+    [IOB_WIRE_M_DUPLICATE_HANDLE] = {iobd__duplicate_handle, NULL, 0},
+    [IOB_WIRE_M_REPLACE_HANDLE] = {iobd__replace_handle, NULL, 0},
+    [IOB_WIRE_M_CLOSE_HANDLE] = {iobd__close_handle, NULL, IOBD_M_SLOW},
+    [IOB_WIRE_M_GET_NAME] = {iobd__get_name, NULL, 0},
+    [IOB_WIRE_M_SET_NAME] = {iobd__set_name, NULL, 0},
+    [IOB_WIRE_M_SIGNAL] = {iobd__signal_self, NULL, 0},
+    [IOB_WIRE_M_SIGNAL_PEER] = {iobd__signal_peer, NULL, 0},
+    [IOB_WIRE_M_GET_SIGNALS] = {iobd__get_signals, NULL, 0},
+    [IOB_WIRE_M_EXPORT_HANDLE] = {iobd__export, NULL, 0},
+    [IOB_WIRE_M_IMPORT_HANDLE] = {iobd__import, NULL, 0},
+    [IOB_WIRE_M_READ_REGION] = {iobd__read_start, NULL, 0},
+    [IOB_WIRE_M_WRITE_REGION] = {iobd__write_start, NULL, IOBD_M_NO_REQUEST},
+    [IOB_WIRE_M_LIST_IOBS] = {iobd__list, NULL, IOBD_M_NO_SESSION},
+    [IOB_WIRE_M_SERVER_INFO] = {iobd__server_info, NULL, IOBD_M_NO_SESSION},
+    [IOB_WIRE_M_CLOSE_HANDLES] = {iobd__close_handles, NULL, IOBD_M_SLOW},
+    [IOB_WIRE_M_SET_SESSION_EVENTS] = {iobd__set_session_events, NULL, 0},
+    [IOB_WIRE_M_CREATE_SHARED_REGION] = {iobd__create_shared_region, NULL, IOBD_M_SLOW},
+    [IOB_WIRE_M_IOB_WRITEV] = {iobd__iob_writev, NULL, 0},
+    [IOB_WIRE_M_ALLOCATE_ID] = {iobd__allocate_id, NULL, 0},
+};
+
+bool iobd__method_is_slow(unsigned method) {
+    return method < IOB_WIRE_M_COUNT && (iobd__methods[method].flags & IOBD_M_SLOW) != 0;
+}
+
 void iobd__dispatch_new(iobd_call_t* c) {
+    const iobd_method_t* m = c->method < IOB_WIRE_M_COUNT ? &iobd__methods[c->method] : NULL;
+    if (m == NULL || m->handle == NULL) {
+        iobd__call_finish_code(c, ZX_ERR_NOT_SUPPORTED, GRPC_STATUS_UNIMPLEMENTED, NULL, NULL);
+        return;
+    }
     iob_session_id_t sid = {0};
-    unsigned m = c->method;
-    if (m != IOB_WIRE_M_LIST_IOBS && m != IOB_WIRE_M_SERVER_INFO) {
+    if (!(m->flags & IOBD_M_NO_SESSION)) {
         zx_status_t st = iobd__call_session(c, &sid.value);
         if (st != ZX_OK) {
             iobd__call_finish(c, st, NULL,
@@ -769,73 +746,23 @@ void iobd__dispatch_new(iobd_call_t* c) {
             return;
         }
     }
-    switch (m) {
-    case IOB_WIRE_M_CREATE_IOB:
-        iobd__create_iob(c, sid);
-        break;
-    case IOB_WIRE_M_GET_INFO:
-        iobd__get_info(c, sid);
-        break;
-    case IOB_WIRE_M_DUPLICATE_HANDLE:
-        iobd__handle_rights(c, sid, false);
-        break;
-    case IOB_WIRE_M_REPLACE_HANDLE:
-        iobd__handle_rights(c, sid, true);
-        break;
-    case IOB_WIRE_M_CLOSE_HANDLE:
-        iobd__close_handle(c, sid);
-        break;
-    case IOB_WIRE_M_GET_NAME:
-        iobd__get_name(c, sid);
-        break;
-    case IOB_WIRE_M_SET_NAME:
-        iobd__set_name(c, sid);
-        break;
-    case IOB_WIRE_M_SIGNAL:
-        iobd__signal(c, sid, false);
-        break;
-    case IOB_WIRE_M_SIGNAL_PEER:
-        iobd__signal(c, sid, true);
-        break;
-    case IOB_WIRE_M_GET_SIGNALS:
-        iobd__get_signals(c, sid);
-        break;
-    case IOB_WIRE_M_EXPORT_HANDLE:
-        iobd__export(c, sid);
-        break;
-    case IOB_WIRE_M_IMPORT_HANDLE:
-        iobd__import(c, sid);
-        break;
-    case IOB_WIRE_M_READ_REGION:
-        iobd__read_start(c, sid);
-        break;
-    case IOB_WIRE_M_WRITE_REGION:
-        /* The messages arrive one by one (GRPC_SRM_PAYLOAD_NONE). */
-        iobd__call_recv(c);
-        break;
-    case IOB_WIRE_M_LIST_IOBS:
-        iobd__list(c);
-        break;
-    case IOB_WIRE_M_SERVER_INFO:
-        iobd__server_info(c);
-        break;
-    case IOB_WIRE_M_CLOSE_HANDLES:
-        iobd__close_handles(c, sid);
-        break;
-    case IOB_WIRE_M_SET_SESSION_EVENTS:
-        iobd__set_session_events(c, sid);
-        break;
-    case IOB_WIRE_M_CREATE_SHARED_REGION:
-        iobd__create_shared_region(c, sid);
-        break;
-    case IOB_WIRE_M_IOB_WRITEV:
-        iobd__iob_writev(c, sid);
-        break;
-    case IOB_WIRE_M_ALLOCATE_ID:
-        iobd__allocate_id(c, sid);
-        break;
-    default:
-        iobd__call_finish_code(c, ZX_ERR_NOT_SUPPORTED, GRPC_STATUS_UNIMPLEMENTED, NULL, NULL);
-        break;
+    if (m->flags & IOBD_M_NO_REQUEST) {
+        m->handle(c, sid, NULL);
+        return;
     }
+    const ProtobufCMessageDescriptor* type = iob_wire_method_request((iob_wire_method_t)c->method);
+    bool over = false;
+    ProtobufCMessage* request = iob_wire_unpack_ex(type, c->payload, &over);
+    if (request == NULL) {
+        if (m->undecodable != NULL) {
+            m->undecodable(c, over);
+        } else {
+            char what[96];
+            snprintf(what, sizeof what, "malformed %s", type->short_name);
+            iobd__bad_request(c, what);
+        }
+        return;
+    }
+    m->handle(c, sid, request);
+    protobuf_c_message_free_unpacked(request, NULL);
 }

@@ -16,6 +16,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include <grpc/grpc.h>
 #include <uv.h>
@@ -68,15 +69,15 @@ struct iobd_session {
     bool cred_valid;
     pid_t cred_pid;
     uid_t cred_uid;
-    int pidfd;  /* local: the peer process, watched once the session ends; else -1 */
+    int pidfd; /* local: the peer process, watched once the session ends; else -1 */
     bool closed;
     /*
      * The map broker attached to it (iobd_rpc_authenticate): only then can it hold mapping
      * records, so only then must its end wait for its process to exit.
      */
     bool attached;
-    bool uid_counted;     /* counted in srv->uid_sessions (max_sessions_per_uid) */
-    uint32_t waits;       /* Wait calls registered for it (max_waits_per_session) */
+    bool uid_counted; /* counted in srv->uid_sessions (max_sessions_per_uid) */
+    uint32_t waits;   /* Wait calls registered for it (max_waits_per_session) */
     /* OpenSessionRequest.no_events / SetSessionEvents: queue no events for the stream. */
     bool events_off;
     iobd_call_t* stream; /* the OpenSession call */
@@ -169,10 +170,10 @@ struct iobd_rpc {
     iobd_call_t* slow_tail;
     bool slow_stop;
     iobd_tag_t shutdown_tag;
-    bool shutdown_tag_seen;   /* CQ thread only */
-    bool cq_shutdown_called;  /* CQ thread only */
+    bool shutdown_tag_seen;  /* CQ thread only */
+    bool cq_shutdown_called; /* CQ thread only */
     atomic_bool shutting_down;
-    atomic_long live_calls;   /* call contexts allocated, armed requests included */
+    atomic_long live_calls; /* call contexts allocated, armed requests included */
     atomic_bool cq_done;
     void (*done_cb)(void*);
     void* done_ctx;
@@ -258,14 +259,14 @@ struct iobd_call {
     bool close_started;
     bool sending; /* a SEND_MESSAGE batch is in flight */
     bool finishing;
-    bool dead;    /* the call ended or failed: start nothing more */
+    bool dead;                   /* the call ended or failed: start nothing more */
     grpc_byte_buffer* out;       /* the SEND_MESSAGE in flight */
     grpc_byte_buffer* final_out; /* the final batch's message */
     grpc_byte_buffer* recv;
     char* peer;
-    iobd_call_t* next_slow; /* srv->slow_head's queue */
-    int64_t slow_client;    /* whose turn it takes there (iobd__slow_client_of) */
-    uint64_t session_id; /* the session the call acts for; 0: none */
+    iobd_call_t* next_slow;  /* srv->slow_head's queue */
+    int64_t slow_client;     /* whose turn it takes there (iobd__slow_client_of) */
+    uint64_t session_id;     /* the session the call acts for; 0: none */
     iobd_session_t* session; /* OpenSession only */
     /* Trailing metadata of the final batch (values point into md_val). */
     grpc_metadata trailing[4];
@@ -278,7 +279,39 @@ struct iobd_call {
     } u;
 };
 
+/* ---- Shared helpers ---- */
+
+static inline int64_t iobd__now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* buckets: a power of two. */
+static inline size_t iobd__hash(uint64_t v, size_t buckets) {
+    v ^= v >> 33;
+    v *= 0xff51afd7ed558ccdULL;
+    v ^= v >> 33;
+    return (size_t)(v & (buckets - 1));
+}
+
 /* ---- rpc_server.c ---- */
+
+/* Wakes the loop so it flushes events raised outside the CQ thread (broker, timers). */
+void iobd__kick(iobd_rpc_t* srv);
+
+/* ---- rpc_call.c ---- */
+
+/* "/iob.v1.Iob/CreateIob", for logs. */
+const char* iobd__mname(const iobd_call_t* c);
+/* A context for the next call of `method` (IOBD_METHOD_UNKNOWN: any other path). */
+iobd_call_t* iobd__call_new(iobd_rpc_t* srv, unsigned method);
+void iobd__call_free(iobd_call_t* c);
+/* The *_locked forms of the functions below, for callers holding srv->lock. */
+void iobd__finish_locked(iobd_call_t* c, zx_status_t status, grpc_status_code code,
+                         const ProtobufCMessage* reply, const char* detail);
+bool iobd__send_locked(iobd_call_t* c, const ProtobufCMessage* msg);
+bool iobd__close_chain_locked(iobd_call_t* c);
 
 /* Ends the call: final batch with the status (and reply, when given). */
 void iobd__call_finish(iobd_call_t* c, zx_status_t status, const ProtobufCMessage* reply,
@@ -293,20 +326,28 @@ bool iobd__call_send(iobd_call_t* c, const ProtobufCMessage* msg);
 /* Starts the {RECV_CLOSE_ON_SERVER} chain of a server-streaming call. */
 bool iobd__call_start_close_chain(iobd_call_t* c);
 
+/* ---- rpc_session.c ---- */
+
 /*
  * Resolves the call's "iob-session" metadata to the session id, checking the secret and
  * that the session was opened over this call's connection. ZX_ERR_INVALID_ARGS (missing or
  * malformed) or ZX_ERR_BAD_HANDLE (unknown, ended, wrong secret, other connection).
  */
 zx_status_t iobd__call_session(iobd_call_t* c, uint64_t* session_out);
-
-/* Records a handle of a session in the event index (koid from the core when 0). */
-void iobd__track_handle(iobd_rpc_t* srv, uint64_t session_id, zx_handle_t handle, zx_koid_t koid);
 /* SetSessionEvents: ZX_ERR_BAD_HANDLE when the session has ended. */
 zx_status_t iobd__session_set_events(iobd_rpc_t* srv, uint64_t session_id, bool enabled);
-/* Queues sends for sessions and waiters touched by events; any thread, srv->lock not held. */
-void iobd__flush(iobd_rpc_t* srv);
-
+/* OpenSession: the session's stream of events. */
+void iobd__open_session(iobd_call_t* c);
+/* The session's stream ended: its handles close; its mappings go now or at process exit. */
+void iobd__session_end(iobd_rpc_t* srv, iobd_session_t* s);
+void iobd__session_free(iobd_session_t* s);
+iobd_session_t* iobd__session_find_locked(iobd_rpc_t* srv, uint64_t id);
+/* Constant-time comparison of secrets and tokens. */
+bool iobd__ct_equal(const uint8_t* a, const uint8_t* b, size_t n);
+/* Loop thread: starts the pidfd watches added since, and closes them all at shutdown. */
+void iobd__start_watches(iobd_rpc_t* srv);
+void iobd__watches_close(iobd_rpc_t* srv);
+void iobd__sessions_free_all(iobd_rpc_t* srv);
 /*
  * Keeps (compacted, in order) the summaries of IOBs that a local session of uid holds a
  * handle to; returns how many. A handle counts while the event index knows it: created,
@@ -317,14 +358,30 @@ size_t iobd__filter_iobs_for_uid(iobd_rpc_t* srv, iob_core_iob_summary_t* sums, 
 /* A uid's open sessions (0 for uids the budget does not count) and indexed handles. */
 void iobd__uid_figures(iobd_rpc_t* srv, uid_t uid, uint64_t* sessions, uint64_t* handles);
 
-/* Session stream and Wait (rpc_server.c, they share the event machinery). */
-void iobd__open_session(iobd_call_t* c);
+/* ---- rpc_events.c ---- */
+
+/* Records a handle of a session in the event index (koid from the core when 0). */
+void iobd__track_handle(iobd_rpc_t* srv, uint64_t session_id, zx_handle_t handle, zx_koid_t koid);
+void iobd__hent_remove_locked(iobd_rpc_t* srv, iobd_hent_t* h);
+void iobd__hents_free_all(iobd_rpc_t* srv);
+/* Points the core's observer at the event index. */
+void iobd__observer_install(iobd_rpc_t* srv, iob_core_config_t* config);
+/* Starts the next send of a session's queued events, if none is in flight. */
+void iobd__session_send_next_locked(iobd_session_t* s);
+/* Queues sends for sessions and waiters touched by events; any thread, srv->lock not held. */
+void iobd__flush(iobd_rpc_t* srv);
+/* Wait: registers the waiter, or answers at once. */
 void iobd__wait_start(iobd_call_t* c);
+/* Sends the waiter's next reply or its final status, as its state asks. */
+void iobd__wait_eval_locked(iobd_rpc_t* srv, iobd_call_t* c, int64_t now);
+void iobd__waiter_unlink_locked(iobd_rpc_t* srv, iobd_call_t* c);
 
 /* ---- rpc_handlers.c ---- */
 
 /* Runs a new call's handler (unary, read, write). */
 void iobd__dispatch_new(iobd_call_t* c);
+/* Does the method run on a slow thread (its cost is the client's choice)? */
+bool iobd__method_is_slow(unsigned method);
 /* Continuation of ReadRegion/WriteRegion after a main-chain completion. */
 void iobd__read_continue(iobd_call_t* c);
 void iobd__write_continue(iobd_call_t* c, grpc_byte_buffer* msg);
