@@ -784,35 +784,24 @@ zx_status_t iob_conn_set_event_callback(iob_conn_t* conn, iob_conn_event_fn fn, 
 
 zx_status_t iob_conn_iob_create(iob_conn_t* conn, uint64_t options, const zx_iob_region_t* regions,
                                 size_t region_count, zx_handle_t* ep0_out, zx_handle_t* ep1_out) {
-    /* Zircon's order (A.3, L): NULL outs first, then what the server checks. */
+    /* Out-pointers first (docs/zircon-iob.md L); every other check is the core's. */
     if (ep0_out == NULL || ep1_out == NULL) {
         return ZX_ERR_INVALID_ARGS;
     }
-    if (regions == NULL && region_count > 0 && region_count <= ZX_IOB_MAX_REGIONS) {
-        return ZX_ERR_INVALID_ARGS;
-    }
-    size_t n = region_count;
+    /* The array is read only when the core could accept it; the count travels as it is. */
+    size_t n = regions != NULL && region_count <= ZX_IOB_MAX_REGIONS ? region_count : 0;
     Iob__V1__Region pr[ZX_IOB_MAX_REGIONS];
-    Iob__V1__Region* pp[ZX_IOB_MAX_REGIONS + 1];
+    Iob__V1__Region* pp[ZX_IOB_MAX_REGIONS];
+    for (size_t i = 0; i < n; i++) {
+        iob__v1__region__init(&pr[i]);
+        iob_wire_region_to_pb(&regions[i], &pr[i]);
+        pp[i] = &pr[i];
+    }
     Iob__V1__CreateIobRequest req = IOB__V1__CREATE_IOB_REQUEST__INIT;
     req.options = options;
-    if (n > ZX_IOB_MAX_REGIONS) {
-        /* Send 65 empty descriptors: the server answers OUT_OF_RANGE (or INVALID_ARGS for
-         * options) exactly as the core orders its checks, without the caller's array. */
-        static Iob__V1__Region empty = IOB__V1__REGION__INIT;
-        for (size_t i = 0; i <= ZX_IOB_MAX_REGIONS; i++) {
-            pp[i] = &empty;
-        }
-        req.n_regions = ZX_IOB_MAX_REGIONS + 1;
-    } else {
-        for (size_t i = 0; i < n; i++) {
-            iob__v1__region__init(&pr[i]);
-            iob_wire_region_to_pb(&regions[i], &pr[i]);
-            pp[i] = &pr[i];
-        }
-        req.n_regions = n;
-    }
+    req.n_regions = n;
     req.regions = pp;
+    req.region_count = region_count;
     ProtobufCMessage* rep = NULL;
     zx_status_t st = iob__conn_unary(conn, IOB_WIRE_M_CREATE_IOB, &req.base, &rep, NULL);
     if (st == ZX_OK) {

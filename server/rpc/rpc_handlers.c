@@ -55,23 +55,19 @@ static void iobd__create_iob(iobd_call_t* c, iob_session_id_t sid, const Protobu
     zx_handle_t ep0 = 0, ep1 = 0;
     zx_iob_region_t regions[ZX_IOB_MAX_REGIONS];
     const char* detail = NULL;
-    if (req->n_regions > ZX_IOB_MAX_REGIONS) {
-        /* The core's order (A.3): options first, then the count. */
-        st = req->options != 0 ? ZX_ERR_INVALID_ARGS : ZX_ERR_OUT_OF_RANGE;
-        detail = st == ZX_ERR_OUT_OF_RANGE ? "more than 64 regions" : "options must be 0";
-    } else {
-        for (size_t i = 0; i < req->n_regions && st == ZX_OK; i++) {
-            st = iob_wire_region_from_pb(req->regions[i], &regions[i]);
-            if (st != ZX_OK) {
-                detail = "a region's raw descriptor must be exactly 120 bytes";
-            }
+    /* The caller's count as it is; its array only when every descriptor came (proto). */
+    uint64_t count = req->region_count != 0 ? req->region_count : req->n_regions;
+    bool sent = req->n_regions == count && count <= ZX_IOB_MAX_REGIONS && count > 0;
+    for (size_t i = 0; sent && i < count && st == ZX_OK; i++) {
+        st = iob_wire_region_from_pb(req->regions[i], &regions[i]);
+        if (st != ZX_OK) {
+            detail = "a region's raw descriptor must be exactly 120 bytes";
         }
-        if (st == ZX_OK) {
-            st = iob_core_iob_create(srv->core, sid, req->options,
-                                     req->n_regions > 0 ? regions : NULL, req->n_regions, &ep0,
-                                     &ep1);
-            detail = iobd__detail(st);
-        }
+    }
+    if (st == ZX_OK) {
+        st = iob_core_iob_create(srv->core, sid, req->options, sent ? regions : NULL,
+                                 (size_t)count, &ep0, &ep1);
+        detail = iobd__detail(st);
     }
     if (st != ZX_OK) {
         iobd__call_finish(c, st, NULL, detail);
