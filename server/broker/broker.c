@@ -647,9 +647,6 @@ static void iobd__handle_import(iobd__conn_t* conn, const iob_broker_import_req_
         st = iob_core_handle_import(broker->core, conn->session, token, &handle);
         explicit_bzero(token, sizeof token);
     }
-    if (st == ZX_OK && broker->config.handle_imported != NULL) {
-        broker->config.handle_imported(broker->config.import_ctx, conn->session, handle);
-    }
     reply.status = st;
     reply.handle = st == ZX_OK ? handle : ZX_HANDLE_INVALID;
     zx_status_t sent = iobd__send(conn, &reply, sizeof reply, -1);

@@ -99,15 +99,6 @@ typedef struct iobd_broker_config {
                          uid_t uid, gid_t gid, iob_session_id_t* session_out);
     void* auth_ctx;
 
-    /*
-     * Called after an IMPORT put `handle` into `session` (the connection's), before the
-     * reply goes out, so the daemon records it exactly as for a gRPC ImportHandle (the
-     * rpc layer owns its session-event index). Optional. Runs on the loop thread, with no
-     * core lock held.
-     */
-    void (*handle_imported)(void* ctx, iob_session_id_t session, zx_handle_t handle);
-    void* import_ctx;
-
     /* Optional log sink; NULL logs to stderr. msg has no trailing newline. */
     void (*log)(void* ctx, int level, const char* msg);
     void* log_ctx;

@@ -403,6 +403,8 @@ void iob__handle_discard(iob_core_t* core, iob__handle_t* handle) {
 void iob__handle_install(iob_core_t* core, iob__session_t* session, iob__handle_t* handle) {
     handle->session = session;
     iob__list_push_back(&session->handles, &handle->link);
+    iob__list_push_back(handle->ep != NULL ? &handle->ep->holders : &handle->shared->holders,
+                        &handle->holder_link);
     core->handle_count++;
     zx_status_t status = iob__idmap_put(&core->handles, handle->value, handle);
     /* Callers reserved room first; a failure here would leave a handle nobody can find. */
@@ -417,6 +419,7 @@ void iob__handle_destroy(iob_core_t* core, iob__handle_t* handle, bool keep_coun
     iob__shared_region_t* shared = handle->shared;
     iob__idmap_remove(&core->handles, handle->value);
     iob__list_remove(&handle->link);
+    iob__list_remove(&handle->holder_link);
     core->handle_count--;
     if (core->config.observer.handle_closed != NULL) {
         core->config.observer.handle_closed(core->config.observer.ctx,
@@ -572,14 +575,31 @@ done:
 
 /* ---- Lifetimes (A.9) ---- */
 
+/*
+ * Tells the observer about a change of an object's signals once per handle that names it:
+ * each holder's session learns it under the handle value it knows (the koid rides along
+ * for logs and tests). strobe: ZX_IOB_SHARED_REGION_UPDATED was strobed, not latched.
+ */
+void iob__holders_notify(iob_core_t* core, iob__list_t* holders, zx_koid_t koid,
+                         zx_signals_t signals, bool strobe) {
+    const iob_core_observer_t* o = &core->config.observer;
+    void (*fn)(void*, iob_session_id_t, zx_handle_t, zx_koid_t, zx_signals_t) =
+        strobe ? o->handle_strobed : o->handle_signals;
+    if (fn == NULL) {
+        return;
+    }
+    for (iob__list_t* n = holders->next; n != holders; n = n->next) {
+        iob__handle_t* h = IOB__CONTAINER_OF(n, iob__handle_t, holder_link);
+        fn(o->ctx, (iob_session_id_t){h->session->id}, h->value, koid, signals);
+    }
+}
+
 void iob__endpoint_set_signals(iob_core_t* core, iob__endpoint_t* ep, zx_signals_t signals) {
     if (ep->signals == signals) {
         return;
     }
     ep->signals = signals;
-    if (core->config.observer.signals_changed != NULL) {
-        core->config.observer.signals_changed(core->config.observer.ctx, ep->koid, signals);
-    }
+    iob__holders_notify(core, &ep->holders, ep->koid, signals, false);
 }
 
 static bool endpoint_gone(const iob__endpoint_t* ep) {
@@ -1014,9 +1034,7 @@ static zx_status_t signal_common(iob_core_t* core, iob_session_id_t session, zx_
         zx_signals_t next = (sr->signals & ~clear_mask) | set_mask;
         if (next != sr->signals) {
             sr->signals = next;
-            if (core->config.observer.signals_changed != NULL) {
-                core->config.observer.signals_changed(core->config.observer.ctx, sr->koid, next);
-            }
+            iob__holders_notify(core, &sr->holders, sr->koid, next, false);
         }
         goto done;
     }
@@ -1078,19 +1096,34 @@ zx_status_t iob_core_signals(iob_core_t* core, iob_session_id_t session, zx_hand
 
 /* ---- Operators ---- */
 
-zx_status_t iob_core_list(iob_core_t* core, iob_core_iob_summary_t* out, size_t capacity,
-                          size_t* count_out) {
+static bool held_by_uid(iob__list_t* holders, uid_t uid) {
+    for (iob__list_t* n = holders->next; n != holders; n = n->next) {
+        iob__handle_t* h = IOB__CONTAINER_OF(n, iob__handle_t, holder_link);
+        if (h->session->cred.uid == uid) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* iob_core_list (all: every IOB) and iob_core_list_held (those uid holds). */
+static zx_status_t list_iobs(iob_core_t* core, bool all, uid_t uid, iob_core_iob_summary_t* out,
+                             size_t capacity, size_t* count_out) {
     if (core == NULL || (out == NULL && capacity > 0)) {
         return ZX_ERR_INVALID_ARGS;
     }
     iob__core_lock(core);
     size_t n = 0;
-    for (iob__list_t* node = core->iobs.next; node != &core->iobs; node = node->next, n++) {
-        if (n >= capacity) {
+    for (iob__list_t* node = core->iobs.next; node != &core->iobs; node = node->next) {
+        iob__iob_t* iob = IOB__CONTAINER_OF(node, iob__iob_t, link);
+        if (!all && !held_by_uid(&iob->ep[0].holders, uid) &&
+            !held_by_uid(&iob->ep[1].holders, uid)) {
             continue;
         }
-        const iob__iob_t* iob = IOB__CONTAINER_OF(node, iob__iob_t, link);
-        iob_core_iob_summary_t* s = &out[n];
+        if (n++ >= capacity) {
+            continue;
+        }
+        iob_core_iob_summary_t* s = &out[n - 1];
         memset(s, 0, sizeof *s);
         s->koid = iob->ep[0].koid;
         s->region_count = iob->region_count;
@@ -1108,6 +1141,34 @@ zx_status_t iob_core_list(iob_core_t* core, iob_core_iob_summary_t* out, size_t 
     }
     iob__core_unlock(core);
     return ZX_OK;
+}
+
+zx_status_t iob_core_list(iob_core_t* core, iob_core_iob_summary_t* out, size_t capacity,
+                          size_t* count_out) {
+    return list_iobs(core, true, 0, out, capacity, count_out);
+}
+
+zx_status_t iob_core_list_held(iob_core_t* core, uid_t uid, iob_core_iob_summary_t* out,
+                               size_t capacity, size_t* count_out) {
+    return list_iobs(core, false, uid, out, capacity, count_out);
+}
+
+uint64_t iob_core_uid_handles(iob_core_t* core, uid_t uid) {
+    if (core == NULL) {
+        return 0;
+    }
+    uint64_t n = 0;
+    iob__core_lock(core);
+    for (size_t i = 0; i < core->sessions.capacity; i++) {
+        const iob__session_t* s = core->sessions.keys[i] != 0 ? core->sessions.values[i] : NULL;
+        if (s != NULL && s->cred.uid == uid) {
+            for (const iob__list_t* h = s->handles.next; h != &s->handles; h = h->next) {
+                n++;
+            }
+        }
+    }
+    iob__core_unlock(core);
+    return n;
 }
 
 void iob_core_get_stats(iob_core_t* core, iob_core_stats_t* out) {

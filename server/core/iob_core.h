@@ -74,20 +74,31 @@ typedef struct {
     uint64_t value;
 } iob_mapping_id_t;
 
+/*
+ * What the core tells the adapter that serves sessions, each under the core's mutex (so a
+ * callback may only record and must not call the core). Changes of an object are told once
+ * per handle that names it, with the session that holds the handle, so the adapter needs no
+ * index of its own from objects to handles.
+ */
 typedef struct iob_core_observer {
     void* ctx;
-    /* An endpoint's signal state changed (user signals, ZX_IOB_PEER_CLOSED). */
-    void (*signals_changed)(void* ctx, zx_koid_t endpoint_koid, zx_signals_t signals);
+    /*
+     * The signal state of the object `handle` names changed: an endpoint's user signals or
+     * ZX_IOB_PEER_CLOSED, a shared region's user signals. `koid` is the object's.
+     */
+    void (*handle_signals)(void* ctx, iob_session_id_t session, zx_handle_t handle,
+                           zx_koid_t koid, zx_signals_t signals);
+    /*
+     * A record was written into the shared region `handle` names (zx_iob_writev): strobe
+     * ZX_IOB_SHARED_REGION_UPDATED for what is armed on it right now. The signal is never
+     * latched, so it does not appear in handle_signals or in iob_core_signals; `signals` is
+     * the region's current state (its user signals), so an event built from the strobe can
+     * carry it too.
+     */
+    void (*handle_strobed)(void* ctx, iob_session_id_t session, zx_handle_t handle,
+                           zx_koid_t koid, zx_signals_t signals);
     /* A handle was closed or consumed (close, replace, export, session end). */
     void (*handle_closed)(void* ctx, iob_session_id_t session, zx_handle_t handle);
-    /*
-     * A record was written into a shared region (zx_iob_writev): strobe
-     * ZX_IOB_SHARED_REGION_UPDATED for the waiters armed on that shared region right now.
-     * The signal is never latched, so it does not appear in signals_changed or in
-     * iob_core_signals; `signals` is the region's current state (its user signals), so an
-     * event built from the strobe can carry it too.
-     */
-    void (*shared_region_updated)(void* ctx, zx_koid_t shared_region_koid, zx_signals_t signals);
 } iob_core_observer_t;
 
 /*
@@ -251,7 +262,7 @@ zx_status_t iob_core_object_signal_peer(iob_core_t* core, iob_session_id_t sessi
 
 /*
  * The current signals of the handle's endpoint, for waits. Needs ZX_RIGHT_WAIT
- * (ZX_ERR_ACCESS_DENIED); the endpoint koid lets the caller match signals_changed events.
+ * (ZX_ERR_ACCESS_DENIED); the endpoint koid lets the caller match handle_signals events.
  */
 zx_status_t iob_core_signals(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
                              zx_signals_t* signals_out, zx_koid_t* endpoint_koid_out);
@@ -270,7 +281,7 @@ zx_status_t iob_core_signals(iob_core_t* core, iob_session_id_t session, zx_hand
  * Its handle works with close, duplicate, replace, export/import, get_info
  * (ZX_INFO_HANDLE_BASIC: type 35, related koid 0; ZX_INFO_HANDLE_VALID), ZX_PROP_NAME
  * (get: always empty; set: ZX_ERR_NOT_SUPPORTED after the rights check, as Zircon's shared
- * region keeps Dispatcher's defaults), object_signal (user signals; signals_changed reports
+ * region keeps Dispatcher's defaults), object_signal (user signals; handle_signals reports
  * them under the shared region's koid) and iob_core_signals (the koid out-parameter is the
  * shared region's). IOB operations on it (map, region read/write, writev, allocate_id,
  * ZX_INFO_IOB, ZX_INFO_IOB_REGIONS) are ZX_ERR_WRONG_TYPE; signal_peer is
@@ -292,7 +303,7 @@ zx_status_t iob_core_shared_region_create(iob_core_t* core, iob_session_id_t ses
  * A.6's order: vectors == NULL with num_vectors > 0 is an unreadable iovec array (step 7,
  * INVALID_ARGS); a vector whose buffer is NULL with capacity > 0 is an unreadable payload
  * (step 11, NOT_FOUND, after the ring checks). On success the shared region is strobed
- * (observer shared_region_updated).
+ * (observer handle_strobed).
  */
 zx_status_t iob_core_iob_writev(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
                                 uint64_t options, uint32_t region_index,
@@ -410,6 +421,14 @@ typedef struct iob_core_iob_summary {
  */
 zx_status_t iob_core_list(iob_core_t* core, iob_core_iob_summary_t* out, size_t capacity,
                           size_t* count_out);
+/*
+ * The same for the IOBs that a session of `uid` holds a handle to: what a local user who
+ * is not an operator may see of the server.
+ */
+zx_status_t iob_core_list_held(iob_core_t* core, uid_t uid, iob_core_iob_summary_t* out,
+                               size_t capacity, size_t* count_out);
+/* The handles that sessions of `uid` hold now. */
+uint64_t iob_core_uid_handles(iob_core_t* core, uid_t uid);
 
 /* One set of budgeted resources: a limit, or what is in use. */
 typedef struct iob_core_amounts {

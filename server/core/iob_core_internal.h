@@ -132,6 +132,7 @@ typedef struct iob__endpoint {
     uint32_t handles;  /* open handles plus tokens in flight */
     uint32_t mappings; /* live mapping records made through this endpoint */
     zx_signals_t signals;
+    iob__list_t holders; /* its handles (iob__handle_t.holder_link), for the observer */
 } iob__endpoint_t;
 
 /* A region's memory and what the server derives from it on demand. */
@@ -161,6 +162,7 @@ struct iob__shared_region {
     uint32_t handles;     /* open handles plus tokens in flight */
     uint32_t iob_regions; /* regions of live IOBs that use it */
     zx_signals_t signals; /* user signals only; SHARED_REGION_UPDATED is only strobed */
+    iob__list_t holders;  /* its handles (iob__handle_t.holder_link), for the observer */
     /* Its bytes and IOB slot, charged to the creating session and uid until it is freed. */
     iob__payer_t payer;
     iob__memory_t memory;
@@ -191,7 +193,8 @@ typedef struct iob__handle {
     iob__endpoint_t* ep;            /* an IOB endpoint's handle, or */
     iob__shared_region_t* shared;   /* a shared region's handle */
     iob__session_t* session;
-    iob__list_t link; /* session->handles */
+    iob__list_t link;        /* session->handles */
+    iob__list_t holder_link; /* its endpoint's or shared region's holders */
     iob__payer_t payer;
 } iob__handle_t;
 
@@ -340,6 +343,8 @@ void iob__handle_install(iob_core_t* core, iob__session_t* session, iob__handle_
 void iob__handle_destroy(iob_core_t* core, iob__handle_t* handle, bool keep_count);
 
 /* Sets an endpoint's signals and tells the observer when they change. */
+void iob__holders_notify(iob_core_t* core, iob__list_t* holders, zx_koid_t koid,
+                         zx_signals_t signals, bool strobe);
 void iob__endpoint_set_signals(iob_core_t* core, iob__endpoint_t* ep, zx_signals_t signals);
 /*
  * Call after an endpoint lost a handle, token or mapping record: applies A.9 (the peer

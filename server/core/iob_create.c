@@ -282,6 +282,7 @@ zx_status_t iob_core_iob_create(iob_core_t* core, iob_session_id_t session, uint
         iob->ep[e].index = e;
         iob->ep[e].koid = core->next_koid++;
         iob->ep[e].handles = 1;
+        iob__list_init(&iob->ep[e].holders);
     }
     for (uint32_t i = 0; i < count; i++) {
         iob__region_t* r = &iob->regions[i];

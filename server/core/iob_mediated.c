@@ -95,6 +95,7 @@ zx_status_t iob_core_shared_region_create(iob_core_t* core, iob_session_id_t ses
         goto fail_locked;
     }
     shared->koid = core->next_koid++;
+    iob__list_init(&shared->holders);
     iob_backing_t backing = core->config.backing;
     iob__core_unlock(core);
 
@@ -239,10 +240,7 @@ zx_status_t iob_core_iob_writev(iob_core_t* core, iob_session_id_t session, zx_h
                      region_index, shared->koid);
         goto done;
     }
-    if (core->config.observer.shared_region_updated != NULL) {
-        core->config.observer.shared_region_updated(core->config.observer.ctx, shared->koid,
-                                                    shared->signals);
-    }
+    iob__holders_notify(core, &shared->holders, shared->koid, shared->signals, true);
 done:
     iob__core_unlock(core);
     return status;

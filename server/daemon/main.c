@@ -350,8 +350,6 @@ int main(int argc, char** argv) {
         bc.policy_ctx = m.rpc;
         bc.authenticate = iobd_rpc_authenticate;
         bc.auth_ctx = m.rpc;
-        bc.handle_imported = iobd_rpc_handle_imported; /* session events, as over gRPC */
-        bc.import_ctx = m.rpc;
         bc.log = iobd__broker_log;
         bc.max_connections_per_uid = o.broker_max_conns_per_uid;
         bc.attach_timeout_ms = o.broker_attach_timeout_ms;

@@ -109,14 +109,6 @@ bool iobd_rpc_authenticate(void* ctx, uint64_t session_id, const uint8_t secret[
                            uid_t uid, gid_t gid, iob_session_id_t* session_out);
 
 /*
- * The broker's handle_imported: records a handle that an IMPORT over the map broker put
- * into a session, exactly as the gRPC ImportHandle handler does, so session events (signal
- * changes, PEER_CLOSED) reach its holder whichever way it was imported. ctx is the
- * iobd_rpc_t. Any thread; no core lock held.
- */
-void iobd_rpc_handle_imported(void* ctx, iob_session_id_t session, zx_handle_t handle);
-
-/*
  * Begins a clean shutdown: stop accepting, cancel every call (clients see UNAVAILABLE),
  * end every session. `done` runs on the loop thread once the completion queue has
  * drained; then call iobd_rpc_destroy. Idempotent.

@@ -1,8 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Events of iobd's gRPC service: the index of handles held by sessions (by value and by
- * koid), the core's observer callbacks that turn per-object changes into per-handle
- * events, the session event streams, and Wait calls.
+ * Events of iobd's gRPC service: the core's observer callbacks (the core tells each change
+ * once per handle, with its session), the session event streams they feed, and Wait calls.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -26,140 +25,6 @@
 
 /* ---- Event index ---- */
 
-static iobd_hent_t* iobd__hent_find_locked(iobd_rpc_t* srv, zx_handle_t handle) {
-    if (srv->hent_buckets == 0) {
-        return NULL;
-    }
-    for (iobd_hent_t* h = srv->by_handle[iobd__hash(handle, srv->hent_buckets)]; h != NULL;
-         h = h->next_by_handle) {
-        if (h->handle == handle) {
-            return h;
-        }
-    }
-    return NULL;
-}
-
-void iobd__hent_remove_locked(iobd_rpc_t* srv, iobd_hent_t* h) {
-    iobd_hent_t** pp = &srv->by_handle[iobd__hash(h->handle, srv->hent_buckets)];
-    while (*pp != NULL && *pp != h) {
-        pp = &(*pp)->next_by_handle;
-    }
-    if (*pp == h) {
-        *pp = h->next_by_handle;
-    }
-    pp = &srv->by_koid[iobd__hash(h->koid, srv->hent_buckets)];
-    while (*pp != NULL && *pp != h) {
-        pp = &(*pp)->next_by_koid;
-    }
-    if (*pp == h) {
-        *pp = h->next_by_koid;
-    }
-    if (h->prev_in_session != NULL) {
-        h->prev_in_session->next_in_session = h->next_in_session;
-    } else {
-        h->session->hents = h->next_in_session;
-    }
-    if (h->next_in_session != NULL) {
-        h->next_in_session->prev_in_session = h->prev_in_session;
-    }
-    srv->hent_count--;
-    for (iobd_call_t* w = srv->waiters; w != NULL; w = w->u.wait.next_waiter) {
-        if (w->u.wait.hent == h) {
-            w->u.wait.hent = NULL;
-            w->u.wait.handle_closed = true;
-            w->u.wait.dirty = true;
-        }
-    }
-    free(h);
-}
-
-/* Rehashes into twice the buckets; on allocation failure the index stays as it is. */
-static void iobd__hent_grow_locked(iobd_rpc_t* srv) {
-    size_t n = srv->hent_buckets != 0 ? srv->hent_buckets * 2 : IOBD_HASH_BUCKETS;
-    iobd_hent_t** bh = calloc(n, sizeof *bh);
-    iobd_hent_t** bk = calloc(n, sizeof *bk);
-    if (bh == NULL || bk == NULL) {
-        free(bh);
-        free(bk);
-        return;
-    }
-    for (size_t b = 0; b < srv->hent_buckets; b++) {
-        for (iobd_hent_t *h = srv->by_handle[b], *next; h != NULL; h = next) {
-            next = h->next_by_handle;
-            size_t i = iobd__hash(h->handle, n);
-            h->next_by_handle = bh[i];
-            bh[i] = h;
-        }
-        for (iobd_hent_t *h = srv->by_koid[b], *next; h != NULL; h = next) {
-            next = h->next_by_koid;
-            size_t i = iobd__hash(h->koid, n);
-            h->next_by_koid = bk[i];
-            bk[i] = h;
-        }
-    }
-    free(srv->by_handle);
-    free(srv->by_koid);
-    srv->by_handle = bh;
-    srv->by_koid = bk;
-    srv->hent_buckets = n;
-}
-
-static iobd_hent_t* iobd__hent_add_locked(iobd_rpc_t* srv, iobd_session_t* s, zx_handle_t handle,
-                                          zx_koid_t koid) {
-    iobd_hent_t* h = iobd__hent_find_locked(srv, handle);
-    if (h != NULL) {
-        return h;
-    }
-    if (srv->hent_count >= srv->hent_buckets) {
-        iobd__hent_grow_locked(srv);
-        if (srv->hent_buckets == 0) {
-            return NULL;
-        }
-    }
-    h = calloc(1, sizeof *h);
-    if (h == NULL) {
-        return NULL;
-    }
-    h->handle = handle;
-    h->koid = koid;
-    h->session = s;
-    size_t bh = iobd__hash(handle, srv->hent_buckets), bk = iobd__hash(koid, srv->hent_buckets);
-    h->next_by_handle = srv->by_handle[bh];
-    srv->by_handle[bh] = h;
-    h->next_by_koid = srv->by_koid[bk];
-    srv->by_koid[bk] = h;
-    h->next_in_session = s->hents;
-    if (s->hents != NULL) {
-        s->hents->prev_in_session = h;
-    }
-    s->hents = h;
-    srv->hent_count++;
-    return h;
-}
-
-void iobd__track_handle(iobd_rpc_t* srv, uint64_t session_id, zx_handle_t handle, zx_koid_t koid) {
-    if (koid == ZX_KOID_INVALID) {
-        zx_info_handle_basic_t info;
-        size_t actual = 0, avail = 0;
-        if (iob_core_get_info(srv->core, (iob_session_id_t){session_id}, handle,
-                              ZX_INFO_HANDLE_BASIC, &info, sizeof info, &actual, &avail) != ZX_OK) {
-            return;
-        }
-        koid = info.koid;
-    }
-    pthread_mutex_lock(&srv->lock);
-    iobd_session_t* s = iobd__session_find_locked(srv, session_id);
-    if (s != NULL && !s->closed) {
-        iobd__hent_add_locked(srv, s, handle, koid);
-    }
-    pthread_mutex_unlock(&srv->lock);
-}
-
-void iobd_rpc_handle_imported(void* ctx, iob_session_id_t session, zx_handle_t handle) {
-    iobd__track_handle(ctx, session.value, handle, ZX_KOID_INVALID);
-}
-
-/* False when the session takes no events (nothing was queued). */
 static bool iobd__queue_event_locked(iobd_rpc_t* srv, iobd_session_t* s, zx_handle_t handle,
                                      zx_signals_t signals) {
     if (s->closed || s->stream == NULL || s->events_off) {
@@ -228,56 +93,73 @@ mark:
     return true;
 }
 
-static void iobd__obs_signals_changed(void* ctx, zx_koid_t koid, zx_signals_t signals) {
+/* A Wait names one handle of its own session; `what` changes each matching waiter. */
+static bool iobd__waiters_of_locked(iobd_rpc_t* srv, iob_session_id_t session, zx_handle_t handle,
+                                    void (*what)(iobd_wait_state_t* w, zx_signals_t signals),
+                                    zx_signals_t signals) {
+    bool any = false;
+    for (iobd_call_t* w = srv->waiters; w != NULL; w = w->u.wait.next_waiter) {
+        if (w->session_id == session.value && w->u.wait.handle == handle) {
+            what(&w->u.wait, signals);
+            w->u.wait.dirty = true;
+            any = true;
+        }
+    }
+    return any;
+}
+
+static void iobd__wait_saw_state(iobd_wait_state_t* w, zx_signals_t signals) {
+    w->observed = signals;
+    w->events_seen++;
+}
+
+static void iobd__wait_saw_strobe(iobd_wait_state_t* w, zx_signals_t signals) {
+    (void)signals;
+    if ((w->want & ZX_IOB_SHARED_REGION_UPDATED) != 0) {
+        w->strobed = true;
+    }
+}
+
+static void iobd__wait_saw_close(iobd_wait_state_t* w, zx_signals_t signals) {
+    (void)signals;
+    w->handle_closed = true;
+}
+
+static bool iobd__queue_for_locked(iobd_rpc_t* srv, iob_session_id_t session, zx_handle_t handle,
+                                   zx_signals_t signals) {
+    iobd_session_t* s = iobd__session_find_locked(srv, session.value);
+    return s != NULL && iobd__queue_event_locked(srv, s, handle, signals);
+}
+
+static void iobd__obs_handle_signals(void* ctx, iob_session_id_t session, zx_handle_t handle,
+                                     zx_koid_t koid, zx_signals_t signals) {
+    (void)koid;
     iobd_rpc_t* srv = ctx;
     pthread_mutex_lock(&srv->lock);
-    for (iobd_hent_t* h = srv->hent_buckets != 0 ? srv->by_koid[iobd__hash(koid, srv->hent_buckets)]
-                                                 : NULL;
-         h != NULL; h = h->next_by_koid) {
-        if (h->koid == koid) {
-            iobd__queue_event_locked(srv, h->session, h->handle, signals);
-        }
-    }
-    for (iobd_call_t* w = srv->waiters; w != NULL; w = w->u.wait.next_waiter) {
-        if (w->u.wait.hent != NULL && w->u.wait.hent->koid == koid) {
-            w->u.wait.observed = signals;
-            w->u.wait.events_seen++;
-            w->u.wait.dirty = true;
-        }
-    }
+    iobd__queue_for_locked(srv, session, handle, signals);
+    iobd__waiters_of_locked(srv, session, handle, iobd__wait_saw_state, signals);
     pthread_mutex_unlock(&srv->lock);
     iobd__kick(srv);
 }
 
 /*
  * A record was written into a shared region: ZX_IOB_SHARED_REGION_UPDATED is strobed
- * (docs/zircon-iob.md A.7 step 6). Only what is armed right now sees it: waits whose mask holds the
- * bit, and the holders' session streams (as an event with the bit set; shared regions have
- * no other signal than user signals, which the event does not repeat). Nothing is latched.
+ * (docs/zircon-iob.md A.7 step 6). Only what is armed right now sees it: waits whose mask
+ * holds the bit, and the holder's session stream (as an event with the bit set; shared
+ * regions have no other signal than user signals, which the event does not repeat).
+ * Nothing is latched.
  */
-static void iobd__obs_shared_region_updated(void* ctx, zx_koid_t koid, zx_signals_t signals) {
+static void iobd__obs_handle_strobed(void* ctx, iob_session_id_t session, zx_handle_t handle,
+                                     zx_koid_t koid, zx_signals_t signals) {
+    (void)koid;
     iobd_rpc_t* srv = ctx;
-    bool any = false;
     pthread_mutex_lock(&srv->lock);
-    for (iobd_hent_t* h = srv->hent_buckets != 0 ? srv->by_koid[iobd__hash(koid, srv->hent_buckets)]
-                                                 : NULL;
-         h != NULL; h = h->next_by_koid) {
-        /* Most writes have no one listening: wake nobody for them (the broker's writes
-         * run on the loop thread, where a wake-up is one more loop iteration). */
-        if (h->koid == koid && iobd__queue_event_locked(srv, h->session, h->handle,
-                                                        signals | ZX_IOB_SHARED_REGION_UPDATED)) {
-            any = true;
-        }
-    }
-    for (iobd_call_t* w = srv->waiters; w != NULL; w = w->u.wait.next_waiter) {
-        if (w->u.wait.hent != NULL && w->u.wait.hent->koid == koid &&
-            (w->u.wait.want & ZX_IOB_SHARED_REGION_UPDATED) != 0) {
-            w->u.wait.strobed = true;
-            w->u.wait.dirty = true;
-            any = true;
-        }
-    }
+    bool any = iobd__queue_for_locked(srv, session, handle,
+                                      signals | ZX_IOB_SHARED_REGION_UPDATED);
+    any |= iobd__waiters_of_locked(srv, session, handle, iobd__wait_saw_strobe, signals);
     pthread_mutex_unlock(&srv->lock);
+    /* Most writes have no one listening: wake nobody for them (the broker's writes run on
+     * the loop thread, where a wake-up is one more loop iteration). */
     if (any) {
         iobd__kick(srv);
     }
@@ -286,11 +168,8 @@ static void iobd__obs_shared_region_updated(void* ctx, zx_koid_t koid, zx_signal
 static void iobd__obs_handle_closed(void* ctx, iob_session_id_t session, zx_handle_t handle) {
     iobd_rpc_t* srv = ctx;
     pthread_mutex_lock(&srv->lock);
-    iobd_hent_t* h = iobd__hent_find_locked(srv, handle);
-    if (h != NULL && h->session->id == session.value) {
-        iobd__queue_event_locked(srv, h->session, handle, ZX_SIGNAL_HANDLE_CLOSED);
-        iobd__hent_remove_locked(srv, h);
-    }
+    iobd__queue_for_locked(srv, session, handle, ZX_SIGNAL_HANDLE_CLOSED);
+    iobd__waiters_of_locked(srv, session, handle, iobd__wait_saw_close, 0);
     pthread_mutex_unlock(&srv->lock);
     iobd__kick(srv);
 }
@@ -442,12 +321,6 @@ void iobd__wait_start(iobd_call_t* c) {
                           "too many Wait calls in progress for this session");
         return;
     }
-    w->hent = iobd__hent_add_locked(srv, s, w->handle, koid);
-    if (w->hent == NULL) {
-        pthread_mutex_unlock(&srv->lock);
-        iobd__call_finish(c, ZX_ERR_NO_MEMORY, NULL, NULL);
-        return;
-    }
     w->next_waiter = srv->waiters;
     w->prev_waiter = NULL;
     if (srv->waiters != NULL) {
@@ -475,22 +348,9 @@ void iobd__wait_start(iobd_call_t* c) {
     pthread_mutex_unlock(&srv->lock);
 }
 
-/* iobd_rpc_destroy: the index's entries and tables. */
-void iobd__hents_free_all(iobd_rpc_t* srv) {
-    for (size_t b = 0; b < srv->hent_buckets; b++) {
-        while (srv->by_handle[b] != NULL) {
-            iobd__hent_remove_locked(srv, srv->by_handle[b]);
-        }
-    }
-    free(srv->by_handle);
-    free(srv->by_koid);
-    srv->by_handle = srv->by_koid = NULL;
-    srv->hent_buckets = 0;
-}
-
 void iobd__observer_install(iobd_rpc_t* srv, iob_core_config_t* config) {
     config->observer.ctx = srv;
-    config->observer.signals_changed = iobd__obs_signals_changed;
+    config->observer.handle_signals = iobd__obs_handle_signals;
+    config->observer.handle_strobed = iobd__obs_handle_strobed;
     config->observer.handle_closed = iobd__obs_handle_closed;
-    config->observer.shared_region_updated = iobd__obs_shared_region_updated;
 }

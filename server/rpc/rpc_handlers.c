@@ -73,13 +73,6 @@ static void iobd__create_iob(iobd_call_t* c, iob_session_id_t sid, const Protobu
         iobd__call_finish(c, st, NULL, detail);
         return;
     }
-    zx_info_handle_basic_t info;
-    size_t actual, avail;
-    if (iob_core_get_info(srv->core, sid, ep0, ZX_INFO_HANDLE_BASIC, &info, sizeof info, &actual,
-                          &avail) == ZX_OK) {
-        iobd__track_handle(srv, sid.value, ep0, info.koid);
-        iobd__track_handle(srv, sid.value, ep1, info.related_koid);
-    }
     Iob__V1__CreateIobReply r = IOB__V1__CREATE_IOB_REPLY__INIT;
     r.ep0 = ep0;
     r.ep1 = ep1;
@@ -153,16 +146,14 @@ static void iobd__get_info(iobd_call_t* c, iob_session_id_t sid, const ProtobufC
 }
 
 /*
- * Finishes a call that produced a handle (duplicate, replace, import, a new shared region):
- * the handle is indexed for Wait and session events, then returned.
+ * Finishes a call that produced a handle (duplicate, replace, import, a new shared region).
  */
-static void iobd__finish_with_handle(iobd_call_t* c, iob_session_id_t sid, zx_status_t st,
+static void iobd__finish_with_handle(iobd_call_t* c, zx_status_t st,
                                      zx_handle_t h) {
     if (st != ZX_OK) {
         iobd__call_finish(c, st, NULL, iobd__detail(st));
         return;
     }
-    iobd__track_handle(c->srv, sid.value, h, ZX_KOID_INVALID);
     Iob__V1__HandleReply r = IOB__V1__HANDLE_REPLY__INIT;
     r.handle = h;
     iobd__call_finish(c, ZX_OK, &r.base, NULL);
@@ -175,7 +166,7 @@ static void iobd__handle_rights(iobd_call_t* c, iob_session_id_t sid, const Prot
     zx_status_t st =
         replace ? iob_core_handle_replace(c->srv->core, sid, req->handle, req->rights, &out)
                 : iob_core_handle_duplicate(c->srv->core, sid, req->handle, req->rights, &out);
-    iobd__finish_with_handle(c, sid, st, out);
+    iobd__finish_with_handle(c, st, out);
 }
 
 static void iobd__close_handle(iobd_call_t* c, iob_session_id_t sid, const ProtobufCMessage* msg) {
@@ -281,11 +272,8 @@ static void iobd__import(iobd_call_t* c, iob_session_id_t sid, const ProtobufCMe
     const Iob__V1__ImportRequest* req = (const Iob__V1__ImportRequest*)msg;
     zx_handle_t h = 0;
     zx_status_t st = iob_core_handle_import(c->srv->core, sid, req->token ? req->token : "", &h);
-    iobd__finish_with_handle(c, sid, st, h);
+    iobd__finish_with_handle(c, st, h);
 }
-
-/* A non-operator's listing looks at this many IOBs at most (the oldest ones). */
-#define IOBD_MAX_LIST_SCAN ((size_t)IOB_WIRE_MAX_LIST * 16)
 
 /*
  * The IOBs the caller may see (the proto's ListIobsReply): everything for operators (the
@@ -302,32 +290,20 @@ static zx_status_t iobd__visible_iobs(iobd_call_t* c, bool* server_wide,
     if (!*server_wide && !iobd__peer_cred(srv, c->peer, &cred)) {
         return ZX_OK; /* no credentials: nothing is the caller's */
     }
-    size_t cap = IOB_WIRE_MAX_LIST;
-    if (!*server_wide) {
-        size_t all = 0;
-        zx_status_t st = iob_core_list(srv->core, NULL, 0, &all);
-        if (st != ZX_OK) {
-            return st;
-        }
-        cap = all < IOBD_MAX_LIST_SCAN ? all : IOBD_MAX_LIST_SCAN;
-    }
-    iob_core_iob_summary_t* sums = calloc(cap > 0 ? cap : 1, sizeof *sums);
+    iob_core_iob_summary_t* sums = calloc(IOB_WIRE_MAX_LIST, sizeof *sums);
     if (sums == NULL) {
         return ZX_ERR_NO_MEMORY;
     }
     size_t count = 0;
-    zx_status_t st = iob_core_list(srv->core, sums, cap, &count);
+    zx_status_t st =
+        *server_wide ? iob_core_list(srv->core, sums, IOB_WIRE_MAX_LIST, &count)
+                     : iob_core_list_held(srv->core, cred.uid, sums, IOB_WIRE_MAX_LIST, &count);
     if (st != ZX_OK) {
         free(sums);
         return st;
     }
-    size_t got = count < cap ? count : cap;
-    if (*server_wide) {
-        *total = count;
-    } else {
-        got = iobd__filter_iobs_for_uid(srv, sums, got, cred.uid);
-        *total = got;
-    }
+    *total = count;
+    size_t got = count;
     *n = got < IOB_WIRE_MAX_LIST ? got : IOB_WIRE_MAX_LIST;
     *out = sums;
     return ZX_OK;
@@ -580,7 +556,7 @@ static void iobd__create_shared_region(iobd_call_t* c, iob_session_id_t sid,
     zx_handle_t h = ZX_HANDLE_INVALID;
     zx_status_t st = iob_core_shared_region_create(c->srv->core, sid, req->options, req->size, &h);
     /* Indexed like an endpoint so that Wait and session events (strobes) find it. */
-    iobd__finish_with_handle(c, sid, st, h);
+    iobd__finish_with_handle(c, st, h);
 }
 
 /*

@@ -3,7 +3,7 @@
  * Internals of iobd's gRPC service, shared by rpc_server.c (calls, sessions, events),
  * rpc_handlers.c (one function per method) and rpc_listen.c (Unix accept, TCP ports).
  *
- * Locking: `srv->lock` guards the session table, the handle index, event queues, waiters
+ * Locking: `srv->lock` guards the session table, event queues, waiters
  * and the state of streaming calls. Lock order is core -> srv->lock (the core's observer
  * runs under the core's mutex and takes srv->lock), so no code calls the core while
  * holding srv->lock. grpc_call_start_batch may be called with srv->lock held: gRPC never
@@ -28,7 +28,6 @@
 
 typedef struct iobd_call iobd_call_t;
 typedef struct iobd_session iobd_session_t;
-typedef struct iobd_hent iobd_hent_t;
 
 typedef enum { IOBD_TAG_NEW, IOBD_TAG_MAIN, IOBD_TAG_CLOSE, IOBD_TAG_FINAL } iobd_tag_kind_t;
 
@@ -46,16 +45,6 @@ typedef struct iobd_event {
  * One handle some session holds, indexed by value and by endpoint koid, and listed in its
  * session (so a session's end touches its own handles only, not every session's).
  */
-struct iobd_hent {
-    zx_handle_t handle;
-    zx_koid_t koid;
-    iobd_session_t* session;
-    iobd_hent_t* next_by_handle;
-    iobd_hent_t* next_by_koid;
-    iobd_hent_t* prev_in_session;
-    iobd_hent_t* next_in_session;
-};
-
 struct iobd_session {
     uint64_t id; /* the core's session id, also the wire id */
     uint8_t secret[IOB_WIRE_SECRET_SIZE];
@@ -82,7 +71,6 @@ struct iobd_session {
     bool events_off;
     iobd_call_t* stream; /* the OpenSession call */
     iobd_session_t* next_in_bucket;
-    iobd_hent_t* hents; /* the handles it holds (iobd_hent_t.next_in_session) */
     /* Event queue (events not yet sent on the stream). */
     iobd_event_t* events;
     size_t event_head, event_count, event_cap;
@@ -126,8 +114,6 @@ typedef struct iobd_cred {
     gid_t gid;
 } iobd_cred_t;
 
-/* Initial bucket count of the handle index; it doubles to keep chains short. */
-#define IOBD_HASH_BUCKETS 1024u
 #define IOBD_SESSION_BUCKETS 256u
 #define IOBD_MAX_QUEUED_EVENTS 65536u
 
@@ -186,15 +172,6 @@ struct iobd_rpc {
     pthread_mutex_t lock;
     iobd_session_t* sessions[IOBD_SESSION_BUCKETS];
     uint64_t session_count;
-    /*
-     * The handle index: hent_buckets chains each (a power of two, 0 until the first handle),
-     * grown whenever the count passes it, so a lookup costs the same at 10 handles and at
-     * 100,000 (the index is walked under srv->lock on every call and signal change).
-     */
-    iobd_hent_t** by_handle;
-    iobd_hent_t** by_koid;
-    size_t hent_buckets;
-    size_t hent_count;
     iobd_session_t* dirty_sessions;
     iobd_call_t* waiters; /* Wait calls in progress */
     iobd_cred_t* creds;   /* indexed by the fd handed to gRPC ("fd:N" peers) */
@@ -216,7 +193,6 @@ typedef struct iobd_wait_state {
     zx_signals_t last_sent;
     bool sent_any;
     bool handle_closed;
-    iobd_hent_t* hent;
     iobd_call_t* next_waiter;
     iobd_call_t* prev_waiter;
     bool registered;
@@ -348,23 +324,12 @@ bool iobd__ct_equal(const uint8_t* a, const uint8_t* b, size_t n);
 void iobd__start_watches(iobd_rpc_t* srv);
 void iobd__watches_close(iobd_rpc_t* srv);
 void iobd__sessions_free_all(iobd_rpc_t* srv);
-/*
- * Keeps (compacted, in order) the summaries of IOBs that a local session of uid holds a
- * handle to; returns how many. A handle counts while the event index knows it: created,
- * duplicated, imported (gRPC or broker) or waited on, and not closed.
- */
-size_t iobd__filter_iobs_for_uid(iobd_rpc_t* srv, iob_core_iob_summary_t* sums, size_t n,
-                                 uid_t uid);
-/* A uid's open sessions (0 for uids the budget does not count) and indexed handles. */
+/* A uid's open sessions (0 for uids the budget does not count) and handles. */
 void iobd__uid_figures(iobd_rpc_t* srv, uid_t uid, uint64_t* sessions, uint64_t* handles);
 
 /* ---- rpc_events.c ---- */
 
-/* Records a handle of a session in the event index (koid from the core when 0). */
-void iobd__track_handle(iobd_rpc_t* srv, uint64_t session_id, zx_handle_t handle, zx_koid_t koid);
-void iobd__hent_remove_locked(iobd_rpc_t* srv, iobd_hent_t* h);
-void iobd__hents_free_all(iobd_rpc_t* srv);
-/* Points the core's observer at the event index. */
+/* Points the core's observer at the session streams and waiters. */
 void iobd__observer_install(iobd_rpc_t* srv, iob_core_config_t* config);
 /* Starts the next send of a session's queued events, if none is in flight. */
 void iobd__session_send_next_locked(iobd_session_t* s);

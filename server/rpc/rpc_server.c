@@ -610,7 +610,6 @@ void iobd_rpc_destroy(iobd_rpc_t* srv) {
         iob_core_destroy(srv->core);
         srv->core = NULL;
     }
-    iobd__hents_free_all(srv);
     iobd__sessions_free_all(srv);
     free(srv->operator_uids);
     free(srv->operator_gids);

@@ -217,48 +217,9 @@ bool iobd_rpc_authenticate(void* ctx, uint64_t session_id, const uint8_t secret[
 
 /* ---- What a non-operator may see (ListIobs, ServerInfo) ---- */
 
-static bool iobd__uid_holds_koid_locked(iobd_rpc_t* srv, zx_koid_t koid, uid_t uid) {
-    if (srv->hent_buckets == 0) {
-        return false;
-    }
-    for (iobd_hent_t* h = srv->by_koid[iobd__hash(koid, srv->hent_buckets)]; h != NULL;
-         h = h->next_by_koid) {
-        if (h->koid == koid && h->session->local && h->session->cred_valid &&
-            h->session->cred_uid == uid) {
-            return true;
-        }
-    }
-    return false;
-}
-
-size_t iobd__filter_iobs_for_uid(iobd_rpc_t* srv, iob_core_iob_summary_t* sums, size_t n,
-                                 uid_t uid) {
-    size_t kept = 0;
-    pthread_mutex_lock(&srv->lock);
-    for (size_t i = 0; i < n; i++) {
-        if (iobd__uid_holds_koid_locked(srv, sums[i].endpoints[0].koid, uid) ||
-            iobd__uid_holds_koid_locked(srv, sums[i].endpoints[1].koid, uid)) {
-            if (kept != i) {
-                sums[kept] = sums[i];
-            }
-            kept++;
-        }
-    }
-    pthread_mutex_unlock(&srv->lock);
-    return kept;
-}
-
 void iobd__uid_figures(iobd_rpc_t* srv, uid_t uid, uint64_t* sessions, uint64_t* handles) {
-    uint64_t n = 0;
+    *handles = iob_core_uid_handles(srv->core, uid); /* before srv->lock: lock order */
     pthread_mutex_lock(&srv->lock);
-    for (size_t b = 0; b < srv->hent_buckets; b++) {
-        for (iobd_hent_t* h = srv->by_handle[b]; h != NULL; h = h->next_by_handle) {
-            if (h->session->local && h->session->cred_valid && h->session->cred_uid == uid) {
-                n++;
-            }
-        }
-    }
-    *handles = n;
     *sessions = iobd__uid_sessions_locked(srv, uid);
     pthread_mutex_unlock(&srv->lock);
 }
@@ -455,11 +416,7 @@ void iobd__session_end(iobd_rpc_t* srv, iobd_session_t* s) {
     if (st != ZX_OK) {
         IOBD_WARN("session %" PRIu64 ": close: %s", s->id, zx_status_get_string(st));
     }
-    /* Handles the observer did not report (none expected) must not outlive the session. */
     pthread_mutex_lock(&srv->lock);
-    while (s->hents != NULL) {
-        iobd__hent_remove_locked(srv, s->hents);
-    }
     bool watch = false;
     if (s->local && s->attached && s->pidfd >= 0 && !atomic_load(&srv->shutting_down)) {
         watch = iobd__watch_add_locked(srv, s->cred_pid, &s->pidfd, s->id);

@@ -118,14 +118,6 @@ zx_status_t iobd__call_session(iobd_call_t* c, uint64_t* session_out) {
     return ZX_OK;
 }
 
-void iobd__track_handle(iobd_rpc_t* srv, uint64_t session_id, zx_handle_t handle,
-                        zx_koid_t koid) {
-    (void)srv;
-    (void)session_id;
-    (void)koid;
-    FZ_CHECK(handle != ZX_HANDLE_INVALID);
-}
-
 zx_status_t iobd__session_set_events(iobd_rpc_t* srv, uint64_t session_id, bool enabled) {
     (void)srv;
     (void)session_id;
@@ -151,18 +143,6 @@ bool iobd__peer_cred(iobd_rpc_t* srv, const char* peer, iobd_cred_t* out) {
     out->uid = 65534;
     out->gid = 65534;
     return true;
-}
-
-size_t iobd__filter_iobs_for_uid(iobd_rpc_t* srv, iob_core_iob_summary_t* sums, size_t n,
-                                 uid_t uid) {
-    (void)srv;
-    (void)uid;
-    /* Every other IOB is the caller's: the handler must cope with any subset. */
-    size_t kept = 0;
-    for (size_t i = 0; i < n; i += 2) {
-        sums[kept++] = sums[i];
-    }
-    return kept;
 }
 
 void iobd__uid_figures(iobd_rpc_t* srv, uid_t uid, uint64_t* sessions, uint64_t* handles) {

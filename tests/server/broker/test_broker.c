@@ -47,10 +47,10 @@ typedef struct fixture {
     zx_handle_t ep0;
     zx_handle_t ep1;
     int64_t now_ns; /* the core's clock (token expiry) */
-    /* handle_imported calls: how many, and the last one's arguments. */
-    int imported_calls;
-    iob_session_id_t imported_session;
-    zx_handle_t imported_handle;
+    /* The core's handle_signals calls: how many, and the last one's arguments. */
+    int signal_calls;
+    iob_session_id_t signal_session;
+    zx_handle_t signal_handle;
 } fixture_t;
 
 /* The next setup's attach deadline (0: the broker's default). */
@@ -60,12 +60,15 @@ static int64_t fake_now(void* ctx) {
     return ((fixture_t*)ctx)->now_ns;
 }
 
-/* The daemon records the handle for session events here (iobd_rpc_handle_imported). */
-static void on_imported(void* ctx, iob_session_id_t session, zx_handle_t handle) {
+/* Session events as the daemon's rpc layer receives them from the core. */
+static void on_signals(void* ctx, iob_session_id_t session, zx_handle_t handle, zx_koid_t koid,
+                       zx_signals_t signals) {
+    (void)koid;
+    (void)signals;
     fixture_t* f = ctx;
-    f->imported_calls++;
-    f->imported_session = session;
-    f->imported_handle = handle;
+    f->signal_calls++;
+    f->signal_session = session;
+    f->signal_handle = handle;
 }
 
 /* What the daemon's iobd_rpc_authenticate does, minus the session table. */
@@ -107,6 +110,8 @@ static int setup(void** state) {
     cc.token_ttl_ns = UINT64_C(60) * 1000000000u;
     cc.now_ns = fake_now;
     cc.clock_ctx = f;
+    cc.observer.ctx = f;
+    cc.observer.handle_signals = on_signals;
     f->now_ns = INT64_C(1000000000);
     assert_int_equal(iob_core_create(&cc, &f->core), ZX_OK);
     iob_session_cred_t cred = {.pid = getpid(), .uid = getuid(), .gid = getgid()};
@@ -136,8 +141,6 @@ static int setup(void** state) {
     bc.auth_ctx = f;
     bc.peer_allowed = policy;
     bc.policy_ctx = f;
-    bc.handle_imported = on_imported;
-    bc.import_ctx = f;
     bc.log = quiet_log;
     bc.attach_timeout_ms = g_attach_timeout_ms;
     assert_int_equal(iobd_broker_start(&f->loop, f->core, &bc, &f->broker), ZX_OK);
@@ -661,7 +664,7 @@ static void test_attach_deadline(void** state) {
  * IMPORT over the broker: the token rules are the core's (single use, NOT_FOUND for
  * unknown, used, expired or over-long tokens), the exported rights survive, the token
  * keeps the endpoint alive for PEER_CLOSED and the import hands it to the attached
- * session; the daemon hears of every imported handle and of no refused one.
+ * session, whose holder the core tells of the endpoint's signal changes (session events).
  */
 static void test_import(void** state) {
     fixture_t* f = *state;
@@ -698,17 +701,19 @@ static void test_import(void** state) {
     /* A token that matches only in its first 63 bytes is another token. */
     memcpy(no_nul, token, strlen(token));
     assert_int_equal(import_raw(f, fd, no_nul, sizeof no_nul, &h), ZX_ERR_NOT_FOUND);
-    assert_int_equal(f->imported_calls, 0);
 
     assert_int_equal(import(f, fd, token, &h), ZX_OK);
     assert_int_not_equal(h, ZX_HANDLE_INVALID);
-    assert_int_equal(f->imported_calls, 1);
-    assert_int_equal(f->imported_session.value, f->session.value);
-    assert_int_equal(f->imported_handle, h);
+    /* A signal from the peer reaches the imported handle in the attached session. */
+    int calls = f->signal_calls;
+    assert_int_equal(iob_core_object_signal_peer(f->core, exporter, e0, 0, ZX_USER_SIGNAL_0),
+                     ZX_OK);
+    assert_int_equal(f->signal_calls, calls + 1);
+    assert_int_equal(f->signal_session.value, f->session.value);
+    assert_int_equal(f->signal_handle, h);
     /* Single use. */
     zx_handle_t again = ZX_HANDLE_INVALID;
     assert_int_equal(import(f, fd, token, &again), ZX_ERR_NOT_FOUND);
-    assert_int_equal(f->imported_calls, 1);
 
     /* The handle is the attached session's, with exactly the exported rights. */
     zx_info_handle_basic_t info;
@@ -743,7 +748,6 @@ static void test_import(void** state) {
     f->now_ns += INT64_C(61) * 1000000000;
     assert_int_equal(import(f, fd, token, &h), ZX_ERR_NOT_FOUND);
     assert_int_equal(core_signals(f, exporter, e0b) & ZX_IOB_PEER_CLOSED, ZX_IOB_PEER_CLOSED);
-    assert_int_equal(f->imported_calls, 1);
 
     /* A wrong-sized IMPORT is a protocol error, not a lookup. */
     iob_broker_import_req_t req;

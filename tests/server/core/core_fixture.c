@@ -11,7 +11,11 @@ static int64_t fake_now(void* ctx) {
     return ((fx_t*)ctx)->now;
 }
 
-static void on_signals(void* ctx, zx_koid_t koid, zx_signals_t signals) {
+/* The core tells each change once per handle; recorded by object, the last one counts. */
+static void on_signals(void* ctx, iob_session_id_t session, zx_handle_t handle, zx_koid_t koid,
+                       zx_signals_t signals) {
+    (void)session;
+    (void)handle;
     fx_t* f = ctx;
     if (f->n_signals < FX_MAX_EVENTS) {
         f->signals[f->n_signals++] = (fx_signal_event_t){koid, signals};
@@ -25,7 +29,10 @@ static void on_closed(void* ctx, iob_session_id_t session, zx_handle_t handle) {
     }
 }
 
-static void on_strobe(void* ctx, zx_koid_t shared_region_koid, zx_signals_t signals) {
+static void on_strobe(void* ctx, iob_session_id_t session, zx_handle_t handle,
+                      zx_koid_t shared_region_koid, zx_signals_t signals) {
+    (void)session;
+    (void)handle;
     (void)signals;
     fx_t* f = ctx;
     f->n_strobes++;
@@ -51,9 +58,9 @@ int fx_setup(void** state) {
     f->config.now_ns = fake_now;
     f->config.clock_ctx = f;
     f->config.observer.ctx = f;
-    f->config.observer.signals_changed = on_signals;
+    f->config.observer.handle_signals = on_signals;
     f->config.observer.handle_closed = on_closed;
-    f->config.observer.shared_region_updated = on_strobe;
+    f->config.observer.handle_strobed = on_strobe;
     open_sessions(f);
     *state = f;
     return 0;

@@ -41,7 +41,7 @@ typedef struct fx {
     fx_signal_event_t signals[FX_MAX_EVENTS];
     size_t n_closed;
     fx_close_event_t closed[FX_MAX_EVENTS];
-    size_t n_strobes;          /* shared_region_updated calls */
+    size_t n_strobes;          /* handle_strobed calls */
     zx_koid_t last_strobe;     /* the koid of the last one */
     int fds_before;
 } fx_t;

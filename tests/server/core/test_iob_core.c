@@ -788,7 +788,7 @@ static void* worker(void* arg) {
 static void test_concurrent_sessions(void** state) {
     fx_t* f = *state;
     /* The recording observer is not thread-safe; events are not what this test checks. */
-    f->config.observer.signals_changed = NULL;
+    f->config.observer.handle_signals = NULL;
     f->config.observer.handle_closed = NULL;
     fx_reconfigure(f);
     worker_t w[2] = {{f, f->a, 0}, {f, f->b, 0}};
