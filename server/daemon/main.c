@@ -254,6 +254,17 @@ int main(int argc, char** argv) {
     }
     iobd_log_set_level(o.log_level);
     signal(SIGPIPE, SIG_IGN);
+    /*
+     * SIGTERM and SIGINT wait until the loop handles them: one that came while the sockets
+     * exist but before the handlers do would kill iobd without its cleanup (socket files
+     * left behind, reserved hugepages kept). Every thread started from here on inherits the
+     * mask, so once the main thread unblocks them, the loop's handler gets them.
+     */
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
     iobd__raise_nofile();
 
     iobd_reservation_t reservation;
@@ -366,6 +377,7 @@ int main(int argc, char** argv) {
         uv_timer_start(&m.expiry, iobd__on_expiry, 1000, 1000);
         uv_signal_start(&m.sigterm, iobd__on_signal, SIGTERM);
         uv_signal_start(&m.sigint, iobd__on_signal, SIGINT);
+        pthread_sigmask(SIG_UNBLOCK, &stop_signals, NULL);
         /*
          * Only now, with SIGTERM handled by the loop: the parent's death then unwinds the
          * normal way (sockets removed, hugepages given back). A parent already gone before
