@@ -14,6 +14,8 @@ with the Zircon status and its name. Handles close on close(), on leaving a `wit
 or when the object is collected; a mapping stays mapped while any view or array taken
 from it is alive, so no view can outlive the memory behind it.
 """
+import time
+
 from ._ffi import ffi, lib
 
 __all__ = [
@@ -49,11 +51,8 @@ def _check(status, what):
 
 
 # Every ZX_ERR_* name as a module constant, from libiob's table (one list, the C side's).
-for _v in range(-1, -100, -1):
-    _n = status_name(_v)
-    if _n.startswith("ZX_ERR_"):
-        globals()[_n] = _v
-del _v, _n
+_ERR = {status_name(v): v for v in range(-1, -100, -1) if status_name(v).startswith("ZX_ERR_")}
+globals().update(_ERR)
 
 # ---- constants (Zircon's ABI values) ----------------------------------------------------
 
@@ -135,7 +134,7 @@ class _Handle:
     def handle(self):
         """The raw zx_handle_t; ZxError(ZX_ERR_BAD_HANDLE) once closed or exported."""
         if self._handle == 0:
-            raise ZxError(ZX_ERR_BAD_HANDLE, "handle")  # noqa: F821 (set from the C table)
+            raise ZxError(_ERR["ZX_ERR_BAD_HANDLE"], "handle")
         return self._handle
 
     def close(self):
@@ -272,6 +271,8 @@ class Endpoint(_Handle):
         of the region) and returns a Mapping."""
         if length is None:
             length = self.region_sizes()[region_index] - offset
+            if length <= 0:  # a region of a shared region reports no size (Zircon's way)
+                raise ValueError("give the length to map of region %d" % region_index)
         opts = _ZX_VM_PERM_READ | (_ZX_VM_PERM_WRITE if writable else 0)
         addr = ffi.new("zx_vaddr_t*")
         _check(lib.zx_vmar_map_iob(lib.zx_vmar_root_self(), opts, 0, self.handle, region_index,
@@ -391,10 +392,8 @@ class Ring:
             while True:  # the producer may not have written the header yet
                 st = lib.iob_ring_consumer_open(c, ctrl.length, d, data.length,
                                                 _RING_OPEN_BLOCK, out)
-                if st != ZX_ERR_SHOULD_WAIT or lib.zx_clock_get_monotonic() >= end:  # noqa: F821
+                if st != _ERR["ZX_ERR_SHOULD_WAIT"] or lib.zx_clock_get_monotonic() >= end:
                     break
-                import time
-
                 time.sleep(0.001)
             _check(st, "iob_ring_consumer_open")
             self._end = ffi.gc(out[0], lib.iob_ring_consumer_destroy)
@@ -413,7 +412,7 @@ class Ring:
         deadline = _deadline(timeout)
         while True:
             st = lib.iob_ring_receive(end, self._buf, len(self._buf), self._len, deadline)
-            if st != ZX_ERR_BUFFER_TOO_SMALL:  # noqa: F821
+            if st != _ERR["ZX_ERR_BUFFER_TOO_SMALL"]:
                 break
             self._buf = ffi.new("char[]", self._len[0])
         _check(st, "ring read")
@@ -425,7 +424,7 @@ class Ring:
             try:
                 yield self.read()
             except ZxError as e:
-                if e.status == ZX_ERR_PEER_CLOSED:  # noqa: F821
+                if e.status == _ERR["ZX_ERR_PEER_CLOSED"]:
                     return
                 raise
 
