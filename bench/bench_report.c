@@ -280,68 +280,24 @@ int bench_report_json(const char* path, const bench_machine_t* m, const bench_ro
 }
 
 /*
- * One line per transport/mode/backing/wait series at full load, payload bytes per second
- * against message size, both axes logarithmic. gnuplot reads inline data blocks.
+ * The panels a reader compares (bench/plot_throughput.gp, IOB_BENCH_PLOT_SCRIPT): the script
+ * reads the rows as CSV, so the same picture can be drawn again from a run's throughput.csv.
+ * The rows go to a CSV beside the picture for the script, and are removed after it.
  */
 int bench_report_plot(const char* png_path, const bench_row_t* rows, size_t n) {
-    char script[4096];
-    snprintf(script, sizeof(script), "%s.gp", png_path);
-    FILE* f = fopen(script, "w");
-    if (f == NULL) {
+    char csv[4096], expr[8400];
+    if (strchr(png_path, '\'') != NULL || /* gnuplot's quotes below */
+        snprintf(csv, sizeof(csv), "%s.csv", png_path) >= (int)sizeof(csv) ||
+        bench_report_csv(csv, rows, n) != 0) {
         return -1;
     }
-    fprintf(f, "set terminal pngcairo size 1200,750 noenhanced\nset output '%s'\n", png_path);
-    fprintf(f, "set logscale x 2\nset logscale y 10\nset grid\nset key outside right\n"
-               "set xlabel 'message size (bytes)'\nset ylabel 'payload bytes/s'\n"
-               "set title 'iob-bench: throughput against message size (median of trials)'\n"
-               "set format x '%%.0s%%cB'\n");
-    /* Collect series in order of first appearance. */
-    char names[64][64];
-    int nseries = 0;
-    for (size_t i = 0; i < n; i++) {
-        const bench_row_t* r = &rows[i];
-        if (r->skipped || r->load != BENCH_FULL) {
-            continue;
-        }
-        char name[64];
-        snprintf(name, sizeof(name), "%s %s %s %s", r->transport, bench_mode_name(r->mode),
-                 r->backing, bench_wait_name(r->wait));
-        int found = 0;
-        for (int s = 0; s < nseries; s++) {
-            found |= strcmp(names[s], name) == 0;
-        }
-        if (!found && nseries < 64) {
-            snprintf(names[nseries++], sizeof(names[0]), "%s", name);
-        }
-    }
-    for (int s = 0; s < nseries; s++) {
-        fprintf(f, "$d%d << EOD\n", s);
-        for (size_t i = 0; i < n; i++) {
-            const bench_row_t* r = &rows[i];
-            char name[64];
-            snprintf(name, sizeof(name), "%s %s %s %s", r->transport, bench_mode_name(r->mode),
-                     r->backing, bench_wait_name(r->wait));
-            if (!r->skipped && r->load == BENCH_FULL && strcmp(name, names[s]) == 0) {
-                fprintf(f, "%" PRIu64 " %.0f\n", r->msg_bytes, r->payload_bytes_per_s);
-            }
-        }
-        fprintf(f, "EOD\n");
-    }
-    fprintf(f, "plot ");
-    for (int s = 0; s < nseries; s++) {
-        fprintf(f, "%s$d%d using 1:2 with linespoints title '%s'", s ? ", " : "", s, names[s]);
-    }
-    fprintf(f, "\n");
-    fclose(f);
-    if (nseries == 0) {
-        return -1;
-    }
+    snprintf(expr, sizeof(expr), "csv='%s'; png='%s'", csv, png_path);
+    char* argv[] = {"gnuplot", "-e", expr, IOB_BENCH_PLOT_SCRIPT, NULL};
     pid_t pid;
-    char* argv[] = {"gnuplot", script, NULL};
-    if (posix_spawnp(&pid, "gnuplot", NULL, NULL, argv, environ) != 0) {
-        return -1;
+    int status = -1;
+    if (posix_spawnp(&pid, "gnuplot", NULL, NULL, argv, environ) == 0) {
+        waitpid(pid, &status, 0);
     }
-    int status = 0;
-    waitpid(pid, &status, 0);
+    unlink(csv);
     return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
 }

@@ -31,7 +31,7 @@ grep -q '^RuntimeDirectory=iob' "$p/lib/systemd/system/iobd.service"
 
 # Only zx_* and iob_* leave the shared library.
 bad=$(nm -D --defined-only "$libdir/libiob.so" | awk '$2 ~ /[TDBRV]/ {print $3}' | sed 's/@.*//' \
-      | grep -v -E '^(zx_|iob_(client_connect|client_close|client_session_id|handle_export|handle_import|signal_fd|signal_read|status_message)$)' | grep -v -E '^(_init|_fini|IOB_0)$' || true)
+      | grep -v -E '^(zx_|iob_(client_connect|client_close|client_session_id|handle_export|handle_import|signal_fd|signal_read|status_message|ring_(producer|consumer)_(open|destroy)|ring_send|ring_receive)$)' | grep -v -E '^(_init|_fini|IOB_0)$' || true)
 if [ -n "$bad" ]; then echo "unexpected exported symbols:"; echo "$bad" | head; exit 1; fi
 
 export PKG_CONFIG_PATH=$libdir/pkgconfig

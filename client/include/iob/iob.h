@@ -119,6 +119,58 @@ typedef struct iob_signal_event {
  */
 IOB_API size_t iob_signal_read(iob_signal_event_t* events, size_t capacity);
 
+/* ---- The SPSC ring for callers that cannot use shm/ring.h ---- */
+
+/*
+ * shm/ring.h's ring as out-of-line calls on endpoints the library allocates, for
+ * foreign-function callers (Python's cffi) that can neither inline the ring's fast paths
+ * nor know its structs. The ring in memory is the same: either side may be a C program
+ * using shm/ring.h. ctrl and data are the two mapped regions (shm/ring.h: the control
+ * region writable by both, the data region writable by the producer only); every message
+ * is published at once. The consumer validates everything the producer writes
+ * (ZX_ERR_IO_DATA_INTEGRITY, sticky).
+ */
+typedef struct iob_ring_producer iob_ring_producer_t;
+typedef struct iob_ring_consumer iob_ring_consumer_t;
+
+#define IOB_RING_OPEN_FORMAT 1u /* producer: write a fresh header first (the ring's creator) */
+#define IOB_RING_OPEN_BLOCK 2u  /* waits spin briefly, then sleep (else they busy-poll) */
+
+/*
+ * Errors: ZX_ERR_INVALID_ARGS (out NULL, unknown flags, NULL or misaligned regions),
+ * ZX_ERR_SHOULD_WAIT (the header is not written yet), ZX_ERR_BUFFER_TOO_SMALL (regions too
+ * small for a ring), ZX_ERR_IO_DATA_INTEGRITY (a header or indices that make no sense),
+ * ZX_ERR_NO_MEMORY.
+ */
+IOB_API zx_status_t iob_ring_producer_open(void* ctrl, uint64_t ctrl_size, void* data,
+                                           uint64_t data_size, uint32_t flags,
+                                           iob_ring_producer_t** out);
+IOB_API zx_status_t iob_ring_consumer_open(void* ctrl, uint64_t ctrl_size, const void* data,
+                                           uint64_t data_size, uint32_t flags,
+                                           iob_ring_consumer_t** out);
+
+/*
+ * Copies len bytes in as one message, waiting for space until deadline (CLOCK_MONOTONIC
+ * ns, ZX_TIME_INFINITE for none). Errors: ZX_ERR_TIMED_OUT, ZX_ERR_OUT_OF_RANGE (len above
+ * the ring's largest message: half its capacity less 8 bytes), ZX_ERR_PEER_CLOSED,
+ * ZX_ERR_IO_DATA_INTEGRITY.
+ */
+IOB_API zx_status_t iob_ring_send(iob_ring_producer_t* p, const void* buf, size_t len,
+                                  zx_time_t deadline);
+
+/*
+ * Copies the next message out, waiting for one until deadline; *len is its length.
+ * Errors: ZX_ERR_TIMED_OUT, ZX_ERR_BUFFER_TOO_SMALL (cap < length: nothing is consumed and
+ * *len says how much is needed), ZX_ERR_PEER_CLOSED (the producer closed and everything is
+ * read), ZX_ERR_IO_DATA_INTEGRITY.
+ */
+IOB_API zx_status_t iob_ring_receive(iob_ring_consumer_t* c, void* buf, size_t cap, size_t* len,
+                                     zx_time_t deadline);
+
+/* Closes the side (the peer sees ZX_ERR_PEER_CLOSED once it has drained) and frees it. */
+IOB_API void iob_ring_producer_destroy(iob_ring_producer_t* p);
+IOB_API void iob_ring_consumer_destroy(iob_ring_consumer_t* c);
+
 /* ---- Status text ---- */
 
 /* A human-readable message for a status ("invalid arguments"); never NULL. */
