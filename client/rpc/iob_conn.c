@@ -156,6 +156,22 @@ grpc_event iob__conn_pluck(grpc_completion_queue* cq, void* tag) {
     return grpc_completion_queue_pluck(cq, tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
 }
 
+/*
+ * The first four ops of every call this side makes: the session's metadata and the one
+ * request out, then the server's initial metadata in. ops: zeroed by the caller.
+ */
+static void iob__conn_request_ops(iob_conn_t* conn, grpc_op ops[4], grpc_byte_buffer* send,
+                                  grpc_metadata_array* initial) {
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[0].data.send_initial_metadata.count = conn->md_count;
+    ops[0].data.send_initial_metadata.metadata = conn->md;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = send;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = initial;
+}
+
 zx_status_t iob__conn_unary(iob_conn_t* conn, iob_wire_method_t m,
                                    const ProtobufCMessage* req, ProtobufCMessage** reply_out,
                                    iob__conn_result_t* res_out) {
@@ -170,14 +186,7 @@ zx_status_t iob__conn_unary(iob_conn_t* conn, iob_wire_method_t m,
     grpc_slice details = grpc_empty_slice();
     grpc_op ops[6];
     memset(ops, 0, sizeof ops);
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[0].data.send_initial_metadata.count = conn->md_count;
-    ops[0].data.send_initial_metadata.metadata = conn->md;
-    ops[1].op = GRPC_OP_SEND_MESSAGE;
-    ops[1].data.send_message.send_message = send;
-    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[3].data.recv_initial_metadata.recv_initial_metadata = &im;
+    iob__conn_request_ops(conn, ops, send, &im);
     ops[4].op = GRPC_OP_RECV_MESSAGE;
     ops[4].data.recv_message.recv_message = &recv;
     ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
@@ -240,14 +249,7 @@ zx_status_t iob__conn_server_stream(iob_conn_t* conn, iob_wire_method_t m,
     int t_start, t_status, t_recv;
     grpc_op ops[4];
     memset(ops, 0, sizeof ops);
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[0].data.send_initial_metadata.count = conn->md_count;
-    ops[0].data.send_initial_metadata.metadata = conn->md;
-    ops[1].op = GRPC_OP_SEND_MESSAGE;
-    ops[1].data.send_message.send_message = send;
-    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[3].data.recv_initial_metadata.recv_initial_metadata = &im;
+    iob__conn_request_ops(conn, ops, send, &im);
     iob__conn_result_t res;
     memset(&res, 0, sizeof res);
     grpc_op sop;

@@ -147,6 +147,18 @@ zx_status_t iob_conn_handle_close(iob_conn_t* conn, zx_handle_t handle) {
     return iob__conn_unary(conn, IOB_WIRE_M_CLOSE_HANDLE, &req.base, NULL, NULL);
 }
 
+/* A call whose reply is a HandleReply (a new handle in the caller's session). */
+static zx_status_t iob__conn_handle_call(iob_conn_t* conn, iob_wire_method_t m,
+                                         const ProtobufCMessage* req, zx_handle_t* out) {
+    ProtobufCMessage* rep = NULL;
+    zx_status_t st = iob__conn_unary(conn, m, req, &rep, NULL);
+    if (st == ZX_OK) {
+        *out = ((Iob__V1__HandleReply*)rep)->handle;
+        protobuf_c_message_free_unpacked(rep, NULL);
+    }
+    return st;
+}
+
 static zx_status_t iob__conn_rights(iob_conn_t* conn, iob_wire_method_t m, zx_handle_t handle,
                                     zx_rights_t rights, zx_handle_t* out) {
     if (out == NULL) {
@@ -155,13 +167,7 @@ static zx_status_t iob__conn_rights(iob_conn_t* conn, iob_wire_method_t m, zx_ha
     Iob__V1__HandleRightsRequest req = IOB__V1__HANDLE_RIGHTS_REQUEST__INIT;
     req.handle = handle;
     req.rights = rights;
-    ProtobufCMessage* rep = NULL;
-    zx_status_t st = iob__conn_unary(conn, m, &req.base, &rep, NULL);
-    if (st == ZX_OK) {
-        *out = ((Iob__V1__HandleReply*)rep)->handle;
-        protobuf_c_message_free_unpacked(rep, NULL);
-    }
-    return st;
+    return iob__conn_handle_call(conn, m, &req.base, out);
 }
 
 zx_status_t iob_conn_handle_duplicate(iob_conn_t* conn, zx_handle_t handle, zx_rights_t rights,
@@ -285,13 +291,7 @@ zx_status_t iob_conn_handle_import(iob_conn_t* conn, const char* token, zx_handl
     }
     Iob__V1__ImportRequest req = IOB__V1__IMPORT_REQUEST__INIT;
     req.token = (char*)(uintptr_t)token;
-    ProtobufCMessage* rep = NULL;
-    zx_status_t st = iob__conn_unary(conn, IOB_WIRE_M_IMPORT_HANDLE, &req.base, &rep, NULL);
-    if (st == ZX_OK) {
-        *out = ((Iob__V1__HandleReply*)rep)->handle;
-        protobuf_c_message_free_unpacked(rep, NULL);
-    }
-    return st;
+    return iob__conn_handle_call(conn, IOB_WIRE_M_IMPORT_HANDLE, &req.base, out);
 }
 
 /* ---- Shared regions and mediated disciplines ---- */
@@ -304,13 +304,7 @@ zx_status_t iob_conn_shared_region_create(iob_conn_t* conn, uint64_t options, ui
     Iob__V1__CreateSharedRegionRequest req = IOB__V1__CREATE_SHARED_REGION_REQUEST__INIT;
     req.options = options;
     req.size = size;
-    ProtobufCMessage* rep = NULL;
-    zx_status_t st = iob__conn_unary(conn, IOB_WIRE_M_CREATE_SHARED_REGION, &req.base, &rep, NULL);
-    if (st == ZX_OK) {
-        *out = ((Iob__V1__HandleReply*)rep)->handle;
-        protobuf_c_message_free_unpacked(rep, NULL);
-    }
-    return st;
+    return iob__conn_handle_call(conn, IOB_WIRE_M_CREATE_SHARED_REGION, &req.base, out);
 }
 
 zx_status_t iob_conn_iob_writev(iob_conn_t* conn, zx_handle_t handle, uint64_t options,

@@ -313,17 +313,20 @@ static zx_status_t region_access(iob_core_t* core, iob_session_id_t session, zx_
     return ZX_OK;
 }
 
-zx_status_t iob_core_region_read(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
-                                 uint32_t region_index, uint64_t offset, void* buffer, size_t len) {
+/* ReadRegion and WriteRegion: one copy between region memory and the caller's buffer. */
+static zx_status_t region_copy(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
+                               uint32_t region_index, uint64_t offset, void* buffer, size_t len,
+                               bool write) {
     if (core == NULL || (buffer == NULL && len > 0)) {
         return ZX_ERR_INVALID_ARGS;
     }
     iob__core_lock(core);
     uint8_t* where = NULL;
     zx_status_t status =
-        region_access(core, session, handle, region_index, offset, len, false, &where);
+        region_access(core, session, handle, region_index, offset, len, write, &where);
     if (status == ZX_OK && len > 0) {
-        status = iob_fault_memcpy(where, len, buffer, where, len);
+        status = write ? iob_fault_memcpy(where, len, where, buffer, len)
+                       : iob_fault_memcpy(where, len, buffer, where, len);
         if (status != ZX_OK) {
             IOB__ERR_SET(status, "region %u: memory at [%" PRIu64 ", +%zu) is gone", region_index,
                          offset, len);
@@ -333,23 +336,15 @@ zx_status_t iob_core_region_read(iob_core_t* core, iob_session_id_t session, zx_
     return status;
 }
 
+zx_status_t iob_core_region_read(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
+                                 uint32_t region_index, uint64_t offset, void* buffer, size_t len) {
+    return region_copy(core, session, handle, region_index, offset, buffer, len, false);
+}
+
 zx_status_t iob_core_region_write(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
                                   uint32_t region_index, uint64_t offset, const void* buffer,
                                   size_t len) {
-    if (core == NULL || (buffer == NULL && len > 0)) {
-        return ZX_ERR_INVALID_ARGS;
-    }
-    iob__core_lock(core);
-    uint8_t* where = NULL;
-    zx_status_t status =
-        region_access(core, session, handle, region_index, offset, len, true, &where);
-    if (status == ZX_OK && len > 0) {
-        status = iob_fault_memcpy(where, len, where, buffer, len);
-        if (status != ZX_OK) {
-            IOB__ERR_SET(status, "region %u: memory at [%" PRIu64 ", +%zu) is gone", region_index,
-                         offset, len);
-        }
-    }
-    iob__core_unlock(core);
-    return status;
+    /* Not written through: region_copy only reads the buffer when `write` is set. */
+    return region_copy(core, session, handle, region_index, offset, (void*)(uintptr_t)buffer, len,
+                       true);
 }

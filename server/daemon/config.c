@@ -169,14 +169,20 @@ static bool iobd__parse_u64(const char* text, uint64_t* out) {
     return true;
 }
 
-bool iobd_parse_size(const char* text, uint64_t* out) {
+/* The decimal number that starts text (no sign); *end: what follows it. */
+static bool iobd__parse_leading(const char* text, unsigned long long* v, char** end) {
     if (text == NULL || *text == '\0' || *text == '-') {
         return false;
     }
-    char* end = NULL;
     errno = 0;
-    unsigned long long v = strtoull(text, &end, 10);
-    if (errno != 0 || end == text) {
+    *v = strtoull(text, end, 10);
+    return errno == 0 && *end != text;
+}
+
+bool iobd_parse_size(const char* text, uint64_t* out) {
+    char* end = NULL;
+    unsigned long long v;
+    if (!iobd__parse_leading(text, &v, &end)) {
         return false;
     }
     unsigned shift = 0;
@@ -220,13 +226,9 @@ bool iobd_parse_size(const char* text, uint64_t* out) {
 }
 
 bool iobd_parse_duration_ns(const char* text, uint64_t* out) {
-    if (text == NULL || *text == '\0' || *text == '-') {
-        return false;
-    }
     char* end = NULL;
-    errno = 0;
-    unsigned long long v = strtoull(text, &end, 10);
-    if (errno != 0 || end == text) {
+    unsigned long long v;
+    if (!iobd__parse_leading(text, &v, &end)) {
         return false;
     }
     uint64_t mult;
@@ -302,6 +304,44 @@ static char* iobd__read_token_file(const char* path) {
 }
 
 /* Applies one option (from a flag or a config key). from_cli: lists replace the file's. */
+/*
+ * --allow-uid, --allow-gid, --operator-uid, --operator-gid: a number or a user/group name,
+ * appended to its list. The first on the command line replaces what the config file gave.
+ */
+static bool iobd__id_list_add(const char* v, bool is_uid, bool from_cli, uint32_t* ids,
+                              size_t* count, bool* from_cli_seen) {
+    _Static_assert(sizeof(uid_t) == sizeof(uint32_t) && sizeof(gid_t) == sizeof(uint32_t),
+                   "uid and gid lists are stored as uint32_t");
+    if (from_cli && !*from_cli_seen) {
+        *count = 0;
+        *from_cli_seen = true;
+    }
+    uint64_t n;
+    uint32_t id;
+    if (iobd__parse_u64(v, &n) && n <= UINT32_MAX) {
+        id = (uint32_t)n;
+    } else if (is_uid) {
+        struct passwd* pw = getpwnam(v);
+        if (pw == NULL) {
+            fprintf(stderr, "iobd: unknown user %s\n", v);
+            return false;
+        }
+        id = pw->pw_uid;
+    } else {
+        struct group* gr = getgrnam(v);
+        if (gr == NULL) {
+            fprintf(stderr, "iobd: unknown group %s\n", v);
+            return false;
+        }
+        id = gr->gr_gid;
+    }
+    if (*count == IOBD_MAX_ALLOW) {
+        return false;
+    }
+    ids[(*count)++] = id;
+    return true;
+}
+
 static bool iobd__apply(iobd_options_t* o, int opt, const char* v, bool from_cli) {
     uint64_t n;
     switch (opt) {
@@ -337,87 +377,18 @@ static bool iobd__apply(iobd_options_t* o, int opt, const char* v, bool from_cli
         o->socket_mode = (uint32_t)m;
         return true;
     }
-    case OPT_ALLOW_UID: {
-        if (from_cli && !o->allow_uid_from_cli) {
-            o->allow_uid_count = 0;
-            o->allow_uid_from_cli = true;
-        }
-        uid_t uid;
-        if (iobd__parse_u64(v, &n)) {
-            uid = (uid_t)n;
-        } else {
-            struct passwd* pw = getpwnam(v);
-            if (pw == NULL) {
-                fprintf(stderr, "iobd: unknown user %s\n", v);
-                return false;
-            }
-            uid = pw->pw_uid;
-        }
-        if (o->allow_uid_count == IOBD_MAX_ALLOW) {
-            return false;
-        }
-        o->allow_uids[o->allow_uid_count++] = uid;
-        return true;
-    }
-    case OPT_ALLOW_GID: {
-        if (from_cli && !o->allow_gid_from_cli) {
-            o->allow_gid_count = 0;
-            o->allow_gid_from_cli = true;
-        }
-        gid_t gid;
-        if (iobd__parse_u64(v, &n)) {
-            gid = (gid_t)n;
-        } else {
-            struct group* gr = getgrnam(v);
-            if (gr == NULL) {
-                fprintf(stderr, "iobd: unknown group %s\n", v);
-                return false;
-            }
-            gid = gr->gr_gid;
-        }
-        if (o->allow_gid_count == IOBD_MAX_ALLOW) {
-            return false;
-        }
-        o->allow_gids[o->allow_gid_count++] = gid;
-        return true;
-    }
+    case OPT_ALLOW_UID:
+        return iobd__id_list_add(v, true, from_cli, o->allow_uids, &o->allow_uid_count,
+                                 &o->allow_uid_from_cli);
+    case OPT_ALLOW_GID:
+        return iobd__id_list_add(v, false, from_cli, o->allow_gids, &o->allow_gid_count,
+                                 &o->allow_gid_from_cli);
     case OPT_OPERATOR_UID:
-    case OPT_OPERATOR_GID: {
-        bool is_uid = opt == OPT_OPERATOR_UID;
-        bool* from = is_uid ? &o->operator_uid_from_cli : &o->operator_gid_from_cli;
-        size_t* count = is_uid ? &o->operator_uid_count : &o->operator_gid_count;
-        if (from_cli && !*from) {
-            *count = 0;
-            *from = true;
-        }
-        uint32_t id;
-        if (iobd__parse_u64(v, &n) && n <= UINT32_MAX) {
-            id = (uint32_t)n;
-        } else if (is_uid) {
-            struct passwd* pw = getpwnam(v);
-            if (pw == NULL) {
-                fprintf(stderr, "iobd: unknown user %s\n", v);
-                return false;
-            }
-            id = pw->pw_uid;
-        } else {
-            struct group* gr = getgrnam(v);
-            if (gr == NULL) {
-                fprintf(stderr, "iobd: unknown group %s\n", v);
-                return false;
-            }
-            id = gr->gr_gid;
-        }
-        if (*count == IOBD_MAX_ALLOW) {
-            return false;
-        }
-        if (is_uid) {
-            o->operator_uids[(*count)++] = (uid_t)id;
-        } else {
-            o->operator_gids[(*count)++] = (gid_t)id;
-        }
-        return true;
-    }
+        return iobd__id_list_add(v, true, from_cli, o->operator_uids, &o->operator_uid_count,
+                                 &o->operator_uid_from_cli);
+    case OPT_OPERATOR_GID:
+        return iobd__id_list_add(v, false, from_cli, o->operator_gids, &o->operator_gid_count,
+                                 &o->operator_gid_from_cli);
     case OPT_MAX_SESSIONS_PER_UID:
     case OPT_MAX_WAITS_PER_SESSION:
         if (!iobd__parse_u64(v, &n) || n > UINT32_MAX) {

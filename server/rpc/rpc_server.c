@@ -515,29 +515,31 @@ zx_status_t iobd_rpc_start(uv_loop_t* loop, const iobd_rpc_config_t* config, iob
         return st;
     }
 
-    grpc_arg args[6];
+    /*
+     * The receive limit; server pings (every 60 s, 20 s to answer) that find TCP clients
+     * that vanished, so their sessions end; and room for the clients' own pings every 30 s
+     * (the default minimum interval, 5 min, would answer them with GOAWAY).
+     */
+    static const struct {
+        const char* key;
+        int value;
+    } settings[] = {
+        {GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, (int)IOB_WIRE_MAX_MESSAGE},
+        {GRPC_ARG_KEEPALIVE_TIME_MS, 60000},
+        {GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20000},
+        {GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000},
+        {GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1},
+        {GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0},
+    };
+    enum { n_settings = sizeof settings / sizeof settings[0] };
+    grpc_arg args[n_settings];
     memset(args, 0, sizeof args);
-    args[0].type = GRPC_ARG_INTEGER;
-    args[0].key = (char*)(uintptr_t)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
-    args[0].value.integer = (int)IOB_WIRE_MAX_MESSAGE;
-    /* Server pings find TCP clients that vanished, so their sessions end. */
-    args[1].type = GRPC_ARG_INTEGER;
-    args[1].key = (char*)(uintptr_t)GRPC_ARG_KEEPALIVE_TIME_MS;
-    args[1].value.integer = 60000;
-    args[2].type = GRPC_ARG_INTEGER;
-    args[2].key = (char*)(uintptr_t)GRPC_ARG_KEEPALIVE_TIMEOUT_MS;
-    args[2].value.integer = 20000;
-    /* Clients ping every 30 s; the default (5 min) would answer them with GOAWAY. */
-    args[3].type = GRPC_ARG_INTEGER;
-    args[3].key = (char*)(uintptr_t)GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS;
-    args[3].value.integer = 10000;
-    args[4].type = GRPC_ARG_INTEGER;
-    args[4].key = (char*)(uintptr_t)GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS;
-    args[4].value.integer = 1;
-    args[5].type = GRPC_ARG_INTEGER;
-    args[5].key = (char*)(uintptr_t)GRPC_ARG_HTTP2_MAX_PING_STRIKES;
-    args[5].value.integer = 0;
-    grpc_channel_args ca = {6, args};
+    for (size_t i = 0; i < n_settings; i++) {
+        args[i].type = GRPC_ARG_INTEGER;
+        args[i].key = (char*)(uintptr_t)settings[i].key;
+        args[i].value.integer = settings[i].value;
+    }
+    grpc_channel_args ca = {n_settings, args};
     srv->server = grpc_server_create(&ca, NULL);
     srv->cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(srv->server, srv->cq, NULL);

@@ -332,20 +332,7 @@ void iobd__open_session(iobd_call_t* c) {
               (int)cred.pid, (int)cred.uid, client_name);
     if (!ok) {
         /* The call is already gone: no close completion will end the session. */
-        pthread_mutex_lock(&srv->lock);
-        s->closed = true;
-        iobd__session_unlink_locked(srv, s);
-        if (s->uid_counted) {
-            s->uid_counted = false;
-            iobd__uid_session_give_locked(srv, s->cred_uid);
-        }
-        if (s->pidfd >= 0) {
-            close(s->pidfd);
-            s->pidfd = -1;
-        }
-        pthread_mutex_unlock(&srv->lock);
-        iob_core_session_close(srv->core, sid);
-        iob_core_session_release_mappings(srv->core, sid);
+        iobd__session_end(srv, s);
     }
 }
 
