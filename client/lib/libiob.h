@@ -125,6 +125,11 @@ zx_status_t iob__map_merge_status(zx_status_t local, zx_status_t server, zx_vm_o
                                   uint64_t region_offset, uint64_t region_len,
                                   uint64_t page_size);
 
+/* Would a + b overflow? */
+bool iob__add_overflows(uint64_t a, uint64_t b);
+/* len rounded up to the page size (a power of two); false on overflow. */
+bool iob__round_len(uint64_t len, uint64_t page, uint64_t* out);
+
 /* ---- Signals (signals.c) ---- */
 
 /* The iob_conn event callback: records the change and wakes iob_signal_fd. */

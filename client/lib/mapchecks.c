@@ -17,13 +17,12 @@
      ZX_VM_PERM_READ_IF_XOM_UNSUPPORTED | ZX_VM_FAULT_BEYOND_STREAM_SIZE)
 #define IOB__VM_ALIGN_MASK ((zx_vm_option_t)0xffu << ZX_VM_ALIGN_BASE)
 
-static bool iob__add_overflows(uint64_t a, uint64_t b) {
+bool iob__add_overflows(uint64_t a, uint64_t b) {
     uint64_t r;
     return __builtin_add_overflow(a, b, &r);
 }
 
-/* Rounds len up to the page size; false on overflow. */
-static bool iob__round_len(uint64_t len, uint64_t page, uint64_t* out) {
+bool iob__round_len(uint64_t len, uint64_t page, uint64_t* out) {
     if (iob__add_overflows(len, page - 1)) {
         return false;
     }

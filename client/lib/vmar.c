@@ -48,19 +48,6 @@ zx_handle_t zx_vmar_root_self(void) {
     return IOB_VMAR_ROOT_HANDLE;
 }
 
-static bool iob__add_overflows(uint64_t a, uint64_t b) {
-    uint64_t r;
-    return __builtin_add_overflow(a, b, &r);
-}
-
-static bool iob__round_len(uint64_t len, uint64_t page, uint64_t* out) {
-    if (iob__add_overflows(len, page - 1)) {
-        return false;
-    }
-    *out = (len + page - 1) & ~(page - 1);
-    return true;
-}
-
 /* ---- Placement ---- */
 
 static int iob__prot(zx_vm_option_t options) {
