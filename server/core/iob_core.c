@@ -714,6 +714,7 @@ void iob__iob_free(iob_core_t* core, iob__iob_t* iob) {
     }
     iob__list_remove(&iob->link);
     core->iob_count--;
+    core->region_count -= iob->region_count;
     iob__usage_t charge = iob__amount(IOB__RES_BYTES, iob->total_bytes);
     charge.n[IOB__RES_IOBS] = 1;
     iob__budget_release(core, &iob->payer, &charge);
@@ -1148,5 +1149,6 @@ void iob_core_get_stats(iob_core_t* core, iob_core_stats_t* out) {
         }
     }
     out->handle_value_bits = core->handle_bits;
+    out->regions = core->region_count;
     iob__core_unlock(core);
 }

@@ -32,6 +32,7 @@
 #include <zircon/syscalls/object.h>
 
 #include "client/status_text.h"
+#include "server/core/iob_metrics.h"
 #include "server/rpc/log.h"
 #include "server/rpc/rpc_internal.h"
 
@@ -62,6 +63,11 @@ static void iobd__kick(iobd_rpc_t* srv) {
 }
 
 /* ---- Call contexts ---- */
+
+/* The methods' short names ("CreateIob"), for the metrics' method label. */
+#define IOBD__METHOD_NAME(e, name) name,
+static const char* const iobd__method_names[] = {IOB_WIRE_METHODS(IOBD__METHOD_NAME)};
+#undef IOBD__METHOD_NAME
 
 static const char* iobd__mname(const iobd_call_t* c) {
     const char* p = iob_wire_method_path((iob_wire_method_t)c->method);
@@ -191,6 +197,7 @@ static void iobd__finish_locked(iobd_call_t* c, zx_status_t status, grpc_status_
     ops[n].data.send_status_from_server.trailing_metadata_count = c->trailing_count;
     ops[n++].data.send_status_from_server.trailing_metadata = c->trailing;
     c->finishing = true;
+    iob_metrics_call(IOB_METRICS_RPC, c->method, status, (uint64_t)(iobd__now_ns() - c->start_ns));
     iobd__start_batch_locked(c, ops, n, &c->t_final);
     /* Not retained past start_batch. */
     grpc_slice_unref(details);
@@ -1021,6 +1028,7 @@ void iobd__open_session(iobd_call_t* c) {
         if (!uid_counted) {
             IOBD_DEBUG("OpenSession from uid %d refused: %u sessions open (max-sessions-per-uid)",
                        (int)cred.uid, (unsigned)srv->config.max_sessions_per_uid);
+            iob_metrics_refused(IOB_METRICS_REFUSED_SESSION_CAP);
             iobd__call_finish(c, ZX_ERR_NO_RESOURCES, NULL,
                               "too many open sessions for this uid (max-sessions-per-uid)");
             return;
@@ -1336,6 +1344,7 @@ static bool iobd__token_ok(iobd_rpc_t* srv, iobd_call_t* c) {
 
 static void iobd__on_new(iobd_call_t* c) {
     iobd_rpc_t* srv = c->srv;
+    c->start_ns = iobd__now_ns();
     iobd__request(srv, c->method); /* keep one request armed per method */
     char* p = grpc_call_get_peer(c->call);
     c->peer = strdup(p != NULL ? p : "");
@@ -1354,6 +1363,7 @@ static void iobd__on_new(iobd_call_t* c) {
     if (!iobd__peer_is_local(c->peer) && srv->token != NULL && !iobd__token_ok(srv, c)) {
         IOBD_WARN("%s: refused call without a valid bearer token",
                   c->peer != NULL ? c->peer : "?");
+        iob_metrics_refused(IOB_METRICS_REFUSED_AUTH);
         iobd__call_finish_code(c, ZX_ERR_ACCESS_DENIED, GRPC_STATUS_UNAUTHENTICATED, NULL,
                                "missing or invalid bearer token");
         return;
@@ -1592,6 +1602,7 @@ zx_status_t iobd_rpc_start(uv_loop_t* loop, const iobd_rpc_config_t* config, iob
     cc.observer.signals_changed = iobd__obs_signals_changed;
     cc.observer.handle_closed = iobd__obs_handle_closed;
     cc.observer.shared_region_updated = iobd__obs_shared_region_updated;
+    iob_metrics_set_methods(IOB_METRICS_RPC, iobd__method_names, IOB_WIRE_M_COUNT);
     zx_status_t st = iob_core_create(&cc, &srv->core);
     if (st != ZX_OK) {
         IOBD_ERROR("core: %s %s", zx_status_get_string(st), iob_core_error_detail());
