@@ -269,7 +269,8 @@ static void iob__render_core(FILE* out, iob_core_t* core) {
                 iob_backing_page_size(backings[i]) == page ? st.bytes_in_use : 0);
     }
     iob__gauge(out, "iob_sessions", "open client sessions", st.sessions);
-    iob__gauge(out, "iob_handles", "open handles (tokens in flight included)", st.handles);
+    iob__gauge(out, "iob_handles", "open handles (an exported token is in iob_tokens instead)",
+               st.handles);
     iob__gauge(out, "iob_tokens", "exported transfer tokens not yet imported or expired",
                st.tokens);
     iob__gauge(out, "iob_mappings", "live mapping records", st.mappings);
