@@ -23,9 +23,9 @@
 #include <zircon/syscalls/iob.h>
 #include <zircon/syscalls/object.h>
 
+#include "client/iobctl/top.h"
 #include "client/rpc/iob_conn.h"
 #include "client/status_text.h"
-#include "client/iobctl/top.h"
 
 /* Exit codes (documented in --help). */
 enum {

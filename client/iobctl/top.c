@@ -266,7 +266,8 @@ static void top__parse(char* text, top_sample_t* s) {
             bool rpc = name[4] == 'r';
             top__label(labels, "method", a, sizeof a);
             top__label(labels, "status", b, sizeof b);
-            top_row_t* r = rpc ? top__row(s->rpc, &s->rpc_n, a) : top__row(s->broker, &s->broker_n, a);
+            top_row_t* r =
+                rpc ? top__row(s->rpc, &s->rpc_n, a) : top__row(s->broker, &s->broker_n, a);
             if (r != NULL) {
                 r->total += v;
                 r->errors += strcmp(b, "ZX_OK") != 0 ? v : 0;
@@ -388,19 +389,19 @@ static void top__print_screen(FILE* f, const char* addr, const top_sample_t* a,
     }
 }
 
-static json_t* top__json_rows(const top_row_t* now, size_t n, const top_row_t* before,
-                              size_t bn, double dt, bool regions) {
+static json_t* top__json_rows(const top_row_t* now, size_t n, const top_row_t* before, size_t bn,
+                              double dt, bool regions) {
     top_rate_t rates[TOP_MAX_ROWS];
     top__rates(now, n, before, bn, dt, rates);
     json_t* arr = json_array();
     for (size_t i = 0; i < n; i++) {
         const top_row_t* r = rates[i].row;
-        json_t* o = regions ? json_pack("{s:s, s:f, s:f, s:f, s:f, s:f}", "shared_region", r->key,
-                                        "records_per_s", rates[i].rate, "bytes_per_s",
-                                        rates[i].bytes_rate, "records", r->total, "bytes",
-                                        r->bytes, "no_space", r->no_space)
-                            : json_pack("{s:s, s:f, s:f, s:f}", "method", r->key, "calls_per_s",
-                                        rates[i].rate, "total", r->total, "errors", r->errors);
+        json_t* o =
+            regions ? json_pack("{s:s, s:f, s:f, s:f, s:f, s:f}", "shared_region", r->key,
+                                "records_per_s", rates[i].rate, "bytes_per_s", rates[i].bytes_rate,
+                                "records", r->total, "bytes", r->bytes, "no_space", r->no_space)
+                    : json_pack("{s:s, s:f, s:f, s:f}", "method", r->key, "calls_per_s",
+                                rates[i].rate, "total", r->total, "errors", r->errors);
         json_array_append_new(arr, o);
     }
     return arr;
@@ -408,11 +409,11 @@ static json_t* top__json_rows(const top_row_t* now, size_t n, const top_row_t* b
 
 static void top__print_json(const char* addr, const top_sample_t* a, const top_sample_t* b) {
     double dt = b->t - a->t;
-    json_t* o = json_pack(
-        "{s:s, s:f, s:f, s:f, s:f, s:f, s:s, s:f, s:f, s:f, s:f}", "endpoint", addr,
-        "interval_s", dt, "iobs", b->iobs, "regions", b->regions, "shared_regions",
-        b->shared_regions, "bytes_in_use", b->bytes, "backing", b->backing, "sessions",
-        b->sessions, "handles", b->handles, "tokens", b->tokens, "mappings", b->mappings);
+    json_t* o =
+        json_pack("{s:s, s:f, s:f, s:f, s:f, s:f, s:s, s:f, s:f, s:f, s:f}", "endpoint", addr,
+                  "interval_s", dt, "iobs", b->iobs, "regions", b->regions, "shared_regions",
+                  b->shared_regions, "bytes_in_use", b->bytes, "backing", b->backing, "sessions",
+                  b->sessions, "handles", b->handles, "tokens", b->tokens, "mappings", b->mappings);
     json_object_set_new(o, "rpc", top__json_rows(b->rpc, b->rpc_n, a->rpc, a->rpc_n, dt, false));
     json_object_set_new(o, "broker",
                         top__json_rows(b->broker, b->broker_n, a->broker, a->broker_n, dt, false));
@@ -447,28 +448,28 @@ int iobctl_top(int argc, char** argv) {
     while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         char* end = NULL;
         switch (opt) {
-        case 'm':
-            addr = optarg;
-            break;
-        case 'i':
-            interval = strtod(optarg, &end);
-            if (end == optarg || *end != '\0' || !(interval >= 0.1 && interval <= 3600)) {
-                fprintf(stderr, "iobctl: top: --interval: 0.1 to 3600 seconds\n");
+            case 'm':
+                addr = optarg;
+                break;
+            case 'i':
+                interval = strtod(optarg, &end);
+                if (end == optarg || *end != '\0' || !(interval >= 0.1 && interval <= 3600)) {
+                    fprintf(stderr, "iobctl: top: --interval: 0.1 to 3600 seconds\n");
+                    return 1;
+                }
+                break;
+            case 'o':
+                once = true;
+                break;
+            case 'j':
+                json = true;
+                break;
+            case 'h':
+                fputs(top__usage, stdout);
+                return 0;
+            default:
+                fputs(top__usage, stderr);
                 return 1;
-            }
-            break;
-        case 'o':
-            once = true;
-            break;
-        case 'j':
-            json = true;
-            break;
-        case 'h':
-            fputs(top__usage, stdout);
-            return 0;
-        default:
-            fputs(top__usage, stderr);
-            return 1;
         }
     }
     if (optind < argc) {

@@ -170,7 +170,7 @@ static int64_t iobd__broker_now_ns(void) {
 }
 
 /* Request types as the metrics' method label; 0 is a message that could not be parsed. */
-static const char* const iobd__request_names[] = {"Invalid", "Attach",  "Map",       "Unmap",
+static const char* const iobd__request_names[] = {"Invalid", "Attach", "Map",       "Unmap",
                                                   "Import",  "Writev", "AllocateId"};
 
 #define IOBD__BROKER_RX_SIZE (IOB_BROKER_MAX_MEDIATED_MSG + 1)

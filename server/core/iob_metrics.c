@@ -18,8 +18,8 @@
 
 /* Upper bounds of the latency buckets, in nanoseconds (10 us .. 1 s); +Inf follows. */
 static const uint64_t iob__bucket_ns[] = {
-    10000,    25000,    50000,     100000,    250000,    500000,    1000000,   2500000,
-    5000000,  10000000, 25000000,  50000000,  100000000, 250000000, 500000000, 1000000000,
+    10000,   25000,    50000,    100000,   250000,    500000,    1000000,   2500000,
+    5000000, 10000000, 25000000, 50000000, 100000000, 250000000, 500000000, 1000000000,
 };
 static const char* const iob__bucket_le[] = {
     "1e-05", "2.5e-05", "5e-05", "0.0001", "0.00025", "0.0005", "0.001", "0.0025",
@@ -53,8 +53,7 @@ static const char* const iob__plane_what[IOB_METRICS_PLANES] = {"gRPC calls",
 static const char* const iob__refusal_names[IOB_METRICS_REFUSALS] = {
     "broker_connections", "broker_policy", "session_cap", "auth"};
 
-void iob_metrics_set_methods(iob_metrics_plane_t plane, const char* const* names,
-                             unsigned count) {
+void iob_metrics_set_methods(iob_metrics_plane_t plane, const char* const* names, unsigned count) {
     if ((unsigned)plane >= IOB_METRICS_PLANES) {
         return;
     }
@@ -62,8 +61,7 @@ void iob_metrics_set_methods(iob_metrics_plane_t plane, const char* const* names
     iob__planes[plane].name_count = count;
 }
 
-void iob_metrics_call(iob_metrics_plane_t plane, unsigned method, zx_status_t status,
-                      uint64_t ns) {
+void iob_metrics_call(iob_metrics_plane_t plane, unsigned method, zx_status_t status, uint64_t ns) {
     if ((unsigned)plane >= IOB_METRICS_PLANES) {
         return;
     }
@@ -172,8 +170,7 @@ static void iob__render_plane(FILE* out, iob_metrics_plane_t plane) {
     char name[96], help[160];
     /* Counter names are the plane's noun in the plural ("iob_rpc_calls_total"). */
     snprintf(name, sizeof name, "%ss_total", base);
-    snprintf(help, sizeof help, "%s answered, by method and Zircon status",
-             iob__plane_what[plane]);
+    snprintf(help, sizeof help, "%s answered, by method and Zircon status", iob__plane_what[plane]);
     iob__head(out, name, "counter", help);
     for (unsigned m = 0; m <= IOB_METRICS_MAX_METHODS; m++) {
         for (unsigned s = 0; s < IOB__STATUS_SLOTS; s++) {

@@ -34,10 +34,10 @@ typedef enum iob_metrics_plane {
 } iob_metrics_plane_t;
 
 typedef enum iob_metrics_refusal {
-    IOB_METRICS_REFUSED_BROKER_CONNS,   /* broker connection caps (server-wide or per uid) */
-    IOB_METRICS_REFUSED_BROKER_POLICY,  /* broker peer not allowed (--allow-uid/gid) */
-    IOB_METRICS_REFUSED_SESSION_CAP,    /* --max-sessions-per-uid */
-    IOB_METRICS_REFUSED_AUTH,           /* TCP call without a valid bearer token */
+    IOB_METRICS_REFUSED_BROKER_CONNS,  /* broker connection caps (server-wide or per uid) */
+    IOB_METRICS_REFUSED_BROKER_POLICY, /* broker peer not allowed (--allow-uid/gid) */
+    IOB_METRICS_REFUSED_SESSION_CAP,   /* --max-sessions-per-uid */
+    IOB_METRICS_REFUSED_AUTH,          /* TCP call without a valid bearer token */
     IOB_METRICS_REFUSALS
 } iob_metrics_refusal_t;
 

@@ -512,8 +512,8 @@ static bool iobd__apply(iobd_options_t* o, int opt, const char* v, bool from_cli
         iobd__set_str(&o->metrics, v);
         return true;
     case OPT_METRICS_ALLOW_REMOTE:
-        o->metrics_allow_remote = v == NULL || strcasecmp(v, "true") == 0 ||
-                                  strcmp(v, "1") == 0 || strcasecmp(v, "yes") == 0;
+        o->metrics_allow_remote = v == NULL || strcasecmp(v, "true") == 0 || strcmp(v, "1") == 0 ||
+                                  strcasecmp(v, "yes") == 0;
         return true;
     case OPT_METRICS_MAX_NAMED:
         if (!iobd__parse_u64(v, &n) || n > 1024) {

@@ -46,8 +46,8 @@ static enum MHD_Result iobd__reply(struct MHD_Connection* conn, unsigned code, c
     if (copy == NULL) {
         return MHD_NO;
     }
-    struct MHD_Response* r = MHD_create_response_from_buffer(strlen(copy), copy,
-                                                             MHD_RESPMEM_MUST_FREE);
+    struct MHD_Response* r =
+        MHD_create_response_from_buffer(strlen(copy), copy, MHD_RESPMEM_MUST_FREE);
     if (r == NULL) {
         free(copy);
     }
@@ -101,7 +101,8 @@ static enum MHD_Result iobd__on_request(void* cls, struct MHD_Connection* conn, 
         free(buf);
         return MHD_NO;
     }
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8");
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8");
     enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_OK, r);
     MHD_destroy_response(r);
     return ret;
@@ -165,9 +166,10 @@ zx_status_t iobd_metrics_start(const char* addr, bool allow_remote, iob_core_t* 
         return ZX_ERR_INVALID_ARGS;
     }
     if (!allow_remote && !iobd__is_loopback(ai->ai_addr)) {
-        IOBD_ERROR("--metrics %s: not a loopback address; the endpoint cannot tell who "
-                   "connects (no uid, no token), so other addresses need --metrics-allow-remote",
-                   addr);
+        IOBD_ERROR(
+            "--metrics %s: not a loopback address; the endpoint cannot tell who "
+            "connects (no uid, no token), so other addresses need --metrics-allow-remote",
+            addr);
         freeaddrinfo(ai);
         return ZX_ERR_ACCESS_DENIED;
     }
@@ -182,11 +184,11 @@ zx_status_t iobd_metrics_start(const char* addr, bool allow_remote, iob_core_t* 
         flags |= MHD_USE_IPv6;
     }
     m->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, iobd__on_request, m, MHD_OPTION_EXTERNAL_LOGGER, iobd__mhd_log,
-        NULL, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)IOBD_METRICS_MAX_CONNS,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)IOBD_METRICS_TIMEOUT_S,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)IOBD__METRICS_CONN_MEMORY, MHD_OPTION_END);
+        flags, 0, NULL, NULL, iobd__on_request, m, MHD_OPTION_EXTERNAL_LOGGER, iobd__mhd_log, NULL,
+        MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)IOBD_METRICS_MAX_CONNS, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)IOBD_METRICS_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)IOBD__METRICS_CONN_MEMORY, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (m->daemon == NULL) {
         IOBD_ERROR("--metrics %s: cannot listen there", addr);
