@@ -15,7 +15,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from metrics_util import Iobd, drive_load, fail, parse, value  # noqa: E402
+from metrics_util import Iobd, drive_load, fail, free_port, parse, value  # noqa: E402
 
 iobd_bin, iobctl_bin, peer_bin = sys.argv[1], sys.argv[2], sys.argv[3]
 
@@ -176,8 +176,11 @@ def check_policy():
     print("loopback policy, config key, off by default: ok")
 
 
-def check_max_named():
-    d = Iobd(iobd_bin, iobctl_bin, extra=["--metrics-max-named", "2"])
+def check_bounds_refusals_expiry():
+    port = free_port()
+    d = Iobd(iobd_bin, iobctl_bin, extra=["--metrics-max-named", "2", "--token-ttl", "1s",
+                                          "--listen", "127.0.0.1:%d" % port, "--insecure",
+                                          "--token", "s3cret"])
     try:
         for _ in range(4):
             d.ctl("create-shared-region", "--size", "4K", "--export")
@@ -186,12 +189,30 @@ def check_max_named():
                          if k[0] == "iob_mediated_records_total")
         if len(regions) != 3 or "other" not in regions:
             fail("--metrics-max-named 2 with 4 shared regions: %s" % regions, d.log)
-        print("max-named: ok (%s)" % regions)
+        # A TCP call without the bearer token is refused and counted.
+        r = d.ctl("--server", "127.0.0.1:%d" % port, "--insecure", "server-info", check=False)
+        if r.returncode == 0:
+            fail("a call without the token succeeded", d.log)
+        # The four tokens expire (1 s, the expiry timer runs every second).
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            samples, _ = parse(d.scrape()[2])
+            if value(samples, "iob_token_expiries_total") == 4:
+                break
+            time.sleep(0.2)
+        else:
+            fail("token expiries %s, want 4" % value(samples, "iob_token_expiries_total"), d.log)
+        auth = value(samples, "iob_refused_connections_total", reason="auth")
+        if auth != 1:
+            fail("auth refusals %s, want 1" % auth, d.log)
+        if value(samples, "iob_shared_regions") != 0:
+            fail("shared regions outlived their tokens", d.log)
+        print("max-named, auth refusal, token expiries: ok (%s)" % regions)
     finally:
         d.stop()
 
 
 check_policy()
 check_counters()
-check_max_named()
+check_bounds_refusals_expiry()
 print("PASS")
