@@ -944,6 +944,7 @@ static void iobd__conn_on_readable(uv_poll_t* poll, int status, int events) {
             iobd__conn_close(conn, zx_status_get_string(st));
             return;
         }
+        broker->rx_start_ns = iobd__broker_now_ns();
         uint64_t request_id = len >= sizeof(iob_broker_hdr_t) ? broker->rx->hdr.request_id : 0;
         /*
          * Only an ALLOCATE_ID that says its blob is in an fd may carry one, just one, and a
@@ -967,7 +968,6 @@ static void iobd__conn_on_readable(uv_poll_t* poll, int status, int events) {
         }
         bool import = len >= sizeof(iob_broker_hdr_t) && broker->rx->hdr.type == IOB_BROKER_IMPORT;
         broker->rx_fd = blob_fd ? fds[0] : -1;
-        broker->rx_start_ns = iobd__broker_now_ns();
         iobd__dispatch(conn, len);
         if (broker->rx_fd >= 0) {
             iobd__closer_push_from(broker->closer, &broker->rx_fd, 1, conn->uid);
