@@ -108,12 +108,17 @@ static enum MHD_Result iobd__on_request(void* cls, struct MHD_Connection* conn, 
     return ret;
 }
 
+/*
+ * Debug level: libmicrohttpd speaks once per connection (limit reached, timed out), so at a
+ * higher level anyone who can open the port could flood the log. A failure to start is
+ * reported by iobd_metrics_start itself.
+ */
 static void iobd__mhd_log(void* cls, const char* fmt, va_list ap) {
     (void)cls;
     char msg[512];
     vsnprintf(msg, sizeof msg, fmt, ap);
     msg[strcspn(msg, "\n")] = '\0';
-    IOBD_WARN("metrics: %s", msg);
+    IOBD_DEBUG("metrics: %s", msg);
 }
 
 /* "HOST:PORT" or "[V6]:PORT" into host and port strings. */
