@@ -23,6 +23,7 @@
 #include <zircon/syscalls/iob.h>
 #include <zircon/syscalls/object.h>
 
+#include "client/iobctl/top.h"
 #include "client/rpc/iob_conn.h"
 #include "client/status_text.h"
 
@@ -45,6 +46,8 @@ static const char iobctl__usage[] =
     "commands:\n"
     "  server-info                      version, page size, backing, limits, counts\n"
     "  list                             the IOBs the server holds\n"
+    "  top [--metrics HOST:PORT] [--interval S] [--once | --json]\n"
+    "                                   live view from iobd's metrics endpoint (iobd --metrics)\n"
     "  create --region SPEC [--region SPEC ...] [--name N] [--export]\n"
     "                                   SPEC: size=1M,access=ep0:rw,ep1:r (access letters:\n"
     "                                   r=map read, w=map write, R/W=mediated read/write)\n"
@@ -724,6 +727,10 @@ static bool iobctl__u32(const char* t, uint32_t* out) {
 }
 
 int main(int argc, char** argv) {
+    /* top reads the metrics endpoint, not the gRPC service: its own options. */
+    if (argc >= 2 && strcmp(argv[1], "top") == 0) {
+        return iobctl_top(argc - 1, argv + 1);
+    }
     iob_conn_options_t o;
     memset(&o, 0, sizeof o);
     iobctl_args_t a;

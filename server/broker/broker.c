@@ -40,10 +40,12 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <zircon/status.h>
 
+#include "server/core/iob_metrics.h"
 #include "shm/broker_wire.h"
 #include "shm/fdpass.h"
 #include "shm/region.h"
@@ -158,7 +160,18 @@ struct iobd_broker {
      * only borrows it; the closer thread gets it after the dispatch.
      */
     int rx_fd;
+    int64_t rx_start_ns; /* when the datagram in rx was read, for the latency metrics */
 };
+
+static int64_t iobd__broker_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Request types as the metrics' method label; 0 is a message that could not be parsed. */
+static const char* const iobd__request_names[] = {"Invalid", "Attach", "Map",       "Unmap",
+                                                  "Import",  "Writev", "AllocateId"};
 
 #define IOBD__BROKER_RX_SIZE (IOB_BROKER_MAX_MEDIATED_MSG + 1)
 
@@ -505,7 +518,15 @@ static void iobd__conn_on_attach_deadline(uv_timer_t* timer) {
     }
 }
 
+/* Every reply leads with a status reply's fields, so its status is counted here. */
 static zx_status_t iobd__send(iobd__conn_t* conn, const void* msg, size_t len, int fd) {
+    if (len >= sizeof(iob_broker_status_reply_t)) {
+        const iob_broker_status_reply_t* r = msg;
+        unsigned type = r->hdr.type & ~(unsigned)IOB_BROKER_REPLY;
+        int64_t ns = iobd__broker_now_ns() - conn->broker->rx_start_ns;
+        iob_metrics_call(IOB_METRICS_BROKER, type <= IOB_BROKER_ALLOCATE_ID ? type : 0, r->status,
+                         ns > 0 ? (uint64_t)ns : 0);
+    }
     return iob_fd_send(conn->fd, msg, len, fd >= 0 ? &fd : NULL, fd >= 0 ? 1u : 0u);
 }
 
@@ -920,6 +941,7 @@ static void iobd__conn_on_readable(uv_poll_t* poll, int status, int events) {
             iobd__conn_close(conn, zx_status_get_string(st));
             return;
         }
+        broker->rx_start_ns = iobd__broker_now_ns();
         uint64_t request_id = len >= sizeof(iob_broker_hdr_t) ? broker->rx->hdr.request_id : 0;
         /*
          * Only an ALLOCATE_ID that says its blob is in an fd may carry one, just one, and a
@@ -1028,6 +1050,8 @@ static void iobd__accept_one(iobd_broker_t* broker, int fd) {
         iobd__log(broker, IOBD_BROKER_LOG_WARNING, "refused pid %ld uid %ld gid %ld: %s",
                   (long)cred.pid, (long)cred.uid, (long)cred.gid, why);
         broker->stats.refused++;
+        iob_metrics_refused(strcmp(why, "policy") == 0 ? IOB_METRICS_REFUSED_BROKER_POLICY
+                                                       : IOB_METRICS_REFUSED_BROKER_CONNS);
         iobd__closer_push(broker->closer, fd, true);
         return;
     }
@@ -1172,6 +1196,8 @@ zx_status_t iobd_broker_start(uv_loop_t* loop, iob_core_t* core, const iobd_brok
     if (broker == NULL) {
         return ZX_ERR_NO_MEMORY;
     }
+    iob_metrics_set_methods(IOB_METRICS_BROKER, iobd__request_names,
+                            sizeof iobd__request_names / sizeof iobd__request_names[0]);
     broker->socket_path = strdup(config->socket_path);
     if (broker->socket_path == NULL) {
         free(broker);

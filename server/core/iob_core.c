@@ -734,6 +734,7 @@ void iob__iob_free(iob_core_t* core, iob__iob_t* iob) {
     }
     iob__list_remove(&iob->link);
     core->iob_count--;
+    core->region_count -= iob->region_count;
     iob__usage_t charge = iob__amount(IOB__RES_BYTES, iob->total_bytes);
     charge.n[IOB__RES_IOBS] = 1;
     iob__budget_release(core, &iob->payer, &charge);

@@ -457,6 +457,7 @@ typedef struct iob_core_stats {
     uint64_t uid_max_bytes; /* the most any one uid has charged now, and its uid */
     uint32_t uid_max_bytes_uid;
     uint32_t handle_value_bits;
+    uint64_t regions; /* regions of live IOBs */
 } iob_core_stats_t;
 
 void iob_core_get_stats(iob_core_t* core, iob_core_stats_t* out);

@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "server/core/iob_core.h"
+#include "server/core/iob_metrics.h"
 #include "shm/handles.h"
 
 /* ---- Intrusive doubly linked lists ---- */
@@ -166,6 +167,7 @@ struct iob__shared_region {
     /* Its bytes and IOB slot, charged to the creating session and uid until it is freed. */
     iob__payer_t payer;
     iob__memory_t memory;
+    iob_metrics_region_t* metrics; /* its mediated-write counters (iob_metrics.h) */
 };
 
 static inline iob__memory_t* iob__region_memory(iob__region_t* r) {
@@ -258,6 +260,7 @@ struct iob_core {
     uint64_t mapping_count;
     uint64_t token_count;
     uint64_t bytes_in_use;
+    uint64_t region_count; /* regions of live IOBs (metrics) */
 };
 
 /* ---- Error detail ---- */

@@ -345,6 +345,7 @@ zx_status_t iob_core_iob_create(iob_core_t* core, iob_session_id_t session, uint
     iob->total_bytes = total;
     iob__list_push_back(&core->iobs, &iob->link);
     core->iob_count++;
+    core->region_count += iob->region_count;
     for (int e = 0; e < 2; e++) {
         h[e]->rights = ZX_DEFAULT_IOB_RIGHTS;
         h[e]->ep = &iob->ep[e];

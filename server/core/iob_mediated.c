@@ -29,6 +29,8 @@ void iob__shared_region_free(iob_core_t* core, iob__shared_region_t* shared) {
     iob__budget_release(core, &shared->payer, &charge);
     iob__list_remove(&shared->link);
     core->shared_region_count--;
+    iob_metrics_region_release(shared->metrics);
+    shared->metrics = NULL;
     /* Its memory is closed once the mutex is released. */
     iob__shared_region_bury(shared);
 }
@@ -132,6 +134,7 @@ zx_status_t iob_core_shared_region_create(iob_core_t* core, iob_session_id_t ses
     shared->handles = 1;
     iob__list_push_back(&core->shared_regions, &shared->link);
     core->shared_region_count++;
+    shared->metrics = iob_metrics_region_acquire(shared->koid);
     h->rights = ZX_DEFAULT_IOB_SHARED_REGION_RIGHTS;
     h->shared = shared;
     iob__handle_install(core, owner, h);
@@ -235,6 +238,11 @@ zx_status_t iob_core_iob_writev(iob_core_t* core, iob_session_id_t session, zx_h
                                  .vectors = vectors,
                                  .num_vectors = num_vectors};
     status = iob_fault_call(ring, (size_t)shared->memory.mem.size, ring_append, &append);
+    uint64_t bytes = 0;
+    for (size_t i = 0; status == ZX_OK && i < num_vectors; i++) {
+        bytes += vectors[i].capacity;
+    }
+    iob_metrics_mediated_record(shared->metrics, bytes, status);
     if (status != ZX_OK) {
         IOB__ERR_SET(status, "region %u: ring of shared region %" PRIu64 " refused the record",
                      region_index, shared->koid);

@@ -479,5 +479,6 @@ void iob_core_get_stats(iob_core_t* core, iob_core_stats_t* out) {
         }
     }
     out->handle_value_bits = core->handle_bits;
+    out->regions = core->region_count;
     iob__core_unlock(core);
 }

@@ -237,12 +237,17 @@ void iob_core_expire_tokens(iob_core_t* core) {
     }
     iob__core_lock(core);
     int64_t now = iob__now_ns(core);
+    uint64_t expired = 0;
     while (!iob__list_empty(&core->tokens)) {
         iob__token_t* t = IOB__CONTAINER_OF(core->tokens.next, iob__token_t, link);
         if (!token_expired(t, now)) {
             break; /* every later token expires later */
         }
         token_destroy(core, t, false);
+        expired++;
     }
     iob__core_unlock(core);
+    if (expired > 0) {
+        iob_metrics_tokens_expired(expired);
+    }
 }

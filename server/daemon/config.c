@@ -58,6 +58,10 @@ enum {
     /* Map broker budgets. */
     OPT_BROKER_MAX_CONNS_PER_UID,
     OPT_BROKER_ATTACH_TIMEOUT,
+    /* Prometheus endpoint. */
+    OPT_METRICS,
+    OPT_METRICS_ALLOW_REMOTE,
+    OPT_METRICS_MAX_NAMED,
     OPT_HELP,
     OPT_VERSION,
 };
@@ -100,6 +104,9 @@ static const struct option iobd__long_options[] = {
     {"max-waits-per-session", required_argument, NULL, OPT_MAX_WAITS_PER_SESSION},
     {"broker-max-conns-per-uid", required_argument, NULL, OPT_BROKER_MAX_CONNS_PER_UID},
     {"broker-attach-timeout", required_argument, NULL, OPT_BROKER_ATTACH_TIMEOUT},
+    {"metrics", required_argument, NULL, OPT_METRICS},
+    {"metrics-allow-remote", no_argument, NULL, OPT_METRICS_ALLOW_REMOTE},
+    {"metrics-max-named", required_argument, NULL, OPT_METRICS_MAX_NAMED},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -153,7 +160,13 @@ static const char iobd__usage[] =
     "  --broker-max-conns-per-uid N  map broker connections one uid may hold (default 64;\n"
     "                             root and iobd's own uid are not limited)\n"
     "  --broker-attach-timeout DURATION  a map broker connection that has not attached\n"
-    "                             to its session by then is closed (default 5s)\n";
+    "                             to its session by then is closed (default 5s)\n"
+    "  --metrics HOST:PORT        serve Prometheus metrics on http://HOST:PORT/metrics (off by\n"
+    "                             default); a loopback address unless --metrics-allow-remote\n"
+    "  --metrics-allow-remote     allow a non-loopback --metrics address: anyone who reaches\n"
+    "                             the port reads the metrics (it sees no uid and no token)\n"
+    "  --metrics-max-named N      shared regions with a label of their own in the mediated\n"
+    "                             metrics (default 32, at most 1024); the rest are \"other\"\n";
 
 static bool iobd__parse_u64(const char* text, uint64_t* out) {
     if (text == NULL || *text == '\0' || *text == '-') {
@@ -466,6 +479,19 @@ static bool iobd__apply(iobd_options_t* o, int opt, const char* v, bool from_cli
         return iobd_parse_duration_ns(v, &o->token_ttl_ns) && o->token_ttl_ns > 0;
     case OPT_LOG_LEVEL:
         return iobd_log_parse_level(v, &o->log_level);
+    case OPT_METRICS:
+        iobd__set_str(&o->metrics, v);
+        return true;
+    case OPT_METRICS_ALLOW_REMOTE:
+        o->metrics_allow_remote = v == NULL || strcasecmp(v, "true") == 0 || strcmp(v, "1") == 0 ||
+                                  strcasecmp(v, "yes") == 0;
+        return true;
+    case OPT_METRICS_MAX_NAMED:
+        if (!iobd__parse_u64(v, &n) || n > 1024) {
+            return false;
+        }
+        o->metrics_max_named = (uint32_t)n;
+        return true;
     case OPT_BROKER_MAX_CONNS_PER_UID:
         if (!iobd__parse_u64(v, &n) || n == 0 || n > UINT32_MAX) {
             return false;
@@ -524,6 +550,7 @@ int iobd_options_parse(iobd_options_t* o, int argc, char** argv) {
     o->hugepages_min_free = 1;
     o->max_sessions_per_uid = 64;
     o->max_waits_per_session = 64;
+    o->metrics_max_named = 32;
 
     /* First pass: only --config, so the flags can override the file. */
     for (int i = 1; i < argc; i++) {
@@ -591,5 +618,6 @@ void iobd_options_fini(iobd_options_t* o) {
     free(o->token);
     free(o->hugepages);
     free(o->config_file);
+    free(o->metrics);
     memset(o, 0, sizeof *o);
 }

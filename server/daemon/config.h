@@ -69,6 +69,10 @@ typedef struct iobd_options {
     /* Map broker budgets; 0: the broker's defaults (server/broker/broker.h). */
     uint32_t broker_max_conns_per_uid;
     uint32_t broker_attach_timeout_ms;
+    /* Prometheus endpoint (server/daemon/metrics.h); NULL: off. */
+    char* metrics;
+    bool metrics_allow_remote;
+    uint32_t metrics_max_named; /* shared regions labelled individually */
 } iobd_options_t;
 
 /* 0: run; 1: exit 0 (help/version printed); -1: bad usage (message printed). */

@@ -33,7 +33,9 @@
 #include <zircon/status.h>
 
 #include "server/broker/broker.h"
+#include "server/core/iob_metrics.h"
 #include "server/daemon/config.h"
+#include "server/daemon/metrics.h"
 #include "server/rpc/log.h"
 #include "server/rpc/rpc.h"
 #include "shm/region.h"
@@ -56,6 +58,7 @@ typedef struct iobd_main {
     uv_timer_t expiry;
     iobd_rpc_t* rpc;
     iobd_broker_t* broker;
+    iobd_metrics_t* metrics;
     bool stopping;
 } iobd_main_t;
 
@@ -87,6 +90,9 @@ static void iobd__on_signal(uv_signal_t* s, int signum) {
     /* ---- map broker: stopped before the service so no new mapping races the end ---- */
     iobd_broker_stop(m->broker);
     m->broker = NULL;
+    /* Its thread reads the core: stopped (joined) before the core goes. */
+    iobd_metrics_stop(m->metrics);
+    m->metrics = NULL;
     iobd_rpc_shutdown(m->rpc, iobd__rpc_done, m);
 }
 
@@ -335,6 +341,8 @@ int main(int argc, char** argv) {
     rc.max_waits_per_session = o.max_waits_per_session;
     rc.broker_path = broker_path[0] != '\0' ? broker_path : NULL;
     rc.version = IOB_VERSION;
+    /* Before the core exists: slots are taken as shared regions are created. */
+    iob_metrics_set_max_named(o.metrics_max_named);
     zx_status_t st = iobd_rpc_start(&m.loop, &rc, &m.rpc);
     if (st != ZX_OK) {
         IOBD_ERROR("cannot start: %s", zx_status_get_string(st));
@@ -370,6 +378,14 @@ int main(int argc, char** argv) {
             iobd__on_signal(&m.sigterm, SIGTERM); /* unwind through the normal path */
         } else {
             IOBD_INFO("map broker on %s", broker_path);
+        }
+    }
+
+    if (!m.stopping && o.metrics != NULL) {
+        st =
+            iobd_metrics_start(o.metrics, o.metrics_allow_remote, iobd_rpc_core(m.rpc), &m.metrics);
+        if (st != ZX_OK) {
+            iobd__on_signal(&m.sigterm, SIGTERM); /* unwind through the normal path */
         }
     }
 

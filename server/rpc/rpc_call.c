@@ -24,6 +24,7 @@
 #include <zircon/syscalls/object.h>
 
 #include "client/status_text.h"
+#include "server/core/iob_metrics.h"
 #include "server/rpc/log.h"
 #include "server/rpc/rpc_internal.h"
 
@@ -156,6 +157,7 @@ void iobd__finish_locked(iobd_call_t* c, zx_status_t status, grpc_status_code co
     ops[n].data.send_status_from_server.trailing_metadata_count = c->trailing_count;
     ops[n++].data.send_status_from_server.trailing_metadata = c->trailing;
     c->finishing = true;
+    iob_metrics_call(IOB_METRICS_RPC, c->method, status, (uint64_t)(iobd__now_ns() - c->start_ns));
     iobd__start_batch_locked(c, ops, n, &c->t_final);
     /* Not retained past start_batch. */
     grpc_slice_unref(details);

@@ -223,6 +223,7 @@ typedef struct iobd_write_state {
 struct iobd_call {
     iobd_rpc_t* srv;
     unsigned method;
+    int64_t start_ns; /* arrival, for the latency metrics */
     grpc_call* call;
     gpr_timespec deadline;
     grpc_metadata_array md;

@@ -30,9 +30,15 @@
 #include <zircon/syscalls/object.h>
 
 #include "client/status_text.h"
+#include "server/core/iob_metrics.h"
 #include "server/rpc/log.h"
 #include "server/rpc/rpc_internal.h"
 static _Thread_local bool iobd__on_cq_thread;
+
+/* The methods' short names ("CreateIob"), for the metrics' method label. */
+#define IOBD__METHOD_NAME(e, name, request, reply) name,
+static const char* const iobd__method_names[] = {IOB_WIRE_METHODS(IOBD__METHOD_NAME)};
+#undef IOBD__METHOD_NAME
 
 /* Wakes the loop so it flushes events raised outside the CQ thread (broker, timers). */
 void iobd__kick(iobd_rpc_t* srv) {
@@ -114,6 +120,7 @@ static void iobd__slow_enqueue(iobd_call_t* c);
 /* False when the call went to a slow thread: the caller must not touch it again. */
 static bool iobd__on_new(iobd_call_t* c) {
     iobd_rpc_t* srv = c->srv;
+    c->start_ns = iobd__now_ns();
     iobd__request(srv, c->method); /* keep one request armed per method */
     char* p = grpc_call_get_peer(c->call);
     c->peer = strdup(p != NULL ? p : "");
@@ -131,6 +138,7 @@ static bool iobd__on_new(iobd_call_t* c) {
     }
     if (!iobd__peer_is_local(c->peer) && srv->token != NULL && !iobd__token_ok(srv, c)) {
         IOBD_WARN("%s: refused call without a valid bearer token", c->peer != NULL ? c->peer : "?");
+        iob_metrics_refused(IOB_METRICS_REFUSED_AUTH);
         iobd__call_finish_code(c, ZX_ERR_ACCESS_DENIED, GRPC_STATUS_UNAUTHENTICATED, NULL,
                                "missing or invalid bearer token");
         return true;
@@ -507,6 +515,7 @@ zx_status_t iobd_rpc_start(uv_loop_t* loop, const iobd_rpc_config_t* config, iob
     grpc_init();
     iob_core_config_t cc = config->core;
     iobd__observer_install(srv, &cc);
+    iob_metrics_set_methods(IOB_METRICS_RPC, iobd__method_names, IOB_WIRE_M_COUNT);
     zx_status_t st = iob_core_create(&cc, &srv->core);
     if (st != ZX_OK) {
         IOBD_ERROR("core: %s %s", zx_status_get_string(st), iob_core_error_detail());

@@ -24,6 +24,7 @@
 #include <zircon/syscalls/object.h>
 
 #include "client/status_text.h"
+#include "server/core/iob_metrics.h"
 #include "server/rpc/log.h"
 #include "server/rpc/rpc_internal.h"
 
@@ -257,6 +258,7 @@ void iobd__open_session(iobd_call_t* c) {
         if (!uid_counted) {
             IOBD_DEBUG("OpenSession from uid %d refused: %u sessions open (max-sessions-per-uid)",
                        (int)cred.uid, (unsigned)srv->config.max_sessions_per_uid);
+            iob_metrics_refused(IOB_METRICS_REFUSED_SESSION_CAP);
             iobd__call_finish(c, ZX_ERR_NO_RESOURCES, NULL,
                               "too many open sessions for this uid (max-sessions-per-uid)");
             return;
