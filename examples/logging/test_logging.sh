@@ -50,4 +50,19 @@ END {
     exit bad
 }' "$tmp/out" || { echo "FAILED: output above"; exit 1; }
 grep -q "^iob-logging: every writer exited$" "$tmp/out" || { echo "no final line"; exit 1; }
+
+# While a slower run is going: iobctl lists one shared region with the three writers' IOBs
+# and their tags (a writer may already be gone; its IOB stays while the reader holds ep0).
+"$prog" --writers 3 --records 40 --interval-ms 50 >"$tmp/out2" 2>&1 &
+run=$!
+listed=
+for _ in $(seq 40); do
+  sleep 0.1
+  "$iobctl" list >"$tmp/list" 2>/dev/null || continue
+  if [ "$(grep -c ' ring  tag 100[012] ' "$tmp/list")" = 3 ]; then listed=1; break; fi
+done
+wait $run || { echo "second run failed:"; cat "$tmp/out2"; exit 1; }
+cat "$tmp/list"
+[ -n "$listed" ] || { echo "iobctl list did not show the three writers on one shared region"; exit 1; }
+[ "$(grep -c '^shared region koid ' "$tmp/list")" = 1 ] || { echo "expected one shared region"; exit 1; }
 echo "example_logging: ok"
