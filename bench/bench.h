@@ -27,10 +27,13 @@ typedef enum bench_mode { BENCH_COPY = 0, BENCH_ZEROCOPY = 1 } bench_mode_t;
 typedef enum bench_wait { BENCH_SPIN = 0, BENCH_BLOCK = 1 } bench_wait_t;
 typedef enum bench_load { BENCH_FULL = 0, BENCH_PACED = 1 } bench_load_t;
 typedef enum bench_role { BENCH_PRODUCER = 0, BENCH_CONSUMER = 1 } bench_role_t;
+/* What consumers check per message (bench_payload.h); one policy for every row of a run. */
+typedef enum bench_verify { BENCH_VERIFY_SAMPLED = 0, BENCH_VERIFY_FULL = 1 } bench_verify_t;
 
 const char* bench_mode_name(bench_mode_t mode);
 const char* bench_wait_name(bench_wait_t wait);
 const char* bench_load_name(bench_load_t load);
+const char* bench_verify_name(bench_verify_t verify);
 
 /* One measurement: what both children need to know, sent to them as argv text. */
 typedef struct bench_spec {
@@ -45,6 +48,7 @@ typedef struct bench_spec {
     double pace_rate;      /* messages per second when paced */
     int64_t duration_ns;   /* how long the producer keeps sending */
     int cpu[2];            /* producer, consumer; -1: not pinned */
+    bench_verify_t verify;
 } bench_spec_t;
 
 void bench_spec_format(const bench_spec_t* spec, char* out, size_t len);
@@ -95,6 +99,8 @@ typedef struct bench_endpoint {
 /* Goes through iobd. With STREAM: its region lives in whichever iobd serves it, whose
  * backing labels the rows. */
 #define BENCH_CAP_IOBD 16u
+/* The floor ring: its own minimal loops (bench_floor_ring.c), copy mode, busy-poll. */
+#define BENCH_CAP_FLOOR 32u
 
 /*
  * A transport: the contract of each member.
@@ -225,7 +231,22 @@ void bench_mediated_module_close(bench_endpoint_t* ep);
 zx_status_t bench_mediated_module_send(bench_endpoint_t* ep, const void* buf, size_t len);
 zx_status_t bench_mediated_module_recv(bench_endpoint_t* ep, void* buf, size_t len);
 
+/* The floor-ring transport (bench_floor_ring.c): prepare, and its two child roles. */
+zx_status_t bench_floor_prepare(const bench_spec_t* spec, bench_channel_t* ch, char* note,
+                                size_t note_len);
+void bench_floor_producer(const bench_spec_t* spec, bench_endpoint_t* ep, bench_side_result_t* r);
+void bench_floor_consumer(const bench_spec_t* spec, bench_endpoint_t* ep, bench_side_result_t* r);
+
 /* ---- child roles (bench_run.c) ----------------------------------------------------------- */
+
+/* What every child role shares: its message buffer (the same page offset for all), the
+ * ready handshake (the producer's clock starts once the consumer is ready) and how often a
+ * producer reads the clock. */
+unsigned char* bench_buffer_alloc(size_t n);
+void bench_buffer_free(unsigned char* buf);
+void bench_wait_ready(void);
+void bench_signal_ready(void);
+uint64_t bench_clock_mask(uint64_t msg_bytes);
 
 /* Runs one role of one throughput trial; the result goes to the result fd. Returns exit code. */
 int bench_child_main(bench_role_t role, const bench_spec_t* spec, int nfds, const char* arg);
@@ -283,6 +304,7 @@ typedef struct bench_row {
     double futex_waits_per_msg;
     double futex_wakes_per_msg;
     bool verified;
+    bench_verify_t verify;
     bool skipped;
     char note[160];
     /*

@@ -6,7 +6,7 @@
  *   iob-bench [--quick] [--csv F] [--json F] [--plot F.png] [--latency-csv F] [--out DIR]
  *             [--trials N] [--duration-ms N] [--sizes 64,4K,...] [--transports a,b,...]
  *             [--cpus P,C] [--batch N] [--ring-bytes N] [--reserve-hugepages]
- *             [--no-block] [--no-paced] [--no-latency] [--no-2m]
+ *             [--no-block] [--no-paced] [--no-latency] [--no-2m] [--verify full|sampled]
  *
  * The process the user starts only orchestrates; see bench.h for the process model.
  */
@@ -198,6 +198,7 @@ typedef struct options {
     bool paced;
     bool latency;
     bool two_meg;
+    bench_verify_t verify;
     uint64_t latency_iters;
 } options_t;
 
@@ -221,6 +222,8 @@ static void usage(void) {
             "                 [--sizes 8,64,4K,...] [--transports bare-ring,memcpy,...]\n"
             "                 [--cpus P,C] [--batch N] [--ring-bytes N] [--reserve-hugepages]\n"
             "                 [--no-block] [--no-paced] [--no-latency] [--no-2m]\n"
+            "                 [--verify full|sampled]   (what consumers check; sampled: each\n"
+            "                 message's sequence and first and last 8 bytes, every 256th in full)\n"
             "environment: IOB_SERVER measures that iobd's backing only (otherwise iob-bench\n"
             "starts a private iobd per backing); IOBD names the iobd binary to start\n");
 }
@@ -322,6 +325,16 @@ static int parse_options(int argc, char** argv, options_t* o) {
             o->latency = false;
         } else if (strcmp(a, "--no-2m") == 0) {
             o->two_meg = false;
+        } else if (strcmp(a, "--verify") == 0) {
+            NEED_VALUE();
+            if (strcmp(v, "full") == 0) {
+                o->verify = BENCH_VERIFY_FULL;
+            } else if (strcmp(v, "sampled") == 0) {
+                o->verify = BENCH_VERIFY_SAMPLED;
+            } else {
+                usage();
+                return -1;
+            }
         } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage();
             exit(0);
@@ -385,17 +398,20 @@ static int64_t trial_ns(int64_t duration_ns, uint64_t msg_bytes) {
 /*
  * The order rows run in within a round. This host's speed changes from one second to the
  * next (a run's trials of one row can differ by 5x), so the rows a target compares run next
- * to each other: per backing and mode, bare-ring busy-poll, iob-ring busy-poll, iob-ring
- * blocking, bare-ring blocking. Every other row keeps its place after them.
+ * to each other: per backing and mode, bare-ring busy-poll, floor-ring, iob-ring busy-poll,
+ * iob-ring blocking, bare-ring blocking. Every other row keeps its place after them.
  */
 static uint64_t run_order_key(const config_t* c, size_t index) {
     const bench_transport_t* t = &bench_transports[c->spec.transport];
+    if ((t->caps & BENCH_CAP_FLOOR) != 0) {
+        return ((uint64_t)c->spec.backing << 16) | ((uint64_t)c->spec.mode << 8) | 1;
+    }
     if ((t->caps & BENCH_CAP_RING) == 0) {
         return (UINT64_C(1) << 40) | index;
     }
     bool iob = (t->caps & BENCH_CAP_IOBD) != 0;
     bool block = c->spec.wait == BENCH_BLOCK;
-    uint64_t slot = block ? (iob ? 2 : 3) : (iob ? 1 : 0);
+    uint64_t slot = block ? (iob ? 3 : 4) : (iob ? 2 : 0);
     return ((uint64_t)c->spec.backing << 16) | ((uint64_t)c->spec.mode << 8) | slot;
 }
 
@@ -726,7 +742,8 @@ int main(int argc, char** argv) {
             }
             const bench_transport_t* tr = &bench_transports[t];
             for (int load = 0; load < 2; load++) {
-                if (load == BENCH_PACED && (!o.paced || (tr->caps & BENCH_CAP_SINGLE) != 0 ||
+                if (load == BENCH_PACED && (!o.paced ||
+                                            (tr->caps & (BENCH_CAP_SINGLE | BENCH_CAP_FLOOR)) != 0 ||
                                             strcmp(tr->name, "tcp") == 0 ||
                                             strcmp(tr->name, "pipe") == 0 ||
                                             (tr->caps & (BENCH_CAP_IOBD | BENCH_CAP_STREAM)) ==
@@ -739,7 +756,8 @@ int main(int argc, char** argv) {
                     continue;
                 }
                 for (int b = 0; b < 2; b++) {
-                    if ((tr->caps & BENCH_CAP_RING) == 0 && backings[b] != IOB_BACKING_4K) {
+                    if ((tr->caps & (BENCH_CAP_RING | BENCH_CAP_FLOOR)) == 0 &&
+                        backings[b] != IOB_BACKING_4K) {
                         continue;
                     }
                     if (backings[b] == IOB_BACKING_2M && !o.two_meg) {
@@ -755,9 +773,10 @@ int main(int argc, char** argv) {
                         for (int w = 0; w < 2; w++) {
                             bench_wait_t wait = (bench_wait_t)w;
                             if ((tr->caps & BENCH_CAP_RING) == 0) {
-                                /* Kernel paths block; memcpy does not wait at all and the
-                                 * mediated reader polls its mapping. */
-                                wait = (tr->caps & (BENCH_CAP_SINGLE | BENCH_CAP_POLLED))
+                                /* Kernel paths block; memcpy does not wait at all, the
+                                 * mediated reader polls its mapping, the floor busy-polls. */
+                                wait = (tr->caps &
+                                        (BENCH_CAP_SINGLE | BENCH_CAP_POLLED | BENCH_CAP_FLOOR))
                                            ? BENCH_SPIN
                                            : BENCH_BLOCK;
                                 if (w == 1) {
@@ -781,6 +800,7 @@ int main(int argc, char** argv) {
                             c->spec.duration_ns = trial_ns(o.duration_ns, o.sizes[si]);
                             c->spec.cpu[0] = o.cpu[0];
                             c->spec.cpu[1] = o.cpu[1];
+                            c->spec.verify = o.verify;
                             r->transport = tr->name;
                             r->mode = c->spec.mode;
                             r->backing = iob_backing_name(backings[b]);
@@ -788,6 +808,7 @@ int main(int argc, char** argv) {
                             r->load = c->spec.load;
                             r->msg_bytes = o.sizes[si];
                             r->verified = true;
+                            r->verify = o.verify;
                             if ((tr->caps & BENCH_CAP_IOBD) != 0 &&
                                 (tr->caps & BENCH_CAP_STREAM) != 0) {
                                 /* Its region lives in whichever iobd serves it. */
@@ -832,6 +853,7 @@ int main(int argc, char** argv) {
         ref->spec.ring_bytes = bench_ring_bytes_for(8, c->spec.backing, o.ring_bytes);
         ref->row->transport = "bare-ring";
         ref->row->verified = true;
+        ref->row->verify = o.verify;
         c->reference = ref;
         c->row->reference = "bare-ring copy spin 8 B, run right before each trial";
     }
@@ -964,10 +986,10 @@ int main(int argc, char** argv) {
 
     printf("iob-bench: %s, %d CPUs, %s; %s; load %.2f; %d trials of %" PRId64
            " ms each (longer in proportion above 1 MiB), median (min..max); producer on CPU %d, "
-           "consumer on CPU %d; batch %u\n",
+           "consumer on CPU %d; batch %u; verification %s\n",
            machine.cpu_model, machine.cpus, machine.kernel, machine.backing_note,
            machine.load_before[0], o.trials, o.duration_ns / 1000000, o.cpu[0], o.cpu[1],
-           o.batch);
+           o.batch, bench_verify_name(o.verify));
     bench_report_table(stdout, rows, nrows);
     if (nlat > 0) {
         bench_report_latency_table(stdout, lat, nlat);

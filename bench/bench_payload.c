@@ -6,6 +6,8 @@
  */
 #include "bench/bench_payload.h"
 
+#include <stdlib.h>
+
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
 #define BENCH_MULTIVERSION __attribute__((target_clones("avx2", "default")))
 #else
@@ -33,7 +35,7 @@ void bench_payload_generate_wide(void* dst, size_t words, uint64_t seq_word) {
     unsigned char* b = dst;
     uint64_t s = seq_word;
     uint64_t y = seq_word;
-    uint64_t v = seq_word;
+    uint64_t v = 0;
     for (size_t i = 1; i + 1 < words; i++) {
         v += BENCH_BODY_STEP;
         memcpy(b + i * 8, &v, 8);
@@ -61,4 +63,17 @@ void bench_words_copy_sum_wide(void* restrict dst, const void* restrict src, siz
     }
     *sum = s;
     *x = y;
+}
+
+bool bench_verifier_init(bench_verifier_t* v, size_t n, bool sampled) {
+    v->sampled = sampled;
+    v->body_sum = 0;
+    v->body_xor = 0;
+    unsigned char* scratch = malloc(n);
+    if (scratch == NULL) {
+        return false;
+    }
+    bench_payload_prepare(scratch, n, &v->body_sum, &v->body_xor);
+    free(scratch);
+    return true;
 }

@@ -145,7 +145,7 @@ int bench_report_csv(const char* path, const bench_row_t* rows, size_t n) {
         return -1;
     }
     fprintf(f, "transport,mode,backing,wait,load,msg_bytes,msgs_per_s,payload_bytes_per_s,"
-               "verified,trials,msgs_per_s_min,msgs_per_s_max,cpu_ns_per_msg,"
+               "verified,verify,trials,msgs_per_s_min,msgs_per_s_max,cpu_ns_per_msg,"
                "futex_waits_per_msg,futex_wakes_per_msg,note\n");
     for (size_t i = 0; i < n; i++) {
         const bench_row_t* r = &rows[i];
@@ -153,10 +153,11 @@ int bench_report_csv(const char* path, const bench_row_t* rows, size_t n) {
             /* Skipped measurements have no figures; they are listed in the JSON and table. */
             continue;
         }
-        fprintf(f, "%s,%s,%s,%s,%s,%" PRIu64 ",%.0f,%.0f,%s,%d,%.0f,%.0f,%.2f,%.6f,%.6f,",
+        fprintf(f, "%s,%s,%s,%s,%s,%" PRIu64 ",%.0f,%.0f,%s,%s,%d,%.0f,%.0f,%.2f,%.6f,%.6f,",
                 r->transport, bench_mode_name(r->mode), r->backing, bench_wait_name(r->wait),
                 bench_load_name(r->load), r->msg_bytes, r->msgs_per_s.median,
-                r->payload_bytes_per_s, r->verified ? "yes" : "no", r->msgs_per_s.n,
+                r->payload_bytes_per_s, r->verified ? "yes" : "no", bench_verify_name(r->verify),
+                r->msgs_per_s.n,
                 r->msgs_per_s.min, r->msgs_per_s.max, r->cpu_ns_per_msg,
                 r->futex_waits_per_msg, r->futex_wakes_per_msg);
         csv_note(f, r->note);
@@ -217,14 +218,18 @@ int bench_report_json(const char* path, const bench_machine_t* m, const bench_ro
             m->load_before[0], m->load_before[1], m->load_before[2], after[0], after[1],
             after[2]);
     json_str(f, m->started);
-    fprintf(f, "},\n  \"trials\": %d,\n  \"quick\": %s,\n  \"throughput\": [\n", trials,
-            quick ? "true" : "false");
+    /* One policy for every row of a run (iob-bench --verify). */
+    fprintf(f, "},\n  \"trials\": %d,\n  \"quick\": %s,\n  \"verify\": \"%s\",\n"
+               "  \"throughput\": [\n",
+            trials, quick ? "true" : "false",
+            bench_verify_name(n > 0 ? rows[0].verify : BENCH_VERIFY_SAMPLED));
     for (size_t i = 0; i < n; i++) {
         const bench_row_t* r = &rows[i];
         fprintf(f, "    {\"transport\": \"%s\", \"mode\": \"%s\", \"backing\": \"%s\", "
-                   "\"wait\": \"%s\", \"load\": \"%s\", \"msg_bytes\": %" PRIu64 ", ",
+                   "\"wait\": \"%s\", \"load\": \"%s\", \"msg_bytes\": %" PRIu64 ", "
+                   "\"verify\": \"%s\", ",
                 r->transport, bench_mode_name(r->mode), r->backing, bench_wait_name(r->wait),
-                bench_load_name(r->load), r->msg_bytes);
+                bench_load_name(r->load), r->msg_bytes, bench_verify_name(r->verify));
         if (r->skipped) {
             fprintf(f, "\"skipped\": true, \"note\": ");
         } else {

@@ -25,12 +25,15 @@ const char* bench_wait_name(bench_wait_t wait) {
 const char* bench_load_name(bench_load_t load) {
     return load == BENCH_PACED ? "paced" : "full";
 }
+const char* bench_verify_name(bench_verify_t verify) {
+    return verify == BENCH_VERIFY_FULL ? "full" : "sampled";
+}
 
 void bench_spec_format(const bench_spec_t* s, char* out, size_t len) {
-    snprintf(out, len, "%d,%d,%d,%d,%d,%" PRIu64 ",%" PRIu64 ",%u,%.3f,%" PRId64 ",%d,%d",
+    snprintf(out, len, "%d,%d,%d,%d,%d,%" PRIu64 ",%" PRIu64 ",%u,%.3f,%" PRId64 ",%d,%d,%d",
              s->transport, (int)s->mode, (int)s->backing, (int)s->wait, (int)s->load,
              s->msg_bytes, s->ring_bytes, s->batch, s->pace_rate, s->duration_ns, s->cpu[0],
-             s->cpu[1]);
+             s->cpu[1], (int)s->verify);
 }
 
 zx_status_t bench_spec_parse(const char* text, bench_spec_t* s) {
@@ -38,11 +41,12 @@ zx_status_t bench_spec_parse(const char* text, bench_spec_t* s) {
     int backing;
     int wait;
     int load;
+    int verify;
     memset(s, 0, sizeof(*s));
-    int n = sscanf(text, "%d,%d,%d,%d,%d,%" SCNu64 ",%" SCNu64 ",%u,%lf,%" SCNd64 ",%d,%d",
+    int n = sscanf(text, "%d,%d,%d,%d,%d,%" SCNu64 ",%" SCNu64 ",%u,%lf,%" SCNd64 ",%d,%d,%d",
                    &s->transport, &mode, &backing, &wait, &load, &s->msg_bytes, &s->ring_bytes,
-                   &s->batch, &s->pace_rate, &s->duration_ns, &s->cpu[0], &s->cpu[1]);
-    if (n != 12 || s->transport < 0 || (size_t)s->transport >= bench_transport_count ||
+                   &s->batch, &s->pace_rate, &s->duration_ns, &s->cpu[0], &s->cpu[1], &verify);
+    if (n != 13 || s->transport < 0 || (size_t)s->transport >= bench_transport_count ||
         s->msg_bytes < 8 || (s->msg_bytes % 8) != 0) {
         return ZX_ERR_INVALID_ARGS;
     }
@@ -50,6 +54,7 @@ zx_status_t bench_spec_parse(const char* text, bench_spec_t* s) {
     s->backing = (iob_backing_t)backing;
     s->wait = (bench_wait_t)wait;
     s->load = (bench_load_t)load;
+    s->verify = verify == BENCH_VERIFY_FULL ? BENCH_VERIFY_FULL : BENCH_VERIFY_SAMPLED;
     return ZX_OK;
 }
 
@@ -141,6 +146,16 @@ __attribute__((returns_nonnull)) static unsigned char* buffer_alloc(size_t n) {
 
 static void buffer_free(unsigned char* buf) {
     free(buf - BENCH_BUFFER_OFFSET);
+}
+
+/* The consumer's checks for the trial's policy; a child without memory for them exits. */
+static bench_verifier_t verifier_for(const bench_spec_t* s) {
+    bench_verifier_t v;
+    if (!bench_verifier_init(&v, (size_t)s->msg_bytes, s->verify == BENCH_VERIFY_SAMPLED)) {
+        fprintf(stderr, "iob-bench: no memory for a %" PRIu64 "-byte message\n", s->msg_bytes);
+        exit(1);
+    }
+    return v;
 }
 
 /* ---- rings -------------------------------------------------------------------------------- */
@@ -334,7 +349,8 @@ typedef enum ring_verdict {
 /* Checks one message's length, checksum and sequence; counts it when good. */
 static BENCH_ALWAYS_INLINE ring_verdict_t ring_check(ring_recv_state_t* out, const void* msg,
                                                      size_t len, unsigned char* buf, size_t n,
-                                                     ring_recv_kind_t kind) {
+                                                     ring_recv_kind_t kind,
+                                                     const bench_verifier_t* v) {
     if (len != n) {
         out->status = ZX_ERR_IO_DATA_INTEGRITY;
         out->what = "message length";
@@ -342,7 +358,7 @@ static BENCH_ALWAYS_INLINE ring_verdict_t ring_check(ring_recv_state_t* out, con
     }
     uint64_t word;
     bool good = kind == RING_RECV_FUSED ? bench_payload_copy_verify_wide(buf, msg, n, &word)
-                                        : bench_payload_verify(msg, n, &word);
+                                        : bench_payload_check(v, msg, n, out->expect, &word);
     if (!good || (word & ~BENCH_SEQ_LAST) != out->expect) {
         out->status = ZX_ERR_IO_DATA_INTEGRITY;
         out->what = good ? "wrong sequence" : "bad checksum";
@@ -360,7 +376,8 @@ static BENCH_ALWAYS_INLINE ring_verdict_t ring_check(ring_recv_state_t* out, con
  */
 static BENCH_ALWAYS_INLINE ring_recv_state_t ring_recv_loop(iob_ring_consumer_t* c,
                                                             unsigned char* buf, size_t n,
-                                                            ring_recv_kind_t kind) {
+                                                            ring_recv_kind_t kind,
+                                                            const bench_verifier_t* v) {
     ring_recv_state_t out = {0, ZX_OK, NULL, false};
     ring_verdict_t verdict = RING_MSG_GOOD;
     while (verdict == RING_MSG_GOOD) {
@@ -400,12 +417,12 @@ static BENCH_ALWAYS_INLINE ring_recv_state_t ring_recv_loop(iob_ring_consumer_t*
             const void* at = msg;
             size_t at_len = len;
             do {
-                verdict = ring_check(&out, at, at_len, buf, n, kind);
+                verdict = ring_check(&out, at, at_len, buf, n, kind, v);
             } while (verdict == RING_MSG_GOOD &&
                      iob_ring_span_next(c, &run, &at, &at_len) == ZX_OK);
             iob_ring_span_end(c, &run);
         } else {
-            verdict = ring_check(&out, msg, len, buf, n, kind);
+            verdict = ring_check(&out, msg, len, buf, n, kind, v);
             if (kind == RING_RECV_FUSED) {
                 iob_ring_release(c);
             }
@@ -416,19 +433,19 @@ static BENCH_ALWAYS_INLINE ring_recv_state_t ring_recv_loop(iob_ring_consumer_t*
 
 #define BENCH_RECV_INSTANCE(size)                                                             \
     static ring_recv_state_t ring_recv_##size(iob_ring_consumer_t* c, unsigned char* buf,     \
-                                              bool zerocopy) {                                \
-        return zerocopy ? ring_recv_loop(c, buf, size, RING_RECV_ZEROCOPY)                    \
-                        : ring_recv_loop(c, buf, size, RING_RECV_COPY);                       \
+                                              bool zerocopy, const bench_verifier_t* v) {     \
+        return zerocopy ? ring_recv_loop(c, buf, size, RING_RECV_ZEROCOPY, v)                 \
+                        : ring_recv_loop(c, buf, size, RING_RECV_COPY, v);                    \
     }
 BENCH_SMALL_SIZES(BENCH_RECV_INSTANCE)
 #undef BENCH_RECV_INSTANCE
 
 static ring_recv_state_t ring_recv_any(iob_ring_consumer_t* c, unsigned char* buf, size_t n,
-                                       bool zerocopy) {
+                                       bool zerocopy, const bench_verifier_t* v) {
     switch (n) {
 #define BENCH_RECV_CASE(size) \
     case size:                \
-        return ring_recv_##size(c, buf, zerocopy);
+        return ring_recv_##size(c, buf, zerocopy, v);
         BENCH_SMALL_SIZES(BENCH_RECV_CASE)
 #undef BENCH_RECV_CASE
     default:
@@ -436,16 +453,17 @@ static ring_recv_state_t ring_recv_any(iob_ring_consumer_t* c, unsigned char* bu
     }
     /*
      * Copy mode copies every message into the consumer's private buffer and verifies the
-     * copy. Large messages are copied and checksummed in one pass (the same routine the
-     * memcpy baseline uses); small ones through the copy-out convenience, then verified in L1.
+     * copy. Under full verification large messages are copied and checksummed in one pass
+     * (the same routine the memcpy baseline uses); otherwise every size goes through the
+     * copy-out convenience, then the copy is checked.
      */
     if (zerocopy) {
-        return ring_recv_loop(c, buf, n, RING_RECV_ZEROCOPY);
+        return ring_recv_loop(c, buf, n, RING_RECV_ZEROCOPY, v);
     }
-    if (n / 8 > BENCH_WIDE_WORDS) {
-        return ring_recv_loop(c, buf, n, RING_RECV_FUSED);
+    if (!v->sampled && n / 8 > BENCH_WIDE_WORDS) {
+        return ring_recv_loop(c, buf, n, RING_RECV_FUSED, v);
     }
-    return ring_recv_loop(c, buf, n, RING_RECV_COPY);
+    return ring_recv_loop(c, buf, n, RING_RECV_COPY, v);
 }
 
 static void ring_consumer(const bench_spec_t* s, bench_endpoint_t* ep, bench_side_result_t* r) {
@@ -460,9 +478,10 @@ static void ring_consumer(const bench_spec_t* s, bench_endpoint_t* ep, bench_sid
     }
     size_t n = (size_t)s->msg_bytes;
     unsigned char* buf = buffer_alloc(n);
+    bench_verifier_t v = verifier_for(s);
     signal_ready();
     r->ok = true;
-    ring_recv_state_t got = ring_recv_any(&c, buf, n, s->mode == BENCH_ZEROCOPY);
+    ring_recv_state_t got = ring_recv_any(&c, buf, n, s->mode == BENCH_ZEROCOPY, &v);
     if (got.bad_payload) {
         r->ok = false;
         snprintf(r->error, sizeof(r->error), "message %" PRIu64 ": %s", got.expect, got.what);
@@ -476,6 +495,23 @@ static void ring_consumer(const bench_spec_t* s, bench_endpoint_t* ep, bench_sid
     iob_ring_consumer_close(&c);
     iob_ring_consumer_fini(&c);
     buffer_free(buf);
+}
+
+/* The children's shared helpers, for the transports with loops of their own (bench.h). */
+unsigned char* bench_buffer_alloc(size_t n) {
+    return buffer_alloc(n);
+}
+void bench_buffer_free(unsigned char* buf) {
+    buffer_free(buf);
+}
+void bench_wait_ready(void) {
+    wait_ready();
+}
+void bench_signal_ready(void) {
+    signal_ready();
+}
+uint64_t bench_clock_mask(uint64_t msg_bytes) {
+    return clock_mask(msg_bytes);
 }
 
 /* ---- streams ------------------------------------------------------------------------------ */
@@ -519,6 +555,7 @@ static void stream_consumer(const bench_transport_t* t, const bench_spec_t* s,
                             bench_endpoint_t* ep, bench_side_result_t* r) {
     size_t n = (size_t)s->msg_bytes;
     unsigned char* buf = buffer_alloc(n);
+    bench_verifier_t v = verifier_for(s);
     signal_ready();
     uint64_t expect = 0;
     r->ok = true;
@@ -529,7 +566,7 @@ static void stream_consumer(const bench_transport_t* t, const bench_spec_t* s,
             break;
         }
         uint64_t word;
-        bool good = bench_payload_verify(buf, n, &word);
+        bool good = bench_payload_check(&v, buf, n, expect, &word);
         if (!good || (word & ~BENCH_SEQ_LAST) != expect) {
             r->ok = false;
             snprintf(r->error, sizeof(r->error), "message %" PRIu64 ": %s", expect,
@@ -560,6 +597,7 @@ static void memcpy_single(const bench_spec_t* s, bench_side_result_t* r) {
     uint64_t bsum = 0;
     uint64_t bxor = 0;
     bench_payload_prepare(src, n, &bsum, &bxor);
+    bench_verifier_t v = verifier_for(s);
     uint64_t mask = clock_mask(n);
     r->t_start = bench_now_ns();
     int64_t stop = r->t_start + s->duration_ns;
@@ -575,12 +613,12 @@ static void memcpy_single(const bench_spec_t* s, bench_side_result_t* r) {
         }
         uint64_t got;
         bool good;
-        if (n / 8 > BENCH_WIDE_WORDS) {
+        if (!v.sampled && n / 8 > BENCH_WIDE_WORDS) {
             /* The same fused copy-and-verify as the ring consumer's copy mode. */
             good = bench_payload_copy_verify_wide(dst + off, src, n, &got);
         } else {
             memcpy(dst + off, src, n);
-            good = bench_payload_verify(dst + off, n, &got);
+            good = bench_payload_check(&v, dst + off, n, seq, &got);
         }
         if (!good || got != word) {
             side_fail(r, "memcpy verify", ZX_ERR_IO_DATA_INTEGRITY);
@@ -636,7 +674,13 @@ int bench_child_main(bench_role_t role, const bench_spec_t* s, int nfds, const c
             }
         } else {
             cpu0 = bench_cpu_time_ns();
-            if ((t->caps & BENCH_CAP_RING) != 0) {
+            if ((t->caps & BENCH_CAP_FLOOR) != 0) {
+                if (role == BENCH_PRODUCER) {
+                    bench_floor_producer(s, &ep, &r);
+                } else {
+                    bench_floor_consumer(s, &ep, &r);
+                }
+            } else if ((t->caps & BENCH_CAP_RING) != 0) {
                 if (role == BENCH_PRODUCER) {
                     ring_producer(s, &ep, &r);
                 } else {

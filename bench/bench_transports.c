@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* The transport table: rings (bare memfd, iobd), memcpy, pipe, Unix stream socket, TCP. */
+/* The transport table: rings (bare memfd, iobd, the floor), memcpy, pipe, Unix stream socket, TCP. */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -409,6 +409,9 @@ const bench_transport_t bench_transports[] = {
     {"iob-ring", BENCH_CAP_RING | BENCH_CAP_IOBD, bench_iob_ring_prepare, bench_iob_ring_discard,
      bench_iob_ring_open, bench_iob_ring_close, NULL, NULL},
     {"bare-ring", BENCH_CAP_RING, bare_ring_prepare, no_discard, bare_ring_open, ring_close,
+     NULL, NULL},
+    /* The floor (bench_floor_ring.c): bare-ring's regions, its own minimal ring loops. */
+    {"floor-ring", BENCH_CAP_FLOOR, bench_floor_prepare, no_discard, bare_ring_open, ring_close,
      NULL, NULL},
     {"memcpy", BENCH_CAP_SINGLE, single_prepare, no_discard, single_open, single_close, NULL,
      NULL},

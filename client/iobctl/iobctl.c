@@ -365,6 +365,52 @@ static int cmd_server_info(iob_conn_t* c) {
     return 0;
 }
 
+/* The discipline a shared region is used with, as `create --region discipline=` names it. */
+static const char* iobctl__discipline_name(uint64_t type) {
+    switch (type) {
+    case ZX_IOB_DISCIPLINE_TYPE_NONE:
+        return "none";
+    case ZX_IOB_DISCIPLINE_TYPE_MEDIATED_WRITE_RING_BUFFER:
+        return "ring";
+    case ZX_IOB_DISCIPLINE_TYPE_ID_ALLOCATOR:
+        return "id";
+    default:
+        return "?";
+    }
+}
+
+/*
+ * After the table: each shared region with the IOBs built on it and their tags (for a
+ * mediated log, its writers; a writer whose process went shows its ep0 peer-closed).
+ */
+static void iobctl__print_shared(const iob_conn_iob_summary_t* s, size_t n) {
+    bool header = false;
+    for (size_t i = 0; i < n; i++) {
+        zx_koid_t k = s[i].shared_koid;
+        bool first = k != 0;
+        for (size_t j = 0; j < i && first; j++) {
+            first = s[j].shared_koid != k;
+        }
+        if (!first) {
+            continue;
+        }
+        if (!header) {
+            printf("\nshared regions (IOBs on each, with their discipline and tag):\n");
+            header = true;
+        }
+        printf("shared region koid %" PRIu64 "\n", k);
+        for (size_t j = i; j < n; j++) {
+            if (s[j].shared_koid == k) {
+                printf("  iob %-8" PRIu64 " %-20s %-5s tag %-10" PRIu64 "%s\n", s[j].koid,
+                       s[j].name[0] ? s[j].name : "-",
+                       iobctl__discipline_name(s[j].shared_discipline), s[j].shared_tag,
+                       (s[j].endpoints[0].signals & ZX_IOB_PEER_CLOSED) != 0 ? " (ep1 closed)"
+                                                                              : "");
+            }
+        }
+    }
+}
+
 static int cmd_list(iob_conn_t* c) {
     static iob_conn_iob_summary_t s[4096];
     size_t n = 0;
@@ -390,11 +436,17 @@ static int cmd_list(iob_conn_t* c) {
                                    (json_int_t)s[i].endpoints[e].mappings, "signals",
                                    (json_int_t)s[i].endpoints[e].signals));
             }
-            json_array_append_new(arr, json_pack("{s:I,s:s,s:I,s:I,s:o}", "koid",
-                                                 (json_int_t)s[i].koid, "name", s[i].name,
-                                                 "regions", (json_int_t)s[i].region_count,
-                                                 "bytes", (json_int_t)s[i].total_bytes,
-                                                 "endpoints", eps));
+            json_t* o = json_pack("{s:I,s:s,s:I,s:I,s:o}", "koid", (json_int_t)s[i].koid, "name",
+                                  s[i].name, "regions", (json_int_t)s[i].region_count, "bytes",
+                                  (json_int_t)s[i].total_bytes, "endpoints", eps);
+            if (s[i].shared_koid != 0) {
+                json_object_set_new(
+                    o, "shared_region",
+                    json_pack("{s:I,s:s,s:I}", "koid", (json_int_t)s[i].shared_koid,
+                              "discipline", iobctl__discipline_name(s[i].shared_discipline),
+                              "tag", (json_int_t)s[i].shared_tag));
+            }
+            json_array_append_new(arr, o);
         }
         iobctl__print_json(arr);
         return 0;
@@ -408,6 +460,7 @@ static int cmd_list(iob_conn_t* c) {
                s[i].endpoints[0].handles, s[i].endpoints[0].mappings, s[i].endpoints[0].signals,
                s[i].endpoints[1].handles, s[i].endpoints[1].mappings, s[i].endpoints[1].signals);
     }
+    iobctl__print_shared(s, n);
     return 0;
 }
 
@@ -475,13 +528,25 @@ static void iobctl__print_summary(const iob_conn_iob_summary_t* s) {
                                (json_int_t)s->endpoints[e].signals, "peer_closed",
                                (s->endpoints[e].signals & ZX_IOB_PEER_CLOSED) != 0));
         }
-        iobctl__print_json(json_pack("{s:I,s:s,s:I,s:I,s:o}", "koid", (json_int_t)s->koid, "name",
-                                     s->name, "regions", (json_int_t)s->region_count, "bytes",
-                                     (json_int_t)s->total_bytes, "endpoints", eps));
+        json_t* o = json_pack("{s:I,s:s,s:I,s:I,s:o}", "koid", (json_int_t)s->koid, "name",
+                              s->name, "regions", (json_int_t)s->region_count, "bytes",
+                              (json_int_t)s->total_bytes, "endpoints", eps);
+        if (s->shared_koid != 0) {
+            json_object_set_new(o, "shared_region",
+                                json_pack("{s:I,s:s,s:I}", "koid", (json_int_t)s->shared_koid,
+                                          "discipline",
+                                          iobctl__discipline_name(s->shared_discipline), "tag",
+                                          (json_int_t)s->shared_tag));
+        }
+        iobctl__print_json(o);
         return;
     }
     printf("iob koid %" PRIu64 ", name \"%s\", %" PRIu32 " region(s), %" PRIu64 " bytes\n", s->koid,
            s->name, s->region_count, s->total_bytes);
+    if (s->shared_koid != 0) {
+        printf("on shared region koid %" PRIu64 ", discipline %s, tag %" PRIu64 "\n",
+               s->shared_koid, iobctl__discipline_name(s->shared_discipline), s->shared_tag);
+    }
     for (int e = 0; e < 2; e++) {
         const iob_conn_endpoint_summary_t* ep = &s->endpoints[e];
         printf("ep%d koid %" PRIu64 ": %" PRIu32 " handle(s), %" PRIu32 " mapping(s), signals 0x%08" PRIx32

@@ -193,6 +193,9 @@ typedef struct iob_conn_iob_summary {
     uint64_t total_bytes;
     char name[ZX_MAX_NAME_LEN];
     iob_conn_endpoint_summary_t endpoints[2];
+    zx_koid_t shared_koid; /* its first shared region; 0: none */
+    uint64_t shared_discipline;
+    uint64_t shared_tag;
 } iob_conn_iob_summary_t;
 
 /*

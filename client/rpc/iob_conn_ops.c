@@ -579,6 +579,9 @@ zx_status_t iob_conn_list(iob_conn_t* conn, iob_conn_iob_summary_t* out, size_t 
         o->region_count = s->region_count;
         o->total_bytes = s->total_bytes;
         snprintf(o->name, sizeof o->name, "%s", s->name ? s->name : "");
+        o->shared_koid = s->shared_region_koid;
+        o->shared_discipline = s->shared_discipline_type;
+        o->shared_tag = s->shared_ring_buffer_tag;
         for (size_t e = 0; e < 2 && e < s->n_endpoints; e++) {
             o->endpoints[e].koid = s->endpoints[e]->koid;
             o->endpoints[e].handles = s->endpoints[e]->handles;

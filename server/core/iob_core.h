@@ -412,6 +412,11 @@ typedef struct iob_core_iob_summary {
     uint64_t total_bytes;
     char name[ZX_MAX_NAME_LEN];
     iob_core_endpoint_summary_t endpoints[2];
+    /* The first shared region among its regions (koid 0: none), with that region's
+     * discipline and ring-buffer tag: which IOBs write into one shared region, and as whom. */
+    zx_koid_t shared_koid;
+    uint64_t shared_discipline;
+    uint64_t shared_tag;
 } iob_core_iob_summary_t;
 
 /*

@@ -399,6 +399,13 @@ static zx_status_t list_iobs(iob_core_t* core, bool all, uid_t uid, iob_core_iob
         s->region_count = iob->region_count;
         s->total_bytes = iob->total_bytes;
         memcpy(s->name, iob->name, sizeof s->name);
+        for (uint32_t r = 0; r < iob->region_count && s->shared_koid == 0; r++) {
+            if (iob->regions[r].shared != NULL) {
+                s->shared_koid = iob->regions[r].shared->koid;
+                s->shared_discipline = iob->regions[r].desc.discipline.type;
+                s->shared_tag = iob->regions[r].desc.discipline.ring_buffer.tag;
+            }
+        }
         for (int i = 0; i < 2; i++) {
             s->endpoints[i].koid = iob->ep[i].koid;
             s->endpoints[i].handles = iob->ep[i].handles;

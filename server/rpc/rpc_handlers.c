@@ -333,6 +333,9 @@ static void iobd__list(iobd_call_t* c, iob_session_id_t sid, const ProtobufCMess
             ps[i].total_bytes = sums[i].total_bytes;
             sums[i].name[ZX_MAX_NAME_LEN - 1] = '\0';
             ps[i].name = sums[i].name;
+            ps[i].shared_region_koid = sums[i].shared_koid;
+            ps[i].shared_discipline_type = sums[i].shared_discipline;
+            ps[i].shared_ring_buffer_tag = sums[i].shared_tag;
             for (size_t e = 0; e < 2; e++) {
                 Iob__V1__EndpointSummary* ep = &eps[2 * i + e];
                 iob__v1__endpoint_summary__init(ep);

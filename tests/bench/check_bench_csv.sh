@@ -19,7 +19,7 @@ fi
 [ -s "$csv" ] || { echo "no CSV written"; exit 1; }
 awk -F, -v required="$*" '
 NR == 1 {
-    n = split("transport mode backing wait msg_bytes msgs_per_s payload_bytes_per_s verified", need, " ")
+    n = split("transport mode backing wait msg_bytes msgs_per_s payload_bytes_per_s verified verify", need, " ")
     for (i = 1; i <= NF; i++) col[$i] = i
     for (i = 1; i <= n; i++) if (!(need[i] in col)) { print "missing column " need[i]; bad = 1 }
     if (bad) exit 1
@@ -27,10 +27,11 @@ NR == 1 {
 }
 {
     t = $col["transport"]; m = $col["mode"]; b = $col["backing"]; w = $col["wait"]
-    if (t !~ /^(iob-ring|bare-ring|memcpy|pipe|uds|tcp|grpc|mediated)$/) { print "line " NR ": bad transport " t; bad = 1 }
+    if (t !~ /^(iob-ring|bare-ring|floor-ring|memcpy|pipe|uds|tcp|grpc|mediated)$/) { print "line " NR ": bad transport " t; bad = 1 }
     if (m !~ /^(copy|zerocopy)$/) { print "line " NR ": bad mode " m; bad = 1 }
     if (b !~ /^(2M|1G|4K)$/) { print "line " NR ": bad backing " b; bad = 1 }
     if (w !~ /^(spin|block)$/) { print "line " NR ": bad wait " w; bad = 1 }
+    if ($col["verify"] !~ /^(full|sampled)$/) { print "line " NR ": bad verify " $col["verify"]; bad = 1 }
     if ($col["msg_bytes"] !~ /^[0-9]+$/ || $col["msgs_per_s"] !~ /^[0-9.]+$/ || $col["msgs_per_s"] + 0 <= 0) {
         print "line " NR ": bad figures"; bad = 1
     }
