@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -373,18 +374,27 @@ zx_status_t iob__mchan_call(iob__session_t* s, iob__mchan_t* ch, zx_status_t* st
     int64_t start = iob__mchan_now();
     int64_t spin_until = start + ch->spin_ns;
     zx_status_t st = ZX_OK;
-    bool slept = false;
     for (unsigned spins = 0; atomic_load_explicit(done, memory_order_acquire) != seq; spins++) {
-        iob_mchan_cpu_relax();
+        /*
+         * After a short pure spin, yield while waiting: when the mediator shares this CPU
+         * (a small or busy host) it runs at once instead of at the next tick.
+         */
+        if (spins < 64) {
+            iob_mchan_cpu_relax();
+        } else {
+            sched_yield();
+        }
         if ((spins & 31u) == 31u && iob__mchan_now() >= spin_until) {
             st = iob__mchan_sleep(s, ch, seq);
-            slept = true;
             break;
         }
     }
-    /* Spin about twice what an answer takes, within bounds (like shm/ring.c's waiter). */
+    /*
+     * Spin about twice what an answer took when it came soon, halve the spin when it came
+     * late (shm/ring.c's waiter does the same).
+     */
     int64_t waited = iob__mchan_now() - start;
-    int64_t want = slept ? ch->spin_ns / 2 : 2 * waited;
+    int64_t want = waited <= IOB__MCHAN_SPIN_MAX_NS ? 2 * waited : ch->spin_ns / 2;
     ch->spin_ns = want < IOB__MCHAN_SPIN_MIN_NS   ? IOB__MCHAN_SPIN_MIN_NS
                   : want > IOB__MCHAN_SPIN_MAX_NS ? IOB__MCHAN_SPIN_MAX_NS
                                                   : want;

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -348,7 +349,15 @@ static void* mediator_main(void* arg) {
             continue;
         }
         if (++scans % MEDIATOR_CLOCK_EVERY != 0) {
-            iob_mchan_cpu_relax();
+            /*
+             * Idle scans give the CPU away when someone else wants it: on a small host the
+             * writer may be waiting for this very CPU to make the next request.
+             */
+            if (scans > MEDIATOR_CLOCK_EVERY) {
+                sched_yield();
+            } else {
+                iob_mchan_cpu_relax();
+            }
             continue;
         }
         int64_t now = mediator_now();
