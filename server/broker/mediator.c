@@ -335,6 +335,15 @@ static void mediator_sleep(iobd_mediator_t* m) {
 
 static void* mediator_main(void* arg) {
     iobd_mediator_t* m = arg;
+    /*
+     * The thread was started with every signal blocked, but a fault's SIGBUS must reach
+     * iob_fault_call's handler: a blocked fault signal kills the process instead.
+     */
+    sigset_t faults;
+    sigemptyset(&faults);
+    sigaddset(&faults, SIGBUS);
+    sigaddset(&faults, SIGSEGV);
+    pthread_sigmask(SIG_UNBLOCK, &faults, NULL);
     int64_t idle_since = mediator_now();
     unsigned scans = 0;
     while (!atomic_load(&m->stopping)) {
