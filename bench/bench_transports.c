@@ -311,6 +311,44 @@ static zx_status_t uds_prepare(const bench_spec_t* spec, bench_channel_t* ch, ch
 }
 
 /*
+ * Unix datagrams: the syslog-style transport that mediated logging replaces. One send and
+ * one recv per message; a datagram is never split, so a message must fit one (64 KiB here).
+ */
+static zx_status_t dgram_prepare(const bench_spec_t* spec, bench_channel_t* ch, char* note,
+                                 size_t note_len) {
+    if (spec->msg_bytes > 65536) {
+        snprintf(note, note_len, "a datagram carries at most 64 KiB here");
+        return ZX_ERR_NOT_SUPPORTED;
+    }
+    channel_reset(ch);
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv) != 0) {
+        snprintf(note, note_len, "socketpair: %s", strerror(errno));
+        return errno_status(errno);
+    }
+    /* Room for a few of the largest datagrams in flight. */
+    int buf = 4 * 65536 + 4096;
+    (void)setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
+    ch->fds[BENCH_PRODUCER][0] = sv[0];
+    ch->fds[BENCH_CONSUMER][0] = sv[1];
+    ch->nfds[0] = ch->nfds[1] = 1;
+    return ZX_OK;
+}
+
+static zx_status_t dgram_recv(bench_endpoint_t* ep, void* buf, size_t len) {
+    for (;;) {
+        ssize_t n = recv(ep->fd, buf, len, 0);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            return errno_status(errno);
+        }
+        return (size_t)n == len ? ZX_OK : ZX_ERR_IO_DATA_INTEGRITY;
+    }
+}
+
+/*
  * TCP loopback: the orchestrator listens on an ephemeral port; the consumer accepts on it,
  * the producer connects to it. Both connect/accept happen before the clock starts.
  */
@@ -421,6 +459,8 @@ const bench_transport_t bench_transports[] = {
      stream_send, sock_recv},
     {"tcp", BENCH_CAP_STREAM, tcp_prepare, no_discard, tcp_open, stream_close, stream_send,
      sock_recv},
+    {"dgram", BENCH_CAP_STREAM, dgram_prepare, no_discard, stream_open_fd, stream_close,
+     stream_send, dgram_recv},
     {"grpc", BENCH_CAP_STREAM | BENCH_CAP_IOBD, bench_grpc_prepare, bench_grpc_discard, bench_grpc_open,
      bench_grpc_close, bench_grpc_send, bench_grpc_recv},
     {"mediated", BENCH_CAP_STREAM | BENCH_CAP_POLLED | BENCH_CAP_IOBD, bench_mediated_prepare,

@@ -77,6 +77,12 @@ enum {
      * iob_broker_allocate_id_reply_t. Needs attachment.
      */
     IOB_BROKER_ALLOCATE_ID = 6u,
+    /*
+     * Asks for the connection's mediated request channel (shm/mediated_channel.h). Body:
+     * iob_broker_channel_req_t; reply iob_broker_channel_reply_t, with three fds on ZX_OK.
+     * Needs attachment; one per connection.
+     */
+    IOB_BROKER_CHANNEL = 7u,
 
     /*
      * The server could not parse the request (wrong size, unknown type, wrong version) or

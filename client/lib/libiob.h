@@ -38,6 +38,13 @@ typedef struct iob__session {
      * iobd older than WRITEV), or the socket cannot send a full-sized request.
      */
     bool broker_no_mediated;
+    /* Bumped whenever broker_fd is closed: what iobd tied to the connection is gone. */
+    atomic_uint_fast64_t broker_gen;
+
+    /* The mediated request channel (channel.c), made on first use; guarded by chan_lock. */
+    pthread_mutex_t chan_lock;
+    struct iob__mchan* chan;
+    bool chan_off; /* refused, or failed once: datagrams from now on */
 } iob__session_t;
 
 /*
@@ -96,7 +103,42 @@ zx_status_t iob__broker_mediated(iob__session_t* session, iob_broker_hdr_t* hdr,
                                  const struct iovec* iov, size_t iovcnt, int fd,
                                  uint16_t reply_type, void* reply, size_t reply_len);
 
-/* ---- Reading the caller's memory without faulting (mediated.c) ---- */
+/*
+ * Asks the broker for this connection's mediated request channel: ZX_OK with the
+ * submission, completion and doorbell memfds in fds (the caller's) and the connection's
+ * generation (broker_gen) in *gen; otherwise a status and nothing to close.
+ */
+zx_status_t iob__broker_channel(iob__session_t* session, int fds[3], uint64_t* gen);
+
+/* ---- The mediated request channel (channel.c) ---- */
+
+typedef struct iob__mchan iob__mchan_t;
+/*
+ * Takes the session's channel (making it on first use) for one call: ZX_OK with *msg the
+ * request area (IOB_BROKER_MAX_MEDIATED_MSG bytes, where the caller lays out the request
+ * exactly as the broker datagram) and the channel held until iob__mchan_end; ZX_ERR_NEXT
+ * when there is no channel (use the broker's datagrams).
+ */
+zx_status_t iob__mchan_begin(iob__session_t* session, iob__mchan_t** out, unsigned char** msg);
+/*
+ * Hands the request in *msg to iobd and waits for it: ZX_OK with the call's status in
+ * *status (and ALLOCATE_ID's id in *id), or ZX_ERR_PEER_CLOSED / ZX_ERR_TIMED_OUT when no
+ * answer came (the request may have run; the channel is dropped).
+ */
+zx_status_t iob__mchan_call(iob__session_t* session, iob__mchan_t* chan, zx_status_t* status,
+                            uint32_t* id);
+void iob__mchan_end(iob__session_t* session);
+/* Unmaps the channel (the session is being freed). */
+void iob__mchan_free(iob__mchan_t* chan);
+
+/*
+ * Copies n bytes from src into dst, or returns false when any of them cannot be read (as
+ * iob__copy_from_user): through the kernel the first time, then, for pages proven readable
+ * in the last milliseconds, with a guarded memcpy and no system call (channel.c's rule).
+ */
+bool iob__guarded_copy(void* dst, const void* src, size_t n);
+
+/* ---- Reading the caller's memory without faulting (channel.c) ---- */
 
 /*
  * Copies n bytes from src (any address the caller passed) into dst, or returns false when

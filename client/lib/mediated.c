@@ -27,54 +27,7 @@
 
 #include "client/lib/libiob.h"
 
-/* ---- Reading the caller's memory ---- */
-
-/* Where process_vm_readv is forbidden (seccomp, some containers): the kernel reads via a pipe. */
-static bool iob__copy_via_pipe(void* dst, const void* src, size_t n) {
-    int p[2];
-    if (pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0) {
-        return false;
-    }
-    bool ok = true;
-    const unsigned char* from = src;
-    unsigned char* to = dst;
-    while (ok && n > 0) {
-        size_t chunk = n < 4096 ? n : 4096; /* within the pipe's capacity: never blocks */
-        ssize_t w = write(p[1], from, chunk);
-        if (w <= 0) {
-            ok = false; /* EFAULT: not readable */
-            break;
-        }
-        ssize_t r = read(p[0], to, (size_t)w);
-        ok = r == w;
-        from += w;
-        to += w;
-        n -= (size_t)w;
-    }
-    close(p[0]);
-    close(p[1]);
-    return ok;
-}
-
-bool iob__copy_from_user(void* dst, const void* src, size_t n) {
-    if (n == 0) {
-        return true;
-    }
-    if (src == NULL) {
-        return false;
-    }
-    struct iovec local = {.iov_base = dst, .iov_len = n};
-    struct iovec remote = {.iov_base = (void*)(uintptr_t)src, .iov_len = n};
-    ssize_t got = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
-    if (got >= 0) {
-        /* A fault part-way through returns the bytes read before it. */
-        return (size_t)got == n;
-    }
-    if (errno == EFAULT) {
-        return false;
-    }
-    return iob__copy_via_pipe(dst, src, n);
-}
+/* ---- Reading the caller's memory (iob__copy_from_user is in channel.c) ---- */
 
 /*
  * Whether all n bytes at src can be read, found in pieces, nothing kept: ZX_OK, or
@@ -149,6 +102,9 @@ zx_status_t zx_iob_create_shared_region(uint64_t options, uint64_t size, zx_hand
 
 /* ---- zx_iob_writev ---- */
 
+/* Reads the caller's memory: false when it cannot be read (never a crash). */
+typedef bool (*iob__copier_t)(void* dst, const void* src, size_t n);
+
 /* What the caller's arguments turned out to be, before any byte of payload is read. */
 typedef struct iob__writev_plan {
     uint64_t num_vectors;
@@ -160,7 +116,7 @@ typedef struct iob__writev_plan {
 } iob__writev_plan_t;
 
 static void iob__writev_plan(const zx_iovec_t* vectors, size_t num_vectors,
-                             iob__writev_plan_t* p) {
+                             iob__writev_plan_t* p, iob__copier_t copy) {
     memset(p, 0, sizeof *p);
     p->num_vectors = num_vectors;
     /* Above 8 the array is never read: the count alone decides (A.6 step 6). */
@@ -168,7 +124,7 @@ static void iob__writev_plan(const zx_iovec_t* vectors, size_t num_vectors,
         return;
     }
     /* One kernel copy of at most 128 bytes: a bad array pointer is an answer, not a crash. */
-    if (!iob__copy_from_user(p->vecs, vectors, num_vectors * sizeof(zx_iovec_t))) {
+    if (!copy(p->vecs, vectors, num_vectors * sizeof(zx_iovec_t))) {
         p->array_unreadable = true;
         return;
     }
@@ -198,14 +154,14 @@ static void iob__writev_plan(const zx_iovec_t* vectors, size_t num_vectors,
  * Reads every vector flagged readable into buf (data_len bytes), unflagging those that
  * cannot be read; afterwards data_len is what buf holds.
  */
-static void iob__writev_gather(iob__writev_plan_t* p, unsigned char* buf) {
+static void iob__writev_gather(iob__writev_plan_t* p, unsigned char* buf, iob__copier_t copy) {
     size_t off = 0;
     for (size_t i = 0; i < p->count; i++) {
         if (!p->readable[i]) {
             continue;
         }
         size_t cap = p->vecs[i].capacity;
-        if (iob__copy_from_user(buf + off, p->vecs[i].buffer, cap)) {
+        if (copy(buf + off, p->vecs[i].buffer, cap)) {
             off += cap;
         } else {
             p->readable[i] = false;
@@ -260,7 +216,7 @@ static zx_status_t iob__writev_broker(iob__session_t* s, iob__writev_plan_t* p,
         if (buf == NULL) {
             return ZX_ERR_NO_MEMORY;
         }
-        iob__writev_gather(p, buf);
+        iob__writev_gather(p, buf, iob__copy_from_user);
         iob__writev_fill_req(p, handle, options, region_index, &req);
         iov[1] = (struct iovec){.iov_base = buf, .iov_len = p->data_len};
         st = iob__broker_mediated(s, &req.hdr, iov, p->data_len > 0 ? 2 : 1, -1,
@@ -273,15 +229,46 @@ static zx_status_t iob__writev_broker(iob__session_t* s, iob__writev_plan_t* p,
     return st == ZX_OK ? reply.status : st;
 }
 
+/*
+ * Through the session's channel: the request is laid out in the channel exactly as the
+ * datagram, the caller's bytes copied straight into it (the only copy on this side).
+ * ZX_ERR_NEXT when there is no channel.
+ */
+static zx_status_t iob__writev_channel(iob__session_t* s, iob__writev_plan_t* p,
+                                       const zx_iovec_t* vectors, size_t num_vectors,
+                                       zx_handle_t handle, uint64_t options,
+                                       uint32_t region_index) {
+    iob__mchan_t* ch;
+    unsigned char* msg;
+    zx_status_t st = iob__mchan_begin(s, &ch, &msg);
+    if (st != ZX_OK) {
+        return st;
+    }
+    iob__writev_plan(vectors, num_vectors, p, iob__guarded_copy);
+    iob__writev_gather(p, msg + sizeof(iob_broker_writev_req_t), iob__guarded_copy);
+    iob_broker_writev_req_t req;
+    iob__writev_fill_req(p, handle, options, region_index, &req);
+    memcpy(msg, &req, sizeof req);
+    zx_status_t status = ZX_ERR_INTERNAL;
+    st = iob__mchan_call(s, ch, &status, NULL);
+    iob__mchan_end(s);
+    return st == ZX_OK ? status : st;
+}
+
 zx_status_t zx_iob_writev(zx_handle_t handle, zx_iob_write_options_t options,
                           uint32_t region_index, const zx_iovec_t* vectors, size_t num_vectors) {
     iob__writev_plan_t plan;
-    iob__writev_plan(vectors, num_vectors, &plan);
     iob__session_t* s;
     zx_status_t st = iob__session_get(&s);
     if (st != ZX_OK) {
         return st;
     }
+    st = iob__writev_channel(s, &plan, vectors, num_vectors, handle, options, region_index);
+    if (st != ZX_ERR_NEXT) {
+        iob__session_put(s);
+        return st;
+    }
+    iob__writev_plan(vectors, num_vectors, &plan, iob__copy_from_user);
     st = iob__writev_broker(s, &plan, handle, options, region_index);
     if (st == ZX_ERR_NEXT) {
         /* No broker (a remote iobd): gRPC needs the bytes in a buffer of its own anyway. */
@@ -289,7 +276,7 @@ zx_status_t zx_iob_writev(zx_handle_t handle, zx_iob_write_options_t options,
         if (plan.data_len > 0 && buf == NULL) {
             st = ZX_ERR_NO_MEMORY;
         } else {
-            iob__writev_gather(&plan, buf);
+            iob__writev_gather(&plan, buf, iob__copy_from_user);
             iob_conn_writev_vec_t vecs[IOB_BROKER_WRITEV_MAX_VECTORS];
             for (size_t i = 0; i < plan.count; i++) {
                 vecs[i].capacity = plan.vecs[i].capacity;
@@ -306,6 +293,40 @@ zx_status_t zx_iob_writev(zx_handle_t handle, zx_iob_write_options_t options,
 
 /* ---- zx_iob_allocate_id ---- */
 
+/* Through the session's channel, for a blob that fits it; ZX_ERR_NEXT otherwise. */
+static zx_status_t iob__allocate_id_channel(iob__session_t* s, zx_handle_t handle,
+                                            uint32_t options, uint32_t region_index,
+                                            const void* blob, uint64_t blob_size, bool id_null,
+                                            uint32_t* got) {
+    if (blob_size > IOB_BROKER_MAX_BLOB) {
+        return ZX_ERR_NEXT; /* the datagram path hands it over in a memfd */
+    }
+    iob__mchan_t* ch;
+    unsigned char* msg;
+    zx_status_t st = iob__mchan_begin(s, &ch, &msg);
+    if (st != ZX_OK) {
+        return st;
+    }
+    iob_broker_allocate_id_req_t req;
+    bool readable = blob_size == 0 ||
+                    iob__guarded_copy(msg + sizeof req, blob, (size_t)blob_size);
+    size_t body = readable ? (size_t)blob_size : 0u;
+    memset(&req, 0, sizeof req);
+    iob_broker_hdr_init(&req.hdr, IOB_BROKER_ALLOCATE_ID, (uint32_t)(sizeof req + body), 0);
+    req.layout = IOB_BROKER_MEDIATED_LAYOUT;
+    req.handle = handle;
+    req.options = options;
+    req.region_index = region_index;
+    req.flags = (readable ? 0u : IOB_BROKER_ALLOC_BLOB_UNREADABLE) |
+                (id_null ? IOB_BROKER_ALLOC_ID_NULL : 0u);
+    req.blob_size = blob_size;
+    memcpy(msg, &req, sizeof req);
+    zx_status_t status = ZX_ERR_INTERNAL;
+    st = iob__mchan_call(s, ch, &status, got);
+    iob__mchan_end(s);
+    return st == ZX_OK ? status : st;
+}
+
 zx_status_t zx_iob_allocate_id(zx_handle_t handle, zx_iob_allocate_id_options_t options,
                                uint32_t region_index, const void* blob, uint64_t blob_size,
                                uint32_t* id) {
@@ -316,7 +337,15 @@ zx_status_t zx_iob_allocate_id(zx_handle_t handle, zx_iob_allocate_id_options_t 
         return st;
     }
     uint32_t got = 0;
-    st = ZX_ERR_NEXT;
+    st = iob__allocate_id_channel(s, handle, options, region_index, blob, blob_size, id == NULL,
+                                  &got);
+    if (st != ZX_ERR_NEXT) {
+        iob__session_put(s);
+        if (st == ZX_OK && id != NULL) {
+            *id = got;
+        }
+        return st;
+    }
     int blob_fd = -1;
     if (!unreadable && blob_size > IOB_BROKER_MAX_BLOB) {
         /* Too large for a datagram: the broker reads it from a memfd instead. */

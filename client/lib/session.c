@@ -22,6 +22,7 @@
 #include "client/lib/libiob.h"
 #include "shm/broker_wire.h"
 #include "shm/fdpass.h"
+#include "shm/mediated_channel.h"
 #include "shm/region.h"
 
 /* How long the library waits for one broker reply before it gives up on iobd. */
@@ -51,6 +52,7 @@ static zx_status_t iob__session_open(const char* target, iob__session_t** out) {
     s->info = *iob_conn_session(s->conn);
     atomic_init(&s->refs, 1);
     pthread_mutex_init(&s->broker_lock, NULL);
+    pthread_mutex_init(&s->chan_lock, NULL);
     s->broker_fd = -1;
     s->next_request_id = 1;
     if (s->info.page_size != 0) {
@@ -70,6 +72,8 @@ static void iob__session_free(iob__session_t* s) {
         close(s->broker_fd);
     }
     pthread_mutex_destroy(&s->broker_lock);
+    iob__mchan_free(s->chan);
+    pthread_mutex_destroy(&s->chan_lock);
     free(s);
 }
 
@@ -170,14 +174,34 @@ uint64_t iob_client_session_id(const iob_client_t* client) {
 
 /* ---- Map broker client ---- */
 
+/* The most descriptors a reply carries (CHANNEL's three). */
+#define IOB__BROKER_REPLY_MAX_FDS 3u
+
+static void iob__close_fds(const int* fds, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        close(fds[i]);
+    }
+}
+
+/*
+ * Closes the broker connection (broker_lock held). iobd reclaims what belonged to it,
+ * the mediated channel included, so the generation tells the channel it is gone.
+ */
+static void iob__broker_drop(iob__session_t* s) {
+    close(s->broker_fd);
+    s->broker_fd = -1;
+    atomic_fetch_add(&s->broker_gen, 1);
+}
+
 /*
  * Sends one request (unless req is NULL) and waits for its reply; broker_lock held. *error_reply (optional) is
  * set when the server answered with an ERROR message rather than the typed reply: it did
  * not understand the request, so nothing was done.
  */
-static zx_status_t iob__broker_call(iob__session_t* s, const void* req, size_t req_len,
-                                   uint64_t request_id, uint16_t reply_type, void* reply,
-                                   size_t reply_len, int* fd_out, bool* error_reply) {
+static zx_status_t iob__broker_call_fds(iob__session_t* s, const void* req, size_t req_len,
+                                       uint64_t request_id, uint16_t reply_type, void* reply,
+                                       size_t reply_len, int* fds_out, size_t want_fds,
+                                       bool* error_reply) {
     if (error_reply != NULL) {
         *error_reply = false;
     }
@@ -194,10 +218,11 @@ static zx_status_t iob__broker_call(iob__session_t* s, const void* req, size_t r
             unsigned char bytes[IOB_BROKER_MAX_MSG + 1];
         } msg;
         memset(&msg, 0, sizeof msg);
-        int fds[1];
+        int fds[IOB__BROKER_REPLY_MAX_FDS];
         size_t len = 0;
         size_t nfds = 0;
-        st = iob_fd_recv(s->broker_fd, msg.bytes, sizeof msg.bytes, &len, fds, 1, &nfds);
+        st = iob_fd_recv(s->broker_fd, msg.bytes, sizeof msg.bytes, &len, fds,
+                         IOB__BROKER_REPLY_MAX_FDS, &nfds);
         if (st == ZX_ERR_SHOULD_WAIT) {
             return ZX_ERR_TIMED_OUT; /* SO_RCVTIMEO ran out */
         }
@@ -216,34 +241,42 @@ static zx_status_t iob__broker_call(iob__session_t* s, const void* req, size_t r
                     (msg.hdr.type == IOB_BROKER_ERROR && msg.hdr.request_id == 0);
         if (ok && !ours) {
             /* A late reply to a request that timed out earlier: drop it. */
-            if (nfds > 0) {
-                close(fds[0]);
-            }
+            iob__close_fds(fds, nfds);
             continue;
         }
         if (ok && msg.hdr.type == IOB_BROKER_ERROR && len == sizeof(iob_broker_status_reply_t)) {
-            if (nfds > 0) {
-                close(fds[0]);
-            }
+            iob__close_fds(fds, nfds);
             if (error_reply != NULL) {
                 *error_reply = true;
             }
             return msg.status.status < 0 ? msg.status.status : ZX_ERR_IO;
         }
         if (!ok || msg.hdr.type != reply_type || len != reply_len) {
-            if (nfds > 0) {
-                close(fds[0]);
-            }
+            iob__close_fds(fds, nfds);
             return ZX_ERR_IO;
         }
+        if (nfds != 0 && nfds != want_fds) {
+            iob__close_fds(fds, nfds); /* all or nothing: the caller checks for none */
+            nfds = 0;
+        }
         memcpy(reply, msg.bytes, reply_len);
-        if (fd_out != NULL) {
-            *fd_out = nfds > 0 ? fds[0] : -1;
-        } else if (nfds > 0) {
-            close(fds[0]);
+        for (size_t i = 0; i < want_fds; i++) {
+            fds_out[i] = i < nfds ? fds[i] : -1;
         }
         return ZX_OK;
     }
+}
+
+static zx_status_t iob__broker_call(iob__session_t* s, const void* req, size_t req_len,
+                                   uint64_t request_id, uint16_t reply_type, void* reply,
+                                   size_t reply_len, int* fd_out, bool* error_reply) {
+    int fd = -1;
+    zx_status_t st = iob__broker_call_fds(s, req, req_len, request_id, reply_type, reply,
+                                          reply_len, &fd, fd_out != NULL ? 1u : 0u, error_reply);
+    if (fd_out != NULL) {
+        *fd_out = fd;
+    }
+    return st;
 }
 
 /*
@@ -314,8 +347,7 @@ static zx_status_t iob__broker_ensure(iob__session_t* s) {
         st = reply.status;
     }
     if (st != ZX_OK) {
-        close(s->broker_fd);
-        s->broker_fd = -1;
+        iob__broker_drop(s);
     }
     return st;
 }
@@ -360,8 +392,7 @@ zx_status_t iob__broker_map(iob__session_t* s, zx_handle_t handle, zx_vm_option_
         }
         if (st == ZX_ERR_TIMED_OUT || st == ZX_ERR_IO || st == ZX_ERR_PEER_CLOSED) {
             /* The stream is out of step or gone: start over with a fresh connection. */
-            close(s->broker_fd);
-            s->broker_fd = -1;
+            iob__broker_drop(s);
         }
     }
     pthread_mutex_unlock(&s->broker_lock);
@@ -383,8 +414,7 @@ zx_status_t iob__broker_unmap(iob__session_t* s, uint64_t mapping_id) {
         if (st == ZX_OK) {
             st = reply.status;
         } else {
-            close(s->broker_fd);
-            s->broker_fd = -1;
+            iob__broker_drop(s);
         }
     }
     pthread_mutex_unlock(&s->broker_lock);
@@ -436,8 +466,7 @@ zx_status_t iob__broker_import(iob__session_t* s, const char* token, zx_handle_t
          * reply could not be sent, or stays in this session), and gRPC will say NOT_FOUND;
          * if it did not, gRPC imports it. Either answer is true.
          */
-        close(s->broker_fd);
-        s->broker_fd = -1;
+        iob__broker_drop(s);
         st = ZX_ERR_NEXT;
     }
     pthread_mutex_unlock(&s->broker_lock);
@@ -485,8 +514,7 @@ zx_status_t iob__broker_mediated(iob__session_t* s, iob_broker_hdr_t* hdr,
         if (err == EMSGSIZE) {
             s->broker_no_mediated = true;
         } else {
-            close(s->broker_fd);
-            s->broker_fd = -1;
+            iob__broker_drop(s);
         }
         pthread_mutex_unlock(&s->broker_lock);
         return ZX_ERR_NEXT;
@@ -499,8 +527,38 @@ zx_status_t iob__broker_mediated(iob__session_t* s, iob_broker_hdr_t* hdr,
         s->broker_no_mediated = true;
         st = ZX_ERR_NEXT;
     } else if (st != ZX_OK) {
-        close(s->broker_fd);
-        s->broker_fd = -1;
+        iob__broker_drop(s);
+    }
+    pthread_mutex_unlock(&s->broker_lock);
+    return st;
+}
+
+zx_status_t iob__broker_channel(iob__session_t* s, int fds[3], uint64_t* gen) {
+    pthread_mutex_lock(&s->broker_lock);
+    zx_status_t st = s->broker_no_mediated ? ZX_ERR_NOT_SUPPORTED : iob__broker_ensure(s);
+    if (st == ZX_OK) {
+        iob_broker_channel_req_t req;
+        memset(&req, 0, sizeof req);
+        uint64_t id = s->next_request_id++;
+        iob_broker_hdr_init(&req.hdr, IOB_BROKER_CHANNEL, sizeof req, id);
+        req.layout = IOB_BROKER_MEDIATED_LAYOUT;
+        iob_broker_channel_reply_t reply;
+        bool error_reply = false;
+        st = iob__broker_call_fds(s, &req, sizeof req, id, IOB_BROKER_CHANNEL | IOB_BROKER_REPLY,
+                                  &reply, sizeof reply, fds, 3, &error_reply);
+        if (st == ZX_OK) {
+            st = reply.status;
+            if (st == ZX_OK && (fds[0] < 0 || reply.sub_size != IOB_MCHAN_SUB_SIZE)) {
+                st = ZX_ERR_IO;
+            }
+            if (st != ZX_OK) {
+                iob__close_fds(fds, fds[0] >= 0 ? 3u : 0u);
+            }
+        } else if (!error_reply) {
+            iob__broker_drop(s);
+        }
+        /* An ERROR reply: an iobd older than channels, which keeps serving datagrams. */
+        *gen = atomic_load(&s->broker_gen);
     }
     pthread_mutex_unlock(&s->broker_lock);
     return st;

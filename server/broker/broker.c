@@ -45,9 +45,11 @@
 
 #include <zircon/status.h>
 
+#include "server/broker/mediator.h"
 #include "server/core/iob_metrics.h"
 #include "shm/broker_wire.h"
 #include "shm/fdpass.h"
+#include "shm/mediated_channel.h"
 #include "shm/region.h"
 
 #define IOBD__BROKER_DEFAULT_MODE 0660u
@@ -79,6 +81,7 @@ typedef union {
     iob_broker_import_req_t import;
     iob_broker_writev_req_t writev;
     iob_broker_allocate_id_req_t allocate_id;
+    iob_broker_channel_req_t channel;
 } iobd__rx_t;
 
 /*
@@ -130,6 +133,7 @@ struct iobd__conn {
     uid_t uid;
     gid_t gid;
     unsigned auth_failures;
+    iobd_mchan_t* chan; /* its mediated request channel, once asked for */
     iobd__conn_t* prev;
     iobd__conn_t* next;
 };
@@ -148,6 +152,7 @@ struct iobd_broker {
     iobd__closer_t* closer;
     uv_async_t wake; /* the closer made room: resume paused reading and accepting */
     iobd_broker_stats_t stats;
+    iobd_mediator_t* mediator; /* serves the connections' request channels */
     /*
      * One receive buffer for every connection (all of them are served on the loop thread,
      * one datagram at a time): room for the largest mediated request plus one byte, so a
@@ -170,8 +175,9 @@ static int64_t iobd__broker_now_ns(void) {
 }
 
 /* Request types as the metrics' method label; 0 is a message that could not be parsed. */
-static const char* const iobd__request_names[] = {"Invalid", "Attach", "Map",       "Unmap",
-                                                  "Import",  "Writev", "AllocateId"};
+static const char* const iobd__request_names[] = {"Invalid", "Attach",     "Map",    "Unmap",
+                                                  "Import",  "Writev",     "AllocateId",
+                                                  "Channel"};
 
 #define IOBD__BROKER_RX_SIZE (IOB_BROKER_MAX_MEDIATED_MSG + 1)
 
@@ -502,6 +508,8 @@ static void iobd__conn_close(iobd__conn_t* conn, const char* why) {
         conn->next->prev = conn->prev;
     }
     broker->stats.connections--;
+    iobd_mediator_close(broker->mediator, conn->chan);
+    conn->chan = NULL;
     uv_poll_stop(&conn->poll);
     uv_timer_stop(&conn->attach_timer);
     uv_close((uv_handle_t*)&conn->poll, iobd__conn_on_close);
@@ -524,7 +532,7 @@ static zx_status_t iobd__send(iobd__conn_t* conn, const void* msg, size_t len, i
         const iob_broker_status_reply_t* r = msg;
         unsigned type = r->hdr.type & ~(unsigned)IOB_BROKER_REPLY;
         int64_t ns = iobd__broker_now_ns() - conn->broker->rx_start_ns;
-        iob_metrics_call(IOB_METRICS_BROKER, type <= IOB_BROKER_ALLOCATE_ID ? type : 0, r->status,
+        iob_metrics_call(IOB_METRICS_BROKER, type <= IOB_BROKER_CHANNEL ? type : 0, r->status,
                          ns > 0 ? (uint64_t)ns : 0);
     }
     return iob_fd_send(conn->fd, msg, len, fd >= 0 ? &fd : NULL, fd >= 0 ? 1u : 0u);
@@ -690,63 +698,20 @@ static void iobd__handle_import(iobd__conn_t* conn, const iob_broker_import_req_
     }
 }
 
-/*
- * WRITEV: the fixed part is checked field by field and the trailing bytes must be exactly
- * what the readable vectors announce, so nothing the client claims is trusted before it
- * is measured. Only then does the core see the request, with unreadable buffers (and an
- * unreadable array) passed as NULL so that it reports them at A.6's step.
- */
+/* WRITEV: the checks are the channel's too (iobd_mediated_writev). */
 static void iobd__handle_writev(iobd__conn_t* conn, const iob_broker_writev_req_t* req,
                                 size_t len) {
-    const iob_broker_hdr_t* hdr = &req->hdr;
-    bool array_unreadable = (req->flags & IOB_BROKER_WRITEV_VECTORS_UNREADABLE) != 0;
-    bool malformed = (req->flags & ~(uint32_t)IOB_BROKER_WRITEV_VECTORS_UNREADABLE) != 0 ||
-                     req->vector_count > IOB_BROKER_WRITEV_MAX_VECTORS;
-    uint32_t expect_count = 0;
-    if (!array_unreadable && req->num_vectors <= IOB_BROKER_WRITEV_MAX_VECTORS) {
-        expect_count = (uint32_t)req->num_vectors;
-    }
-    malformed = malformed || req->vector_count != expect_count;
-    uint64_t data_len = 0;
-    for (uint32_t i = 0; !malformed && i < req->vector_count; i++) {
-        const iob_broker_vec_t* v = &req->vecs[i];
-        if ((v->flags & ~(uint32_t)IOB_BROKER_VEC_READABLE) != 0) {
-            malformed = true;
-        } else if ((v->flags & IOB_BROKER_VEC_READABLE) != 0) {
-            /* Bounded by the message: a sum above it cannot be honest. */
-            if (v->capacity > IOB_BROKER_WRITEV_MAX_BYTES - data_len) {
-                malformed = true;
-            } else {
-                data_len += v->capacity;
-            }
-        }
-    }
-    if (malformed || len - sizeof *req != data_len) {
-        iobd__bad_message(conn, hdr->request_id, ZX_ERR_INVALID_ARGS, "writev layout");
+    zx_status_t st = ZX_ERR_BAD_STATE;
+    /* Unattached: the layout is checked all the same (a NULL core runs nothing). */
+    if (!iobd_mediated_writev(conn->attached ? conn->broker->core : NULL, conn->session, req, len,
+                              &st)) {
+        iobd__bad_message(conn, req->hdr.request_id, ZX_ERR_INVALID_ARGS, "writev layout");
         return;
     }
-    zx_status_t st = ZX_ERR_BAD_STATE;
     if (conn->attached) {
-        zx_iovec_t vecs[IOB_BROKER_WRITEV_MAX_VECTORS];
-        const unsigned char* data = (const unsigned char*)(req + 1);
-        size_t off = 0;
-        for (uint32_t i = 0; i < req->vector_count; i++) {
-            const iob_broker_vec_t* v = &req->vecs[i];
-            bool readable = (v->flags & IOB_BROKER_VEC_READABLE) != 0;
-            vecs[i].buffer = readable && v->capacity > 0 ? (void*)(uintptr_t)(data + off) : NULL;
-            vecs[i].capacity = (size_t)v->capacity;
-            off += readable ? (size_t)v->capacity : 0u;
-        }
-        /*
-         * Above 8 vectors the core stops at step 6 before it reads the array; NULL keeps it
-         * from ever reading entries that were not sent.
-         */
-        const zx_iovec_t* arg = expect_count == 0 ? NULL : vecs;
-        st = iob_core_iob_writev(conn->broker->core, conn->session, req->handle, req->options,
-                                 req->region_index, arg, (size_t)req->num_vectors);
         conn->broker->stats.writevs++;
     }
-    iobd__reply_status(conn, IOB_BROKER_WRITEV | IOB_BROKER_REPLY, hdr->request_id, st);
+    iobd__reply_status(conn, IOB_BROKER_WRITEV | IOB_BROKER_REPLY, req->hdr.request_id, st);
 }
 
 /*
@@ -786,16 +751,10 @@ static void* iobd__read_blob_fd(int fd, uint64_t blob_size, bool* bad) {
 
 static void iobd__handle_allocate_id(iobd__conn_t* conn, const iob_broker_allocate_id_req_t* req,
                                      size_t len) {
-    const uint32_t known =
-        IOB_BROKER_ALLOC_BLOB_UNREADABLE | IOB_BROKER_ALLOC_ID_NULL | IOB_BROKER_ALLOC_BLOB_IN_FD;
     bool unreadable = (req->flags & IOB_BROKER_ALLOC_BLOB_UNREADABLE) != 0;
     bool in_fd = (req->flags & IOB_BROKER_ALLOC_BLOB_IN_FD) != 0;
     int fd = conn->broker->rx_fd; /* borrowed: the closer gets it after dispatch */
-    uint64_t body = len - sizeof *req;
-    bool layout_ok = (req->flags & ~known) == 0 &&
-                     (in_fd ? !unreadable && body == 0 && fd >= 0
-                            : (unreadable ? body == 0 : body == req->blob_size));
-    if (!layout_ok) {
+    if (!iobd_mediated_allocate_id_layout_ok(req, len, fd >= 0)) {
         iobd__bad_message(conn, req->hdr.request_id, ZX_ERR_INVALID_ARGS, "allocate_id layout");
         return;
     }
@@ -840,6 +799,38 @@ static void iobd__handle_allocate_id(iobd__conn_t* conn, const iob_broker_alloca
     }
 }
 
+/*
+ * CHANNEL: the connection's mediated request channel (mediator.h). One per connection;
+ * a second request, an unattached connection or the mediator's cap is a refusal, and the
+ * client keeps using datagrams.
+ */
+static void iobd__handle_channel(iobd__conn_t* conn, const iob_broker_channel_req_t* req) {
+    iobd_broker_t* broker = conn->broker;
+    iob_broker_channel_reply_t reply;
+    memset(&reply, 0, sizeof reply);
+    iob_broker_hdr_init(&reply.hdr, IOB_BROKER_CHANNEL | IOB_BROKER_REPLY, sizeof reply,
+                        req->hdr.request_id);
+    int fds[3] = {-1, -1, -1};
+    zx_status_t st = ZX_ERR_BAD_STATE;
+    if (req->layout != IOB_BROKER_MEDIATED_LAYOUT || req->reserved != 0) {
+        st = ZX_ERR_NOT_SUPPORTED;
+    } else if (conn->attached && conn->chan == NULL) {
+        st = iobd_mediator_open(broker->mediator, conn->session, &conn->chan, fds);
+    }
+    reply.status = st;
+    reply.sub_size = st == ZX_OK ? IOB_MCHAN_SUB_SIZE : 0u;
+    zx_status_t sent = iob_fd_send(conn->fd, &reply, sizeof reply, st == ZX_OK ? fds : NULL,
+                                   st == ZX_OK ? 3u : 0u);
+    for (int i = 0; i < 3; i++) {
+        if (fds[i] >= 0) {
+            close(fds[i]); /* our own memfds: their close waits on nothing */
+        }
+    }
+    if (sent != ZX_OK) {
+        iobd__conn_close(conn, zx_status_get_string(sent));
+    }
+}
+
 /* Validates one datagram (in broker->rx) and dispatches it. */
 static void iobd__dispatch(iobd__conn_t* conn, size_t len) {
     const iobd__rx_t* msg = conn->broker->rx;
@@ -865,6 +856,9 @@ static void iobd__dispatch(iobd__conn_t* conn, size_t len) {
         break;
     case IOB_BROKER_IMPORT:
         want = sizeof(iob_broker_import_req_t);
+        break;
+    case IOB_BROKER_CHANNEL:
+        want = sizeof(iob_broker_channel_req_t);
         break;
     case IOB_BROKER_WRITEV:
     case IOB_BROKER_ALLOCATE_ID:
@@ -903,6 +897,9 @@ static void iobd__dispatch(iobd__conn_t* conn, size_t len) {
         break;
     case IOB_BROKER_IMPORT:
         iobd__handle_import(conn, &msg->import);
+        break;
+    case IOB_BROKER_CHANNEL:
+        iobd__handle_channel(conn, &msg->channel);
         break;
     default:
         iobd__handle_unmap(conn, &msg->unmap);
@@ -1221,6 +1218,15 @@ zx_status_t iobd_broker_start(uv_loop_t* loop, iob_core_t* core, const iobd_brok
                                                       : IOBD_BROKER_DEFAULT_MAX_CONNS;
     /* A slot for each connection, one for the listening socket, and the headroom. */
     size_t closer_cap = (size_t)max_conns + 1u + IOBD__CLOSER_HEADROOM;
+    st = iobd_mediator_start(core, 0, &broker->mediator);
+    if (st != ZX_OK) {
+        close(broker->listen_fd);
+        unlink(broker->socket_path);
+        free(broker->rx);
+        free(broker->socket_path);
+        free(broker);
+        return st;
+    }
     st = iobd__closer_start(closer_cap, &broker->wake, &broker->closer);
     if (st == ZX_OK && uv_async_init(loop, &broker->wake, iobd__on_wake) != 0) {
         iobd__closer_exit(broker->closer);
@@ -1231,6 +1237,8 @@ zx_status_t iobd_broker_start(uv_loop_t* loop, iob_core_t* core, const iobd_brok
         /* The async handle exists now: it goes the way iobd_broker_stop sends it. */
         broker->stopping = true;
         broker->open_handles = 1;
+        iobd_mediator_stop(broker->mediator);
+        broker->mediator = NULL;
         broker->closer->reserved = 1;
         iobd__closer_push(broker->closer, broker->listen_fd, true);
         unlink(broker->socket_path);
@@ -1239,6 +1247,7 @@ zx_status_t iobd_broker_start(uv_loop_t* loop, iob_core_t* core, const iobd_brok
         return ZX_ERR_NO_RESOURCES;
     }
     if (st != ZX_OK) {
+        iobd_mediator_stop(broker->mediator);
         close(broker->listen_fd);
         unlink(broker->socket_path);
         free(broker->rx);
@@ -1265,6 +1274,8 @@ void iobd_broker_stop(iobd_broker_t* broker) {
     while (broker->conns != NULL) {
         iobd__conn_close(broker->conns, "broker stopping");
     }
+    iobd_mediator_stop(broker->mediator);
+    broker->mediator = NULL;
     unlink(broker->socket_path);
     uv_poll_stop(&broker->listen_poll);
     uv_close((uv_handle_t*)&broker->listen_poll, iobd__listen_on_close);

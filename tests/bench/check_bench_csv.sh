@@ -27,7 +27,7 @@ NR == 1 {
 }
 {
     t = $col["transport"]; m = $col["mode"]; b = $col["backing"]; w = $col["wait"]
-    if (t !~ /^(iob-ring|bare-ring|floor-ring|memcpy|pipe|uds|tcp|grpc|mediated)$/) { print "line " NR ": bad transport " t; bad = 1 }
+    if (t !~ /^(iob-ring|bare-ring|floor-ring|memcpy|pipe|uds|tcp|dgram|grpc|mediated)$/) { print "line " NR ": bad transport " t; bad = 1 }
     if (m !~ /^(copy|zerocopy)$/) { print "line " NR ": bad mode " m; bad = 1 }
     if (b !~ /^(2M|1G|4K)$/) { print "line " NR ": bad backing " b; bad = 1 }
     if (w !~ /^(spin|block)$/) { print "line " NR ": bad wait " w; bad = 1 }

@@ -1,0 +1,574 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The mediator (mediator.h) and the request checks shared with the broker's datagrams.
+ * The channel layout and the wake-up protocol are in shm/mediated_channel.h.
+ *
+ * The thread scans every channel in turn, serving at most one request of each per scan.
+ * While any channel had work in the last MEDIATOR_SPIN_NS it keeps scanning (no system
+ * call per record: a busy mediator only reads memory), then it announces that it sleeps
+ * and sleeps on the doorbell, costing no CPU while idle.
+ */
+#include "server/broker/mediator.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "server/core/iob_fault.h"
+#include "shm/mediated_channel.h"
+
+/*
+ * How long the mediator keeps scanning after its last request before it sleeps: long
+ * enough to cover a writer's turn-around between two calls (its own copy and bookkeeping,
+ * a few microseconds), short enough that a burst's tail costs little CPU on a small host.
+ */
+#define MEDIATOR_SPIN_NS 50000
+/* Scans between clock reads while spinning. */
+#define MEDIATOR_CLOCK_EVERY 64u
+
+struct iobd_mchan {
+    iob_session_id_t session;
+    iob_mchan_sub_t* sub;   /* client-writable: read only under iob_fault_call */
+    iob_mchan_comp_t* comp; /* ours: the client maps it read-only */
+    uint32_t served_seq;    /* the last seq value served (the mediator thread's) */
+    _Atomic bool closed;    /* set by the loop; the mediator then frees the channel */
+    bool broken;            /* its memory faulted: no longer served */
+    iobd_mchan_t* next_new; /* in the handover list, under mu */
+};
+
+struct iobd_mediator {
+    iob_core_t* core;
+    uint32_t max_channels;
+    pthread_t thread;
+    pthread_mutex_t mu;      /* the handover list, the channel count, the stats */
+    iobd_mchan_t* new_chans; /* opened, not yet taken by the thread */
+    uint32_t channel_count;  /* open channels, handed over or not */
+    _Atomic bool changed;    /* new channels or closes to look at */
+    _Atomic bool stopping;
+    int doorbell_fd;
+    void* doorbell_map;
+    _Atomic uint32_t* doorbell; /* its first word; client-writable */
+    /* The thread's own. */
+    iobd_mchan_t** chans;
+    size_t nchans;
+    size_t chans_cap;
+    unsigned char* rx; /* one request copied out of a channel */
+    /* Under mu. */
+    uint64_t channels_open;
+    uint64_t channels_refused;
+    /* The thread's counters, read by iobd_mediator_get_stats from the loop. */
+    _Atomic uint64_t requests;
+    _Atomic uint64_t malformed;
+    _Atomic uint64_t sleeps;
+};
+
+/* ---- The checks of a mediated request (both transports) ---- */
+
+bool iobd_mediated_writev(iob_core_t* core, iob_session_id_t session,
+                          const iob_broker_writev_req_t* req, size_t len, zx_status_t* status) {
+    bool array_unreadable = (req->flags & IOB_BROKER_WRITEV_VECTORS_UNREADABLE) != 0;
+    bool malformed = (req->flags & ~(uint32_t)IOB_BROKER_WRITEV_VECTORS_UNREADABLE) != 0 ||
+                     req->vector_count > IOB_BROKER_WRITEV_MAX_VECTORS;
+    uint32_t expect_count = 0;
+    if (!array_unreadable && req->num_vectors <= IOB_BROKER_WRITEV_MAX_VECTORS) {
+        expect_count = (uint32_t)req->num_vectors;
+    }
+    malformed = malformed || req->vector_count != expect_count;
+    uint64_t data_len = 0;
+    for (uint32_t i = 0; !malformed && i < req->vector_count; i++) {
+        const iob_broker_vec_t* v = &req->vecs[i];
+        if ((v->flags & ~(uint32_t)IOB_BROKER_VEC_READABLE) != 0) {
+            malformed = true;
+        } else if ((v->flags & IOB_BROKER_VEC_READABLE) != 0) {
+            /* Bounded by the message: a sum above it cannot be honest. */
+            if (v->capacity > IOB_BROKER_WRITEV_MAX_BYTES - data_len) {
+                malformed = true;
+            } else {
+                data_len += v->capacity;
+            }
+        }
+    }
+    if (malformed || len < sizeof *req || len - sizeof *req != data_len) {
+        return false;
+    }
+    zx_iovec_t vecs[IOB_BROKER_WRITEV_MAX_VECTORS];
+    const unsigned char* data = (const unsigned char*)(req + 1);
+    size_t off = 0;
+    for (uint32_t i = 0; i < req->vector_count; i++) {
+        const iob_broker_vec_t* v = &req->vecs[i];
+        bool readable = (v->flags & IOB_BROKER_VEC_READABLE) != 0;
+        vecs[i].buffer = readable && v->capacity > 0 ? (void*)(uintptr_t)(data + off) : NULL;
+        vecs[i].capacity = (size_t)v->capacity;
+        off += readable ? (size_t)v->capacity : 0u;
+    }
+    /*
+     * Above 8 vectors the core stops at step 6 before it reads the array; NULL keeps it
+     * from ever reading entries that were not sent.
+     */
+    const zx_iovec_t* arg = expect_count == 0 ? NULL : vecs;
+    if (core == NULL) {
+        return true;
+    }
+    *status = iob_core_iob_writev(core, session, req->handle, req->options, req->region_index,
+                                  arg, (size_t)req->num_vectors);
+    return true;
+}
+
+bool iobd_mediated_allocate_id_layout_ok(const iob_broker_allocate_id_req_t* req, size_t len,
+                                         bool have_fd) {
+    const uint32_t known =
+        IOB_BROKER_ALLOC_BLOB_UNREADABLE | IOB_BROKER_ALLOC_ID_NULL | IOB_BROKER_ALLOC_BLOB_IN_FD;
+    bool unreadable = (req->flags & IOB_BROKER_ALLOC_BLOB_UNREADABLE) != 0;
+    bool in_fd = (req->flags & IOB_BROKER_ALLOC_BLOB_IN_FD) != 0;
+    if (len < sizeof *req) {
+        return false;
+    }
+    uint64_t body = len - sizeof *req;
+    return (req->flags & ~known) == 0 &&
+           (in_fd ? !unreadable && body == 0 && have_fd
+                  : (unreadable ? body == 0 : body == req->blob_size));
+}
+
+/* A channel's request (in m->rx, len bytes): its status; *id for ALLOCATE_ID. */
+static zx_status_t mediator_run(iobd_mediator_t* m, iobd_mchan_t* ch, size_t len, uint32_t* id) {
+    const iob_broker_hdr_t* hdr = (const iob_broker_hdr_t*)m->rx;
+    bool ok = hdr->version == IOB_BROKER_WIRE_VERSION && hdr->size == len;
+    zx_status_t st = ZX_ERR_INVALID_ARGS;
+    if (ok && hdr->type == IOB_BROKER_WRITEV && len >= sizeof(iob_broker_writev_req_t)) {
+        const iob_broker_writev_req_t* req = (const iob_broker_writev_req_t*)m->rx;
+        ok = req->layout == IOB_BROKER_MEDIATED_LAYOUT &&
+             iobd_mediated_writev(m->core, ch->session, req, len, &st);
+    } else if (ok && hdr->type == IOB_BROKER_ALLOCATE_ID &&
+               len >= sizeof(iob_broker_allocate_id_req_t)) {
+        const iob_broker_allocate_id_req_t* req = (const iob_broker_allocate_id_req_t*)m->rx;
+        ok = req->layout == IOB_BROKER_MEDIATED_LAYOUT &&
+             iobd_mediated_allocate_id_layout_ok(req, len, false);
+        if (ok) {
+            bool unreadable = (req->flags & IOB_BROKER_ALLOC_BLOB_UNREADABLE) != 0;
+            bool id_null = (req->flags & IOB_BROKER_ALLOC_ID_NULL) != 0;
+            const void* blob = unreadable || req->blob_size == 0 ? NULL : (const void*)(req + 1);
+            st = iob_core_iob_allocate_id(m->core, ch->session, req->handle, req->options,
+                                          req->region_index, blob, req->blob_size,
+                                          id_null ? NULL : id);
+        }
+    } else {
+        ok = false;
+    }
+    if (!ok) {
+        atomic_fetch_add_explicit(&m->malformed, 1, memory_order_relaxed);
+        return ZX_ERR_INVALID_ARGS;
+    }
+    return st;
+}
+
+/* ---- Reading a channel ---- */
+
+typedef struct mediator_take {
+    iobd_mediator_t* m;
+    iobd_mchan_t* ch;
+    uint32_t seq;
+    size_t len; /* 0: a new seq whose request is malformed before any field could be used */
+    bool fresh;
+} mediator_take_t;
+
+/*
+ * Under iob_fault_call: a new seq, and its request copied into m->rx. The header's size
+ * is read from our copy and bounded before the rest is copied; the fields are then checked
+ * in our copy only (the header is copied again with the rest, so what is checked is what
+ * was copied).
+ */
+static zx_status_t mediator_take(void* ctx) {
+    mediator_take_t* t = ctx;
+    iob_mchan_sub_t* sub = t->ch->sub;
+    t->seq = atomic_load_explicit(&sub->seq, memory_order_acquire);
+    t->fresh = t->seq != t->ch->served_seq;
+    t->len = 0;
+    if (!t->fresh) {
+        return ZX_OK;
+    }
+    const unsigned char* msg = (const unsigned char*)sub + IOB_MCHAN_MSG_OFFSET;
+    iob_broker_hdr_t hdr;
+    memcpy(&hdr, msg, sizeof hdr);
+    if (hdr.size < sizeof hdr || hdr.size > IOB_BROKER_MAX_MEDIATED_MSG) {
+        return ZX_OK;
+    }
+    memcpy(t->m->rx, msg, hdr.size);
+    t->len = hdr.size;
+    return ZX_OK;
+}
+
+static zx_status_t mediator_peek_waiting(void* ctx) {
+    iobd_mchan_t* ch = ctx;
+    return atomic_load(&ch->sub->writer_waiting) != 0 ? ZX_OK : ZX_ERR_SHOULD_WAIT;
+}
+
+/* Posts a request's outcome and wakes the writer if it sleeps (or says it does). */
+static void mediator_post(iobd_mchan_t* ch, uint32_t seq, zx_status_t status, uint32_t id) {
+    ch->comp->status = status;
+    ch->comp->id = id;
+    /* seq_cst: against the writer's store of writer_waiting (mediated_channel.h). */
+    atomic_store(&ch->comp->done_seq, seq);
+    ch->served_seq = seq;
+    /* A lost page reads as a fault: wake then too, a spurious wake-up costs nothing. */
+    zx_status_t waiting = iob_fault_call(ch->sub, IOB_MCHAN_SUB_SIZE, mediator_peek_waiting, ch);
+    if (waiting != ZX_ERR_SHOULD_WAIT) {
+        iob_mchan_futex_wake(&ch->comp->done_seq);
+    }
+}
+
+/* Serves at most one request of ch; true when it did. */
+static bool mediator_serve(iobd_mediator_t* m, iobd_mchan_t* ch) {
+    if (ch->broken) {
+        return false;
+    }
+    mediator_take_t t = {.m = m, .ch = ch};
+    zx_status_t st = iob_fault_call(ch->sub, IOB_MCHAN_SUB_SIZE, mediator_take, &t);
+    if (st != ZX_OK) {
+        /*
+         * Only a writer that destroyed its own channel gets here (a shmem memfd sealed
+         * against shrinking does not fault today; this is the guard if it ever does): it
+         * is not served any more, and its calls time out into the datagram path.
+         */
+        ch->broken = true;
+        return false;
+    }
+    if (!t.fresh) {
+        return false;
+    }
+    uint32_t id = 0;
+    zx_status_t status = ZX_ERR_INVALID_ARGS;
+    if (t.len == 0) {
+        atomic_fetch_add_explicit(&m->malformed, 1, memory_order_relaxed);
+    } else {
+        status = mediator_run(m, ch, t.len, &id);
+    }
+    mediator_post(ch, t.seq, status, status == ZX_OK ? id : 0u);
+    atomic_fetch_add_explicit(&m->requests, 1, memory_order_relaxed);
+    return true;
+}
+
+static void mediator_free_chan(iobd_mchan_t* ch) {
+    munmap(ch->sub, IOB_MCHAN_SUB_SIZE);
+    munmap(ch->comp, IOB_MCHAN_COMP_SIZE);
+    free(ch);
+}
+
+/* Takes new channels in and frees closed ones (the thread's side of the handover). */
+static void mediator_update(iobd_mediator_t* m) {
+    if (!atomic_exchange(&m->changed, false)) {
+        return;
+    }
+    pthread_mutex_lock(&m->mu);
+    while (m->new_chans != NULL) {
+        iobd_mchan_t* ch = m->new_chans;
+        if (m->nchans == m->chans_cap) {
+            /* Capacity for every channel was reserved at open: cannot fail here. */
+            break;
+        }
+        m->new_chans = ch->next_new;
+        m->chans[m->nchans++] = ch;
+    }
+    size_t kept = 0;
+    for (size_t i = 0; i < m->nchans; i++) {
+        iobd_mchan_t* ch = m->chans[i];
+        if (atomic_load(&ch->closed)) {
+            mediator_free_chan(ch);
+            m->channel_count--;
+        } else {
+            m->chans[kept++] = ch;
+        }
+    }
+    m->nchans = kept;
+    pthread_mutex_unlock(&m->mu);
+}
+
+static int64_t mediator_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+typedef struct mediator_bell {
+    iobd_mediator_t* m;
+    uint32_t value;
+} mediator_bell_t;
+
+static zx_status_t mediator_read_doorbell(void* ctx) {
+    mediator_bell_t* b = ctx;
+    b->value = atomic_load(b->m->doorbell);
+    return ZX_OK;
+}
+
+static void mediator_announce_sleep(iobd_mediator_t* m, uint32_t sleeping) {
+    for (size_t i = 0; i < m->nchans; i++) {
+        atomic_store(&m->chans[i]->comp->mediator_sleeping, sleeping);
+    }
+}
+
+/*
+ * Every channel was idle for the spin budget: sleep on the doorbell unless a last look
+ * (after announcing it) finds work. The doorbell is client-writable: a changed value only
+ * ends the wait early, and a fault (a punched page) just skips the sleep.
+ */
+static void mediator_sleep(iobd_mediator_t* m) {
+    mediator_announce_sleep(m, 1);
+    mediator_bell_t bell = {.m = m, .value = 0};
+    bool ok = iob_fault_call(m->doorbell, IOB_MCHAN_DOORBELL_SIZE, mediator_read_doorbell,
+                             &bell) == ZX_OK;
+    bool work = atomic_load(&m->changed) || atomic_load(&m->stopping);
+    for (size_t i = 0; !work && i < m->nchans; i++) {
+        work = mediator_serve(m, m->chans[i]);
+    }
+    if (ok && !work) {
+        atomic_fetch_add_explicit(&m->sleeps, 1, memory_order_relaxed);
+        (void)iob_mchan_futex_wait(m->doorbell, bell.value, NULL);
+    }
+    mediator_announce_sleep(m, 0);
+}
+
+static void* mediator_main(void* arg) {
+    iobd_mediator_t* m = arg;
+    /*
+     * The thread was started with every signal blocked, but a fault's SIGBUS must reach
+     * iob_fault_call's handler: a blocked fault signal kills the process instead.
+     */
+    sigset_t faults;
+    sigemptyset(&faults);
+    sigaddset(&faults, SIGBUS);
+    sigaddset(&faults, SIGSEGV);
+    pthread_sigmask(SIG_UNBLOCK, &faults, NULL);
+    int64_t idle_since = mediator_now();
+    unsigned scans = 0;
+    while (!atomic_load(&m->stopping)) {
+        mediator_update(m);
+        bool served = false;
+        for (size_t i = 0; i < m->nchans; i++) {
+            served |= mediator_serve(m, m->chans[i]);
+        }
+        if (served) {
+            scans = 0;
+            idle_since = 0;
+            continue;
+        }
+        if (++scans % MEDIATOR_CLOCK_EVERY != 0) {
+            /*
+             * Idle scans give the CPU away when someone else wants it: on a small host the
+             * writer may be waiting for this very CPU to make the next request.
+             */
+            if (scans > MEDIATOR_CLOCK_EVERY) {
+                sched_yield();
+            } else {
+                iob_mchan_cpu_relax();
+            }
+            continue;
+        }
+        int64_t now = mediator_now();
+        if (idle_since == 0) {
+            idle_since = now;
+        } else if (now - idle_since >= MEDIATOR_SPIN_NS) {
+            mediator_sleep(m);
+            idle_since = 0;
+        }
+    }
+    return NULL;
+}
+
+/* ---- The loop's side ---- */
+
+static int mediator_memfd(const char* name, size_t size) {
+    int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0) {
+        return -1;
+    }
+    if (ftruncate(fd, (off_t)size) != 0 ||
+        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void* mediator_map(int fd, size_t size) {
+    void* p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+zx_status_t iobd_mediator_start(iob_core_t* core, uint32_t max_channels, iobd_mediator_t** out) {
+    iobd_mediator_t* m = calloc(1, sizeof *m);
+    if (m == NULL) {
+        return ZX_ERR_NO_MEMORY;
+    }
+    m->core = core;
+    m->max_channels = max_channels != 0 ? max_channels : IOBD_MEDIATOR_DEFAULT_MAX_CHANNELS;
+    m->chans_cap = m->max_channels;
+    m->chans = calloc(m->chans_cap, sizeof *m->chans);
+    m->rx = malloc(IOB_BROKER_MAX_MEDIATED_MSG);
+    m->doorbell_fd = mediator_memfd("iob-mediator-doorbell", IOB_MCHAN_DOORBELL_SIZE);
+    m->doorbell_map = m->doorbell_fd >= 0
+                          ? mediator_map(m->doorbell_fd, IOB_MCHAN_DOORBELL_SIZE)
+                          : NULL;
+    m->doorbell = m->doorbell_map;
+    zx_status_t st = m->chans != NULL && m->rx != NULL ? ZX_OK : ZX_ERR_NO_MEMORY;
+    if (st == ZX_OK && m->doorbell == NULL) {
+        st = ZX_ERR_NO_RESOURCES;
+    }
+    if (st == ZX_OK) {
+        pthread_mutex_init(&m->mu, NULL);
+        /* Signals are the loop's business: the mediator takes none. */
+        sigset_t all;
+        sigset_t old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        int rc = pthread_create(&m->thread, NULL, mediator_main, m);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (rc != 0) {
+            pthread_mutex_destroy(&m->mu);
+            st = ZX_ERR_NO_RESOURCES;
+        }
+    }
+    if (st != ZX_OK) {
+        if (m->doorbell != NULL) {
+            munmap(m->doorbell_map, IOB_MCHAN_DOORBELL_SIZE);
+        }
+        if (m->doorbell_fd >= 0) {
+            close(m->doorbell_fd);
+        }
+        free(m->rx);
+        free(m->chans);
+        free(m);
+        return st;
+    }
+    *out = m;
+    return ZX_OK;
+}
+
+/* Wakes the thread wherever it sleeps (the doorbell is also ours to ring). */
+static void mediator_kick(iobd_mediator_t* m) {
+    atomic_fetch_add(m->doorbell, 1);
+    iob_mchan_futex_wake(m->doorbell);
+}
+
+void iobd_mediator_stop(iobd_mediator_t* m) {
+    if (m == NULL) {
+        return;
+    }
+    atomic_store(&m->stopping, true);
+    mediator_kick(m);
+    pthread_join(m->thread, NULL);
+    for (size_t i = 0; i < m->nchans; i++) {
+        mediator_free_chan(m->chans[i]);
+    }
+    while (m->new_chans != NULL) {
+        iobd_mchan_t* ch = m->new_chans;
+        m->new_chans = ch->next_new;
+        mediator_free_chan(ch);
+    }
+    pthread_mutex_destroy(&m->mu);
+    munmap(m->doorbell_map, IOB_MCHAN_DOORBELL_SIZE);
+    close(m->doorbell_fd);
+    free(m->rx);
+    free(m->chans);
+    free(m);
+}
+
+zx_status_t iobd_mediator_open(iobd_mediator_t* m, iob_session_id_t session, iobd_mchan_t** out,
+                               int fds[3]) {
+    pthread_mutex_lock(&m->mu);
+    bool room = m->channel_count < m->max_channels;
+    if (room) {
+        m->channel_count++; /* the thread's array has a slot for each counted channel */
+    } else {
+        m->channels_refused++;
+    }
+    pthread_mutex_unlock(&m->mu);
+    if (!room) {
+        return ZX_ERR_NO_RESOURCES;
+    }
+    iobd_mchan_t* ch = calloc(1, sizeof *ch);
+    int sub_fd = mediator_memfd("iob-mediated-channel", IOB_MCHAN_SUB_SIZE);
+    int comp_fd = mediator_memfd("iob-mediated-completion", IOB_MCHAN_COMP_SIZE);
+    zx_status_t st = ch != NULL ? ZX_OK : ZX_ERR_NO_MEMORY;
+    if (st == ZX_OK && (sub_fd < 0 || comp_fd < 0)) {
+        st = ZX_ERR_NO_RESOURCES;
+    }
+    if (st == ZX_OK) {
+        ch->session = session;
+        ch->sub = mediator_map(sub_fd, IOB_MCHAN_SUB_SIZE);
+        ch->comp = mediator_map(comp_fd, IOB_MCHAN_COMP_SIZE);
+        /*
+         * After our writable mapping exists: the client can map the completion page only
+         * read-only, cannot write(2) it and cannot punch holes in it.
+         */
+        if (ch->sub == NULL || ch->comp == NULL ||
+            fcntl(comp_fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE | F_SEAL_SEAL) != 0) {
+            st = ZX_ERR_NO_RESOURCES;
+        }
+    }
+    if (st == ZX_OK) {
+        fds[0] = sub_fd;
+        fds[1] = comp_fd;
+        fds[2] = fcntl(m->doorbell_fd, F_DUPFD_CLOEXEC, 0);
+        if (fds[2] < 0) {
+            st = ZX_ERR_NO_RESOURCES;
+        }
+    }
+    if (st != ZX_OK) {
+        if (ch != NULL) {
+            if (ch->sub != NULL) {
+                munmap(ch->sub, IOB_MCHAN_SUB_SIZE);
+            }
+            if (ch->comp != NULL) {
+                munmap(ch->comp, IOB_MCHAN_COMP_SIZE);
+            }
+            free(ch);
+        }
+        if (sub_fd >= 0) {
+            close(sub_fd);
+        }
+        if (comp_fd >= 0) {
+            close(comp_fd);
+        }
+        pthread_mutex_lock(&m->mu);
+        m->channel_count--;
+        pthread_mutex_unlock(&m->mu);
+        return st;
+    }
+    pthread_mutex_lock(&m->mu);
+    ch->next_new = m->new_chans;
+    m->new_chans = ch;
+    m->channels_open++;
+    pthread_mutex_unlock(&m->mu);
+    atomic_store(&m->changed, true);
+    mediator_kick(m);
+    *out = ch;
+    return ZX_OK;
+}
+
+void iobd_mediator_close(iobd_mediator_t* m, iobd_mchan_t* ch) {
+    if (m == NULL || ch == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&m->mu);
+    m->channels_open--;
+    pthread_mutex_unlock(&m->mu);
+    atomic_store(&ch->closed, true);
+    atomic_store(&m->changed, true);
+    mediator_kick(m);
+}
+
+void iobd_mediator_get_stats(iobd_mediator_t* m, iobd_mediator_stats_t* out) {
+    pthread_mutex_lock(&m->mu);
+    out->channels_open = m->channels_open;
+    out->channels_refused = m->channels_refused;
+    pthread_mutex_unlock(&m->mu);
+    out->requests = atomic_load_explicit(&m->requests, memory_order_relaxed);
+    out->malformed = atomic_load_explicit(&m->malformed, memory_order_relaxed);
+    out->sleeps = atomic_load_explicit(&m->sleeps, memory_order_relaxed);
+}
