@@ -527,7 +527,8 @@ static void iobd__conn_on_attach_deadline(uv_timer_t* timer) {
 }
 
 /* Every reply leads with a status reply's fields, so its status is counted here. */
-static zx_status_t iobd__send(iobd__conn_t* conn, const void* msg, size_t len, int fd) {
+static zx_status_t iobd__send_fds(iobd__conn_t* conn, const void* msg, size_t len,
+                                  const int* fds, unsigned nfds) {
     if (len >= sizeof(iob_broker_status_reply_t)) {
         const iob_broker_status_reply_t* r = msg;
         unsigned type = r->hdr.type & ~(unsigned)IOB_BROKER_REPLY;
@@ -535,7 +536,11 @@ static zx_status_t iobd__send(iobd__conn_t* conn, const void* msg, size_t len, i
         iob_metrics_call(IOB_METRICS_BROKER, type <= IOB_BROKER_CHANNEL ? type : 0, r->status,
                          ns > 0 ? (uint64_t)ns : 0);
     }
-    return iob_fd_send(conn->fd, msg, len, fd >= 0 ? &fd : NULL, fd >= 0 ? 1u : 0u);
+    return iob_fd_send(conn->fd, msg, len, fds, nfds);
+}
+
+static zx_status_t iobd__send(iobd__conn_t* conn, const void* msg, size_t len, int fd) {
+    return iobd__send_fds(conn, msg, len, fd >= 0 ? &fd : NULL, fd >= 0 ? 1u : 0u);
 }
 
 /* Replies with a status-only message; a failed send ends the connection. */
@@ -819,8 +824,8 @@ static void iobd__handle_channel(iobd__conn_t* conn, const iob_broker_channel_re
     }
     reply.status = st;
     reply.sub_size = st == ZX_OK ? IOB_MCHAN_SUB_SIZE : 0u;
-    zx_status_t sent = iob_fd_send(conn->fd, &reply, sizeof reply, st == ZX_OK ? fds : NULL,
-                                   st == ZX_OK ? 3u : 0u);
+    zx_status_t sent = iobd__send_fds(conn, &reply, sizeof reply, st == ZX_OK ? fds : NULL,
+                                      st == ZX_OK ? 3u : 0u);
     for (int i = 0; i < 3; i++) {
         if (fds[i] >= 0) {
             close(fds[i]); /* our own memfds: their close waits on nothing */

@@ -93,7 +93,7 @@ class Iobd:
 
 def drive_load(d, peer, creates=5):
     """Known calls: `creates` good creates and one INVALID_ARGS create over gRPC, then a
-    writer process (peer: iob_mediated_peer) that writes records through the map broker into
+    writer process (peer: iob_mediated_peer) that writes records through iobd's mediator into
     a 16 KiB ring nobody reads until it has met ZX_ERR_NO_SPACE. Returns the scrape that saw
     that (parsed samples)."""
     for _ in range(creates):

@@ -47,15 +47,13 @@ def check_counters():
                     status="ZX_ERR_INVALID_ARGS")
         if ok != 6 or bad != 1:
             fail("CreateIob ZX_OK %s (want 6), INVALID_ARGS %s (want 1)" % (ok, bad), d.log)
-        # The writer's broker requests: one attach, one import, writes that each count once.
+        # The writer's broker requests: one attach, one import, one shared-memory channel
+        # (its records then go through the channel, not as requests).
         att = value(samples, "iob_broker_requests_total", method="Attach", status="ZX_OK")
         imp = value(samples, "iob_broker_requests_total", method="Import", status="ZX_OK")
-        wok = value(samples, "iob_broker_requests_total", method="Writev", status="ZX_OK")
-        wfull = value(samples, "iob_broker_requests_total", method="Writev",
-                      status="ZX_ERR_NO_SPACE")
-        if att != 1 or imp != 1 or not wok or not wfull:
-            fail("broker: attach %s import %s writev ok %s no_space %s"
-                 % (att, imp, wok, wfull), d.log)
+        chan = value(samples, "iob_broker_requests_total", method="Channel", status="ZX_OK")
+        if att != 1 or imp != 1 or chan != 1:
+            fail("broker: attach %s import %s channel %s" % (att, imp, chan), d.log)
         count = value(samples, "iob_rpc_call_duration_seconds_count", method="CreateIob")
         inf = value(samples, "iob_rpc_call_duration_seconds_bucket", method="CreateIob", le="+Inf")
         if count != 7 or inf != 7:
@@ -74,9 +72,9 @@ def check_counters():
         rec = value(samples, "iob_mediated_records_total", shared_region=sr)
         byt = value(samples, "iob_mediated_bytes_total", shared_region=sr)
         ns = value(samples, "iob_mediated_no_space_total", shared_region=sr)
-        if rec != wok or ns != wfull or not byt or byt < rec:
-            fail("shared region %s: records %s bytes %s no_space %s; broker writev ok %s "
-                 "no_space %s" % (sr, rec, byt, ns, wok, wfull), d.log)
+        # 16 KiB of ring, nobody reading: some records fit, then every write is NO_SPACE.
+        if not rec or not ns or not byt or byt < rec:
+            fail("shared region %s: records %s bytes %s no_space %s" % (sr, rec, byt, ns), d.log)
         records = int(rec)
         # The ring IOB (its ep0 token alive) and its shared region; the writer's ep1 is gone.
         if value(samples, "iob_iobs") != 1 or value(samples, "iob_shared_regions") != 1:
