@@ -480,3 +480,33 @@ char* iob_wire_read_pem(const char* path) {
     }
     return buf;
 }
+
+bool iob_wire_split_host_port(const char* addr, char* host, size_t host_size, char* port,
+                        size_t port_size) {
+    const char* colon;
+    const char* h = addr;
+    size_t hlen;
+    if (addr[0] == '[') {
+        const char* close = strchr(addr, ']');
+        if (close == NULL || close[1] != ':') {
+            return false;
+        }
+        h = addr + 1;
+        hlen = (size_t)(close - h);
+        colon = close + 1;
+    } else {
+        colon = strrchr(addr, ':');
+        if (colon == NULL) {
+            return false;
+        }
+        hlen = (size_t)(colon - addr);
+    }
+    if (hlen == 0 || hlen >= host_size || strlen(colon + 1) == 0 ||
+        strlen(colon + 1) >= port_size) {
+        return false;
+    }
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+    snprintf(port, port_size, "%s", colon + 1);
+    return strspn(port, "0123456789") == strlen(port);
+}

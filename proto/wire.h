@@ -190,4 +190,8 @@ void iob_wire_region_to_pb(const zx_iob_region_t* r, Iob__V1__Region* pb);
  */
 char* iob_wire_read_pem(const char* path);
 
+/* "HOST:PORT" or "[V6]:PORT" into host and port strings (the metrics endpoint's address). */
+bool iob_wire_split_host_port(const char* addr, char* host, size_t host_size, char* port,
+                              size_t port_size);
+
 #endif /* IOB_PROTO_WIRE_H_ */

@@ -30,6 +30,8 @@
 
 #include <jansson.h>
 
+#include "proto/wire.h"
+
 #define TOP_MAX_REPLY (16u << 20)
 #define TOP_IO_TIMEOUT_MS 5000
 #define TOP_MAX_ROWS 64
@@ -62,39 +64,10 @@ static double top__now(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Splits "HOST:PORT" / "[V6]:PORT". */
-static bool top__split(const char* addr, char* host, size_t hs, char* port, size_t ps) {
-    const char* colon;
-    const char* h = addr;
-    size_t hlen;
-    if (addr[0] == '[') {
-        const char* close = strchr(addr, ']');
-        if (close == NULL || close[1] != ':') {
-            return false;
-        }
-        h = addr + 1;
-        hlen = (size_t)(close - h);
-        colon = close + 1;
-    } else {
-        colon = strrchr(addr, ':');
-        if (colon == NULL) {
-            return false;
-        }
-        hlen = (size_t)(colon - addr);
-    }
-    if (hlen == 0 || hlen >= hs || strlen(colon + 1) == 0 || strlen(colon + 1) >= ps) {
-        return false;
-    }
-    memcpy(host, h, hlen);
-    host[hlen] = '\0';
-    snprintf(port, ps, "%s", colon + 1);
-    return true;
-}
-
 /* GET /metrics; the body, NUL-terminated, or NULL with *why set. */
 static char* top__fetch(const char* addr, const char** why) {
     char host[256], port[16];
-    if (!top__split(addr, host, sizeof host, port, sizeof port)) {
+    if (!iob_wire_split_host_port(addr, host, sizeof host, port, sizeof port)) {
         *why = "expected HOST:PORT";
         return NULL;
     }

@@ -13,6 +13,7 @@
 
 #include <microhttpd.h>
 
+#include "proto/wire.h"
 #include "server/core/iob_metrics.h"
 #include "server/rpc/log.h"
 
@@ -121,41 +122,10 @@ static void iobd__mhd_log(void* cls, const char* fmt, va_list ap) {
     IOBD_DEBUG("metrics: %s", msg);
 }
 
-/* "HOST:PORT" or "[V6]:PORT" into host and port strings. */
-static bool iobd__split(const char* addr, char* host, size_t host_size, char* port,
-                        size_t port_size) {
-    const char* colon;
-    const char* h = addr;
-    size_t hlen;
-    if (addr[0] == '[') {
-        const char* close = strchr(addr, ']');
-        if (close == NULL || close[1] != ':') {
-            return false;
-        }
-        h = addr + 1;
-        hlen = (size_t)(close - h);
-        colon = close + 1;
-    } else {
-        colon = strrchr(addr, ':');
-        if (colon == NULL) {
-            return false;
-        }
-        hlen = (size_t)(colon - addr);
-    }
-    if (hlen == 0 || hlen >= host_size || strlen(colon + 1) == 0 ||
-        strlen(colon + 1) >= port_size) {
-        return false;
-    }
-    memcpy(host, h, hlen);
-    host[hlen] = '\0';
-    snprintf(port, port_size, "%s", colon + 1);
-    return strspn(port, "0123456789") == strlen(port);
-}
-
 zx_status_t iobd_metrics_start(const char* addr, bool allow_remote, iob_core_t* core,
                                iobd_metrics_t** out) {
     char host[256], port[16];
-    if (!iobd__split(addr, host, sizeof host, port, sizeof port)) {
+    if (!iob_wire_split_host_port(addr, host, sizeof host, port, sizeof port)) {
         IOBD_ERROR("--metrics %s: expected HOST:PORT or [IPV6]:PORT", addr);
         return ZX_ERR_INVALID_ARGS;
     }
