@@ -9,6 +9,9 @@
  *   iob-bench-mediated [--quick] [--size B] [--writers N] [--duration-ms N] [--idle-s N]
  *                      [--csv FILE]
  *
+ * Last, what counting costs: one writer against its iobd and against a second one serving
+ * --metrics (the only iobd that counts), alternating, as the median of paired rounds.
+ *
  * Like Fuchsia's logging: the reader creates one shared region with the
  * MEDIATED_WRITE_RING_BUFFER discipline and one IOB per writer over it, each with its own
  * tag; every writer process imports its endpoint and writes records with zx_iob_writev
@@ -19,9 +22,13 @@
  * are started with posix_spawn (this binary, re-executed), never forked after libiob has
  * gRPC state. Without IOB_SERVER it starts a private iobd (the build's, or $IOBD).
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -394,24 +401,52 @@ static double bench_idle(const char* self, const char* target, int writers, long
 
 /* ---- A private iobd ---- */
 
-static pid_t g_iobd = -1;
-static char g_dir[64];
+/* [0]: the iobd every row uses; [1]: the same with --metrics, for the cost of counting. */
+static pid_t g_iobd[2] = {-1, -1};
+static char g_dir[2][64];
 
-static const char* start_iobd(char* target, size_t len) {
+/* A loopback TCP port nobody listens on right now. */
+static int free_port(void) {
+    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    int port = -1;
+    if (s >= 0 && bind(s, (struct sockaddr*)&a, sizeof a) == 0 &&
+        getsockname(s, (struct sockaddr*)&a, &len) == 0) {
+        port = ntohs(a.sin_port);
+    }
+    if (s >= 0) {
+        close(s);
+    }
+    return port;
+}
+
+static const char* start_iobd(int idx, bool metrics, char* target, size_t len) {
     const char* bin = getenv("IOBD") != NULL ? getenv("IOBD") : IOB_BENCH_IOBD;
-    snprintf(g_dir, sizeof g_dir, "/tmp/iob-bench-mediated-XXXXXX");
-    if (mkdtemp(g_dir) == NULL) {
+    snprintf(g_dir[idx], sizeof g_dir[idx], "/tmp/iob-bench-mediated-XXXXXX");
+    if (mkdtemp(g_dir[idx]) == NULL) {
         return NULL;
     }
     char listen[128];
     char broker[128];
-    snprintf(listen, sizeof listen, "unix:%s/iobd.sock", g_dir);
-    snprintf(broker, sizeof broker, "%s/broker.sock", g_dir);
-    char* argv[] = {(char*)(uintptr_t)bin, (char*)(uintptr_t)"--listen", listen,
-                    (char*)(uintptr_t)"--broker", broker, (char*)(uintptr_t)"--hugepages",
-                    (char*)(uintptr_t)"off", (char*)(uintptr_t)"--log-level",
-                    (char*)(uintptr_t)"warning", NULL};
-    if (posix_spawn(&g_iobd, bin, NULL, NULL, argv, environ) != 0) {
+    char metrics_addr[64] = "";
+    snprintf(listen, sizeof listen, "unix:%s/iobd.sock", g_dir[idx]);
+    snprintf(broker, sizeof broker, "%s/broker.sock", g_dir[idx]);
+    char* argv[12] = {(char*)(uintptr_t)bin, (char*)(uintptr_t)"--listen", listen,
+                      (char*)(uintptr_t)"--broker", broker, (char*)(uintptr_t)"--hugepages",
+                      (char*)(uintptr_t)"off", (char*)(uintptr_t)"--log-level",
+                      (char*)(uintptr_t)"warning", NULL};
+    if (metrics) {
+        int port = free_port();
+        if (port < 0) {
+            return NULL;
+        }
+        snprintf(metrics_addr, sizeof metrics_addr, "127.0.0.1:%d", port);
+        argv[9] = (char*)(uintptr_t)"--metrics";
+        argv[10] = metrics_addr;
+        argv[11] = NULL;
+    }
+    if (posix_spawn(&g_iobd[idx], bin, NULL, NULL, argv, environ) != 0) {
         return NULL;
     }
     for (int i = 0; i < 500; i++) {
@@ -425,17 +460,73 @@ static const char* start_iobd(char* target, size_t len) {
     return NULL;
 }
 
-static void stop_iobd(void) {
-    if (g_iobd > 0) {
-        kill(g_iobd, SIGTERM);
-        waitpid(g_iobd, NULL, 0);
+static void stop_iobd(int idx) {
+    if (g_iobd[idx] > 0) {
+        kill(g_iobd[idx], SIGTERM);
+        waitpid(g_iobd[idx], NULL, 0);
+        g_iobd[idx] = -1;
         char path[128];
-        snprintf(path, sizeof path, "%s/iobd.sock", g_dir);
+        snprintf(path, sizeof path, "%s/iobd.sock", g_dir[idx]);
         unlink(path);
-        snprintf(path, sizeof path, "%s/broker.sock", g_dir);
+        snprintf(path, sizeof path, "%s/broker.sock", g_dir[idx]);
         unlink(path);
-        rmdir(g_dir);
+        rmdir(g_dir[idx]);
     }
+}
+
+/* "rate SIZE MS": one writer's records/s against $IOB_SERVER, printed (a fresh process, so
+ * that its libiob session is with that iobd). */
+static int rate_main(const char* self, char** argv) {
+    double r = bench_mediated(self, 1, strtoul(argv[0], NULL, 10), atol(argv[1]));
+    printf("%.0f\n", r);
+    return r > 0 ? 0 : 1;
+}
+
+/* One writer's rate against the iobd `server`, measured by a child (rate_main). */
+static double child_rate(const char* self, const char* server, size_t size, long ms) {
+    char a_size[32], a_ms[32];
+    snprintf(a_size, sizeof a_size, "%zu", size);
+    snprintf(a_ms, sizeof a_ms, "%ld", ms);
+    char* argv[] = {(char*)(uintptr_t)self, (char*)(uintptr_t)"rate", a_size, a_ms, NULL};
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0) {
+        return -1;
+    }
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, p[1], STDOUT_FILENO);
+    char env_server[300];
+    snprintf(env_server, sizeof env_server, "IOB_SERVER=%s", server);
+    char* envp[64];
+    size_t n = 0;
+    envp[n++] = env_server;
+    for (char** e = environ; *e != NULL && n < 63; e++) {
+        if (strncmp(*e, "IOB_SERVER=", 11) != 0) {
+            envp[n++] = *e;
+        }
+    }
+    envp[n] = NULL;
+    pid_t pid;
+    int rc = posix_spawn(&pid, self, &fa, NULL, argv, envp);
+    posix_spawn_file_actions_destroy(&fa);
+    close(p[1]);
+    double r = -1;
+    if (rc == 0) {
+        char buf[64] = "";
+        ssize_t got = read(p[0], buf, sizeof buf - 1);
+        if (got > 0) {
+            buf[got] = '\0';
+            r = atof(buf);
+        }
+        waitpid(pid, NULL, 0);
+    }
+    close(p[0]);
+    return r;
+}
+
+static int cmp_double(const void* a, const void* b) {
+    double x = *(const double*)a, y = *(const double*)b;
+    return x < y ? -1 : x > y;
 }
 
 int main(int argc, char** argv) {
@@ -444,6 +535,15 @@ int main(int argc, char** argv) {
     }
     if (argc >= 5 && strcmp(argv[1], "dgram") == 0) {
         return dgram_main(argv + 2);
+    }
+    if (argc >= 4 && strcmp(argv[1], "rate") == 0) {
+        char me[4096];
+        ssize_t ml = readlink("/proc/self/exe", me, sizeof me - 1);
+        if (ml <= 0) {
+            return 1;
+        }
+        me[ml] = '\0';
+        return rate_main(me, argv + 2);
     }
     size_t size = 64;
     int writers = 4;
@@ -488,10 +588,10 @@ int main(int argc, char** argv) {
     char target[256];
     const char* server = getenv("IOB_SERVER");
     if (server == NULL) {
-        server = start_iobd(target, sizeof target);
+        server = start_iobd(0, false, target, sizeof target);
         if (server == NULL) {
             fprintf(stderr, "iob-bench-mediated: could not start iobd\n");
-            stop_iobd();
+            stop_iobd(0);
             return 1;
         }
         setenv("IOB_SERVER", server, 1);
@@ -509,6 +609,40 @@ int main(int argc, char** argv) {
         many = m > many ? m : many;
     }
     double idle = bench_idle(self, server, writers, idle_s);
+    /*
+     * What counting costs the mediated path: one writer against this iobd and against a
+     * second one serving --metrics (so counting), in alternating order, paired per round.
+     * Only with iobds of our own (IOB_SERVER unset).
+     */
+    double metrics_ratio = -1;
+    char target_m[256];
+    if (g_iobd[0] > 0 &&
+        start_iobd(1, true, target_m, sizeof target_m) != NULL) {
+        enum { ROUNDS_MAX = 15 };
+        int rounds = trials * 2 + 1 < ROUNDS_MAX ? trials * 2 + 1 : ROUNDS_MAX;
+        double ratios[ROUNDS_MAX];
+        int got = 0;
+        for (int i = 0; i < rounds; i++) {
+            double off, on;
+            if (i % 2 == 0) {
+                off = child_rate(self, server, size, ms);
+                on = child_rate(self, target_m, size, ms);
+            } else {
+                on = child_rate(self, target_m, size, ms);
+                off = child_rate(self, server, size, ms);
+            }
+            if (off > 0 && on > 0) {
+                ratios[got++] = on / off;
+                fprintf(stderr, "iob-bench-mediated: metrics round %d: off %.0f on %.0f (%.2fx)\n",
+                        i, off, on, on / off);
+            }
+        }
+        if (got > 0) {
+            qsort(ratios, (size_t)got, sizeof ratios[0], cmp_double);
+            metrics_ratio = ratios[got / 2];
+        }
+        stop_iobd(1);
+    }
     printf("iob-bench-mediated: %zu B records, %ld ms per run, best of %d; %ld CPUs\n", size, ms,
            trials, sysconf(_SC_NPROCESSORS_ONLN));
     printf("%-22s %14s %10s\n", "row", "records/s", "ratio");
@@ -521,6 +655,11 @@ int main(int argc, char** argv) {
            one > 0 ? many / one : 0);
     printf("%-22s %13.2f%%             (target < 1%%, %d channels open, %ld s)\n",
            "idle-mediator-cpu", idle, writers, idle_s);
+    if (metrics_ratio > 0) {
+        printf("%-22s %14s %9.2fx  (one writer, iobd --metrics / without; median of paired "
+               "rounds)\n",
+               "metrics-cost", "", metrics_ratio);
+    }
     if (csv != NULL) {
         FILE* f = fopen(csv, "w");
         if (f != NULL) {
@@ -530,10 +669,13 @@ int main(int argc, char** argv) {
             fprintf(f, "mediated,%zu,%d,%.0f,%.2f,\n", size, writers, many,
                     one > 0 ? many / one : 0);
             fprintf(f, "idle,%zu,%d,,,%.2f\n", size, writers, idle);
+            if (metrics_ratio > 0) {
+                fprintf(f, "metrics-on-vs-off,%zu,1,,%.2f,\n", size, metrics_ratio);
+            }
             fclose(f);
         }
     }
-    stop_iobd();
+    stop_iobd(0);
     bool ok = dgram > 0 && one > 0 && many > 0 && idle >= 0;
     return ok ? 0 : 1;
 }

@@ -53,6 +53,12 @@ static const char* const iob__plane_what[IOB_METRICS_PLANES] = {"gRPC calls",
 static const char* const iob__refusal_names[IOB_METRICS_REFUSALS] = {
     "broker_connections", "broker_policy", "session_cap", "auth"};
 
+atomic_bool iob_metrics_on;
+
+void iob_metrics_enable(bool on) {
+    atomic_store_explicit(&iob_metrics_on, on, memory_order_relaxed);
+}
+
 void iob_metrics_set_methods(iob_metrics_plane_t plane, const char* const* names, unsigned count) {
     if ((unsigned)plane >= IOB_METRICS_PLANES) {
         return;
@@ -62,7 +68,8 @@ void iob_metrics_set_methods(iob_metrics_plane_t plane, const char* const* names
 }
 
 void iob_metrics_call(iob_metrics_plane_t plane, unsigned method, zx_status_t status, uint64_t ns) {
-    if ((unsigned)plane >= IOB_METRICS_PLANES) {
+    if ((unsigned)plane >= IOB_METRICS_PLANES ||
+        !atomic_load_explicit(&iob_metrics_on, memory_order_relaxed)) {
         return;
     }
     iob__plane_t* p = &iob__planes[plane];
@@ -80,12 +87,16 @@ void iob_metrics_call(iob_metrics_plane_t plane, unsigned method, zx_status_t st
 }
 
 void iob_metrics_refused(iob_metrics_refusal_t why) {
-    if ((unsigned)why < IOB_METRICS_REFUSALS) {
+    if ((unsigned)why < IOB_METRICS_REFUSALS &&
+        atomic_load_explicit(&iob_metrics_on, memory_order_relaxed)) {
         atomic_fetch_add_explicit(&iob__refusals[why], 1, memory_order_relaxed);
     }
 }
 
 void iob_metrics_tokens_expired(uint64_t n) {
+    if (!atomic_load_explicit(&iob_metrics_on, memory_order_relaxed)) {
+        return;
+    }
     atomic_fetch_add_explicit(&iob__token_expiries, n, memory_order_relaxed);
 }
 

@@ -16,6 +16,7 @@
 #define IOB_SERVER_CORE_IOB_METRICS_H_
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -47,6 +48,14 @@ typedef enum iob_metrics_refusal {
  * IOB_METRICS_MAX_METHODS) are counted as method="other".
  */
 void iob_metrics_set_methods(iob_metrics_plane_t plane, const char* const* names, unsigned count);
+
+/*
+ * Counting happens only once enabled (iobd: when --metrics serves them), so an iobd without
+ * the endpoint pays nothing for it; iob-bench-mediated measures one against the other in
+ * the same run. Shared-region slots are taken either way.
+ */
+extern atomic_bool iob_metrics_on;
+void iob_metrics_enable(bool on);
 
 /* One call answered with `status` after `ns` nanoseconds. */
 void iob_metrics_call(iob_metrics_plane_t plane, unsigned method, zx_status_t status, uint64_t ns);
@@ -83,7 +92,7 @@ void iob_metrics_region_release(iob_metrics_region_t* slot);
  */
 static inline void iob_metrics_mediated_record(iob_metrics_region_t* slot, uint64_t bytes,
                                                zx_status_t status) {
-    if (slot == NULL) {
+    if (slot == NULL || !atomic_load_explicit(&iob_metrics_on, memory_order_relaxed)) {
         return;
     }
     if (status == ZX_OK) {

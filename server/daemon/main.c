@@ -343,6 +343,7 @@ int main(int argc, char** argv) {
     rc.version = IOB_VERSION;
     /* Before the core exists: slots are taken as shared regions are created. */
     iob_metrics_set_max_named(o.metrics_max_named);
+    iob_metrics_enable(o.metrics != NULL);
     zx_status_t st = iobd_rpc_start(&m.loop, &rc, &m.rpc);
     if (st != ZX_OK) {
         IOBD_ERROR("cannot start: %s", zx_status_get_string(st));

@@ -46,6 +46,7 @@ static double sample(const char* text, const char* series) {
 
 static int setup(void** state) {
     iob_metrics_reset();
+    iob_metrics_enable(true);
     iob_metrics_set_max_named(2);
     return fx_setup(state);
 }
@@ -55,6 +56,35 @@ static int teardown(void** state) {
     iob_metrics_set_max_named(IOB_METRICS_DEFAULT_MAX_NAMED);
     iob_metrics_reset();
     return r;
+}
+
+/* Without --metrics nothing is counted: the counting calls return before any atomic add. */
+static void test_disabled_counts_nothing(void** state) {
+    (void)state;
+    static const char* const names[] = {"Alpha"};
+    iob_metrics_set_methods(IOB_METRICS_RPC, names, 1);
+    iob_metrics_enable(false);
+    iob_metrics_call(IOB_METRICS_RPC, 0, ZX_OK, 5000);
+    iob_metrics_refused(IOB_METRICS_REFUSED_AUTH);
+    iob_metrics_tokens_expired(3);
+    iob_metrics_region_t* slot = iob_metrics_region_acquire(4242);
+    iob_metrics_mediated_record(slot, 64, ZX_OK);
+    iob_metrics_mediated_record(slot, 64, ZX_ERR_NO_SPACE);
+    char* t = render(NULL);
+    assert_true(sample(t, "iob_rpc_calls_total{method=\"Alpha\",status=\"ZX_OK\"}") <= 0); /* absent or 0 */
+    assert_true(sample(t, "iob_refused_connections_total{reason=\"auth\"}") <= 0); /* absent or 0 */
+    assert_true(sample(t, "iob_mediated_records_total{shared_region=\"4242\"}") <= 0); /* absent or 0 */
+    assert_true(sample(t, "iob_mediated_no_space_total{shared_region=\"4242\"}") <= 0); /* absent or 0 */
+    free(t);
+    /* Enabled again, the same calls count. */
+    iob_metrics_enable(true);
+    iob_metrics_call(IOB_METRICS_RPC, 0, ZX_OK, 5000);
+    iob_metrics_mediated_record(slot, 64, ZX_OK);
+    t = render(NULL);
+    assert_true(sample(t, "iob_rpc_calls_total{method=\"Alpha\",status=\"ZX_OK\"}") == 1);
+    assert_true(sample(t, "iob_mediated_records_total{shared_region=\"4242\"}") == 1);
+    free(t);
+    iob_metrics_region_release(slot);
 }
 
 static void test_calls(void** state) {
@@ -212,6 +242,7 @@ static void test_token_expiries(void** state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_disabled_counts_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_calls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_core_figures, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mediated, setup, teardown),
