@@ -90,9 +90,16 @@ static char* top__fetch(const char* addr, const char** why) {
     struct timeval tv = {.tv_sec = TOP_IO_TIMEOUT_MS / 1000};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    char req[400];
+    /* iobd's bearer token, where it asks for one: $IOB_TOKEN, as for the gRPC calls. */
+    const char* token = getenv("IOB_TOKEN");
+    char auth[300] = "";
+    if (token != NULL && token[0] != '\0' && strlen(token) < 256) {
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", token);
+    }
+    char req[800];
     int n = snprintf(req, sizeof req,
-                     "GET /metrics HTTP/1.0\r\nHost: %s\r\nAccept: text/plain\r\n\r\n", host);
+                     "GET /metrics HTTP/1.0\r\nHost: %s\r\nAccept: text/plain\r\n%s\r\n", host,
+                     auth);
     if (send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) {
         *why = "cannot send the request";
         close(fd);

@@ -384,7 +384,8 @@ int main(int argc, char** argv) {
 
     if (!m.stopping && o.metrics != NULL) {
         st =
-            iobd_metrics_start(o.metrics, o.metrics_allow_remote, iobd_rpc_core(m.rpc), &m.metrics);
+            iobd_metrics_start(o.metrics, o.metrics_allow_remote, o.token, iobd_rpc_core(m.rpc),
+                               &m.metrics);
         if (st != ZX_OK) {
             iobd__on_signal(&m.sigterm, SIGTERM); /* unwind through the normal path */
         }

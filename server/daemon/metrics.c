@@ -20,6 +20,7 @@
 struct iobd_metrics {
     struct MHD_Daemon* daemon;
     iob_core_t* core;
+    const char* token; /* iobd's bearer token (outlives the endpoint); NULL: none asked */
 };
 
 /* Request headers and the like: a scrape's request is one short line and a few headers. */
@@ -59,9 +60,29 @@ static enum MHD_Result iobd__reply(struct MHD_Connection* conn, unsigned code, c
     if (code == MHD_HTTP_METHOD_NOT_ALLOWED) {
         MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
     }
+    if (code == MHD_HTTP_UNAUTHORIZED) {
+        MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+    }
     enum MHD_Result ret = MHD_queue_response(conn, code, r);
     MHD_destroy_response(r);
     return ret;
+}
+
+/*
+ * "Authorization: Bearer <iobd's token>", compared in constant time: with a token set, the
+ * endpoint answers only who may use the management plane over TCP.
+ */
+static bool iobd__bearer_ok(const iobd_metrics_t* m, struct MHD_Connection* conn) {
+    const char* v = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    size_t tlen = strlen(m->token);
+    if (v == NULL || strncmp(v, "Bearer ", 7) != 0 || strlen(v + 7) != tlen) {
+        return false;
+    }
+    unsigned char diff = 0;
+    for (size_t i = 0; i < tlen; i++) {
+        diff |= (unsigned char)(v[7 + i] ^ m->token[i]);
+    }
+    return diff == 0;
 }
 
 static enum MHD_Result iobd__on_request(void* cls, struct MHD_Connection* conn, const char* url,
@@ -82,6 +103,9 @@ static enum MHD_Result iobd__on_request(void* cls, struct MHD_Connection* conn, 
     }
     if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0) {
         return iobd__reply(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "GET /metrics\n");
+    }
+    if (m->token != NULL && !iobd__bearer_ok(m, conn)) {
+        return iobd__reply(conn, MHD_HTTP_UNAUTHORIZED, "a bearer token is required\n");
     }
     if (strcmp(url, "/metrics") != 0) {
         return iobd__reply(conn, MHD_HTTP_NOT_FOUND, "iobd serves /metrics only\n");
@@ -122,8 +146,8 @@ static void iobd__mhd_log(void* cls, const char* fmt, va_list ap) {
     IOBD_DEBUG("metrics: %s", msg);
 }
 
-zx_status_t iobd_metrics_start(const char* addr, bool allow_remote, iob_core_t* core,
-                               iobd_metrics_t** out) {
+zx_status_t iobd_metrics_start(const char* addr, bool allow_remote, const char* token,
+                               iob_core_t* core, iobd_metrics_t** out) {
     char host[256], port[16];
     if (!iob_wire_split_host_port(addr, host, sizeof host, port, sizeof port)) {
         IOBD_ERROR("--metrics %s: expected HOST:PORT or [IPV6]:PORT", addr);
@@ -143,8 +167,16 @@ zx_status_t iobd_metrics_start(const char* addr, bool allow_remote, iob_core_t* 
     if (!allow_remote && !iobd__is_loopback(ai->ai_addr)) {
         IOBD_ERROR(
             "--metrics %s: not a loopback address; the endpoint cannot tell who "
-            "connects (no uid, no token), so other addresses need --metrics-allow-remote",
+            "connects (no uid), so other addresses need --metrics-allow-remote",
             addr);
+        freeaddrinfo(ai);
+        return ZX_ERR_ACCESS_DENIED;
+    }
+    if (allow_remote && token == NULL) {
+        /* As TCP for gRPC: remote callers are operators, and only the token says who is. */
+        IOBD_ERROR("--metrics %s: remote scrapers need the bearer token (--token or "
+                   "--token-file), as TCP callers of the management plane do",
+                   addr);
         freeaddrinfo(ai);
         return ZX_ERR_ACCESS_DENIED;
     }
@@ -154,6 +186,7 @@ zx_status_t iobd_metrics_start(const char* addr, bool allow_remote, iob_core_t* 
         return ZX_ERR_NO_MEMORY;
     }
     m->core = core;
+    m->token = token;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
     if (ai->ai_family == AF_INET6) {
         flags |= MHD_USE_IPv6;
@@ -171,9 +204,10 @@ zx_status_t iobd_metrics_start(const char* addr, bool allow_remote, iob_core_t* 
         return ZX_ERR_BAD_STATE;
     }
     const union MHD_DaemonInfo* info = MHD_get_daemon_info(m->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    IOBD_INFO("metrics on http://%s%s%s:%u/metrics%s", strchr(host, ':') ? "[" : "", host,
+    IOBD_INFO("metrics on http://%s%s%s:%u/metrics%s%s", strchr(host, ':') ? "[" : "", host,
               strchr(host, ':') ? "]" : "", info != NULL ? (unsigned)info->port : 0u,
-              allow_remote ? " (remote scrapers allowed)" : "");
+              allow_remote ? " (remote scrapers allowed)" : "",
+              token != NULL ? " (bearer token required)" : "");
     *out = m;
     return ZX_OK;
 }

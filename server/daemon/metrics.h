@@ -24,13 +24,15 @@
 typedef struct iobd_metrics iobd_metrics_t;
 
 /*
- * Resolves addr ("HOST:PORT", "[V6]:PORT"; port 0 picks one) and starts serving. A
- * non-loopback address without allow_remote: ZX_ERR_ACCESS_DENIED; an address that does
+ * Resolves addr ("HOST:PORT", "[V6]:PORT"; port 0 picks one) and starts serving. With a
+ * token (iobd's --token), every scrape must carry "Authorization: Bearer TOKEN" (401
+ * otherwise), as TCP callers of the management plane must. A non-loopback address without
+ * allow_remote, or with it but without a token: ZX_ERR_ACCESS_DENIED; an address that does
  * not parse or resolve: ZX_ERR_INVALID_ARGS; a port that cannot be bound: ZX_ERR_BAD_STATE.
  * Every failure is logged.
  */
-zx_status_t iobd_metrics_start(const char* addr, bool allow_remote, iob_core_t* core,
-                               iobd_metrics_t** out);
+zx_status_t iobd_metrics_start(const char* addr, bool allow_remote, const char* token,
+                               iob_core_t* core, iobd_metrics_t** out);
 /* Stops the thread and closes the socket; NULL is a no-op. */
 void iobd_metrics_stop(iobd_metrics_t* m);
 

@@ -42,6 +42,9 @@ class Iobd:
         self.sock = os.path.join(self.dir, "iobd.sock")
         self.log = os.path.join(self.dir, "iobd.log")
         self.iobctl = iobctl
+        # iobd's bearer token, which every scrape then needs.
+        extra = list(extra)
+        self.token = extra[extra.index("--token") + 1] if "--token" in extra else None
         args = [iobd, "--listen", "unix:" + self.sock, "--hugepages=off", "--exit-with-parent",
                 "--metrics", "127.0.0.1:0", *extra]
         with open(self.log, "w") as log:
@@ -71,7 +74,10 @@ class Iobd:
         return r
 
     def scrape(self, path="/metrics"):
-        with urllib.request.urlopen("http://%s%s" % (self.addr, path), timeout=5) as r:
+        req = urllib.request.Request("http://%s%s" % (self.addr, path))
+        if self.token is not None:
+            req.add_header("Authorization", "Bearer " + self.token)
+        with urllib.request.urlopen(req, timeout=5) as r:
             return r.status, r.headers.get("Content-Type", ""), r.read().decode()
 
     def alive(self):

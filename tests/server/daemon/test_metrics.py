@@ -13,6 +13,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from metrics_util import Iobd, drive_load, fail, free_port, parse, value  # noqa: E402
@@ -146,6 +148,45 @@ def run_iobd(args, wait=3):
             return rc, f.read()
 
 
+TOKEN = "metrics-test-token"
+
+
+def check_token():
+    """With iobd's token set, a scrape needs "Authorization: Bearer TOKEN": 401 without it or
+    with another, the exposition with it (and iobctl top sends $IOB_TOKEN)."""
+    d = Iobd(iobd_bin, iobctl_bin, extra=["--token", TOKEN])
+    try:
+        for header in (None, "Bearer wrong-token", "Bearer " + TOKEN + "x", "Basic " + TOKEN):
+            req = urllib.request.Request("http://%s/metrics" % d.addr)
+            if header is not None:
+                req.add_header("Authorization", header)
+            try:
+                urllib.request.urlopen(req, timeout=5)
+                fail("scrape with Authorization %r answered" % header, d.log)
+            except urllib.error.HTTPError as e:
+                if e.code != 401 or e.headers.get("WWW-Authenticate") != "Bearer":
+                    fail("scrape with Authorization %r: %d %s" % (header, e.code, e.headers),
+                         d.log)
+        req = urllib.request.Request("http://%s/metrics" % d.addr)
+        req.add_header("Authorization", "Bearer " + TOKEN)
+        with urllib.request.urlopen(req, timeout=5) as r:
+            if r.status != 200 or b"# TYPE iob_iobs gauge" not in r.read():
+                fail("scrape with the token: %d" % r.status, d.log)
+        env = dict(d.env, IOB_TOKEN=TOKEN)
+        top = subprocess.run([iobctl_bin, "top", "--once", "--metrics", d.addr], env=env,
+                             capture_output=True, timeout=30)
+        if top.returncode != 0:
+            fail("iobctl top with $IOB_TOKEN: exit %d %s" % (top.returncode, top.stderr), d.log)
+        env.pop("IOB_TOKEN")
+        top = subprocess.run([iobctl_bin, "top", "--once", "--metrics", d.addr], env=env,
+                             capture_output=True, timeout=30)
+        if top.returncode == 0:
+            fail("iobctl top without the token succeeded", d.log)
+    finally:
+        d.stop()
+    print("bearer token: ok")
+
+
 def check_policy():
     rc, log = run_iobd(["--metrics", "0.0.0.0:0"])
     if rc != 1 or "not a loopback address" not in log:
@@ -156,7 +197,12 @@ def check_policy():
     rc, log = run_iobd(["--metrics", "nonsense"])
     if rc != 1 or "HOST:PORT" not in log:
         fail("bad address: exit %s\n%s" % (rc, log))
-    rc, log = run_iobd(["--metrics", "0.0.0.0:0", "--metrics-allow-remote"], wait=1)
+    # Remote scrapers are operators: as for gRPC over TCP, only with the bearer token.
+    rc, log = run_iobd(["--metrics", "0.0.0.0:0", "--metrics-allow-remote"])
+    if rc != 1 or "need the bearer token" not in log:
+        fail("--metrics-allow-remote without a token: exit %s\n%s" % (rc, log))
+    rc, log = run_iobd(["--metrics", "0.0.0.0:0", "--metrics-allow-remote", "--token", TOKEN],
+                       wait=1)
     if rc is not None or "remote scrapers allowed" not in log:
         fail("--metrics-allow-remote: exit %s\n%s" % (rc, log))
     with tempfile.NamedTemporaryFile("w", suffix=".ini", delete=False) as f:
@@ -211,6 +257,7 @@ def check_bounds_refusals_expiry():
 
 
 check_policy()
+check_token()
 check_counters()
 check_bounds_refusals_expiry()
 print("PASS")
