@@ -510,3 +510,11 @@ bool iob_wire_split_host_port(const char* addr, char* host, size_t host_size, ch
     snprintf(port, port_size, "%s", colon + 1);
     return strspn(port, "0123456789") == strlen(port);
 }
+
+const char* iob_wire_limit_text(uint64_t v, char* buf, size_t size) {
+    if (v == UINT64_MAX) {
+        return "unlimited";
+    }
+    snprintf(buf, size, "%" PRIu64, v);
+    return buf;
+}

@@ -190,6 +190,10 @@ void iob_wire_region_to_pb(const zx_iob_region_t* r, Iob__V1__Region* pb);
  */
 char* iob_wire_read_pem(const char* path);
 
+/* A budget for people: "unlimited" for UINT64_MAX (ServerInfo's "no limit"), else the number
+ * in buf. */
+const char* iob_wire_limit_text(uint64_t v, char* buf, size_t size);
+
 /* "HOST:PORT" or "[V6]:PORT" into host and port strings (the metrics endpoint's address). */
 bool iob_wire_split_host_port(const char* addr, char* host, size_t host_size, char* port,
                               size_t port_size);

@@ -26,6 +26,7 @@
 #include "client/iobctl/top.h"
 #include "client/rpc/iob_conn.h"
 #include "client/status_text.h"
+#include "proto/wire.h"
 
 /* Exit codes (documented in --help). */
 enum {
@@ -272,15 +273,6 @@ static json_t* iobctl__limit_json(uint64_t v) {
     return v == UINT64_MAX ? json_null() : json_integer((json_int_t)v);
 }
 
-/* A budget for people: "unlimited" when there is none. */
-static const char* iobctl__limit_text(uint64_t v, char* buf, size_t size) {
-    if (v == UINT64_MAX) {
-        return "unlimited";
-    }
-    snprintf(buf, size, "%" PRIu64, v);
-    return buf;
-}
-
 static int cmd_server_info(iob_conn_t* c) {
     iob_conn_server_info_t si;
     zx_status_t st = iob_conn_server_info(c, &si);
@@ -331,22 +323,22 @@ static int cmd_server_info(iob_conn_t* c) {
     }
     printf("budget       %s bytes server-wide, token ttl %" PRIu64 " s, handle values 2^%" PRIu32
            "\n",
-           iobctl__limit_text(si.max_total_bytes, a, sizeof a),
+           iob_wire_limit_text(si.max_total_bytes, a, sizeof a),
            (uint64_t)(si.token_ttl_ns / 1000000000u), si.handle_value_bits);
     printf("per session  %s bytes, %s iobs, %s handles, %s tokens, %s mappings\n",
-           iobctl__limit_text(si.session_max_bytes, a, sizeof a),
-           iobctl__limit_text(si.session_max_iobs, b, sizeof b),
-           iobctl__limit_text(si.session_max_handles, d, sizeof d),
-           iobctl__limit_text(si.session_max_tokens, e, sizeof e),
-           iobctl__limit_text(si.session_max_mappings, f, sizeof f));
+           iob_wire_limit_text(si.session_max_bytes, a, sizeof a),
+           iob_wire_limit_text(si.session_max_iobs, b, sizeof b),
+           iob_wire_limit_text(si.session_max_handles, d, sizeof d),
+           iob_wire_limit_text(si.session_max_tokens, e, sizeof e),
+           iob_wire_limit_text(si.session_max_mappings, f, sizeof f));
     printf(
         "per uid      %s bytes, %s iobs, %s handles, %s tokens, %s mappings"
         " (not for root and iobd's uid)\n",
-        iobctl__limit_text(si.uid_max_bytes, a, sizeof a),
-        iobctl__limit_text(si.uid_max_iobs, b, sizeof b),
-        iobctl__limit_text(si.uid_max_handles, d, sizeof d),
-        iobctl__limit_text(si.uid_max_tokens, e, sizeof e),
-        iobctl__limit_text(si.uid_max_mappings, f, sizeof f));
+        iob_wire_limit_text(si.uid_max_bytes, a, sizeof a),
+        iob_wire_limit_text(si.uid_max_iobs, b, sizeof b),
+        iob_wire_limit_text(si.uid_max_handles, d, sizeof d),
+        iob_wire_limit_text(si.uid_max_tokens, e, sizeof e),
+        iob_wire_limit_text(si.uid_max_mappings, f, sizeof f));
     printf("per client   sessions/uid %" PRIu32 ", waits/session %" PRIu32 " (0 = unlimited)\n",
            si.max_sessions_per_uid, si.max_waits_per_session);
     if (!si.server_wide) {

@@ -32,6 +32,7 @@
 
 #include <zircon/status.h>
 
+#include "proto/wire.h"
 #include "server/broker/broker.h"
 #include "server/core/iob_metrics.h"
 #include "server/daemon/config.h"
@@ -188,28 +189,20 @@ static void iobd__raise_nofile(void) {
 }
 
 /* "unlimited" for the core's UINT64_MAX, else the number. */
-static const char* iobd__limit_text(uint64_t v, char* buf, size_t size) {
-    if (v == UINT64_MAX) {
-        return "unlimited";
-    }
-    snprintf(buf, size, "%" PRIu64, v);
-    return buf;
-}
-
 static void iobd__log_budgets(iob_core_t* core) {
     iob_core_stats_t st;
     iob_core_get_stats(core, &st);
     char a[24], b[24], c[24], d[24], e[24];
-    IOBD_INFO("budget: %s bytes server-wide", iobd__limit_text(st.max_total_bytes, a, sizeof a));
+    IOBD_INFO("budget: %s bytes server-wide", iob_wire_limit_text(st.max_total_bytes, a, sizeof a));
     const iob_core_amounts_t* sets[2] = {&st.per_session, &st.per_uid};
     const char* names[2] = {"session", "uid"};
     for (int i = 0; i < 2; i++) {
         IOBD_INFO("budget per %s: %s bytes, %s iobs, %s handles, %s tokens, %s mappings", names[i],
-                  iobd__limit_text(sets[i]->bytes, a, sizeof a),
-                  iobd__limit_text(sets[i]->iobs, b, sizeof b),
-                  iobd__limit_text(sets[i]->handles, c, sizeof c),
-                  iobd__limit_text(sets[i]->tokens, d, sizeof d),
-                  iobd__limit_text(sets[i]->mappings, e, sizeof e));
+                  iob_wire_limit_text(sets[i]->bytes, a, sizeof a),
+                  iob_wire_limit_text(sets[i]->iobs, b, sizeof b),
+                  iob_wire_limit_text(sets[i]->handles, c, sizeof c),
+                  iob_wire_limit_text(sets[i]->tokens, d, sizeof d),
+                  iob_wire_limit_text(sets[i]->mappings, e, sizeof e));
     }
 }
 
