@@ -783,16 +783,13 @@ static bool iobctl__u32(const char* t, uint32_t* out) {
     return true;
 }
 
-int main(int argc, char** argv) {
-    /* top reads the metrics endpoint, not the gRPC service: its own options. */
-    if (argc >= 2 && strcmp(argv[1], "top") == 0) {
-        return iobctl_top(argc - 1, argv + 1);
-    }
-    iob_conn_options_t o;
-    memset(&o, 0, sizeof o);
-    iobctl_args_t a;
-    memset(&a, 0, sizeof a);
-    a.timeout_ms = -1;
+/*
+ * Options may come before or after the command word (getopt permutes). -1 when the command
+ * is to run, else the exit code (help printed, or a usage error reported). Long because it
+ * is one case per option: a flat switch says what each option does where it is parsed.
+ */
+static int iobctl__parse(int argc, char** argv, iob_conn_options_t* o, iobctl_args_t* a,
+                         const char** cmd, char* bearer, size_t bearer_size) {
     enum { O_SERVER = 256, O_CA, O_CERT, O_KEY, O_TOKFILE, O_INSECURE, O_JSON, O_TIMEOUT,
            O_TOKEN, O_HANDLE, O_REGION, O_OFFSET, O_LENGTH, O_IN, O_OUT, O_SET, O_CLEAR,
            O_PEER, O_SIGNALS, O_WTIMEOUT, O_NAME, O_EXPORT, O_KOID, O_SIZE, O_HELP };
@@ -824,115 +821,112 @@ int main(int argc, char** argv) {
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
-    /* Options may come before or after the command word (getopt permutes). */
-    const char* cmd = NULL;
-    char bearer[512];
     int opt;
     while ((opt = getopt_long(argc, argv, "-", opts, NULL)) != -1) {
         bool ok = true;
         switch (opt) {
         case 1:
-            if (cmd != NULL) {
+            if (*cmd != NULL) {
                 return iobctl__usage_error("one command at a time");
             }
-            cmd = optarg;
+            *cmd = optarg;
             break;
         case O_SERVER:
-            o.target = optarg;
+            o->target = optarg;
             break;
         case O_CA:
-            o.tls_ca_file = optarg;
+            o->tls_ca_file = optarg;
             break;
         case O_CERT:
-            o.tls_cert_file = optarg;
+            o->tls_cert_file = optarg;
             break;
         case O_KEY:
-            o.tls_key_file = optarg;
+            o->tls_key_file = optarg;
             break;
         case O_TOKFILE: {
             FILE* f = fopen(optarg, "r");
-            if (f == NULL || fgets(bearer, sizeof bearer, f) == NULL) {
+            if (f == NULL || fgets(bearer, (int)bearer_size, f) == NULL) {
                 fprintf(stderr, "iobctl: cannot read %s\n", optarg);
                 return EXIT_LOCAL_IO;
             }
             fclose(f);
             bearer[strcspn(bearer, "\r\n")] = '\0';
-            o.token = bearer;
+            o->token = bearer;
             break;
         }
         case O_INSECURE:
-            o.insecure = true;
+            o->insecure = true;
             break;
         case O_JSON:
             g_json = true;
             break;
         case O_TIMEOUT:
-            o.timeout_ms = atoi(optarg);
+            o->timeout_ms = atoi(optarg);
             break;
         case O_TOKEN:
-            a.token = optarg;
+            a->token = optarg;
             break;
         case O_HANDLE:
-            a.handle = strtoll(optarg, NULL, 0);
+            a->handle = strtoll(optarg, NULL, 0);
             break;
         case O_REGION:
-            if (cmd != NULL && strcmp(cmd, "create") == 0) {
-                ok = a.region_count < ZX_IOB_MAX_REGIONS &&
-                     iobctl__parse_region(optarg, &a.regions[a.region_count], a.region_count);
-                a.region_count++;
+            if (*cmd != NULL && strcmp(*cmd, "create") == 0) {
+                ok = a->region_count < ZX_IOB_MAX_REGIONS &&
+                     iobctl__parse_region(optarg, &a->regions[a->region_count], a->region_count);
+                a->region_count++;
             } else {
-                ok = iobctl__u32(optarg, &a.region);
+                ok = iobctl__u32(optarg, &a->region);
             }
             break;
         case O_OFFSET:
-            ok = iobctl__parse_size(optarg, &a.offset);
+            ok = iobctl__parse_size(optarg, &a->offset);
             break;
         case O_LENGTH:
-            ok = iobctl__parse_size(optarg, &a.length);
-            a.have_length = ok;
+            ok = iobctl__parse_size(optarg, &a->length);
+            a->have_length = ok;
             break;
         case O_IN:
-            a.in = optarg;
+            a->in = optarg;
             break;
         case O_OUT:
-            a.out = optarg;
+            a->out = optarg;
             break;
         case O_SET:
-            ok = iobctl__u32(optarg, &a.set);
+            ok = iobctl__u32(optarg, &a->set);
             break;
         case O_CLEAR:
-            ok = iobctl__u32(optarg, &a.clear);
+            ok = iobctl__u32(optarg, &a->clear);
             break;
         case O_PEER:
-            a.peer = true;
+            a->peer = true;
             break;
         case O_SIGNALS:
-            ok = iobctl__u32(optarg, &a.signals);
+            ok = iobctl__u32(optarg, &a->signals);
             break;
         case O_WTIMEOUT:
-            a.timeout_ms = strtoll(optarg, NULL, 0);
+            a->timeout_ms = strtoll(optarg, NULL, 0);
             break;
         case O_NAME:
-            a.name = optarg;
+            a->name = optarg;
             break;
         case O_EXPORT:
-            a.export_tokens = true;
+            a->export_tokens = true;
             break;
         case O_KOID: {
             char* end = NULL;
             errno = 0;
             unsigned long long k = strtoull(optarg, &end, 0);
             ok = errno == 0 && end != optarg && *end == '\0' && k != 0;
-            a.koid = k;
+            a->koid = k;
             break;
         }
         case O_SIZE:
-            ok = iobctl__parse_size(optarg, &a.size);
-            a.have_size = ok;
+            ok = iobctl__parse_size(optarg, &a->size);
+            a->have_size = ok;
             break;
         case O_HELP:
             fputs(iobctl__usage, stdout);
-            return 0;
+            return 0; /* done: help asked for */
         default:
             return iobctl__usage_error("unknown option");
         }
@@ -942,17 +936,65 @@ int main(int argc, char** argv) {
             return iobctl__usage_error(m);
         }
     }
+    return -1;
+}
+
+typedef int (*iobctl_cmd_fn)(iob_conn_t* c, const iobctl_args_t* a);
+
+static int cmd_server_info_a(iob_conn_t* c, const iobctl_args_t* a) {
+    (void)a;
+    return cmd_server_info(c);
+}
+
+static int cmd_list_a(iob_conn_t* c, const iobctl_args_t* a) {
+    (void)a;
+    return cmd_list(c);
+}
+
+/* The commands that talk to iobd's gRPC service (top reads the metrics endpoint). */
+static const struct {
+    const char* name;
+    iobctl_cmd_fn run;
+} iobctl__commands[] = {
+    {"server-info", cmd_server_info_a},
+    {"list", cmd_list_a},
+    {"create", cmd_create},
+    {"info", cmd_info},
+    {"read", cmd_read},
+    {"write", cmd_write},
+    {"signal", cmd_signal},
+    {"watch", cmd_watch},
+    {"close", cmd_close},
+    {"create-shared-region", cmd_create_shared_region},
+    {"writev", cmd_writev},
+};
+
+int main(int argc, char** argv) {
+    /* top reads the metrics endpoint, not the gRPC service: its own options. */
+    if (argc >= 2 && strcmp(argv[1], "top") == 0) {
+        return iobctl_top(argc - 1, argv + 1);
+    }
+    iob_conn_options_t o;
+    memset(&o, 0, sizeof o);
+    iobctl_args_t a;
+    memset(&a, 0, sizeof a);
+    a.timeout_ms = -1;
+    const char* cmd = NULL;
+    char bearer[512];
+    int done = iobctl__parse(argc, argv, &o, &a, &cmd, bearer, sizeof bearer);
+    if (done >= 0) {
+        return done;
+    }
     if (cmd == NULL) {
         return iobctl__usage_error("no command");
     }
-    static const char* const cmds[] = {"server-info", "list", "create", "info", "read",
-                                       "write", "signal", "watch", "close",
-                                       "create-shared-region", "writev"};
-    bool known = false;
-    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
-        known = known || strcmp(cmd, cmds[i]) == 0;
+    iobctl_cmd_fn run = NULL;
+    for (size_t i = 0; i < sizeof iobctl__commands / sizeof iobctl__commands[0]; i++) {
+        if (strcmp(cmd, iobctl__commands[i].name) == 0) {
+            run = iobctl__commands[i].run;
+        }
     }
-    if (!known) {
+    if (run == NULL) {
         return iobctl__usage_error("unknown command");
     }
     if (a.koid != 0 && strcmp(cmd, "info") != 0) {
@@ -974,30 +1016,7 @@ int main(int argc, char** argv) {
                                                   : "unix:" IOB_DEFAULT_SOCKET_PATH));
         return iobctl__fail(cmd, st, what);
     }
-    int rc;
-    if (strcmp(cmd, "server-info") == 0) {
-        rc = cmd_server_info(c);
-    } else if (strcmp(cmd, "list") == 0) {
-        rc = cmd_list(c);
-    } else if (strcmp(cmd, "create") == 0) {
-        rc = cmd_create(c, &a);
-    } else if (strcmp(cmd, "info") == 0) {
-        rc = cmd_info(c, &a);
-    } else if (strcmp(cmd, "read") == 0) {
-        rc = cmd_read(c, &a);
-    } else if (strcmp(cmd, "write") == 0) {
-        rc = cmd_write(c, &a);
-    } else if (strcmp(cmd, "signal") == 0) {
-        rc = cmd_signal(c, &a);
-    } else if (strcmp(cmd, "watch") == 0) {
-        rc = cmd_watch(c, &a);
-    } else if (strcmp(cmd, "create-shared-region") == 0) {
-        rc = cmd_create_shared_region(c, &a);
-    } else if (strcmp(cmd, "writev") == 0) {
-        rc = cmd_writev(c, &a);
-    } else {
-        rc = cmd_close(c, &a);
-    }
+    int rc = run(c, &a);
     iob_conn_close(c);
     for (size_t i = 0; i < ZX_IOB_MAX_REGIONS; i++) {
         free(g_shared_tokens[i]);
