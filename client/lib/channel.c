@@ -303,7 +303,7 @@ zx_status_t iob__mchan_begin(iob__session_t* s, iob__mchan_t** out, unsigned cha
                 close(fds[i]);
             }
         }
-        /* Refused (budget, an older iobd, no broker): datagrams, and no asking again. */
+        /* Refused (budget, no broker): datagrams, and no asking again. */
         s->chan_off = s->chan == NULL;
     }
     if (s->chan == NULL) {

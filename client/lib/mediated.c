@@ -12,8 +12,8 @@
  * straight into the caller's buffers, so the kernel's copy into the socket is the only
  * copy on this side; if the kernel cannot read a buffer (EFAULT, nothing sent), the
  * buffers are read one by one into a private copy, which finds the unreadable ones, and
- * that copy is sent. Otherwise (a remote iobd, or one older than the broker messages) the
- * same description travels over gRPC.
+ * that copy is sent. Otherwise (a remote iobd, or a broker that did not take the request)
+ * the same description travels over gRPC.
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -234,8 +234,8 @@ static zx_status_t iob__broker_call_fds(iob__session_t* s, const void* req, size
                   msg.hdr.size == len;
         /*
          * An ERROR with request_id 0 answers a request whose header the server could not
-         * read (e.g. one longer than an older server's buffer). Only one request is in
-         * flight on this connection (broker_lock; a timed-out one closes it), so it is ours.
+         * read. Only one request is in flight on this connection (broker_lock; a timed-out
+         * one closes it), so it is ours.
          */
         bool ours = msg.hdr.request_id == request_id ||
                     (msg.hdr.type == IOB_BROKER_ERROR && msg.hdr.request_id == 0);
@@ -430,9 +430,9 @@ zx_status_t iob__broker_import(iob__session_t* s, const char* token, zx_handle_t
     /*
      * Import does not need the broker, but a process that imports is about to map, which
      * needs it anyway: attaching here is not extra work. Any failure to get an answer
-     * (remote iobd, refused attach, old iobd) leaves the import to gRPC.
+     * (remote iobd, refused attach) leaves the import to gRPC.
      */
-    zx_status_t st = s->broker_no_import ? ZX_ERR_NOT_SUPPORTED : iob__broker_ensure(s);
+    zx_status_t st = iob__broker_ensure(s);
     if (st != ZX_OK) {
         pthread_mutex_unlock(&s->broker_lock);
         return ZX_ERR_NEXT;
@@ -456,8 +456,7 @@ zx_status_t iob__broker_import(iob__session_t* s, const char* token, zx_handle_t
             *out = reply.handle;
         }
     } else if (error_reply) {
-        /* The server did not take the request (too old for IMPORT): the token is untouched. */
-        s->broker_no_import = true;
+        /* The server did not take the request: the token is untouched. */
         st = ZX_ERR_NEXT;
     } else {
         /*
@@ -523,8 +522,7 @@ zx_status_t iob__broker_mediated(iob__session_t* s, iob_broker_hdr_t* hdr,
     bool error_reply = false;
     st = iob__broker_call(s, NULL, 0, id, reply_type, reply, reply_len, NULL, &error_reply);
     if (st != ZX_OK && error_reply) {
-        /* Not understood (an older iobd): it did nothing, so gRPC may do it. */
-        s->broker_no_mediated = true;
+        /* Not taken (an ERROR reply): iobd did nothing, so gRPC may do it. */
         st = ZX_ERR_NEXT;
     } else if (st != ZX_OK) {
         iob__broker_drop(s);
@@ -557,7 +555,7 @@ zx_status_t iob__broker_channel(iob__session_t* s, int fds[3], uint64_t* gen) {
         } else if (!error_reply) {
             iob__broker_drop(s);
         }
-        /* An ERROR reply: an iobd older than channels, which keeps serving datagrams. */
+        /* An ERROR reply leaves the connection as it was: datagrams still work. */
         *gen = atomic_load(&s->broker_gen);
     }
     pthread_mutex_unlock(&s->broker_lock);
