@@ -34,6 +34,7 @@
 #include <zircon/syscalls.h>
 
 #include "client/lib/libiob.h"
+#include "mediated_iob.h"
 #include "shm/region.h"
 
 #define FAIL(code, ...)                           \
@@ -137,16 +138,8 @@ static int attack_idalloc(void) {
 static int attack_writev(void) {
     zx_handle_t shared;
     CHECK(15, zx_iob_create_shared_region(0, 2 * g_page, &shared), "shared region");
-    zx_iob_region_t r;
-    memset(&r, 0, sizeof r);
-    r.type = ZX_IOB_REGION_TYPE_SHARED;
-    r.access = ZX_IOB_ACCESS_EP0_CAN_MAP_READ | ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE |
-               ZX_IOB_ACCESS_EP1_CAN_MEDIATED_WRITE;
-    r.discipline.type = ZX_IOB_DISCIPLINE_TYPE_MEDIATED_WRITE_RING_BUFFER;
-    r.discipline.ring_buffer.tag = 7;
-    r.shared_region.shared_region = shared;
     zx_handle_t ep0, ep1;
-    CHECK(16, zx_iob_create(0, &r, 1, &ep0, &ep1), "ring IOB");
+    CHECK(16, ring_iob_create(shared, 7, &ep0, &ep1), "ring IOB");
     char msg[64] = "a record";
     zx_iovec_t v = {.buffer = msg, .capacity = sizeof msg};
     CHECK(17, zx_iob_writev(ep1, 0, 0, &v, 1), "first writev");

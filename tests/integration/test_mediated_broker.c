@@ -25,7 +25,7 @@
 #include <zircon/syscalls.h>
 
 #include "client/lib/libiob.h"
-#include "idalloc_iob.h"
+#include "mediated_iob.h"
 #include "map_harness.h"
 #include "shm/broker_wire.h"
 #include "shm/mediated.h"
@@ -268,15 +268,7 @@ static void test_attached(void** state) {
     uint64_t pg = zx_system_get_page_size();
     zx_handle_t sr, ep0, ep1;
     assert_int_equal(zx_iob_create_shared_region(0, 4 * pg, &sr), ZX_OK);
-    zx_iob_region_t reg;
-    memset(&reg, 0, sizeof reg);
-    reg.type = ZX_IOB_REGION_TYPE_SHARED;
-    reg.access = ZX_IOB_ACCESS_EP0_CAN_MAP_READ | ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE |
-                 ZX_IOB_ACCESS_EP1_CAN_MEDIATED_WRITE;
-    reg.discipline.type = ZX_IOB_DISCIPLINE_TYPE_MEDIATED_WRITE_RING_BUFFER;
-    reg.discipline.ring_buffer.tag = 77;
-    reg.shared_region.shared_region = sr;
-    assert_int_equal(zx_iob_create(0, &reg, 1, &ep0, &ep1), ZX_OK);
+    assert_int_equal(ring_iob_create(sr, 77, &ep0, &ep1), ZX_OK);
     zx_vaddr_t map;
     assert_int_equal(zx_vmar_map_iob(zx_vmar_root_self(), ZX_VM_PERM_READ | ZX_VM_PERM_WRITE, 0,
                                      ep0, 0, 0, 4 * pg, &map),

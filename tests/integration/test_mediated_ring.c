@@ -35,7 +35,7 @@
 #include <zircon/syscalls.h>
 
 #include "client/lib/libiob.h"
-#include "idalloc_iob.h"
+#include "mediated_iob.h"
 #include "map_harness.h"
 #include "mediated_records.h"
 #include "shm/mediated.h"
@@ -102,15 +102,7 @@ static void ring_create(ring_t* r, uint64_t pages) {
     memset(r, 0, sizeof *r);
     r->pg = zx_system_get_page_size();
     assert_int_equal(zx_iob_create_shared_region(0, pages * r->pg, &r->shared), ZX_OK);
-    zx_iob_region_t reg;
-    memset(&reg, 0, sizeof reg);
-    reg.type = ZX_IOB_REGION_TYPE_SHARED;
-    reg.access = ZX_IOB_ACCESS_EP0_CAN_MAP_READ | ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE |
-                 ZX_IOB_ACCESS_EP1_CAN_MEDIATED_WRITE;
-    reg.discipline.type = ZX_IOB_DISCIPLINE_TYPE_MEDIATED_WRITE_RING_BUFFER;
-    reg.discipline.ring_buffer.tag = TAG;
-    reg.shared_region.shared_region = r->shared;
-    assert_int_equal(zx_iob_create(0, &reg, 1, &r->ep0, &r->ep1), ZX_OK);
+    assert_int_equal(ring_iob_create(r->shared, TAG, &r->ep0, &r->ep1), ZX_OK);
     zx_iob_region_info_t info;
     size_t actual = 0, avail = 0;
     assert_int_equal(zx_object_get_info(r->ep0, ZX_INFO_IOB_REGIONS, &info, sizeof info, &actual,
