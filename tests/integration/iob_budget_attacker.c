@@ -30,24 +30,15 @@
 #include <zircon/syscalls.h>
 
 #include "client/lib/libiob.h"
+#include "test_regions.h"
 
 #define ATK_TIB (UINT64_C(1) << 40)
 
 #define ATK_EP0_RW (ZX_IOB_ACCESS_EP0_CAN_MAP_READ | ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE)
 
-static zx_iob_region_t private_region(uint64_t size, zx_iob_access_t access) {
-    zx_iob_region_t r;
-    memset(&r, 0, sizeof r);
-    r.type = ZX_IOB_REGION_TYPE_PRIVATE;
-    r.access = access;
-    r.size = size;
-    r.discipline.type = ZX_IOB_DISCIPLINE_TYPE_NONE;
-    return r;
-}
-
 static zx_status_t one_page_iob(zx_handle_t* ep0, zx_handle_t* ep1) {
-    zx_iob_region_t r =
-        private_region(zx_system_get_page_size(), ATK_EP0_RW | ZX_IOB_ACCESS_EP1_CAN_MAP_READ);
+    zx_iob_region_t r = test_private_region(zx_system_get_page_size(),
+                                            ATK_EP0_RW | ZX_IOB_ACCESS_EP1_CAN_MAP_READ);
     return zx_iob_create(0, &r, 1, ep0, ep1);
 }
 
@@ -69,7 +60,7 @@ static bool refused(const char* op, zx_status_t st, unsigned long n) {
 static int job_tib(void) {
     zx_iob_region_t r[64];
     for (int i = 0; i < 64; i++) {
-        r[i] = private_region(ATK_TIB, ATK_EP0_RW);
+        r[i] = test_private_region(ATK_TIB, ATK_EP0_RW);
     }
     zx_handle_t ep0 = ZX_HANDLE_INVALID, ep1 = ZX_HANDLE_INVALID;
     zx_status_t st = zx_iob_create(0, r, 64, &ep0, &ep1);
@@ -135,7 +126,7 @@ static int job_replace(unsigned long max) {
 }
 
 static int job_big(uint64_t size, unsigned long max) {
-    zx_iob_region_t r = private_region(size, ATK_EP0_RW);
+    zx_iob_region_t r = test_private_region(size, ATK_EP0_RW);
     for (unsigned long n = 0; n < max; n++) {
         zx_handle_t ep0, ep1;
         if (refused("create", zx_iob_create(0, &r, 1, &ep0, &ep1), n)) {

@@ -34,8 +34,8 @@
 #include <zircon/syscalls.h>
 
 #include "client/lib/libiob.h"
-#include "mediated_iob.h"
 #include "shm/region.h"
+#include "test_regions.h"
 
 #define FAIL(code, ...)                           \
     do {                                          \
@@ -108,12 +108,9 @@ static void drain_pool(void) {
 }
 
 static int attack_idalloc(void) {
-    zx_iob_region_t r;
-    memset(&r, 0, sizeof r);
-    r.type = ZX_IOB_REGION_TYPE_PRIVATE;
-    r.access = ZX_IOB_ACCESS_EP0_CAN_MAP_READ | ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE |
-               ZX_IOB_ACCESS_EP1_CAN_MEDIATED_WRITE;
-    r.size = g_page;
+    zx_iob_region_t r = test_private_region(g_page, ZX_IOB_ACCESS_EP0_CAN_MAP_READ |
+                                                        ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE |
+                                                        ZX_IOB_ACCESS_EP1_CAN_MEDIATED_WRITE);
     r.discipline.type = ZX_IOB_DISCIPLINE_TYPE_ID_ALLOCATOR;
     zx_handle_t ep0, ep1;
     CHECK(11, zx_iob_create(0, &r, 1, &ep0, &ep1), "ID allocator IOB");
@@ -154,11 +151,8 @@ static int attack_writev(void) {
 }
 
 static zx_handle_t plain_iob(uint64_t size) {
-    zx_iob_region_t r;
-    memset(&r, 0, sizeof r);
-    r.type = ZX_IOB_REGION_TYPE_PRIVATE;
-    r.access = ZX_IOB_ACCESS_EP0_CAN_MAP_READ | ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE;
-    r.size = size;
+    zx_iob_region_t r =
+        test_private_region(size, ZX_IOB_ACCESS_EP0_CAN_MAP_READ | ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE);
     zx_handle_t ep0, ep1;
     CHECK(18, zx_iob_create(0, &r, 1, &ep0, &ep1), "IOB");
     return ep0;

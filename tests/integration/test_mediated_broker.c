@@ -25,10 +25,10 @@
 #include <zircon/syscalls.h>
 
 #include "client/lib/libiob.h"
-#include "mediated_iob.h"
 #include "map_harness.h"
 #include "shm/broker_wire.h"
 #include "shm/mediated.h"
+#include "test_regions.h"
 
 static map_daemon_t g_daemon;
 

@@ -36,9 +36,9 @@
 
 #include "client/lib/libiob.h"
 #include "map_harness.h"
-#include "mediated_iob.h"
 #include "mediated_records.h"
 #include "shm/mediated.h"
+#include "test_regions.h"
 
 extern char** environ;
 

@@ -35,10 +35,10 @@
 #include <zircon/syscalls.h>
 
 #include "client/lib/libiob.h"
-#include "mediated_iob.h"
 #include "map_harness.h"
 #include "mediated_records.h"
 #include "shm/mediated.h"
+#include "test_regions.h"
 
 extern char** environ;
 
@@ -414,12 +414,9 @@ static void test_writev_errors(void** state) {
 static void test_wrong_type_and_handle_ops(void** state) {
     (void)state;
     uint64_t pg = zx_system_get_page_size();
-    zx_iob_region_t reg;
-    memset(&reg, 0, sizeof reg);
-    reg.type = ZX_IOB_REGION_TYPE_PRIVATE;
-    reg.access = ZX_IOB_ACCESS_EP0_CAN_MAP_READ | ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE |
-                 ZX_IOB_ACCESS_EP1_CAN_MAP_WRITE | ZX_IOB_ACCESS_EP1_CAN_MAP_READ;
-    reg.size = pg;
+    zx_iob_region_t reg = test_private_region(
+        pg, ZX_IOB_ACCESS_EP0_CAN_MAP_READ | ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE |
+                ZX_IOB_ACCESS_EP1_CAN_MAP_WRITE | ZX_IOB_ACCESS_EP1_CAN_MAP_READ);
     zx_handle_t a, b;
     assert_int_equal(zx_iob_create(0, &reg, 1, &a, &b), ZX_OK);
     uint64_t v = 1;
@@ -637,11 +634,8 @@ static void test_latency(void** state) {
     printf("zx_iob_writev 64 B over %s: %.1f us per call (%d calls)\n",
            g_grpc ? "gRPC" : "the map broker", (double)(t1 - t0) / n / 1000.0, n);
     uint32_t id;
-    zx_iob_region_t reg;
-    memset(&reg, 0, sizeof reg);
-    reg.type = ZX_IOB_REGION_TYPE_PRIVATE;
-    reg.access = ZX_IOB_ACCESS_EP1_CAN_MEDIATED_WRITE | ZX_IOB_ACCESS_EP0_CAN_MAP_READ;
-    reg.size = 64u * r.pg;
+    zx_iob_region_t reg = test_private_region(
+        64u * r.pg, ZX_IOB_ACCESS_EP1_CAN_MEDIATED_WRITE | ZX_IOB_ACCESS_EP0_CAN_MAP_READ);
     reg.discipline.type = ZX_IOB_DISCIPLINE_TYPE_ID_ALLOCATOR;
     zx_handle_t a, b;
     assert_int_equal(zx_iob_create(0, &reg, 1, &a, &b), ZX_OK);

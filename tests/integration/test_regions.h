@@ -1,11 +1,25 @@
 /* SPDX-License-Identifier: MIT */
-/* IOBs with one mediated region (a ring buffer or an ID allocator), for the mediated tests. */
-#ifndef IOB_TESTS_INTEGRATION_MEDIATED_IOB_H_
-#define IOB_TESTS_INTEGRATION_MEDIATED_IOB_H_
+/*
+ * Regions the integration tests and their peer programs describe again and again: a plain
+ * private region, and IOBs with one mediated region (a ring buffer or an ID allocator).
+ */
+#ifndef IOB_TESTS_INTEGRATION_TEST_REGIONS_H_
+#define IOB_TESTS_INTEGRATION_TEST_REGIONS_H_
 
 #include <string.h>
 
 #include <zircon/syscalls.h>
+
+/* A private region of `size` bytes with no discipline. */
+static inline zx_iob_region_t test_private_region(uint64_t size, zx_iob_access_t access) {
+    zx_iob_region_t reg;
+    memset(&reg, 0, sizeof reg);
+    reg.type = ZX_IOB_REGION_TYPE_PRIVATE;
+    reg.access = access;
+    reg.size = size;
+    reg.discipline.type = ZX_IOB_DISCIPLINE_TYPE_NONE;
+    return reg;
+}
 
 /*
  * Region 0: `size` bytes, ep0 may map it for reading, ep1 may allocate IDs through iobd.
@@ -48,4 +62,4 @@ static inline zx_status_t ring_iob_create(zx_handle_t shared, uint64_t tag, zx_h
     return zx_iob_create(0, &reg, 1, ep0, ep1);
 }
 
-#endif /* IOB_TESTS_INTEGRATION_MEDIATED_IOB_H_ */
+#endif /* IOB_TESTS_INTEGRATION_TEST_REGIONS_H_ */
