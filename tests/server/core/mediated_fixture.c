@@ -68,8 +68,3 @@ zx_status_t mx_write_str(fx_t* f, zx_handle_t h, const char* text, size_t len) {
     return mx_writev(f, h, &v, 1);
 }
 
-iob_core_stats_t mx_stats(fx_t* f) {
-    iob_core_stats_t st;
-    iob_core_get_stats(f->core, &st);
-    return st;
-}

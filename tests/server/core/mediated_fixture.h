@@ -44,6 +44,5 @@ _Atomic uint64_t* tail_of(const mapping_t* m);
 /* zx_iob_writev on region 0 in session A, of vectors or of one string. */
 zx_status_t mx_writev(fx_t* f, zx_handle_t h, const zx_iovec_t* v, size_t n);
 zx_status_t mx_write_str(fx_t* f, zx_handle_t h, const char* text, size_t len);
-iob_core_stats_t mx_stats(fx_t* f);
 
 #endif /* IOB_TESTS_SERVER_CORE_MEDIATED_FIXTURE_H_ */

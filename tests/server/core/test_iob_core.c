@@ -96,11 +96,9 @@ static void test_close(void** state) {
     assert_true(fx_closed_reported(f, f->a, e0));
     assert_int_equal(iob_core_handle_close(f->core, f->a, e0), ZX_ERR_BAD_HANDLE);
     assert_int_equal(iob_core_handle_close(f->core, f->a, e1), ZX_OK);
-    iob_core_stats_t st;
-    iob_core_get_stats(f->core, &st);
-    assert_int_equal(st.iobs, 0);
-    assert_int_equal(st.handles, 0);
-    assert_int_equal(st.bytes_in_use, 0);
+    assert_int_equal(fx_stats(f).iobs, 0);
+    assert_int_equal(fx_stats(f).handles, 0);
+    assert_int_equal(fx_stats(f).bytes_in_use, 0);
 }
 
 static void test_handle_values_unique(void** state) {
@@ -159,9 +157,7 @@ static void test_peer_closed_on_last_handle(void** state) {
     char name[32];
     assert_int_equal(iob_core_get_property(f->core, f->a, e1, ZX_PROP_NAME, name, 32), ZX_OK);
     assert_int_equal(iob_core_handle_close(f->core, f->a, e1), ZX_OK);
-    iob_core_stats_t st;
-    iob_core_get_stats(f->core, &st);
-    assert_int_equal(st.iobs, 0);
+    assert_int_equal(fx_stats(f).iobs, 0);
 }
 
 static void test_peer_closed_waits_for_mappings(void** state) {
@@ -185,14 +181,11 @@ static void test_peer_closed_waits_for_mappings(void** state) {
     iob_map_grant_t m3;
     assert_int_equal(iob_core_map(f->core, f->a, e1, ZX_VM_PERM_READ, 0, 0, P, &m3), ZX_OK);
     assert_int_equal(iob_core_handle_close(f->core, f->a, e1), ZX_OK);
-    iob_core_stats_t st;
-    iob_core_get_stats(f->core, &st);
-    assert_int_equal(st.iobs, 1);
-    assert_int_equal(st.mappings, 1);
+    assert_int_equal(fx_stats(f).iobs, 1);
+    assert_int_equal(fx_stats(f).mappings, 1);
     assert_int_equal(iob_core_unmap(f->core, f->a, m3.mapping), ZX_OK);
-    iob_core_get_stats(f->core, &st);
-    assert_int_equal(st.iobs, 0);
-    assert_int_equal(st.bytes_in_use, 0);
+    assert_int_equal(fx_stats(f).iobs, 0);
+    assert_int_equal(fx_stats(f).bytes_in_use, 0);
 }
 
 static void test_peer_closed_unmap_first(void** state) {
@@ -240,18 +233,15 @@ static void test_session_close_keeps_mappings(void** state) {
     assert_int_equal(f->n_closed, 1);
     /* Handles are gone at once; the mapping keeps ep0 from being closed for B. */
     assert_int_equal(fx_signals(f, f->b, t), 0);
-    iob_core_stats_t st;
-    iob_core_get_stats(f->core, &st);
-    assert_int_equal(st.sessions, 2);
-    assert_int_equal(st.mappings, 1);
+    assert_int_equal(fx_stats(f).sessions, 2);
+    assert_int_equal(fx_stats(f).mappings, 1);
     assert_int_equal(iob_core_session_close(f->core, f->a), ZX_ERR_NOT_FOUND);
     /* A closed session owns no handles and cannot make new ones. */
     assert_int_equal(iob_core_handle_close(f->core, f->a, e0), ZX_ERR_BAD_HANDLE);
     assert_int_equal(iob_core_session_release_mappings(f->core, f->a), ZX_OK);
     assert_int_equal(fx_signals(f, f->b, t), ZX_IOB_PEER_CLOSED);
-    iob_core_get_stats(f->core, &st);
-    assert_int_equal(st.sessions, 1);
-    assert_int_equal(st.mappings, 0);
+    assert_int_equal(fx_stats(f).sessions, 1);
+    assert_int_equal(fx_stats(f).mappings, 0);
     assert_int_equal(iob_core_session_release_mappings(f->core, f->a), ZX_ERR_NOT_FOUND);
     assert_int_equal(iob_core_session_close(f->core, (iob_session_id_t){12345}), ZX_ERR_NOT_FOUND);
 }
@@ -263,14 +253,11 @@ static void test_session_close_both_ends(void** state) {
     iob_map_grant_t m;
     assert_int_equal(iob_core_map(f->core, f->a, e1, ZX_VM_PERM_READ, 0, 0, P, &m), ZX_OK);
     assert_int_equal(iob_core_session_close(f->core, f->a), ZX_OK);
-    iob_core_stats_t st;
-    iob_core_get_stats(f->core, &st);
-    assert_int_equal(st.iobs, 1); /* the mapping keeps the memory */
-    assert_int_equal(st.handles, 0);
+    assert_int_equal(fx_stats(f).iobs, 1); /* the mapping keeps the memory */
+    assert_int_equal(fx_stats(f).handles, 0);
     /* Unmapping works on a closed session until its mappings are released. */
     assert_int_equal(iob_core_unmap(f->core, f->a, m.mapping), ZX_OK);
-    iob_core_get_stats(f->core, &st);
-    assert_int_equal(st.iobs, 0);
+    assert_int_equal(fx_stats(f).iobs, 0);
     assert_int_equal(iob_core_session_release_mappings(f->core, f->a), ZX_OK);
 }
 
@@ -284,10 +271,8 @@ static void test_release_without_close(void** state) {
     /* The process exited before the connection was seen to drop: both happen at once. */
     assert_int_equal(iob_core_session_release_mappings(f->core, f->a), ZX_OK);
     assert_int_equal(f->n_closed, 2);
-    iob_core_stats_t st;
-    iob_core_get_stats(f->core, &st);
-    assert_int_equal(st.iobs, 0);
-    assert_int_equal(st.sessions, 1);
+    assert_int_equal(fx_stats(f).iobs, 0);
+    assert_int_equal(fx_stats(f).sessions, 1);
 }
 
 static void test_destroy_with_everything_open(void** state) {
@@ -352,13 +337,11 @@ static void test_concurrent_sessions(void** state) {
         assert_int_equal(pthread_join(t[i], NULL), 0);
         assert_int_equal(w[i].failures, 0);
     }
-    iob_core_stats_t st;
-    iob_core_get_stats(f->core, &st);
-    assert_int_equal(st.iobs, 0);
-    assert_int_equal(st.handles, 0);
-    assert_int_equal(st.mappings, 0);
-    assert_int_equal(st.tokens, 0);
-    assert_int_equal(st.bytes_in_use, 0);
+    assert_int_equal(fx_stats(f).iobs, 0);
+    assert_int_equal(fx_stats(f).handles, 0);
+    assert_int_equal(fx_stats(f).mappings, 0);
+    assert_int_equal(fx_stats(f).tokens, 0);
+    assert_int_equal(fx_stats(f).bytes_in_use, 0);
 }
 
 int main(void) {

@@ -324,14 +324,11 @@ static void test_duplicate_null_out(void** state) {
     /* The rights are checked before the out pointer; nothing is created or consumed. */
     assert_int_equal(iob_core_handle_duplicate(f->core, f->a, e0, ZX_RIGHT_SAME_RIGHTS, NULL),
                      ZX_ERR_INVALID_ARGS);
-    iob_core_stats_t st;
-    iob_core_get_stats(f->core, &st);
-    assert_int_equal(st.handles, 2);
+    assert_int_equal(fx_stats(f).handles, 2);
     /* Replace with a NULL out consumes the original (A.12: consumed even on INVALID_ARGS). */
     assert_int_equal(iob_core_handle_replace(f->core, f->a, e0, ZX_RIGHT_SAME_RIGHTS, NULL),
                      ZX_ERR_INVALID_ARGS);
-    iob_core_get_stats(f->core, &st);
-    assert_int_equal(st.handles, 1);
+    assert_int_equal(fx_stats(f).handles, 1);
     assert_int_equal(fx_signals(f, f->a, e1), ZX_IOB_PEER_CLOSED);
 }
 
@@ -439,14 +436,12 @@ static void test_list_and_stats(void** state) {
     assert_int_equal(s[1].endpoints[0].handles, 1);
     assert_int_equal(iob_core_list(f->core, NULL, 1, &n), ZX_ERR_INVALID_ARGS);
 
-    iob_core_stats_t st;
-    iob_core_get_stats(f->core, &st);
-    assert_int_equal(st.iobs, 2);
-    assert_int_equal(st.sessions, 2);
-    assert_int_equal(st.handles, 4);
-    assert_int_equal(st.mappings, 0);
-    assert_int_equal(st.tokens, 0);
-    assert_int_equal(st.bytes_in_use, 4 * P);
+    assert_int_equal(fx_stats(f).iobs, 2);
+    assert_int_equal(fx_stats(f).sessions, 2);
+    assert_int_equal(fx_stats(f).handles, 4);
+    assert_int_equal(fx_stats(f).mappings, 0);
+    assert_int_equal(fx_stats(f).tokens, 0);
+    assert_int_equal(fx_stats(f).bytes_in_use, 4 * P);
 }
 
 static void test_error_detail(void** state) {

@@ -40,7 +40,7 @@ static void test_shared_create_errors_in_order(void** state) {
     assert_int_equal(iob_core_shared_region_create(c, f->b, 0, huge, &h), ZX_ERR_OUT_OF_RANGE);
     assert_int_equal(iob_core_shared_region_create(c, f->b, 0, 2 * P, &h), ZX_ERR_BAD_STATE);
     assert_int_equal(h, 0);
-    iob_core_stats_t st = mx_stats(f);
+    iob_core_stats_t st = fx_stats(f);
     assert_int_equal(st.shared_regions, 0);
     assert_int_equal(st.handles, 0);
     assert_int_equal(st.bytes_in_use, 0);
@@ -57,16 +57,16 @@ static void test_shared_create_limits(void** state) {
     assert_int_equal(iob_core_shared_region_create(f->core, f->b, 0, 5 * P, &h), ZX_ERR_BAD_STATE);
     assert_int_equal(iob_core_shared_region_create(f->core, f->a, 0, 5 * P, &h), ZX_ERR_NO_MEMORY);
     h = shared_create(f, 2 * P);
-    assert_int_equal(mx_stats(f).bytes_in_use, 2 * P);
+    assert_int_equal(fx_stats(f).bytes_in_use, 2 * P);
     /* The budget comes before the handle limit. */
     assert_int_equal(iob_core_shared_region_create(f->core, f->a, 0, 3 * P, &h2), ZX_ERR_NO_MEMORY);
     h2 = shared_create(f, P);
     assert_int_equal(iob_core_shared_region_create(f->core, f->a, 0, P, &h3), ZX_ERR_NO_RESOURCES);
     assert_int_equal(h3, 0);
-    assert_int_equal(mx_stats(f).bytes_in_use, 3 * P);
+    assert_int_equal(fx_stats(f).bytes_in_use, 3 * P);
     assert_int_equal(iob_core_handle_close(f->core, f->a, h), ZX_OK);
     assert_int_equal(iob_core_handle_close(f->core, f->a, h2), ZX_OK);
-    assert_int_equal(mx_stats(f).bytes_in_use, 0);
+    assert_int_equal(fx_stats(f).bytes_in_use, 0);
 }
 
 /*
@@ -94,30 +94,30 @@ static void test_shared_regions_count_against_iob_limit(void** state) {
     assert_int_equal(iob_core_shared_region_create(c, f->a, 0, P + 1, &s2), ZX_ERR_INVALID_ARGS);
     /* Session B has its own count. */
     assert_int_equal(iob_core_shared_region_create(c, f->b, 0, 2 * P, &sb), ZX_OK);
-    iob_core_stats_t st = mx_stats(f);
+    iob_core_stats_t st = fx_stats(f);
     assert_int_equal(st.iobs, 1);
     assert_int_equal(st.shared_regions, 2);
 
     /* Freeing the shared region makes room. */
     assert_int_equal(iob_core_handle_close(c, f->a, s), ZX_OK);
-    assert_int_equal(mx_stats(f).shared_regions, 1);
+    assert_int_equal(fx_stats(f).shared_regions, 1);
     s2 = shared_create(f, 2 * P);
     assert_int_equal(iob_core_iob_create(c, f->a, 0, &priv, 1, &x0, &x1), ZX_ERR_NO_RESOURCES);
     /* ... and freeing the IOB too. */
     assert_int_equal(iob_core_handle_close(c, f->a, e0), ZX_OK);
     assert_int_equal(iob_core_handle_close(c, f->a, e1), ZX_OK);
-    assert_int_equal(mx_stats(f).iobs, 0);
+    assert_int_equal(fx_stats(f).iobs, 0);
     ring_iob(f, s2, MED_W0, TAG, &e0, &e1); /* an IOB on it: two slots again */
     assert_int_equal(iob_core_shared_region_create(c, f->a, 0, 2 * P, &s), ZX_ERR_NO_RESOURCES);
 
     /* Closing its handle does not free a shared region an IOB still uses: it still counts. */
     assert_int_equal(iob_core_handle_close(c, f->a, s2), ZX_OK);
-    assert_int_equal(mx_stats(f).shared_regions, 2);
+    assert_int_equal(fx_stats(f).shared_regions, 2);
     assert_int_equal(iob_core_shared_region_create(c, f->a, 0, 2 * P, &s), ZX_ERR_NO_RESOURCES);
     /* The IOB's last handle frees the IOB and, with it, the shared region: both slots. */
     assert_int_equal(iob_core_handle_close(c, f->a, e0), ZX_OK);
     assert_int_equal(iob_core_handle_close(c, f->a, e1), ZX_OK);
-    assert_int_equal(mx_stats(f).shared_regions, 1);
+    assert_int_equal(fx_stats(f).shared_regions, 1);
     s = shared_create(f, 2 * P);
     s2 = shared_create(f, 2 * P);
 
@@ -137,10 +137,10 @@ static void test_shared_regions_count_against_iob_limit(void** state) {
     assert_int_equal(iob_core_handle_import(c, f->b, token, &in_b), ZX_OK);
     assert_int_equal(iob_core_session_close(c, f->a), ZX_OK);
     assert_int_equal(iob_core_session_release_mappings(c, f->a), ZX_OK);
-    assert_int_equal(mx_stats(f).shared_regions, 2); /* B's own and the imported one */
+    assert_int_equal(fx_stats(f).shared_regions, 2); /* B's own and the imported one */
     assert_int_equal(iob_core_handle_close(c, f->b, in_b), ZX_OK);
     assert_int_equal(iob_core_handle_close(c, f->b, sb), ZX_OK);
-    st = mx_stats(f);
+    st = fx_stats(f);
     assert_int_equal(st.shared_regions, 0);
     assert_int_equal(st.iobs, 0);
     assert_int_equal(st.bytes_in_use, 0);
@@ -156,7 +156,7 @@ static void test_shared_create_memory_failure(void** state) {
                      ZX_ERR_NO_RESOURCES);
     iob_test_fault_clear();
     assert_int_equal(h, 0);
-    iob_core_stats_t st = mx_stats(f);
+    iob_core_stats_t st = fx_stats(f);
     assert_int_equal(st.shared_regions, 0);
     assert_int_equal(st.handles, 0);
     assert_int_equal(st.bytes_in_use, 0);
@@ -181,7 +181,7 @@ static void test_shared_info_and_stats(void** state) {
     assert_int_equal(iob_core_get_info(f->core, f->a, h, ZX_INFO_IOB_REGIONS, regions,
                                        sizeof regions, NULL, NULL),
                      ZX_ERR_WRONG_TYPE);
-    iob_core_stats_t st = mx_stats(f);
+    iob_core_stats_t st = fx_stats(f);
     assert_int_equal(st.shared_regions, 1);
     assert_int_equal(st.iobs, 0);
     assert_int_equal(st.handles, 1);
@@ -191,7 +191,7 @@ static void test_shared_info_and_stats(void** state) {
     assert_int_equal(iob_core_list(f->core, NULL, 0, &count), ZX_OK);
     assert_int_equal(count, 0);
     assert_int_equal(iob_core_handle_close(f->core, f->a, h), ZX_OK);
-    st = mx_stats(f);
+    st = fx_stats(f);
     assert_int_equal(st.shared_regions, 0);
     assert_int_equal(st.bytes_in_use, 0);
 }
@@ -266,9 +266,9 @@ static void test_shared_handle_operations(void** state) {
     }
     /* Closing every handle frees it; a second close is a bad handle. */
     assert_int_equal(iob_core_handle_close(c, f->a, h), ZX_OK);
-    assert_int_equal(mx_stats(f).shared_regions, 1);
+    assert_int_equal(fx_stats(f).shared_regions, 1);
     assert_int_equal(iob_core_handle_close(c, f->a, repl), ZX_OK);
-    assert_int_equal(mx_stats(f).shared_regions, 0);
+    assert_int_equal(fx_stats(f).shared_regions, 0);
     assert_int_equal(iob_core_handle_close(c, f->a, h), ZX_ERR_BAD_HANDLE);
 }
 
@@ -279,8 +279,8 @@ static void test_shared_transfer_keeps_it_alive(void** state) {
     char token[IOB_CORE_TOKEN_SIZE];
     assert_int_equal(iob_core_handle_export(f->core, f->a, h, token), ZX_OK);
     /* The token holds it, as a handle in flight would. */
-    assert_int_equal(mx_stats(f).shared_regions, 1);
-    assert_int_equal(mx_stats(f).bytes_in_use, 2 * P);
+    assert_int_equal(fx_stats(f).shared_regions, 1);
+    assert_int_equal(fx_stats(f).bytes_in_use, 2 * P);
     zx_handle_t in_b = 0;
     assert_int_equal(iob_core_handle_import(f->core, f->b, token, &in_b), ZX_OK);
     zx_info_handle_basic_t info = fx_basic(f, f->b, in_b);
@@ -294,14 +294,14 @@ static void test_shared_transfer_keeps_it_alive(void** state) {
     /* An expired token releases it too. */
     zx_handle_t h2 = shared_create(f, 2 * P);
     assert_int_equal(iob_core_handle_export(f->core, f->a, h2, token), ZX_OK);
-    assert_int_equal(mx_stats(f).shared_regions, 2);
+    assert_int_equal(fx_stats(f).shared_regions, 2);
     f->now += INT64_C(61) * 1000000000;
     iob_core_expire_tokens(f->core);
-    assert_int_equal(mx_stats(f).shared_regions, 1);
+    assert_int_equal(fx_stats(f).shared_regions, 1);
     /* Session B's end releases its handles, its IOB and so the shared region. */
     assert_int_equal(iob_core_session_close(f->core, f->b), ZX_OK);
-    assert_int_equal(mx_stats(f).shared_regions, 0);
-    assert_int_equal(mx_stats(f).bytes_in_use, 0);
+    assert_int_equal(fx_stats(f).shared_regions, 0);
+    assert_int_equal(fx_stats(f).bytes_in_use, 0);
 }
 
 /* ==== zx_iob_create with SHARED regions (A.3 7.2) ==== */
@@ -353,7 +353,7 @@ static void test_iob_create_shared_errors_in_order(void** state) {
     assert_int_equal(iob_core_iob_create(c, f->a, 0, &priv, 1, &e0, &e1), ZX_ERR_INVALID_ARGS);
     assert_int_equal(e0, 0);
     assert_int_equal(e1, 0);
-    assert_int_equal(mx_stats(f).iobs, 1);
+    assert_int_equal(fx_stats(f).iobs, 1);
     /* No rights are needed on the shared-region handle, and it is not consumed. */
     zx_handle_t bare = 0;
     assert_int_equal(iob_core_handle_duplicate(c, f->a, two_pages, 0, &bare), ZX_OK);
@@ -404,7 +404,7 @@ static void test_iob_create_shared_info_and_accounting(void** state) {
                      ZX_OK);
     assert_int_equal(info[0].koid, skoid);
     /* The shared bytes count once, in no IOB. */
-    iob_core_stats_t st = mx_stats(f);
+    iob_core_stats_t st = fx_stats(f);
     assert_int_equal(st.bytes_in_use, 4 * P + 2 * P);
     iob_core_iob_summary_t sum[3];
     size_t count = 0;
@@ -491,21 +491,21 @@ static void test_shared_region_lifetime(void** state) {
              &e0, &e1);
     /* Closing the shared region's handle does not affect the IOB (A.9). */
     assert_int_equal(iob_core_handle_close(f->core, f->a, s), ZX_OK);
-    assert_int_equal(mx_stats(f).shared_regions, 1);
+    assert_int_equal(fx_stats(f).shared_regions, 1);
     assert_int_equal(mx_write_str(f, e0, "AliveAfterClose", 16), ZX_OK);
     mapping_t m = map_region(f, e0, 0, false);
     assert_true(atomic_load(head_of(&m)) > 0);
     /* The IOB's handles go; the mapping keeps endpoint, IOB and shared region alive. */
     assert_int_equal(iob_core_handle_close(f->core, f->a, e0), ZX_OK);
     assert_int_equal(iob_core_handle_close(f->core, f->a, e1), ZX_OK);
-    iob_core_stats_t st = mx_stats(f);
+    iob_core_stats_t st = fx_stats(f);
     assert_int_equal(st.iobs, 1);
     assert_int_equal(st.shared_regions, 1);
     assert_int_equal(st.bytes_in_use, 2 * P);
     assert_int_equal(m.base[P + 16], 'A');
     /* The last unmap frees all of it and gives the budget back. */
     unmap_region(f, &m);
-    st = mx_stats(f);
+    st = fx_stats(f);
     assert_int_equal(st.iobs, 0);
     assert_int_equal(st.shared_regions, 0);
     assert_int_equal(st.bytes_in_use, 0);
@@ -518,13 +518,13 @@ static void test_shared_region_lifetime(void** state) {
     assert_int_equal(mx_write_str(f, e0, "x", 1), ZX_OK);
     assert_int_equal(iob_core_handle_close(f->core, f->a, e0), ZX_OK);
     assert_int_equal(iob_core_handle_close(f->core, f->a, e1), ZX_OK);
-    assert_int_equal(mx_stats(f).shared_regions, 1);
+    assert_int_equal(fx_stats(f).shared_regions, 1);
     assert_int_equal(iob_core_handle_close(f->core, f->a, s), ZX_OK);
-    assert_int_equal(mx_stats(f).shared_regions, 1); /* the second IOB still uses it */
+    assert_int_equal(fx_stats(f).shared_regions, 1); /* the second IOB still uses it */
     assert_int_equal(mx_write_str(f, e2, "y", 1), ZX_OK);
     assert_int_equal(iob_core_session_close(f->core, f->a), ZX_OK);
-    assert_int_equal(mx_stats(f).shared_regions, 0);
-    assert_int_equal(mx_stats(f).bytes_in_use, 0);
+    assert_int_equal(fx_stats(f).shared_regions, 0);
+    assert_int_equal(fx_stats(f).bytes_in_use, 0);
     /* The teardown checks that every memfd, description and server view was closed. */
 }
 
