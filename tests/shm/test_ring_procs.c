@@ -269,13 +269,12 @@ static void test_blocking_sparse_stream_sleeps(void** state) {
 }
 
 /*
- * `test_ring waits` runs only the tests that judge blocking mode by time (how a waiter
+ * `test_ring_procs waits` runs only the tests that judge blocking mode by time (how a waiter
  * spends its waits); ctest runs them alone (RUN_SERIAL), since another test's processes on
  * the same two CPUs change every wait they time.
  */
 
 int main(int argc, char** argv) {
-    /* Timed: they measure how a side waits, so they run alone (test_ring_waits). */
     const struct CMUnitTest timed[] = {
         cmocka_unit_test(test_blocking_dense_stream_spins),
         cmocka_unit_test(test_blocking_sparse_stream_sleeps),
