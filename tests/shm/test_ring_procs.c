@@ -273,7 +273,6 @@ static void test_blocking_sparse_stream_sleeps(void** state) {
  * spends its waits); ctest runs them alone (RUN_SERIAL), since another test's processes on
  * the same two CPUs change every wait they time.
  */
-
 int main(int argc, char** argv) {
     const struct CMUnitTest timed[] = {
         cmocka_unit_test(test_blocking_dense_stream_spins),
