@@ -41,6 +41,16 @@ static void shared_free(shared_pair_t* s) {
     munmap(s->data, s->data_size);
 }
 
+/* Attaches a consumer, waiting for the producer's process to format the ring. */
+static void consumer_attach(iob_ring_consumer_t* c, const shared_pair_t* s,
+                            const iob_ring_options_t* o) {
+    zx_status_t st;
+    while ((st = iob_ring_consumer_init(c, s->ctrl, 4096, s->data, s->data_size, o)) ==
+           ZX_ERR_SHOULD_WAIT) {
+    }
+    assert_int_equal(st, ZX_OK);
+}
+
 static uint64_t checksum(const unsigned char* b, size_t n) {
     uint64_t h = 1469598103934665603u;
     for (size_t i = 0; i < n; i++) {
@@ -97,11 +107,8 @@ static void run_consumer(shared_pair_t* s, uint64_t count, iob_ring_wait_mode_t 
     iob_ring_options_t o = {.batch = batch, .wait = wait};
     /* The consumer does not map the data region writable in real use; here it is shared
      * memory from mmap, and read-only access is all the code does. */
+    consumer_attach(&c, s, &o);
     zx_status_t st;
-    while ((st = iob_ring_consumer_init(&c, s->ctrl, 4096, s->data, s->data_size, &o)) ==
-           ZX_ERR_SHOULD_WAIT) {
-    }
-    assert_int_equal(st, ZX_OK);
     uint64_t got = 0;
     for (;;) {
         const void* msg;
@@ -215,11 +222,8 @@ static iob_ring_stats_t paced_pair(int64_t period_ns, int64_t work_ns, uint64_t 
         _exit(0);
     }
     iob_ring_consumer_t c;
+    consumer_attach(&c, &s, &o);
     zx_status_t st;
-    while ((st = iob_ring_consumer_init(&c, s.ctrl, 4096, s.data, s.data_size, &o)) ==
-           ZX_ERR_SHOULD_WAIT) {
-    }
-    assert_int_equal(st, ZX_OK);
     uint64_t got = 0;
     for (;;) {
         uint64_t seq;
