@@ -65,6 +65,8 @@
 /* A connection that fails authentication this often is dropped. */
 #define IOBD__BROKER_MAX_AUTH_FAILURES 3
 
+_Static_assert(IOB_BROKER_SECRET_SIZE == IOB_CORE_SECRET_SIZE, "ATTACH carries the core's secret");
+
 typedef struct iobd__conn iobd__conn_t;
 
 /* The fixed parts of every request; the union keeps each body aligned. */
@@ -266,13 +268,17 @@ static void iobd__handle_attach(iobd__conn_t* conn, const iob_broker_attach_req_
         return;
     }
     iob_session_id_t session = {0};
-    if (!broker->config.authenticate(broker->config.auth_ctx, req->session_id, req->secret,
-                                     conn->pid, conn->uid, conn->gid, &session)) {
+    iob_session_cred_t peer = {.pid = conn->pid, .uid = conn->uid, .gid = conn->gid};
+    if (iob_core_session_attach(broker->core, req->session_id, req->secret, &peer, &session) !=
+        ZX_OK) {
         broker->stats.auth_failures++;
         conn->auth_failures++;
+        /* The core says why when the secret was right but the peer is someone else. */
+        const char* why = iob_core_error_detail();
         iobd__log(broker, IOBD_BROKER_LOG_WARNING,
-                  "pid %ld uid %ld: authentication for session %llu failed", (long)conn->pid,
-                  (long)conn->uid, (unsigned long long)req->session_id);
+                  "pid %ld uid %ld: authentication for session %llu failed%s%s", (long)conn->pid,
+                  (long)conn->uid, (unsigned long long)req->session_id, why[0] != '\0' ? ": " : "",
+                  why);
         iobd__reply_status(conn, type, req->hdr.request_id, ZX_ERR_ACCESS_DENIED);
         if (conn->auth_failures >= IOBD__BROKER_MAX_AUTH_FAILURES) {
             iobd__conn_close(conn, "too many authentication failures");
@@ -885,7 +891,7 @@ static zx_status_t iobd__listen(iobd_broker_t* broker) {
 zx_status_t iobd_broker_start(uv_loop_t* loop, iob_core_t* core, const iobd_broker_config_t* config,
                               iobd_broker_t** out) {
     if (loop == NULL || core == NULL || config == NULL || out == NULL ||
-        config->socket_path == NULL || config->authenticate == NULL) {
+        config->socket_path == NULL) {
         return ZX_ERR_INVALID_ARGS;
     }
     iobd_broker_t* broker = calloc(1, sizeof *broker);

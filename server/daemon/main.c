@@ -353,7 +353,7 @@ int main(int argc, char** argv) {
     uv_signal_init(&m.loop, &m.sigint);
     m.sigterm.data = m.sigint.data = &m;
 
-    /* ---- map broker (server/broker): same loop, our session table authenticates ---- */
+    /* ---- map broker (server/broker): same loop, same core (which authenticates) ---- */
     if (broker_path[0] != '\0') {
         iobd_broker_config_t bc;
         memset(&bc, 0, sizeof bc);
@@ -361,8 +361,6 @@ int main(int argc, char** argv) {
         bc.socket_mode = o.socket_mode;
         bc.peer_allowed = iobd_rpc_peer_allowed;
         bc.policy_ctx = m.rpc;
-        bc.authenticate = iobd_rpc_authenticate;
-        bc.auth_ctx = m.rpc;
         bc.log = iobd__broker_log;
         bc.max_connections_per_uid = o.broker_max_conns_per_uid;
         bc.attach_timeout_ms = o.broker_attach_timeout_ms;

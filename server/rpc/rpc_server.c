@@ -110,7 +110,7 @@ static bool iobd__token_ok(iobd_rpc_t* srv, iobd_call_t* c) {
         if (len != 7 + tlen || strncmp(v, "Bearer ", 7) != 0) {
             return false;
         }
-        return iobd__ct_equal((const uint8_t*)v + 7, (const uint8_t*)srv->token, tlen);
+        return iob_core_ct_equal(v + 7, srv->token, tlen);
     }
     return false;
 }
