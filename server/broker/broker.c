@@ -371,15 +371,9 @@ static void iobd__handle_import(iobd__conn_t* conn, const iob_broker_import_req_
     zx_status_t st = ZX_ERR_BAD_STATE;
     zx_handle_t handle = ZX_HANDLE_INVALID;
     if (conn->attached) {
-        /*
-         * A bounded copy: the field need not hold a NUL. Then strnlen in the core finds 64
-         * and the token is NOT_FOUND, exactly as an over-long token over gRPC.
-         */
-        char token[IOB_BROKER_TOKEN_SIZE + 1];
-        memcpy(token, req->token, IOB_BROKER_TOKEN_SIZE);
-        token[IOB_BROKER_TOKEN_SIZE] = '\0';
-        st = iob_core_handle_import(broker->core, conn->session, token, &handle);
-        explicit_bzero(token, sizeof token);
+        /* The field need not hold a NUL: then it is an over-long token, as over gRPC. */
+        st = iob_request_import(broker->core, conn->session, req->token, sizeof req->token,
+                                &handle);
     }
     reply.status = st;
     reply.handle = st == ZX_OK ? handle : ZX_HANDLE_INVALID;
@@ -456,10 +450,13 @@ static void* iobd__read_blob_fd(int fd, uint64_t blob_size, bool* bad) {
 
 static void iobd__handle_allocate_id(iobd__conn_t* conn, const iob_broker_allocate_id_req_t* req,
                                      size_t len) {
-    bool unreadable = (req->flags & IOB_BROKER_ALLOC_BLOB_UNREADABLE) != 0;
     bool in_fd = (req->flags & IOB_BROKER_ALLOC_BLOB_IN_FD) != 0;
     int fd = conn->broker->rx_fd; /* borrowed: the closer gets it after dispatch */
-    if (!iobd_mediated_allocate_id_layout_ok(req, len, fd >= 0)) {
+    zx_status_t st = ZX_ERR_BAD_STATE;
+    uint32_t id = 0;
+    /* Checked in full whether attached or not (a NULL core runs nothing). */
+    if (!iobd_mediated_allocate_id_layout_ok(req, len, fd >= 0) ||
+        iobd_mediated_allocate_id(NULL, conn->session, req, len, NULL, &id, &st) != NULL) {
         iobd__bad_message(conn, req->hdr.request_id, ZX_ERR_INVALID_ARGS, "allocate_id layout");
         return;
     }
@@ -467,7 +464,6 @@ static void iobd__handle_allocate_id(iobd__conn_t* conn, const iob_broker_alloca
     memset(&reply, 0, sizeof reply);
     iob_broker_hdr_init(&reply.hdr, IOB_BROKER_ALLOCATE_ID | IOB_BROKER_REPLY, sizeof reply,
                         req->hdr.request_id);
-    zx_status_t st = ZX_ERR_BAD_STATE;
     bool id_null = (req->flags & IOB_BROKER_ALLOC_ID_NULL) != 0;
     void* fd_blob = NULL;
     if (conn->attached && in_fd) {
@@ -486,13 +482,7 @@ static void iobd__handle_allocate_id(iobd__conn_t* conn, const iob_broker_alloca
         }
     }
     if (conn->attached && (!in_fd || fd_blob != NULL)) {
-        uint32_t id = 0;
-        const void* blob = in_fd ? fd_blob
-                           : unreadable || req->blob_size == 0 ? NULL
-                                                                : (const void*)(req + 1);
-        st = iob_core_iob_allocate_id(conn->broker->core, conn->session, req->handle,
-                                      req->options, req->region_index, blob, req->blob_size,
-                                      id_null ? NULL : &id);
+        iobd_mediated_allocate_id(conn->broker->core, conn->session, req, len, fd_blob, &id, &st);
         reply.id = st == ZX_OK ? id : 0u;
         conn->broker->stats.allocate_ids++;
     }

@@ -208,7 +208,7 @@ static void iobd__log_budgets(iob_core_t* core) {
 
 /* The backing, chosen once and said loudly (docs/zircon-iob.md L, "Page size"). */
 static zx_status_t iobd__choose_backing(const iobd_options_t* o, iob_backing_t* out) {
-    zx_status_t st = iob_backing_choose(o->hugepages, o->hugepages_min_free, out);
+    zx_status_t st = iob_backing_choose(o->hugepages, o->core.hugepages_min_free, out);
     if (st != ZX_OK) {
         iob_backing_t want = strcasecmp(o->hugepages, "1G") == 0 ? IOB_BACKING_1G : IOB_BACKING_2M;
         iob_hugepage_pool_t pool = {0, 0};
@@ -298,22 +298,9 @@ int main(int argc, char** argv) {
 
     iobd_rpc_config_t rc;
     memset(&rc, 0, sizeof rc);
+    rc.core = o.core;
     rc.core.backing = backing;
-    rc.core.max_total_bytes = o.max_bytes;
-    rc.core.max_iobs_per_session = o.max_iobs_per_session;
-    rc.core.max_handles_per_session = o.max_handles_per_session;
-    rc.core.max_bytes_per_session = o.max_bytes_per_session;
-    rc.core.max_tokens_per_session = o.max_tokens_per_session;
-    rc.core.max_mappings_per_session = o.max_mappings_per_session;
-    rc.core.max_bytes_per_uid = o.max_bytes_per_uid;
-    rc.core.max_iobs_per_uid = o.max_iobs_per_uid;
-    rc.core.max_handles_per_uid = o.max_handles_per_uid;
-    rc.core.max_tokens_per_uid = o.max_tokens_per_uid;
-    rc.core.max_mappings_per_uid = o.max_mappings_per_uid;
     rc.core.server_uid = geteuid();
-    rc.core.hugepages_min_free = o.hugepages_min_free;
-    rc.core.handle_value_bits = o.handle_value_bits;
-    rc.core.token_ttl_ns = o.token_ttl_ns;
     rc.listen = (const char* const*)o.listen;
     rc.listen_count = o.listen_count;
     rc.socket_mode = o.socket_mode;
