@@ -22,6 +22,11 @@ static const char* iobd__detail(zx_status_t st) {
     return st == ZX_OK ? NULL : iob_core_error_detail();
 }
 
+/* Ends a call with the core's status: the reply on ZX_OK, the core's detail otherwise. */
+static void iobd__finish_core(iobd_call_t* c, zx_status_t st, const ProtobufCMessage* reply) {
+    iobd__call_finish(c, st, st == ZX_OK ? reply : NULL, iobd__detail(st));
+}
+
 static void iobd__bad_request(iobd_call_t* c, const char* what) {
     iobd__call_finish(c, ZX_ERR_INVALID_ARGS, NULL, what);
 }
@@ -174,7 +179,7 @@ static void iobd__close_handle(iobd_call_t* c, iob_session_id_t sid, const Proto
     const Iob__V1__HandleRequest* req = (const Iob__V1__HandleRequest*)msg;
     zx_status_t st = iob_core_handle_close(c->srv->core, sid, req->handle);
     Iob__V1__StatusReply r = IOB__V1__STATUS_REPLY__INIT;
-    iobd__call_finish(c, st, st == ZX_OK ? &r.base : NULL, iobd__detail(st));
+    iobd__finish_core(c, st, &r.base);
 }
 
 /*
@@ -195,7 +200,7 @@ static void iobd__close_handles(iobd_call_t* c, iob_session_id_t sid, const Prot
         }
     }
     Iob__V1__StatusReply r = IOB__V1__STATUS_REPLY__INIT;
-    iobd__call_finish(c, st, st == ZX_OK ? &r.base : NULL, iobd__detail(st));
+    iobd__finish_core(c, st, &r.base);
 }
 
 static void iobd__set_session_events(iobd_call_t* c, iob_session_id_t sid,
@@ -217,7 +222,7 @@ static void iobd__get_name(iobd_call_t* c, iob_session_id_t sid, const ProtobufC
     zx_status_t st = iob_core_get_property(c->srv->core, sid, req->handle, prop, name, size);
     Iob__V1__NameReply r = IOB__V1__NAME_REPLY__INIT;
     r.name = name;
-    iobd__call_finish(c, st, st == ZX_OK ? &r.base : NULL, iobd__detail(st));
+    iobd__finish_core(c, st, &r.base);
 }
 
 static void iobd__set_name(iobd_call_t* c, iob_session_id_t sid, const ProtobufCMessage* msg) {
@@ -234,7 +239,7 @@ static void iobd__set_name(iobd_call_t* c, iob_session_id_t sid, const ProtobufC
         iob_core_set_property(c->srv->core, sid, req->handle, prop, name,
                               req->name.len < ZX_MAX_NAME_LEN ? req->name.len : ZX_MAX_NAME_LEN);
     Iob__V1__StatusReply r = IOB__V1__STATUS_REPLY__INIT;
-    iobd__call_finish(c, st, st == ZX_OK ? &r.base : NULL, iobd__detail(st));
+    iobd__finish_core(c, st, &r.base);
 }
 
 static void iobd__signal(iobd_call_t* c, iob_session_id_t sid, const ProtobufCMessage* msg,
@@ -245,7 +250,7 @@ static void iobd__signal(iobd_call_t* c, iob_session_id_t sid, const ProtobufCMe
                           : iob_core_object_signal(c->srv->core, sid, req->handle, req->clear_mask,
                                                    req->set_mask);
     Iob__V1__StatusReply r = IOB__V1__STATUS_REPLY__INIT;
-    iobd__call_finish(c, st, st == ZX_OK ? &r.base : NULL, iobd__detail(st));
+    iobd__finish_core(c, st, &r.base);
 }
 
 static void iobd__get_signals(iobd_call_t* c, iob_session_id_t sid, const ProtobufCMessage* msg) {
@@ -256,7 +261,7 @@ static void iobd__get_signals(iobd_call_t* c, iob_session_id_t sid, const Protob
     Iob__V1__SignalsReply r = IOB__V1__SIGNALS_REPLY__INIT;
     r.signals = sig;
     r.endpoint_koid = koid;
-    iobd__call_finish(c, st, st == ZX_OK ? &r.base : NULL, iobd__detail(st));
+    iobd__finish_core(c, st, &r.base);
 }
 
 static void iobd__export(iobd_call_t* c, iob_session_id_t sid, const ProtobufCMessage* msg) {
@@ -266,7 +271,7 @@ static void iobd__export(iobd_call_t* c, iob_session_id_t sid, const ProtobufCMe
     zx_status_t st = iob_core_handle_export(c->srv->core, sid, req->handle, token);
     Iob__V1__ExportReply r = IOB__V1__EXPORT_REPLY__INIT;
     r.token = token;
-    iobd__call_finish(c, st, st == ZX_OK ? &r.base : NULL, iobd__detail(st));
+    iobd__finish_core(c, st, &r.base);
 }
 
 static void iobd__import(iobd_call_t* c, iob_session_id_t sid, const ProtobufCMessage* msg) {

@@ -3,7 +3,7 @@
  * Internals of iobd's gRPC service, shared by rpc_server.c (calls, sessions, events),
  * rpc_handlers.c (one function per method) and rpc_listen.c (Unix accept, TCP ports).
  *
- * Locking: `srv->lock` guards the session table, event queues, waiters
+ * Locking: `srv->lock` guards the sessions' transport state, event queues, waiters
  * and the state of streaming calls. Lock order is core -> srv->lock (the core's observer
  * runs under the core's mutex and takes srv->lock), so no code calls the core while
  * holding srv->lock. grpc_call_start_batch may be called with srv->lock held: gRPC never
