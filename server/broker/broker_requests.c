@@ -23,6 +23,13 @@
 
 _Static_assert(IOB_BROKER_SECRET_SIZE == IOB_CORE_SECRET_SIZE, "ATTACH carries the core's secret");
 
+/* A zeroed reply of `size` bytes to the request whose header is `req`'s first member. */
+static void iobd__reply_init(void* reply, size_t size, uint16_t type, const void* req) {
+    memset(reply, 0, size);
+    iob_broker_hdr_init(reply, type | IOB_BROKER_REPLY, (uint32_t)size,
+                        ((const iob_broker_hdr_t*)req)->request_id);
+}
+
 static void iobd__handle_attach(iobd__conn_t* conn, const iobd__rx_t* msg, size_t len) {
     (void)len;
     const iob_broker_attach_req_t* req = &msg->attach;
@@ -63,9 +70,7 @@ static void iobd__handle_map(iobd__conn_t* conn, const iobd__rx_t* msg, size_t l
     const iob_broker_map_req_t* req = &msg->map;
     iobd_broker_t* broker = conn->broker;
     iob_broker_map_reply_t reply;
-    memset(&reply, 0, sizeof reply);
-    iob_broker_hdr_init(&reply.hdr, IOB_BROKER_MAP | IOB_BROKER_REPLY, sizeof reply,
-                        req->hdr.request_id);
+    iobd__reply_init(&reply, sizeof reply, IOB_BROKER_MAP, req);
 
     zx_status_t st;
     iob_map_grant_t grant;
@@ -136,9 +141,7 @@ static void iobd__handle_import(iobd__conn_t* conn, const iobd__rx_t* msg, size_
     const iob_broker_import_req_t* req = &msg->import;
     iobd_broker_t* broker = conn->broker;
     iob_broker_import_reply_t reply;
-    memset(&reply, 0, sizeof reply);
-    iob_broker_hdr_init(&reply.hdr, IOB_BROKER_IMPORT | IOB_BROKER_REPLY, sizeof reply,
-                        req->hdr.request_id);
+    iobd__reply_init(&reply, sizeof reply, IOB_BROKER_IMPORT, req);
     zx_status_t st = ZX_ERR_BAD_STATE;
     zx_handle_t handle = ZX_HANDLE_INVALID;
     if (conn->attached) {
@@ -232,9 +235,7 @@ static void iobd__handle_allocate_id(iobd__conn_t* conn, const iobd__rx_t* msg, 
         return;
     }
     iob_broker_allocate_id_reply_t reply;
-    memset(&reply, 0, sizeof reply);
-    iob_broker_hdr_init(&reply.hdr, IOB_BROKER_ALLOCATE_ID | IOB_BROKER_REPLY, sizeof reply,
-                        req->hdr.request_id);
+    iobd__reply_init(&reply, sizeof reply, IOB_BROKER_ALLOCATE_ID, req);
     bool id_null = (req->flags & IOB_BROKER_ALLOC_ID_NULL) != 0;
     void* fd_blob = NULL;
     if (conn->attached && in_fd) {
@@ -275,9 +276,7 @@ static void iobd__handle_channel(iobd__conn_t* conn, const iobd__rx_t* msg, size
     const iob_broker_channel_req_t* req = &msg->channel;
     iobd_broker_t* broker = conn->broker;
     iob_broker_channel_reply_t reply;
-    memset(&reply, 0, sizeof reply);
-    iob_broker_hdr_init(&reply.hdr, IOB_BROKER_CHANNEL | IOB_BROKER_REPLY, sizeof reply,
-                        req->hdr.request_id);
+    iobd__reply_init(&reply, sizeof reply, IOB_BROKER_CHANNEL, req);
     int fds[3] = {-1, -1, -1};
     zx_status_t st = ZX_ERR_BAD_STATE;
     if (req->layout != IOB_BROKER_MEDIATED_LAYOUT || req->reserved != 0) {
