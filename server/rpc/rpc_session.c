@@ -223,19 +223,11 @@ void iobd__open_session(iobd_call_t* c) {
                              .known = local && cred.valid};
     iob_session_id_t sid;
     uint8_t secret[IOB_CORE_SECRET_SIZE];
-    zx_status_t st = iob_core_session_open(srv->core, &sc, &sid, secret);
-    if (st != ZX_OK) {
-        if (uid_counted) {
-            pthread_mutex_lock(&srv->lock);
-            iobd__uid_session_give_locked(srv, cred.uid);
-            pthread_mutex_unlock(&srv->lock);
-        }
-        iobd__call_finish(c, st, NULL, iob_core_error_detail());
-        return;
-    }
     iobd_session_t* s = calloc(1, sizeof *s);
     char* peer = strdup(c->peer);
-    if (s == NULL || peer == NULL) {
+    bool made = s != NULL && peer != NULL;
+    zx_status_t st = made ? iob_core_session_open(srv->core, &sc, &sid, secret) : ZX_ERR_NO_MEMORY;
+    if (st != ZX_OK) {
         free(s);
         free(peer);
         if (uid_counted) {
@@ -243,9 +235,8 @@ void iobd__open_session(iobd_call_t* c) {
             iobd__uid_session_give_locked(srv, cred.uid);
             pthread_mutex_unlock(&srv->lock);
         }
-        iob_core_session_close(srv->core, sid);
-        iob_core_session_release_mappings(srv->core, sid);
-        iobd__call_finish(c, ZX_ERR_NO_RESOURCES, NULL, "cannot set up the session");
+        iobd__call_finish(c, st, NULL,
+                          made ? iob_core_error_detail() : "cannot set up the session");
         return;
     }
     s->id = sid.value;
