@@ -33,7 +33,6 @@ typedef union {
     iob_broker_channel_req_t channel;
 } iobd__rx_t;
 
-
 struct iobd__conn {
     uv_poll_t poll; /* first member: the poll's data points back here anyway */
     uv_timer_t attach_timer;
@@ -97,8 +96,7 @@ zx_status_t iobd__send_fds(iobd__conn_t* conn, const void* msg, size_t len, cons
                            unsigned nfds);
 zx_status_t iobd__send(iobd__conn_t* conn, const void* msg, size_t len, int fd);
 /* Replies with a status-only message; a failed send ends the connection. */
-void iobd__reply_status(iobd__conn_t* conn, uint16_t type, uint64_t request_id,
-                        zx_status_t status);
+void iobd__reply_status(iobd__conn_t* conn, uint16_t type, uint64_t request_id, zx_status_t status);
 /* Counts and answers a malformed message. */
 void iobd__bad_message(iobd__conn_t* conn, uint64_t request_id, zx_status_t status,
                        const char* what);

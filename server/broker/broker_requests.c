@@ -146,8 +146,8 @@ static void iobd__handle_import(iobd__conn_t* conn, const iobd__rx_t* msg, size_
     zx_handle_t handle = ZX_HANDLE_INVALID;
     if (conn->attached) {
         /* The field need not hold a NUL: then it is an over-long token, as over gRPC. */
-        st = iob_request_import(broker->core, conn->session, req->token, sizeof req->token,
-                                &handle);
+        st =
+            iob_request_import(broker->core, conn->session, req->token, sizeof req->token, &handle);
     }
     reply.status = st;
     reply.handle = st == ZX_OK ? handle : ZX_HANDLE_INVALID;
@@ -286,8 +286,8 @@ static void iobd__handle_channel(iobd__conn_t* conn, const iobd__rx_t* msg, size
     }
     reply.status = st;
     reply.sub_size = st == ZX_OK ? IOB_MCHAN_SUB_SIZE : 0u;
-    zx_status_t sent = iobd__send_fds(conn, &reply, sizeof reply, st == ZX_OK ? fds : NULL,
-                                      st == ZX_OK ? 3u : 0u);
+    zx_status_t sent =
+        iobd__send_fds(conn, &reply, sizeof reply, st == ZX_OK ? fds : NULL, st == ZX_OK ? 3u : 0u);
     for (int i = 0; i < 3; i++) {
         if (fds[i] >= 0) {
             close(fds[i]); /* our own memfds: their close waits on nothing */

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * iob_core: lifecycle, handles and lifetimes (A.9), for IOB endpoints and shared regions
- * alike. Sessions are in iob_session.c; info, properties, signals, listing and statistics are in iob_object.c,
- * creation in iob_create.c, mapping and mediated region access in iob_map.c, transfer
+ * alike. Sessions are in iob_session.c; info, properties, signals, listing and statistics are in
+ * iob_object.c, creation in iob_create.c, mapping and mediated region access in iob_map.c, transfer
  * tokens in iob_token.c, shared regions and the mediated disciplines in iob_mediated.c.
  *
  * Threading: one mutex, taken at every public entry and released before it returns;

@@ -228,8 +228,7 @@ const char* iob_core_error_detail(void);
  * ZX_ERR_NO_RESOURCES when no randomness could be had.
  */
 zx_status_t iob_core_session_open(iob_core_t* core, const iob_session_cred_t* cred,
-                                  iob_session_id_t* out,
-                                  uint8_t secret_out[IOB_CORE_SECRET_SIZE]);
+                                  iob_session_id_t* out, uint8_t secret_out[IOB_CORE_SECRET_SIZE]);
 /*
  * Does `secret` prove the open session `id`? Compared in constant time, and compared even
  * for an unknown or closed session, so timing tells nothing. False for those.

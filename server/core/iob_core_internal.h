@@ -212,8 +212,8 @@ struct iob__session {
     uint64_t id;
     iob_session_cred_t cred;
     uint8_t secret[IOB_CORE_SECRET_SIZE];
-    bool closed;   /* connection gone; only mapping records remain */
-    bool attached; /* the map broker attached it: it may hold mapping records */
+    bool closed;       /* connection gone; only mapping records remain */
+    bool attached;     /* the map broker attached it: it may hold mapping records */
     iob__uid_t* uid;   /* counted in uid->refs */
     iob__usage_t used; /* what objects it made still charge to it */
     iob__list_t handles;

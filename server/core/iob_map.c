@@ -280,9 +280,8 @@ static zx_status_t region_access(iob_core_t* core, iob_session_id_t session, zx_
                                  bool write, uint8_t** where) {
     iob__handle_t* h = NULL;
     iob__region_t* r = NULL;
-    zx_status_t status = iob__region_get(core, session, handle,
-                                         write ? ZX_RIGHT_WRITE : ZX_RIGHT_READ, region_index, &h,
-                                         &r);
+    zx_status_t status = iob__region_get(
+        core, session, handle, write ? ZX_RIGHT_WRITE : ZX_RIGHT_READ, region_index, &h, &r);
     if (status != ZX_OK) {
         return status;
     }

@@ -185,9 +185,9 @@ static zx_status_t mediated_enter(iob_core_t* core, iob_session_id_t session, zx
     if (status != ZX_OK) {
         /* iob__region_get said why. */
     } else if (r->desc.discipline.type != discipline) {
-        status = IOB__ERR_SET(ZX_ERR_WRONG_TYPE,
-                              "region %u has discipline %" PRIu64 ", not %" PRIu64, region_index,
-                              r->desc.discipline.type, discipline);
+        status =
+            IOB__ERR_SET(ZX_ERR_WRONG_TYPE, "region %u has discipline %" PRIu64 ", not %" PRIu64,
+                         region_index, r->desc.discipline.type, discipline);
     } else if (!(iob__access_view(r->desc.access, h->ep->index) &
                  ZX_IOB_ACCESS_EP0_CAN_MEDIATED_WRITE)) {
         status = IOB__ERR_SET(ZX_ERR_ACCESS_DENIED, "endpoint %u may not write region %u mediated",

@@ -34,9 +34,8 @@ const char* iob_request_writev(iob_core_t* core, iob_session_id_t session,
     }
     if (core != NULL) {
         /* No array when none was sent: the core then never reads entries that were not. */
-        *status = iob_core_iob_writev(core, session, req->handle, req->options,
-                                      req->region_index, expect > 0 ? vecs : NULL,
-                                      (size_t)req->num_vectors);
+        *status = iob_core_iob_writev(core, session, req->handle, req->options, req->region_index,
+                                      expect > 0 ? vecs : NULL, (size_t)req->num_vectors);
     }
     return NULL;
 }
@@ -51,9 +50,8 @@ const char* iob_request_allocate_id(iob_core_t* core, iob_session_id_t session,
         return NULL;
     }
     const void* blob = req->blob_unreadable || req->blob_len == 0 ? NULL : req->blob;
-    *status = iob_core_iob_allocate_id(core, session, req->handle, req->options,
-                                       req->region_index, blob, req->blob_size,
-                                       req->id_null ? NULL : id);
+    *status = iob_core_iob_allocate_id(core, session, req->handle, req->options, req->region_index,
+                                       blob, req->blob_size, req->id_null ? NULL : id);
     return NULL;
 }
 

@@ -16,8 +16,7 @@ iob__session_t* iob__session_live(iob_core_t* core, iob_session_id_t session) {
 }
 
 zx_status_t iob_core_session_open(iob_core_t* core, const iob_session_cred_t* cred,
-                                  iob_session_id_t* out,
-                                  uint8_t secret_out[IOB_CORE_SECRET_SIZE]) {
+                                  iob_session_id_t* out, uint8_t secret_out[IOB_CORE_SECRET_SIZE]) {
     if (core == NULL || out == NULL) {
         return ZX_ERR_INVALID_ARGS;
     }
@@ -30,8 +29,7 @@ zx_status_t iob_core_session_open(iob_core_t* core, const iob_session_cred_t* cr
         free(session);
         return ZX_ERR_NO_RESOURCES;
     }
-    session->cred = cred != NULL ? *cred
-                                 : (iob_session_cred_t){.uid = (uid_t)-1, .gid = (gid_t)-1};
+    session->cred = cred != NULL ? *cred : (iob_session_cred_t){.uid = (uid_t)-1, .gid = (gid_t)-1};
     iob__list_init(&session->handles);
     iob__list_init(&session->mappings);
     iob__core_lock(core);
@@ -113,8 +111,8 @@ zx_status_t iob_core_session_attach(iob_core_t* core, uint64_t id,
             IOB__ERR_SET(status,
                          "session %llu (pid %d uid %d) refused to pid %d uid %d gid %d: %s "
                          "(ZX_ERR_ACCESS_DENIED)",
-                         (unsigned long long)id, (int)s->cred.pid, (int)s->cred.uid,
-                         (int)peer->pid, (int)peer->uid, (int)peer->gid, why);
+                         (unsigned long long)id, (int)s->cred.pid, (int)s->cred.uid, (int)peer->pid,
+                         (int)peer->uid, (int)peer->gid, why);
         } else {
             s->attached = true;
             *out = (iob_session_id_t){id};
@@ -150,8 +148,7 @@ void iob__session_release(iob_core_t* core, iob__session_t* session) {
         session_close_locked(core, session);
     }
     while (!iob__list_empty(&session->mappings)) {
-        iob__mapping_destroy(core,
-                             IOB__CONTAINER_OF(session->mappings.next, iob__mapping_t, link));
+        iob__mapping_destroy(core, IOB__CONTAINER_OF(session->mappings.next, iob__mapping_t, link));
     }
     /*
      * IOBs, shared regions and tokens it made outlive it: they stop counting against the

@@ -28,7 +28,8 @@
 #include "server/rpc/log.h"
 #include "server/rpc/rpc_internal.h"
 
-_Static_assert(IOB_CORE_SECRET_SIZE == IOB_WIRE_SECRET_SIZE, "one secret on the wire and in the core");
+_Static_assert(IOB_CORE_SECRET_SIZE == IOB_WIRE_SECRET_SIZE,
+               "one secret on the wire and in the core");
 
 /* ---- Sessions ---- */
 
