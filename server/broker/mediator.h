@@ -72,7 +72,10 @@ void iobd_mediator_get_stats(iobd_mediator_t* m, iobd_mediator_stats_t* out);
  */
 bool iobd_mediated_writev(iob_core_t* core, iob_session_id_t session,
                           const iob_broker_writev_req_t* req, size_t len, zx_status_t* status);
-/* Whether an ALLOCATE_ID's flags and length agree (have_fd: a blob memfd came with it). */
+/*
+ * Whether an ALLOCATE_ID's flags agree with its length and descriptor (have_fd: a blob memfd
+ * came with it). The bytes sent against blob_size are iob_request_allocate_id's check.
+ */
 bool iobd_mediated_allocate_id_layout_ok(const iob_broker_allocate_id_req_t* req, size_t len,
                                          bool have_fd);
 /*
