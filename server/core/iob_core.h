@@ -164,11 +164,25 @@ typedef struct iob_core_config {
     iob_core_observer_t observer; /* optional; NULL members are skipped */
 } iob_core_config_t;
 
+/*
+ * Who opened a session, as its transport knows it. A remote client (TCP) has neither
+ * `local` nor `known`; its uid is (uid_t)-1, which budgets count like any other uid.
+ */
 typedef struct iob_session_cred {
     pid_t pid;
     uid_t uid;
     gid_t gid;
+    /* Over a Unix socket: the client runs on this machine and may map (iob_core_session_attach). */
+    bool local;
+    /* pid, uid and gid are the connection's SO_PEERCRED, read when it was accepted. */
+    bool known;
 } iob_session_cred_t;
+
+/* The secret that proves a session's ownership (OpenSession's reply; the broker's ATTACH). */
+#define IOB_CORE_SECRET_SIZE 16
+
+/* Constant-time comparison of secrets and tokens: its time depends on n only. */
+bool iob_core_ct_equal(const void* a, const void* b, size_t n);
 
 /* ---- Lifecycle ---- */
 
@@ -207,8 +221,40 @@ const char* iob_core_error_detail(void);
 
 /* ---- Sessions ---- */
 
+/*
+ * A new session of `cred` (NULL: an unknown remote client). secret_out (may be NULL)
+ * receives its secret, fresh from getrandom: whoever shows it with the id may act for the
+ * session (iob_core_session_verify, iob_core_session_attach). ZX_ERR_NO_MEMORY;
+ * ZX_ERR_NO_RESOURCES when no randomness could be had.
+ */
 zx_status_t iob_core_session_open(iob_core_t* core, const iob_session_cred_t* cred,
-                                  iob_session_id_t* out);
+                                  iob_session_id_t* out, uint8_t secret_out[IOB_CORE_SECRET_SIZE]);
+/*
+ * Does `secret` prove the open session `id`? Compared in constant time, and compared even
+ * for an unknown or closed session, so timing tells nothing. False for those.
+ */
+bool iob_core_session_verify(iob_core_t* core, uint64_t id,
+                             const uint8_t secret[IOB_CORE_SECRET_SIZE]);
+/*
+ * The map broker's ATTACH: the process `peer` (its connection's SO_PEERCRED) proves it owns
+ * session `id`. It must show the secret of an open local session, and be the session's own
+ * process: the same uid and the same pid (SO_PEERCRED gives the thread group id, so every
+ * thread of it qualifies). The secret alone is not enough: it may have leaked (a log, a core
+ * dump, a child it was handed to), and the session's mapping records are released when *its*
+ * process exits, so a mapping made by any other process could outlive its record.
+ * ZX_OK marks the session attached (iob_core_session_attached) and gives its id in *out;
+ * otherwise ZX_ERR_ACCESS_DENIED, and when the secret matched but the peer is someone else,
+ * iob_core_error_detail says who was refused to whom and why, for a warning.
+ */
+zx_status_t iob_core_session_attach(iob_core_t* core, uint64_t id,
+                                    const uint8_t secret[IOB_CORE_SECRET_SIZE],
+                                    const iob_session_cred_t* peer, iob_session_id_t* out);
+/*
+ * Did the map broker ever attach the session? Only then can it hold mapping records, so
+ * only then must its release wait for its process to exit. Final once the session is closed
+ * (a closed session cannot be attached). False for an unknown session.
+ */
+bool iob_core_session_attached(iob_core_t* core, iob_session_id_t session);
 /*
  * The session's connection is gone: its handles close now (peers may see PEER_CLOSED);
  * its mapping records stay counted until iob_core_session_release_mappings, because the

@@ -180,44 +180,12 @@ done:
 
 /* ---- Properties ---- */
 
-/*
- * What get_property and set_property check first, in Zircon's order, under the lock: the
- * handle, its right, then the property (ZX_PROP_NAME is the only one an IOB has).
- */
-static zx_status_t property_handle(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
-                                   zx_rights_t right, uint32_t property, iob__handle_t** out) {
-    iob__handle_t* h = NULL;
-    zx_status_t status = iob__handle_get(core, session, handle, ZX_OBJ_TYPE_NONE, right, &h);
-    if (status != ZX_OK) {
-        return status;
-    }
-    /* The root VMAR holds no property right, so it never gets here. */
-    if (h == NULL || property != ZX_PROP_NAME) {
-        return IOB__ERR_SET(ZX_ERR_NOT_SUPPORTED, "property %u", property);
-    }
-    *out = h;
-    return ZX_OK;
-}
-
-zx_status_t iob_core_get_property(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
-                                  uint32_t property, void* value, size_t value_size) {
-    if (core == NULL) {
-        return ZX_ERR_INVALID_ARGS;
-    }
-    iob__err_clear();
-    if (value == NULL) {
-        return IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "value is NULL");
-    }
-    iob__core_lock(core);
-    iob__handle_t* h = NULL;
-    zx_status_t status =
-        property_handle(core, session, handle, ZX_RIGHT_GET_PROPERTY, property, &h);
-    if (status != ZX_OK) {
-        goto done;
-    }
+/* ZX_PROP_NAME of the object h names, into value (at least ZX_MAX_NAME_LEN bytes). */
+static zx_status_t name_get(const iob__handle_t* h, void* value, size_t value_size) {
     if (value_size < ZX_MAX_NAME_LEN) {
-        status = IOB__ERR_SET(ZX_ERR_BUFFER_TOO_SMALL, "name needs %zu bytes", ZX_MAX_NAME_LEN);
-    } else if (h->shared != NULL || h->ep->iob->regions[0].shared != NULL) {
+        return IOB__ERR_SET(ZX_ERR_BUFFER_TOO_SMALL, "name needs %zu bytes", ZX_MAX_NAME_LEN);
+    }
+    if (h->shared != NULL || h->ep->iob->regions[0].shared != NULL) {
         /*
          * Zircon's shared region has no name (Dispatcher's default get_name: all zeroes), and
          * an IOB reports region 0's memory object's name, which for a shared region is that
@@ -227,13 +195,31 @@ zx_status_t iob_core_get_property(iob_core_t* core, iob_session_id_t session, zx
     } else {
         memcpy(value, h->ep->iob->name, ZX_MAX_NAME_LEN);
     }
-done:
-    iob__core_unlock(core);
-    return status;
+    return ZX_OK;
 }
 
-zx_status_t iob_core_set_property(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
-                                  uint32_t property, const void* value, size_t value_size) {
+static zx_status_t name_set(const iob__handle_t* h, const char* text, size_t value_size) {
+    if (h->shared != NULL) {
+        /* IoBufferSharedRegionDispatcher keeps Dispatcher's default set_name. */
+        return IOB__ERR_SET(ZX_ERR_NOT_SUPPORTED, "shared regions have no name");
+    }
+    /* Long names are cut to 31 bytes, not refused; the name ends at its first NUL. */
+    char name[ZX_MAX_NAME_LEN];
+    memset(name, 0, sizeof name);
+    size_t len = value_size < ZX_MAX_NAME_LEN - 1 ? value_size : ZX_MAX_NAME_LEN - 1;
+    for (size_t i = 0; i < len && text[i] != '\0'; i++) {
+        name[i] = text[i];
+    }
+    memcpy(h->ep->iob->name, name, sizeof name);
+    return ZX_OK;
+}
+
+/*
+ * get_property and set_property, in Zircon's order: the value pointer, the handle, its
+ * right, then the property (ZX_PROP_NAME is the only one an IOB has).
+ */
+static zx_status_t property_call(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
+                                 uint32_t property, bool set, void* value, size_t value_size) {
     if (core == NULL) {
         return ZX_ERR_INVALID_ARGS;
     }
@@ -243,28 +229,28 @@ zx_status_t iob_core_set_property(iob_core_t* core, iob_session_id_t session, zx
     }
     iob__core_lock(core);
     iob__handle_t* h = NULL;
-    zx_status_t status =
-        property_handle(core, session, handle, ZX_RIGHT_SET_PROPERTY, property, &h);
-    if (status != ZX_OK) {
-        goto done;
+    zx_rights_t right = set ? ZX_RIGHT_SET_PROPERTY : ZX_RIGHT_GET_PROPERTY;
+    zx_status_t status = iob__handle_get(core, session, handle, ZX_OBJ_TYPE_NONE, right, &h);
+    /* The root VMAR holds no property right, so h is never NULL past the rights check. */
+    if (status == ZX_OK && (h == NULL || property != ZX_PROP_NAME)) {
+        status = IOB__ERR_SET(ZX_ERR_NOT_SUPPORTED, "property %u", property);
+    } else if (status == ZX_OK) {
+        status = set ? name_set(h, value, value_size) : name_get(h, value, value_size);
     }
-    if (h->shared != NULL) {
-        /* IoBufferSharedRegionDispatcher keeps Dispatcher's default set_name. */
-        status = IOB__ERR_SET(ZX_ERR_NOT_SUPPORTED, "shared regions have no name");
-    } else {
-        /* Long names are cut to 31 bytes, not refused; the name ends at its first NUL. */
-        char name[ZX_MAX_NAME_LEN];
-        memset(name, 0, sizeof name);
-        size_t len = value_size < ZX_MAX_NAME_LEN - 1 ? value_size : ZX_MAX_NAME_LEN - 1;
-        const char* text = value;
-        for (size_t i = 0; i < len && text[i] != '\0'; i++) {
-            name[i] = text[i];
-        }
-        memcpy(h->ep->iob->name, name, sizeof name);
-    }
-done:
     iob__core_unlock(core);
     return status;
+}
+
+zx_status_t iob_core_get_property(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
+                                  uint32_t property, void* value, size_t value_size) {
+    return property_call(core, session, handle, property, false, value, value_size);
+}
+
+zx_status_t iob_core_set_property(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
+                                  uint32_t property, const void* value, size_t value_size) {
+    /* Only read: property_call passes it on as const to name_set. */
+    return property_call(core, session, handle, property, true, (void*)(uintptr_t)value,
+                         value_size);
 }
 
 /* ---- Signals ---- */

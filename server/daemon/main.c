@@ -208,7 +208,7 @@ static void iobd__log_budgets(iob_core_t* core) {
 
 /* The backing, chosen once and said loudly (docs/zircon-iob.md L, "Page size"). */
 static zx_status_t iobd__choose_backing(const iobd_options_t* o, iob_backing_t* out) {
-    zx_status_t st = iob_backing_choose(o->hugepages, o->hugepages_min_free, out);
+    zx_status_t st = iob_backing_choose(o->hugepages, o->core.hugepages_min_free, out);
     if (st != ZX_OK) {
         iob_backing_t want = strcasecmp(o->hugepages, "1G") == 0 ? IOB_BACKING_1G : IOB_BACKING_2M;
         iob_hugepage_pool_t pool = {0, 0};
@@ -243,6 +243,80 @@ static zx_status_t iobd__choose_backing(const iobd_options_t* o, iob_backing_t* 
     return ZX_OK;
 }
 
+/* The broker's socket lives next to the first Unix socket unless told otherwise; "": none. */
+static void iobd__broker_path(const iobd_options_t* o, char* out, size_t size) {
+    out[0] = '\0';
+    if (o->no_broker) {
+        return;
+    }
+    if (o->broker_path != NULL) {
+        snprintf(out, size, "%s", o->broker_path);
+        return;
+    }
+    for (size_t i = 0; i < o->listen_count; i++) {
+        if (strncmp(o->listen[i], "unix:", 5) == 0) {
+            char tmp[512];
+            snprintf(tmp, sizeof tmp, "%s", o->listen[i] + 5);
+            snprintf(out, size, "%s/iobd-broker.sock", dirname(tmp));
+            return;
+        }
+    }
+}
+
+/* The gRPC service's configuration from the options (pointers into them). */
+static void iobd__rpc_config(const iobd_options_t* o, iob_backing_t backing,
+                             const char* broker_path, iobd_rpc_config_t* rc) {
+    memset(rc, 0, sizeof *rc);
+    rc->core = o->core;
+    rc->core.backing = backing;
+    rc->core.server_uid = geteuid();
+    rc->listen = (const char* const*)o->listen;
+    rc->listen_count = o->listen_count;
+    rc->socket_mode = o->socket_mode;
+    rc->allow_uids = o->allow_uids;
+    rc->allow_uid_count = o->allow_uid_count;
+    rc->allow_gids = o->allow_gids;
+    rc->allow_gid_count = o->allow_gid_count;
+    rc->tls_cert_file = o->tls_cert;
+    rc->tls_key_file = o->tls_key;
+    rc->tls_client_ca_file = o->tls_client_ca;
+    rc->token = o->token;
+    rc->insecure = o->insecure;
+    rc->operator_uids = o->operator_uids;
+    rc->operator_uid_count = o->operator_uid_count;
+    rc->operator_gids = o->operator_gids;
+    rc->operator_gid_count = o->operator_gid_count;
+    rc->max_sessions_per_uid = o->max_sessions_per_uid;
+    rc->max_waits_per_session = o->max_waits_per_session;
+    rc->broker_path = broker_path[0] != '\0' ? broker_path : NULL;
+    rc->version = IOB_VERSION;
+}
+
+/*
+ * The map broker: the same loop and the same core, which authenticates its ATTACH. A
+ * failure unwinds through the normal stop path.
+ */
+static zx_status_t iobd__broker_start(iobd_main_t* m, const iobd_options_t* o,
+                                      const char* broker_path) {
+    iobd_broker_config_t bc;
+    memset(&bc, 0, sizeof bc);
+    bc.socket_path = broker_path;
+    bc.socket_mode = o->socket_mode;
+    bc.peer_allowed = iobd_rpc_peer_allowed;
+    bc.policy_ctx = m->rpc;
+    bc.log = iobd__broker_log;
+    bc.max_connections_per_uid = o->broker_max_conns_per_uid;
+    bc.attach_timeout_ms = o->broker_attach_timeout_ms;
+    zx_status_t st = iobd_broker_start(&m->loop, iobd_rpc_core(m->rpc), &bc, &m->broker);
+    if (st != ZX_OK) {
+        IOBD_ERROR("map broker on %s: %s", broker_path, zx_status_get_string(st));
+        iobd__on_signal(&m->sigterm, SIGTERM);
+    } else {
+        IOBD_INFO("map broker on %s", broker_path);
+    }
+    return st;
+}
+
 int main(int argc, char** argv) {
     pid_t parent = getppid(); /* before anything: --exit-with-parent compares against it */
     iobd_options_t o;
@@ -275,65 +349,15 @@ int main(int argc, char** argv) {
         return 1;
     }
 
-    /* The broker's socket lives next to the first Unix socket unless told otherwise. */
-    char broker_path[512] = "";
-    if (!o.no_broker) {
-        if (o.broker_path != NULL) {
-            snprintf(broker_path, sizeof broker_path, "%s", o.broker_path);
-        } else {
-            for (size_t i = 0; i < o.listen_count; i++) {
-                if (strncmp(o.listen[i], "unix:", 5) == 0) {
-                    char tmp[512];
-                    snprintf(tmp, sizeof tmp, "%s", o.listen[i] + 5);
-                    snprintf(broker_path, sizeof broker_path, "%s/iobd-broker.sock", dirname(tmp));
-                    break;
-                }
-            }
-        }
-    }
+    char broker_path[512];
+    iobd__broker_path(&o, broker_path, sizeof broker_path);
 
     iobd_main_t m;
     memset(&m, 0, sizeof m);
     uv_loop_init(&m.loop);
 
     iobd_rpc_config_t rc;
-    memset(&rc, 0, sizeof rc);
-    rc.core.backing = backing;
-    rc.core.max_total_bytes = o.max_bytes;
-    rc.core.max_iobs_per_session = o.max_iobs_per_session;
-    rc.core.max_handles_per_session = o.max_handles_per_session;
-    rc.core.max_bytes_per_session = o.max_bytes_per_session;
-    rc.core.max_tokens_per_session = o.max_tokens_per_session;
-    rc.core.max_mappings_per_session = o.max_mappings_per_session;
-    rc.core.max_bytes_per_uid = o.max_bytes_per_uid;
-    rc.core.max_iobs_per_uid = o.max_iobs_per_uid;
-    rc.core.max_handles_per_uid = o.max_handles_per_uid;
-    rc.core.max_tokens_per_uid = o.max_tokens_per_uid;
-    rc.core.max_mappings_per_uid = o.max_mappings_per_uid;
-    rc.core.server_uid = geteuid();
-    rc.core.hugepages_min_free = o.hugepages_min_free;
-    rc.core.handle_value_bits = o.handle_value_bits;
-    rc.core.token_ttl_ns = o.token_ttl_ns;
-    rc.listen = (const char* const*)o.listen;
-    rc.listen_count = o.listen_count;
-    rc.socket_mode = o.socket_mode;
-    rc.allow_uids = o.allow_uids;
-    rc.allow_uid_count = o.allow_uid_count;
-    rc.allow_gids = o.allow_gids;
-    rc.allow_gid_count = o.allow_gid_count;
-    rc.tls_cert_file = o.tls_cert;
-    rc.tls_key_file = o.tls_key;
-    rc.tls_client_ca_file = o.tls_client_ca;
-    rc.token = o.token;
-    rc.insecure = o.insecure;
-    rc.operator_uids = o.operator_uids;
-    rc.operator_uid_count = o.operator_uid_count;
-    rc.operator_gids = o.operator_gids;
-    rc.operator_gid_count = o.operator_gid_count;
-    rc.max_sessions_per_uid = o.max_sessions_per_uid;
-    rc.max_waits_per_session = o.max_waits_per_session;
-    rc.broker_path = broker_path[0] != '\0' ? broker_path : NULL;
-    rc.version = IOB_VERSION;
+    iobd__rpc_config(&o, backing, broker_path, &rc);
     /* Before the core exists: slots are taken as shared regions are created. */
     iob_metrics_set_max_named(o.metrics_max_named);
     iob_metrics_enable(o.metrics != NULL);
@@ -353,26 +377,8 @@ int main(int argc, char** argv) {
     uv_signal_init(&m.loop, &m.sigint);
     m.sigterm.data = m.sigint.data = &m;
 
-    /* ---- map broker (server/broker): same loop, our session table authenticates ---- */
     if (broker_path[0] != '\0') {
-        iobd_broker_config_t bc;
-        memset(&bc, 0, sizeof bc);
-        bc.socket_path = broker_path;
-        bc.socket_mode = o.socket_mode;
-        bc.peer_allowed = iobd_rpc_peer_allowed;
-        bc.policy_ctx = m.rpc;
-        bc.authenticate = iobd_rpc_authenticate;
-        bc.auth_ctx = m.rpc;
-        bc.log = iobd__broker_log;
-        bc.max_connections_per_uid = o.broker_max_conns_per_uid;
-        bc.attach_timeout_ms = o.broker_attach_timeout_ms;
-        st = iobd_broker_start(&m.loop, iobd_rpc_core(m.rpc), &bc, &m.broker);
-        if (st != ZX_OK) {
-            IOBD_ERROR("map broker on %s: %s", broker_path, zx_status_get_string(st));
-            iobd__on_signal(&m.sigterm, SIGTERM); /* unwind through the normal path */
-        } else {
-            IOBD_INFO("map broker on %s", broker_path);
-        }
+        st = iobd__broker_start(&m, &o, broker_path);
     }
 
     if (!m.stopping && o.metrics != NULL) {

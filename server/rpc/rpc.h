@@ -97,18 +97,6 @@ iob_core_t* iobd_rpc_core(iobd_rpc_t* rpc);
 bool iobd_rpc_peer_allowed(void* ctx, pid_t pid, uid_t uid, gid_t gid);
 
 /*
- * The broker's authenticate: true when session_id names an open local session of this
- * server, secret matches it (constant-time), and the broker peer (pid, uid: its
- * SO_PEERCRED) is the process that opened the session: same uid and same pid. SO_PEERCRED
- * gives the thread group id, so any thread of that process may attach; another process
- * may not, even under the same uid, because the session's mapping records are released
- * when *its* process exits (pidfd). A secret that matched but came from another peer is
- * logged as a warning (both identities). ctx is the iobd_rpc_t. Any thread.
- */
-bool iobd_rpc_authenticate(void* ctx, uint64_t session_id, const uint8_t secret[16], pid_t pid,
-                           uid_t uid, gid_t gid, iob_session_id_t* session_out);
-
-/*
  * Begins a clean shutdown: stop accepting, cancel every call (clients see UNAVAILABLE),
  * end every session. `done` runs on the loop thread once the completion queue has
  * drained; then call iobd_rpc_destroy. Idempotent.
