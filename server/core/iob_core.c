@@ -157,6 +157,16 @@ zx_status_t iob_core_create(const iob_core_config_t* config, iob_core_t** out) {
     return ZX_OK;
 }
 
+void iob_core_set_observer(iob_core_t* core, const iob_core_observer_t* observer) {
+    iob__core_lock(core);
+    if (observer != NULL) {
+        core->config.observer = *observer;
+    } else {
+        memset(&core->config.observer, 0, sizeof core->config.observer);
+    }
+    iob__core_unlock(core);
+}
+
 void iob_core_destroy(iob_core_t* core) {
     if (core == NULL) {
         return;
@@ -204,6 +214,10 @@ void iob_core_destroy(iob_core_t* core) {
 uint64_t iob_core_page_size(const iob_core_t* core) {
     /* Fixed at creation, so no lock is needed. */
     return core->page_size;
+}
+
+iob_backing_t iob_core_backing(const iob_core_t* core) {
+    return core->config.backing;
 }
 
 /* ---- Handles ---- */

@@ -190,7 +190,15 @@ zx_status_t iob_core_create(const iob_core_config_t* config, iob_core_t** out);
 /* Releases everything, including sessions that are still open. No observer calls. */
 void iob_core_destroy(iob_core_t* core);
 
+/*
+ * The daemon creates the core and lends it to its adapters; the one that serves sessions
+ * (gRPC) then installs itself as the observer, before any session opens, and removes
+ * itself (NULL) before it goes away. Replaces config.observer.
+ */
+void iob_core_set_observer(iob_core_t* core, const iob_core_observer_t* observer);
+
 uint64_t iob_core_page_size(const iob_core_t* core);
+iob_backing_t iob_core_backing(const iob_core_t* core);
 
 /*
  * Postponed closing of region memory, for the calling thread only. While on, the memfds of
@@ -508,7 +516,8 @@ typedef struct iob_core_stats {
     uint64_t uid_max_bytes; /* the most any one uid has charged now, and its uid */
     uint32_t uid_max_bytes_uid;
     uint32_t handle_value_bits;
-    uint64_t regions; /* regions of live IOBs */
+    uint64_t regions;      /* regions of live IOBs */
+    uint64_t token_ttl_ns; /* the effective lifetime of an exported token */
 } iob_core_stats_t;
 
 void iob_core_get_stats(iob_core_t* core, iob_core_stats_t* out);

@@ -448,6 +448,7 @@ void iob_core_get_stats(iob_core_t* core, iob_core_stats_t* out) {
     out->tokens = core->token_count;
     out->bytes_in_use = core->bytes_in_use;
     out->max_total_bytes = core->config.max_total_bytes;
+    out->token_ttl_ns = core->token_ttl_ns;
     out->max_iobs_per_session = (uint32_t)(core->session_limit.n[IOB__RES_IOBS] > UINT32_MAX
                                                ? UINT32_MAX
                                                : core->session_limit.n[IOB__RES_IOBS]);

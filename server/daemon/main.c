@@ -1,13 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * iobd: the IOB server. main owns the libuv loop; on it run the Unix-socket accepts of the
+ * iobd: the IOB server. main owns the core, which it lends to the gRPC service, the map
+ * broker and the metrics endpoint, and the libuv loop; on the loop run the Unix-socket accepts of the
  * gRPC service, the map broker, the token-expiry timer, pidfd watches and the signals that
  * stop the server. gRPC calls are handled on the service's completion-queue thread
  * (creates and closes on threads of their own).
  *
  * Shutdown (SIGTERM/SIGINT): stop the timer and the broker, shut the gRPC server down
  * (in-flight calls end with UNAVAILABLE, sessions close), remove the sockets, let the loop
- * drain, destroy the core, grpc_shutdown. Exit status 0.
+ * drain, grpc_shutdown, destroy the core (after everything that borrowed it). Exit status 0.
  *
  * Hugepages reserved with --reserve-hugepages are given back when iobd exits (cleanly, or
  * after a failed start): the pool is set back to its size before iobd grew it, but only if
@@ -57,6 +58,7 @@ typedef struct iobd_main {
     uv_loop_t loop;
     uv_signal_t sigterm, sigint;
     uv_timer_t expiry;
+    iob_core_t* core; /* lent to rpc, the broker and metrics; destroyed after them */
     iobd_rpc_t* rpc;
     iobd_broker_t* broker;
     iobd_metrics_t* metrics;
@@ -70,7 +72,7 @@ static void iobd__broker_log(void* ctx, int level, const char* msg) {
 
 static void iobd__on_expiry(uv_timer_t* t) {
     iobd_main_t* m = t->data;
-    iob_core_expire_tokens(iobd_rpc_core(m->rpc));
+    iob_core_expire_tokens(m->core);
 }
 
 static void iobd__rpc_done(void* ctx) {
@@ -264,12 +266,9 @@ static void iobd__broker_path(const iobd_options_t* o, char* out, size_t size) {
 }
 
 /* The gRPC service's configuration from the options (pointers into them). */
-static void iobd__rpc_config(const iobd_options_t* o, iob_backing_t backing,
-                             const char* broker_path, iobd_rpc_config_t* rc) {
+static void iobd__rpc_config(const iobd_options_t* o, const char* broker_path,
+                             iobd_rpc_config_t* rc) {
     memset(rc, 0, sizeof *rc);
-    rc->core = o->core;
-    rc->core.backing = backing;
-    rc->core.server_uid = geteuid();
     rc->listen = (const char* const*)o->listen;
     rc->listen_count = o->listen_count;
     rc->socket_mode = o->socket_mode;
@@ -307,7 +306,7 @@ static zx_status_t iobd__broker_start(iobd_main_t* m, const iobd_options_t* o,
     bc.log = iobd__broker_log;
     bc.max_connections_per_uid = o->broker_max_conns_per_uid;
     bc.attach_timeout_ms = o->broker_attach_timeout_ms;
-    zx_status_t st = iobd_broker_start(&m->loop, iobd_rpc_core(m->rpc), &bc, &m->broker);
+    zx_status_t st = iobd_broker_start(&m->loop, m->core, &bc, &m->broker);
     if (st != ZX_OK) {
         IOBD_ERROR("map broker on %s: %s", broker_path, zx_status_get_string(st));
         iobd__on_signal(&m->sigterm, SIGTERM);
@@ -356,20 +355,31 @@ int main(int argc, char** argv) {
     memset(&m, 0, sizeof m);
     uv_loop_init(&m.loop);
 
-    iobd_rpc_config_t rc;
-    iobd__rpc_config(&o, backing, broker_path, &rc);
     /* Before the core exists: slots are taken as shared regions are created. */
     iob_metrics_set_max_named(o.metrics_max_named);
     iob_metrics_enable(o.metrics != NULL);
-    zx_status_t st = iobd_rpc_start(&m.loop, &rc, &m.rpc);
+    iob_core_config_t cc = o.core;
+    cc.backing = backing;
+    cc.server_uid = geteuid();
+    zx_status_t st = iob_core_create(&cc, &m.core);
     if (st != ZX_OK) {
-        IOBD_ERROR("cannot start: %s", zx_status_get_string(st));
+        IOBD_ERROR("core: %s %s", zx_status_get_string(st), iob_core_error_detail());
+    } else {
+        iobd_rpc_config_t rc;
+        iobd__rpc_config(&o, broker_path, &rc);
+        st = iobd_rpc_start(&m.loop, m.core, &rc, &m.rpc);
+        if (st != ZX_OK) {
+            IOBD_ERROR("cannot start: %s", zx_status_get_string(st));
+        }
+    }
+    if (st != ZX_OK) {
+        iob_core_destroy(m.core);
         iobd__unreserve(&reservation);
         iobd_options_fini(&o);
         return 1;
     }
 
-    iobd__log_budgets(iobd_rpc_core(m.rpc));
+    iobd__log_budgets(m.core);
 
     uv_timer_init(&m.loop, &m.expiry);
     m.expiry.data = &m;
@@ -383,7 +393,7 @@ int main(int argc, char** argv) {
 
     if (!m.stopping && o.metrics != NULL) {
         st =
-            iobd_metrics_start(o.metrics, o.metrics_allow_remote, o.token, iobd_rpc_core(m.rpc),
+            iobd_metrics_start(o.metrics, o.metrics_allow_remote, o.token, m.core,
                                &m.metrics);
         if (st != ZX_OK) {
             iobd__on_signal(&m.sigterm, SIGTERM); /* unwind through the normal path */
@@ -410,6 +420,7 @@ int main(int argc, char** argv) {
     int exit_code = st == ZX_OK ? 0 : 1;
     uv_run(&m.loop, UV_RUN_DEFAULT);
     iobd_rpc_destroy(m.rpc);
+    iob_core_destroy(m.core);
     if (uv_loop_close(&m.loop) != 0) {
         IOBD_WARN("libuv handles still open at exit");
     }

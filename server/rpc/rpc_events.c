@@ -348,9 +348,12 @@ void iobd__wait_start(iobd_call_t* c) {
     pthread_mutex_unlock(&srv->lock);
 }
 
-void iobd__observer_install(iobd_rpc_t* srv, iob_core_config_t* config) {
-    config->observer.ctx = srv;
-    config->observer.handle_signals = iobd__obs_handle_signals;
-    config->observer.handle_strobed = iobd__obs_handle_strobed;
-    config->observer.handle_closed = iobd__obs_handle_closed;
+void iobd__observer_install(iobd_rpc_t* srv) {
+    const iob_core_observer_t observer = {
+        .ctx = srv,
+        .handle_signals = iobd__obs_handle_signals,
+        .handle_strobed = iobd__obs_handle_strobed,
+        .handle_closed = iobd__obs_handle_closed,
+    };
+    iob_core_set_observer(srv->core, &observer);
 }

@@ -401,10 +401,11 @@ static void iobd__server_info(iobd_call_t* c, iob_session_id_t sid, const Protob
     Iob__V1__ServerInfoReply r = IOB__V1__SERVER_INFO_REPLY__INIT;
     r.version = (char*)(uintptr_t)(srv->version ? srv->version : "");
     r.page_size = (uint32_t)iob_core_page_size(srv->core);
-    r.backing = (char*)(uintptr_t)iob_backing_name(srv->backing);
-    if (srv->backing != IOB_BACKING_4K) {
+    iob_backing_t backing = iob_core_backing(srv->core);
+    r.backing = (char*)(uintptr_t)iob_backing_name(backing);
+    if (backing != IOB_BACKING_4K) {
         iob_hugepage_pool_t pool;
-        if (iob_hugepage_pool_read(srv->backing, &pool) == ZX_OK) {
+        if (iob_hugepage_pool_read(backing, &pool) == ZX_OK) {
             r.hugepages_total = pool.total;
             r.hugepages_free = pool.free;
         }
@@ -412,8 +413,7 @@ static void iobd__server_info(iobd_call_t* c, iob_session_id_t sid, const Protob
     r.max_total_bytes = s.max_total_bytes;
     r.max_iobs_per_session = s.max_iobs_per_session;
     r.max_handles_per_session = s.max_handles_per_session;
-    r.token_ttl_ns =
-        srv->config.core.token_ttl_ns ? srv->config.core.token_ttl_ns : 60ull * 1000000000ull;
+    r.token_ttl_ns = s.token_ttl_ns;
     r.iobs = s.iobs;
     r.sessions = s.sessions;
     r.handles = s.handles;

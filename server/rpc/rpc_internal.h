@@ -124,7 +124,6 @@ struct iobd_rpc {
     char* version;
     uv_loop_t* loop;
     iob_core_t* core;
-    iob_backing_t backing;
 
     grpc_server* server;
     grpc_completion_queue* cq;
@@ -319,7 +318,7 @@ void iobd__uid_figures(iobd_rpc_t* srv, uid_t uid, uint64_t* sessions, uint64_t*
 /* ---- rpc_events.c ---- */
 
 /* Points the core's observer at the session streams and waiters. */
-void iobd__observer_install(iobd_rpc_t* srv, iob_core_config_t* config);
+void iobd__observer_install(iobd_rpc_t* srv);
 /* Starts the next send of a session's queued events, if none is in flight. */
 void iobd__session_send_next_locked(iobd_session_t* s);
 /* Queues sends for sessions and waiters touched by events; any thread, srv->lock not held. */

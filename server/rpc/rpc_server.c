@@ -547,8 +547,10 @@ static void iobd__grpc_server_abandon(iobd_rpc_t* srv) {
     iobd_rpc_destroy(srv);
 }
 
-zx_status_t iobd_rpc_start(uv_loop_t* loop, const iobd_rpc_config_t* config, iobd_rpc_t** out) {
-    if (loop == NULL || config == NULL || out == NULL || config->listen_count == 0) {
+zx_status_t iobd_rpc_start(uv_loop_t* loop, iob_core_t* core, const iobd_rpc_config_t* config,
+                           iobd_rpc_t** out) {
+    if (loop == NULL || core == NULL || config == NULL || out == NULL ||
+        config->listen_count == 0) {
         return ZX_ERR_INVALID_ARGS;
     }
     iobd_rpc_t* srv = calloc(1, sizeof *srv);
@@ -557,7 +559,7 @@ zx_status_t iobd_rpc_start(uv_loop_t* loop, const iobd_rpc_config_t* config, iob
     }
     iobd__config_copy(srv, config);
     srv->loop = loop;
-    srv->backing = config->core.backing;
+    srv->core = core;
     pthread_mutex_init(&srv->lock, NULL);
     pthread_cond_init(&srv->slow_cond, NULL);
     atomic_init(&srv->shutting_down, false);
@@ -566,22 +568,14 @@ zx_status_t iobd_rpc_start(uv_loop_t* loop, const iobd_rpc_config_t* config, iob
     srv->shutdown_tag = (iobd_tag_t){NULL, IOBD_TAG_NEW};
 
     grpc_init();
-    iob_core_config_t cc = config->core;
-    iobd__observer_install(srv, &cc);
+    iobd__observer_install(srv);
     iob_metrics_set_methods(IOB_METRICS_RPC, iobd__method_names, IOB_WIRE_M_COUNT);
-    zx_status_t st = iob_core_create(&cc, &srv->core);
-    if (st != ZX_OK) {
-        IOBD_ERROR("core: %s %s", zx_status_get_string(st), iob_core_error_detail());
-        srv->core = NULL;
-        iobd_rpc_destroy(srv);
-        return st;
-    }
 
     iobd__grpc_server_create(srv);
     srv->config.tls_cert_file = config->tls_cert_file;
     srv->config.tls_key_file = config->tls_key_file;
     srv->config.tls_client_ca_file = config->tls_client_ca_file;
-    st = iobd__listen_all(srv);
+    zx_status_t st = iobd__listen_all(srv);
     srv->config.tls_cert_file = srv->config.tls_key_file = srv->config.tls_client_ca_file = NULL;
     if (st != ZX_OK) {
         iobd__grpc_server_abandon(srv);
@@ -604,10 +598,6 @@ zx_status_t iobd_rpc_start(uv_loop_t* loop, const iobd_rpc_config_t* config, iob
     return ZX_OK;
 }
 
-iob_core_t* iobd_rpc_core(iobd_rpc_t* rpc) {
-    return rpc->core;
-}
-
 void iobd_rpc_shutdown(iobd_rpc_t* srv, void (*done)(void* ctx), void* ctx) {
     if (atomic_exchange(&srv->shutting_down, true)) {
         return;
@@ -624,12 +614,9 @@ void iobd_rpc_destroy(iobd_rpc_t* srv) {
         return;
     }
     iobd__slow_stop(srv); /* normally stopped already, once the CQ thread ended */
-    if (srv->core != NULL) {
-        /* Observer callbacks from here find no sessions and no loop to wake. */
-        srv->wake_alive = false;
-        iob_core_destroy(srv->core);
-        srv->core = NULL;
-    }
+    /* The core outlives the service: from here on it has nobody to tell about events. */
+    iob_core_set_observer(srv->core, NULL);
+    srv->wake_alive = false;
     iobd__sessions_free_all(srv);
     free(srv->operator_uids);
     free(srv->operator_gids);

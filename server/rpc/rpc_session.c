@@ -260,7 +260,7 @@ void iobd__open_session(iobd_call_t* c) {
     o.secret.data = secret;
     o.secret.len = sizeof secret;
     o.page_size = (uint32_t)iob_core_page_size(srv->core);
-    o.backing = (char*)(uintptr_t)iob_backing_name(srv->backing);
+    o.backing = (char*)(uintptr_t)iob_backing_name(iob_core_backing(srv->core));
     o.broker_path = (char*)(uintptr_t)(local && srv->broker_path ? srv->broker_path : "");
     o.server_version = (char*)(uintptr_t)(srv->version ? srv->version : "");
     Iob__V1__SessionMessage m = IOB__V1__SESSION_MESSAGE__INIT;
