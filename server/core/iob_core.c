@@ -132,7 +132,8 @@ zx_status_t iob_core_create(const iob_core_config_t* config, iob_core_t** out) {
     }
     core->config = *config;
     core->page_size = iob_backing_page_size(config->backing);
-    core->token_ttl_ns = config->token_ttl_ns != 0 ? config->token_ttl_ns : IOB__DEFAULT_TOKEN_TTL_NS;
+    core->token_ttl_ns =
+        config->token_ttl_ns != 0 ? config->token_ttl_ns : IOB__DEFAULT_TOKEN_TTL_NS;
     core->next_koid = ZX_KOID_FIRST;
     core->next_session_id = 1;
     core->next_mapping_id = 1;
@@ -439,8 +440,8 @@ done:
     return status;
 }
 
-zx_status_t iob_core_handle_replace(iob_core_t* core, iob_session_id_t session,
-                                    zx_handle_t handle, zx_rights_t rights, zx_handle_t* out) {
+zx_status_t iob_core_handle_replace(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
+                                    zx_rights_t rights, zx_handle_t* out) {
     if (core == NULL) {
         return ZX_ERR_INVALID_ARGS;
     }

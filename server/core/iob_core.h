@@ -86,8 +86,8 @@ typedef struct iob_core_observer {
      * The signal state of the object `handle` names changed: an endpoint's user signals or
      * ZX_IOB_PEER_CLOSED, a shared region's user signals. `koid` is the object's.
      */
-    void (*handle_signals)(void* ctx, iob_session_id_t session, zx_handle_t handle,
-                           zx_koid_t koid, zx_signals_t signals);
+    void (*handle_signals)(void* ctx, iob_session_id_t session, zx_handle_t handle, zx_koid_t koid,
+                           zx_signals_t signals);
     /*
      * A record was written into the shared region `handle` names (zx_iob_writev): strobe
      * ZX_IOB_SHARED_REGION_UPDATED for what is armed on it right now. The signal is never
@@ -95,8 +95,8 @@ typedef struct iob_core_observer {
      * the region's current state (its user signals), so an event built from the strobe can
      * carry it too.
      */
-    void (*handle_strobed)(void* ctx, iob_session_id_t session, zx_handle_t handle,
-                           zx_koid_t koid, zx_signals_t signals);
+    void (*handle_strobed)(void* ctx, iob_session_id_t session, zx_handle_t handle, zx_koid_t koid,
+                           zx_signals_t signals);
     /* A handle was closed or consumed (close, replace, export, session end). */
     void (*handle_closed)(void* ctx, iob_session_id_t session, zx_handle_t handle);
 } iob_core_observer_t;
@@ -139,9 +139,9 @@ uint64_t iob_core_default_total_bytes(iob_backing_t backing, const iob_core_mach
  * whose use is still counted; the server-wide byte budget applies to everyone.
  */
 typedef struct iob_core_config {
-    iob_backing_t backing;            /* page size of every region comes from this */
-    uint64_t max_total_bytes;         /* byte budget over all regions; 0 = derived */
-    uint32_t max_iobs_per_session;    /* IOBs plus shared regions */
+    iob_backing_t backing;         /* page size of every region comes from this */
+    uint64_t max_total_bytes;      /* byte budget over all regions; 0 = derived */
+    uint32_t max_iobs_per_session; /* IOBs plus shared regions */
     uint32_t max_handles_per_session;
     uint64_t max_bytes_per_session;
     uint32_t max_tokens_per_session; /* exported tokens not yet imported or expired */
@@ -157,7 +157,7 @@ typedef struct iob_core_config {
     const iob_core_machine_t* machine;
     /* Bits of the handle value space, 1..29; 0 = 29. Tests make it small. */
     uint32_t handle_value_bits;
-    uint64_t token_ttl_ns;            /* 0 = the default, 60 s */
+    uint64_t token_ttl_ns; /* 0 = the default, 60 s */
     /* Monotonic clock for token expiry; NULL = CLOCK_MONOTONIC. Tests inject their own. */
     int64_t (*now_ns)(void* clock_ctx);
     void* clock_ctx;
@@ -304,15 +304,14 @@ zx_status_t iob_core_set_property(iob_core_t* core, iob_session_id_t session, zx
 zx_status_t iob_core_handle_close(iob_core_t* core, iob_session_id_t session, zx_handle_t handle);
 zx_status_t iob_core_handle_duplicate(iob_core_t* core, iob_session_id_t session,
                                       zx_handle_t handle, zx_rights_t rights, zx_handle_t* out);
-zx_status_t iob_core_handle_replace(iob_core_t* core, iob_session_id_t session,
-                                    zx_handle_t handle, zx_rights_t rights, zx_handle_t* out);
+zx_status_t iob_core_handle_replace(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
+                                    zx_rights_t rights, zx_handle_t* out);
 
 zx_status_t iob_core_object_signal(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
                                    uint32_t clear_mask, uint32_t set_mask);
 /* ZX_ERR_PEER_CLOSED once the peer has no handle left (tokens count); mappings don't count. */
 zx_status_t iob_core_object_signal_peer(iob_core_t* core, iob_session_id_t session,
-                                        zx_handle_t handle, uint32_t clear_mask,
-                                        uint32_t set_mask);
+                                        zx_handle_t handle, uint32_t clear_mask, uint32_t set_mask);
 
 /*
  * The current signals of the handle's endpoint, for waits. Needs ZX_RIGHT_WAIT
@@ -353,15 +352,15 @@ zx_status_t iob_core_shared_region_create(iob_core_t* core, iob_session_id_t ses
 /*
  * zx_iob_writev in A.6 order, then A.7 under the shared region's lock (the core's mutex).
  * The adapter has already copied the caller's bytes: vectors and their buffers are the
- * server's memory. What the caller's process could not read is passed as NULL so that the error comes in
- * A.6's order: vectors == NULL with num_vectors > 0 is an unreadable iovec array (step 7,
+ * server's memory. What the caller's process could not read is passed as NULL so that the error
+ * comes in A.6's order: vectors == NULL with num_vectors > 0 is an unreadable iovec array (step 7,
  * INVALID_ARGS); a vector whose buffer is NULL with capacity > 0 is an unreadable payload
  * (step 11, NOT_FOUND, after the ring checks). On success the shared region is strobed
  * (observer handle_strobed).
  */
 zx_status_t iob_core_iob_writev(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
-                                uint64_t options, uint32_t region_index,
-                                const zx_iovec_t* vectors, size_t num_vectors);
+                                uint64_t options, uint32_t region_index, const zx_iovec_t* vectors,
+                                size_t num_vectors);
 
 /*
  * zx_iob_allocate_id in A.5 order on the A.8 layout. blob == NULL with blob_size > 0 is an
@@ -370,9 +369,9 @@ zx_status_t iob_core_iob_writev(iob_core_t* core, iob_session_id_t session, zx_h
  * does; the caller cannot tell). The container's header is written at IOB create, so an ID
  * allocator region of size 0 is refused there (INVALID_ARGS).
  */
-zx_status_t iob_core_iob_allocate_id(iob_core_t* core, iob_session_id_t session,
-                                     zx_handle_t handle, uint32_t options, uint32_t region_index,
-                                     const void* blob, uint64_t blob_size, uint32_t* id);
+zx_status_t iob_core_iob_allocate_id(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
+                                     uint32_t options, uint32_t region_index, const void* blob,
+                                     uint64_t blob_size, uint32_t* id);
 
 /*
  * What iob_core_iob_allocate_id would answer for a readable blob of blob_size bytes (and a
@@ -382,8 +381,7 @@ zx_status_t iob_core_iob_allocate_id(iob_core_t* core, iob_session_id_t session,
  */
 zx_status_t iob_core_iob_allocate_id_check(iob_core_t* core, iob_session_id_t session,
                                            zx_handle_t handle, uint32_t options,
-                                           uint32_t region_index, uint64_t blob_size,
-                                           bool id_null);
+                                           uint32_t region_index, uint64_t blob_size, bool id_null);
 
 /* ---- Mapping (zx_vmar_map_iob's server half) ---- */
 
@@ -416,8 +414,8 @@ zx_status_t iob_core_unmap(iob_core_t* core, iob_session_id_t session, iob_mappi
  * send the fd use this one. A failed dup: its errno's status, and no mapping is recorded.
  */
 zx_status_t iob_core_map_dup(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
-                             zx_vm_option_t options, uint32_t region_index,
-                             uint64_t region_offset, uint64_t len, iob_map_grant_t* grant_out);
+                             zx_vm_option_t options, uint32_t region_index, uint64_t region_offset,
+                             uint64_t len, iob_map_grant_t* grant_out);
 
 /* ---- Transfer between processes (docs/zircon-iob.md L, "Transfer") ---- */
 

@@ -53,20 +53,20 @@ static bool iob__info_topic_of_other_type(uint32_t topic) {
 static zx_status_t shared_region_info(const iob__handle_t* h, uint32_t topic, void* buffer,
                                       size_t buffer_size, size_t* actual, size_t* avail) {
     switch (topic) {
-    case ZX_INFO_HANDLE_VALID:
-        return ZX_OK;
-    case ZX_INFO_HANDLE_BASIC: {
-        zx_info_handle_basic_t info;
-        memset(&info, 0, sizeof info);
-        info.koid = h->shared->koid;
-        info.rights = h->rights;
-        info.type = ZX_OBJ_TYPE_IOB_SHARED_REGION;
-        info.related_koid = ZX_KOID_INVALID;
-        return copy_single(&info, sizeof info, buffer, buffer_size, actual, avail);
-    }
-    default:
-        return IOB__ERR_SET(ZX_ERR_WRONG_TYPE, "topic %u needs an IOB, not a shared region",
-                            topic);
+        case ZX_INFO_HANDLE_VALID:
+            return ZX_OK;
+        case ZX_INFO_HANDLE_BASIC: {
+            zx_info_handle_basic_t info;
+            memset(&info, 0, sizeof info);
+            info.koid = h->shared->koid;
+            info.rights = h->rights;
+            info.type = ZX_OBJ_TYPE_IOB_SHARED_REGION;
+            info.related_koid = ZX_KOID_INVALID;
+            return copy_single(&info, sizeof info, buffer, buffer_size, actual, avail);
+        }
+        default:
+            return IOB__ERR_SET(ZX_ERR_WRONG_TYPE, "topic %u needs an IOB, not a shared region",
+                                topic);
     }
 }
 
@@ -130,48 +130,48 @@ zx_status_t iob_core_get_info(iob_core_t* core, iob_session_id_t session, zx_han
     iob__endpoint_t* ep = h->ep;
     iob__iob_t* iob = ep->iob;
     switch (topic) {
-    case ZX_INFO_HANDLE_VALID:
-        break;
-    case ZX_INFO_HANDLE_BASIC: {
-        zx_info_handle_basic_t info;
-        memset(&info, 0, sizeof info);
-        info.koid = ep->koid;
-        info.rights = h->rights;
-        info.type = ZX_OBJ_TYPE_IOB;
-        info.related_koid = iob->ep[1 - ep->index].koid;
-        status = copy_single(&info, sizeof info, buffer, buffer_size, actual, avail);
-        break;
-    }
-    case ZX_INFO_IOB: {
-        zx_info_iob_t info;
-        memset(&info, 0, sizeof info);
-        info.options = 0;
-        info.region_count = iob->region_count;
-        status = copy_single(&info, sizeof info, buffer, buffer_size, actual, avail);
-        break;
-    }
-    case ZX_INFO_IOB_REGIONS: {
-        size_t room = buffer_size / sizeof(zx_iob_region_info_t);
-        if (room > 0 && buffer == NULL) {
-            status = IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "buffer is NULL");
+        case ZX_INFO_HANDLE_VALID:
+            break;
+        case ZX_INFO_HANDLE_BASIC: {
+            zx_info_handle_basic_t info;
+            memset(&info, 0, sizeof info);
+            info.koid = ep->koid;
+            info.rights = h->rights;
+            info.type = ZX_OBJ_TYPE_IOB;
+            info.related_koid = iob->ep[1 - ep->index].koid;
+            status = copy_single(&info, sizeof info, buffer, buffer_size, actual, avail);
             break;
         }
-        size_t n = room < iob->region_count ? room : iob->region_count;
-        zx_iob_region_info_t* out = buffer;
-        for (size_t i = 0; i < n; i++) {
-            zx_iob_region_info_t info;
+        case ZX_INFO_IOB: {
+            zx_info_iob_t info;
             memset(&info, 0, sizeof info);
-            memcpy(&info.region, &iob->regions[i].desc, sizeof info.region);
-            info.region.access = iob__access_view(info.region.access, ep->index);
-            info.koid = iob->regions[i].koid;
-            memcpy(&out[i], &info, sizeof info);
+            info.options = 0;
+            info.region_count = iob->region_count;
+            status = copy_single(&info, sizeof info, buffer, buffer_size, actual, avail);
+            break;
         }
-        set_counts(actual, avail, n, iob->region_count);
-        break;
-    }
-    default:
-        status = ZX_ERR_INTERNAL;
-        break;
+        case ZX_INFO_IOB_REGIONS: {
+            size_t room = buffer_size / sizeof(zx_iob_region_info_t);
+            if (room > 0 && buffer == NULL) {
+                status = IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "buffer is NULL");
+                break;
+            }
+            size_t n = room < iob->region_count ? room : iob->region_count;
+            zx_iob_region_info_t* out = buffer;
+            for (size_t i = 0; i < n; i++) {
+                zx_iob_region_info_t info;
+                memset(&info, 0, sizeof info);
+                memcpy(&info.region, &iob->regions[i].desc, sizeof info.region);
+                info.region.access = iob__access_view(info.region.access, ep->index);
+                info.koid = iob->regions[i].koid;
+                memcpy(&out[i], &info, sizeof info);
+            }
+            set_counts(actual, avail, n, iob->region_count);
+            break;
+        }
+        default:
+            status = ZX_ERR_INTERNAL;
+            break;
     }
 done:
     iob__core_unlock(core);

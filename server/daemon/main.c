@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * iobd: the IOB server. main owns the core, which it lends to the gRPC service, the map
- * broker and the metrics endpoint, and the libuv loop; on the loop run the Unix-socket accepts of the
- * gRPC service, the map broker, the token-expiry timer, pidfd watches and the signals that
- * stop the server. gRPC calls are handled on the service's completion-queue thread
- * (creates and closes on threads of their own).
+ * broker and the metrics endpoint, and the libuv loop; on the loop run the Unix-socket accepts of
+ * the gRPC service, the map broker, the token-expiry timer, pidfd watches and the signals that stop
+ * the server. gRPC calls are handled on the service's completion-queue thread (creates and closes
+ * on threads of their own).
  *
  * Shutdown (SIGTERM/SIGINT): stop the timer and the broker, shut the gRPC server down
  * (in-flight calls end with UNAVAILABLE, sessions close), remove the sockets, let the loop
@@ -136,8 +136,8 @@ static void iobd__reserve(const iobd_options_t* o, iobd_reservation_t* res) {
                   " (pool was %" PRIu64 ")",
                   o->reserve_hugepages, iob_backing_name(want), reached, before.total);
     } else {
-        IOBD_INFO("reserved hugepages: asked %" PRIu64 " x %s, pool now %" PRIu64
-                  " (was %" PRIu64 "; given back at exit)",
+        IOBD_INFO("reserved hugepages: asked %" PRIu64 " x %s, pool now %" PRIu64 " (was %" PRIu64
+                  "; given back at exit)",
                   o->reserve_hugepages, iob_backing_name(want), reached, before.total);
     }
 }
@@ -218,8 +218,8 @@ static zx_status_t iobd__choose_backing(const iobd_options_t* o, iob_backing_t* 
             IOBD_ERROR("--hugepages=%s: %s: the %s pool has %" PRIu64 " free of %" PRIu64
                        " pages; grow it (as root: --reserve-hugepages=N, or sysctl "
                        "vm.nr_hugepages) or use --hugepages=auto",
-                       o->hugepages, zx_status_get_string(st), iob_backing_name(want),
-                       pool.free, pool.total);
+                       o->hugepages, zx_status_get_string(st), iob_backing_name(want), pool.free,
+                       pool.total);
         } else if (st == ZX_ERR_NOT_SUPPORTED) {
             IOBD_ERROR("--hugepages=%s: %s: this kernel has no %s hugepages", o->hugepages,
                        zx_status_get_string(st), iob_backing_name(want));
@@ -232,9 +232,10 @@ static zx_status_t iobd__choose_backing(const iobd_options_t* o, iob_backing_t* 
         if (strcasecmp(o->hugepages, "off") == 0 || strcasecmp(o->hugepages, "4K") == 0) {
             IOBD_INFO("backing: 4K pages (hugepages off)");
         } else {
-            IOBD_WARN("backing: 4K pages: no usable hugepage pool (asked %s); "
-                      "zx_system_get_page_size() is 4096",
-                      o->hugepages);
+            IOBD_WARN(
+                "backing: 4K pages: no usable hugepage pool (asked %s); "
+                "zx_system_get_page_size() is 4096",
+                o->hugepages);
         }
     } else {
         iob_hugepage_pool_t pool = {0, 0};
@@ -392,9 +393,7 @@ int main(int argc, char** argv) {
     }
 
     if (!m.stopping && o.metrics != NULL) {
-        st =
-            iobd_metrics_start(o.metrics, o.metrics_allow_remote, o.token, m.core,
-                               &m.metrics);
+        st = iobd_metrics_start(o.metrics, o.metrics_allow_remote, o.token, m.core, &m.metrics);
         if (st != ZX_OK) {
             iobd__on_signal(&m.sigterm, SIGTERM); /* unwind through the normal path */
         }
@@ -410,8 +409,7 @@ int main(int argc, char** argv) {
          * normal way (sockets removed, hugepages given back). A parent already gone before
          * the request (reparented) gets the same treatment at once.
          */
-        if (o.exit_with_parent &&
-            (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent)) {
+        if (o.exit_with_parent && (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent)) {
             kill(getpid(), SIGTERM);
         }
         IOBD_INFO("iobd %s ready (page size %" PRIu64 ")", IOB_VERSION,

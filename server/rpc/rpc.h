@@ -10,9 +10,9 @@
  *
  * Threading: one completion-queue thread runs the handlers; it calls the core directly
  * (the core is thread-safe). Creates and closes, whose cost a client chooses, run on slow
- * threads instead (rpc_server.c), one call at a time per client. The loop thread accepts Unix connections, watches pidfds and
- * flushes events raised by core calls made elsewhere (the map broker, token expiry).
- * The observer callbacks only queue; sends happen outside the core's mutex.
+ * threads instead (rpc_server.c), one call at a time per client. The loop thread accepts Unix
+ * connections, watches pidfds and flushes events raised by core calls made elsewhere (the map
+ * broker, token expiry). The observer callbacks only queue; sends happen outside the core's mutex.
  */
 #ifndef IOB_SERVER_RPC_RPC_H_
 #define IOB_SERVER_RPC_RPC_H_

@@ -154,8 +154,7 @@ static void iobd__obs_handle_strobed(void* ctx, iob_session_id_t session, zx_han
     (void)koid;
     iobd_rpc_t* srv = ctx;
     pthread_mutex_lock(&srv->lock);
-    bool any = iobd__queue_for_locked(srv, session, handle,
-                                      signals | ZX_IOB_SHARED_REGION_UPDATED);
+    bool any = iobd__queue_for_locked(srv, session, handle, signals | ZX_IOB_SHARED_REGION_UPDATED);
     any |= iobd__waiters_of_locked(srv, session, handle, iobd__wait_saw_strobe, signals);
     pthread_mutex_unlock(&srv->lock);
     /* Most writes have no one listening: wake nobody for them (the broker's writes run on

@@ -71,8 +71,8 @@ static void iobd__create_iob(iobd_call_t* c, iob_session_id_t sid, const Protobu
         }
     }
     if (st == ZX_OK) {
-        st = iob_core_iob_create(srv->core, sid, req->options, sent ? regions : NULL,
-                                 (size_t)count, &ep0, &ep1);
+        st = iob_core_iob_create(srv->core, sid, req->options, sent ? regions : NULL, (size_t)count,
+                                 &ep0, &ep1);
         detail = iobd__detail(st);
     }
     if (st != ZX_OK) {
@@ -154,8 +154,7 @@ static void iobd__get_info(iobd_call_t* c, iob_session_id_t sid, const ProtobufC
 /*
  * Finishes a call that produced a handle (duplicate, replace, import, a new shared region).
  */
-static void iobd__finish_with_handle(iobd_call_t* c, zx_status_t st,
-                                     zx_handle_t h) {
+static void iobd__finish_with_handle(iobd_call_t* c, zx_status_t st, zx_handle_t h) {
     if (st != ZX_OK) {
         iobd__call_finish(c, st, NULL, iobd__detail(st));
         return;
@@ -303,9 +302,9 @@ static zx_status_t iobd__visible_iobs(iobd_call_t* c, bool* server_wide,
         return ZX_ERR_NO_MEMORY;
     }
     size_t count = 0;
-    zx_status_t st =
-        *server_wide ? iob_core_list(srv->core, sums, IOB_WIRE_MAX_LIST, &count)
-                     : iob_core_list_held(srv->core, cred.uid, sums, IOB_WIRE_MAX_LIST, &count);
+    zx_status_t st = *server_wide
+                         ? iob_core_list(srv->core, sums, IOB_WIRE_MAX_LIST, &count)
+                         : iob_core_list_held(srv->core, cred.uid, sums, IOB_WIRE_MAX_LIST, &count);
     if (st != ZX_OK) {
         free(sums);
         return st;
