@@ -27,7 +27,7 @@
  * handles. A connection is freed from its uv_close callback; the broker itself once the
  * last of its handles has closed (iobd_broker_stop sets that in motion).
  */
-#include "server/broker/broker.h"
+#include "server/broker/broker_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -62,73 +62,6 @@
 #define IOBD__CLOSER_HEADROOM (8u * IOB_FDPASS_RECV_MAX_FDS)
 /* Messages handled per readable event, so one busy client cannot starve the loop. */
 #define IOBD__BROKER_BATCH 64
-/* A connection that fails authentication this often is dropped. */
-#define IOBD__BROKER_MAX_AUTH_FAILURES 3
-
-typedef struct iobd__conn iobd__conn_t;
-
-/* The fixed parts of every request; the union keeps each body aligned. */
-typedef union {
-    iob_broker_hdr_t hdr;
-    iob_broker_attach_req_t attach;
-    iob_broker_map_req_t map;
-    iob_broker_unmap_req_t unmap;
-    iob_broker_import_req_t import;
-    iob_broker_writev_req_t writev;
-    iob_broker_allocate_id_req_t allocate_id;
-    iob_broker_channel_req_t channel;
-} iobd__rx_t;
-
-
-struct iobd__conn {
-    uv_poll_t poll; /* first member: the poll's data points back here anyway */
-    uv_timer_t attach_timer;
-    iobd_broker_t* broker;
-    int fd;
-    unsigned open_handles; /* poll + timer not yet closed */
-    bool closing;
-    bool paused; /* poll stopped until the closer has room */
-    bool attached;
-    iob_session_id_t session;
-    pid_t pid;
-    uid_t uid;
-    gid_t gid;
-    unsigned auth_failures;
-    iobd_mchan_t* chan; /* its mediated request channel, once asked for */
-    iobd__conn_t* prev;
-    iobd__conn_t* next;
-};
-
-struct iobd_broker {
-    uv_loop_t* loop;
-    iob_core_t* core;
-    iobd_broker_config_t config;
-    char* socket_path; /* our copy; config.socket_path points here */
-    int listen_fd;
-    uv_poll_t listen_poll;
-    bool stopping;
-    unsigned open_handles; /* listen poll, wake, connection handles not yet closed */
-    bool listen_paused;
-    iobd__conn_t* conns;
-    iobd__closer_t* closer;
-    uv_async_t wake; /* the closer made room: resume paused reading and accepting */
-    iobd_broker_stats_t stats;
-    iobd_mediator_t* mediator; /* serves the connections' request channels */
-    /*
-     * One receive buffer for every connection (all of them are served on the loop thread,
-     * one datagram at a time): room for the largest mediated request plus one byte, so a
-     * longer datagram shows as truncated. Its bytes go to the core as they are: the core
-     * copies them into the shared region, the only copy on iobd's side.
-     */
-    iobd__rx_t* rx;
-    /*
-     * The fd the datagram in rx carried (an ALLOCATE_ID blob memfd), or -1. Its handler
-     * only borrows it; the closer thread gets it after the dispatch.
-     */
-    int rx_fd;
-    int64_t rx_start_ns; /* when the datagram in rx was read, for the latency metrics */
-};
-
 static int64_t iobd__broker_now_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -142,10 +75,7 @@ static const char* const iobd__request_names[] = {"Invalid", "Attach",     "Map"
 
 #define IOBD__BROKER_RX_SIZE (IOB_BROKER_MAX_MEDIATED_MSG + 1)
 
-static void iobd__log(iobd_broker_t* broker, int level, const char* fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void iobd__log(iobd_broker_t* broker, int level, const char* fmt, ...) {
+void iobd__log(iobd_broker_t* broker, int level, const char* fmt, ...) {
     char msg[256];
     va_list ap;
     va_start(ap, fmt);
@@ -185,7 +115,7 @@ static void iobd__conn_on_close(uv_handle_t* handle) {
  * Ends a connection. Mapping records granted through it are deliberately kept: the
  * process may still have the memory mapped (broker.h, "Lifetimes").
  */
-static void iobd__conn_close(iobd__conn_t* conn, const char* why) {
+void iobd__conn_close(iobd__conn_t* conn, const char* why) {
     if (conn->closing) {
         return;
     }
@@ -221,8 +151,8 @@ static void iobd__conn_on_attach_deadline(uv_timer_t* timer) {
 }
 
 /* Every reply leads with a status reply's fields, so its status is counted here. */
-static zx_status_t iobd__send_fds(iobd__conn_t* conn, const void* msg, size_t len,
-                                  const int* fds, unsigned nfds) {
+zx_status_t iobd__send_fds(iobd__conn_t* conn, const void* msg, size_t len, const int* fds,
+                           unsigned nfds) {
     if (len >= sizeof(iob_broker_status_reply_t)) {
         const iob_broker_status_reply_t* r = msg;
         unsigned type = r->hdr.type & ~(unsigned)IOB_BROKER_REPLY;
@@ -233,13 +163,13 @@ static zx_status_t iobd__send_fds(iobd__conn_t* conn, const void* msg, size_t le
     return iob_fd_send(conn->fd, msg, len, fds, nfds);
 }
 
-static zx_status_t iobd__send(iobd__conn_t* conn, const void* msg, size_t len, int fd) {
+zx_status_t iobd__send(iobd__conn_t* conn, const void* msg, size_t len, int fd) {
     return iobd__send_fds(conn, msg, len, fd >= 0 ? &fd : NULL, fd >= 0 ? 1u : 0u);
 }
 
 /* Replies with a status-only message; a failed send ends the connection. */
-static void iobd__reply_status(iobd__conn_t* conn, uint16_t type, uint64_t request_id,
-                               zx_status_t status) {
+void iobd__reply_status(iobd__conn_t* conn, uint16_t type, uint64_t request_id,
+                        zx_status_t status) {
     iob_broker_status_reply_t reply;
     memset(&reply, 0, sizeof reply);
     iob_broker_hdr_init(&reply.hdr, type, sizeof reply, request_id);
@@ -250,360 +180,12 @@ static void iobd__reply_status(iobd__conn_t* conn, uint16_t type, uint64_t reque
     }
 }
 
-static void iobd__bad_message(iobd__conn_t* conn, uint64_t request_id, zx_status_t status,
-                              const char* what) {
+void iobd__bad_message(iobd__conn_t* conn, uint64_t request_id, zx_status_t status,
+                       const char* what) {
     conn->broker->stats.bad_messages++;
     iobd__log(conn->broker, IOBD_BROKER_LOG_DEBUG, "pid %ld: bad message (%s)", (long)conn->pid,
               what);
     iobd__reply_status(conn, IOB_BROKER_ERROR, request_id, status);
-}
-
-static void iobd__handle_attach(iobd__conn_t* conn, const iob_broker_attach_req_t* req) {
-    iobd_broker_t* broker = conn->broker;
-    uint16_t type = IOB_BROKER_ATTACH | IOB_BROKER_REPLY;
-    if (conn->attached) {
-        iobd__reply_status(conn, type, req->hdr.request_id, ZX_ERR_BAD_STATE);
-        return;
-    }
-    iob_session_id_t session = {0};
-    if (!broker->config.authenticate(broker->config.auth_ctx, req->session_id, req->secret,
-                                     conn->pid, conn->uid, conn->gid, &session)) {
-        broker->stats.auth_failures++;
-        conn->auth_failures++;
-        iobd__log(broker, IOBD_BROKER_LOG_WARNING,
-                  "pid %ld uid %ld: authentication for session %llu failed", (long)conn->pid,
-                  (long)conn->uid, (unsigned long long)req->session_id);
-        iobd__reply_status(conn, type, req->hdr.request_id, ZX_ERR_ACCESS_DENIED);
-        if (conn->auth_failures >= IOBD__BROKER_MAX_AUTH_FAILURES) {
-            iobd__conn_close(conn, "too many authentication failures");
-        }
-        return;
-    }
-    conn->attached = true;
-    conn->session = session;
-    uv_timer_stop(&conn->attach_timer);
-    iobd__log(broker, IOBD_BROKER_LOG_DEBUG, "pid %ld attached to session %llu", (long)conn->pid,
-              (unsigned long long)session.value);
-    iobd__reply_status(conn, type, req->hdr.request_id, ZX_OK);
-}
-
-static void iobd__handle_map(iobd__conn_t* conn, const iob_broker_map_req_t* req) {
-    iobd_broker_t* broker = conn->broker;
-    iob_broker_map_reply_t reply;
-    memset(&reply, 0, sizeof reply);
-    iob_broker_hdr_init(&reply.hdr, IOB_BROKER_MAP | IOB_BROKER_REPLY, sizeof reply,
-                        req->hdr.request_id);
-
-    zx_status_t st;
-    iob_map_grant_t grant;
-    memset(&grant, 0, sizeof grant);
-    if (!conn->attached) {
-        st = ZX_ERR_BAD_STATE;
-    } else if ((req->flags & ~(uint32_t)IOB_BROKER_MAP_CHECK_ONLY) != 0) {
-        st = ZX_ERR_INVALID_ARGS;
-    } else {
-        /*
-         * The _dup variant: the fd is ours, duplicated under the core's lock. iob_core_map's
-         * fd is only borrowed until the next core call, and the gRPC thread makes core calls
-         * concurrently, so a copy taken after the lock is dropped could be of a closed
-         * descriptor, or of one already reused for an unrelated file.
-         */
-        st = iob_core_map_dup(broker->core, conn->session, req->handle, req->options,
-                              req->region_index, req->region_offset, req->len, &grant);
-    }
-    int fd = -1;
-    if (st == ZX_OK) {
-        fd = grant.fd;
-        if ((req->flags & IOB_BROKER_MAP_CHECK_ONLY) != 0) {
-            close(fd);
-            fd = -1;
-            iob_core_unmap(broker->core, conn->session, grant.mapping);
-        }
-    }
-    reply.status = st;
-    if (fd >= 0) {
-        reply.flags = grant.writable ? IOB_BROKER_GRANT_WRITABLE : 0u;
-        reply.mapping_id = grant.mapping.value;
-        reply.region_size = grant.region_size;
-        reply.iob_koid = grant.iob_koid;
-        broker->stats.maps_granted++;
-    } else if (st != ZX_OK) {
-        broker->stats.maps_refused++;
-    }
-    zx_status_t sent = iobd__send(conn, &reply, sizeof reply, fd);
-    if (fd >= 0) {
-        close(fd);
-        if (sent != ZX_OK) {
-            /* The client never got the fd, so it cannot have mapped it: take the grant back. */
-            iob_core_unmap(broker->core, conn->session, grant.mapping);
-            broker->stats.maps_granted--;
-        }
-    }
-    if (sent != ZX_OK) {
-        iobd__conn_close(conn, zx_status_get_string(sent));
-    }
-}
-
-static void iobd__handle_unmap(iobd__conn_t* conn, const iob_broker_unmap_req_t* req) {
-    zx_status_t st = ZX_ERR_BAD_STATE;
-    if (conn->attached) {
-        iob_mapping_id_t mapping = {req->mapping_id};
-        st = iob_core_unmap(conn->broker->core, conn->session, mapping);
-        if (st == ZX_OK) {
-            conn->broker->stats.unmaps++;
-        }
-    }
-    iobd__reply_status(conn, IOB_BROKER_UNMAP | IOB_BROKER_REPLY, req->hdr.request_id, st);
-}
-
-static void iobd__handle_import(iobd__conn_t* conn, const iob_broker_import_req_t* req) {
-    iobd_broker_t* broker = conn->broker;
-    iob_broker_import_reply_t reply;
-    memset(&reply, 0, sizeof reply);
-    iob_broker_hdr_init(&reply.hdr, IOB_BROKER_IMPORT | IOB_BROKER_REPLY, sizeof reply,
-                        req->hdr.request_id);
-    zx_status_t st = ZX_ERR_BAD_STATE;
-    zx_handle_t handle = ZX_HANDLE_INVALID;
-    if (conn->attached) {
-        /*
-         * A bounded copy: the field need not hold a NUL. Then strnlen in the core finds 64
-         * and the token is NOT_FOUND, exactly as an over-long token over gRPC.
-         */
-        char token[IOB_BROKER_TOKEN_SIZE + 1];
-        memcpy(token, req->token, IOB_BROKER_TOKEN_SIZE);
-        token[IOB_BROKER_TOKEN_SIZE] = '\0';
-        st = iob_core_handle_import(broker->core, conn->session, token, &handle);
-        explicit_bzero(token, sizeof token);
-    }
-    reply.status = st;
-    reply.handle = st == ZX_OK ? handle : ZX_HANDLE_INVALID;
-    zx_status_t sent = iobd__send(conn, &reply, sizeof reply, -1);
-    if (st == ZX_OK) {
-        if (sent == ZX_OK) {
-            broker->stats.imports++;
-        } else {
-            /*
-             * The client never learned the handle value, so nothing can use or close it:
-             * close it here, as a message lost in flight. Its session-event record goes
-             * with it (the core's observer reports the close).
-             */
-            iob_core_handle_close(broker->core, conn->session, handle);
-        }
-    } else {
-        broker->stats.imports_refused++;
-    }
-    if (sent != ZX_OK) {
-        iobd__conn_close(conn, zx_status_get_string(sent));
-    }
-}
-
-/* WRITEV: the checks are the channel's too (iobd_mediated_writev). */
-static void iobd__handle_writev(iobd__conn_t* conn, const iob_broker_writev_req_t* req,
-                                size_t len) {
-    zx_status_t st = ZX_ERR_BAD_STATE;
-    /* Unattached: the layout is checked all the same (a NULL core runs nothing). */
-    if (!iobd_mediated_writev(conn->attached ? conn->broker->core : NULL, conn->session, req, len,
-                              &st)) {
-        iobd__bad_message(conn, req->hdr.request_id, ZX_ERR_INVALID_ARGS, "writev layout");
-        return;
-    }
-    if (conn->attached) {
-        conn->broker->stats.writevs++;
-    }
-    iobd__reply_status(conn, IOB_BROKER_WRITEV | IOB_BROKER_REPLY, req->hdr.request_id, st);
-}
-
-/*
- * Reads an IOB_BROKER_ALLOC_BLOB_IN_FD blob: a memfd (only shmem files take seals) holding
- * at least blob_size bytes, read with pread. F_GET_SEALS comes first: it answers without
- * I/O for any file, while fstat could ask a FUSE server; a shmem file's fstat and pread
- * wait on nothing a client controls. NULL with *bad set when the fd is not that, or
- * shrank while being read; NULL with *bad clear when memory ran out.
- */
-static void* iobd__read_blob_fd(int fd, uint64_t blob_size, bool* bad) {
-    struct stat st;
-    *bad = true;
-    if (fcntl(fd, F_GET_SEALS) < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
-        (uint64_t)st.st_size < blob_size || blob_size > SIZE_MAX) {
-        return NULL;
-    }
-    *bad = false;
-    unsigned char* buf = malloc(blob_size > 0 ? (size_t)blob_size : 1u);
-    if (buf == NULL) {
-        return NULL;
-    }
-    size_t done = 0;
-    while (done < blob_size) {
-        ssize_t n = pread(fd, buf + done, (size_t)blob_size - done, (off_t)done);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            *bad = true;
-            free(buf);
-            return NULL;
-        }
-        done += (size_t)n;
-    }
-    return buf;
-}
-
-static void iobd__handle_allocate_id(iobd__conn_t* conn, const iob_broker_allocate_id_req_t* req,
-                                     size_t len) {
-    bool unreadable = (req->flags & IOB_BROKER_ALLOC_BLOB_UNREADABLE) != 0;
-    bool in_fd = (req->flags & IOB_BROKER_ALLOC_BLOB_IN_FD) != 0;
-    int fd = conn->broker->rx_fd; /* borrowed: the closer gets it after dispatch */
-    if (!iobd_mediated_allocate_id_layout_ok(req, len, fd >= 0)) {
-        iobd__bad_message(conn, req->hdr.request_id, ZX_ERR_INVALID_ARGS, "allocate_id layout");
-        return;
-    }
-    iob_broker_allocate_id_reply_t reply;
-    memset(&reply, 0, sizeof reply);
-    iob_broker_hdr_init(&reply.hdr, IOB_BROKER_ALLOCATE_ID | IOB_BROKER_REPLY, sizeof reply,
-                        req->hdr.request_id);
-    zx_status_t st = ZX_ERR_BAD_STATE;
-    bool id_null = (req->flags & IOB_BROKER_ALLOC_ID_NULL) != 0;
-    void* fd_blob = NULL;
-    if (conn->attached && in_fd) {
-        /* Every check first: the blob is read only for a call that will use it. */
-        st = iob_core_iob_allocate_id_check(conn->broker->core, conn->session, req->handle,
-                                            req->options, req->region_index, req->blob_size,
-                                            id_null);
-        bool bad = false;
-        if (st == ZX_OK && (fd_blob = iobd__read_blob_fd(fd, req->blob_size, &bad)) == NULL) {
-            if (bad) {
-                iobd__bad_message(conn, req->hdr.request_id, ZX_ERR_INVALID_ARGS,
-                                  "allocate_id blob fd");
-                return;
-            }
-            st = ZX_ERR_NO_MEMORY;
-        }
-    }
-    if (conn->attached && (!in_fd || fd_blob != NULL)) {
-        uint32_t id = 0;
-        const void* blob = in_fd ? fd_blob
-                           : unreadable || req->blob_size == 0 ? NULL
-                                                                : (const void*)(req + 1);
-        st = iob_core_iob_allocate_id(conn->broker->core, conn->session, req->handle,
-                                      req->options, req->region_index, blob, req->blob_size,
-                                      id_null ? NULL : &id);
-        reply.id = st == ZX_OK ? id : 0u;
-        conn->broker->stats.allocate_ids++;
-    }
-    free(fd_blob);
-    reply.status = st;
-    zx_status_t sent = iobd__send(conn, &reply, sizeof reply, -1);
-    if (sent != ZX_OK) {
-        iobd__conn_close(conn, zx_status_get_string(sent));
-    }
-}
-
-/*
- * CHANNEL: the connection's mediated request channel (mediator.h). One per connection;
- * a second request, an unattached connection or the mediator's cap is a refusal, and the
- * client keeps using datagrams.
- */
-static void iobd__handle_channel(iobd__conn_t* conn, const iob_broker_channel_req_t* req) {
-    iobd_broker_t* broker = conn->broker;
-    iob_broker_channel_reply_t reply;
-    memset(&reply, 0, sizeof reply);
-    iob_broker_hdr_init(&reply.hdr, IOB_BROKER_CHANNEL | IOB_BROKER_REPLY, sizeof reply,
-                        req->hdr.request_id);
-    int fds[3] = {-1, -1, -1};
-    zx_status_t st = ZX_ERR_BAD_STATE;
-    if (req->layout != IOB_BROKER_MEDIATED_LAYOUT || req->reserved != 0) {
-        st = ZX_ERR_NOT_SUPPORTED;
-    } else if (conn->attached && conn->chan == NULL) {
-        st = iobd_mediator_open(broker->mediator, conn->session, &conn->chan, fds);
-    }
-    reply.status = st;
-    reply.sub_size = st == ZX_OK ? IOB_MCHAN_SUB_SIZE : 0u;
-    zx_status_t sent = iobd__send_fds(conn, &reply, sizeof reply, st == ZX_OK ? fds : NULL,
-                                      st == ZX_OK ? 3u : 0u);
-    for (int i = 0; i < 3; i++) {
-        if (fds[i] >= 0) {
-            close(fds[i]); /* our own memfds: their close waits on nothing */
-        }
-    }
-    if (sent != ZX_OK) {
-        iobd__conn_close(conn, zx_status_get_string(sent));
-    }
-}
-
-/* Validates one datagram (in broker->rx) and dispatches it. */
-static void iobd__dispatch(iobd__conn_t* conn, size_t len) {
-    const iobd__rx_t* msg = conn->broker->rx;
-    if (len < sizeof(iob_broker_hdr_t)) {
-        iobd__bad_message(conn, 0, ZX_ERR_INVALID_ARGS, "short");
-        return;
-    }
-    const iob_broker_hdr_t* hdr = &msg->hdr;
-    if (hdr->version != IOB_BROKER_WIRE_VERSION) {
-        iobd__bad_message(conn, hdr->request_id, ZX_ERR_NOT_SUPPORTED, "version");
-        return;
-    }
-    size_t want;
-    switch (hdr->type) {
-    case IOB_BROKER_ATTACH:
-        want = sizeof(iob_broker_attach_req_t);
-        break;
-    case IOB_BROKER_MAP:
-        want = sizeof(iob_broker_map_req_t);
-        break;
-    case IOB_BROKER_UNMAP:
-        want = sizeof(iob_broker_unmap_req_t);
-        break;
-    case IOB_BROKER_IMPORT:
-        want = sizeof(iob_broker_import_req_t);
-        break;
-    case IOB_BROKER_CHANNEL:
-        want = sizeof(iob_broker_channel_req_t);
-        break;
-    case IOB_BROKER_WRITEV:
-    case IOB_BROKER_ALLOCATE_ID:
-        want = hdr->type == IOB_BROKER_WRITEV ? sizeof(iob_broker_writev_req_t)
-                                              : sizeof(iob_broker_allocate_id_req_t);
-        /* Variable length: at least the fixed part, and the header says how long it is. */
-        if (len < want || hdr->size != len || len > IOB_BROKER_MAX_MEDIATED_MSG) {
-            iobd__bad_message(conn, hdr->request_id, ZX_ERR_INVALID_ARGS, "size");
-            return;
-        }
-        /* Both fixed parts start with `layout` right after the header. */
-        if (msg->writev.layout != IOB_BROKER_MEDIATED_LAYOUT) {
-            iobd__bad_message(conn, hdr->request_id, ZX_ERR_NOT_SUPPORTED, "layout");
-            return;
-        }
-        if (hdr->type == IOB_BROKER_WRITEV) {
-            iobd__handle_writev(conn, &msg->writev, len);
-        } else {
-            iobd__handle_allocate_id(conn, &msg->allocate_id, len);
-        }
-        return;
-    default:
-        iobd__bad_message(conn, hdr->request_id, ZX_ERR_NOT_SUPPORTED, "unknown type");
-        return;
-    }
-    if (len != want || hdr->size != want) {
-        iobd__bad_message(conn, hdr->request_id, ZX_ERR_INVALID_ARGS, "size");
-        return;
-    }
-    switch (hdr->type) {
-    case IOB_BROKER_ATTACH:
-        iobd__handle_attach(conn, &msg->attach);
-        break;
-    case IOB_BROKER_MAP:
-        iobd__handle_map(conn, &msg->map);
-        break;
-    case IOB_BROKER_IMPORT:
-        iobd__handle_import(conn, &msg->import);
-        break;
-    case IOB_BROKER_CHANNEL:
-        iobd__handle_channel(conn, &msg->channel);
-        break;
-    default:
-        iobd__handle_unmap(conn, &msg->unmap);
-        break;
-    }
 }
 
 static void iobd__conn_on_readable(uv_poll_t* poll, int status, int events) {
@@ -885,7 +467,7 @@ static zx_status_t iobd__listen(iobd_broker_t* broker) {
 zx_status_t iobd_broker_start(uv_loop_t* loop, iob_core_t* core, const iobd_broker_config_t* config,
                               iobd_broker_t** out) {
     if (loop == NULL || core == NULL || config == NULL || out == NULL ||
-        config->socket_path == NULL || config->authenticate == NULL) {
+        config->socket_path == NULL) {
         return ZX_ERR_INVALID_ARGS;
     }
     iobd_broker_t* broker = calloc(1, sizeof *broker);
@@ -918,15 +500,9 @@ zx_status_t iobd_broker_start(uv_loop_t* loop, iob_core_t* core, const iobd_brok
     /* A slot for each connection, one for the listening socket, and the headroom. */
     size_t closer_cap = (size_t)max_conns + 1u + IOBD__CLOSER_HEADROOM;
     st = iobd_mediator_start(core, 0, &broker->mediator);
-    if (st != ZX_OK) {
-        close(broker->listen_fd);
-        unlink(broker->socket_path);
-        free(broker->rx);
-        free(broker->socket_path);
-        free(broker);
-        return st;
+    if (st == ZX_OK) {
+        st = iobd__closer_start(closer_cap, &broker->wake, &broker->closer);
     }
-    st = iobd__closer_start(closer_cap, &broker->wake, &broker->closer);
     if (st == ZX_OK && uv_async_init(loop, &broker->wake, iobd__on_wake) != 0) {
         iobd__closer_exit(broker->closer);
         st = ZX_ERR_NO_RESOURCES;
@@ -946,7 +522,7 @@ zx_status_t iobd_broker_start(uv_loop_t* loop, iob_core_t* core, const iobd_brok
         return ZX_ERR_NO_RESOURCES;
     }
     if (st != ZX_OK) {
-        iobd_mediator_stop(broker->mediator);
+        iobd_mediator_stop(broker->mediator); /* NULL when it did not start */
         close(broker->listen_fd);
         unlink(broker->socket_path);
         free(broker->rx);

@@ -5,14 +5,14 @@
  * loop; the wire format is shm/broker_wire.h.
  *
  * A client connects, attaches the connection to its session (session id + the 16-byte
- * secret it received when the gRPC session opened; the daemon checks both through
- * `authenticate`), then asks for mappings through handles of that session, and may import
- * transfer tokens into it (iob_core_handle_import: one socket round trip where gRPC would
- * cost a unary call; the token rules are the core's), and may carry out the mediated
+ * secret it received when the gRPC session opened; the core checks both and the peer's
+ * SO_PEERCRED, iob_core_session_attach), then asks for mappings through handles of that session,
+ * and may import transfer tokens into it (iob_core_handle_import: one socket round trip where gRPC
+ * would cost a unary call; the token rules are the core's), and may carry out the mediated
  * operations zx_iob_writev and zx_iob_allocate_id (iob_core_iob_writev /
  * iob_core_iob_allocate_id: one socket round trip with the caller's bytes in the datagram).
- * MAP and UNMAP are answered by iob_core_map_dup / iob_core_unmap, so the rights and access checks of
- * docs/zircon-iob.md A.4 are the core's; a read-only grant carries a read-only file description.
+ * MAP and UNMAP are answered by iob_core_map_dup / iob_core_unmap, so the rights and access checks
+ * of docs/zircon-iob.md A.4 are the core's; a read-only grant carries a read-only file description.
  *
  * Lifetimes: a mapping granted here is a core mapping record of the attached session. The
  * broker never releases mapping records itself, not even when the connection drops: the
@@ -88,17 +88,6 @@ typedef struct iobd_broker_config {
      */
     uint32_t attach_timeout_ms;
 
-    /*
-     * Proves that the connecting process owns the session: returns true, and the core's
-     * session id in *session_out, when session_id and secret (16 bytes) match an open
-     * session and the broker peer (pid, uid, gid: its SO_PEERCRED, taken at accept) is the
-     * process that opened the session. The daemon compares the secret in constant time and
-     * logs why it refused. A refusal is answered with ZX_ERR_ACCESS_DENIED. Required.
-     */
-    bool (*authenticate)(void* ctx, uint64_t session_id, const uint8_t secret[16], pid_t pid,
-                         uid_t uid, gid_t gid, iob_session_id_t* session_out);
-    void* auth_ctx;
-
     /* Optional log sink; NULL logs to stderr. msg has no trailing newline. */
     void (*log)(void* ctx, int level, const char* msg);
     void* log_ctx;
@@ -107,11 +96,10 @@ typedef struct iobd_broker_config {
 /*
  * Creates the socket, starts serving it on `loop`. The config is copied (socket_path
  * included); `core` must outlive the broker.
- * Errors: ZX_ERR_INVALID_ARGS (NULL loop/core/config, missing socket_path or
- * authenticate, a path longer than sun_path), ZX_ERR_ACCESS_DENIED / ZX_ERR_BAD_PATH /
- * ZX_ERR_ADDRESS_IN_USE / ZX_ERR_IO (bind or listen failed), ZX_ERR_NO_MEMORY,
- * ZX_ERR_NO_RESOURCES (no closer thread, no libuv handle; let the loop run before
- * uv_loop_close, as after iobd_broker_stop).
+ * Errors: ZX_ERR_INVALID_ARGS (NULL loop/core/config, missing socket_path, a path longer than
+ * sun_path), ZX_ERR_ACCESS_DENIED / ZX_ERR_BAD_PATH / ZX_ERR_ADDRESS_IN_USE / ZX_ERR_IO (bind or
+ * listen failed), ZX_ERR_NO_MEMORY, ZX_ERR_NO_RESOURCES (no closer thread, no libuv handle; let the
+ * loop run before uv_loop_close, as after iobd_broker_stop).
  */
 zx_status_t iobd_broker_start(uv_loop_t* loop, iob_core_t* core, const iobd_broker_config_t* config,
                               iobd_broker_t** out);

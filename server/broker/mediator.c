@@ -74,51 +74,30 @@ struct iobd_mediator {
 bool iobd_mediated_writev(iob_core_t* core, iob_session_id_t session,
                           const iob_broker_writev_req_t* req, size_t len, zx_status_t* status) {
     bool array_unreadable = (req->flags & IOB_BROKER_WRITEV_VECTORS_UNREADABLE) != 0;
-    bool malformed = (req->flags & ~(uint32_t)IOB_BROKER_WRITEV_VECTORS_UNREADABLE) != 0 ||
-                     req->vector_count > IOB_BROKER_WRITEV_MAX_VECTORS;
-    uint32_t expect_count = 0;
-    if (!array_unreadable && req->num_vectors <= IOB_BROKER_WRITEV_MAX_VECTORS) {
-        expect_count = (uint32_t)req->num_vectors;
-    }
-    malformed = malformed || req->vector_count != expect_count;
-    uint64_t data_len = 0;
-    for (uint32_t i = 0; !malformed && i < req->vector_count; i++) {
-        const iob_broker_vec_t* v = &req->vecs[i];
-        if ((v->flags & ~(uint32_t)IOB_BROKER_VEC_READABLE) != 0) {
-            malformed = true;
-        } else if ((v->flags & IOB_BROKER_VEC_READABLE) != 0) {
-            /* Bounded by the message: a sum above it cannot be honest. */
-            if (v->capacity > IOB_BROKER_WRITEV_MAX_BYTES - data_len) {
-                malformed = true;
-            } else {
-                data_len += v->capacity;
-            }
-        }
-    }
-    if (malformed || len < sizeof *req || len - sizeof *req != data_len) {
+    if ((req->flags & ~(uint32_t)IOB_BROKER_WRITEV_VECTORS_UNREADABLE) != 0 ||
+        req->vector_count > IOB_BROKER_WRITEV_MAX_VECTORS || len < sizeof *req) {
         return false;
     }
-    zx_iovec_t vecs[IOB_BROKER_WRITEV_MAX_VECTORS];
-    const unsigned char* data = (const unsigned char*)(req + 1);
-    size_t off = 0;
+    iob_request_vec_t vecs[IOB_BROKER_WRITEV_MAX_VECTORS];
     for (uint32_t i = 0; i < req->vector_count; i++) {
         const iob_broker_vec_t* v = &req->vecs[i];
-        bool readable = (v->flags & IOB_BROKER_VEC_READABLE) != 0;
-        vecs[i].buffer = readable && v->capacity > 0 ? (void*)(uintptr_t)(data + off) : NULL;
-        vecs[i].capacity = (size_t)v->capacity;
-        off += readable ? (size_t)v->capacity : 0u;
+        if ((v->flags & ~(uint32_t)IOB_BROKER_VEC_READABLE) != 0) {
+            return false;
+        }
+        vecs[i] = (iob_request_vec_t){v->capacity, (v->flags & IOB_BROKER_VEC_READABLE) != 0};
     }
-    /*
-     * Above 8 vectors the core stops at step 6 before it reads the array; NULL keeps it
-     * from ever reading entries that were not sent.
-     */
-    const zx_iovec_t* arg = expect_count == 0 ? NULL : vecs;
-    if (core == NULL) {
-        return true;
-    }
-    *status = iob_core_iob_writev(core, session, req->handle, req->options, req->region_index,
-                                  arg, (size_t)req->num_vectors);
-    return true;
+    iob_writev_request_t w = {
+        .handle = req->handle,
+        .options = req->options,
+        .region_index = req->region_index,
+        .num_vectors = req->num_vectors,
+        .vectors_unreadable = array_unreadable,
+        .vecs = vecs,
+        .vec_count = req->vector_count,
+        .data = req + 1,
+        .data_len = len - sizeof *req,
+    };
+    return iob_request_writev(core, session, &w, status) == NULL;
 }
 
 bool iobd_mediated_allocate_id_layout_ok(const iob_broker_allocate_id_req_t* req, size_t len,
@@ -127,13 +106,26 @@ bool iobd_mediated_allocate_id_layout_ok(const iob_broker_allocate_id_req_t* req
         IOB_BROKER_ALLOC_BLOB_UNREADABLE | IOB_BROKER_ALLOC_ID_NULL | IOB_BROKER_ALLOC_BLOB_IN_FD;
     bool unreadable = (req->flags & IOB_BROKER_ALLOC_BLOB_UNREADABLE) != 0;
     bool in_fd = (req->flags & IOB_BROKER_ALLOC_BLOB_IN_FD) != 0;
-    if (len < sizeof *req) {
-        return false;
-    }
-    uint64_t body = len - sizeof *req;
-    return (req->flags & ~known) == 0 &&
-           (in_fd ? !unreadable && body == 0 && have_fd
-                  : (unreadable ? body == 0 : body == req->blob_size));
+    /* The bytes sent must agree with blob_size too: iob_request_allocate_id checks that. */
+    return len >= sizeof *req && (req->flags & ~known) == 0 &&
+           (!in_fd || (!unreadable && len == sizeof *req && have_fd));
+}
+
+const char* iobd_mediated_allocate_id(iob_core_t* core, iob_session_id_t session,
+                                      const iob_broker_allocate_id_req_t* req, size_t len,
+                                      const void* fd_blob, uint32_t* id, zx_status_t* status) {
+    bool in_fd = (req->flags & IOB_BROKER_ALLOC_BLOB_IN_FD) != 0;
+    iob_allocate_id_request_t a = {
+        .handle = req->handle,
+        .options = req->options,
+        .region_index = req->region_index,
+        .blob_size = req->blob_size,
+        .blob_unreadable = (req->flags & IOB_BROKER_ALLOC_BLOB_UNREADABLE) != 0,
+        .id_null = (req->flags & IOB_BROKER_ALLOC_ID_NULL) != 0,
+        .blob = in_fd ? fd_blob : (const void*)(req + 1),
+        .blob_len = in_fd ? (size_t)req->blob_size : len - sizeof *req,
+    };
+    return iob_request_allocate_id(core, session, &a, id, status);
 }
 
 /* A channel's request (in m->rx, len bytes): its status; *id for ALLOCATE_ID. */
@@ -149,15 +141,8 @@ static zx_status_t mediator_run(iobd_mediator_t* m, iobd_mchan_t* ch, size_t len
                len >= sizeof(iob_broker_allocate_id_req_t)) {
         const iob_broker_allocate_id_req_t* req = (const iob_broker_allocate_id_req_t*)m->rx;
         ok = req->layout == IOB_BROKER_MEDIATED_LAYOUT &&
-             iobd_mediated_allocate_id_layout_ok(req, len, false);
-        if (ok) {
-            bool unreadable = (req->flags & IOB_BROKER_ALLOC_BLOB_UNREADABLE) != 0;
-            bool id_null = (req->flags & IOB_BROKER_ALLOC_ID_NULL) != 0;
-            const void* blob = unreadable || req->blob_size == 0 ? NULL : (const void*)(req + 1);
-            st = iob_core_iob_allocate_id(m->core, ch->session, req->handle, req->options,
-                                          req->region_index, blob, req->blob_size,
-                                          id_null ? NULL : id);
-        }
+             iobd_mediated_allocate_id_layout_ok(req, len, false) &&
+             iobd_mediated_allocate_id(m->core, ch->session, req, len, NULL, id, &st) == NULL;
     } else {
         ok = false;
     }

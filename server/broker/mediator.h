@@ -30,6 +30,7 @@
 #include <zircon/types.h>
 
 #include "server/core/iob_core.h"
+#include "server/core/iob_request.h"
 #include "shm/broker_wire.h"
 
 #define IOBD_MEDIATOR_DEFAULT_MAX_CHANNELS 256u
@@ -65,15 +66,25 @@ void iobd_mediator_get_stats(iobd_mediator_t* m, iobd_mediator_stats_t* out);
 /*
  * A WRITEV request in iobd's own memory, `len` bytes that the header's size agrees with
  * (a datagram, or a channel's request once copied out): false when it is malformed
- * (nothing ran), else true with the core's status. The fixed part is checked field by
- * field and the trailing bytes must be exactly what the readable vectors announce;
- * unreadable buffers (and an unreadable array) reach the core as NULL so that it reports
- * them at A.6's step. A NULL core only checks.
+ * (nothing ran), else true with the core's status. The fixed part's fields are checked
+ * here; the rest is iob_request_writev's, the translation the gRPC adapter uses too.
+ * A NULL core only checks.
  */
 bool iobd_mediated_writev(iob_core_t* core, iob_session_id_t session,
                           const iob_broker_writev_req_t* req, size_t len, zx_status_t* status);
-/* Whether an ALLOCATE_ID's flags and length agree (have_fd: a blob memfd came with it). */
+/*
+ * Whether an ALLOCATE_ID's flags agree with its length and descriptor (have_fd: a blob memfd
+ * came with it). The bytes sent against blob_size are iob_request_allocate_id's check.
+ */
 bool iobd_mediated_allocate_id_layout_ok(const iob_broker_allocate_id_req_t* req, size_t len,
                                          bool have_fd);
+/*
+ * An ALLOCATE_ID whose layout is ok, through iob_request_allocate_id: its blob is the bytes
+ * after the fixed part, or with IOB_BROKER_ALLOC_BLOB_IN_FD fd_blob (read from its memfd).
+ * NULL and the core's status, or why the request is malformed; a NULL core only checks.
+ */
+const char* iobd_mediated_allocate_id(iob_core_t* core, iob_session_id_t session,
+                                      const iob_broker_allocate_id_req_t* req, size_t len,
+                                      const void* fd_blob, uint32_t* id, zx_status_t* status);
 
 #endif /* IOB_SERVER_BROKER_MEDIATOR_H_ */

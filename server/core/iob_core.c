@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * iob_core: lifecycle, sessions, handles and lifetimes (A.9), for IOB endpoints and shared
- * regions alike. Info, properties, signals, listing and statistics are in iob_object.c,
- * creation in iob_create.c, mapping and mediated region access in iob_map.c, transfer
+ * iob_core: lifecycle, handles and lifetimes (A.9), for IOB endpoints and shared regions
+ * alike. Sessions are in iob_session.c; info, properties, signals, listing and statistics are in
+ * iob_object.c, creation in iob_create.c, mapping and mediated region access in iob_map.c, transfer
  * tokens in iob_token.c, shared regions and the mediated disciplines in iob_mediated.c.
  *
  * Threading: one mutex, taken at every public entry and released before it returns;
@@ -132,7 +132,8 @@ zx_status_t iob_core_create(const iob_core_config_t* config, iob_core_t** out) {
     }
     core->config = *config;
     core->page_size = iob_backing_page_size(config->backing);
-    core->token_ttl_ns = config->token_ttl_ns != 0 ? config->token_ttl_ns : IOB__DEFAULT_TOKEN_TTL_NS;
+    core->token_ttl_ns =
+        config->token_ttl_ns != 0 ? config->token_ttl_ns : IOB__DEFAULT_TOKEN_TTL_NS;
     core->next_koid = ZX_KOID_FIRST;
     core->next_session_id = 1;
     core->next_mapping_id = 1;
@@ -157,7 +158,15 @@ zx_status_t iob_core_create(const iob_core_config_t* config, iob_core_t** out) {
     return ZX_OK;
 }
 
-static void session_release_locked(iob_core_t* core, iob__session_t* session);
+void iob_core_set_observer(iob_core_t* core, const iob_core_observer_t* observer) {
+    iob__core_lock(core);
+    if (observer != NULL) {
+        core->config.observer = *observer;
+    } else {
+        memset(&core->config.observer, 0, sizeof core->config.observer);
+    }
+    iob__core_unlock(core);
+}
 
 void iob_core_destroy(iob_core_t* core) {
     if (core == NULL) {
@@ -173,7 +182,7 @@ void iob_core_destroy(iob_core_t* core) {
     while (core->sessions.count > 0) {
         for (size_t i = 0; i < core->sessions.capacity; i++) {
             if (core->sessions.keys[i] != 0) {
-                session_release_locked(core, core->sessions.values[i]);
+                iob__session_release(core, core->sessions.values[i]);
                 break;
             }
         }
@@ -208,108 +217,8 @@ uint64_t iob_core_page_size(const iob_core_t* core) {
     return core->page_size;
 }
 
-/* ---- Sessions ---- */
-
-iob__session_t* iob__session_live(iob_core_t* core, iob_session_id_t session) {
-    iob__session_t* s = iob__idmap_get(&core->sessions, session.value);
-    return (s != NULL && !s->closed) ? s : NULL;
-}
-
-zx_status_t iob_core_session_open(iob_core_t* core, const iob_session_cred_t* cred,
-                                  iob_session_id_t* out) {
-    if (core == NULL || out == NULL) {
-        return ZX_ERR_INVALID_ARGS;
-    }
-    iob__core_lock(core);
-    zx_status_t status = ZX_OK;
-    iob__session_t* session = calloc(1, sizeof *session);
-    if (session == NULL) {
-        status = ZX_ERR_NO_MEMORY;
-        goto done;
-    }
-    session->id = core->next_session_id;
-    if (cred != NULL) {
-        session->cred = *cred;
-    }
-    iob__list_init(&session->handles);
-    iob__list_init(&session->mappings);
-    status = iob__uid_get(core, session->cred.uid, &session->uid);
-    if (status != ZX_OK) {
-        free(session);
-        goto done;
-    }
-    status = iob__idmap_put(&core->sessions, session->id, session);
-    if (status != ZX_OK) {
-        iob__uid_put(core, session->uid);
-        free(session);
-        goto done;
-    }
-    core->next_session_id++;
-    *out = (iob_session_id_t){session->id};
-done:
-    iob__core_unlock(core);
-    return status;
-}
-
-static void session_close_locked(iob_core_t* core, iob__session_t* session) {
-    session->closed = true;
-    while (!iob__list_empty(&session->handles)) {
-        iob__handle_destroy(core, IOB__CONTAINER_OF(session->handles.next, iob__handle_t, link),
-                            false);
-    }
-}
-
-zx_status_t iob_core_session_close(iob_core_t* core, iob_session_id_t session) {
-    if (core == NULL) {
-        return ZX_ERR_INVALID_ARGS;
-    }
-    iob__core_lock(core);
-    zx_status_t status = ZX_OK;
-    iob__session_t* s = iob__idmap_get(&core->sessions, session.value);
-    if (s == NULL || s->closed) {
-        status = IOB__ERR_SET(ZX_ERR_NOT_FOUND, "no open session %llu",
-                              (unsigned long long)session.value);
-    } else {
-        session_close_locked(core, s);
-    }
-    iob__core_unlock(core);
-    return status;
-}
-
-static void session_release_locked(iob_core_t* core, iob__session_t* session) {
-    /* A process that exited before its connection was noticed closing: close it too. */
-    if (!session->closed) {
-        session_close_locked(core, session);
-    }
-    while (!iob__list_empty(&session->mappings)) {
-        iob__mapping_destroy(core,
-                             IOB__CONTAINER_OF(session->mappings.next, iob__mapping_t, link));
-    }
-    /*
-     * IOBs, shared regions and tokens it made outlive it: they stop counting against the
-     * session (their payers find no session by this id any more) but still count against
-     * its uid until they go.
-     */
-    iob__idmap_remove(&core->sessions, session->id);
-    iob__uid_put(core, session->uid);
-    free(session);
-}
-
-zx_status_t iob_core_session_release_mappings(iob_core_t* core, iob_session_id_t session) {
-    if (core == NULL) {
-        return ZX_ERR_INVALID_ARGS;
-    }
-    iob__core_lock(core);
-    zx_status_t status = ZX_OK;
-    iob__session_t* s = iob__idmap_get(&core->sessions, session.value);
-    if (s == NULL) {
-        status = IOB__ERR_SET(ZX_ERR_NOT_FOUND, "no session %llu",
-                              (unsigned long long)session.value);
-    } else {
-        session_release_locked(core, s);
-    }
-    iob__core_unlock(core);
-    return status;
+iob_backing_t iob_core_backing(const iob_core_t* core) {
+    return core->config.backing;
 }
 
 /* ---- Handles ---- */
@@ -356,6 +265,24 @@ zx_status_t iob__handle_get(iob_core_t* core, iob_session_id_t session, zx_handl
         return rights_missing(value, h->rights, rights);
     }
     *out = h;
+    return ZX_OK;
+}
+
+zx_status_t iob__region_get(iob_core_t* core, iob_session_id_t session, zx_handle_t value,
+                            zx_rights_t rights, uint32_t region_index, iob__handle_t** handle_out,
+                            iob__region_t** region_out) {
+    iob__handle_t* h = NULL;
+    zx_status_t status = iob__handle_get(core, session, value, ZX_OBJ_TYPE_IOB, rights, &h);
+    if (status != ZX_OK) {
+        return status;
+    }
+    iob__iob_t* iob = h->ep->iob;
+    if (region_index >= iob->region_count) {
+        return IOB__ERR_SET(ZX_ERR_OUT_OF_RANGE, "region %u of %u", region_index,
+                            iob->region_count);
+    }
+    *handle_out = h;
+    *region_out = &iob->regions[region_index];
     return ZX_OK;
 }
 
@@ -513,8 +440,8 @@ done:
     return status;
 }
 
-zx_status_t iob_core_handle_replace(iob_core_t* core, iob_session_id_t session,
-                                    zx_handle_t handle, zx_rights_t rights, zx_handle_t* out) {
+zx_status_t iob_core_handle_replace(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
+                                    zx_rights_t rights, zx_handle_t* out) {
     if (core == NULL) {
         return ZX_ERR_INVALID_ARGS;
     }

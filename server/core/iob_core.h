@@ -86,8 +86,8 @@ typedef struct iob_core_observer {
      * The signal state of the object `handle` names changed: an endpoint's user signals or
      * ZX_IOB_PEER_CLOSED, a shared region's user signals. `koid` is the object's.
      */
-    void (*handle_signals)(void* ctx, iob_session_id_t session, zx_handle_t handle,
-                           zx_koid_t koid, zx_signals_t signals);
+    void (*handle_signals)(void* ctx, iob_session_id_t session, zx_handle_t handle, zx_koid_t koid,
+                           zx_signals_t signals);
     /*
      * A record was written into the shared region `handle` names (zx_iob_writev): strobe
      * ZX_IOB_SHARED_REGION_UPDATED for what is armed on it right now. The signal is never
@@ -95,8 +95,8 @@ typedef struct iob_core_observer {
      * the region's current state (its user signals), so an event built from the strobe can
      * carry it too.
      */
-    void (*handle_strobed)(void* ctx, iob_session_id_t session, zx_handle_t handle,
-                           zx_koid_t koid, zx_signals_t signals);
+    void (*handle_strobed)(void* ctx, iob_session_id_t session, zx_handle_t handle, zx_koid_t koid,
+                           zx_signals_t signals);
     /* A handle was closed or consumed (close, replace, export, session end). */
     void (*handle_closed)(void* ctx, iob_session_id_t session, zx_handle_t handle);
 } iob_core_observer_t;
@@ -139,9 +139,9 @@ uint64_t iob_core_default_total_bytes(iob_backing_t backing, const iob_core_mach
  * whose use is still counted; the server-wide byte budget applies to everyone.
  */
 typedef struct iob_core_config {
-    iob_backing_t backing;            /* page size of every region comes from this */
-    uint64_t max_total_bytes;         /* byte budget over all regions; 0 = derived */
-    uint32_t max_iobs_per_session;    /* IOBs plus shared regions */
+    iob_backing_t backing;         /* page size of every region comes from this */
+    uint64_t max_total_bytes;      /* byte budget over all regions; 0 = derived */
+    uint32_t max_iobs_per_session; /* IOBs plus shared regions */
     uint32_t max_handles_per_session;
     uint64_t max_bytes_per_session;
     uint32_t max_tokens_per_session; /* exported tokens not yet imported or expired */
@@ -157,18 +157,32 @@ typedef struct iob_core_config {
     const iob_core_machine_t* machine;
     /* Bits of the handle value space, 1..29; 0 = 29. Tests make it small. */
     uint32_t handle_value_bits;
-    uint64_t token_ttl_ns;            /* 0 = the default, 60 s */
+    uint64_t token_ttl_ns; /* 0 = the default, 60 s */
     /* Monotonic clock for token expiry; NULL = CLOCK_MONOTONIC. Tests inject their own. */
     int64_t (*now_ns)(void* clock_ctx);
     void* clock_ctx;
     iob_core_observer_t observer; /* optional; NULL members are skipped */
 } iob_core_config_t;
 
+/*
+ * Who opened a session, as its transport knows it. A remote client (TCP) has neither
+ * `local` nor `known`; its uid is (uid_t)-1, which budgets count like any other uid.
+ */
 typedef struct iob_session_cred {
     pid_t pid;
     uid_t uid;
     gid_t gid;
+    /* Over a Unix socket: the client runs on this machine and may map (iob_core_session_attach). */
+    bool local;
+    /* pid, uid and gid are the connection's SO_PEERCRED, read when it was accepted. */
+    bool known;
 } iob_session_cred_t;
+
+/* The secret that proves a session's ownership (OpenSession's reply; the broker's ATTACH). */
+#define IOB_CORE_SECRET_SIZE 16
+
+/* Constant-time comparison of secrets and tokens: its time depends on n only. */
+bool iob_core_ct_equal(const void* a, const void* b, size_t n);
 
 /* ---- Lifecycle ---- */
 
@@ -176,7 +190,15 @@ zx_status_t iob_core_create(const iob_core_config_t* config, iob_core_t** out);
 /* Releases everything, including sessions that are still open. No observer calls. */
 void iob_core_destroy(iob_core_t* core);
 
+/*
+ * The daemon creates the core and lends it to its adapters; the one that serves sessions
+ * (gRPC) then installs itself as the observer, before any session opens, and removes
+ * itself (NULL) before it goes away. Replaces config.observer.
+ */
+void iob_core_set_observer(iob_core_t* core, const iob_core_observer_t* observer);
+
 uint64_t iob_core_page_size(const iob_core_t* core);
+iob_backing_t iob_core_backing(const iob_core_t* core);
 
 /*
  * Postponed closing of region memory, for the calling thread only. While on, the memfds of
@@ -207,8 +229,40 @@ const char* iob_core_error_detail(void);
 
 /* ---- Sessions ---- */
 
+/*
+ * A new session of `cred` (NULL: an unknown remote client). secret_out (may be NULL)
+ * receives its secret, fresh from getrandom: whoever shows it with the id may act for the
+ * session (iob_core_session_verify, iob_core_session_attach). ZX_ERR_NO_MEMORY;
+ * ZX_ERR_NO_RESOURCES when no randomness could be had.
+ */
 zx_status_t iob_core_session_open(iob_core_t* core, const iob_session_cred_t* cred,
-                                  iob_session_id_t* out);
+                                  iob_session_id_t* out, uint8_t secret_out[IOB_CORE_SECRET_SIZE]);
+/*
+ * Does `secret` prove the open session `id`? Compared in constant time, and compared even
+ * for an unknown or closed session, so timing tells nothing. False for those.
+ */
+bool iob_core_session_verify(iob_core_t* core, uint64_t id,
+                             const uint8_t secret[IOB_CORE_SECRET_SIZE]);
+/*
+ * The map broker's ATTACH: the process `peer` (its connection's SO_PEERCRED) proves it owns
+ * session `id`. It must show the secret of an open local session, and be the session's own
+ * process: the same uid and the same pid (SO_PEERCRED gives the thread group id, so every
+ * thread of it qualifies). The secret alone is not enough: it may have leaked (a log, a core
+ * dump, a child it was handed to), and the session's mapping records are released when *its*
+ * process exits, so a mapping made by any other process could outlive its record.
+ * ZX_OK marks the session attached (iob_core_session_attached) and gives its id in *out;
+ * otherwise ZX_ERR_ACCESS_DENIED, and when the secret matched but the peer is someone else,
+ * iob_core_error_detail says who was refused to whom and why, for a warning.
+ */
+zx_status_t iob_core_session_attach(iob_core_t* core, uint64_t id,
+                                    const uint8_t secret[IOB_CORE_SECRET_SIZE],
+                                    const iob_session_cred_t* peer, iob_session_id_t* out);
+/*
+ * Did the map broker ever attach the session? Only then can it hold mapping records, so
+ * only then must its release wait for its process to exit. Final once the session is closed
+ * (a closed session cannot be attached). False for an unknown session.
+ */
+bool iob_core_session_attached(iob_core_t* core, iob_session_id_t session);
 /*
  * The session's connection is gone: its handles close now (peers may see PEER_CLOSED);
  * its mapping records stay counted until iob_core_session_release_mappings, because the
@@ -250,15 +304,14 @@ zx_status_t iob_core_set_property(iob_core_t* core, iob_session_id_t session, zx
 zx_status_t iob_core_handle_close(iob_core_t* core, iob_session_id_t session, zx_handle_t handle);
 zx_status_t iob_core_handle_duplicate(iob_core_t* core, iob_session_id_t session,
                                       zx_handle_t handle, zx_rights_t rights, zx_handle_t* out);
-zx_status_t iob_core_handle_replace(iob_core_t* core, iob_session_id_t session,
-                                    zx_handle_t handle, zx_rights_t rights, zx_handle_t* out);
+zx_status_t iob_core_handle_replace(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
+                                    zx_rights_t rights, zx_handle_t* out);
 
 zx_status_t iob_core_object_signal(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
                                    uint32_t clear_mask, uint32_t set_mask);
 /* ZX_ERR_PEER_CLOSED once the peer has no handle left (tokens count); mappings don't count. */
 zx_status_t iob_core_object_signal_peer(iob_core_t* core, iob_session_id_t session,
-                                        zx_handle_t handle, uint32_t clear_mask,
-                                        uint32_t set_mask);
+                                        zx_handle_t handle, uint32_t clear_mask, uint32_t set_mask);
 
 /*
  * The current signals of the handle's endpoint, for waits. Needs ZX_RIGHT_WAIT
@@ -299,15 +352,15 @@ zx_status_t iob_core_shared_region_create(iob_core_t* core, iob_session_id_t ses
 /*
  * zx_iob_writev in A.6 order, then A.7 under the shared region's lock (the core's mutex).
  * The adapter has already copied the caller's bytes: vectors and their buffers are the
- * server's memory. What the caller's process could not read is passed as NULL so that the error comes in
- * A.6's order: vectors == NULL with num_vectors > 0 is an unreadable iovec array (step 7,
+ * server's memory. What the caller's process could not read is passed as NULL so that the error
+ * comes in A.6's order: vectors == NULL with num_vectors > 0 is an unreadable iovec array (step 7,
  * INVALID_ARGS); a vector whose buffer is NULL with capacity > 0 is an unreadable payload
  * (step 11, NOT_FOUND, after the ring checks). On success the shared region is strobed
  * (observer handle_strobed).
  */
 zx_status_t iob_core_iob_writev(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
-                                uint64_t options, uint32_t region_index,
-                                const zx_iovec_t* vectors, size_t num_vectors);
+                                uint64_t options, uint32_t region_index, const zx_iovec_t* vectors,
+                                size_t num_vectors);
 
 /*
  * zx_iob_allocate_id in A.5 order on the A.8 layout. blob == NULL with blob_size > 0 is an
@@ -316,9 +369,9 @@ zx_status_t iob_core_iob_writev(iob_core_t* core, iob_session_id_t session, zx_h
  * does; the caller cannot tell). The container's header is written at IOB create, so an ID
  * allocator region of size 0 is refused there (INVALID_ARGS).
  */
-zx_status_t iob_core_iob_allocate_id(iob_core_t* core, iob_session_id_t session,
-                                     zx_handle_t handle, uint32_t options, uint32_t region_index,
-                                     const void* blob, uint64_t blob_size, uint32_t* id);
+zx_status_t iob_core_iob_allocate_id(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
+                                     uint32_t options, uint32_t region_index, const void* blob,
+                                     uint64_t blob_size, uint32_t* id);
 
 /*
  * What iob_core_iob_allocate_id would answer for a readable blob of blob_size bytes (and a
@@ -328,8 +381,7 @@ zx_status_t iob_core_iob_allocate_id(iob_core_t* core, iob_session_id_t session,
  */
 zx_status_t iob_core_iob_allocate_id_check(iob_core_t* core, iob_session_id_t session,
                                            zx_handle_t handle, uint32_t options,
-                                           uint32_t region_index, uint64_t blob_size,
-                                           bool id_null);
+                                           uint32_t region_index, uint64_t blob_size, bool id_null);
 
 /* ---- Mapping (zx_vmar_map_iob's server half) ---- */
 
@@ -362,8 +414,8 @@ zx_status_t iob_core_unmap(iob_core_t* core, iob_session_id_t session, iob_mappi
  * send the fd use this one. A failed dup: its errno's status, and no mapping is recorded.
  */
 zx_status_t iob_core_map_dup(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
-                             zx_vm_option_t options, uint32_t region_index,
-                             uint64_t region_offset, uint64_t len, iob_map_grant_t* grant_out);
+                             zx_vm_option_t options, uint32_t region_index, uint64_t region_offset,
+                             uint64_t len, iob_map_grant_t* grant_out);
 
 /* ---- Transfer between processes (docs/zircon-iob.md L, "Transfer") ---- */
 
@@ -462,7 +514,8 @@ typedef struct iob_core_stats {
     uint64_t uid_max_bytes; /* the most any one uid has charged now, and its uid */
     uint32_t uid_max_bytes_uid;
     uint32_t handle_value_bits;
-    uint64_t regions; /* regions of live IOBs */
+    uint64_t regions;      /* regions of live IOBs */
+    uint64_t token_ttl_ns; /* the effective lifetime of an exported token */
 } iob_core_stats_t;
 
 void iob_core_get_stats(iob_core_t* core, iob_core_stats_t* out);

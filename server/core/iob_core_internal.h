@@ -211,7 +211,9 @@ typedef struct iob__mapping {
 struct iob__session {
     uint64_t id;
     iob_session_cred_t cred;
-    bool closed; /* connection gone; only mapping records remain */
+    uint8_t secret[IOB_CORE_SECRET_SIZE];
+    bool closed;       /* connection gone; only mapping records remain */
+    bool attached;     /* the map broker attached it: it may hold mapping records */
     iob__uid_t* uid;   /* counted in uid->refs */
     iob__usage_t used; /* what objects it made still charge to it */
     iob__list_t handles;
@@ -302,6 +304,8 @@ static inline iob__usage_t iob__amount(iob__res_t res, uint64_t n) {
     return u;
 }
 
+/* Closes the session if it is open, drops its mapping records and frees it. */
+void iob__session_release(iob_core_t* core, iob__session_t* session);
 /* A live session (not closed); NULL otherwise. */
 iob__session_t* iob__session_live(iob_core_t* core, iob_session_id_t session);
 /*
@@ -317,6 +321,14 @@ iob__session_t* iob__session_live(iob_core_t* core, iob_session_id_t session);
  */
 zx_status_t iob__handle_get(iob_core_t* core, iob_session_id_t session, zx_handle_t value,
                             zx_obj_type_t type, zx_rights_t rights, iob__handle_t** out);
+
+/*
+ * iob__handle_get for an IOB handle with `rights`, then its region `region_index`
+ * (ZX_ERR_OUT_OF_RANGE past its last): what every per-region operation looks up first.
+ */
+zx_status_t iob__region_get(iob_core_t* core, iob_session_id_t session, zx_handle_t value,
+                            zx_rights_t rights, uint32_t region_index, iob__handle_t** handle_out,
+                            iob__region_t** region_out);
 
 /*
  * Gives out the next handle value that no live handle holds and that differs from `other`

@@ -279,17 +279,12 @@ static zx_status_t region_access(iob_core_t* core, iob_session_id_t session, zx_
                                  uint32_t region_index, uint64_t offset, size_t len,
                                  bool write, uint8_t** where) {
     iob__handle_t* h = NULL;
-    zx_status_t status = iob__handle_get(core, session, handle, ZX_OBJ_TYPE_IOB,
-                                         write ? ZX_RIGHT_WRITE : ZX_RIGHT_READ, &h);
+    iob__region_t* r = NULL;
+    zx_status_t status = iob__region_get(
+        core, session, handle, write ? ZX_RIGHT_WRITE : ZX_RIGHT_READ, region_index, &h, &r);
     if (status != ZX_OK) {
         return status;
     }
-    iob__iob_t* iob = h->ep->iob;
-    if (region_index >= iob->region_count) {
-        return IOB__ERR_SET(ZX_ERR_OUT_OF_RANGE, "region %u of %u", region_index,
-                            iob->region_count);
-    }
-    iob__region_t* r = &iob->regions[region_index];
     zx_iob_access_t bit = write ? ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE : ZX_IOB_ACCESS_EP0_CAN_MAP_READ;
     if (!(iob__access_view(r->desc.access, h->ep->index) & bit)) {
         return IOB__ERR_SET(ZX_ERR_ACCESS_DENIED, "endpoint %u may not %s region %u",

@@ -159,34 +159,49 @@ fail_locked:
 /* ---- The checks zx_iob_writev and zx_iob_allocate_id share (A.5, A.6 steps 2-5) ---- */
 
 /*
- * The handle (with ZX_RIGHT_WRITE, the wrong type before the missing right, as Zircon's
- * handle table decides), the region index, the region's discipline and this endpoint's
- * MEDIATED_WRITE bit, in that order.
+ * The start of both calls: options (ZX_ERR_INVALID_ARGS unless 0), then under the lock the
+ * handle (with ZX_RIGHT_WRITE, the wrong type before the missing right, as Zircon's handle
+ * table decides), the region index, the region's discipline and this endpoint's
+ * MEDIATED_WRITE bit, in that order, and the server's view of the region's memory. On
+ * ZX_OK the core stays locked for the caller (who unlocks); on any error it is not.
  */
-static zx_status_t mediated_region(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
-                                   uint32_t region_index, zx_iob_discipline_type_t discipline,
-                                   iob__region_t** out) {
+static zx_status_t mediated_enter(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
+                                  uint64_t options, uint32_t region_index,
+                                  zx_iob_discipline_type_t discipline, iob__region_t** region_out,
+                                  void** view_out) {
+    if (core == NULL) {
+        return ZX_ERR_INVALID_ARGS;
+    }
+    iob__err_clear();
+    if (options != 0) {
+        return IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "options 0x%" PRIx64 " != 0", options);
+    }
+    iob__core_lock(core);
     iob__handle_t* h = NULL;
+    iob__region_t* r = NULL;
     zx_status_t status =
-        iob__handle_get(core, session, handle, ZX_OBJ_TYPE_IOB, ZX_RIGHT_WRITE, &h);
+        iob__region_get(core, session, handle, ZX_RIGHT_WRITE, region_index, &h, &r);
+    void* view = NULL;
     if (status != ZX_OK) {
+        /* iob__region_get said why. */
+    } else if (r->desc.discipline.type != discipline) {
+        status =
+            IOB__ERR_SET(ZX_ERR_WRONG_TYPE, "region %u has discipline %" PRIu64 ", not %" PRIu64,
+                         region_index, r->desc.discipline.type, discipline);
+    } else if (!(iob__access_view(r->desc.access, h->ep->index) &
+                 ZX_IOB_ACCESS_EP0_CAN_MEDIATED_WRITE)) {
+        status = IOB__ERR_SET(ZX_ERR_ACCESS_DENIED, "endpoint %u may not write region %u mediated",
+                              h->ep->index, region_index);
+    } else if ((view = iob__memory_view(iob__region_memory(r))) == NULL) {
+        /* An ID allocator's own memory, or (A.3) a ring buffer's shared region. */
+        status = IOB__ERR_SET(ZX_ERR_NO_MEMORY, "mapping region %u", region_index);
+    }
+    if (status != ZX_OK) {
+        iob__core_unlock(core);
         return status;
     }
-    iob__iob_t* iob = h->ep->iob;
-    if (region_index >= iob->region_count) {
-        return IOB__ERR_SET(ZX_ERR_OUT_OF_RANGE, "region %u of %u", region_index,
-                            iob->region_count);
-    }
-    iob__region_t* r = &iob->regions[region_index];
-    if (r->desc.discipline.type != discipline) {
-        return IOB__ERR_SET(ZX_ERR_WRONG_TYPE, "region %u has discipline %" PRIu64 ", not %" PRIu64,
-                            region_index, r->desc.discipline.type, discipline);
-    }
-    if (!(iob__access_view(r->desc.access, h->ep->index) & ZX_IOB_ACCESS_EP0_CAN_MEDIATED_WRITE)) {
-        return IOB__ERR_SET(ZX_ERR_ACCESS_DENIED, "endpoint %u may not write region %u mediated",
-                            h->ep->index, region_index);
-    }
-    *out = r;
+    *region_out = r;
+    *view_out = view;
     return ZX_OK;
 }
 
@@ -210,27 +225,15 @@ static zx_status_t ring_append(void* ctx) {
 zx_status_t iob_core_iob_writev(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
                                 uint64_t options, uint32_t region_index, const zx_iovec_t* vectors,
                                 size_t num_vectors) {
-    if (core == NULL) {
-        return ZX_ERR_INVALID_ARGS;
-    }
-    iob__err_clear();
-    if (options != 0) {
-        return IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "options 0x%" PRIx64 " != 0", options);
-    }
-    iob__core_lock(core);
     iob__region_t* r = NULL;
-    zx_status_t status = mediated_region(core, session, handle, region_index,
-                                         ZX_IOB_DISCIPLINE_TYPE_MEDIATED_WRITE_RING_BUFFER, &r);
+    void* ring = NULL;
+    zx_status_t status =
+        mediated_enter(core, session, handle, options, region_index,
+                       ZX_IOB_DISCIPLINE_TYPE_MEDIATED_WRITE_RING_BUFFER, &r, &ring);
     if (status != ZX_OK) {
-        goto done;
+        return status;
     }
-    /* A.3 lets this discipline exist only on a shared region. */
     iob__shared_region_t* shared = r->shared;
-    void* ring = iob__memory_view(&shared->memory);
-    if (ring == NULL) {
-        status = IOB__ERR_SET(ZX_ERR_NO_MEMORY, "mapping shared region %" PRIu64, shared->koid);
-        goto done;
-    }
     iob__ring_append_t append = {.ring = ring,
                                  .size = shared->memory.mem.size,
                                  .page_size = core->page_size,
@@ -280,25 +283,12 @@ static zx_status_t id_claim(void* ctx) {
 static zx_status_t allocate_id(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
                                uint32_t options, uint32_t region_index, const void* blob,
                                uint64_t blob_size, uint32_t* id, bool check_only) {
-    if (core == NULL) {
-        return ZX_ERR_INVALID_ARGS;
-    }
-    iob__err_clear();
-    if (options != 0) {
-        return IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "options 0x%x != 0", options);
-    }
-    iob__core_lock(core);
     iob__region_t* r = NULL;
-    zx_status_t status = mediated_region(core, session, handle, region_index,
-                                         ZX_IOB_DISCIPLINE_TYPE_ID_ALLOCATOR, &r);
+    void* container = NULL; /* made at create, when the header was written (iob_create.c) */
+    zx_status_t status = mediated_enter(core, session, handle, options, region_index,
+                                        ZX_IOB_DISCIPLINE_TYPE_ID_ALLOCATOR, &r, &container);
     if (status != ZX_OK) {
-        goto done;
-    }
-    /* Made at create, when the header was written (iob_create.c). */
-    void* container = iob__memory_view(&r->own);
-    if (container == NULL) {
-        status = IOB__ERR_SET(ZX_ERR_NO_MEMORY, "mapping region %u", region_index);
-        goto done;
+        return status;
     }
     uint32_t allocated = 0;
     iob__id_claim_t claim = {.container = container,

@@ -53,20 +53,20 @@ static bool iob__info_topic_of_other_type(uint32_t topic) {
 static zx_status_t shared_region_info(const iob__handle_t* h, uint32_t topic, void* buffer,
                                       size_t buffer_size, size_t* actual, size_t* avail) {
     switch (topic) {
-    case ZX_INFO_HANDLE_VALID:
-        return ZX_OK;
-    case ZX_INFO_HANDLE_BASIC: {
-        zx_info_handle_basic_t info;
-        memset(&info, 0, sizeof info);
-        info.koid = h->shared->koid;
-        info.rights = h->rights;
-        info.type = ZX_OBJ_TYPE_IOB_SHARED_REGION;
-        info.related_koid = ZX_KOID_INVALID;
-        return copy_single(&info, sizeof info, buffer, buffer_size, actual, avail);
-    }
-    default:
-        return IOB__ERR_SET(ZX_ERR_WRONG_TYPE, "topic %u needs an IOB, not a shared region",
-                            topic);
+        case ZX_INFO_HANDLE_VALID:
+            return ZX_OK;
+        case ZX_INFO_HANDLE_BASIC: {
+            zx_info_handle_basic_t info;
+            memset(&info, 0, sizeof info);
+            info.koid = h->shared->koid;
+            info.rights = h->rights;
+            info.type = ZX_OBJ_TYPE_IOB_SHARED_REGION;
+            info.related_koid = ZX_KOID_INVALID;
+            return copy_single(&info, sizeof info, buffer, buffer_size, actual, avail);
+        }
+        default:
+            return IOB__ERR_SET(ZX_ERR_WRONG_TYPE, "topic %u needs an IOB, not a shared region",
+                                topic);
     }
 }
 
@@ -130,48 +130,48 @@ zx_status_t iob_core_get_info(iob_core_t* core, iob_session_id_t session, zx_han
     iob__endpoint_t* ep = h->ep;
     iob__iob_t* iob = ep->iob;
     switch (topic) {
-    case ZX_INFO_HANDLE_VALID:
-        break;
-    case ZX_INFO_HANDLE_BASIC: {
-        zx_info_handle_basic_t info;
-        memset(&info, 0, sizeof info);
-        info.koid = ep->koid;
-        info.rights = h->rights;
-        info.type = ZX_OBJ_TYPE_IOB;
-        info.related_koid = iob->ep[1 - ep->index].koid;
-        status = copy_single(&info, sizeof info, buffer, buffer_size, actual, avail);
-        break;
-    }
-    case ZX_INFO_IOB: {
-        zx_info_iob_t info;
-        memset(&info, 0, sizeof info);
-        info.options = 0;
-        info.region_count = iob->region_count;
-        status = copy_single(&info, sizeof info, buffer, buffer_size, actual, avail);
-        break;
-    }
-    case ZX_INFO_IOB_REGIONS: {
-        size_t room = buffer_size / sizeof(zx_iob_region_info_t);
-        if (room > 0 && buffer == NULL) {
-            status = IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "buffer is NULL");
+        case ZX_INFO_HANDLE_VALID:
+            break;
+        case ZX_INFO_HANDLE_BASIC: {
+            zx_info_handle_basic_t info;
+            memset(&info, 0, sizeof info);
+            info.koid = ep->koid;
+            info.rights = h->rights;
+            info.type = ZX_OBJ_TYPE_IOB;
+            info.related_koid = iob->ep[1 - ep->index].koid;
+            status = copy_single(&info, sizeof info, buffer, buffer_size, actual, avail);
             break;
         }
-        size_t n = room < iob->region_count ? room : iob->region_count;
-        zx_iob_region_info_t* out = buffer;
-        for (size_t i = 0; i < n; i++) {
-            zx_iob_region_info_t info;
+        case ZX_INFO_IOB: {
+            zx_info_iob_t info;
             memset(&info, 0, sizeof info);
-            memcpy(&info.region, &iob->regions[i].desc, sizeof info.region);
-            info.region.access = iob__access_view(info.region.access, ep->index);
-            info.koid = iob->regions[i].koid;
-            memcpy(&out[i], &info, sizeof info);
+            info.options = 0;
+            info.region_count = iob->region_count;
+            status = copy_single(&info, sizeof info, buffer, buffer_size, actual, avail);
+            break;
         }
-        set_counts(actual, avail, n, iob->region_count);
-        break;
-    }
-    default:
-        status = ZX_ERR_INTERNAL;
-        break;
+        case ZX_INFO_IOB_REGIONS: {
+            size_t room = buffer_size / sizeof(zx_iob_region_info_t);
+            if (room > 0 && buffer == NULL) {
+                status = IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "buffer is NULL");
+                break;
+            }
+            size_t n = room < iob->region_count ? room : iob->region_count;
+            zx_iob_region_info_t* out = buffer;
+            for (size_t i = 0; i < n; i++) {
+                zx_iob_region_info_t info;
+                memset(&info, 0, sizeof info);
+                memcpy(&info.region, &iob->regions[i].desc, sizeof info.region);
+                info.region.access = iob__access_view(info.region.access, ep->index);
+                info.koid = iob->regions[i].koid;
+                memcpy(&out[i], &info, sizeof info);
+            }
+            set_counts(actual, avail, n, iob->region_count);
+            break;
+        }
+        default:
+            status = ZX_ERR_INTERNAL;
+            break;
     }
 done:
     iob__core_unlock(core);
@@ -180,44 +180,12 @@ done:
 
 /* ---- Properties ---- */
 
-/*
- * What get_property and set_property check first, in Zircon's order, under the lock: the
- * handle, its right, then the property (ZX_PROP_NAME is the only one an IOB has).
- */
-static zx_status_t property_handle(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
-                                   zx_rights_t right, uint32_t property, iob__handle_t** out) {
-    iob__handle_t* h = NULL;
-    zx_status_t status = iob__handle_get(core, session, handle, ZX_OBJ_TYPE_NONE, right, &h);
-    if (status != ZX_OK) {
-        return status;
-    }
-    /* The root VMAR holds no property right, so it never gets here. */
-    if (h == NULL || property != ZX_PROP_NAME) {
-        return IOB__ERR_SET(ZX_ERR_NOT_SUPPORTED, "property %u", property);
-    }
-    *out = h;
-    return ZX_OK;
-}
-
-zx_status_t iob_core_get_property(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
-                                  uint32_t property, void* value, size_t value_size) {
-    if (core == NULL) {
-        return ZX_ERR_INVALID_ARGS;
-    }
-    iob__err_clear();
-    if (value == NULL) {
-        return IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "value is NULL");
-    }
-    iob__core_lock(core);
-    iob__handle_t* h = NULL;
-    zx_status_t status =
-        property_handle(core, session, handle, ZX_RIGHT_GET_PROPERTY, property, &h);
-    if (status != ZX_OK) {
-        goto done;
-    }
+/* ZX_PROP_NAME of the object h names, into value (at least ZX_MAX_NAME_LEN bytes). */
+static zx_status_t name_get(const iob__handle_t* h, void* value, size_t value_size) {
     if (value_size < ZX_MAX_NAME_LEN) {
-        status = IOB__ERR_SET(ZX_ERR_BUFFER_TOO_SMALL, "name needs %zu bytes", ZX_MAX_NAME_LEN);
-    } else if (h->shared != NULL || h->ep->iob->regions[0].shared != NULL) {
+        return IOB__ERR_SET(ZX_ERR_BUFFER_TOO_SMALL, "name needs %zu bytes", ZX_MAX_NAME_LEN);
+    }
+    if (h->shared != NULL || h->ep->iob->regions[0].shared != NULL) {
         /*
          * Zircon's shared region has no name (Dispatcher's default get_name: all zeroes), and
          * an IOB reports region 0's memory object's name, which for a shared region is that
@@ -227,13 +195,31 @@ zx_status_t iob_core_get_property(iob_core_t* core, iob_session_id_t session, zx
     } else {
         memcpy(value, h->ep->iob->name, ZX_MAX_NAME_LEN);
     }
-done:
-    iob__core_unlock(core);
-    return status;
+    return ZX_OK;
 }
 
-zx_status_t iob_core_set_property(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
-                                  uint32_t property, const void* value, size_t value_size) {
+static zx_status_t name_set(const iob__handle_t* h, const char* text, size_t value_size) {
+    if (h->shared != NULL) {
+        /* IoBufferSharedRegionDispatcher keeps Dispatcher's default set_name. */
+        return IOB__ERR_SET(ZX_ERR_NOT_SUPPORTED, "shared regions have no name");
+    }
+    /* Long names are cut to 31 bytes, not refused; the name ends at its first NUL. */
+    char name[ZX_MAX_NAME_LEN];
+    memset(name, 0, sizeof name);
+    size_t len = value_size < ZX_MAX_NAME_LEN - 1 ? value_size : ZX_MAX_NAME_LEN - 1;
+    for (size_t i = 0; i < len && text[i] != '\0'; i++) {
+        name[i] = text[i];
+    }
+    memcpy(h->ep->iob->name, name, sizeof name);
+    return ZX_OK;
+}
+
+/*
+ * get_property and set_property, in Zircon's order: the value pointer, the handle, its
+ * right, then the property (ZX_PROP_NAME is the only one an IOB has).
+ */
+static zx_status_t property_call(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
+                                 uint32_t property, bool set, void* value, size_t value_size) {
     if (core == NULL) {
         return ZX_ERR_INVALID_ARGS;
     }
@@ -243,28 +229,28 @@ zx_status_t iob_core_set_property(iob_core_t* core, iob_session_id_t session, zx
     }
     iob__core_lock(core);
     iob__handle_t* h = NULL;
-    zx_status_t status =
-        property_handle(core, session, handle, ZX_RIGHT_SET_PROPERTY, property, &h);
-    if (status != ZX_OK) {
-        goto done;
+    zx_rights_t right = set ? ZX_RIGHT_SET_PROPERTY : ZX_RIGHT_GET_PROPERTY;
+    zx_status_t status = iob__handle_get(core, session, handle, ZX_OBJ_TYPE_NONE, right, &h);
+    /* The root VMAR holds no property right, so h is never NULL past the rights check. */
+    if (status == ZX_OK && (h == NULL || property != ZX_PROP_NAME)) {
+        status = IOB__ERR_SET(ZX_ERR_NOT_SUPPORTED, "property %u", property);
+    } else if (status == ZX_OK) {
+        status = set ? name_set(h, value, value_size) : name_get(h, value, value_size);
     }
-    if (h->shared != NULL) {
-        /* IoBufferSharedRegionDispatcher keeps Dispatcher's default set_name. */
-        status = IOB__ERR_SET(ZX_ERR_NOT_SUPPORTED, "shared regions have no name");
-    } else {
-        /* Long names are cut to 31 bytes, not refused; the name ends at its first NUL. */
-        char name[ZX_MAX_NAME_LEN];
-        memset(name, 0, sizeof name);
-        size_t len = value_size < ZX_MAX_NAME_LEN - 1 ? value_size : ZX_MAX_NAME_LEN - 1;
-        const char* text = value;
-        for (size_t i = 0; i < len && text[i] != '\0'; i++) {
-            name[i] = text[i];
-        }
-        memcpy(h->ep->iob->name, name, sizeof name);
-    }
-done:
     iob__core_unlock(core);
     return status;
+}
+
+zx_status_t iob_core_get_property(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
+                                  uint32_t property, void* value, size_t value_size) {
+    return property_call(core, session, handle, property, false, value, value_size);
+}
+
+zx_status_t iob_core_set_property(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
+                                  uint32_t property, const void* value, size_t value_size) {
+    /* Only read: property_call passes it on as const to name_set. */
+    return property_call(core, session, handle, property, true, (void*)(uintptr_t)value,
+                         value_size);
 }
 
 /* ---- Signals ---- */
@@ -462,6 +448,7 @@ void iob_core_get_stats(iob_core_t* core, iob_core_stats_t* out) {
     out->tokens = core->token_count;
     out->bytes_in_use = core->bytes_in_use;
     out->max_total_bytes = core->config.max_total_bytes;
+    out->token_ttl_ns = core->token_ttl_ns;
     out->max_iobs_per_session = (uint32_t)(core->session_limit.n[IOB__RES_IOBS] > UINT32_MAX
                                                ? UINT32_MAX
                                                : core->session_limit.n[IOB__RES_IOBS]);

@@ -6,6 +6,7 @@
 #include <getopt.h>
 #include <grp.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -316,7 +317,6 @@ static char* iobd__read_token_file(const char* path) {
     return strdup(buf);
 }
 
-/* Applies one option (from a flag or a config key). from_cli: lists replace the file's. */
 /*
  * --allow-uid, --allow-gid, --operator-uid, --operator-gid: a number or a user/group name,
  * appended to its list. The first on the command line replaces what the config file gave.
@@ -355,23 +355,108 @@ static bool iobd__id_list_add(const char* v, bool is_uid, bool from_cli, uint32_
     return true;
 }
 
-static bool iobd__apply(iobd_options_t* o, int opt, const char* v, bool from_cli) {
+/* The budget options: each sets one limit of the core's configuration. */
+static const struct {
+    int opt;
+    bool bytes; /* a size in a uint64_t field; otherwise a count in a uint32_t one */
+    size_t offset;
+} iobd__limit_options[] = {
+    {OPT_MAX_BYTES, true, offsetof(iob_core_config_t, max_total_bytes)},
+    {OPT_MAX_BYTES_PER_SESSION, true, offsetof(iob_core_config_t, max_bytes_per_session)},
+    {OPT_MAX_BYTES_PER_UID, true, offsetof(iob_core_config_t, max_bytes_per_uid)},
+    {OPT_MAX_IOBS, false, offsetof(iob_core_config_t, max_iobs_per_session)},
+    {OPT_MAX_HANDLES, false, offsetof(iob_core_config_t, max_handles_per_session)},
+    {OPT_MAX_TOKENS, false, offsetof(iob_core_config_t, max_tokens_per_session)},
+    {OPT_MAX_MAPPINGS, false, offsetof(iob_core_config_t, max_mappings_per_session)},
+    {OPT_MAX_IOBS_PER_UID, false, offsetof(iob_core_config_t, max_iobs_per_uid)},
+    {OPT_MAX_HANDLES_PER_UID, false, offsetof(iob_core_config_t, max_handles_per_uid)},
+    {OPT_MAX_TOKENS_PER_UID, false, offsetof(iob_core_config_t, max_tokens_per_uid)},
+    {OPT_MAX_MAPPINGS_PER_UID, false, offsetof(iob_core_config_t, max_mappings_per_uid)},
+};
+
+static bool iobd__parse_bool(const char* v) {
+    return v == NULL || strcasecmp(v, "true") == 0 || strcmp(v, "1") == 0 ||
+           strcasecmp(v, "yes") == 0;
+}
+
+/* --listen: the first on the command line replaces the config file's list. */
+static bool iobd__listen_add(iobd_options_t* o, const char* v, bool from_cli) {
+    if (from_cli && !o->listen_from_cli) {
+        for (size_t i = 0; i < o->listen_count; i++) {
+            free(o->listen[i]);
+        }
+        o->listen_count = 0;
+        o->listen_from_cli = true;
+    }
+    if (o->listen_count == IOBD_MAX_LISTEN) {
+        fprintf(stderr, "iobd: at most %d --listen\n", IOBD_MAX_LISTEN);
+        return false;
+    }
+    o->listen[o->listen_count++] = strdup(v);
+    return true;
+}
+
+/* The options of what iobd may hold and for how long: the core's, the broker's, rpc's. */
+static bool iobd__apply_budget(iobd_options_t* o, int opt, const char* v) {
+    char* core = (char*)&o->core;
+    for (size_t i = 0; i < sizeof iobd__limit_options / sizeof iobd__limit_options[0]; i++) {
+        if (iobd__limit_options[i].opt == opt) {
+            void* field = core + iobd__limit_options[i].offset;
+            return iobd__limit_options[i].bytes ? iobd__parse_limit_size(v, field)
+                                                : iobd__parse_limit_count(v, field);
+        }
+    }
     uint64_t n;
     switch (opt) {
-    case OPT_LISTEN:
-        if (from_cli && !o->listen_from_cli) {
-            for (size_t i = 0; i < o->listen_count; i++) {
-                free(o->listen[i]);
-            }
-            o->listen_count = 0;
-            o->listen_from_cli = true;
-        }
-        if (o->listen_count == IOBD_MAX_LISTEN) {
-            fprintf(stderr, "iobd: at most %d --listen\n", IOBD_MAX_LISTEN);
+    case OPT_HUGEPAGES_MIN_FREE:
+        return iobd__parse_u64(v, &o->core.hugepages_min_free);
+    case OPT_RESERVE_HUGEPAGES:
+        return iobd__parse_u64(v, &o->reserve_hugepages);
+    case OPT_HANDLE_VALUE_BITS:
+        if (!iobd__parse_u64(v, &n) || n < 1 || n > 29) {
             return false;
         }
-        o->listen[o->listen_count++] = strdup(v);
+        o->core.handle_value_bits = (uint32_t)n;
         return true;
+    case OPT_TOKEN_TTL:
+        return iobd_parse_duration_ns(v, &o->core.token_ttl_ns) && o->core.token_ttl_ns > 0;
+    case OPT_MAX_SESSIONS_PER_UID:
+    case OPT_MAX_WAITS_PER_SESSION:
+        if (!iobd__parse_u64(v, &n) || n > UINT32_MAX) {
+            return false;
+        }
+        *(opt == OPT_MAX_SESSIONS_PER_UID ? &o->max_sessions_per_uid
+                                          : &o->max_waits_per_session) = (uint32_t)n;
+        return true;
+    case OPT_BROKER_MAX_CONNS_PER_UID:
+        if (!iobd__parse_u64(v, &n) || n == 0 || n > UINT32_MAX) {
+            return false;
+        }
+        o->broker_max_conns_per_uid = (uint32_t)n;
+        return true;
+    case OPT_BROKER_ATTACH_TIMEOUT:
+        /* Whole milliseconds, at least one (the broker's timer resolution). */
+        if (!iobd_parse_duration_ns(v, &n) || n < 1000000u || n / 1000000u > UINT32_MAX) {
+            return false;
+        }
+        o->broker_attach_timeout_ms = (uint32_t)(n / 1000000u);
+        return true;
+    case OPT_METRICS_MAX_NAMED:
+        if (!iobd__parse_u64(v, &n) || n > 1024) {
+            return false;
+        }
+        o->metrics_max_named = (uint32_t)n;
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Applies one option (from a flag or a config key). from_cli: lists replace the file's. */
+static bool iobd__apply(iobd_options_t* o, int opt, const char* v, bool from_cli) {
+    switch (opt) {
+    case OPT_LISTEN:
+        return iobd__listen_add(o, v, from_cli);
     case OPT_BROKER:
         iobd__set_str(&o->broker_path, v);
         return true;
@@ -402,14 +487,6 @@ static bool iobd__apply(iobd_options_t* o, int opt, const char* v, bool from_cli
     case OPT_OPERATOR_GID:
         return iobd__id_list_add(v, false, from_cli, o->operator_gids, &o->operator_gid_count,
                                  &o->operator_gid_from_cli);
-    case OPT_MAX_SESSIONS_PER_UID:
-    case OPT_MAX_WAITS_PER_SESSION:
-        if (!iobd__parse_u64(v, &n) || n > UINT32_MAX) {
-            return false;
-        }
-        *(opt == OPT_MAX_SESSIONS_PER_UID ? &o->max_sessions_per_uid
-                                          : &o->max_waits_per_session) = (uint32_t)n;
-        return true;
     case OPT_TLS_CERT:
         iobd__set_str(&o->tls_cert, v);
         return true;
@@ -432,8 +509,7 @@ static bool iobd__apply(iobd_options_t* o, int opt, const char* v, bool from_cli
         return true;
     }
     case OPT_INSECURE:
-        o->insecure = v == NULL || strcasecmp(v, "true") == 0 || strcmp(v, "1") == 0 ||
-                      strcasecmp(v, "yes") == 0;
+        o->insecure = iobd__parse_bool(v);
         return true;
     case OPT_HUGEPAGES:
         /* Checked here, so a typo in the file names its line instead of failing later. */
@@ -443,70 +519,16 @@ static bool iobd__apply(iobd_options_t* o, int opt, const char* v, bool from_cli
         }
         iobd__set_str(&o->hugepages, v);
         return true;
-    case OPT_HUGEPAGES_MIN_FREE:
-        return iobd__parse_u64(v, &o->hugepages_min_free);
-    case OPT_RESERVE_HUGEPAGES:
-        return iobd__parse_u64(v, &o->reserve_hugepages);
-    case OPT_MAX_BYTES:
-        return iobd__parse_limit_size(v, &o->max_bytes);
-    case OPT_MAX_BYTES_PER_SESSION:
-        return iobd__parse_limit_size(v, &o->max_bytes_per_session);
-    case OPT_MAX_BYTES_PER_UID:
-        return iobd__parse_limit_size(v, &o->max_bytes_per_uid);
-    case OPT_MAX_IOBS:
-        return iobd__parse_limit_count(v, &o->max_iobs_per_session);
-    case OPT_MAX_HANDLES:
-        return iobd__parse_limit_count(v, &o->max_handles_per_session);
-    case OPT_MAX_TOKENS:
-        return iobd__parse_limit_count(v, &o->max_tokens_per_session);
-    case OPT_MAX_MAPPINGS:
-        return iobd__parse_limit_count(v, &o->max_mappings_per_session);
-    case OPT_MAX_IOBS_PER_UID:
-        return iobd__parse_limit_count(v, &o->max_iobs_per_uid);
-    case OPT_MAX_HANDLES_PER_UID:
-        return iobd__parse_limit_count(v, &o->max_handles_per_uid);
-    case OPT_MAX_TOKENS_PER_UID:
-        return iobd__parse_limit_count(v, &o->max_tokens_per_uid);
-    case OPT_MAX_MAPPINGS_PER_UID:
-        return iobd__parse_limit_count(v, &o->max_mappings_per_uid);
-    case OPT_HANDLE_VALUE_BITS:
-        if (!iobd__parse_u64(v, &n) || n < 1 || n > 29) {
-            return false;
-        }
-        o->handle_value_bits = (uint32_t)n;
-        return true;
-    case OPT_TOKEN_TTL:
-        return iobd_parse_duration_ns(v, &o->token_ttl_ns) && o->token_ttl_ns > 0;
     case OPT_LOG_LEVEL:
         return iobd_log_parse_level(v, &o->log_level);
     case OPT_METRICS:
         iobd__set_str(&o->metrics, v);
         return true;
     case OPT_METRICS_ALLOW_REMOTE:
-        o->metrics_allow_remote = v == NULL || strcasecmp(v, "true") == 0 || strcmp(v, "1") == 0 ||
-                                  strcasecmp(v, "yes") == 0;
-        return true;
-    case OPT_METRICS_MAX_NAMED:
-        if (!iobd__parse_u64(v, &n) || n > 1024) {
-            return false;
-        }
-        o->metrics_max_named = (uint32_t)n;
-        return true;
-    case OPT_BROKER_MAX_CONNS_PER_UID:
-        if (!iobd__parse_u64(v, &n) || n == 0 || n > UINT32_MAX) {
-            return false;
-        }
-        o->broker_max_conns_per_uid = (uint32_t)n;
-        return true;
-    case OPT_BROKER_ATTACH_TIMEOUT:
-        /* Whole milliseconds, at least one (the broker's timer resolution). */
-        if (!iobd_parse_duration_ns(v, &n) || n < 1000000u || n / 1000000u > UINT32_MAX) {
-            return false;
-        }
-        o->broker_attach_timeout_ms = (uint32_t)(n / 1000000u);
+        o->metrics_allow_remote = iobd__parse_bool(v);
         return true;
     default:
-        return false;
+        return iobd__apply_budget(o, opt, v);
     }
 }
 
@@ -547,7 +569,7 @@ int iobd_options_parse(iobd_options_t* o, int argc, char** argv) {
     memset(o, 0, sizeof *o);
     o->log_level = IOBD_LOG_INFO;
     o->hugepages = strdup("auto");
-    o->hugepages_min_free = 1;
+    o->core.hugepages_min_free = 1;
     o->max_sessions_per_uid = 64;
     o->max_waits_per_session = 64;
     o->metrics_max_named = 32;

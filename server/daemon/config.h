@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "server/core/iob_core.h"
 #include "server/rpc/log.h"
 
 #define IOBD_MAX_LISTEN 16
@@ -39,22 +40,13 @@ typedef struct iobd_options {
     char* token;
     bool insecure;
     char* hugepages; /* auto, 2M, 1G, off */
-    uint64_t hugepages_min_free;
     uint64_t reserve_hugepages;
-    /* Budgets: 0 = the core's default, UINT64_MAX / UINT32_MAX = unlimited. */
-    uint64_t max_bytes;
-    uint32_t max_iobs_per_session;
-    uint32_t max_handles_per_session;
-    uint64_t max_bytes_per_session;
-    uint32_t max_tokens_per_session;
-    uint32_t max_mappings_per_session;
-    uint64_t max_bytes_per_uid;
-    uint32_t max_iobs_per_uid;
-    uint32_t max_handles_per_uid;
-    uint32_t max_tokens_per_uid;
-    uint32_t max_mappings_per_uid;
-    uint32_t handle_value_bits; /* 0 = the core's 29 */
-    uint64_t token_ttl_ns;
+    /*
+     * What the flags say of the core: its budgets (0 = the core's default, UINT64_MAX /
+     * UINT32_MAX = unlimited), hugepages_min_free, handle_value_bits and token_ttl_ns.
+     * main fills in the rest (backing, server_uid) and hands it to the core as it is.
+     */
+    iob_core_config_t core;
     iobd_log_level_t log_level;
     char* config_file;
     /* gRPC side: operators and per-client budgets (iobd_rpc_config_t). */

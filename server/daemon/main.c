@@ -1,13 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * iobd: the IOB server. main owns the libuv loop; on it run the Unix-socket accepts of the
- * gRPC service, the map broker, the token-expiry timer, pidfd watches and the signals that
- * stop the server. gRPC calls are handled on the service's completion-queue thread
- * (creates and closes on threads of their own).
+ * iobd: the IOB server. main owns the core, which it lends to the gRPC service, the map
+ * broker and the metrics endpoint, and the libuv loop; on the loop run the Unix-socket accepts of
+ * the gRPC service, the map broker, the token-expiry timer, pidfd watches and the signals that stop
+ * the server. gRPC calls are handled on the service's completion-queue thread (creates and closes
+ * on threads of their own).
  *
  * Shutdown (SIGTERM/SIGINT): stop the timer and the broker, shut the gRPC server down
  * (in-flight calls end with UNAVAILABLE, sessions close), remove the sockets, let the loop
- * drain, destroy the core, grpc_shutdown. Exit status 0.
+ * drain, grpc_shutdown, destroy the core (after everything that borrowed it). Exit status 0.
  *
  * Hugepages reserved with --reserve-hugepages are given back when iobd exits (cleanly, or
  * after a failed start): the pool is set back to its size before iobd grew it, but only if
@@ -57,6 +58,7 @@ typedef struct iobd_main {
     uv_loop_t loop;
     uv_signal_t sigterm, sigint;
     uv_timer_t expiry;
+    iob_core_t* core; /* lent to rpc, the broker and metrics; destroyed after them */
     iobd_rpc_t* rpc;
     iobd_broker_t* broker;
     iobd_metrics_t* metrics;
@@ -70,7 +72,7 @@ static void iobd__broker_log(void* ctx, int level, const char* msg) {
 
 static void iobd__on_expiry(uv_timer_t* t) {
     iobd_main_t* m = t->data;
-    iob_core_expire_tokens(iobd_rpc_core(m->rpc));
+    iob_core_expire_tokens(m->core);
 }
 
 static void iobd__rpc_done(void* ctx) {
@@ -134,8 +136,8 @@ static void iobd__reserve(const iobd_options_t* o, iobd_reservation_t* res) {
                   " (pool was %" PRIu64 ")",
                   o->reserve_hugepages, iob_backing_name(want), reached, before.total);
     } else {
-        IOBD_INFO("reserved hugepages: asked %" PRIu64 " x %s, pool now %" PRIu64
-                  " (was %" PRIu64 "; given back at exit)",
+        IOBD_INFO("reserved hugepages: asked %" PRIu64 " x %s, pool now %" PRIu64 " (was %" PRIu64
+                  "; given back at exit)",
                   o->reserve_hugepages, iob_backing_name(want), reached, before.total);
     }
 }
@@ -208,7 +210,7 @@ static void iobd__log_budgets(iob_core_t* core) {
 
 /* The backing, chosen once and said loudly (docs/zircon-iob.md L, "Page size"). */
 static zx_status_t iobd__choose_backing(const iobd_options_t* o, iob_backing_t* out) {
-    zx_status_t st = iob_backing_choose(o->hugepages, o->hugepages_min_free, out);
+    zx_status_t st = iob_backing_choose(o->hugepages, o->core.hugepages_min_free, out);
     if (st != ZX_OK) {
         iob_backing_t want = strcasecmp(o->hugepages, "1G") == 0 ? IOB_BACKING_1G : IOB_BACKING_2M;
         iob_hugepage_pool_t pool = {0, 0};
@@ -216,8 +218,8 @@ static zx_status_t iobd__choose_backing(const iobd_options_t* o, iob_backing_t* 
             IOBD_ERROR("--hugepages=%s: %s: the %s pool has %" PRIu64 " free of %" PRIu64
                        " pages; grow it (as root: --reserve-hugepages=N, or sysctl "
                        "vm.nr_hugepages) or use --hugepages=auto",
-                       o->hugepages, zx_status_get_string(st), iob_backing_name(want),
-                       pool.free, pool.total);
+                       o->hugepages, zx_status_get_string(st), iob_backing_name(want), pool.free,
+                       pool.total);
         } else if (st == ZX_ERR_NOT_SUPPORTED) {
             IOBD_ERROR("--hugepages=%s: %s: this kernel has no %s hugepages", o->hugepages,
                        zx_status_get_string(st), iob_backing_name(want));
@@ -230,9 +232,10 @@ static zx_status_t iobd__choose_backing(const iobd_options_t* o, iob_backing_t* 
         if (strcasecmp(o->hugepages, "off") == 0 || strcasecmp(o->hugepages, "4K") == 0) {
             IOBD_INFO("backing: 4K pages (hugepages off)");
         } else {
-            IOBD_WARN("backing: 4K pages: no usable hugepage pool (asked %s); "
-                      "zx_system_get_page_size() is 4096",
-                      o->hugepages);
+            IOBD_WARN(
+                "backing: 4K pages: no usable hugepage pool (asked %s); "
+                "zx_system_get_page_size() is 4096",
+                o->hugepages);
         }
     } else {
         iob_hugepage_pool_t pool = {0, 0};
@@ -241,6 +244,77 @@ static zx_status_t iobd__choose_backing(const iobd_options_t* o, iob_backing_t* 
                   iob_backing_name(*out), pool.total, pool.free);
     }
     return ZX_OK;
+}
+
+/* The broker's socket lives next to the first Unix socket unless told otherwise; "": none. */
+static void iobd__broker_path(const iobd_options_t* o, char* out, size_t size) {
+    out[0] = '\0';
+    if (o->no_broker) {
+        return;
+    }
+    if (o->broker_path != NULL) {
+        snprintf(out, size, "%s", o->broker_path);
+        return;
+    }
+    for (size_t i = 0; i < o->listen_count; i++) {
+        if (strncmp(o->listen[i], "unix:", 5) == 0) {
+            char tmp[512];
+            snprintf(tmp, sizeof tmp, "%s", o->listen[i] + 5);
+            snprintf(out, size, "%s/iobd-broker.sock", dirname(tmp));
+            return;
+        }
+    }
+}
+
+/* The gRPC service's configuration from the options (pointers into them). */
+static void iobd__rpc_config(const iobd_options_t* o, const char* broker_path,
+                             iobd_rpc_config_t* rc) {
+    memset(rc, 0, sizeof *rc);
+    rc->listen = (const char* const*)o->listen;
+    rc->listen_count = o->listen_count;
+    rc->socket_mode = o->socket_mode;
+    rc->allow_uids = o->allow_uids;
+    rc->allow_uid_count = o->allow_uid_count;
+    rc->allow_gids = o->allow_gids;
+    rc->allow_gid_count = o->allow_gid_count;
+    rc->tls_cert_file = o->tls_cert;
+    rc->tls_key_file = o->tls_key;
+    rc->tls_client_ca_file = o->tls_client_ca;
+    rc->token = o->token;
+    rc->insecure = o->insecure;
+    rc->operator_uids = o->operator_uids;
+    rc->operator_uid_count = o->operator_uid_count;
+    rc->operator_gids = o->operator_gids;
+    rc->operator_gid_count = o->operator_gid_count;
+    rc->max_sessions_per_uid = o->max_sessions_per_uid;
+    rc->max_waits_per_session = o->max_waits_per_session;
+    rc->broker_path = broker_path[0] != '\0' ? broker_path : NULL;
+    rc->version = IOB_VERSION;
+}
+
+/*
+ * The map broker: the same loop and the same core, which authenticates its ATTACH. A
+ * failure unwinds through the normal stop path.
+ */
+static zx_status_t iobd__broker_start(iobd_main_t* m, const iobd_options_t* o,
+                                      const char* broker_path) {
+    iobd_broker_config_t bc;
+    memset(&bc, 0, sizeof bc);
+    bc.socket_path = broker_path;
+    bc.socket_mode = o->socket_mode;
+    bc.peer_allowed = iobd_rpc_peer_allowed;
+    bc.policy_ctx = m->rpc;
+    bc.log = iobd__broker_log;
+    bc.max_connections_per_uid = o->broker_max_conns_per_uid;
+    bc.attach_timeout_ms = o->broker_attach_timeout_ms;
+    zx_status_t st = iobd_broker_start(&m->loop, m->core, &bc, &m->broker);
+    if (st != ZX_OK) {
+        IOBD_ERROR("map broker on %s: %s", broker_path, zx_status_get_string(st));
+        iobd__on_signal(&m->sigterm, SIGTERM);
+    } else {
+        IOBD_INFO("map broker on %s", broker_path);
+    }
+    return st;
 }
 
 int main(int argc, char** argv) {
@@ -275,77 +349,38 @@ int main(int argc, char** argv) {
         return 1;
     }
 
-    /* The broker's socket lives next to the first Unix socket unless told otherwise. */
-    char broker_path[512] = "";
-    if (!o.no_broker) {
-        if (o.broker_path != NULL) {
-            snprintf(broker_path, sizeof broker_path, "%s", o.broker_path);
-        } else {
-            for (size_t i = 0; i < o.listen_count; i++) {
-                if (strncmp(o.listen[i], "unix:", 5) == 0) {
-                    char tmp[512];
-                    snprintf(tmp, sizeof tmp, "%s", o.listen[i] + 5);
-                    snprintf(broker_path, sizeof broker_path, "%s/iobd-broker.sock", dirname(tmp));
-                    break;
-                }
-            }
-        }
-    }
+    char broker_path[512];
+    iobd__broker_path(&o, broker_path, sizeof broker_path);
 
     iobd_main_t m;
     memset(&m, 0, sizeof m);
     uv_loop_init(&m.loop);
 
-    iobd_rpc_config_t rc;
-    memset(&rc, 0, sizeof rc);
-    rc.core.backing = backing;
-    rc.core.max_total_bytes = o.max_bytes;
-    rc.core.max_iobs_per_session = o.max_iobs_per_session;
-    rc.core.max_handles_per_session = o.max_handles_per_session;
-    rc.core.max_bytes_per_session = o.max_bytes_per_session;
-    rc.core.max_tokens_per_session = o.max_tokens_per_session;
-    rc.core.max_mappings_per_session = o.max_mappings_per_session;
-    rc.core.max_bytes_per_uid = o.max_bytes_per_uid;
-    rc.core.max_iobs_per_uid = o.max_iobs_per_uid;
-    rc.core.max_handles_per_uid = o.max_handles_per_uid;
-    rc.core.max_tokens_per_uid = o.max_tokens_per_uid;
-    rc.core.max_mappings_per_uid = o.max_mappings_per_uid;
-    rc.core.server_uid = geteuid();
-    rc.core.hugepages_min_free = o.hugepages_min_free;
-    rc.core.handle_value_bits = o.handle_value_bits;
-    rc.core.token_ttl_ns = o.token_ttl_ns;
-    rc.listen = (const char* const*)o.listen;
-    rc.listen_count = o.listen_count;
-    rc.socket_mode = o.socket_mode;
-    rc.allow_uids = o.allow_uids;
-    rc.allow_uid_count = o.allow_uid_count;
-    rc.allow_gids = o.allow_gids;
-    rc.allow_gid_count = o.allow_gid_count;
-    rc.tls_cert_file = o.tls_cert;
-    rc.tls_key_file = o.tls_key;
-    rc.tls_client_ca_file = o.tls_client_ca;
-    rc.token = o.token;
-    rc.insecure = o.insecure;
-    rc.operator_uids = o.operator_uids;
-    rc.operator_uid_count = o.operator_uid_count;
-    rc.operator_gids = o.operator_gids;
-    rc.operator_gid_count = o.operator_gid_count;
-    rc.max_sessions_per_uid = o.max_sessions_per_uid;
-    rc.max_waits_per_session = o.max_waits_per_session;
-    rc.broker_path = broker_path[0] != '\0' ? broker_path : NULL;
-    rc.version = IOB_VERSION;
     /* Before the core exists: slots are taken as shared regions are created. */
     iob_metrics_set_max_named(o.metrics_max_named);
     iob_metrics_enable(o.metrics != NULL);
-    zx_status_t st = iobd_rpc_start(&m.loop, &rc, &m.rpc);
+    iob_core_config_t cc = o.core;
+    cc.backing = backing;
+    cc.server_uid = geteuid();
+    zx_status_t st = iob_core_create(&cc, &m.core);
     if (st != ZX_OK) {
-        IOBD_ERROR("cannot start: %s", zx_status_get_string(st));
+        IOBD_ERROR("core: %s %s", zx_status_get_string(st), iob_core_error_detail());
+    } else {
+        iobd_rpc_config_t rc;
+        iobd__rpc_config(&o, broker_path, &rc);
+        st = iobd_rpc_start(&m.loop, m.core, &rc, &m.rpc);
+        if (st != ZX_OK) {
+            IOBD_ERROR("cannot start: %s", zx_status_get_string(st));
+        }
+    }
+    if (st != ZX_OK) {
+        iob_core_destroy(m.core);
         iobd__unreserve(&reservation);
         iobd_options_fini(&o);
         return 1;
     }
 
-    iobd__log_budgets(iobd_rpc_core(m.rpc));
+    iobd__log_budgets(m.core);
 
     uv_timer_init(&m.loop, &m.expiry);
     m.expiry.data = &m;
@@ -353,32 +388,12 @@ int main(int argc, char** argv) {
     uv_signal_init(&m.loop, &m.sigint);
     m.sigterm.data = m.sigint.data = &m;
 
-    /* ---- map broker (server/broker): same loop, our session table authenticates ---- */
     if (broker_path[0] != '\0') {
-        iobd_broker_config_t bc;
-        memset(&bc, 0, sizeof bc);
-        bc.socket_path = broker_path;
-        bc.socket_mode = o.socket_mode;
-        bc.peer_allowed = iobd_rpc_peer_allowed;
-        bc.policy_ctx = m.rpc;
-        bc.authenticate = iobd_rpc_authenticate;
-        bc.auth_ctx = m.rpc;
-        bc.log = iobd__broker_log;
-        bc.max_connections_per_uid = o.broker_max_conns_per_uid;
-        bc.attach_timeout_ms = o.broker_attach_timeout_ms;
-        st = iobd_broker_start(&m.loop, iobd_rpc_core(m.rpc), &bc, &m.broker);
-        if (st != ZX_OK) {
-            IOBD_ERROR("map broker on %s: %s", broker_path, zx_status_get_string(st));
-            iobd__on_signal(&m.sigterm, SIGTERM); /* unwind through the normal path */
-        } else {
-            IOBD_INFO("map broker on %s", broker_path);
-        }
+        st = iobd__broker_start(&m, &o, broker_path);
     }
 
     if (!m.stopping && o.metrics != NULL) {
-        st =
-            iobd_metrics_start(o.metrics, o.metrics_allow_remote, o.token, iobd_rpc_core(m.rpc),
-                               &m.metrics);
+        st = iobd_metrics_start(o.metrics, o.metrics_allow_remote, o.token, m.core, &m.metrics);
         if (st != ZX_OK) {
             iobd__on_signal(&m.sigterm, SIGTERM); /* unwind through the normal path */
         }
@@ -394,8 +409,7 @@ int main(int argc, char** argv) {
          * normal way (sockets removed, hugepages given back). A parent already gone before
          * the request (reparented) gets the same treatment at once.
          */
-        if (o.exit_with_parent &&
-            (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent)) {
+        if (o.exit_with_parent && (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent)) {
             kill(getpid(), SIGTERM);
         }
         IOBD_INFO("iobd %s ready (page size %" PRIu64 ")", IOB_VERSION,
@@ -404,6 +418,7 @@ int main(int argc, char** argv) {
     int exit_code = st == ZX_OK ? 0 : 1;
     uv_run(&m.loop, UV_RUN_DEFAULT);
     iobd_rpc_destroy(m.rpc);
+    iob_core_destroy(m.core);
     if (uv_loop_close(&m.loop) != 0) {
         IOBD_WARN("libuv handles still open at exit");
     }

@@ -78,11 +78,7 @@ static bool iobd__bearer_ok(const iobd_metrics_t* m, struct MHD_Connection* conn
     if (v == NULL || strncmp(v, "Bearer ", 7) != 0 || strlen(v + 7) != tlen) {
         return false;
     }
-    unsigned char diff = 0;
-    for (size_t i = 0; i < tlen; i++) {
-        diff |= (unsigned char)(v[7 + i] ^ m->token[i]);
-    }
-    return diff == 0;
+    return iob_core_ct_equal(v + 7, m->token, tlen);
 }
 
 static enum MHD_Result iobd__on_request(void* cls, struct MHD_Connection* conn, const char* url,

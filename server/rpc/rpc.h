@@ -2,16 +2,17 @@
 /*
  * iobd's gRPC service (iob.v1.Iob, proto/iob/v1/iob.proto) over gRPC's C core.
  *
- * Ownership: the service creates and owns the core (it installs the core's observer, which
- * feeds session event streams and waits) and the gRPC server. The daemon's main owns the
- * libuv loop, which the service uses for Unix-socket accepts (SO_PEERCRED policy), pidfd
- * watches of ended sessions and wake-ups.
+ * Ownership: the daemon's main creates the core and lends it to this service and to the map
+ * broker; the service installs itself as the core's observer (which feeds session event
+ * streams and waits) and owns the gRPC server. The daemon's main also owns the libuv loop,
+ * which the service uses for Unix-socket accepts (SO_PEERCRED policy), pidfd watches of
+ * ended sessions and wake-ups.
  *
  * Threading: one completion-queue thread runs the handlers; it calls the core directly
  * (the core is thread-safe). Creates and closes, whose cost a client chooses, run on slow
- * threads instead (rpc_server.c), one call at a time per client. The loop thread accepts Unix connections, watches pidfds and
- * flushes events raised by core calls made elsewhere (the map broker, token expiry).
- * The observer callbacks only queue; sends happen outside the core's mutex.
+ * threads instead (rpc_server.c), one call at a time per client. The loop thread accepts Unix
+ * connections, watches pidfds and flushes events raised by core calls made elsewhere (the map
+ * broker, token expiry). The observer callbacks only queue; sends happen outside the core's mutex.
  */
 #ifndef IOB_SERVER_RPC_RPC_H_
 #define IOB_SERVER_RPC_RPC_H_
@@ -31,9 +32,6 @@
 typedef struct iobd_rpc iobd_rpc_t;
 
 typedef struct iobd_rpc_config {
-    /* The core's configuration; its observer is the service's own (ignored here). */
-    iob_core_config_t core;
-
     /* gRPC listen addresses: "unix:PATH" (accepted by the service, SO_PEERCRED policy)
      * or "HOST:PORT" (TCP: TLS + token unless insecure). At least one. */
     const char* const* listen;
@@ -78,35 +76,20 @@ typedef struct iobd_rpc_config {
     /* Reported in SessionOpened for Unix-socket sessions. */
     const char* broker_path;
     const char* version;
-    /* Hugepage pool of the backing, for ServerInfo (0 for 4K). */
-    bool report_pool;
 } iobd_rpc_config_t;
 
 /*
- * Creates the core, binds every listener and starts serving. The config is copied.
+ * Binds every listener and starts serving sessions of `core`, which must outlive the
+ * service (iobd_rpc_destroy). The config is copied.
  * Errors: ZX_ERR_INVALID_ARGS (bad address, TCP without a token, TCP without TLS and not
  * insecure),
- * ZX_ERR_ADDRESS_IN_USE (another iobd serves a socket path), ZX_ERR_IO (bind/TLS files),
- * or the core's.
+ * ZX_ERR_ADDRESS_IN_USE (another iobd serves a socket path), ZX_ERR_IO (bind/TLS files).
  */
-zx_status_t iobd_rpc_start(uv_loop_t* loop, const iobd_rpc_config_t* config, iobd_rpc_t** out);
-
-iob_core_t* iobd_rpc_core(iobd_rpc_t* rpc);
+zx_status_t iobd_rpc_start(uv_loop_t* loop, iob_core_t* core, const iobd_rpc_config_t* config,
+                           iobd_rpc_t** out);
 
 /* The policy of config->allow_*, for the broker's peer_allowed. ctx is the iobd_rpc_t. */
 bool iobd_rpc_peer_allowed(void* ctx, pid_t pid, uid_t uid, gid_t gid);
-
-/*
- * The broker's authenticate: true when session_id names an open local session of this
- * server, secret matches it (constant-time), and the broker peer (pid, uid: its
- * SO_PEERCRED) is the process that opened the session: same uid and same pid. SO_PEERCRED
- * gives the thread group id, so any thread of that process may attach; another process
- * may not, even under the same uid, because the session's mapping records are released
- * when *its* process exits (pidfd). A secret that matched but came from another peer is
- * logged as a warning (both identities). ctx is the iobd_rpc_t. Any thread.
- */
-bool iobd_rpc_authenticate(void* ctx, uint64_t session_id, const uint8_t secret[16], pid_t pid,
-                           uid_t uid, gid_t gid, iob_session_id_t* session_out);
 
 /*
  * Begins a clean shutdown: stop accepting, cancel every call (clients see UNAVAILABLE),
@@ -115,7 +98,10 @@ bool iobd_rpc_authenticate(void* ctx, uint64_t session_id, const uint8_t secret[
  */
 void iobd_rpc_shutdown(iobd_rpc_t* rpc, void (*done)(void* ctx), void* ctx);
 
-/* Frees everything (the core too). Only after `done`; unlinks the Unix sockets. */
+/*
+ * Frees everything but the core, whose observer it removes first. Only after `done`;
+ * unlinks the Unix sockets.
+ */
 void iobd_rpc_destroy(iobd_rpc_t* rpc);
 
 #endif /* IOB_SERVER_RPC_RPC_H_ */

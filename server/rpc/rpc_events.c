@@ -154,8 +154,7 @@ static void iobd__obs_handle_strobed(void* ctx, iob_session_id_t session, zx_han
     (void)koid;
     iobd_rpc_t* srv = ctx;
     pthread_mutex_lock(&srv->lock);
-    bool any = iobd__queue_for_locked(srv, session, handle,
-                                      signals | ZX_IOB_SHARED_REGION_UPDATED);
+    bool any = iobd__queue_for_locked(srv, session, handle, signals | ZX_IOB_SHARED_REGION_UPDATED);
     any |= iobd__waiters_of_locked(srv, session, handle, iobd__wait_saw_strobe, signals);
     pthread_mutex_unlock(&srv->lock);
     /* Most writes have no one listening: wake nobody for them (the broker's writes run on
@@ -348,9 +347,12 @@ void iobd__wait_start(iobd_call_t* c) {
     pthread_mutex_unlock(&srv->lock);
 }
 
-void iobd__observer_install(iobd_rpc_t* srv, iob_core_config_t* config) {
-    config->observer.ctx = srv;
-    config->observer.handle_signals = iobd__obs_handle_signals;
-    config->observer.handle_strobed = iobd__obs_handle_strobed;
-    config->observer.handle_closed = iobd__obs_handle_closed;
+void iobd__observer_install(iobd_rpc_t* srv) {
+    const iob_core_observer_t observer = {
+        .ctx = srv,
+        .handle_signals = iobd__obs_handle_signals,
+        .handle_strobed = iobd__obs_handle_strobed,
+        .handle_closed = iobd__obs_handle_closed,
+    };
+    iob_core_set_observer(srv->core, &observer);
 }

@@ -11,6 +11,7 @@
 #include <zircon/status.h>
 #include <zircon/syscalls/object.h>
 
+#include "server/core/iob_request.h"
 #include "server/rpc/log.h"
 #include "server/rpc/rpc_internal.h"
 
@@ -19,6 +20,11 @@
 
 static const char* iobd__detail(zx_status_t st) {
     return st == ZX_OK ? NULL : iob_core_error_detail();
+}
+
+/* Ends a call with the core's status: the reply on ZX_OK, the core's detail otherwise. */
+static void iobd__finish_core(iobd_call_t* c, zx_status_t st, const ProtobufCMessage* reply) {
+    iobd__call_finish(c, st, st == ZX_OK ? reply : NULL, iobd__detail(st));
 }
 
 static void iobd__bad_request(iobd_call_t* c, const char* what) {
@@ -65,8 +71,8 @@ static void iobd__create_iob(iobd_call_t* c, iob_session_id_t sid, const Protobu
         }
     }
     if (st == ZX_OK) {
-        st = iob_core_iob_create(srv->core, sid, req->options, sent ? regions : NULL,
-                                 (size_t)count, &ep0, &ep1);
+        st = iob_core_iob_create(srv->core, sid, req->options, sent ? regions : NULL, (size_t)count,
+                                 &ep0, &ep1);
         detail = iobd__detail(st);
     }
     if (st != ZX_OK) {
@@ -148,8 +154,7 @@ static void iobd__get_info(iobd_call_t* c, iob_session_id_t sid, const ProtobufC
 /*
  * Finishes a call that produced a handle (duplicate, replace, import, a new shared region).
  */
-static void iobd__finish_with_handle(iobd_call_t* c, zx_status_t st,
-                                     zx_handle_t h) {
+static void iobd__finish_with_handle(iobd_call_t* c, zx_status_t st, zx_handle_t h) {
     if (st != ZX_OK) {
         iobd__call_finish(c, st, NULL, iobd__detail(st));
         return;
@@ -173,7 +178,7 @@ static void iobd__close_handle(iobd_call_t* c, iob_session_id_t sid, const Proto
     const Iob__V1__HandleRequest* req = (const Iob__V1__HandleRequest*)msg;
     zx_status_t st = iob_core_handle_close(c->srv->core, sid, req->handle);
     Iob__V1__StatusReply r = IOB__V1__STATUS_REPLY__INIT;
-    iobd__call_finish(c, st, st == ZX_OK ? &r.base : NULL, iobd__detail(st));
+    iobd__finish_core(c, st, &r.base);
 }
 
 /*
@@ -194,7 +199,7 @@ static void iobd__close_handles(iobd_call_t* c, iob_session_id_t sid, const Prot
         }
     }
     Iob__V1__StatusReply r = IOB__V1__STATUS_REPLY__INIT;
-    iobd__call_finish(c, st, st == ZX_OK ? &r.base : NULL, iobd__detail(st));
+    iobd__finish_core(c, st, &r.base);
 }
 
 static void iobd__set_session_events(iobd_call_t* c, iob_session_id_t sid,
@@ -216,7 +221,7 @@ static void iobd__get_name(iobd_call_t* c, iob_session_id_t sid, const ProtobufC
     zx_status_t st = iob_core_get_property(c->srv->core, sid, req->handle, prop, name, size);
     Iob__V1__NameReply r = IOB__V1__NAME_REPLY__INIT;
     r.name = name;
-    iobd__call_finish(c, st, st == ZX_OK ? &r.base : NULL, iobd__detail(st));
+    iobd__finish_core(c, st, &r.base);
 }
 
 static void iobd__set_name(iobd_call_t* c, iob_session_id_t sid, const ProtobufCMessage* msg) {
@@ -233,7 +238,7 @@ static void iobd__set_name(iobd_call_t* c, iob_session_id_t sid, const ProtobufC
         iob_core_set_property(c->srv->core, sid, req->handle, prop, name,
                               req->name.len < ZX_MAX_NAME_LEN ? req->name.len : ZX_MAX_NAME_LEN);
     Iob__V1__StatusReply r = IOB__V1__STATUS_REPLY__INIT;
-    iobd__call_finish(c, st, st == ZX_OK ? &r.base : NULL, iobd__detail(st));
+    iobd__finish_core(c, st, &r.base);
 }
 
 static void iobd__signal(iobd_call_t* c, iob_session_id_t sid, const ProtobufCMessage* msg,
@@ -244,7 +249,7 @@ static void iobd__signal(iobd_call_t* c, iob_session_id_t sid, const ProtobufCMe
                           : iob_core_object_signal(c->srv->core, sid, req->handle, req->clear_mask,
                                                    req->set_mask);
     Iob__V1__StatusReply r = IOB__V1__STATUS_REPLY__INIT;
-    iobd__call_finish(c, st, st == ZX_OK ? &r.base : NULL, iobd__detail(st));
+    iobd__finish_core(c, st, &r.base);
 }
 
 static void iobd__get_signals(iobd_call_t* c, iob_session_id_t sid, const ProtobufCMessage* msg) {
@@ -255,7 +260,7 @@ static void iobd__get_signals(iobd_call_t* c, iob_session_id_t sid, const Protob
     Iob__V1__SignalsReply r = IOB__V1__SIGNALS_REPLY__INIT;
     r.signals = sig;
     r.endpoint_koid = koid;
-    iobd__call_finish(c, st, st == ZX_OK ? &r.base : NULL, iobd__detail(st));
+    iobd__finish_core(c, st, &r.base);
 }
 
 static void iobd__export(iobd_call_t* c, iob_session_id_t sid, const ProtobufCMessage* msg) {
@@ -265,13 +270,15 @@ static void iobd__export(iobd_call_t* c, iob_session_id_t sid, const ProtobufCMe
     zx_status_t st = iob_core_handle_export(c->srv->core, sid, req->handle, token);
     Iob__V1__ExportReply r = IOB__V1__EXPORT_REPLY__INIT;
     r.token = token;
-    iobd__call_finish(c, st, st == ZX_OK ? &r.base : NULL, iobd__detail(st));
+    iobd__finish_core(c, st, &r.base);
 }
 
 static void iobd__import(iobd_call_t* c, iob_session_id_t sid, const ProtobufCMessage* msg) {
     const Iob__V1__ImportRequest* req = (const Iob__V1__ImportRequest*)msg;
     zx_handle_t h = 0;
-    zx_status_t st = iob_core_handle_import(c->srv->core, sid, req->token ? req->token : "", &h);
+    const char* token = req->token != NULL ? req->token : "";
+    zx_status_t st =
+        iob_request_import(c->srv->core, sid, token, strnlen(token, IOB_CORE_TOKEN_SIZE), &h);
     iobd__finish_with_handle(c, st, h);
 }
 
@@ -295,9 +302,9 @@ static zx_status_t iobd__visible_iobs(iobd_call_t* c, bool* server_wide,
         return ZX_ERR_NO_MEMORY;
     }
     size_t count = 0;
-    zx_status_t st =
-        *server_wide ? iob_core_list(srv->core, sums, IOB_WIRE_MAX_LIST, &count)
-                     : iob_core_list_held(srv->core, cred.uid, sums, IOB_WIRE_MAX_LIST, &count);
+    zx_status_t st = *server_wide
+                         ? iob_core_list(srv->core, sums, IOB_WIRE_MAX_LIST, &count)
+                         : iob_core_list_held(srv->core, cred.uid, sums, IOB_WIRE_MAX_LIST, &count);
     if (st != ZX_OK) {
         free(sums);
         return st;
@@ -393,10 +400,11 @@ static void iobd__server_info(iobd_call_t* c, iob_session_id_t sid, const Protob
     Iob__V1__ServerInfoReply r = IOB__V1__SERVER_INFO_REPLY__INIT;
     r.version = (char*)(uintptr_t)(srv->version ? srv->version : "");
     r.page_size = (uint32_t)iob_core_page_size(srv->core);
-    r.backing = (char*)(uintptr_t)iob_backing_name(srv->backing);
-    if (srv->backing != IOB_BACKING_4K) {
+    iob_backing_t backing = iob_core_backing(srv->core);
+    r.backing = (char*)(uintptr_t)iob_backing_name(backing);
+    if (backing != IOB_BACKING_4K) {
         iob_hugepage_pool_t pool;
-        if (iob_hugepage_pool_read(srv->backing, &pool) == ZX_OK) {
+        if (iob_hugepage_pool_read(backing, &pool) == ZX_OK) {
             r.hugepages_total = pool.total;
             r.hugepages_free = pool.free;
         }
@@ -404,8 +412,7 @@ static void iobd__server_info(iobd_call_t* c, iob_session_id_t sid, const Protob
     r.max_total_bytes = s.max_total_bytes;
     r.max_iobs_per_session = s.max_iobs_per_session;
     r.max_handles_per_session = s.max_handles_per_session;
-    r.token_ttl_ns =
-        srv->config.core.token_ttl_ns ? srv->config.core.token_ttl_ns : 60ull * 1000000000ull;
+    r.token_ttl_ns = s.token_ttl_ns;
     r.iobs = s.iobs;
     r.sessions = s.sessions;
     r.handles = s.handles;
@@ -563,40 +570,31 @@ static void iobd__create_shared_region(iobd_call_t* c, iob_session_id_t sid,
 }
 
 /*
- * The request describes what the caller's process could read (iob.proto); it is rebuilt
- * into the core's NULL conventions. Anything inconsistent is a malformed request: the
- * client library never sends one, so there is no Zircon order to keep for it.
+ * The request describes what the caller's process could read (iob.proto); the shared
+ * translation (iob_request.h) rebuilds the core's NULL conventions from it.
  */
 static void iobd__iob_writev(iobd_call_t* c, iob_session_id_t sid, const ProtobufCMessage* msg) {
     const Iob__V1__IobWritevRequest* req = (const Iob__V1__IobWritevRequest*)msg;
-    size_t expect = 0;
-    if (!req->vectors_unreadable && req->num_vectors <= IOB_WIRE_MAX_WRITEV_VECTORS) {
-        expect = (size_t)req->num_vectors;
-    }
-    const char* bad = NULL;
-    if (req->n_capacities != expect || req->n_readable != expect) {
-        bad = "IobWritevRequest: capacities and readable must have num_vectors entries";
-    }
-    zx_iovec_t vecs[IOB_WIRE_MAX_WRITEV_VECTORS];
-    size_t off = 0;
-    for (size_t i = 0; bad == NULL && i < expect; i++) {
-        uint64_t cap = req->capacities[i];
-        bool readable = req->readable[i] != 0;
-        if (readable && cap > req->data.len - off) {
-            bad = "IobWritevRequest: data is shorter than the readable capacities";
-            break;
-        }
-        vecs[i].buffer = readable && cap > 0 ? (void*)(req->data.data + off) : NULL;
-        vecs[i].capacity = (size_t)cap;
-        off += readable ? (size_t)cap : 0u;
-    }
-    if (bad == NULL && off != req->data.len) {
-        bad = "IobWritevRequest: data is longer than the readable capacities";
-    }
+    iob_request_vec_t vecs[IOB_REQUEST_MAX_VECTORS];
+    size_t n = req->n_capacities;
     zx_status_t st = ZX_ERR_INVALID_ARGS;
-    if (bad == NULL) {
-        st = iob_core_iob_writev(c->srv->core, sid, req->handle, req->options, req->region_index,
-                                 expect > 0 ? vecs : NULL, (size_t)req->num_vectors);
+    const char* bad = "IobWritevRequest: capacities and readable must have num_vectors entries";
+    if (n == req->n_readable && n <= IOB_REQUEST_MAX_VECTORS) {
+        for (size_t i = 0; i < n; i++) {
+            vecs[i] = (iob_request_vec_t){req->capacities[i], req->readable[i] != 0};
+        }
+        iob_writev_request_t w = {
+            .handle = req->handle,
+            .options = req->options,
+            .region_index = req->region_index,
+            .num_vectors = req->num_vectors,
+            .vectors_unreadable = req->vectors_unreadable,
+            .vecs = vecs,
+            .vec_count = n,
+            .data = req->data.data,
+            .data_len = req->data.len,
+        };
+        bad = iob_request_writev(c->srv->core, sid, &w, &st);
     }
     Iob__V1__StatusReply r = IOB__V1__STATUS_REPLY__INIT;
     iobd__call_finish(c, st, st == ZX_OK ? &r.base : NULL, bad != NULL ? bad : iobd__detail(st));
@@ -605,26 +603,32 @@ static void iobd__iob_writev(iobd_call_t* c, iob_session_id_t sid, const Protobu
 static void iobd__allocate_id(iobd_call_t* c, iob_session_id_t sid, const ProtobufCMessage* msg) {
     const Iob__V1__AllocateIdRequest* req = (const Iob__V1__AllocateIdRequest*)msg;
     zx_status_t st = ZX_ERR_INVALID_ARGS;
-    const char* detail = "AllocateIdRequest: blob must hold blob_size bytes";
+    const char* bad = NULL;
     uint32_t id = 0;
     if (req->check_only) {
+        /* A blob too large for gRPC: every status before the copy, without the bytes. */
         if (!req->blob_unreadable && req->blob.len == 0) {
             st = iob_core_iob_allocate_id_check(c->srv->core, sid, req->handle, req->options,
                                                 req->region_index, req->blob_size, req->id_null);
-            detail = iobd__detail(st);
         } else {
-            detail = "AllocateIdRequest: check_only carries no blob and a readable one";
+            bad = "AllocateIdRequest: check_only carries no blob and a readable one";
         }
-    } else if (req->blob_unreadable ? req->blob.len == 0 : req->blob.len == req->blob_size) {
-        const void* blob = req->blob_unreadable || req->blob.len == 0 ? NULL : req->blob.data;
-        st = iob_core_iob_allocate_id(c->srv->core, sid, req->handle, req->options,
-                                      req->region_index, blob, req->blob_size,
-                                      req->id_null ? NULL : &id);
-        detail = iobd__detail(st);
+    } else {
+        iob_allocate_id_request_t a = {
+            .handle = req->handle,
+            .options = req->options,
+            .region_index = req->region_index,
+            .blob_size = req->blob_size,
+            .blob_unreadable = req->blob_unreadable,
+            .id_null = req->id_null,
+            .blob = req->blob.data,
+            .blob_len = req->blob.len,
+        };
+        bad = iob_request_allocate_id(c->srv->core, sid, &a, &id, &st);
     }
     Iob__V1__AllocateIdReply r = IOB__V1__ALLOCATE_ID_REPLY__INIT;
     r.id = id;
-    iobd__call_finish(c, st, st == ZX_OK ? &r.base : NULL, detail);
+    iobd__call_finish(c, st, st == ZX_OK ? &r.base : NULL, bad != NULL ? bad : iobd__detail(st));
 }
 
 /* ---- Dispatch ---- */

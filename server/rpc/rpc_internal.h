@@ -3,7 +3,7 @@
  * Internals of iobd's gRPC service, shared by rpc_server.c (calls, sessions, events),
  * rpc_handlers.c (one function per method) and rpc_listen.c (Unix accept, TCP ports).
  *
- * Locking: `srv->lock` guards the session table, event queues, waiters
+ * Locking: `srv->lock` guards the sessions' transport state, event queues, waiters
  * and the state of streaming calls. Lock order is core -> srv->lock (the core's observer
  * runs under the core's mutex and takes srv->lock), so no code calls the core while
  * holding srv->lock. grpc_call_start_batch may be called with srv->lock held: gRPC never
@@ -42,30 +42,20 @@ typedef struct iobd_event {
 } iobd_event_t;
 
 /*
- * One handle some session holds, indexed by value and by endpoint koid, and listed in its
- * session (so a session's end touches its own handles only, not every session's).
+ * The transport side of a session: the core owns the session itself (its secret, its
+ * owner's credentials, whether the map broker attached it); this is the connection that
+ * opened it, its event stream and the watch of its process.
  */
 struct iobd_session {
     uint64_t id; /* the core's session id, also the wire id */
-    uint8_t secret[IOB_WIRE_SECRET_SIZE];
-    char* peer; /* gRPC peer of the connection that opened it */
-    bool local; /* over the Unix socket: mappings live until the process exits */
-    /*
-     * local: SO_PEERCRED of the connection that opened it. The broker attaches only a peer
-     * with this pid and uid (iobd_rpc_authenticate). Declared before iobd_cred_t's
-     * definition, so spelled out here.
-     */
-    bool cred_valid;
-    pid_t cred_pid;
-    uid_t cred_uid;
-    int pidfd; /* local: the peer process, watched once the session ends; else -1 */
+    char* peer;  /* gRPC peer of the connection that opened it */
+    /* Local sessions: the peer process (SO_PEERCRED) and its pidfd, watched once the
+     * session ends if the broker attached it; else 0 and -1. */
+    pid_t pid;
+    int pidfd;
     bool closed;
-    /*
-     * The map broker attached to it (iobd_rpc_authenticate): only then can it hold mapping
-     * records, so only then must its end wait for its process to exit.
-     */
-    bool attached;
-    bool uid_counted; /* counted in srv->uid_sessions (max_sessions_per_uid) */
+    bool uid_counted; /* counted in srv->uid_sessions (max_sessions_per_uid) as uid */
+    uid_t uid;
     uint32_t waits;   /* Wait calls registered for it (max_waits_per_session) */
     /* OpenSessionRequest.no_events / SetSessionEvents: queue no events for the stream. */
     bool events_off;
@@ -134,7 +124,6 @@ struct iobd_rpc {
     char* version;
     uv_loop_t* loop;
     iob_core_t* core;
-    iob_backing_t backing;
 
     grpc_server* server;
     grpc_completion_queue* cq;
@@ -319,8 +308,6 @@ void iobd__open_session(iobd_call_t* c);
 void iobd__session_end(iobd_rpc_t* srv, iobd_session_t* s);
 void iobd__session_free(iobd_session_t* s);
 iobd_session_t* iobd__session_find_locked(iobd_rpc_t* srv, uint64_t id);
-/* Constant-time comparison of secrets and tokens. */
-bool iobd__ct_equal(const uint8_t* a, const uint8_t* b, size_t n);
 /* Loop thread: starts the pidfd watches added since, and closes them all at shutdown. */
 void iobd__start_watches(iobd_rpc_t* srv);
 void iobd__watches_close(iobd_rpc_t* srv);
@@ -331,7 +318,7 @@ void iobd__uid_figures(iobd_rpc_t* srv, uid_t uid, uint64_t* sessions, uint64_t*
 /* ---- rpc_events.c ---- */
 
 /* Points the core's observer at the session streams and waiters. */
-void iobd__observer_install(iobd_rpc_t* srv, iob_core_config_t* config);
+void iobd__observer_install(iobd_rpc_t* srv);
 /* Starts the next send of a session's queued events, if none is in flight. */
 void iobd__session_send_next_locked(iobd_session_t* s);
 /* Queues sends for sessions and waiters touched by events; any thread, srv->lock not held. */

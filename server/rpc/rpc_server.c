@@ -2,8 +2,8 @@
 /*
  * iobd's gRPC service: the completion-queue (CQ) thread that receives every call and
  * completion, the slow threads for creates and closes, and the service's start and
- * shutdown. Call contexts are in rpc_call.c, sessions in rpc_session.c, the handle index,
- * session events and Wait in rpc_events.c, one translation per method in rpc_handlers.c.
+ * shutdown. Call contexts are in rpc_call.c, sessions in rpc_session.c, session events and
+ * Wait in rpc_events.c, one translation per method in rpc_handlers.c.
  *
  * Why handlers run on the CQ thread: the core is thread-safe, and hopping every event to
  * the libuv loop roughly halves unary throughput (measured with gRPC 1.51 over a Unix
@@ -110,7 +110,7 @@ static bool iobd__token_ok(iobd_rpc_t* srv, iobd_call_t* c) {
         if (len != 7 + tlen || strncmp(v, "Bearer ", 7) != 0) {
             return false;
         }
-        return iobd__ct_equal((const uint8_t*)v + 7, (const uint8_t*)srv->token, tlen);
+        return iob_core_ct_equal(v + 7, srv->token, tlen);
     }
     return false;
 }
@@ -459,71 +459,42 @@ static char* iobd__strdup_or_null(const char* s) {
     return s != NULL ? strdup(s) : NULL;
 }
 
-zx_status_t iobd_rpc_start(uv_loop_t* loop, const iobd_rpc_config_t* config, iobd_rpc_t** out) {
-    if (loop == NULL || config == NULL || out == NULL || config->listen_count == 0) {
-        return ZX_ERR_INVALID_ARGS;
+/* A copy of n ids (uid_t and gid_t are both 32 bits); NULL for none. */
+static void* iobd__ids_dup(const void* ids, size_t n) {
+    void* copy = n > 0 ? malloc(n * sizeof(uint32_t)) : NULL;
+    if (copy != NULL) {
+        memcpy(copy, ids, n * sizeof(uint32_t));
     }
-    iobd_rpc_t* srv = calloc(1, sizeof *srv);
-    if (srv == NULL) {
-        return ZX_ERR_NO_MEMORY;
-    }
+    return copy;
+}
+
+/* The service keeps its own copies of the config's strings and arrays. */
+static void iobd__config_copy(iobd_rpc_t* srv, const iobd_rpc_config_t* config) {
+    _Static_assert(sizeof(uid_t) == sizeof(uint32_t) && sizeof(gid_t) == sizeof(uint32_t),
+                   "id lists are arrays of 32-bit ids");
     srv->config = *config;
-    srv->loop = loop;
-    srv->backing = config->core.backing;
-    pthread_mutex_init(&srv->lock, NULL);
-    pthread_cond_init(&srv->slow_cond, NULL);
-    atomic_init(&srv->shutting_down, false);
-    atomic_init(&srv->live_calls, 0);
-    atomic_init(&srv->cq_done, false);
     srv->listen = calloc(config->listen_count, sizeof(char*));
     for (size_t i = 0; srv->listen != NULL && i < config->listen_count; i++) {
         srv->listen[i] = strdup(config->listen[i]);
     }
     srv->config.listen = (const char* const*)srv->listen;
-    if (config->allow_uid_count > 0) {
-        srv->allow_uids = malloc(config->allow_uid_count * sizeof(uid_t));
-        memcpy(srv->allow_uids, config->allow_uids, config->allow_uid_count * sizeof(uid_t));
-    }
-    if (config->allow_gid_count > 0) {
-        srv->allow_gids = malloc(config->allow_gid_count * sizeof(gid_t));
-        memcpy(srv->allow_gids, config->allow_gids, config->allow_gid_count * sizeof(gid_t));
-    }
-    srv->config.allow_uids = srv->allow_uids;
-    srv->config.allow_gids = srv->allow_gids;
-    if (config->operator_uid_count > 0) {
-        srv->operator_uids = malloc(config->operator_uid_count * sizeof(uid_t));
-        memcpy(srv->operator_uids, config->operator_uids,
-               config->operator_uid_count * sizeof(uid_t));
-    }
-    if (config->operator_gid_count > 0) {
-        srv->operator_gids = malloc(config->operator_gid_count * sizeof(gid_t));
-        memcpy(srv->operator_gids, config->operator_gids,
-               config->operator_gid_count * sizeof(gid_t));
-    }
-    srv->config.operator_uids = srv->operator_uids;
-    srv->config.operator_gids = srv->operator_gids;
-    srv->token = iobd__strdup_or_null(config->token);
-    srv->broker_path = iobd__strdup_or_null(config->broker_path);
-    srv->version = iobd__strdup_or_null(config->version);
-    srv->config.token = srv->token;
-    srv->config.broker_path = srv->broker_path;
-    srv->config.version = srv->version;
+    srv->config.allow_uids = srv->allow_uids =
+        iobd__ids_dup(config->allow_uids, config->allow_uid_count);
+    srv->config.allow_gids = srv->allow_gids =
+        iobd__ids_dup(config->allow_gids, config->allow_gid_count);
+    srv->config.operator_uids = srv->operator_uids =
+        iobd__ids_dup(config->operator_uids, config->operator_uid_count);
+    srv->config.operator_gids = srv->operator_gids =
+        iobd__ids_dup(config->operator_gids, config->operator_gid_count);
+    srv->config.token = srv->token = iobd__strdup_or_null(config->token);
+    srv->config.broker_path = srv->broker_path = iobd__strdup_or_null(config->broker_path);
+    srv->config.version = srv->version = iobd__strdup_or_null(config->version);
     /* TLS file names are only used during start. */
     srv->config.tls_cert_file = srv->config.tls_key_file = srv->config.tls_client_ca_file = NULL;
-    srv->shutdown_tag = (iobd_tag_t){NULL, IOBD_TAG_NEW};
+}
 
-    grpc_init();
-    iob_core_config_t cc = config->core;
-    iobd__observer_install(srv, &cc);
-    iob_metrics_set_methods(IOB_METRICS_RPC, iobd__method_names, IOB_WIRE_M_COUNT);
-    zx_status_t st = iob_core_create(&cc, &srv->core);
-    if (st != ZX_OK) {
-        IOBD_ERROR("core: %s %s", zx_status_get_string(st), iob_core_error_detail());
-        srv->core = NULL;
-        iobd_rpc_destroy(srv);
-        return st;
-    }
-
+/* The gRPC server and its completion queue, every method registered; not started. */
+static void iobd__grpc_server_create(iobd_rpc_t* srv) {
     /*
      * The receive limit; server pings (every 60 s, 20 s to answer) that find TCP clients
      * that vanished, so their sessions end; and room for the clients' own pings every 30 s
@@ -559,23 +530,55 @@ zx_status_t iobd_rpc_start(uv_loop_t* loop, const iobd_rpc_config_t* config, iob
                                          : GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER,
             0);
     }
+}
+
+/* A start that failed after iobd__grpc_server_create: undoes it and frees the service. */
+static void iobd__grpc_server_abandon(iobd_rpc_t* srv) {
+    atomic_store(&srv->shutting_down, true);
+    grpc_server_destroy(srv->server);
+    srv->server = NULL;
+    grpc_completion_queue_shutdown(srv->cq);
+    while (grpc_completion_queue_next(srv->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+           GRPC_QUEUE_SHUTDOWN) {
+    }
+    grpc_completion_queue_destroy(srv->cq);
+    srv->cq = NULL;
+    iobd__listen_close(srv);
+    iobd_rpc_destroy(srv);
+}
+
+zx_status_t iobd_rpc_start(uv_loop_t* loop, iob_core_t* core, const iobd_rpc_config_t* config,
+                           iobd_rpc_t** out) {
+    if (loop == NULL || core == NULL || config == NULL || out == NULL ||
+        config->listen_count == 0) {
+        return ZX_ERR_INVALID_ARGS;
+    }
+    iobd_rpc_t* srv = calloc(1, sizeof *srv);
+    if (srv == NULL) {
+        return ZX_ERR_NO_MEMORY;
+    }
+    iobd__config_copy(srv, config);
+    srv->loop = loop;
+    srv->core = core;
+    pthread_mutex_init(&srv->lock, NULL);
+    pthread_cond_init(&srv->slow_cond, NULL);
+    atomic_init(&srv->shutting_down, false);
+    atomic_init(&srv->live_calls, 0);
+    atomic_init(&srv->cq_done, false);
+    srv->shutdown_tag = (iobd_tag_t){NULL, IOBD_TAG_NEW};
+
+    grpc_init();
+    iobd__observer_install(srv);
+    iob_metrics_set_methods(IOB_METRICS_RPC, iobd__method_names, IOB_WIRE_M_COUNT);
+
+    iobd__grpc_server_create(srv);
     srv->config.tls_cert_file = config->tls_cert_file;
     srv->config.tls_key_file = config->tls_key_file;
     srv->config.tls_client_ca_file = config->tls_client_ca_file;
-    st = iobd__listen_all(srv);
+    zx_status_t st = iobd__listen_all(srv);
     srv->config.tls_cert_file = srv->config.tls_key_file = srv->config.tls_client_ca_file = NULL;
     if (st != ZX_OK) {
-        atomic_store(&srv->shutting_down, true);
-        grpc_server_destroy(srv->server);
-        srv->server = NULL;
-        grpc_completion_queue_shutdown(srv->cq);
-        while (grpc_completion_queue_next(srv->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
-               GRPC_QUEUE_SHUTDOWN) {
-        }
-        grpc_completion_queue_destroy(srv->cq);
-        srv->cq = NULL;
-        iobd__listen_close(srv);
-        iobd_rpc_destroy(srv);
+        iobd__grpc_server_abandon(srv);
         return st;
     }
     uv_async_init(loop, &srv->wake, iobd__on_wake);
@@ -595,10 +598,6 @@ zx_status_t iobd_rpc_start(uv_loop_t* loop, const iobd_rpc_config_t* config, iob
     return ZX_OK;
 }
 
-iob_core_t* iobd_rpc_core(iobd_rpc_t* rpc) {
-    return rpc->core;
-}
-
 void iobd_rpc_shutdown(iobd_rpc_t* srv, void (*done)(void* ctx), void* ctx) {
     if (atomic_exchange(&srv->shutting_down, true)) {
         return;
@@ -615,12 +614,9 @@ void iobd_rpc_destroy(iobd_rpc_t* srv) {
         return;
     }
     iobd__slow_stop(srv); /* normally stopped already, once the CQ thread ended */
-    if (srv->core != NULL) {
-        /* Observer callbacks from here find no sessions and no loop to wake. */
-        srv->wake_alive = false;
-        iob_core_destroy(srv->core);
-        srv->core = NULL;
-    }
+    /* The core outlives the service: from here on it has nobody to tell about events. */
+    iob_core_set_observer(srv->core, NULL);
+    srv->wake_alive = false;
     iobd__sessions_free_all(srv);
     free(srv->operator_uids);
     free(srv->operator_gids);

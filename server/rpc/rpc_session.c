@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Sessions of iobd's gRPC service: OpenSession (credentials, the secret, the per-uid cap),
- * how a call proves its session (iobd__call_session) and the map broker's (iobd_rpc_
- * authenticate), the end of a session, the pidfd watches that keep an ended session's
- * mapping records until its process exits, and what a non-operator may see.
+ * Sessions of iobd's gRPC service: OpenSession (the peer's credentials go to the core, which
+ * owns the session and its secret; the per-uid cap), how a call proves its session
+ * (iobd__call_session: the core checks the secret, this file the connection), the end of a
+ * session, the pidfd watches that keep an ended session's mapping records until its
+ * process exits, and what a non-operator may see.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -11,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -27,6 +27,9 @@
 #include "server/core/iob_metrics.h"
 #include "server/rpc/log.h"
 #include "server/rpc/rpc_internal.h"
+
+_Static_assert(IOB_CORE_SECRET_SIZE == IOB_WIRE_SECRET_SIZE,
+               "one secret on the wire and in the core");
 
 /* ---- Sessions ---- */
 
@@ -59,14 +62,6 @@ static void iobd__session_unlink_locked(iobd_rpc_t* srv, iobd_session_t* s) {
         dp = &(*dp)->next_dirty;
     }
     s->dirty = false;
-}
-
-bool iobd__ct_equal(const uint8_t* a, const uint8_t* b, size_t n) {
-    volatile uint8_t diff = 0;
-    for (size_t i = 0; i < n; i++) {
-        diff |= (uint8_t)(a[i] ^ b[i]);
-    }
-    return diff == 0;
 }
 
 /*
@@ -141,12 +136,14 @@ zx_status_t iobd__call_session(iobd_call_t* c, uint64_t* session_out) {
         return ZX_ERR_INVALID_ARGS;
     }
     iobd_rpc_t* srv = c->srv;
+    /* The core first: no core call under srv->lock (lock order). */
+    if (!iob_core_session_verify(srv->core, id, secret)) {
+        return ZX_ERR_BAD_HANDLE;
+    }
     zx_status_t st = ZX_ERR_BAD_HANDLE;
     pthread_mutex_lock(&srv->lock);
     iobd_session_t* s = iobd__session_find_locked(srv, id);
-    /* The secret check runs even for a closed session so timing tells nothing. */
-    if (s != NULL && iobd__ct_equal(s->secret, secret, sizeof secret) && !s->closed &&
-        c->peer != NULL && strcmp(s->peer, c->peer) == 0) {
+    if (s != NULL && !s->closed && c->peer != NULL && strcmp(s->peer, c->peer) == 0) {
         st = ZX_OK;
     }
     pthread_mutex_unlock(&srv->lock);
@@ -170,50 +167,6 @@ zx_status_t iobd__session_set_events(iobd_rpc_t* srv, uint64_t session_id, bool 
     }
     pthread_mutex_unlock(&srv->lock);
     return st;
-}
-
-bool iobd_rpc_authenticate(void* ctx, uint64_t session_id, const uint8_t secret[16], pid_t pid,
-                           uid_t uid, gid_t gid, iob_session_id_t* session_out) {
-    iobd_rpc_t* srv = ctx;
-    bool ok = false;
-    const char* why = NULL; /* set when the secret matched but the peer is someone else */
-    pid_t owner_pid = 0;
-    uid_t owner_uid = (uid_t)-1;
-    pthread_mutex_lock(&srv->lock);
-    iobd_session_t* s = iobd__session_find_locked(srv, session_id);
-    if (s != NULL && iobd__ct_equal(s->secret, secret, IOB_WIRE_SECRET_SIZE) && !s->closed &&
-        s->local) {
-        owner_pid = s->cred_pid;
-        owner_uid = s->cred_uid;
-        /*
-         * The secret alone is not enough: it may have leaked (a log, a core dump, a child
-         * it was handed to). Mapping records belong to the session's process: its pidfd
-         * decides when they are released, so a mapping made by any other process could
-         * outlive its record. Hence the same uid and the same pid (SO_PEERCRED reports the
-         * thread group id, so every thread of the session's process qualifies).
-         */
-        if (!s->cred_valid) {
-            why = "the session's process is unknown";
-        } else if (uid != owner_uid) {
-            why = "another uid";
-        } else if (pid != owner_pid) {
-            why = "another process";
-        } else {
-            ok = true;
-            s->attached = true;
-        }
-    }
-    pthread_mutex_unlock(&srv->lock);
-    if (why != NULL) {
-        IOBD_WARN("map broker: session %" PRIu64
-                  " (pid %d uid %d) refused to pid %d uid %d "
-                  "gid %d: %s (ZX_ERR_ACCESS_DENIED)",
-                  session_id, (int)owner_pid, (int)owner_uid, (int)pid, (int)uid, (int)gid, why);
-    }
-    if (ok) {
-        session_out->value = session_id;
-    }
-    return ok;
 }
 
 /* ---- What a non-operator may see (ListIobs, ServerInfo) ---- */
@@ -264,22 +217,18 @@ void iobd__open_session(iobd_call_t* c) {
             return;
         }
     }
-    iob_session_cred_t sc = {.pid = cred.pid, .uid = cred.uid, .gid = cred.gid};
+    iob_session_cred_t sc = {.pid = cred.pid,
+                             .uid = cred.uid,
+                             .gid = cred.gid,
+                             .local = local,
+                             .known = local && cred.valid};
     iob_session_id_t sid;
-    zx_status_t st = iob_core_session_open(srv->core, &sc, &sid);
-    if (st != ZX_OK) {
-        if (uid_counted) {
-            pthread_mutex_lock(&srv->lock);
-            iobd__uid_session_give_locked(srv, cred.uid);
-            pthread_mutex_unlock(&srv->lock);
-        }
-        iobd__call_finish(c, st, NULL, iob_core_error_detail());
-        return;
-    }
+    uint8_t secret[IOB_CORE_SECRET_SIZE];
     iobd_session_t* s = calloc(1, sizeof *s);
     char* peer = strdup(c->peer);
-    if (s == NULL || peer == NULL ||
-        getrandom(s->secret, sizeof s->secret, 0) != (ssize_t)sizeof s->secret) {
+    bool made = s != NULL && peer != NULL;
+    zx_status_t st = made ? iob_core_session_open(srv->core, &sc, &sid, secret) : ZX_ERR_NO_MEMORY;
+    if (st != ZX_OK) {
         free(s);
         free(peer);
         if (uid_counted) {
@@ -287,21 +236,18 @@ void iobd__open_session(iobd_call_t* c) {
             iobd__uid_session_give_locked(srv, cred.uid);
             pthread_mutex_unlock(&srv->lock);
         }
-        iob_core_session_close(srv->core, sid);
-        iob_core_session_release_mappings(srv->core, sid);
-        iobd__call_finish(c, ZX_ERR_NO_RESOURCES, NULL, "cannot set up the session");
+        iobd__call_finish(c, st, NULL,
+                          made ? iob_core_error_detail() : "cannot set up the session");
         return;
     }
     s->id = sid.value;
     s->peer = peer;
-    s->local = local;
     s->events_off = no_events;
-    s->cred_valid = local && cred.valid;
-    s->cred_pid = cred.pid;
-    s->cred_uid = cred.uid;
     s->uid_counted = uid_counted;
+    s->uid = cred.uid;
     s->pidfd = -1;
-    if (local && cred.valid && cred.pid > 0) {
+    if (sc.known && cred.pid > 0) {
+        s->pid = cred.pid;
         /* Opened now, while the connection proves the process is alive: no pid reuse. */
         s->pidfd = (int)syscall(SYS_pidfd_open, cred.pid, 0);
     }
@@ -311,10 +257,10 @@ void iobd__open_session(iobd_call_t* c) {
 
     Iob__V1__SessionOpened o = IOB__V1__SESSION_OPENED__INIT;
     o.session_id = s->id;
-    o.secret.data = s->secret;
-    o.secret.len = sizeof s->secret;
+    o.secret.data = secret;
+    o.secret.len = sizeof secret;
     o.page_size = (uint32_t)iob_core_page_size(srv->core);
-    o.backing = (char*)(uintptr_t)iob_backing_name(srv->backing);
+    o.backing = (char*)(uintptr_t)iob_backing_name(iob_core_backing(srv->core));
     o.broker_path = (char*)(uintptr_t)(local && srv->broker_path ? srv->broker_path : "");
     o.server_version = (char*)(uintptr_t)(srv->version ? srv->version : "");
     Iob__V1__SessionMessage m = IOB__V1__SESSION_MESSAGE__INIT;
@@ -330,6 +276,7 @@ void iobd__open_session(iobd_call_t* c) {
         iobd__send_locked(c, &m.base);
     }
     pthread_mutex_unlock(&srv->lock);
+    explicit_bzero(secret, sizeof secret); /* the message holds its own copy now */
     IOBD_INFO("session %" PRIu64 " opened (%s, pid %d uid %d, \"%s\")", s->id, c->peer,
               (int)cred.pid, (int)cred.uid, client_name);
     if (!ok) {
@@ -397,7 +344,7 @@ void iobd__session_end(iobd_rpc_t* srv, iobd_session_t* s) {
     iobd__session_unlink_locked(srv, s);
     if (s->uid_counted) {
         s->uid_counted = false;
-        iobd__uid_session_give_locked(srv, s->cred_uid);
+        iobd__uid_session_give_locked(srv, s->uid);
     }
     pthread_mutex_unlock(&srv->lock);
     iob_session_id_t sid = {s->id};
@@ -405,10 +352,12 @@ void iobd__session_end(iobd_rpc_t* srv, iobd_session_t* s) {
     if (st != ZX_OK) {
         IOBD_WARN("session %" PRIu64 ": close: %s", s->id, zx_status_get_string(st));
     }
+    /* Read after the close: a closed session cannot be attached any more. */
+    bool attached = iob_core_session_attached(srv->core, sid);
     pthread_mutex_lock(&srv->lock);
     bool watch = false;
-    if (s->local && s->attached && s->pidfd >= 0 && !atomic_load(&srv->shutting_down)) {
-        watch = iobd__watch_add_locked(srv, s->cred_pid, &s->pidfd, s->id);
+    if (attached && s->pidfd >= 0 && !atomic_load(&srv->shutting_down)) {
+        watch = iobd__watch_add_locked(srv, s->pid, &s->pidfd, s->id);
     }
     if (s->pidfd >= 0) {
         close(s->pidfd);

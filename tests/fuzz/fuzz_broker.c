@@ -45,23 +45,10 @@ static uv_loop_t g_loop;
 static iob_core_t* g_core;
 static iobd_broker_t* g_broker;
 static iob_session_id_t g_session;
+static uint8_t g_secret[IOB_CORE_SECRET_SIZE];
 static zx_handle_t g_ep[2];
 static char g_path[108];
 static int g_fds_at_start = -1;
-
-static bool auth(void* ctx, uint64_t session_id, const uint8_t secret[16], pid_t pid, uid_t uid,
-                 gid_t gid, iob_session_id_t* out) {
-    (void)ctx;
-    (void)secret;
-    (void)pid;
-    (void)uid;
-    (void)gid;
-    if (session_id != 1) {
-        return false;
-    }
-    *out = g_session;
-    return true;
-}
 
 static void quiet(void* ctx, int level, const char* msg) {
     (void)ctx;
@@ -84,8 +71,9 @@ static void init(void) {
     cc.backing = IOB_BACKING_4K;
     cc.token_ttl_ns = UINT64_C(60) * 1000000000u;
     CHECK(iob_core_create(&cc, &g_core) == ZX_OK);
-    iob_session_cred_t cred = {.pid = getpid(), .uid = getuid(), .gid = getgid()};
-    CHECK(iob_core_session_open(g_core, &cred, &g_session) == ZX_OK);
+    iob_session_cred_t cred = {
+        .pid = getpid(), .uid = getuid(), .gid = getgid(), .local = true, .known = true};
+    CHECK(iob_core_session_open(g_core, &cred, &g_session, g_secret) == ZX_OK);
     zx_iob_region_t r[2];
     memset(r, 0, sizeof r);
     r[0].type = ZX_IOB_REGION_TYPE_PRIVATE;
@@ -104,7 +92,6 @@ static void init(void) {
     memset(&bc, 0, sizeof bc);
     bc.socket_path = g_path;
     bc.socket_mode = 0600;
-    bc.authenticate = auth;
     bc.log = quiet;
     CHECK(iobd_broker_start(&g_loop, g_core, &bc, &g_broker) == ZX_OK);
 }
@@ -218,7 +205,8 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         iob_broker_attach_req_t at;
         memset(&at, 0, sizeof at);
         iob_broker_hdr_init(&at.hdr, IOB_BROKER_ATTACH, sizeof at, 99);
-        at.session_id = 1;
+        at.session_id = g_session.value;
+        memcpy(at.secret, g_secret, sizeof at.secret);
         CHECK(iob_fd_send(fd, &at, sizeof at, NULL, 0) == ZX_OK);
         outcome_t o = read_replies(fd, IOB_BROKER_ATTACH, 99);
         CHECK(o.got_reply && !o.closed);

@@ -23,10 +23,10 @@ void fz_rpc_world_init(fz_rpc_world_t* w) {
     FZ_CHECK(iob_core_create(&cfg, &w->core) == ZX_OK);
     w->core->handle_key = 0;
     iob_session_cred_t cred = {.pid = 1, .uid = 0, .gid = 0};
-    FZ_CHECK(iob_core_session_open(w->core, &cred, &w->a) == ZX_OK);
+    FZ_CHECK(iob_core_session_open(w->core, &cred, &w->a, NULL) == ZX_OK);
     /* The uid fuzz_rpc.c's peer_cred gives non-operators: they see what b holds. */
     cred.uid = cred.gid = 65534;
-    FZ_CHECK(iob_core_session_open(w->core, &cred, &w->b) == ZX_OK);
+    FZ_CHECK(iob_core_session_open(w->core, &cred, &w->b, NULL) == ZX_OK);
 
     zx_iob_region_t plain[2] = {
         {.type = ZX_IOB_REGION_TYPE_PRIVATE,

@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,26 +33,6 @@ static char g_path[108];
 static iob_conn_t* g_conns[FAKE_MAX_SESSIONS];
 
 /* The fake's sessions all live in this process, so the peer's identity is not checked. */
-static bool fake_auth(void* ctx, uint64_t session_id, const uint8_t secret[16], pid_t pid,
-                      uid_t uid, gid_t gid, iob_session_id_t* out) {
-    (void)ctx;
-    (void)pid;
-    (void)uid;
-    (void)gid;
-    bool ok = false;
-    pthread_mutex_lock(&g_lock);
-    for (int i = 0; i < FAKE_MAX_SESSIONS; i++) {
-        iob_conn_t* c = g_conns[i];
-        if (c != NULL && c->open && c->session.value == session_id &&
-            memcmp(c->info.secret, secret, 16) == 0) {
-            *out = c->session;
-            ok = true;
-        }
-    }
-    pthread_mutex_unlock(&g_lock);
-    return ok;
-}
-
 static void fake_log(void* ctx, int level, const char* msg) {
     (void)ctx;
     (void)level;
@@ -79,7 +58,6 @@ static void fake_init(void) {
     iobd_broker_config_t bc;
     memset(&bc, 0, sizeof bc);
     bc.socket_path = g_path;
-    bc.authenticate = fake_auth;
     bc.log = fake_log;
     if (iobd_broker_start(&g_loop, g_core, &bc, &g_broker) != ZX_OK) {
         abort();
@@ -99,17 +77,15 @@ zx_status_t iob_conn_open(const iob_conn_options_t* options, iob_conn_t** out) {
     (void)options;
     pthread_once(&g_once, fake_init);
     iob_conn_t* c = calloc(1, sizeof *c);
-    iob_session_cred_t cred = {.pid = getpid(), .uid = getuid(), .gid = getgid()};
-    zx_status_t st = iob_core_session_open(g_core, &cred, &c->session);
+    iob_session_cred_t cred = {
+        .pid = getpid(), .uid = getuid(), .gid = getgid(), .local = true, .known = true};
+    zx_status_t st = iob_core_session_open(g_core, &cred, &c->session, c->info.secret);
     if (st != ZX_OK) {
         free(c);
         return st;
     }
     c->open = true;
     c->info.session_id = c->session.value;
-    if (getrandom(c->info.secret, sizeof c->info.secret, 0) != (ssize_t)sizeof c->info.secret) {
-        abort();
-    }
     c->info.page_size = 4096;
     strcpy(c->info.backing, "4K");
     strcpy(c->info.broker_path, g_path);

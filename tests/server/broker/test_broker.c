@@ -28,22 +28,16 @@
 #include "shm/fdpass.h"
 #include "test_util.h"
 
-static const uint8_t kSecret[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
-
 typedef struct fixture {
     uv_loop_t loop;
     iob_core_t* core;
     iob_session_id_t session;
+    uint8_t secret[IOB_CORE_SECRET_SIZE]; /* the session's, from the core */
     iobd_broker_t* broker;
     char* dir;
     char path[108];
     bool refuse_peers;
-    /* The session's owner as auth() checks it, and the peer it was last shown. */
-    pid_t owner_pid;
-    uid_t owner_uid;
-    pid_t seen_pid;
-    uid_t seen_uid;
-    gid_t seen_gid;
+    char last_warning[512]; /* the broker's last warning */
     zx_handle_t ep0;
     zx_handle_t ep1;
     int64_t now_ns; /* the core's clock (token expiry) */
@@ -71,21 +65,6 @@ static void on_signals(void* ctx, iob_session_id_t session, zx_handle_t handle, 
     f->signal_handle = handle;
 }
 
-/* What the daemon's iobd_rpc_authenticate does, minus the session table. */
-static bool auth(void* ctx, uint64_t session_id, const uint8_t secret[16], pid_t pid, uid_t uid,
-                 gid_t gid, iob_session_id_t* out) {
-    fixture_t* f = ctx;
-    f->seen_pid = pid;
-    f->seen_uid = uid;
-    f->seen_gid = gid;
-    if (session_id != f->session.value || memcmp(secret, kSecret, 16) != 0 ||
-        pid != f->owner_pid || uid != f->owner_uid) {
-        return false;
-    }
-    *out = f->session;
-    return true;
-}
-
 static bool policy(void* ctx, pid_t pid, uid_t uid, gid_t gid) {
     fixture_t* f = ctx;
     (void)pid;
@@ -95,9 +74,20 @@ static bool policy(void* ctx, pid_t pid, uid_t uid, gid_t gid) {
 }
 
 static void quiet_log(void* ctx, int level, const char* msg) {
-    (void)ctx;
-    (void)level;
-    (void)msg;
+    fixture_t* f = ctx;
+    if (f != NULL && level == IOBD_BROKER_LOG_WARNING) {
+        snprintf(f->last_warning, sizeof f->last_warning, "%s", msg);
+    }
+}
+
+/* A session of this process as iobd's rpc opens it for a Unix-socket client. */
+static iob_session_id_t open_local_session(fixture_t* f, pid_t pid, uid_t uid,
+                                           uint8_t secret[IOB_CORE_SECRET_SIZE]) {
+    iob_session_cred_t cred = {
+        .pid = pid, .uid = uid, .gid = getgid(), .local = true, .known = true};
+    iob_session_id_t sid;
+    assert_int_equal(iob_core_session_open(f->core, &cred, &sid, secret), ZX_OK);
+    return sid;
 }
 
 static int setup(void** state) {
@@ -114,10 +104,7 @@ static int setup(void** state) {
     cc.observer.handle_signals = on_signals;
     f->now_ns = INT64_C(1000000000);
     assert_int_equal(iob_core_create(&cc, &f->core), ZX_OK);
-    iob_session_cred_t cred = {.pid = getpid(), .uid = getuid(), .gid = getgid()};
-    f->owner_pid = cred.pid;
-    f->owner_uid = cred.uid;
-    assert_int_equal(iob_core_session_open(f->core, &cred, &f->session), ZX_OK);
+    f->session = open_local_session(f, getpid(), getuid(), f->secret);
 
     /* ep0 may map region 0 read-write, ep1 read-only; region 1 is ep0's alone. */
     zx_iob_region_t regions[2];
@@ -137,11 +124,10 @@ static int setup(void** state) {
     memset(&bc, 0, sizeof bc);
     bc.socket_path = f->path;
     bc.socket_mode = 0600;
-    bc.authenticate = auth;
-    bc.auth_ctx = f;
     bc.peer_allowed = policy;
     bc.policy_ctx = f;
     bc.log = quiet_log;
+    bc.log_ctx = f;
     bc.attach_timeout_ms = g_attach_timeout_ms;
     assert_int_equal(iobd_broker_start(&f->loop, f->core, &bc, &f->broker), ZX_OK);
     *state = f;
@@ -341,21 +327,21 @@ static uint64_t core_mappings(fixture_t* f) {
 static void test_attach_requires_secret(void** state) {
     fixture_t* f = *state;
     int fd = client_connect(f);
-    uint8_t wrong[16];
-    memcpy(wrong, kSecret, 16);
+    uint8_t wrong[IOB_CORE_SECRET_SIZE];
+    memcpy(wrong, f->secret, sizeof wrong);
     wrong[15] ^= 1;
     assert_int_equal(attach(f, fd, f->session.value, wrong), ZX_ERR_ACCESS_DENIED);
-    assert_int_equal(attach(f, fd, f->session.value + 1, kSecret), ZX_ERR_ACCESS_DENIED);
+    assert_int_equal(attach(f, fd, f->session.value + 1, f->secret), ZX_ERR_ACCESS_DENIED);
     /* Mapping needs an attached connection. */
     assert_int_equal(map(f, fd, f->ep0, ZX_VM_PERM_READ, 0, 0, NULL, NULL), ZX_ERR_BAD_STATE);
-    assert_int_equal(attach(f, fd, f->session.value, kSecret), ZX_OK);
-    assert_int_equal(attach(f, fd, f->session.value, kSecret), ZX_ERR_BAD_STATE);
+    assert_int_equal(attach(f, fd, f->session.value, f->secret), ZX_OK);
+    assert_int_equal(attach(f, fd, f->session.value, f->secret), ZX_ERR_BAD_STATE);
     close(fd);
 
     /* Three failures end the connection. */
     fd = client_connect(f);
     for (int i = 0; i < 3; i++) {
-        assert_int_equal(attach(f, fd, 999, kSecret), ZX_ERR_ACCESS_DENIED);
+        assert_int_equal(attach(f, fd, 999, f->secret), ZX_ERR_ACCESS_DENIED);
     }
     pump(f, fd);
     char b;
@@ -367,23 +353,32 @@ static void test_attach_requires_secret(void** state) {
 }
 
 /*
- * The broker shows authenticate the peer's SO_PEERCRED, and a refusal there (the secret
- * used by another process) is ACCESS_DENIED with nothing attached.
+ * The core checks the peer's SO_PEERCRED against the session's owner: the right secret
+ * from another process or another uid is ACCESS_DENIED with nothing attached, and the
+ * warning names both identities.
  */
-static void test_attach_passes_peer_identity(void** state) {
+static void test_attach_checks_peer_identity(void** state) {
     fixture_t* f = *state;
     int fd = client_connect(f);
-    f->owner_pid = getpid() + 1; /* as if another process had opened the session */
-    assert_int_equal(attach(f, fd, f->session.value, kSecret), ZX_ERR_ACCESS_DENIED);
-    assert_int_equal(f->seen_pid, getpid());
-    assert_int_equal(f->seen_uid, getuid());
-    assert_int_equal(f->seen_gid, getgid());
+    uint8_t secret[IOB_CORE_SECRET_SIZE];
+    /* As if another process had opened the session and leaked its secret. */
+    iob_session_id_t other_pid = open_local_session(f, getpid() + 1, getuid(), secret);
+    assert_int_equal(attach(f, fd, other_pid.value, secret), ZX_ERR_ACCESS_DENIED);
+    char who[128];
+    snprintf(who, sizeof who, "refused to pid %d uid %d gid %d: another process", (int)getpid(),
+             (int)getuid(), (int)getgid());
+    assert_non_null(strstr(f->last_warning, who));
+    assert_false(iob_core_session_attached(f->core, other_pid));
     assert_int_equal(map(f, fd, f->ep0, ZX_VM_PERM_READ, 0, 0, NULL, NULL), ZX_ERR_BAD_STATE);
-    f->owner_pid = getpid();
-    f->owner_uid = getuid() + 1;
-    assert_int_equal(attach(f, fd, f->session.value, kSecret), ZX_ERR_ACCESS_DENIED);
-    f->owner_uid = getuid();
-    assert_int_equal(attach(f, fd, f->session.value, kSecret), ZX_OK);
+
+    iob_session_id_t other_uid = open_local_session(f, getpid(), getuid() + 1, secret);
+    assert_int_equal(attach(f, fd, other_uid.value, secret), ZX_ERR_ACCESS_DENIED);
+    assert_non_null(strstr(f->last_warning, "another uid"));
+    assert_false(iob_core_session_attached(f->core, other_uid));
+
+    assert_false(iob_core_session_attached(f->core, f->session));
+    assert_int_equal(attach(f, fd, f->session.value, f->secret), ZX_OK);
+    assert_true(iob_core_session_attached(f->core, f->session));
     close(fd);
 }
 
@@ -430,7 +425,7 @@ static void test_core_map_dup_fd_is_owned(void** state) {
 static void test_map_grants_and_read_only_fds(void** state) {
     fixture_t* f = *state;
     int fd = client_connect(f);
-    assert_int_equal(attach(f, fd, f->session.value, kSecret), ZX_OK);
+    assert_int_equal(attach(f, fd, f->session.value, f->secret), ZX_OK);
 
     iob_broker_map_reply_t rep;
     int rw = -1;
@@ -550,7 +545,7 @@ static void test_hostile_messages(void** state) {
 
     /* Still serving after all that. */
     fd = client_connect(f);
-    assert_int_equal(attach(f, fd, f->session.value, kSecret), ZX_OK);
+    assert_int_equal(attach(f, fd, f->session.value, f->secret), ZX_OK);
     close(fd);
     iobd_broker_stats_t stats;
     iobd_broker_get_stats(f->broker, &stats);
@@ -583,7 +578,7 @@ static void test_lingering_fd_does_not_stall(void** state) {
     close(sock); /* the broker's copy is the last one now */
     int other = client_connect(f);
     reply_t r;
-    assert_int_equal(attach(f, other, f->session.value, kSecret), ZX_OK);
+    assert_int_equal(attach(f, other, f->session.value, f->secret), ZX_OK);
     assert_int_equal(unmap(f, other, 12345), ZX_ERR_NOT_FOUND);
     assert_true(now_ms() - t0 < 1000);
     /* The attacker's connection was ended after the ERROR reply. */
@@ -639,7 +634,7 @@ static void test_attach_deadline(void** state) {
     fixture_t* f = *state;
     int idle = client_connect(f);
     int fd = client_connect(f);
-    assert_int_equal(attach(f, fd, f->session.value, kSecret), ZX_OK);
+    assert_int_equal(attach(f, fd, f->session.value, f->secret), ZX_OK);
     uint64_t t0 = now_ms();
     pump(f, idle);
     char b;
@@ -669,9 +664,8 @@ static void test_attach_deadline(void** state) {
 static void test_import(void** state) {
     fixture_t* f = *state;
     /* Another process's session exports endpoint 1 of its IOB with fewer rights. */
-    iob_session_cred_t cred = {.pid = getpid() + 1, .uid = getuid(), .gid = getgid()};
-    iob_session_id_t exporter;
-    assert_int_equal(iob_core_session_open(f->core, &cred, &exporter), ZX_OK);
+    uint8_t exporter_secret[IOB_CORE_SECRET_SIZE];
+    iob_session_id_t exporter = open_local_session(f, getpid() + 1, getuid(), exporter_secret);
     zx_iob_region_t region;
     memset(&region, 0, sizeof region);
     region.type = ZX_IOB_REGION_TYPE_PRIVATE;
@@ -692,7 +686,7 @@ static void test_import(void** state) {
     zx_handle_t h = ZX_HANDLE_INVALID;
     /* Before attach: BAD_STATE, and the token is not spent. */
     assert_int_equal(import(f, fd, token, &h), ZX_ERR_BAD_STATE);
-    assert_int_equal(attach(f, fd, f->session.value, kSecret), ZX_OK);
+    assert_int_equal(attach(f, fd, f->session.value, f->secret), ZX_OK);
     assert_int_equal(import(f, fd, "iob1.no-such-token", &h), ZX_ERR_NOT_FOUND);
     assert_int_equal(import(f, fd, "", &h), ZX_ERR_NOT_FOUND);
     char no_nul[IOB_BROKER_TOKEN_SIZE];
@@ -788,7 +782,6 @@ static void test_start_arguments(void** state) {
     iobd_broker_t* b = NULL;
     assert_int_equal(iobd_broker_start(&f->loop, f->core, &bc, &b), ZX_ERR_INVALID_ARGS);
     bc.socket_path = "/nonexistent-dir/x.sock";
-    bc.authenticate = auth;
     bc.log = quiet_log;
     assert_int_equal(iobd_broker_start(&f->loop, f->core, &bc, &b), ZX_ERR_BAD_PATH);
     char longp[200];
@@ -801,7 +794,7 @@ static void test_start_arguments(void** state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_attach_requires_secret, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_attach_passes_peer_identity, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_attach_checks_peer_identity, setup, teardown),
         cmocka_unit_test_setup_teardown(test_core_map_dup_fd_is_owned, setup, teardown),
         cmocka_unit_test_setup_teardown(test_map_grants_and_read_only_fds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_messages, setup, teardown),

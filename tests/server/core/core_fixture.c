@@ -42,9 +42,9 @@ static void on_strobe(void* ctx, iob_session_id_t session, zx_handle_t handle,
 static void open_sessions(fx_t* f) {
     iob_session_cred_t cred = {.pid = 100, .uid = 1000, .gid = 1000};
     assert_int_equal(iob_core_create(&f->config, &f->core), ZX_OK);
-    assert_int_equal(iob_core_session_open(f->core, &cred, &f->a), ZX_OK);
+    assert_int_equal(iob_core_session_open(f->core, &cred, &f->a, NULL), ZX_OK);
     cred.pid = 200;
-    assert_int_equal(iob_core_session_open(f->core, &cred, &f->b), ZX_OK);
+    assert_int_equal(iob_core_session_open(f->core, &cred, &f->b, NULL), ZX_OK);
 }
 
 int fx_setup(void** state) {

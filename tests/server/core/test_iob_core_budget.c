@@ -21,7 +21,7 @@
 static iob_session_id_t open_as(fx_t* f, uid_t uid) {
     iob_session_cred_t cred = {.pid = 300, .uid = uid, .gid = uid};
     iob_session_id_t s;
-    assert_int_equal(iob_core_session_open(f->core, &cred, &s), ZX_OK);
+    assert_int_equal(iob_core_session_open(f->core, &cred, &s, NULL), ZX_OK);
     return s;
 }
 
