@@ -12,19 +12,16 @@
  * (SCM_RIGHTS); no other message carries any, and a server closes every fd a client sends.
  *
  * Versioning: `version` is IOB_BROKER_WIRE_VERSION. A server answers a request of another
- * version with an ERROR reply (status ZX_ERR_NOT_SUPPORTED) in its own version, so an old
- * client learns why. New message types are added without a version bump, so that old
- * clients keep working with new servers: a server that does not know a type answers it
- * with ERROR. A server older than IMPORT receives the 80-byte IMPORT truncated (its buffer
- * is 65 bytes), cannot read the header it was cut from, and answers ERROR with request_id
- * 0; a client has one request in flight per connection, so it takes that ERROR as the
- * answer to it and falls back to gRPC.
+ * version, of a type it does not know, or of the wrong size with an ERROR reply (status
+ * ZX_ERR_NOT_SUPPORTED or ZX_ERR_INVALID_ARGS) in its own version and does nothing else;
+ * when it could not read the request's header, the ERROR's request_id is 0. A client has
+ * one request in flight per connection, so it takes that ERROR as the answer to it, and
+ * lets gRPC do what the broker did not.
  *
  * Mediated operations (WRITEV, ALLOCATE_ID) are the only messages of variable size: a
  * fixed part whose size is exact, then the caller's bytes, whose length the fixed part
  * determines exactly. They can be up to IOB_BROKER_MAX_MEDIATED_MSG bytes, so both ends
- * make sure their socket buffers hold one (SO_SNDBUF, SO_RCVBUF). An older server receives
- * them truncated or does not know the type, answers ERROR, and the client uses gRPC.
+ * make sure their socket buffers hold one (SO_SNDBUF, SO_RCVBUF).
  * `layout` in each fixed part is IOB_BROKER_MEDIATED_LAYOUT: a server answers any other
  * layout with ERROR (ZX_ERR_NOT_SUPPORTED), so these bodies can change without touching
  * the other messages' version.

@@ -6,7 +6,7 @@
  * A region's memfd is created by the server, owned by its uid with mode 0400, sized and
  * allocated up front (fallocate, so an empty hugepage pool is ZX_ERR_NO_MEMORY here and
  * not a SIGBUS later), sealed against shrink, grow and further sealing, zero-filled. Only a
- * hole a writer punches can fault later (see server/core/iob_fault.h).
+ * hole a writer punches can fault later (see shm/fault_guard.h).
  */
 #ifndef IOB_SHM_REGION_H_
 #define IOB_SHM_REGION_H_

@@ -30,8 +30,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
-#include <setjmp.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -40,6 +38,7 @@
 #include <unistd.h>
 
 #include "client/lib/libiob.h"
+#include "shm/fault_guard.h"
 #include "shm/mediated_channel.h"
 
 /* How long pages the kernel proved readable are read without asking it again. */
@@ -115,72 +114,14 @@ bool iob__copy_from_user(void* dst, const void* src, size_t n) {
 
 /* ---- The guarded copy ---- */
 
-typedef struct iob__guard {
-    sigjmp_buf env;
-    uintptr_t base;
-    size_t size;
-} iob__guard_t;
-
-/* initial-exec: the handler reads it, and a first access of dynamic TLS may allocate. */
-static _Thread_local iob__guard_t* volatile t_guard __attribute__((tls_model("initial-exec")));
+/* The signals a copy from the caller's memory can fault with (unmapped, or a file hole). */
+#define IOB__GUARD_SIGNALS (IOB_FAULT_SIGSEGV | IOB_FAULT_SIGBUS)
 
 static pthread_once_t g_guard_once = PTHREAD_ONCE_INIT;
 static bool g_guard_ok;
-static struct sigaction g_prev_segv;
-static struct sigaction g_prev_bus;
-
-static void iob__guard_chain(int sig, siginfo_t* info, void* uctx) {
-    const struct sigaction* prev = sig == SIGSEGV ? &g_prev_segv : &g_prev_bus;
-    if ((prev->sa_flags & SA_SIGINFO) != 0 && prev->sa_sigaction != NULL) {
-        prev->sa_sigaction(sig, info, uctx);
-        return;
-    }
-    if (prev->sa_handler != SIG_DFL && prev->sa_handler != SIG_IGN) {
-        prev->sa_handler(sig);
-        return;
-    }
-    if (prev->sa_handler == SIG_IGN && info->si_code <= 0) {
-        return;
-    }
-    /* The default action: a fault re-executes and dies of it; a sent signal is raised again. */
-    struct sigaction dfl;
-    memset(&dfl, 0, sizeof dfl);
-    dfl.sa_handler = SIG_DFL;
-    sigemptyset(&dfl.sa_mask);
-    sigaction(sig, &dfl, NULL);
-    if (info->si_code <= 0) {
-        raise(sig);
-    }
-}
-
-static void iob__guard_handler(int sig, siginfo_t* info, void* uctx) {
-    iob__guard_t* g = t_guard;
-    uintptr_t addr = (uintptr_t)info->si_addr;
-    if (g != NULL && info->si_code > 0 && addr >= g->base && addr - g->base < g->size) {
-        siglongjmp(g->env, 1);
-    }
-    iob__guard_chain(sig, info, uctx);
-}
 
 static void iob__guard_install(void) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = iob__guard_handler;
-    /* NODEFER: the signal stays unblocked in the handler, so siglongjmp has no mask to restore. */
-    sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK;
-    sigemptyset(&sa.sa_mask);
-    g_guard_ok = sigaction(SIGSEGV, &sa, &g_prev_segv) == 0 &&
-                 sigaction(SIGBUS, &sa, &g_prev_bus) == 0;
-}
-
-/* Whether the guard is SIGSEGV's and SIGBUS's handler right now (two system calls). */
-static bool iob__guard_in_place(void) {
-    struct sigaction segv;
-    struct sigaction bus;
-    return g_guard_ok && sigaction(SIGSEGV, NULL, &segv) == 0 &&
-           sigaction(SIGBUS, NULL, &bus) == 0 && (segv.sa_flags & SA_SIGINFO) != 0 &&
-           segv.sa_sigaction == iob__guard_handler && (bus.sa_flags & SA_SIGINFO) != 0 &&
-           bus.sa_sigaction == iob__guard_handler;
+    g_guard_ok = iob_fault_init(IOB__GUARD_SIGNALS) == ZX_OK;
 }
 
 /* Pages [lo, hi] this thread read through the kernel recently (see the top). */
@@ -199,21 +140,6 @@ static int64_t iob__mchan_now(void) {
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* Not inlined, so that nothing of the caller lives across the sigsetjmp. */
-static __attribute__((noinline)) bool iob__guarded_memcpy(void* dst, const void* src, size_t n) {
-    iob__guard_t g;
-    g.base = (uintptr_t)src;
-    g.size = n;
-    if (sigsetjmp(g.env, 0) != 0) {
-        t_guard = NULL;
-        return false;
-    }
-    t_guard = &g;
-    memcpy(dst, src, n);
-    t_guard = NULL;
-    return true;
-}
-
 bool iob__guarded_copy(void* dst, const void* src, size_t n) {
     if (n == 0) {
         return true;
@@ -228,13 +154,13 @@ bool iob__guarded_copy(void* dst, const void* src, size_t n) {
     for (unsigned i = 0; i < IOB__HOT_ENTRIES; i++) {
         const iob__hot_t* h = &t_hot[i];
         if (now < h->until && lo >= h->lo && hi <= h->hi) {
-            return iob__guarded_memcpy(dst, src, n);
+            return iob_fault_memcpy(src, n, dst, src, n) == ZX_OK;
         }
     }
     if (!iob__copy_from_user(dst, src, n)) {
         return false;
     }
-    if (iob__guard_in_place()) {
+    if (g_guard_ok && iob_fault_in_place(IOB__GUARD_SIGNALS)) {
         t_hot[t_hot_next] = (iob__hot_t){.lo = lo, .hi = hi, .until = now + IOB__HOT_NS};
         t_hot_next = (t_hot_next + 1) % IOB__HOT_ENTRIES;
     }
@@ -303,7 +229,7 @@ zx_status_t iob__mchan_begin(iob__session_t* s, iob__mchan_t** out, unsigned cha
                 close(fds[i]);
             }
         }
-        /* Refused (budget, an older iobd, no broker): datagrams, and no asking again. */
+        /* Refused (budget, no broker): datagrams, and no asking again. */
         s->chan_off = s->chan == NULL;
     }
     if (s->chan == NULL) {

@@ -31,12 +31,7 @@ typedef struct iob__session {
     pthread_mutex_t broker_lock;
     int broker_fd;
     uint64_t next_request_id;
-    /* The broker answered IMPORT with ERROR (an iobd older than IMPORT): use gRPC from now on. */
-    bool broker_no_import;
-    /*
-     * Mediated operations go over gRPC from now on: the broker answered one with ERROR (an
-     * iobd older than WRITEV), or the socket cannot send a full-sized request.
-     */
+    /* Mediated operations go over gRPC: the socket cannot send a full-sized request. */
     bool broker_no_mediated;
     /* Bumped whenever broker_fd is closed: what iobd tied to the connection is gone. */
     atomic_uint_fast64_t broker_gen;

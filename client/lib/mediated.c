@@ -12,8 +12,8 @@
  * straight into the caller's buffers, so the kernel's copy into the socket is the only
  * copy on this side; if the kernel cannot read a buffer (EFAULT, nothing sent), the
  * buffers are read one by one into a private copy, which finds the unreadable ones, and
- * that copy is sent. Otherwise (a remote iobd, or one older than the broker messages) the
- * same description travels over gRPC.
+ * that copy is sent. Otherwise (a remote iobd, or a broker that did not take the request)
+ * the same description travels over gRPC.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -293,6 +293,20 @@ zx_status_t zx_iob_writev(zx_handle_t handle, zx_iob_write_options_t options,
 
 /* ---- zx_iob_allocate_id ---- */
 
+/* The fixed part of an ALLOCATE_ID request followed by body bytes of the blob. */
+static void iob__allocate_id_fill_req(zx_handle_t handle, uint32_t options, uint32_t region_index,
+                                      uint64_t blob_size, uint64_t body, uint32_t flags,
+                                      iob_broker_allocate_id_req_t* req) {
+    memset(req, 0, sizeof *req);
+    iob_broker_hdr_init(&req->hdr, IOB_BROKER_ALLOCATE_ID, (uint32_t)(sizeof *req + body), 0);
+    req->layout = IOB_BROKER_MEDIATED_LAYOUT;
+    req->handle = handle;
+    req->options = options;
+    req->region_index = region_index;
+    req->flags = flags;
+    req->blob_size = blob_size;
+}
+
 /* Through the session's channel, for a blob that fits it; ZX_ERR_NEXT otherwise. */
 static zx_status_t iob__allocate_id_channel(iob__session_t* s, zx_handle_t handle,
                                             uint32_t options, uint32_t region_index,
@@ -310,16 +324,10 @@ static zx_status_t iob__allocate_id_channel(iob__session_t* s, zx_handle_t handl
     iob_broker_allocate_id_req_t req;
     bool readable = blob_size == 0 ||
                     iob__guarded_copy(msg + sizeof req, blob, (size_t)blob_size);
-    size_t body = readable ? (size_t)blob_size : 0u;
-    memset(&req, 0, sizeof req);
-    iob_broker_hdr_init(&req.hdr, IOB_BROKER_ALLOCATE_ID, (uint32_t)(sizeof req + body), 0);
-    req.layout = IOB_BROKER_MEDIATED_LAYOUT;
-    req.handle = handle;
-    req.options = options;
-    req.region_index = region_index;
-    req.flags = (readable ? 0u : IOB_BROKER_ALLOC_BLOB_UNREADABLE) |
-                (id_null ? IOB_BROKER_ALLOC_ID_NULL : 0u);
-    req.blob_size = blob_size;
+    iob__allocate_id_fill_req(handle, options, region_index, blob_size, readable ? blob_size : 0,
+                              (readable ? 0u : IOB_BROKER_ALLOC_BLOB_UNREADABLE) |
+                                  (id_null ? IOB_BROKER_ALLOC_ID_NULL : 0u),
+                              &req);
     memcpy(msg, &req, sizeof req);
     zx_status_t status = ZX_ERR_INTERNAL;
     st = iob__mchan_call(s, ch, &status, got);
@@ -361,16 +369,11 @@ zx_status_t zx_iob_allocate_id(zx_handle_t handle, zx_iob_allocate_id_options_t 
                 unreadable = true; /* the kernel could not read the blob: nothing was sent */
             }
             size_t body = unreadable || blob_fd >= 0 ? 0u : (size_t)blob_size;
-            memset(&req, 0, sizeof req);
-            iob_broker_hdr_init(&req.hdr, IOB_BROKER_ALLOCATE_ID, (uint32_t)(sizeof req + body), 0);
-            req.layout = IOB_BROKER_MEDIATED_LAYOUT;
-            req.handle = handle;
-            req.options = options;
-            req.region_index = region_index;
-            req.flags = (unreadable ? IOB_BROKER_ALLOC_BLOB_UNREADABLE : 0u) |
-                        (id == NULL ? IOB_BROKER_ALLOC_ID_NULL : 0u) |
-                        (blob_fd >= 0 ? IOB_BROKER_ALLOC_BLOB_IN_FD : 0u);
-            req.blob_size = blob_size;
+            iob__allocate_id_fill_req(handle, options, region_index, blob_size, body,
+                                      (unreadable ? IOB_BROKER_ALLOC_BLOB_UNREADABLE : 0u) |
+                                          (id == NULL ? IOB_BROKER_ALLOC_ID_NULL : 0u) |
+                                          (blob_fd >= 0 ? IOB_BROKER_ALLOC_BLOB_IN_FD : 0u),
+                                      &req);
             struct iovec iov[2] = {{.iov_base = &req, .iov_len = sizeof req},
                                    {.iov_base = (void*)(uintptr_t)blob, .iov_len = body}};
             st = iob__broker_mediated(s, &req.hdr, iov, body > 0 ? 2 : 1, blob_fd,

@@ -77,11 +77,17 @@ static void iob__session_free(iob__session_t* s) {
     free(s);
 }
 
-zx_status_t iob__session_get(iob__session_t** out) {
+/*
+ * A reference to the current session, opened (to target) when there is none. An explicit
+ * connection must be the one that opens it: ZX_ERR_ALREADY_BOUND otherwise.
+ */
+static zx_status_t iob__session_ref(const char* target, bool explicit, iob__session_t** out) {
     pthread_mutex_lock(&g_lock);
     zx_status_t st = ZX_OK;
     if (g_session == NULL) {
-        st = iob__session_open(NULL, &g_session);
+        st = iob__session_open(target, &g_session);
+    } else if (explicit) {
+        st = ZX_ERR_ALREADY_BOUND;
     }
     if (st == ZX_OK) {
         atomic_fetch_add(&g_session->refs, 1);
@@ -89,6 +95,10 @@ zx_status_t iob__session_get(iob__session_t** out) {
     }
     pthread_mutex_unlock(&g_lock);
     return st;
+}
+
+zx_status_t iob__session_get(iob__session_t** out) {
+    return iob__session_ref(NULL, false, out);
 }
 
 iob__session_t* iob__session_peek(void) {
@@ -134,16 +144,7 @@ zx_status_t iob_client_connect(const char* target, iob_client_t** out) {
     if (client == NULL) {
         return ZX_ERR_NO_MEMORY;
     }
-    pthread_mutex_lock(&g_lock);
-    zx_status_t st = ZX_ERR_ALREADY_BOUND;
-    if (g_session == NULL) {
-        st = iob__session_open(target, &g_session);
-    }
-    if (st == ZX_OK) {
-        atomic_fetch_add(&g_session->refs, 1);
-        client->session = g_session;
-    }
-    pthread_mutex_unlock(&g_lock);
+    zx_status_t st = iob__session_ref(target, true, &client->session);
     if (st != ZX_OK) {
         free(client);
         return st;
@@ -194,14 +195,14 @@ static void iob__broker_drop(iob__session_t* s) {
 }
 
 /*
- * Sends one request (unless req is NULL) and waits for its reply; broker_lock held. *error_reply (optional) is
- * set when the server answered with an ERROR message rather than the typed reply: it did
- * not understand the request, so nothing was done.
+ * Sends one request (unless req is NULL) and waits for its reply; broker_lock held.
+ * *error_reply (optional) is set when the server answered with an ERROR message rather than
+ * the typed reply: it did not take the request, so nothing was done.
  */
-static zx_status_t iob__broker_call_fds(iob__session_t* s, const void* req, size_t req_len,
-                                       uint64_t request_id, uint16_t reply_type, void* reply,
-                                       size_t reply_len, int* fds_out, size_t want_fds,
-                                       bool* error_reply) {
+static zx_status_t iob__broker_exchange(iob__session_t* s, const void* req, size_t req_len,
+                                        uint64_t request_id, uint16_t reply_type, void* reply,
+                                        size_t reply_len, int* fds_out, size_t want_fds,
+                                        bool* error_reply) {
     if (error_reply != NULL) {
         *error_reply = false;
     }
@@ -234,8 +235,8 @@ static zx_status_t iob__broker_call_fds(iob__session_t* s, const void* req, size
                   msg.hdr.size == len;
         /*
          * An ERROR with request_id 0 answers a request whose header the server could not
-         * read (e.g. one longer than an older server's buffer). Only one request is in
-         * flight on this connection (broker_lock; a timed-out one closes it), so it is ours.
+         * read. Only one request is in flight on this connection (broker_lock; a timed-out
+         * one closes it), so it is ours.
          */
         bool ours = msg.hdr.request_id == request_id ||
                     (msg.hdr.type == IOB_BROKER_ERROR && msg.hdr.request_id == 0);
@@ -267,12 +268,26 @@ static zx_status_t iob__broker_call_fds(iob__session_t* s, const void* req, size
     }
 }
 
-static zx_status_t iob__broker_call(iob__session_t* s, const void* req, size_t req_len,
-                                   uint64_t request_id, uint16_t reply_type, void* reply,
-                                   size_t reply_len, int* fd_out, bool* error_reply) {
+/*
+ * Sends the request of `type` whose header req heads (len bytes in all), under a fresh
+ * request_id, and waits for its typed reply with want_fds descriptors; broker_lock held.
+ */
+static zx_status_t iob__broker_call_fds(iob__session_t* s, iob_broker_hdr_t* req, uint16_t type,
+                                        size_t len, void* reply, size_t reply_len, int* fds_out,
+                                        size_t want_fds, bool* error_reply) {
+    uint64_t id = s->next_request_id++;
+    iob_broker_hdr_init(req, type, (uint32_t)len, id);
+    return iob__broker_exchange(s, req, len, id, type | IOB_BROKER_REPLY, reply, reply_len,
+                                fds_out, want_fds, error_reply);
+}
+
+/* iob__broker_call_fds with one descriptor (fd_out: -1 when none came) or none (NULL). */
+static zx_status_t iob__broker_call(iob__session_t* s, iob_broker_hdr_t* req, uint16_t type,
+                                   size_t len, void* reply, size_t reply_len, int* fd_out,
+                                   bool* error_reply) {
     int fd = -1;
-    zx_status_t st = iob__broker_call_fds(s, req, req_len, request_id, reply_type, reply,
-                                          reply_len, &fd, fd_out != NULL ? 1u : 0u, error_reply);
+    zx_status_t st = iob__broker_call_fds(s, req, type, len, reply, reply_len, &fd,
+                                          fd_out != NULL ? 1u : 0u, error_reply);
     if (fd_out != NULL) {
         *fd_out = fd;
     }
@@ -334,14 +349,12 @@ static zx_status_t iob__broker_ensure(iob__session_t* s) {
     iob__broker_size_buffers(s);
     iob_broker_attach_req_t req;
     memset(&req, 0, sizeof req);
-    uint64_t id = s->next_request_id++;
-    iob_broker_hdr_init(&req.hdr, IOB_BROKER_ATTACH, sizeof req, id);
     req.session_id = s->info.session_id;
     _Static_assert(sizeof req.secret == sizeof s->info.secret, "secret sizes agree");
     memcpy(req.secret, s->info.secret, sizeof req.secret);
     iob_broker_status_reply_t reply;
-    zx_status_t st = iob__broker_call(s, &req, sizeof req, id, IOB_BROKER_ATTACH | IOB_BROKER_REPLY,
-                                      &reply, sizeof reply, NULL, NULL);
+    zx_status_t st = iob__broker_call(s, &req.hdr, IOB_BROKER_ATTACH, sizeof req, &reply,
+                                      sizeof reply, NULL, NULL);
     memset(&req, 0, sizeof req); /* the secret does not linger on the stack */
     if (st == ZX_OK) {
         st = reply.status;
@@ -360,8 +373,6 @@ zx_status_t iob__broker_map(iob__session_t* s, zx_handle_t handle, zx_vm_option_
     if (st == ZX_OK) {
         iob_broker_map_req_t req;
         memset(&req, 0, sizeof req);
-        uint64_t id = s->next_request_id++;
-        iob_broker_hdr_init(&req.hdr, IOB_BROKER_MAP, sizeof req, id);
         req.handle = handle;
         req.options = options;
         req.region_index = region_index;
@@ -370,8 +381,8 @@ zx_status_t iob__broker_map(iob__session_t* s, zx_handle_t handle, zx_vm_option_
         req.len = len;
         iob_broker_map_reply_t reply;
         int fd = -1;
-        st = iob__broker_call(s, &req, sizeof req, id, IOB_BROKER_MAP | IOB_BROKER_REPLY, &reply,
-                              sizeof reply, &fd, NULL);
+        st = iob__broker_call(s, &req.hdr, IOB_BROKER_MAP, sizeof req, &reply, sizeof reply, &fd,
+                              NULL);
         if (st == ZX_OK) {
             st = reply.status;
             bool want_fd = st == ZX_OK && !check_only;
@@ -405,12 +416,10 @@ zx_status_t iob__broker_unmap(iob__session_t* s, uint64_t mapping_id) {
     if (st == ZX_OK) {
         iob_broker_unmap_req_t req;
         memset(&req, 0, sizeof req);
-        uint64_t id = s->next_request_id++;
-        iob_broker_hdr_init(&req.hdr, IOB_BROKER_UNMAP, sizeof req, id);
         req.mapping_id = mapping_id;
         iob_broker_status_reply_t reply;
-        st = iob__broker_call(s, &req, sizeof req, id, IOB_BROKER_UNMAP | IOB_BROKER_REPLY, &reply,
-                              sizeof reply, NULL, NULL);
+        st = iob__broker_call(s, &req.hdr, IOB_BROKER_UNMAP, sizeof req, &reply, sizeof reply,
+                              NULL, NULL);
         if (st == ZX_OK) {
             st = reply.status;
         } else {
@@ -430,22 +439,20 @@ zx_status_t iob__broker_import(iob__session_t* s, const char* token, zx_handle_t
     /*
      * Import does not need the broker, but a process that imports is about to map, which
      * needs it anyway: attaching here is not extra work. Any failure to get an answer
-     * (remote iobd, refused attach, old iobd) leaves the import to gRPC.
+     * (remote iobd, refused attach) leaves the import to gRPC.
      */
-    zx_status_t st = s->broker_no_import ? ZX_ERR_NOT_SUPPORTED : iob__broker_ensure(s);
+    zx_status_t st = iob__broker_ensure(s);
     if (st != ZX_OK) {
         pthread_mutex_unlock(&s->broker_lock);
         return ZX_ERR_NEXT;
     }
     iob_broker_import_req_t req;
     memset(&req, 0, sizeof req);
-    uint64_t id = s->next_request_id++;
-    iob_broker_hdr_init(&req.hdr, IOB_BROKER_IMPORT, sizeof req, id);
     memcpy(req.token, token, n);
     iob_broker_import_reply_t reply;
     bool error_reply = false;
-    st = iob__broker_call(s, &req, sizeof req, id, IOB_BROKER_IMPORT | IOB_BROKER_REPLY, &reply,
-                          sizeof reply, NULL, &error_reply);
+    st = iob__broker_call(s, &req.hdr, IOB_BROKER_IMPORT, sizeof req, &reply, sizeof reply, NULL,
+                          &error_reply);
     explicit_bzero(&req, sizeof req); /* the token is a credential */
     if (st == ZX_OK) {
         st = reply.status;
@@ -456,8 +463,7 @@ zx_status_t iob__broker_import(iob__session_t* s, const char* token, zx_handle_t
             *out = reply.handle;
         }
     } else if (error_reply) {
-        /* The server did not take the request (too old for IMPORT): the token is untouched. */
-        s->broker_no_import = true;
+        /* The server did not take the request: the token is untouched. */
         st = ZX_ERR_NEXT;
     } else {
         /*
@@ -521,10 +527,9 @@ zx_status_t iob__broker_mediated(iob__session_t* s, iob_broker_hdr_t* hdr,
     }
     /* One request of the same size goes out; its reply is read with the ordinary loop. */
     bool error_reply = false;
-    st = iob__broker_call(s, NULL, 0, id, reply_type, reply, reply_len, NULL, &error_reply);
+    st = iob__broker_exchange(s, NULL, 0, id, reply_type, reply, reply_len, NULL, 0, &error_reply);
     if (st != ZX_OK && error_reply) {
-        /* Not understood (an older iobd): it did nothing, so gRPC may do it. */
-        s->broker_no_mediated = true;
+        /* Not taken (an ERROR reply): iobd did nothing, so gRPC may do it. */
         st = ZX_ERR_NEXT;
     } else if (st != ZX_OK) {
         iob__broker_drop(s);
@@ -539,13 +544,11 @@ zx_status_t iob__broker_channel(iob__session_t* s, int fds[3], uint64_t* gen) {
     if (st == ZX_OK) {
         iob_broker_channel_req_t req;
         memset(&req, 0, sizeof req);
-        uint64_t id = s->next_request_id++;
-        iob_broker_hdr_init(&req.hdr, IOB_BROKER_CHANNEL, sizeof req, id);
         req.layout = IOB_BROKER_MEDIATED_LAYOUT;
         iob_broker_channel_reply_t reply;
         bool error_reply = false;
-        st = iob__broker_call_fds(s, &req, sizeof req, id, IOB_BROKER_CHANNEL | IOB_BROKER_REPLY,
-                                  &reply, sizeof reply, fds, 3, &error_reply);
+        st = iob__broker_call_fds(s, &req.hdr, IOB_BROKER_CHANNEL, sizeof req, &reply,
+                                  sizeof reply, fds, 3, &error_reply);
         if (st == ZX_OK) {
             st = reply.status;
             if (st == ZX_OK && (fds[0] < 0 || reply.sub_size != IOB_MCHAN_SUB_SIZE)) {
@@ -557,7 +560,7 @@ zx_status_t iob__broker_channel(iob__session_t* s, int fds[3], uint64_t* gen) {
         } else if (!error_reply) {
             iob__broker_drop(s);
         }
-        /* An ERROR reply: an iobd older than channels, which keeps serving datagrams. */
+        /* An ERROR reply leaves the connection as it was: datagrams still work. */
         *gen = atomic_load(&s->broker_gen);
     }
     pthread_mutex_unlock(&s->broker_lock);

@@ -156,15 +156,53 @@ grpc_event iob__conn_pluck(grpc_completion_queue* cq, void* tag) {
     return grpc_completion_queue_pluck(cq, tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
 }
 
+void iob__conn_call_begin(iob_conn_t* conn, iob_wire_method_t m, int64_t timeout_ms,
+                          iob__conn_call_state_t* c) {
+    memset(c, 0, sizeof *c);
+    gpr_timespec deadline =
+        timeout_ms < 0 ? gpr_inf_future(GPR_CLOCK_MONOTONIC)
+                       : iob__conn_deadline_ms(timeout_ms > INT32_MAX ? INT32_MAX : (int)timeout_ms);
+    c->cq = iob__conn_cq_get(conn);
+    c->call = iob__conn_call(conn, m, c->cq, deadline);
+    grpc_metadata_array_init(&c->initial);
+    grpc_metadata_array_init(&c->trailing);
+    c->code = GRPC_STATUS_UNKNOWN;
+    c->details = grpc_empty_slice();
+}
+
+void iob__conn_metadata_op(iob_conn_t* conn, grpc_op* op) {
+    op->op = GRPC_OP_SEND_INITIAL_METADATA;
+    op->data.send_initial_metadata.count = conn->md_count;
+    op->data.send_initial_metadata.metadata = conn->md;
+}
+
+void iob__conn_status_op(iob__conn_call_state_t* c, grpc_op* op) {
+    op->op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    op->data.recv_status_on_client.trailing_metadata = &c->trailing;
+    op->data.recv_status_on_client.status = &c->code;
+    op->data.recv_status_on_client.status_details = &c->details;
+}
+
+zx_status_t iob__conn_call_end(iob_conn_t* conn, iob__conn_call_state_t* c,
+                               iob__conn_result_t* res_out) {
+    grpc_slice_unref(c->details);
+    grpc_metadata_array_destroy(&c->initial);
+    grpc_metadata_array_destroy(&c->trailing);
+    grpc_call_unref(c->call);
+    iob__conn_cq_put(conn, c->cq);
+    if (res_out != NULL) {
+        *res_out = c->res;
+    }
+    return c->res.status;
+}
+
 /*
  * The first four ops of every call this side makes: the session's metadata and the one
  * request out, then the server's initial metadata in. ops: zeroed by the caller.
  */
 static void iob__conn_request_ops(iob_conn_t* conn, grpc_op ops[4], grpc_byte_buffer* send,
                                   grpc_metadata_array* initial) {
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[0].data.send_initial_metadata.count = conn->md_count;
-    ops[0].data.send_initial_metadata.metadata = conn->md;
+    iob__conn_metadata_op(conn, &ops[0]);
     ops[1].op = GRPC_OP_SEND_MESSAGE;
     ops[1].data.send_message.send_message = send;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
@@ -175,132 +213,90 @@ static void iob__conn_request_ops(iob_conn_t* conn, grpc_op ops[4], grpc_byte_bu
 zx_status_t iob__conn_unary(iob_conn_t* conn, iob_wire_method_t m,
                                    const ProtobufCMessage* req, ProtobufCMessage** reply_out,
                                    iob__conn_result_t* res_out) {
-    grpc_completion_queue* cq = iob__conn_cq_get(conn);
-    grpc_call* call = iob__conn_call(conn, m, cq, iob__conn_deadline_ms(conn->timeout_ms));
+    iob__conn_call_state_t c;
+    iob__conn_call_begin(conn, m, conn->timeout_ms, &c);
     grpc_byte_buffer* send = iob_wire_pack(req);
     grpc_byte_buffer* recv = NULL;
-    grpc_metadata_array im, tm;
-    grpc_metadata_array_init(&im);
-    grpc_metadata_array_init(&tm);
-    grpc_status_code code = GRPC_STATUS_UNKNOWN;
-    grpc_slice details = grpc_empty_slice();
     grpc_op ops[6];
     memset(ops, 0, sizeof ops);
-    iob__conn_request_ops(conn, ops, send, &im);
+    iob__conn_request_ops(conn, ops, send, &c.initial);
     ops[4].op = GRPC_OP_RECV_MESSAGE;
     ops[4].data.recv_message.recv_message = &recv;
-    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    ops[5].data.recv_status_on_client.trailing_metadata = &tm;
-    ops[5].data.recv_status_on_client.status = &code;
-    ops[5].data.recv_status_on_client.status_details = &details;
-    iob__conn_result_t res;
-    memset(&res, 0, sizeof res);
+    iob__conn_status_op(&c, &ops[5]);
     ProtobufCMessage* reply = NULL;
-    if (grpc_call_start_batch(call, ops, 6, call, NULL) != GRPC_CALL_OK) {
-        res.status = ZX_ERR_IO;
+    if (grpc_call_start_batch(c.call, ops, 6, c.call, NULL) != GRPC_CALL_OK) {
+        c.res.status = ZX_ERR_IO;
     } else {
-        iob__conn_pluck(cq, call);
-        iob__conn_result(conn, code, details, &tm, &res);
-        if (res.status == ZX_OK && reply_out != NULL) {
+        iob__conn_pluck(c.cq, c.call);
+        iob__conn_result(conn, c.code, c.details, &c.trailing, &c.res);
+        if (c.res.status == ZX_OK && reply_out != NULL) {
             reply = iob_wire_unpack(iob_wire_method_reply(m), recv);
             if (reply == NULL) {
-                res.status = ZX_ERR_IO; /* the server answered with something else */
+                c.res.status = ZX_ERR_IO; /* the server answered with something else */
             }
         }
     }
-    grpc_slice_unref(details);
     if (recv != NULL) {
         grpc_byte_buffer_destroy(recv);
     }
     grpc_byte_buffer_destroy(send);
-    grpc_metadata_array_destroy(&im);
-    grpc_metadata_array_destroy(&tm);
-    grpc_call_unref(call);
-    iob__conn_cq_put(conn, cq);
-    if (res_out != NULL) {
-        *res_out = res;
-    }
     if (reply_out != NULL) {
         *reply_out = reply;
     } else if (reply != NULL) {
         protobuf_c_message_free_unpacked(reply, NULL);
     }
-    return res.status;
+    return iob__conn_call_end(conn, &c, res_out);
 }
-
 
 zx_status_t iob__conn_server_stream(iob_conn_t* conn, iob_wire_method_t m,
                                            const ProtobufCMessage* req, int64_t call_timeout_ms,
                                            iob__conn_msg_fn on_msg, void* ctx,
                                            iob__conn_result_t* res_out) {
-    grpc_completion_queue* cq = iob__conn_cq_get(conn);
-    gpr_timespec deadline = call_timeout_ms < 0
-                                ? gpr_inf_future(GPR_CLOCK_MONOTONIC)
-                                : iob__conn_deadline_ms(call_timeout_ms > INT32_MAX
-                                                            ? INT32_MAX
-                                                            : (int)call_timeout_ms);
-    grpc_call* call = iob__conn_call(conn, m, cq, deadline);
+    iob__conn_call_state_t c;
+    iob__conn_call_begin(conn, m, call_timeout_ms, &c);
     grpc_byte_buffer* send = iob_wire_pack(req);
-    grpc_metadata_array im, tm;
-    grpc_metadata_array_init(&im);
-    grpc_metadata_array_init(&tm);
-    grpc_status_code code = GRPC_STATUS_UNKNOWN;
-    grpc_slice details = grpc_empty_slice();
     int t_start, t_status, t_recv;
     grpc_op ops[4];
     memset(ops, 0, sizeof ops);
-    iob__conn_request_ops(conn, ops, send, &im);
-    iob__conn_result_t res;
-    memset(&res, 0, sizeof res);
+    iob__conn_request_ops(conn, ops, send, &c.initial);
     grpc_op sop;
     memset(&sop, 0, sizeof sop);
-    sop.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    sop.data.recv_status_on_client.trailing_metadata = &tm;
-    sop.data.recv_status_on_client.status = &code;
-    sop.data.recv_status_on_client.status_details = &details;
-    if (grpc_call_start_batch(call, ops, 4, &t_start, NULL) != GRPC_CALL_OK) {
-        res.status = ZX_ERR_IO;
+    iob__conn_status_op(&c, &sop);
+    if (grpc_call_start_batch(c.call, ops, 4, &t_start, NULL) != GRPC_CALL_OK) {
+        c.res.status = ZX_ERR_IO;
         goto out;
     }
-    if (grpc_call_start_batch(call, &sop, 1, &t_status, NULL) != GRPC_CALL_OK) {
-        iob__conn_pluck(cq, &t_start);
-        res.status = ZX_ERR_IO;
+    if (grpc_call_start_batch(c.call, &sop, 1, &t_status, NULL) != GRPC_CALL_OK) {
+        iob__conn_pluck(c.cq, &t_start);
+        c.res.status = ZX_ERR_IO;
         goto out;
     }
-    iob__conn_pluck(cq, &t_start);
+    iob__conn_pluck(c.cq, &t_start);
     for (;;) {
         grpc_byte_buffer* msg = NULL;
         grpc_op rop;
         memset(&rop, 0, sizeof rop);
         rop.op = GRPC_OP_RECV_MESSAGE;
         rop.data.recv_message.recv_message = &msg;
-        if (grpc_call_start_batch(call, &rop, 1, &t_recv, NULL) != GRPC_CALL_OK) {
+        if (grpc_call_start_batch(c.call, &rop, 1, &t_recv, NULL) != GRPC_CALL_OK) {
             break;
         }
-        grpc_event ev = iob__conn_pluck(cq, &t_recv);
+        grpc_event ev = iob__conn_pluck(c.cq, &t_recv);
         if (!ev.success || msg == NULL) {
             break;
         }
         bool more = on_msg(ctx, msg);
         grpc_byte_buffer_destroy(msg);
         if (!more) {
-            grpc_call_cancel(call, NULL);
+            grpc_call_cancel(c.call, NULL);
             break;
         }
     }
-    iob__conn_pluck(cq, &t_status);
-    iob__conn_result(conn, code, details, &tm, &res);
+    iob__conn_pluck(c.cq, &t_status);
+    iob__conn_result(conn, c.code, c.details, &c.trailing, &c.res);
 out:
-    grpc_slice_unref(details);
     grpc_byte_buffer_destroy(send);
-    grpc_metadata_array_destroy(&im);
-    grpc_metadata_array_destroy(&tm);
-    grpc_call_unref(call);
-    iob__conn_cq_put(conn, cq);
-    if (res_out != NULL) {
-        *res_out = res;
-    }
-    return res.status;
+    return iob__conn_call_end(conn, &c, res_out);
 }
 
 /* ---- The session stream ---- */

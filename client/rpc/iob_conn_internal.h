@@ -83,6 +83,32 @@ grpc_call* iob__conn_call(iob_conn_t* conn, iob_wire_method_t m, grpc_completion
 void iob__conn_result(iob_conn_t* conn, grpc_status_code code, grpc_slice details,
                       const grpc_metadata_array* trailing, iob__conn_result_t* r);
 /*
+ * One call this side makes, from its start to its status: the pluck CQ it runs on, the
+ * server's initial and trailing metadata, and its status once the status op completed.
+ */
+typedef struct iob__conn_call_state {
+    grpc_completion_queue* cq;
+    grpc_call* call;
+    grpc_metadata_array initial, trailing;
+    grpc_status_code code;
+    grpc_slice details;
+    iob__conn_result_t res;
+} iob__conn_call_state_t;
+
+/* Starts nothing yet: a call of method m whose deadline is timeout_ms away (< 0: none). */
+void iob__conn_call_begin(iob_conn_t* conn, iob_wire_method_t m, int64_t timeout_ms,
+                          iob__conn_call_state_t* c);
+/* The RECV_STATUS_ON_CLIENT op, into c (op: zeroed by the caller). */
+void iob__conn_status_op(iob__conn_call_state_t* c, grpc_op* op);
+/* The SEND_INITIAL_METADATA op with the session's metadata (op: zeroed by the caller). */
+void iob__conn_metadata_op(iob_conn_t* conn, grpc_op* op);
+/*
+ * Frees the call and gives back its CQ (every batch started on it has been plucked); *res_out
+ * (optional) gets c->res. c->res.status.
+ */
+zx_status_t iob__conn_call_end(iob_conn_t* conn, iob__conn_call_state_t* c,
+                               iob__conn_result_t* res_out);
+/*
  * One unary call of method m; *reply_out (when asked for; the caller frees it with
  * protobuf_c_message_free_unpacked) is the reply decoded as the method table types it.
  */

@@ -422,41 +422,26 @@ zx_status_t iob_conn_region_write(iob_conn_t* conn, zx_handle_t handle, uint32_t
         return ZX_ERR_INVALID_ARGS;
     }
     int64_t call_ms = (int64_t)conn->timeout_ms + (int64_t)(len >> 20) * 100;
-    grpc_completion_queue* cq = iob__conn_cq_get(conn);
-    grpc_call* call = iob__conn_call(conn, IOB_WIRE_M_WRITE_REGION, cq,
-                                     iob__conn_deadline_ms(call_ms > INT32_MAX ? INT32_MAX
-                                                                               : (int)call_ms));
-    grpc_metadata_array im, tm;
-    grpc_metadata_array_init(&im);
-    grpc_metadata_array_init(&tm);
-    grpc_status_code code = GRPC_STATUS_UNKNOWN;
-    grpc_slice details = grpc_empty_slice();
+    iob__conn_call_state_t c;
+    iob__conn_call_begin(conn, IOB_WIRE_M_WRITE_REGION, call_ms, &c);
     grpc_byte_buffer* recv = NULL;
     int t_start, t_status, t_send, t_end;
-    iob__conn_result_t res;
-    memset(&res, 0, sizeof res);
     grpc_op op[3];
     memset(op, 0, sizeof op);
-    op[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    op[0].data.send_initial_metadata.count = conn->md_count;
-    op[0].data.send_initial_metadata.metadata = conn->md;
+    iob__conn_metadata_op(conn, &op[0]);
     grpc_op sop;
     memset(&sop, 0, sizeof sop);
-    sop.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    sop.data.recv_status_on_client.trailing_metadata = &tm;
-    sop.data.recv_status_on_client.status = &code;
-    sop.data.recv_status_on_client.status_details = &details;
-    if (grpc_call_start_batch(call, op, 1, &t_start, NULL) != GRPC_CALL_OK ||
-        grpc_call_start_batch(call, &sop, 1, &t_status, NULL) != GRPC_CALL_OK) {
-        res.status = ZX_ERR_IO; /* cannot happen with a fresh call */
-        grpc_call_cancel(call, NULL);
-        grpc_call_unref(call);
-        iob__conn_cq_destroy(cq); /* t_start may still be pending: not reusable */
-        grpc_metadata_array_destroy(&im);
-        grpc_metadata_array_destroy(&tm);
-        return res.status;
+    iob__conn_status_op(&c, &sop);
+    if (grpc_call_start_batch(c.call, op, 1, &t_start, NULL) != GRPC_CALL_OK) {
+        c.res.status = ZX_ERR_IO; /* cannot happen with a fresh call */
+        return iob__conn_call_end(conn, &c, NULL);
     }
-    iob__conn_pluck(cq, &t_start);
+    if (grpc_call_start_batch(c.call, &sop, 1, &t_status, NULL) != GRPC_CALL_OK) {
+        iob__conn_pluck(c.cq, &t_start);
+        c.res.status = ZX_ERR_IO;
+        return iob__conn_call_end(conn, &c, NULL);
+    }
+    iob__conn_pluck(c.cq, &t_start);
     /* Always at least one message: it names the handle, region and offset. */
     size_t sent = 0;
     bool first = true;
@@ -474,8 +459,8 @@ zx_status_t iob_conn_region_write(iob_conn_t* conn, zx_handle_t handle, uint32_t
         memset(op, 0, sizeof op);
         op[0].op = GRPC_OP_SEND_MESSAGE;
         op[0].data.send_message.send_message = bb;
-        bool ok = grpc_call_start_batch(call, op, 1, &t_send, NULL) == GRPC_CALL_OK &&
-                  iob__conn_pluck(cq, &t_send).success;
+        bool ok = grpc_call_start_batch(c.call, op, 1, &t_send, NULL) == GRPC_CALL_OK &&
+                  iob__conn_pluck(c.cq, &t_send).success;
         grpc_byte_buffer_destroy(bb);
         if (!ok) {
             break; /* the server ended the call; its status says why */
@@ -486,26 +471,21 @@ zx_status_t iob_conn_region_write(iob_conn_t* conn, zx_handle_t handle, uint32_t
     memset(op, 0, sizeof op);
     op[0].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
     op[1].op = GRPC_OP_RECV_INITIAL_METADATA;
-    op[1].data.recv_initial_metadata.recv_initial_metadata = &im;
+    op[1].data.recv_initial_metadata.recv_initial_metadata = &c.initial;
     op[2].op = GRPC_OP_RECV_MESSAGE;
     op[2].data.recv_message.recv_message = &recv;
-    if (grpc_call_start_batch(call, op, 3, &t_end, NULL) == GRPC_CALL_OK) {
-        iob__conn_pluck(cq, &t_end);
+    if (grpc_call_start_batch(c.call, op, 3, &t_end, NULL) == GRPC_CALL_OK) {
+        iob__conn_pluck(c.cq, &t_end);
     }
-    iob__conn_pluck(cq, &t_status);
-    iob__conn_result(conn, code, details, &tm, &res);
-    if (res.status == ZX_OK && sent != len) {
-        res.status = ZX_ERR_IO;
+    iob__conn_pluck(c.cq, &t_status);
+    iob__conn_result(conn, c.code, c.details, &c.trailing, &c.res);
+    if (c.res.status == ZX_OK && sent != len) {
+        c.res.status = ZX_ERR_IO;
     }
     if (recv != NULL) {
         grpc_byte_buffer_destroy(recv);
     }
-    grpc_slice_unref(details);
-    grpc_metadata_array_destroy(&im);
-    grpc_metadata_array_destroy(&tm);
-    grpc_call_unref(call);
-    iob__conn_cq_put(conn, cq);
-    return res.status;
+    return iob__conn_call_end(conn, &c, NULL);
 }
 
 zx_status_t iob_conn_server_info(iob_conn_t* conn, iob_conn_server_info_t* out) {

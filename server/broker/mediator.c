@@ -21,7 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "server/core/iob_fault.h"
+#include "shm/fault_guard.h"
 #include "shm/mediated_channel.h"
 
 /*

@@ -36,7 +36,7 @@
  * region memory (region read/write, writev, allocate_id): contents that make no sense, and
  * memory that is gone, are ZX_ERR_IO_DATA_INTEGRITY. Nothing of the core's own state has
  * changed then; bytes of the region written before the fault stay written, as a racing
- * writer's would (server/core/iob_fault.h).
+ * writer's would (shm/fault_guard.h).
  */
 #ifndef IOB_SERVER_CORE_IOB_CORE_H_
 #define IOB_SERVER_CORE_IOB_CORE_H_

@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "server/core/iob_core_internal.h"
-#include "server/core/iob_fault.h"
+#include "shm/fault_guard.h"
 #include "shm/mediated.h"
 
 #define IOB__ACCESS_MAP_WRITE (ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE | ZX_IOB_ACCESS_EP1_CAN_MAP_WRITE)
@@ -171,7 +171,7 @@ static zx_status_t region_memory_make(iob_backing_t backing, iob__iob_t* iob, ui
         }
         /*
          * No client holds this memory yet, so nothing can have destroyed it; guarded anyway,
-         * as every access to region memory is (iob_fault.h), so that none is forgotten.
+         * as every access to region memory is (shm/fault_guard.h), so that none is forgotten.
          */
         iob__id_format_t format = {view, size};
         zx_status_t init = iob_fault_call(view, (size_t)r->own.mem.size, id_format, &format);

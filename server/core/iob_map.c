@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "server/core/iob_core_internal.h"
-#include "server/core/iob_fault.h"
+#include "shm/fault_guard.h"
 
 /* The CAN_MAP_* bits vmar_map_common refuses from callers (not CAN_MAP_SPECIFIC). */
 #define IOB__VM_CAN_MAP_RWX (ZX_VM_CAN_MAP_READ | ZX_VM_CAN_MAP_WRITE | ZX_VM_CAN_MAP_EXECUTE)

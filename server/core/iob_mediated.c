@@ -18,7 +18,7 @@
 #include <string.h>
 
 #include "server/core/iob_core_internal.h"
-#include "server/core/iob_fault.h"
+#include "shm/fault_guard.h"
 #include "shm/mediated.h"
 
 /* ---- Shared-region objects ---- */

@@ -149,17 +149,7 @@ int LLVMFuzzerTestOneInput(const uint8_t* bytes, size_t size) {
         }
         case OP_T_HEADER: {
             f->tampered = true;
-            _Atomic uint64_t* h = (_Atomic uint64_t*)(void*)f->base;
-            uint8_t mode = fz_u8(&in);
-            uint64_t v = fz_u64(&in);
-            /* Either half nudged (the plausible lies), or the whole word. */
-            uint64_t cur = atomic_load(h);
-            if (mode % 3u == 0) {
-                v = cur + (uint64_t)(int64_t)(int16_t)v;
-            } else if (mode % 3u == 1) {
-                v = cur + ((uint64_t)(int64_t)(int16_t)v << 32);
-            }
-            atomic_store(h, v);
+            fz_tamper_word(&in, (_Atomic uint64_t*)(void*)f->base);
             break;
         }
         case OP_T_WORD: {

@@ -8,6 +8,7 @@
 #ifndef IOB_TESTS_FUZZ_FUZZ_INPUT_H_
 #define IOB_TESTS_FUZZ_FUZZ_INPUT_H_
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -47,7 +48,6 @@ static inline uint64_t fz_u64(fz_in_t* in) {
     return fz_uint(in, 8);
 }
 
-/* Up to len bytes of the input, in place (fewer at the end): *got says how many. */
 /*
  * Overwrites the (up to) 8 bytes at `off` of a region of `size` bytes with a word from the
  * input, clipped at the region's end: a hostile peer's store anywhere in memory it may write.
@@ -58,6 +58,23 @@ static inline void fz_poke(fz_in_t* in, uint8_t* base, uint64_t size, uint64_t o
     memcpy(base + off, &v, n);
 }
 
+/*
+ * A hostile writer's change to a shared 64-bit word: one half nudged by a small amount
+ * (the plausible lies: an index a little off) or the whole word replaced.
+ */
+static inline void fz_tamper_word(fz_in_t* in, _Atomic uint64_t* word) {
+    uint8_t mode = fz_u8(in);
+    uint64_t v = fz_u64(in);
+    uint64_t cur = atomic_load(word);
+    if (mode % 3u == 0) {
+        v = cur + (uint64_t)(int64_t)(int16_t)v;
+    } else if (mode % 3u == 1) {
+        v = cur + ((uint64_t)(int64_t)(int16_t)v << 32);
+    }
+    atomic_store(word, v);
+}
+
+/* Up to len bytes of the input, in place (fewer at the end): *got says how many. */
 static inline const uint8_t* fz_bytes(fz_in_t* in, size_t len, size_t* got) {
     size_t left = in->size - in->pos;
     size_t n = len < left ? len : left;

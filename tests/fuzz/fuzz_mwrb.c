@@ -148,13 +148,6 @@ static void op_peek(mwrb_fx_t* f, fz_in_t* in) {
     }
 }
 
-static void tamper_word(fz_in_t* in, _Atomic uint64_t* word) {
-    uint8_t mode = fz_u8(in);
-    uint64_t v = fz_u64(in);
-    uint64_t cur = atomic_load(word);
-    atomic_store(word, (mode & 1u) ? v : cur + (uint64_t)(int64_t)(int16_t)v);
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t* bytes, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t* bytes, size_t size) {
@@ -184,11 +177,11 @@ int LLVMFuzzerTestOneInput(const uint8_t* bytes, size_t size) {
             break;
         case OP_T_HEAD:
             f->tampered = true;
-            tamper_word(&in, &h->head);
+            fz_tamper_word(&in, &h->head);
             break;
         case OP_T_TAIL:
             f->tampered = true;
-            tamper_word(&in, &h->tail);
+            fz_tamper_word(&in, &h->tail);
             break;
         case OP_T_DATA: {
             f->tampered = true;

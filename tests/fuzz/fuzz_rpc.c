@@ -285,7 +285,6 @@ int LLVMFuzzerTestOneInput(const uint8_t* bytes, size_t size) {
     FZ_CHECK(s != NULL && srv != NULL);
     fz_rpc_world_init(&s->w);
     srv->core = s->w.core;
-    srv->backing = IOB_BACKING_4K;
     fz_call.session = s->w.a;
 
     for (int i = 0; i < FZ_MAX_OPS && fz_more(&in); i++) {

@@ -211,6 +211,7 @@ static void read_region(seed_t* s, zx_handle_t h, uint32_t region, uint64_t offs
     req(s, IOB_WIRE_M_READ_REGION, &m.base);
 }
 
+/* Long because it is a list: one short paragraph per seed file, each a request sequence. */
 static void rpc_seeds(void) {
     fz_rpc_world_t w;
     memset(&w, 0, sizeof w);

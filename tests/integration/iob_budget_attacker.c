@@ -30,28 +30,37 @@
 #include <zircon/syscalls.h>
 
 #include "client/lib/libiob.h"
+#include "test_regions.h"
 
 #define ATK_TIB (UINT64_C(1) << 40)
 
+#define ATK_EP0_RW (ZX_IOB_ACCESS_EP0_CAN_MAP_READ | ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE)
+
 static zx_status_t one_page_iob(zx_handle_t* ep0, zx_handle_t* ep1) {
-    zx_iob_region_t r;
-    memset(&r, 0, sizeof r);
-    r.type = ZX_IOB_REGION_TYPE_PRIVATE;
-    r.access = ZX_IOB_ACCESS_EP0_CAN_MAP_READ | ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE |
-               ZX_IOB_ACCESS_EP1_CAN_MAP_READ;
-    r.size = zx_system_get_page_size();
-    r.discipline.type = ZX_IOB_DISCIPLINE_TYPE_NONE;
+    zx_iob_region_t r = test_private_region(zx_system_get_page_size(),
+                                            ATK_EP0_RW | ZX_IOB_ACCESS_EP1_CAN_MAP_READ);
     return zx_iob_create(0, &r, 1, ep0, ep1);
+}
+
+/* An attacker that could not even start its attack: exit code 3. */
+static int setup_failed(const char* what, zx_status_t st) {
+    fprintf(stderr, "attacker: %s: %s\n", what, zx_status_get_string(st));
+    return 3;
+}
+
+/* Reports the budget's refusal of the n-th op, if st is one. */
+static bool refused(const char* op, zx_status_t st, unsigned long n) {
+    if (st == ZX_OK) {
+        return false;
+    }
+    printf("refused %s %s %lu\n", op, zx_status_get_string(st), n);
+    return true;
 }
 
 static int job_tib(void) {
     zx_iob_region_t r[64];
-    memset(r, 0, sizeof r);
     for (int i = 0; i < 64; i++) {
-        r[i].type = ZX_IOB_REGION_TYPE_PRIVATE;
-        r[i].access = ZX_IOB_ACCESS_EP0_CAN_MAP_READ | ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE;
-        r[i].size = ATK_TIB;
-        r[i].discipline.type = ZX_IOB_DISCIPLINE_TYPE_NONE;
+        r[i] = test_private_region(ATK_TIB, ATK_EP0_RW);
     }
     zx_handle_t ep0 = ZX_HANDLE_INVALID, ep1 = ZX_HANDLE_INVALID;
     zx_status_t st = zx_iob_create(0, r, 64, &ep0, &ep1);
@@ -63,20 +72,13 @@ static int job_tokens(unsigned long max) {
     zx_handle_t ep0, ep1;
     zx_status_t st = one_page_iob(&ep0, &ep1);
     if (st != ZX_OK) {
-        fprintf(stderr, "attacker: create: %s\n", zx_status_get_string(st));
-        return 3;
+        return setup_failed("create", st);
     }
     for (unsigned long n = 0; n < max; n++) {
         zx_handle_t dup;
-        st = zx_handle_duplicate(ep0, ZX_RIGHT_SAME_RIGHTS, &dup);
-        if (st != ZX_OK) {
-            printf("refused duplicate %s %lu\n", zx_status_get_string(st), n);
-            return 0;
-        }
         char token[IOB_TOKEN_SIZE];
-        st = iob_handle_export(dup, token);
-        if (st != ZX_OK) {
-            printf("refused export %s %lu\n", zx_status_get_string(st), n);
+        if (refused("duplicate", zx_handle_duplicate(ep0, ZX_RIGHT_SAME_RIGHTS, &dup), n) ||
+            refused("export", iob_handle_export(dup, token), n)) {
             return 0;
         }
     }
@@ -89,15 +91,13 @@ static int job_maps(unsigned long max) {
     zx_status_t st = one_page_iob(&ep0, &ep1);
     iob__session_t* session = NULL;
     if (st != ZX_OK || (st = iob__session_get(&session)) != ZX_OK) {
-        fprintf(stderr, "attacker: set-up: %s\n", zx_status_get_string(st));
-        return 3;
+        return setup_failed("set-up", st);
     }
     uint64_t page = zx_system_get_page_size();
     for (unsigned long n = 0; n < max; n++) {
         iob__grant_t g;
         st = iob__broker_map(session, ep0, ZX_VM_PERM_READ, 0, 0, page, false, &g);
-        if (st != ZX_OK) {
-            printf("refused map %s %lu\n", zx_status_get_string(st), n);
+        if (refused("map", st, n)) {
             iob__session_put(session);
             return 0;
         }
@@ -112,14 +112,11 @@ static int job_replace(unsigned long max) {
     zx_handle_t ep0, ep1;
     zx_status_t st = one_page_iob(&ep0, &ep1);
     if (st != ZX_OK) {
-        fprintf(stderr, "attacker: create: %s\n", zx_status_get_string(st));
-        return 3;
+        return setup_failed("create", st);
     }
     for (unsigned long n = 0; n < max; n++) {
         zx_handle_t next;
-        st = zx_handle_replace(ep0, ZX_RIGHT_SAME_RIGHTS, &next);
-        if (st != ZX_OK) {
-            printf("refused replace %s %lu\n", zx_status_get_string(st), n);
+        if (refused("replace", zx_handle_replace(ep0, ZX_RIGHT_SAME_RIGHTS, &next), n)) {
             return 0;
         }
         ep0 = next;
@@ -129,17 +126,10 @@ static int job_replace(unsigned long max) {
 }
 
 static int job_big(uint64_t size, unsigned long max) {
-    zx_iob_region_t r;
-    memset(&r, 0, sizeof r);
-    r.type = ZX_IOB_REGION_TYPE_PRIVATE;
-    r.access = ZX_IOB_ACCESS_EP0_CAN_MAP_READ | ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE;
-    r.size = size;
-    r.discipline.type = ZX_IOB_DISCIPLINE_TYPE_NONE;
+    zx_iob_region_t r = test_private_region(size, ATK_EP0_RW);
     for (unsigned long n = 0; n < max; n++) {
         zx_handle_t ep0, ep1;
-        zx_status_t st = zx_iob_create(0, &r, 1, &ep0, &ep1);
-        if (st != ZX_OK) {
-            printf("refused create %s %lu\n", zx_status_get_string(st), n);
+        if (refused("create", zx_iob_create(0, &r, 1, &ep0, &ep1), n)) {
             return 0;
         }
         /* Closed before the next: the attack is the allocation's time, not its total. */

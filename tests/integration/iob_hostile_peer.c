@@ -35,6 +35,7 @@
 
 #include "client/lib/libiob.h"
 #include "shm/region.h"
+#include "test_regions.h"
 
 #define FAIL(code, ...)                           \
     do {                                          \
@@ -107,12 +108,9 @@ static void drain_pool(void) {
 }
 
 static int attack_idalloc(void) {
-    zx_iob_region_t r;
-    memset(&r, 0, sizeof r);
-    r.type = ZX_IOB_REGION_TYPE_PRIVATE;
-    r.access = ZX_IOB_ACCESS_EP0_CAN_MAP_READ | ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE |
-               ZX_IOB_ACCESS_EP1_CAN_MEDIATED_WRITE;
-    r.size = g_page;
+    zx_iob_region_t r = test_private_region(g_page, ZX_IOB_ACCESS_EP0_CAN_MAP_READ |
+                                                        ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE |
+                                                        ZX_IOB_ACCESS_EP1_CAN_MEDIATED_WRITE);
     r.discipline.type = ZX_IOB_DISCIPLINE_TYPE_ID_ALLOCATOR;
     zx_handle_t ep0, ep1;
     CHECK(11, zx_iob_create(0, &r, 1, &ep0, &ep1), "ID allocator IOB");
@@ -137,16 +135,8 @@ static int attack_idalloc(void) {
 static int attack_writev(void) {
     zx_handle_t shared;
     CHECK(15, zx_iob_create_shared_region(0, 2 * g_page, &shared), "shared region");
-    zx_iob_region_t r;
-    memset(&r, 0, sizeof r);
-    r.type = ZX_IOB_REGION_TYPE_SHARED;
-    r.access = ZX_IOB_ACCESS_EP0_CAN_MAP_READ | ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE |
-               ZX_IOB_ACCESS_EP1_CAN_MEDIATED_WRITE;
-    r.discipline.type = ZX_IOB_DISCIPLINE_TYPE_MEDIATED_WRITE_RING_BUFFER;
-    r.discipline.ring_buffer.tag = 7;
-    r.shared_region.shared_region = shared;
     zx_handle_t ep0, ep1;
-    CHECK(16, zx_iob_create(0, &r, 1, &ep0, &ep1), "ring IOB");
+    CHECK(16, ring_iob_create(shared, 7, &ep0, &ep1), "ring IOB");
     char msg[64] = "a record";
     zx_iovec_t v = {.buffer = msg, .capacity = sizeof msg};
     CHECK(17, zx_iob_writev(ep1, 0, 0, &v, 1), "first writev");
@@ -161,11 +151,8 @@ static int attack_writev(void) {
 }
 
 static zx_handle_t plain_iob(uint64_t size) {
-    zx_iob_region_t r;
-    memset(&r, 0, sizeof r);
-    r.type = ZX_IOB_REGION_TYPE_PRIVATE;
-    r.access = ZX_IOB_ACCESS_EP0_CAN_MAP_READ | ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE;
-    r.size = size;
+    zx_iob_region_t r =
+        test_private_region(size, ZX_IOB_ACCESS_EP0_CAN_MAP_READ | ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE);
     zx_handle_t ep0, ep1;
     CHECK(18, zx_iob_create(0, &r, 1, &ep0, &ep1), "IOB");
     return ep0;

@@ -37,6 +37,7 @@
 #include <zircon/syscalls.h>
 
 #include "client/lib/libiob.h"
+#include "test_regions.h"
 
 #define FAIL(code, ...)                       \
     do {                                      \
@@ -120,11 +121,8 @@ static int ro_checks(zx_handle_t h) {
 }
 
 static zx_status_t create_one(zx_handle_t* ep0, zx_handle_t* ep1) {
-    zx_iob_region_t r;
-    memset(&r, 0, sizeof r);
-    r.type = ZX_IOB_REGION_TYPE_PRIVATE;
-    r.access = ZX_IOB_ACCESS_EP0_CAN_MAP_READ | ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE;
-    r.size = 1;
+    zx_iob_region_t r =
+        test_private_region(1, ZX_IOB_ACCESS_EP0_CAN_MAP_READ | ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE);
     return zx_iob_create(0, &r, 1, ep0, ep1);
 }
 

@@ -26,6 +26,7 @@
 
 #include "client/lib/libiob.h"
 #include "map_harness.h"
+#include "test_regions.h"
 
 #define PER_UID 8
 #define ATTACH_TIMEOUT "2s"
@@ -84,13 +85,9 @@ static void ms_check(const char* what, uint64_t t0) {
  */
 static void probe(void) {
     uint64_t pg = zx_system_get_page_size();
-    zx_iob_region_t reg;
-    memset(&reg, 0, sizeof reg);
-    reg.type = ZX_IOB_REGION_TYPE_PRIVATE;
-    reg.access = ZX_IOB_ACCESS_EP0_CAN_MAP_READ | ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE |
-                 ZX_IOB_ACCESS_EP1_CAN_MAP_READ;
-    reg.size = pg;
-    reg.discipline.type = ZX_IOB_DISCIPLINE_TYPE_NONE;
+    zx_iob_region_t reg =
+        test_private_region(pg, ZX_IOB_ACCESS_EP0_CAN_MAP_READ | ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE |
+                                    ZX_IOB_ACCESS_EP1_CAN_MAP_READ);
     zx_handle_t ep0, ep1;
     uint64_t t0 = now_ms();
     assert_int_equal(zx_iob_create(0, &reg, 1, &ep0, &ep1), ZX_OK);

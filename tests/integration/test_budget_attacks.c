@@ -42,6 +42,7 @@
 #include "client/lib/libiob.h"
 #include "client/rpc/iob_conn.h"
 #include "map_harness.h"
+#include "test_regions.h"
 
 static map_daemon_t g_daemon;
 static iob_client_t* g_client; /* this process's session, on g_daemon */
@@ -114,12 +115,10 @@ static iob_conn_server_info_t server_info(void) {
 }
 
 static void make(zx_handle_t* ep0, zx_handle_t* ep1) {
-    zx_iob_region_t r;
-    memset(&r, 0, sizeof r);
-    r.type = ZX_IOB_REGION_TYPE_PRIVATE;
-    r.access = ZX_IOB_ACCESS_EP0_CAN_MAP_READ | ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE |
-               ZX_IOB_ACCESS_EP1_CAN_MAP_READ;
-    r.size = zx_system_get_page_size();
+    zx_iob_region_t r =
+        test_private_region(zx_system_get_page_size(), ZX_IOB_ACCESS_EP0_CAN_MAP_READ |
+                                                           ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE |
+                                                           ZX_IOB_ACCESS_EP1_CAN_MAP_READ);
     assert_int_equal(zx_iob_create(0, &r, 1, ep0, ep1), ZX_OK);
 }
 

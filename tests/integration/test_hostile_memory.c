@@ -33,6 +33,7 @@
 
 #include "client/lib/libiob.h"
 #include "map_harness.h"
+#include "test_regions.h"
 #include "test_util.h"
 
 extern char** environ;
@@ -157,11 +158,8 @@ static size_t run_attack(const char* mode, zx_status_t* statuses, size_t cap) {
     assert_true(iobd_alive());
 
     /* And new memory again, now that the attacker's pages are back. */
-    zx_iob_region_t r;
-    memset(&r, 0, sizeof r);
-    r.type = ZX_IOB_REGION_TYPE_PRIVATE;
-    r.access = ZX_IOB_ACCESS_EP0_CAN_MAP_READ | ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE;
-    r.size = g_page;
+    zx_iob_region_t r = test_private_region(
+        g_page, ZX_IOB_ACCESS_EP0_CAN_MAP_READ | ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE);
     zx_handle_t ep0, ep1;
     assert_int_equal(zx_iob_create(0, &r, 1, &ep0, &ep1), ZX_OK);
     zx_handle_t both[2] = {ep0, ep1};
@@ -233,11 +231,8 @@ static int group_setup(void** state) {
         return -1;
     }
     g_page = zx_system_get_page_size();
-    zx_iob_region_t r;
-    memset(&r, 0, sizeof r);
-    r.type = ZX_IOB_REGION_TYPE_PRIVATE;
-    r.access = ZX_IOB_ACCESS_EP0_CAN_MAP_READ | ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE;
-    r.size = g_page;
+    zx_iob_region_t r = test_private_region(
+        g_page, ZX_IOB_ACCESS_EP0_CAN_MAP_READ | ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE);
     zx_handle_t ep1;
     if (zx_iob_create(0, &r, 1, &g_own, &ep1) != ZX_OK) {
         return -1;

@@ -19,6 +19,7 @@
 #include <zircon/syscalls.h>
 
 #include "map_harness.h"
+#include "test_regions.h"
 #include "test_util.h"
 
 #define MIB (UINT64_C(1) << 20)
@@ -27,12 +28,9 @@ static void test_hugepage_mapping(void** state) {
     (void)state;
     uint64_t pg = zx_system_get_page_size();
     assert_int_equal(pg, 2 * MIB);
-    zx_iob_region_t r;
-    memset(&r, 0, sizeof r);
-    r.type = ZX_IOB_REGION_TYPE_PRIVATE;
-    r.access = ZX_IOB_ACCESS_EP0_CAN_MAP_READ | ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE |
-               ZX_IOB_ACCESS_EP1_CAN_MAP_READ;
-    r.size = 64 * MIB;
+    zx_iob_region_t r = test_private_region(64 * MIB, ZX_IOB_ACCESS_EP0_CAN_MAP_READ |
+                                                          ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE |
+                                                          ZX_IOB_ACCESS_EP1_CAN_MAP_READ);
     zx_handle_t ep0;
     zx_handle_t ep1;
     assert_int_equal(zx_iob_create(0, &r, 1, &ep0, &ep1), ZX_OK);

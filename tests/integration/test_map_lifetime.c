@@ -24,17 +24,32 @@
 #include <zircon/syscalls.h>
 
 #include "map_harness.h"
+#include "test_regions.h"
 
 static map_daemon_t g_daemon;
 
 static void make(zx_handle_t* ep0, zx_handle_t* ep1) {
-    zx_iob_region_t r;
-    memset(&r, 0, sizeof r);
-    r.type = ZX_IOB_REGION_TYPE_PRIVATE;
-    r.access = ZX_IOB_ACCESS_EP0_CAN_MAP_READ | ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE |
-               ZX_IOB_ACCESS_EP1_CAN_MAP_READ;
-    r.size = zx_system_get_page_size();
+    zx_iob_region_t r =
+        test_private_region(zx_system_get_page_size(), ZX_IOB_ACCESS_EP0_CAN_MAP_READ |
+                                                           ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE |
+                                                           ZX_IOB_ACCESS_EP1_CAN_MAP_READ);
     assert_int_equal(zx_iob_create(0, &r, 1, ep0, ep1), ZX_OK);
+}
+
+/* An IOB whose ep1 travels as a token (export takes the handle): ep0 stays here. */
+static void make_exported(zx_handle_t* ep0, char token[IOB_TOKEN_SIZE]) {
+    zx_handle_t ep1;
+    make(ep0, &ep1);
+    assert_int_equal(iob_handle_export(ep1, token), ZX_OK);
+}
+
+/* Starts iob_test_peer with args and waits until it says "ready"; its stdout in *out. */
+static pid_t spawn_ready(const char* const* args, int* out) {
+    pid_t pid = map_spawn_peer(args, out);
+    char line[32];
+    assert_true(map_read_line(*out, line, sizeof line, 10000));
+    assert_string_equal(line, "ready");
+    return pid;
 }
 
 /*
@@ -63,16 +78,11 @@ static zx_time_t wait_peer_closed_event(zx_handle_t handle) {
 
 static void kill_peer_and_expect_peer_closed(int map) {
     zx_handle_t ep0;
-    zx_handle_t ep1;
-    make(&ep0, &ep1);
     char token[IOB_TOKEN_SIZE];
-    assert_int_equal(iob_handle_export(ep1, token), ZX_OK);
+    make_exported(&ep0, token);
     const char* args[] = {"hold", token, map ? "1" : "0", NULL};
     int out = -1;
-    pid_t pid = map_spawn_peer(args, &out);
-    char line[32];
-    assert_true(map_read_line(out, line, sizeof line, 10000));
-    assert_string_equal(line, "ready");
+    pid_t pid = spawn_ready(args, &out);
     zx_signals_t seen = 0;
     assert_int_equal(zx_object_wait_one(ep0, ZX_IOB_PEER_CLOSED, 0, &seen), ZX_ERR_TIMED_OUT);
     /*
@@ -152,16 +162,11 @@ static void test_tokens(void** state) {
 static void test_imported_handle_gets_events(void** state) {
     (void)state;
     zx_handle_t ep0;
-    zx_handle_t ep1;
-    make(&ep0, &ep1);
     char token[IOB_TOKEN_SIZE];
-    assert_int_equal(iob_handle_export(ep1, token), ZX_OK);
+    make_exported(&ep0, token);
     const char* args[] = {"events", token, NULL};
     int out = -1;
-    pid_t pid = map_spawn_peer(args, &out);
-    char line[32];
-    assert_true(map_read_line(out, line, sizeof line, 10000));
-    assert_string_equal(line, "ready");
+    pid_t pid = spawn_ready(args, &out);
     assert_int_equal(zx_handle_close(ep0), ZX_OK);
     assert_int_equal(map_wait(pid), 0);
     close(out);
@@ -170,10 +175,8 @@ static void test_imported_handle_gets_events(void** state) {
 static void test_expired_token(void** state) {
     (void)state;
     zx_handle_t ep0;
-    zx_handle_t ep1;
-    make(&ep0, &ep1);
     char token[IOB_TOKEN_SIZE];
-    assert_int_equal(iob_handle_export(ep1, token), ZX_OK);
+    make_exported(&ep0, token);
     /* In flight, the token keeps ep1 alive. */
     zx_signals_t seen = 0;
     assert_int_equal(zx_object_wait_one(ep0, ZX_IOB_PEER_CLOSED, 0, &seen), ZX_ERR_TIMED_OUT);

@@ -25,10 +25,10 @@
 #include <zircon/syscalls.h>
 
 #include "client/lib/libiob.h"
-#include "idalloc_iob.h"
 #include "map_harness.h"
 #include "shm/broker_wire.h"
 #include "shm/mediated.h"
+#include "test_regions.h"
 
 static map_daemon_t g_daemon;
 
@@ -173,20 +173,17 @@ static void test_malformed(void** state) {
 
     /* Data that does not match the readable capacities (too long, too short). */
     uint8_t data[64] = {0};
-    writev_init(&w, 16, 64);
-    w.num_vectors = 1;
-    w.vector_count = 1;
-    w.vecs[0].capacity = 32;
-    w.vecs[0].flags = IOB_BROKER_VEC_READABLE;
-    send_all(fd, &w, sizeof w, data, 64);
-    expect_error(fd, 16, ZX_ERR_INVALID_ARGS);
-    writev_init(&w, 17, 16);
-    w.num_vectors = 1;
-    w.vector_count = 1;
-    w.vecs[0].capacity = 32;
-    w.vecs[0].flags = IOB_BROKER_VEC_READABLE;
-    send_all(fd, &w, sizeof w, data, 16);
-    expect_error(fd, 17, ZX_ERR_INVALID_ARGS);
+    static const size_t sent[] = {64, 16};
+    for (size_t i = 0; i < 2; i++) {
+        uint64_t id = 16 + i;
+        writev_init(&w, id, sent[i]);
+        w.num_vectors = 1;
+        w.vector_count = 1;
+        w.vecs[0].capacity = 32;
+        w.vecs[0].flags = IOB_BROKER_VEC_READABLE;
+        send_all(fd, &w, sizeof w, data, sent[i]);
+        expect_error(fd, id, ZX_ERR_INVALID_ARGS);
+    }
 
     /* Capacities whose sum overflows; a count that disagrees; unknown flags. */
     writev_init(&w, 18, 0);
@@ -217,13 +214,19 @@ static void test_malformed(void** state) {
     send_all(fd, &a, sizeof a, data, 4);
     expect_error(fd, 21, ZX_ERR_INVALID_ARGS);
 
-    /*
-     * A file descriptor attached: answered with ERROR, the connection ended, the fd closed
-     * by iobd. The descriptor is a memfd with a name of its own, so that the check below
-     * looks for exactly it among iobd's descriptors (iobd's count of descriptors also
-     * moves for reasons of its own).
-     */
-    size_t fds_before = map_daemon_fds(&g_daemon, NULL);
+    close(fd);
+    free(big);
+}
+
+/*
+ * A file descriptor attached: answered with ERROR, the connection ended, the fd closed by
+ * iobd. The descriptor is a memfd with a name of its own, so that the check below looks for
+ * exactly it among iobd's descriptors (iobd's count of descriptors also moves for reasons
+ * of its own).
+ */
+static void test_passed_fd(void** state) {
+    (void)state;
+    iob_broker_writev_req_t w;
     int pass = memfd_create("iob-test-passed-fd", MFD_CLOEXEC);
     assert_true(pass >= 0);
     for (int k = 0; k < 3; k++) {
@@ -235,14 +238,22 @@ static void test_malformed(void** state) {
     }
     close(pass);
     wait_no_fd_naming("iob-test-passed-fd");
+}
 
-    /* Well-formed but not attached: the request's own reply, BAD_STATE. */
+/* Well-formed but not attached: the request's own reply, BAD_STATE. */
+static void test_unattached(void** state) {
+    (void)state;
+    int fd = raw_connect();
+    iob_broker_writev_req_t w;
+    iob_broker_allocate_id_req_t a;
     writev_init(&w, 23, 0);
     send_all(fd, &w, sizeof w, NULL, 0);
     iob_broker_status_reply_t r;
     assert_int_equal(recv_reply(fd, &r, sizeof r), IOB_BROKER_WRITEV | IOB_BROKER_REPLY);
     assert_int_equal(r.hdr.request_id, 23);
     assert_int_equal(r.status, ZX_ERR_BAD_STATE);
+    /* Answered: iobd holds the connection's fd now. */
+    size_t fds_before = map_daemon_fds(&g_daemon, NULL);
     memset(&a, 0, sizeof a);
     iob_broker_hdr_init(&a.hdr, IOB_BROKER_ALLOCATE_ID, sizeof a, 24);
     a.layout = IOB_BROKER_MEDIATED_LAYOUT;
@@ -252,8 +263,7 @@ static void test_malformed(void** state) {
     assert_int_equal(ar.status, ZX_ERR_BAD_STATE);
 
     close(fd);
-    free(big);
-    /* The connection's own fd goes too (give the loop a moment). */
+    /* The connection's own fd goes (give the loop a moment). */
     size_t fds_after = fds_before;
     for (int i = 0; i < 200 && fds_after >= fds_before; i++) {
         usleep(10000);
@@ -268,15 +278,7 @@ static void test_attached(void** state) {
     uint64_t pg = zx_system_get_page_size();
     zx_handle_t sr, ep0, ep1;
     assert_int_equal(zx_iob_create_shared_region(0, 4 * pg, &sr), ZX_OK);
-    zx_iob_region_t reg;
-    memset(&reg, 0, sizeof reg);
-    reg.type = ZX_IOB_REGION_TYPE_SHARED;
-    reg.access = ZX_IOB_ACCESS_EP0_CAN_MAP_READ | ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE |
-                 ZX_IOB_ACCESS_EP1_CAN_MEDIATED_WRITE;
-    reg.discipline.type = ZX_IOB_DISCIPLINE_TYPE_MEDIATED_WRITE_RING_BUFFER;
-    reg.discipline.ring_buffer.tag = 77;
-    reg.shared_region.shared_region = sr;
-    assert_int_equal(zx_iob_create(0, &reg, 1, &ep0, &ep1), ZX_OK);
+    assert_int_equal(ring_iob_create(sr, 77, &ep0, &ep1), ZX_OK);
     zx_vaddr_t map;
     assert_int_equal(zx_vmar_map_iob(zx_vmar_root_self(), ZX_VM_PERM_READ | ZX_VM_PERM_WRITE, 0,
                                      ep0, 0, 0, 4 * pg, &map),
@@ -449,6 +451,8 @@ int main(void) {
     map_daemon_start(&g_daemon, NULL);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_passed_fd),
+        cmocka_unit_test(test_unattached),
         cmocka_unit_test(test_attached),
         cmocka_unit_test(test_blob_in_fd),
     };

@@ -38,6 +38,7 @@
 #include "map_harness.h"
 #include "mediated_records.h"
 #include "shm/mediated.h"
+#include "test_regions.h"
 
 extern char** environ;
 
@@ -68,16 +69,8 @@ static double now_s(void) {
 }
 
 static zx_handle_t make_iob(ring_t* r, uint64_t tag, zx_handle_t* writer) {
-    zx_iob_region_t region;
-    memset(&region, 0, sizeof region);
-    region.type = ZX_IOB_REGION_TYPE_SHARED;
-    region.access = ZX_IOB_ACCESS_EP0_CAN_MAP_READ | ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE |
-                    ZX_IOB_ACCESS_EP1_CAN_MEDIATED_WRITE;
-    region.discipline.type = ZX_IOB_DISCIPLINE_TYPE_MEDIATED_WRITE_RING_BUFFER;
-    region.discipline.ring_buffer.tag = tag;
-    region.shared_region.shared_region = r->shared;
     zx_handle_t ep0;
-    assert_int_equal(zx_iob_create(0, &region, 1, &ep0, writer), ZX_OK);
+    assert_int_equal(ring_iob_create(r->shared, tag, &ep0, writer), ZX_OK);
     return ep0;
 }
 

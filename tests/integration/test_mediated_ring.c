@@ -35,10 +35,10 @@
 #include <zircon/syscalls.h>
 
 #include "client/lib/libiob.h"
-#include "idalloc_iob.h"
 #include "map_harness.h"
 #include "mediated_records.h"
 #include "shm/mediated.h"
+#include "test_regions.h"
 
 extern char** environ;
 
@@ -102,15 +102,7 @@ static void ring_create(ring_t* r, uint64_t pages) {
     memset(r, 0, sizeof *r);
     r->pg = zx_system_get_page_size();
     assert_int_equal(zx_iob_create_shared_region(0, pages * r->pg, &r->shared), ZX_OK);
-    zx_iob_region_t reg;
-    memset(&reg, 0, sizeof reg);
-    reg.type = ZX_IOB_REGION_TYPE_SHARED;
-    reg.access = ZX_IOB_ACCESS_EP0_CAN_MAP_READ | ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE |
-                 ZX_IOB_ACCESS_EP1_CAN_MEDIATED_WRITE;
-    reg.discipline.type = ZX_IOB_DISCIPLINE_TYPE_MEDIATED_WRITE_RING_BUFFER;
-    reg.discipline.ring_buffer.tag = TAG;
-    reg.shared_region.shared_region = r->shared;
-    assert_int_equal(zx_iob_create(0, &reg, 1, &r->ep0, &r->ep1), ZX_OK);
+    assert_int_equal(ring_iob_create(r->shared, TAG, &r->ep0, &r->ep1), ZX_OK);
     zx_iob_region_info_t info;
     size_t actual = 0, avail = 0;
     assert_int_equal(zx_object_get_info(r->ep0, ZX_INFO_IOB_REGIONS, &info, sizeof info, &actual,
@@ -422,12 +414,9 @@ static void test_writev_errors(void** state) {
 static void test_wrong_type_and_handle_ops(void** state) {
     (void)state;
     uint64_t pg = zx_system_get_page_size();
-    zx_iob_region_t reg;
-    memset(&reg, 0, sizeof reg);
-    reg.type = ZX_IOB_REGION_TYPE_PRIVATE;
-    reg.access = ZX_IOB_ACCESS_EP0_CAN_MAP_READ | ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE |
-                 ZX_IOB_ACCESS_EP1_CAN_MAP_WRITE | ZX_IOB_ACCESS_EP1_CAN_MAP_READ;
-    reg.size = pg;
+    zx_iob_region_t reg = test_private_region(
+        pg, ZX_IOB_ACCESS_EP0_CAN_MAP_READ | ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE |
+                ZX_IOB_ACCESS_EP1_CAN_MAP_WRITE | ZX_IOB_ACCESS_EP1_CAN_MAP_READ);
     zx_handle_t a, b;
     assert_int_equal(zx_iob_create(0, &reg, 1, &a, &b), ZX_OK);
     uint64_t v = 1;
@@ -645,11 +634,8 @@ static void test_latency(void** state) {
     printf("zx_iob_writev 64 B over %s: %.1f us per call (%d calls)\n",
            g_grpc ? "gRPC" : "the map broker", (double)(t1 - t0) / n / 1000.0, n);
     uint32_t id;
-    zx_iob_region_t reg;
-    memset(&reg, 0, sizeof reg);
-    reg.type = ZX_IOB_REGION_TYPE_PRIVATE;
-    reg.access = ZX_IOB_ACCESS_EP1_CAN_MEDIATED_WRITE | ZX_IOB_ACCESS_EP0_CAN_MAP_READ;
-    reg.size = 64u * r.pg;
+    zx_iob_region_t reg = test_private_region(
+        64u * r.pg, ZX_IOB_ACCESS_EP1_CAN_MEDIATED_WRITE | ZX_IOB_ACCESS_EP0_CAN_MAP_READ);
     reg.discipline.type = ZX_IOB_DISCIPLINE_TYPE_ID_ALLOCATOR;
     zx_handle_t a, b;
     assert_int_equal(zx_iob_create(0, &reg, 1, &a, &b), ZX_OK);

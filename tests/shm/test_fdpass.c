@@ -239,26 +239,7 @@ static void test_control_truncated(void** state) {
     pair_t* pair = *state;
     enum { N = 64 };
     int fd = tagged_fd("many");
-    int fds[N];
-    for (int i = 0; i < N; i++) {
-        fds[i] = fd;
-    }
-    union {
-        char buf[CMSG_SPACE(sizeof(int) * N)];
-        struct cmsghdr align;
-    } control;
-    memset(&control, 0, sizeof control);
-    struct iovec iov = {.iov_base = "x", .iov_len = 1};
-    struct msghdr msg = {.msg_iov = &iov,
-                         .msg_iovlen = 1,
-                         .msg_control = control.buf,
-                         .msg_controllen = sizeof control.buf};
-    struct cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
-    cmsg->cmsg_level = SOL_SOCKET;
-    cmsg->cmsg_type = SCM_RIGHTS;
-    cmsg->cmsg_len = CMSG_LEN(sizeof fds);
-    memcpy(CMSG_DATA(cmsg), fds, sizeof fds);
-    assert_int_equal(sendmsg(pair->send, &msg, 0), 1);
+    send_copies(pair, fd, N);
 
     int open_before = iob_test_count_open_fds();
     char buf[8];

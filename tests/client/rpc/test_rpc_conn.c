@@ -51,6 +51,14 @@ static zx_iob_region_t region(uint64_t size, uint32_t access) {
     (ZX_IOB_ACCESS_EP0_CAN_MAP_READ | ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE |                 \
      ZX_IOB_ACCESS_EP1_CAN_MAP_READ | ZX_IOB_ACCESS_EP1_CAN_MAP_WRITE)
 
+/* A connection and one IOB of one 4 KiB region both endpoints map read-write. */
+static iob_conn_t* open_with_iob(zx_handle_t* ep0, zx_handle_t* ep1) {
+    iob_conn_t* c = open_conn();
+    zx_iob_region_t r = region(4096, RW_BOTH);
+    assert_int_equal(iob_conn_iob_create(c, 0, &r, 1, ep0, ep1), ZX_OK);
+    return c;
+}
+
 static void test_session_info(void** state) {
     (void)state;
     iob_conn_t* c = open_conn();
@@ -168,10 +176,8 @@ static void test_other_sessions_handles(void** state) {
 
 static void test_rights_name_signals(void** state) {
     (void)state;
-    iob_conn_t* c = open_conn();
     zx_handle_t ep0, ep1, dup, rep;
-    zx_iob_region_t r = region(4096, RW_BOTH);
-    assert_int_equal(iob_conn_iob_create(c, 0, &r, 1, &ep0, &ep1), ZX_OK);
+    iob_conn_t* c = open_with_iob(&ep0, &ep1);
     assert_int_equal(iob_conn_handle_duplicate(c, ep0, ZX_RIGHT_WAIT | ZX_RIGHT_INSPECT, &dup),
                      ZX_OK);
     assert_int_equal(iob_conn_object_signal(c, dup, 0, ZX_USER_SIGNAL_0), ZX_ERR_ACCESS_DENIED);
@@ -353,10 +359,8 @@ static void* waiter(void* p) {
 
 static void test_wait(void** state) {
     (void)state;
-    iob_conn_t* c = open_conn();
     zx_handle_t ep0, ep1, nowait;
-    zx_iob_region_t r = region(4096, RW_BOTH);
-    assert_int_equal(iob_conn_iob_create(c, 0, &r, 1, &ep0, &ep1), ZX_OK);
+    iob_conn_t* c = open_with_iob(&ep0, &ep1);
     zx_signals_t obs = 0xdead;
     int64_t t0 = now_ns();
     assert_int_equal(iob_conn_wait_one(c, ep0, ZX_USER_SIGNAL_0, t0 + ZX_MSEC(200), &obs),
@@ -432,10 +436,8 @@ static void test_read_write(void** state) {
 
 static void test_list(void** state) {
     (void)state;
-    iob_conn_t* c = open_conn();
     zx_handle_t ep0, ep1;
-    zx_iob_region_t r = region(4096, RW_BOTH);
-    assert_int_equal(iob_conn_iob_create(c, 0, &r, 1, &ep0, &ep1), ZX_OK);
+    iob_conn_t* c = open_with_iob(&ep0, &ep1);
     assert_int_equal(iob_conn_set_property(c, ep0, ZX_PROP_NAME, "listed", 6), ZX_OK);
     iob_conn_iob_summary_t s[64];
     size_t n = 0;

@@ -135,3 +135,9 @@ int fx_closed_reported(const fx_t* f, iob_session_id_t s, zx_handle_t h) {
     }
     return 0;
 }
+
+iob_core_stats_t fx_stats(fx_t* f) {
+    iob_core_stats_t st;
+    iob_core_get_stats(f->core, &st);
+    return st;
+}

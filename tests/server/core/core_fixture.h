@@ -65,5 +65,7 @@ zx_signals_t fx_signals(fx_t* f, iob_session_id_t s, zx_handle_t h);
 zx_signals_t fx_last_signals(const fx_t* f, zx_koid_t koid);
 /* Whether handle_closed was reported for (session, handle). */
 int fx_closed_reported(const fx_t* f, iob_session_id_t s, zx_handle_t h);
+/* The core's statistics now. */
+iob_core_stats_t fx_stats(fx_t* f);
 
 #endif /* IOB_TESTS_SERVER_CORE_CORE_FIXTURE_H_ */

@@ -16,11 +16,9 @@ static zx_status_t create(fx_t* f, const zx_iob_region_t* r, size_t n, zx_handle
 
 /* Creation failed: no IOB, no handle, no bytes, no handle_closed. */
 static void assert_nothing_created(fx_t* f) {
-    iob_core_stats_t st;
-    iob_core_get_stats(f->core, &st);
-    assert_int_equal(st.iobs, 0);
-    assert_int_equal(st.handles, 0);
-    assert_int_equal(st.bytes_in_use, 0);
+    assert_int_equal(fx_stats(f).iobs, 0);
+    assert_int_equal(fx_stats(f).handles, 0);
+    assert_int_equal(fx_stats(f).bytes_in_use, 0);
     assert_int_equal(f->n_closed, 0);
 }
 
@@ -136,9 +134,7 @@ static void test_size_rounding(void** state) {
         assert_int_equal(actual_size(f, e1, 0), cases[i].out);
         total += cases[i].out;
     }
-    iob_core_stats_t st;
-    iob_core_get_stats(f->core, &st);
-    assert_int_equal(st.bytes_in_use, total);
+    assert_int_equal(fx_stats(f).bytes_in_use, total);
     assert_int_equal(iob_core_page_size(f->core), P);
 }
 
@@ -292,10 +288,8 @@ static void test_id_allocator_discipline_rules(void** state) {
         assert_int_equal(iob_core_handle_close(f->core, f->a, e0), ZX_OK);
         assert_int_equal(iob_core_handle_close(f->core, f->a, e1), ZX_OK);
     }
-    iob_core_stats_t st;
-    iob_core_get_stats(f->core, &st);
-    assert_int_equal(st.iobs, 0);
-    assert_int_equal(st.bytes_in_use, 0);
+    assert_int_equal(fx_stats(f).iobs, 0);
+    assert_int_equal(fx_stats(f).bytes_in_use, 0);
 }
 
 static void test_ring_buffer_and_unknown_discipline(void** state) {
@@ -422,12 +416,10 @@ static void test_limits_after_validation(void** state) {
     assert_int_equal(create(f, &zero, 1, &h0, &h1), ZX_ERR_NO_RESOURCES);
     assert_int_equal(iob_core_handle_close(f->core, f->a, d2), ZX_OK);
     assert_int_equal(create(f, &zero, 1, &h0, &h1), ZX_OK);
-    iob_core_stats_t st;
-    iob_core_get_stats(f->core, &st);
-    assert_int_equal(st.bytes_in_use, 2 * P); /* the 2-page IOB and two empty ones */
-    assert_int_equal(st.max_total_bytes, 3 * P);
-    assert_int_equal(st.max_iobs_per_session, 2);
-    assert_int_equal(st.max_handles_per_session, 5);
+    assert_int_equal(fx_stats(f).bytes_in_use, 2 * P); /* the 2-page IOB and two empty ones */
+    assert_int_equal(fx_stats(f).max_total_bytes, 3 * P);
+    assert_int_equal(fx_stats(f).max_iobs_per_session, 2);
+    assert_int_equal(fx_stats(f).max_handles_per_session, 5);
 }
 
 static void test_memory_failure_leaves_nothing(void** state) {
@@ -548,9 +540,7 @@ static void test_shared_handle_before_access(void** state) {
     memcpy(r.max_extension, &sh, sizeof sh);
     assert_int_equal(create(f, &r, 1, &e0, &e1), ZX_ERR_INVALID_ARGS);
     assert_int_equal(e0, 0);
-    iob_core_stats_t st;
-    iob_core_get_stats(f->core, &st);
-    assert_int_equal(st.iobs, 1);
+    assert_int_equal(fx_stats(f).iobs, 1);
 }
 
 static void test_session_not_open(void** state) {

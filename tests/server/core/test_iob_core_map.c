@@ -375,14 +375,11 @@ static void test_map_after_peer_closed_and_counts(void** state) {
     assert_int_equal(iob_core_list(f->core, &s, 1, &n), ZX_OK);
     assert_int_equal(s.endpoints[1].mappings, 3);
     assert_int_equal(s.endpoints[0].mappings, 0);
-    iob_core_stats_t st;
-    iob_core_get_stats(f->core, &st);
-    assert_int_equal(st.mappings, 3);
+    assert_int_equal(fx_stats(f).mappings, 3);
     for (int i = 0; i < 3; i++) {
         assert_int_equal(iob_core_unmap(f->core, f->a, g[i].mapping), ZX_OK);
     }
-    iob_core_get_stats(f->core, &st);
-    assert_int_equal(st.mappings, 0);
+    assert_int_equal(fx_stats(f).mappings, 0);
 }
 
 static void test_unmap_errors(void** state) {

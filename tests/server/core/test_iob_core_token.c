@@ -29,10 +29,8 @@ static void test_export_import(void** state) {
     /* Export consumed the handle and reported it. */
     assert_true(fx_closed_reported(f, f->a, e1));
     assert_int_equal(iob_core_handle_close(f->core, f->a, e1), ZX_ERR_BAD_HANDLE);
-    iob_core_stats_t st;
-    iob_core_get_stats(f->core, &st);
-    assert_int_equal(st.tokens, 1);
-    assert_int_equal(st.handles, 1);
+    assert_int_equal(fx_stats(f).tokens, 1);
+    assert_int_equal(fx_stats(f).handles, 1);
     /* The token counts as a handle: no PEER_CLOSED for ep0. */
     assert_int_equal(fx_signals(f, f->a, e0), 0);
     iob_core_iob_summary_t s;
@@ -46,8 +44,7 @@ static void test_export_import(void** state) {
     assert_int_equal(b.rights, 0xF0EF);
     assert_int_equal(iob_core_object_signal_peer(f->core, f->b, t, 0, ZX_USER_SIGNAL_5), ZX_OK);
     assert_int_equal(fx_signals(f, f->a, e0), ZX_USER_SIGNAL_5);
-    iob_core_get_stats(f->core, &st);
-    assert_int_equal(st.tokens, 0);
+    assert_int_equal(fx_stats(f).tokens, 0);
     /* Single use. */
     zx_handle_t again = 0;
     assert_int_equal(iob_core_handle_import(f->core, f->b, token, &again), ZX_ERR_NOT_FOUND);
@@ -147,13 +144,10 @@ static void test_expiry(void** state) {
     f->now += 60 * SEC - 1;
     iob_core_expire_tokens(f->core);
     assert_int_equal(fx_signals(f, f->a, e0), 0);
-    iob_core_stats_t st;
-    iob_core_get_stats(f->core, &st);
-    assert_int_equal(st.tokens, 1);
+    assert_int_equal(fx_stats(f).tokens, 1);
     f->now += 1;
     iob_core_expire_tokens(f->core);
-    iob_core_get_stats(f->core, &st);
-    assert_int_equal(st.tokens, 0);
+    assert_int_equal(fx_stats(f).tokens, 0);
     /* The handle it stood for is gone: ep0 sees PEER_CLOSED. */
     assert_int_equal(fx_signals(f, f->a, e0), ZX_IOB_PEER_CLOSED);
     assert_int_equal(fx_last_signals(f, k0), ZX_IOB_PEER_CLOSED);
@@ -192,10 +186,8 @@ static void test_token_outlives_exporting_session(void** state) {
     assert_int_equal(iob_core_handle_export(f->core, f->a, e0, tok0), ZX_OK);
     assert_int_equal(iob_core_session_close(f->core, f->a), ZX_OK);
     assert_int_equal(iob_core_session_release_mappings(f->core, f->a), ZX_OK);
-    iob_core_stats_t st;
-    iob_core_get_stats(f->core, &st);
-    assert_int_equal(st.iobs, 1); /* both endpoints are in flight */
-    assert_int_equal(st.tokens, 2);
+    assert_int_equal(fx_stats(f).iobs, 1); /* both endpoints are in flight */
+    assert_int_equal(fx_stats(f).tokens, 2);
     assert_int_equal(iob_core_handle_import(f->core, f->b, tok0, &t), ZX_OK);
     assert_int_equal(fx_basic(f, f->b, t).rights, 0xF0EF);
     assert_int_equal(fx_signals(f, f->b, t), 0); /* ep1's token still holds the peer */

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The SIGBUS recovery of iob_fault.h: one process-wide handler, a thread-local stack of
+ * The fault recovery of fault_guard.h: one process-wide handler, a thread-local stack of
  * armed calls (each a sigjmp_buf and the range it covers).
  */
-#include "server/core/iob_fault.h"
+#include "shm/fault_guard.h"
 
 #include <pthread.h>
 #include <setjmp.h>
@@ -30,20 +30,23 @@ static _Thread_local iob__fault_guard_t* volatile t_guard
 
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static pthread_mutex_t g_install_lock = PTHREAD_MUTEX_INITIALIZER;
-static _Atomic bool g_installed;
-static struct sigaction g_prev; /* what SIGBUS did before us: faults that are not ours go there */
+static _Atomic unsigned g_installed; /* IOB_FAULT_SIG* the handler is installed for */
+/* What each signal did before us: faults that are not ours go there. */
+static struct sigaction g_prev_bus;
+static struct sigaction g_prev_segv;
 
 /* Hands a fault that is not ours to the disposition that was there before us. */
 static void iob__fault_chain(int sig, siginfo_t* info, void* uctx) {
-    if ((g_prev.sa_flags & SA_SIGINFO) != 0 && g_prev.sa_sigaction != NULL) {
-        g_prev.sa_sigaction(sig, info, uctx);
+    const struct sigaction* prev = sig == SIGSEGV ? &g_prev_segv : &g_prev_bus;
+    if ((prev->sa_flags & SA_SIGINFO) != 0 && prev->sa_sigaction != NULL) {
+        prev->sa_sigaction(sig, info, uctx);
         return;
     }
-    if (g_prev.sa_handler != SIG_DFL && g_prev.sa_handler != SIG_IGN) {
-        g_prev.sa_handler(sig);
+    if (prev->sa_handler != SIG_DFL && prev->sa_handler != SIG_IGN) {
+        prev->sa_handler(sig);
         return;
     }
-    if (g_prev.sa_handler == SIG_IGN && info->si_code <= 0) {
+    if (prev->sa_handler == SIG_IGN && info->si_code <= 0) {
         return; /* sent by a process and ignored before we came: still ignored */
     }
     /*
@@ -70,30 +73,66 @@ static void iob__fault_handler(int sig, siginfo_t* info, void* uctx) {
     iob__fault_chain(sig, info, uctx);
 }
 
-zx_status_t iob_fault_init(void) {
+static bool iob__fault_is_ours(const struct sigaction* sa) {
+    return (sa->sa_flags & SA_SIGINFO) != 0 && sa->sa_sigaction == iob__fault_handler;
+}
+
+zx_status_t iob_fault_init(unsigned signals) {
+    static const struct {
+        unsigned bit;
+        int sig;
+        struct sigaction* prev;
+    } table[] = {
+        {IOB_FAULT_SIGBUS, SIGBUS, &g_prev_bus},
+        {IOB_FAULT_SIGSEGV, SIGSEGV, &g_prev_segv},
+    };
+    bool ok = true;
     pthread_mutex_lock(&g_install_lock);
-    struct sigaction now;
-    bool ok = sigaction(SIGBUS, NULL, &now) == 0;
-    if (ok && !((now.sa_flags & SA_SIGINFO) != 0 && now.sa_sigaction == iob__fault_handler)) {
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_sigaction = iob__fault_handler;
-        /* NODEFER: SIGBUS stays unblocked in the handler, so siglongjmp has no mask to restore. */
-        sa.sa_flags = SA_SIGINFO | SA_NODEFER;
-        sigemptyset(&sa.sa_mask);
-        ok = sigaction(SIGBUS, &sa, &g_prev) == 0;
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
+        if ((signals & table[i].bit) == 0) {
+            continue;
+        }
+        struct sigaction now;
+        bool sig_ok = sigaction(table[i].sig, NULL, &now) == 0;
+        if (sig_ok && !iob__fault_is_ours(&now)) {
+            struct sigaction sa;
+            memset(&sa, 0, sizeof sa);
+            sa.sa_sigaction = iob__fault_handler;
+            /*
+             * NODEFER: the signal stays unblocked in the handler, so siglongjmp has no mask
+             * to restore. ONSTACK: a fault on a thread with an alternate stack uses it.
+             */
+            sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK;
+            sigemptyset(&sa.sa_mask);
+            sig_ok = sigaction(table[i].sig, &sa, table[i].prev) == 0;
+        }
+        if (sig_ok) {
+            atomic_fetch_or(&g_installed, table[i].bit);
+        } else {
+            atomic_fetch_and(&g_installed, ~table[i].bit);
+            ok = false;
+        }
     }
-    g_installed = ok;
     pthread_mutex_unlock(&g_install_lock);
     return ok ? ZX_OK : ZX_ERR_INTERNAL;
 }
 
+bool iob_fault_in_place(unsigned signals) {
+    struct sigaction now;
+    return (atomic_load(&g_installed) & signals) == signals &&
+           ((signals & IOB_FAULT_SIGBUS) == 0 ||
+            (sigaction(SIGBUS, NULL, &now) == 0 && iob__fault_is_ours(&now))) &&
+           ((signals & IOB_FAULT_SIGSEGV) == 0 ||
+            (sigaction(SIGSEGV, NULL, &now) == 0 && iob__fault_is_ours(&now)));
+}
+
 static void iob__fault_install_once(void) {
-    (void)iob_fault_init();
+    (void)iob_fault_init(IOB_FAULT_SIGBUS);
 }
 
 zx_status_t iob_fault_call(const void* base, size_t size, zx_status_t (*fn)(void* ctx), void* ctx) {
-    if (pthread_once(&g_once, iob__fault_install_once) != 0 || !g_installed) {
+    if (pthread_once(&g_once, iob__fault_install_once) != 0 ||
+        (atomic_load(&g_installed) & IOB_FAULT_SIGBUS) == 0) {
         return ZX_ERR_INTERNAL;
     }
     iob__fault_guard_t g;

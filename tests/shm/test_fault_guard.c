@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The SIGBUS recovery of server/core/iob_fault.h on memory that really faults: a memfd
+ * The SIGBUS recovery of shm/fault_guard.h on memory that really faults: a memfd
  * mapped two pages long and then truncated to one, so its second page is a SIGBUS. A
  * guarded access there returns ZX_ERR_IO_DATA_INTEGRITY (also from many threads at once,
  * and over and over, with SIGBUS still deliverable afterwards); a fault outside the armed
@@ -24,7 +24,7 @@
 
 #include <cmocka.h>
 
-#include "server/core/iob_fault.h"
+#include "shm/fault_guard.h"
 #include "shm/sys.h"
 
 static size_t g_page;
@@ -40,7 +40,7 @@ static void half_gone_make(half_gone_t* h) {
      * cmocka puts its own SIGBUS handler in place around each test (and back after it);
      * ours goes on top, as in iobd it goes on top of whatever was there.
      */
-    assert_int_equal(iob_fault_init(), ZX_OK);
+    assert_int_equal(iob_fault_init(IOB_FAULT_SIGBUS), ZX_OK);
     h->fd = iob__sys_memfd_create("iob-fault-test", MFD_CLOEXEC);
     assert_true(h->fd >= 0);
     assert_int_equal(ftruncate(h->fd, (off_t)(2 * g_page)), 0);
@@ -96,6 +96,25 @@ static void test_guarded_copy(void** state) {
     assert_int_equal(iob_fault_call(h.map, range, return_arg, &want), ZX_ERR_NO_SPACE);
     assert_int_equal(iob_fault_memcpy(h.map, range, buf, h.map, sizeof buf), ZX_OK);
     half_gone_free(&h);
+}
+
+/* libiob's channel: SIGSEGV too, on a page the program took away from under the copy. */
+static void test_sigsegv(void** state) {
+    (void)state;
+    assert_int_equal(iob_fault_init(IOB_FAULT_SIGBUS | IOB_FAULT_SIGSEGV), ZX_OK);
+    assert_true(iob_fault_in_place(IOB_FAULT_SIGBUS | IOB_FAULT_SIGSEGV));
+    uint8_t* map = mmap(NULL, 2 * g_page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                        -1, 0);
+    assert_true(map != MAP_FAILED);
+    memset(map, 0x5A, 2 * g_page);
+    assert_int_equal(mprotect(map + g_page, g_page, PROT_NONE), 0);
+    uint8_t buf[64];
+    assert_int_equal(iob_fault_memcpy(map + g_page - 32, sizeof buf, buf, map + g_page - 32,
+                                      sizeof buf),
+                     ZX_ERR_IO_DATA_INTEGRITY);
+    assert_int_equal(iob_fault_memcpy(map, sizeof buf, buf, map, sizeof buf), ZX_OK);
+    assert_int_equal(buf[63], 0x5A);
+    munmap(map, 2 * g_page);
 }
 
 typedef struct nest {
@@ -202,7 +221,7 @@ static int child_main(unguarded_t how, half_gone_t* h) {
         before.sa_flags = SA_SIGINFO;
     }
     sigaction(SIGBUS, &before, NULL);
-    if (iob_fault_init() != ZX_OK) {
+    if (iob_fault_init(IOB_FAULT_SIGBUS) != ZX_OK) {
         return 3;
     }
     uint8_t other[16];
@@ -266,6 +285,7 @@ int main(void) {
     g_page = (size_t)sysconf(_SC_PAGESIZE);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_guarded_copy),
+        cmocka_unit_test(test_sigsegv),
         cmocka_unit_test(test_nested),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_unarmed_fault_kills),
