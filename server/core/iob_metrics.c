@@ -224,12 +224,13 @@ static void iob__render_plane(FILE* out, iob_metrics_plane_t plane) {
 }
 
 static void iob__render_regions(FILE* out) {
+    static const char records_help[] =
+        "records appended to mediated-write ring buffers, by shared region (koid; \"other\": "
+        "past --metrics-max-named, or freed)";
     static const char* const names[3] = {"iob_mediated_records_total", "iob_mediated_bytes_total",
                                          "iob_mediated_no_space_total"};
     static const char* const helps[3] = {
-        "records appended to mediated-write ring buffers, by shared region (koid; \"other\": "
-        "past --metrics-max-named, or freed)",
-        "payload bytes of those records, by shared region",
+        records_help, "payload bytes of those records, by shared region",
         "mediated writes refused with ZX_ERR_NO_SPACE (ring full), by shared region"};
     pthread_mutex_lock(&iob__slots_lock);
     for (int k = 0; k < 3; k++) {
