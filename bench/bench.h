@@ -285,9 +285,6 @@ typedef struct bench_summary {
 } bench_summary_t;
 
 void bench_summarize(const double* values, int n, bench_summary_t* out);
-/* p in [0,100]; sorts values in place. */
-double bench_percentile_sorted(const double* sorted, size_t n, double p);
-void bench_sort(double* values, size_t n);
 
 /* ---- reports (bench_report.c) ------------------------------------------------------------ */
 

@@ -48,6 +48,7 @@
 #include <unistd.h>
 
 #include "bench/bench_control.h"
+#include "client/testkit/hugepage_pool.h"
 
 #ifndef IOB_BENCH_IOBD
 #define IOB_BENCH_IOBD ""
@@ -463,13 +464,13 @@ static bool hp_still_free(const target_t* t, bool external, uint64_t want, char*
     if (external || strcmp(t->backing, "2M") != 0) {
         return true;
     }
-    uint64_t total = 0;
-    uint64_t fr = 0;
-    if (bctl_hp_read(&total, &fr) && fr >= want) {
+    iob_hugepage_pool_t pool = {0, 0};
+    if (iob_hugepage_pool_read(IOB_BACKING_2M, &pool) == ZX_OK && pool.free >= want) {
         return true;
     }
     snprintf(note, len, "2 MiB pool taken meanwhile by another user: %llu free of %llu, %llu needed",
-             (unsigned long long)fr, (unsigned long long)total, (unsigned long long)want);
+             (unsigned long long)pool.free, (unsigned long long)pool.total,
+             (unsigned long long)want);
     return false;
 }
 
@@ -664,11 +665,11 @@ int main(int argc, char** argv) {
             printf("SKIPPED: iobd not available (set IOBD or build the iobd target)\n");
             return 77;
         }
-        if (!bctl_iobd_start(iobd, "off", o.tcp, &d4, err, sizeof err)) {
+        if (!bctl_iobd_start(iobd, "off", o.tcp, NULL, &d4, err, sizeof err)) {
             fprintf(stderr, "iob-bench-control: %s\n", err);
             return 1;
         }
-        targets[ntargets++] = (target_t){"unix", d4.unix_target, "4K", false};
+        targets[ntargets++] = (target_t){"unix", d4.target, "4K", false};
         if (o.tcp) {
             targets[ntargets++] = (target_t){"tcp", d4.tcp_target, "4K", true};
         }
@@ -682,10 +683,10 @@ int main(int argc, char** argv) {
             bool mgmt_ok = map_ok || bctl_hp_ensure_free(HP_PAGES_MGMT, false, hp_note_a,
                                                          sizeof hp_note_a);
             if (mgmt_ok) {
-                if (bctl_iobd_start(iobd, "2M", o.tcp, &d2, err, sizeof err)) {
+                if (bctl_iobd_start(iobd, "2M", o.tcp, NULL, &d2, err, sizeof err)) {
                     have_2m = true;
                     /* --quick keeps to the Unix socket to stay short. */
-                    targets[ntargets++] = (target_t){"unix", d2.unix_target, "2M", false};
+                    targets[ntargets++] = (target_t){"unix", d2.target, "2M", false};
                     if (o.tcp && !o.quick) {
                         targets[ntargets++] = (target_t){"tcp", d2.tcp_target, "2M", true};
                     }
@@ -695,7 +696,7 @@ int main(int argc, char** argv) {
                 }
             }
             if (map_ok) {
-                map_targets[nmap++] = (target_t){"unix", d2.unix_target, "2M", false};
+                map_targets[nmap++] = (target_t){"unix", d2.target, "2M", false};
             }
             snprintf(info.hugepages_note, sizeof info.hugepages_note, "%.120s%s%.70s", hp_note_b,
                      hp_note_a[0] ? "; " : "", hp_note_a);
@@ -704,7 +705,7 @@ int main(int argc, char** argv) {
         }
         /* 4K mapping rows: always in a full run; in --quick only when 2M could not be had. */
         if (nmap == 0 || !o.quick) {
-            map_targets[nmap++] = (target_t){"unix", d4.unix_target, "4K", false};
+            map_targets[nmap++] = (target_t){"unix", d4.target, "4K", false};
         }
     }
     fprintf(stderr, "iob-bench-control: %s\n", info.hugepages_note);
@@ -770,7 +771,7 @@ int main(int argc, char** argv) {
 
     bctl_iobd_stop(&d2);
     bctl_iobd_stop(&d4);
-    bctl_hp_restore();
+    iob_tk_pool_restore();
     double l[3];
     if (getloadavg(l, 3) > 0) {
         info.load_after = l[0];

@@ -479,7 +479,7 @@ static bool load_once(const char* self, const bctl_iobd_t* d, bctl_child_t* prob
             char a0[1024], a1[16] = "--role", a2[16] = "load", a3[16] = "--target", a4[200],
                            a5[8] = "--id", a6[16];
             snprintf(a0, sizeof a0, "%s", self);
-            snprintf(a4, sizeof a4, "%s", d->unix_target);
+            snprintf(a4, sizeof a4, "%s", d->target);
             snprintf(a6, sizeof a6, "%d", i + k);
             char* argv[] = {a0, a1, a2, a3, a4, a5, a6, NULL};
             ch[i + k] = (bctl_child_t){0, -1, -1};
@@ -713,13 +713,13 @@ bool bctl_load_run(const char* self, const char* iobd, const bctl_load_options_t
      * at most two IOBs, two mappings and one token at a time) must fit them.
      */
     const char* extra[] = {"--exit-with-parent", NULL};
-    if (!bctl_iobd_start_ex(iobd, "off", false, extra, &d, err, sizeof err)) {
+    if (!bctl_iobd_start(iobd, "off", false, extra, &d, err, sizeof err)) {
         ok = false;
     }
     if (ok) {
         char a0[1024], a1[16] = "--role", a2[16] = "mgmt", a3[16] = "--target", a4[200];
         snprintf(a0, sizeof a0, "%s", self);
-        snprintf(a4, sizeof a4, "%s", d.unix_target);
+        snprintf(a4, sizeof a4, "%s", d.target);
         char* argv[] = {a0, a1, a2, a3, a4, NULL};
         char line[BCTL_LINE_MAX] = "";
         if (!bctl_spawn_role(self, argv, -1, &probe) ||

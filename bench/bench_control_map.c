@@ -257,11 +257,11 @@ int bctl_map_creator_main(int argc, char** argv) {
     } else {
         char line[BCTL_LINE_MAX] = "ok";
         bctl_stats_t s;
-        bctl_stats_compute(t_iob, (size_t)measured, &s);
+        iob_tk_stats(t_iob, (size_t)measured, &s);
         bctl_stats_format(line, sizeof line, "create", &s);
-        bctl_stats_compute(t_floor, (size_t)measured, &s);
+        iob_tk_stats(t_floor, (size_t)measured, &s);
         bctl_stats_format(line, sizeof line, "floor", &s);
-        bctl_stats_compute(t_export, (size_t)measured, &s);
+        iob_tk_stats(t_export, (size_t)measured, &s);
         bctl_stats_format(line, sizeof line, "export", &s);
         bctl_write_line(BCTL_FD_RES, "%s", line);
     }
@@ -413,7 +413,7 @@ int bctl_map_importer_main(int argc, char** argv) {
                  faults_floor, sink & 1u);
         for (int i = 0; i < B_COUNT; i++) {
             bctl_stats_t st2;
-            bctl_stats_compute(s[i], measured, &st2);
+            iob_tk_stats(s[i], measured, &st2);
             bctl_stats_format(line, sizeof line, k_b_series[i], &st2);
         }
         bctl_write_line(BCTL_FD_RES, "%s", line);

@@ -152,12 +152,6 @@ static bool spawn_with(const char* self, char* const argv[], bctl_child_t* c, in
     return true;
 }
 
-static double median_of(double* v, size_t n) {
-    bctl_stats_t st;
-    bctl_stats_compute(v, n, &st);
-    return st.p50;
-}
-
 bool bctl_scale_run(const char* self, const char* iobd, bool quick, int rounds, int iters) {
     uint64_t big = quick ? 1000 : 10000;
     uint64_t many_sessions = quick ? 32 : 256;
@@ -193,7 +187,7 @@ bool bctl_scale_run(const char* self, const char* iobd, bool quick, int rounds, 
                                "unlimited",                "--max-tokens-per-session", "unlimited",
                                "--max-tokens-per-uid",     "unlimited", "--token-ttl",
                                "1h",                       "--exit-with-parent",       NULL};
-        if (ok && !bctl_iobd_start_ex(iobd, "off", false, extra, &sv[i].d, err, sizeof err)) {
+        if (ok && !bctl_iobd_start(iobd, "off", false, extra, &sv[i].d, err, sizeof err)) {
             ok = false;
         }
     }
@@ -202,7 +196,7 @@ bool bctl_scale_run(const char* self, const char* iobd, bool quick, int rounds, 
                        a5[16] = "--iobs", a6[24], a7[16] = "--tokens", a8[4], a9[16] = "--sessions",
                        a10[24];
         snprintf(a0, sizeof a0, "%s", self);
-        snprintf(a4, sizeof a4, "%s", sv[i].d.unix_target);
+        snprintf(a4, sizeof a4, "%s", sv[i].d.target);
         snprintf(a6, sizeof a6, "%" PRIu64, sv[i].iobs);
         snprintf(a8, sizeof a8, "%d", sv[i].tokens ? 1 : 0);
         snprintf(a10, sizeof a10, "%" PRIu64, sv[i].sessions);
@@ -225,7 +219,7 @@ bool bctl_scale_run(const char* self, const char* iobd, bool quick, int rounds, 
     for (size_t i = 0; ok && i < ns; i++) {
         char a0[1024], a1[16] = "--role", a2[16] = "mgmt", a3[16] = "--target", a4[200];
         snprintf(a0, sizeof a0, "%s", self);
-        snprintf(a4, sizeof a4, "%s", sv[i].d.unix_target);
+        snprintf(a4, sizeof a4, "%s", sv[i].d.target);
         char* argv[] = {a0, a1, a2, a3, a4, NULL};
         char e2[320];
         if (!spawn_with(self, argv, &sv[i].client, 30000, e2, sizeof e2)) {
@@ -327,7 +321,7 @@ bool bctl_scale_run(const char* self, const char* iobd, bool quick, int rounds, 
                     for (int r = 0; r < rounds; r++) {
                         ratios[r] = base[r] > 0 ? mine[r] / base[r] : NAN;
                     }
-                    paired = median_of(ratios, (size_t)rounds);
+                    paired = iob_tk_median(ratios, (size_t)rounds);
                     free(ratios);
                 }
                 snprintf(row->reference, sizeof row->reference, "%s, 10 IOBs, paired", op);

@@ -17,6 +17,7 @@
 
 #include "bench/bench.h"
 #include "bench/bench_payload.h"
+#include "client/testkit/percentile.h"
 #include "shm/ring.h"
 
 #define PP_BYTES 64u
@@ -165,17 +166,6 @@ static zx_status_t pp_open(pp_ctx_t* c) {
     return ZX_OK;
 }
 
-static int cmp_u64(const void* a, const void* b) {
-    uint64_t x = *(const uint64_t*)a;
-    uint64_t y = *(const uint64_t*)b;
-    return x < y ? -1 : x > y;
-}
-
-static double pct(const uint64_t* v, uint64_t n, double p) {
-    uint64_t i = (uint64_t)(p / 100.0 * (double)(n - 1) + 0.5);
-    return (double)v[i < n ? i : n - 1];
-}
-
 int bench_pingpong_child_main(bench_role_t role, const char* kind, uint64_t iterations, int cpu,
                               bool block) {
     bench_pin_cpu(cpu);
@@ -195,7 +185,7 @@ int bench_pingpong_child_main(bench_role_t role, const char* kind, uint64_t iter
     unsigned char msg[PP_BYTES];
     unsigned char in[PP_BYTES];
     uint64_t total = iterations + PP_WARMUP;
-    uint64_t* rtt = role == BENCH_PRODUCER ? calloc(iterations, sizeof(uint64_t)) : NULL;
+    double* rtt = role == BENCH_PRODUCER ? calloc(iterations, sizeof(double)) : NULL;
     bool ok = true;
     const char* why = "-";
     for (uint64_t i = 0; i < total && ok; i++) {
@@ -215,7 +205,7 @@ int bench_pingpong_child_main(bench_role_t role, const char* kind, uint64_t iter
                 break;
             }
             if (i >= PP_WARMUP) {
-                rtt[i - PP_WARMUP] = (uint64_t)(t1 - t0);
+                rtt[i - PP_WARMUP] = (double)(t1 - t0);
             }
         } else {
             uint64_t seq;
@@ -228,14 +218,10 @@ int bench_pingpong_child_main(bench_role_t role, const char* kind, uint64_t iter
         }
     }
     if (role == BENCH_PRODUCER && ok) {
-        qsort(rtt, iterations, sizeof(uint64_t), cmp_u64);
-        double sum = 0;
-        for (uint64_t i = 0; i < iterations; i++) {
-            sum += (double)rtt[i];
-        }
-        snprintf(line, sizeof(line), "ok %.1f %.1f %.1f %.1f %.1f %" PRIu64 "\n",
-                 pct(rtt, iterations, 50), pct(rtt, iterations, 99), pct(rtt, iterations, 99.9),
-                 (double)rtt[0], sum / (double)iterations, iterations);
+        iob_tk_stats_t s;
+        iob_tk_stats(rtt, iterations, &s);
+        snprintf(line, sizeof(line), "ok %.1f %.1f %.1f %.1f %.1f %" PRIu64 "\n", s.p50, s.p99,
+                 s.p999, s.min, s.mean, iterations);
     } else {
         snprintf(line, sizeof(line), "%s %s\n", ok ? "ok" : "fail", why);
     }

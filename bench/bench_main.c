@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "bench/bench.h"
+#include "client/testkit/hugepage_pool.h"
 
 extern char** environ;
 
@@ -117,63 +118,29 @@ zx_status_t bench_collect(int pid, int fd, int64_t timeout_ns, char* line, size_
 
 /* ---- hugepages --------------------------------------------------------------------------- */
 
-static const char* k_nr_hugepages = "/proc/sys/vm/nr_hugepages";
-static long g_hugepages_restore = -1;
-
-static long read_long(const char* path) {
-    FILE* f = fopen(path, "r");
-    long v = -1;
-    if (f != NULL) {
-        if (fscanf(f, "%ld", &v) != 1) {
-            v = -1;
-        }
-        fclose(f);
+/* The 2 MiB pool's page count (or free pages); -1 when the kernel has no such pool. */
+static long pool_2m(bool free_pages) {
+    iob_hugepage_pool_t pool;
+    if (iob_hugepage_pool_read(IOB_BACKING_2M, &pool) != ZX_OK) {
+        return -1;
     }
-    return v;
-}
-
-static bool write_long(const char* path, long v) {
-    FILE* f = fopen(path, "w");
-    if (f == NULL) {
-        return false;
-    }
-    bool ok = fprintf(f, "%ld\n", v) > 0;
-    return fclose(f) == 0 && ok;
-}
-
-static void hugepages_restore(void) {
-    if (g_hugepages_restore >= 0) {
-        (void)write_long(k_nr_hugepages, g_hugepages_restore);
-        g_hugepages_restore = -1;
-    }
+    return (long)(free_pages ? pool.free : pool.total);
 }
 
 static void on_signal(int sig) {
-    hugepages_restore();
+    iob_tk_pool_restore();
     bench_iobd_kill(); /* never leave a private iobd behind */
     signal(sig, SIG_DFL);
     raise(sig);
 }
 
-/* Grows the 2 MiB pool by `pages` for the run; the previous size comes back at exit. */
+/* Grows the 2 MiB pool to `pages` free pages for the run; what it adds goes back at exit. */
 static void hugepages_reserve(long pages) {
-    long before = read_long(k_nr_hugepages);
-    if (before < 0) {
-        fprintf(stderr, "iob-bench: cannot read %s\n", k_nr_hugepages);
-        return;
-    }
-    if (!write_long(k_nr_hugepages, before + pages)) {
-        fprintf(stderr, "iob-bench: cannot grow the hugepage pool (%s); 2M rows may be skipped\n",
-                strerror(errno));
-        return;
-    }
-    g_hugepages_restore = before;
-    atexit(hugepages_restore);
+    char note[160];
+    bool ok = iob_tk_pool_reserve(IOB_BACKING_2M, (uint64_t)pages, note, sizeof(note));
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
-    long after = read_long(k_nr_hugepages);
-    fprintf(stderr, "iob-bench: hugepage pool %ld -> %ld pages for this run (restored at exit)\n",
-            before, after);
+    fprintf(stderr, "iob-bench: %s%s\n", note, ok ? "" : "; 2M rows may be skipped");
 }
 
 /* ---- options ------------------------------------------------------------------------------ */
@@ -442,6 +409,11 @@ static size_t* run_order(const config_t* cfgs, size_t n) {
     return order;
 }
 
+static void note_no_hugepages(bench_row_t* row) {
+    snprintf(row->note, sizeof(row->note),
+             "no free 2M hugepages (%ld free); as root, --reserve-hugepages", pool_2m(true));
+}
+
 /* Runs one trial; returns false when the measurement must be reported as skipped. */
 static bool run_trial(config_t* c) {
     const bench_transport_t* t = &bench_transports[c->spec.transport];
@@ -450,9 +422,7 @@ static bool run_trial(config_t* c) {
     zx_status_t st = t->prepare(&c->spec, &ch, note, sizeof(note));
     if (st != ZX_OK) {
         if (c->spec.backing == IOB_BACKING_2M && st == ZX_ERR_NO_MEMORY) {
-            long free_pages = read_long("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages");
-            snprintf(c->row->note, sizeof(c->row->note),
-                     "no free 2M hugepages (%ld free); as root, --reserve-hugepages", free_pages);
+            note_no_hugepages(c->row);
         } else {
             snprintf(c->row->note, sizeof(c->row->note), "%s", note);
         }
@@ -531,9 +501,7 @@ static bool run_trial(config_t* c) {
      */
     if (!ok && c->spec.backing == IOB_BACKING_2M &&
         strstr(c->row->note, "open: ZX_ERR_NO_MEMORY") != NULL) {
-        long free_pages = read_long("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages");
-        snprintf(c->row->note, sizeof(c->row->note),
-                 "no free 2M hugepages (%ld free); as root, --reserve-hugepages", free_pages);
+        note_no_hugepages(c->row);
         c->row->skipped = true;
         return false;
     }
@@ -708,8 +676,8 @@ int main(int argc, char** argv) {
     }
     bench_machine_t machine;
     bench_machine_describe(&machine);
-    long hp_total = read_long("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages");
-    long hp_free = read_long("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages");
+    long hp_total = pool_2m(false);
+    long hp_free = pool_2m(true);
     snprintf(machine.backing_note, sizeof(machine.backing_note),
              "4K: shmem memfd; 2M: hugetlb memfd, pool %ld pages, %ld free at start", hp_total,
              hp_free);
@@ -1023,6 +991,6 @@ int main(int argc, char** argv) {
     free(order);
     free(rows);
     free(cfgs);
-    hugepages_restore();
+    iob_tk_pool_restore();
     return rc;
 }

@@ -252,7 +252,7 @@ bool iob_tk_iobd_start(iob_tk_iobd_t* d, const iob_tk_iobd_config_t* c, char* er
         snprintf(err, err_len, "iobd not executable: %s", c->binary);
         return false;
     }
-    if (!iob_tk_tempdir("iobd", d->dir, sizeof d->dir) ||
+    if (!iob_tk_tempdir("iob-tk-iobd", d->dir, sizeof d->dir) ||
         (c->other_users && chmod(d->dir, 0755) != 0)) {
         snprintf(err, err_len, "socket directory: %s", strerror(errno));
         d->dir[0] = '\0';
