@@ -231,6 +231,13 @@ void bench_mediated_module_close(bench_endpoint_t* ep);
 zx_status_t bench_mediated_module_send(bench_endpoint_t* ep, const void* buf, size_t len);
 zx_status_t bench_mediated_module_recv(bench_endpoint_t* ep, void* buf, size_t len);
 
+/*
+ * Whole-buffer I/O on a pipe or stream socket (bench_transports.c), retrying after EINTR and
+ * short transfers. Reading with sock uses recv(MSG_WAITALL); EOF is ZX_ERR_PEER_CLOSED.
+ */
+zx_status_t bench_write_full(int fd, const void* buf, size_t len);
+zx_status_t bench_read_full(int fd, void* buf, size_t len, bool sock);
+
 /* The floor-ring transport (bench_floor_ring.c): prepare, and its two child roles. */
 zx_status_t bench_floor_prepare(const bench_spec_t* spec, bench_channel_t* ch, char* note,
                                 size_t note_len);

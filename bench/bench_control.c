@@ -195,22 +195,21 @@ static void mgmt_latency(const options_t* o, const target_t* t) {
     bctl_row_t* r = add_row("A", "unary GetSignals (the floor)", t->transport, t->backing, 1);
     r->lat_us = unary;
     snprintf(r->note, sizeof r->note, "cheapest call of iob.v1: one handle in, signals out");
-    r = add_row("A", "unary GetInfo", t->transport, t->backing, 1);
-    r->lat_us = getinfo;
-    r->ratio = getinfo.p50 / unary.p50;
-    snprintf(r->reference, sizeof r->reference, "%s", ref);
-    r = add_row("A", "unary ServerInfo", t->transport, t->backing, 1);
-    r->lat_us = serverinfo;
-    r->ratio = serverinfo.p50 / unary.p50;
-    snprintf(r->reference, sizeof r->reference, "%s", ref);
-    r = add_row("A", "create (CreateIob, 1 page)", t->transport, t->backing, 1);
-    r->lat_us = create;
-    r->ratio = create.p50 / unary.p50;
-    snprintf(r->reference, sizeof r->reference, "%s", ref);
-    r = add_row("A", "close both (CloseHandles)", t->transport, t->backing, 1);
-    r->lat_us = close_both;
-    r->ratio = close_both.p50 / unary.p50;
-    snprintf(r->reference, sizeof r->reference, "%s", ref);
+    const struct {
+        const char* figure;
+        const bctl_stats_t* lat;
+    } calls[] = {
+        {"unary GetInfo", &getinfo},
+        {"unary ServerInfo", &serverinfo},
+        {"create (CreateIob, 1 page)", &create},
+        {"close both (CloseHandles)", &close_both},
+    };
+    for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
+        r = add_row("A", calls[i].figure, t->transport, t->backing, 1);
+        r->lat_us = *calls[i].lat;
+        r->ratio = calls[i].lat->p50 / unary.p50;
+        snprintf(r->reference, sizeof r->reference, "%s", ref);
+    }
     r = add_row("A", "create+close (2 calls)", t->transport, t->backing, 1);
     r->lat_us = cc;
     snprintf(r->reference, sizeof r->reference, "%s", ref);

@@ -58,18 +58,7 @@ static bool pp_send(pp_ctx_t* c, const unsigned char* msg) {
         atomic_store_explicit(w, seq + 1, memory_order_release);
         return true;
     }
-    size_t off = 0;
-    while (off < PP_BYTES) {
-        ssize_t n = write(c->wfd, msg + off, PP_BYTES - off);
-        if (n <= 0) {
-            if (n < 0 && errno == EINTR) {
-                continue;
-            }
-            return false;
-        }
-        off += (size_t)n;
-    }
-    return true;
+    return bench_write_full(c->wfd, msg, PP_BYTES) == ZX_OK;
 }
 
 static bool pp_recv(pp_ctx_t* c, unsigned char* msg, uint64_t expect) {
@@ -105,18 +94,7 @@ static bool pp_recv(pp_ctx_t* c, unsigned char* msg, uint64_t expect) {
         bench_payload_generate(msg, PP_BYTES, expect);
         return true;
     }
-    size_t off = 0;
-    while (off < PP_BYTES) {
-        ssize_t n = read(c->rfd, msg + off, PP_BYTES - off);
-        if (n <= 0) {
-            if (n < 0 && errno == EINTR) {
-                continue;
-            }
-            return false;
-        }
-        off += (size_t)n;
-    }
-    return true;
+    return bench_read_full(c->rfd, msg, PP_BYTES, false) == ZX_OK;
 }
 
 static zx_status_t pp_open(pp_ctx_t* c) {
