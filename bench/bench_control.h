@@ -98,6 +98,27 @@ uint64_t bctl_raise_nofile(void);
  */
 bool bctl_hp_ensure_free(uint64_t want, bool may_grow, char* note, size_t note_len);
 
+/* ---- the command line and the machine (bench_control_options.c) ---- */
+
+typedef struct bctl_options {
+    bool quick;
+    const char* csv;
+    const char* json;
+    bool reserve_hugepages;
+    int runs;
+    int64_t duration_ns;
+    int rounds;
+    bool tcp;
+    bool two_meg;
+    bool scale;
+    bool load;
+    int processes;
+    int64_t load_ns;
+} bctl_options_t;
+
+/* Parses the orchestrator's arguments and fills in the defaults; non-zero on a bad one. */
+int bctl_options_parse(int argc, char** argv, bctl_options_t* o);
+
 /* ---- child roles ---- */
 
 /* bench_control_mgmt.c: one iob_conn client of the management-plane figures. */
@@ -137,6 +158,9 @@ typedef struct bctl_run_info {
     char hugepages_note[200];
     double load_before, load_after;
 } bctl_run_info_t;
+
+/* The machine and the start time, for the report (bench_control_options.c). */
+void bctl_describe(bctl_run_info_t* info, bool quick);
 
 /* bench_control.c: a new row of the report, and a verdict on a "ratio le/ge limit" row. */
 bctl_row_t* bctl_row_add(const char* section, const char* figure, const char* transport,
