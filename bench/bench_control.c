@@ -59,7 +59,6 @@
 /* Section A on 2M: four clients, each with its probe IOB and one IOB in flight. */
 #define HP_PAGES_MGMT 12
 
-
 typedef struct target {
     const char* transport; /* "unix" / "tcp" */
     const char* address;
@@ -450,9 +449,9 @@ static bool hp_still_free(const target_t* t, bool external, uint64_t want, char*
     if (iob_hugepage_pool_read(IOB_BACKING_2M, &pool) == ZX_OK && pool.free >= want) {
         return true;
     }
-    snprintf(note, len, "2 MiB pool taken meanwhile by another user: %llu free of %llu, %llu needed",
-             (unsigned long long)pool.free, (unsigned long long)pool.total,
-             (unsigned long long)want);
+    snprintf(
+        note, len, "2 MiB pool taken meanwhile by another user: %llu free of %llu, %llu needed",
+        (unsigned long long)pool.free, (unsigned long long)pool.total, (unsigned long long)want);
     return false;
 }
 
@@ -505,8 +504,8 @@ static void plan_external(const char* external, plan_t* p, bctl_run_info_t* info
  */
 static void plan_2m(const bctl_options_t* o, const char* iobd, plan_t* p, bctl_run_info_t* info) {
     char err[400];
-    bool map_ok = bctl_hp_ensure_free(HP_PAGES_MAP, o->reserve_hugepages, p->hp_note_b,
-                                      sizeof p->hp_note_b);
+    bool map_ok =
+        bctl_hp_ensure_free(HP_PAGES_MAP, o->reserve_hugepages, p->hp_note_b, sizeof p->hp_note_b);
     bool mgmt_ok =
         map_ok || bctl_hp_ensure_free(HP_PAGES_MGMT, false, p->hp_note_a, sizeof p->hp_note_a);
     if (mgmt_ok) {
@@ -557,7 +556,7 @@ static bool plan_private(const bctl_options_t* o, const char* iobd, plan_t* p,
 static const char* external_backing(const target_t* t) {
     bctl_child_t c = {0, -1, -1};
     char a0[1024], a1[16] = "--role", a2[16] = "mgmt", a3[16] = "--target", a4[256],
-        a5[16] = "--insecure";
+                   a5[16] = "--insecure";
     snprintf(a0, sizeof a0, "%s", g_self);
     snprintf(a4, sizeof a4, "%s", t->address);
     char* argv_c[] = {a0, a1, a2, a3, a4, t->insecure ? a5 : NULL, NULL};

@@ -299,15 +299,18 @@ static bool load_once(const char* self, const bctl_iobd_t* d, bctl_child_t* prob
             if (e != NULL) {
                 problem(r, "client %d:%.150s", i, e);
             }
-            if (c[BCTL_LOAD_CREATES] != c[BCTL_LOAD_EXPORTS] || c[BCTL_LOAD_EXPORTS] != c[BCTL_LOAD_ACKED]) {
+            if (c[BCTL_LOAD_CREATES] != c[BCTL_LOAD_EXPORTS] ||
+                c[BCTL_LOAD_EXPORTS] != c[BCTL_LOAD_ACKED]) {
                 problem(r, "client %d: %.0f created, %.0f exported, %.0f verified by the partner",
                         i, c[BCTL_LOAD_CREATES], c[BCTL_LOAD_EXPORTS], c[BCTL_LOAD_ACKED]);
             }
-            if (c[BCTL_LOAD_MAPS] != c[BCTL_LOAD_UNMAPS] || c[BCTL_LOAD_CLOSES] != c[BCTL_LOAD_CREATES] + c[BCTL_LOAD_IMPORTS]) {
+            if (c[BCTL_LOAD_MAPS] != c[BCTL_LOAD_UNMAPS] ||
+                c[BCTL_LOAD_CLOSES] != c[BCTL_LOAD_CREATES] + c[BCTL_LOAD_IMPORTS]) {
                 problem(r,
                         "client %d: %.0f maps, %.0f unmaps, %.0f closes for %.0f creates + "
                         "%.0f imports",
-                        i, c[BCTL_LOAD_MAPS], c[BCTL_LOAD_UNMAPS], c[BCTL_LOAD_CLOSES], c[BCTL_LOAD_CREATES], c[BCTL_LOAD_IMPORTS]);
+                        i, c[BCTL_LOAD_MAPS], c[BCTL_LOAD_UNMAPS], c[BCTL_LOAD_CLOSES],
+                        c[BCTL_LOAD_CREATES], c[BCTL_LOAD_IMPORTS]);
             }
             if (c[BCTL_LOAD_MISMATCHES] != 0 || c[BCTL_LOAD_DOUBLED] != 0) {
                 problem(r, "client %d: %.0f pattern mismatches, %.0f second imports accepted", i,
@@ -318,7 +321,8 @@ static bool load_once(const char* self, const bctl_iobd_t* d, bctl_child_t* prob
                 double pi = 0;
                 bctl_kv(replies[i - 1], "exports", &pe);
                 bctl_kv(replies[i - 1], "imports", &pi);
-                if (pe != c[BCTL_LOAD_IMPORTS] || c[BCTL_LOAD_EXPORTS] != pi || c[BCTL_LOAD_IMPORTS] != c[BCTL_LOAD_VERIFIED]) {
+                if (pe != c[BCTL_LOAD_IMPORTS] || c[BCTL_LOAD_EXPORTS] != pi ||
+                    c[BCTL_LOAD_IMPORTS] != c[BCTL_LOAD_VERIFIED]) {
                     problem(r, "pair %d/%d: exports %.0f/%.0f, imports %.0f/%.0f", i - 1, i, pe,
                             c[BCTL_LOAD_EXPORTS], pi, c[BCTL_LOAD_IMPORTS]);
                 }
@@ -420,8 +424,7 @@ static bool load_start(const char* self, const char* iobd, bctl_iobd_t* d, bctl_
  * the measured run, each followed by iobd's settled state and usage.
  */
 static bool load_runs(const char* self, const bctl_iobd_t* d, bctl_child_t* probe,
-                      const bctl_load_options_t* o, load_figures_t* f, char* err,
-                      size_t err_len) {
+                      const bctl_load_options_t* o, load_figures_t* f, char* err, size_t err_len) {
     if (!probe_info(probe, &f->s0, err, err_len) || !settled_usage(d->pid, &f->u0)) {
         return false;
     }

@@ -35,7 +35,6 @@ const char* const bctl_load_counter_names[BCTL_LOAD_COUNT] = {
     "verified", "mismatches", "acked", "reimport_refused", "reimport_accepted", "unmaps",
     "closes",   "errors"};
 
-
 typedef struct load_msg {
     uint32_t seq;
     uint32_t more;      /* the sender wants another iteration */
@@ -301,8 +300,8 @@ int bctl_load_main(int argc, char** argv) {
         char reply[BCTL_LINE_MAX];
         int n = snprintf(reply, sizeof reply, "ok end_ns=%" PRId64, bctl_now_ns());
         for (int i = 0; i < BCTL_LOAD_COUNT && n > 0 && (size_t)n < sizeof reply; i++) {
-            n += snprintf(reply + n, sizeof reply - (size_t)n, " %s=%" PRIu64, bctl_load_counter_names[i],
-                          s.c[i]);
+            n += snprintf(reply + n, sizeof reply - (size_t)n, " %s=%" PRIu64,
+                          bctl_load_counter_names[i], s.c[i]);
         }
         for (size_t i = 0; i < s.nerr && n > 0 && (size_t)n < sizeof reply; i++) {
             n += snprintf(reply + n, sizeof reply - (size_t)n, " err_%s_%s=%" PRIu64,

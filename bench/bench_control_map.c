@@ -320,8 +320,8 @@ static const char* const k_b_series[B_COUNT] = {"import", "map",   "touch", "tot
                                                  "fmap",   "ftouch", "ftotal"};
 
 /* The floor's side of a round: map the memfd (populated) and read a byte per page. */
-static bool importer_floor(const map_args_t* a, int ffd, double* t, long* faults,
-                           unsigned* sink, char* err, size_t err_len) {
+static bool importer_floor(const map_args_t* a, int ffd, double* t, long* faults, unsigned* sink,
+                           char* err, size_t err_len) {
     int64_t t0 = bctl_now_ns();
     void* p = mmap(NULL, (size_t)a->size, PROT_READ, MAP_SHARED | MAP_POPULATE, ffd, 0);
     int64_t t1 = bctl_now_ns();

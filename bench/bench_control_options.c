@@ -10,17 +10,18 @@
 #include "bench/bench_control.h"
 
 static void usage(void) {
-    fprintf(stderr,
-            "usage: iob-bench-control [--quick] [--csv FILE] [--json FILE] [--reserve-hugepages]\n"
-            "                         [--runs N] [--duration-ms N] [--rounds N] [--no-tcp] [--no-2m]\n"
-            "       iob-bench-control [--quick] [--csv FILE] [--json FILE] [--scale] [--load]\n"
-            "                         [--processes N] [--seconds S]\n"
-            "  --scale: create+close and import against 10,000 live IOBs, 10,000 tokens and 256\n"
-            "  sessions, paired with 10 live IOBs; --load: N client processes (256; --quick 32)\n"
-            "  for S seconds (15; --quick 3) with every effect accounted for. Either runs\n"
-            "  instead of sections A and B.\n"
-            "  env: IOBD (iobd binary), IOB_SERVER (use this server instead of starting one),\n"
-            "       IOB_INSECURE=1 (plaintext TCP to IOB_SERVER)\n");
+    fprintf(
+        stderr,
+        "usage: iob-bench-control [--quick] [--csv FILE] [--json FILE] [--reserve-hugepages]\n"
+        "                         [--runs N] [--duration-ms N] [--rounds N] [--no-tcp] [--no-2m]\n"
+        "       iob-bench-control [--quick] [--csv FILE] [--json FILE] [--scale] [--load]\n"
+        "                         [--processes N] [--seconds S]\n"
+        "  --scale: create+close and import against 10,000 live IOBs, 10,000 tokens and 256\n"
+        "  sessions, paired with 10 live IOBs; --load: N client processes (256; --quick 32)\n"
+        "  for S seconds (15; --quick 3) with every effect accounted for. Either runs\n"
+        "  instead of sections A and B.\n"
+        "  env: IOBD (iobd binary), IOB_SERVER (use this server instead of starting one),\n"
+        "       IOB_INSECURE=1 (plaintext TCP to IOB_SERVER)\n");
 }
 
 int bctl_options_parse(int argc, char** argv, bctl_options_t* o) {
@@ -100,7 +101,8 @@ void bctl_describe(bctl_run_info_t* info, bool quick) {
     strftime(info->started, sizeof info->started, "%Y-%m-%dT%H:%M:%SZ", &tm);
     struct utsname u;
     if (uname(&u) == 0) {
-        snprintf(info->kernel, sizeof info->kernel, "%.20s %.100s %.20s", u.sysname, u.release, u.machine);
+        snprintf(info->kernel, sizeof info->kernel, "%.20s %.100s %.20s", u.sysname, u.release,
+                 u.machine);
     }
     info->cpus = (int)sysconf(_SC_NPROCESSORS_ONLN);
     FILE* f = fopen("/proc/cpuinfo", "r");

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * iob-bench-control: child processes, the benchmark's own iobd instances (started by
- * client/testkit/iobd_launch.h, tracked here for the signal handlers) and the 2 MiB pool. Everything here runs in the orchestrator, which never touches gRPC, so
- * posix_spawn is the only way a process starts (gRPC's C core is not fork-safe).
+ * client/testkit/iobd_launch.h, tracked here for the signal handlers) and the 2 MiB pool.
+ * Everything here runs in the orchestrator, which never touches gRPC, so posix_spawn is the only
+ * way a process starts (gRPC's C core is not fork-safe).
  */
 #include <dirent.h>
 #include <errno.h>

@@ -173,10 +173,18 @@ static bool scale_fill(scale_run_t* run, const char* iobd) {
      * The holder's IOBs and tokens must outlive the run: one session holds them all (far
      * past the default per-session token budget), and tokens do not expire mid-run.
      */
-    const char* extra[] = {"--max-iobs-per-session",   "unlimited", "--max-handles-per-session",
-                           "unlimited",                "--max-tokens-per-session", "unlimited",
-                           "--max-tokens-per-uid",     "unlimited", "--token-ttl",
-                           "1h",                       "--exit-with-parent",       NULL};
+    const char* extra[] = {"--max-iobs-per-session",
+                           "unlimited",
+                           "--max-handles-per-session",
+                           "unlimited",
+                           "--max-tokens-per-session",
+                           "unlimited",
+                           "--max-tokens-per-uid",
+                           "unlimited",
+                           "--token-ttl",
+                           "1h",
+                           "--exit-with-parent",
+                           NULL};
     for (size_t i = 0; i < run->ns; i++) {
         scale_server_t* sv = &run->sv[i];
         sv->round_cc = calloc((size_t)run->rounds, sizeof(double));
@@ -280,8 +288,7 @@ static bool scale_rounds(scale_run_t* run) {
     return true;
 }
 
-static void scale_label(const scale_run_t* run, size_t i, const char* op, char* label,
-                        size_t len) {
+static void scale_label(const scale_run_t* run, size_t i, const char* op, char* label, size_t len) {
     const scale_server_t* s = &run->sv[i];
     if (i == 0) {
         snprintf(label, len, "%s, 10 live IOBs", op);

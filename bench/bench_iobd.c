@@ -238,8 +238,7 @@ int bench_iobd_stop(void) {
         char why[160];
         s->ready = false;
         if (!iob_tk_iobd_stop(&s->proc, BENCH_IOBD_STOP_MS, why, sizeof(why)) && ours) {
-            fprintf(stderr, "iob-bench: iobd (%s): %s\n", iob_backing_name((iob_backing_t)b),
-                    why);
+            fprintf(stderr, "iob-bench: iobd (%s): %s\n", iob_backing_name((iob_backing_t)b), why);
             failed = 1;
         }
     }

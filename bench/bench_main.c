@@ -296,9 +296,8 @@ static size_t run_latency(const bench_options_t* o, bench_latency_row_t lat[5]) 
 }
 
 /* The table on stdout and the files; 1 when a file could not be written or a row failed. */
-static int report(const bench_options_t* o, const bench_machine_t* machine,
-                  const bench_row_t* rows, size_t nrows, const bench_latency_row_t* lat,
-                  size_t nlat, int64_t t_begin) {
+static int report(const bench_options_t* o, const bench_machine_t* machine, const bench_row_t* rows,
+                  size_t nrows, const bench_latency_row_t* lat, size_t nlat, int64_t t_begin) {
     printf("iob-bench: %s, %d CPUs, %s; %s; load %.2f; %d trials of %" PRId64
            " ms each (longer in proportion above 1 MiB), median (min..max); producer on CPU %d, "
            "consumer on CPU %d; batch %u; verification %s\n",

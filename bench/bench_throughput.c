@@ -114,9 +114,10 @@ static void spawn_roles(const char* self, const config_t* c, bench_channel_t* ch
         snprintf(nfds, sizeof(nfds), "%d", ch->nfds[role]);
         char self_copy[4096]; /* argv is not const in posix_spawn's signature */
         snprintf(self_copy, sizeof(self_copy), "%s", self);
-        char* argv[] = {self_copy, "--role", role == BENCH_PRODUCER ? "producer" : "consumer",
-                        "--spec",  spec_text, "--nfds", nfds, "--arg",
-                        ch->arg[role][0] ? ch->arg[role] : "-", NULL};
+        char* argv[] = {self_copy, "--role",  role == BENCH_PRODUCER ? "producer" : "consumer",
+                        "--spec",  spec_text, "--nfds",
+                        nfds,      "--arg",   ch->arg[role][0] ? ch->arg[role] : "-",
+                        NULL};
         int ready_end = single ? -1 : (role == BENCH_PRODUCER ? ready[0] : ready[1]);
         pids[role] = bench_spawn(self, argv, ch->fds[role], ch->nfds[role], ready_end, rp[1]);
         close(rp[1]);
@@ -146,8 +147,9 @@ static bool collect_roles(config_t* c, int nroles, const int pids[2], const int 
         char role_name[16];
         int okflag = 0;
         char err[160] = "";
-        if (sscanf(line, "%15s %" SCNd64 " %" SCNd64 " %" SCNu64 " %" SCNu64 " %" SCNu64
-                         " %" SCNu64 " %d %159[^\n]",
+        if (sscanf(line,
+                   "%15s %" SCNd64 " %" SCNd64 " %" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64
+                   " %d %159[^\n]",
                    role_name, &side[k].t_start, &side[k].t_end, &side[k].msgs, &side[k].cpu_ns,
                    &side[k].futex_waits, &side[k].futex_wakes, &okflag, err) < 8) {
             okflag = 0;
@@ -319,13 +321,11 @@ static bool wait_variant(const bench_options_t* o, const bench_transport_t* tr, 
     return *wait != BENCH_BLOCK || o->block;
 }
 
-static void plan_row(const bench_options_t* o, const config_t* shape, config_t* c,
-                     bench_row_t* r) {
+static void plan_row(const bench_options_t* o, const config_t* shape, config_t* c, bench_row_t* r) {
     const bench_transport_t* tr = &bench_transports[shape->spec.transport];
     *c = *shape;
     c->row = r;
-    c->spec.ring_bytes =
-        bench_ring_bytes_for(c->spec.msg_bytes, c->spec.backing, o->ring_bytes);
+    c->spec.ring_bytes = bench_ring_bytes_for(c->spec.msg_bytes, c->spec.backing, o->ring_bytes);
     c->spec.batch = o->batch;
     c->spec.duration_ns = trial_ns(o->duration_ns, c->spec.msg_bytes);
     c->spec.cpu[0] = o->cpu[0];
@@ -390,8 +390,8 @@ static void plan_references(const bench_options_t* o, config_t* cfgs, size_t nro
     for (size_t i = 0; i < nrows && bare >= 0; i++) {
         config_t* c = &cfgs[i];
         if (strcmp(c->row->transport, "iob-ring") != 0 || c->spec.mode != BENCH_ZEROCOPY ||
-            c->spec.wait != BENCH_SPIN || c->spec.load != BENCH_FULL ||
-            c->spec.msg_bytes != 32 || nrefs == 2) {
+            c->spec.wait != BENCH_SPIN || c->spec.load != BENCH_FULL || c->spec.msg_bytes != 32 ||
+            nrefs == 2) {
             continue;
         }
         config_t* ref = &ref_cfgs[nrefs];

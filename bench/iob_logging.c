@@ -292,8 +292,8 @@ static int reader_main(char* self, unsigned n, unsigned records, int interval_ms
     }
     /* Every IOB maps the same region: map it once, through the first. */
     zx_vaddr_t base = 0;
-    st = zx_vmar_map_iob(zx_vmar_root_self(), ZX_VM_PERM_READ | ZX_VM_PERM_WRITE, 0, w[0].ep0, 0,
-                         0, region_size, &base);
+    st = zx_vmar_map_iob(zx_vmar_root_self(), ZX_VM_PERM_READ | ZX_VM_PERM_WRITE, 0, w[0].ep0, 0, 0,
+                         region_size, &base);
     if (st != ZX_OK) {
         fprintf(stderr, "iob-logging: map: %s\n", zx_status_get_string(st));
         return 1;

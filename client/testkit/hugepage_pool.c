@@ -31,8 +31,8 @@ void iob_tk_pool_restore(void) {
     }
 }
 
-__attribute__((format(printf, 3, 4))) static void note_set(char* note, size_t len,
-                                                           const char* fmt, ...) {
+__attribute__((format(printf, 3, 4))) static void note_set(char* note, size_t len, const char* fmt,
+                                                           ...) {
     if (note != NULL && len > 0) {
         va_list ap;
         va_start(ap, fmt);
@@ -41,8 +41,7 @@ __attribute__((format(printf, 3, 4))) static void note_set(char* note, size_t le
     }
 }
 
-bool iob_tk_pool_reserve(iob_backing_t backing, uint64_t free_pages, char* note,
-                         size_t note_len) {
+bool iob_tk_pool_reserve(iob_backing_t backing, uint64_t free_pages, char* note, size_t note_len) {
     iob_hugepage_pool_t pool;
     if ((backing != IOB_BACKING_2M && backing != IOB_BACKING_1G) ||
         iob_hugepage_pool_read(backing, &pool) != ZX_OK) {
@@ -69,8 +68,10 @@ bool iob_tk_pool_reserve(iob_backing_t backing, uint64_t free_pages, char* note,
                  zx_status_get_string(st));
         return false;
     }
-    note_set(note, note_len, "%s pool grown %llu -> %llu pages (%llu free) for this run, given "
-             "back at exit", pool_name(backing), (unsigned long long)pool.total,
-             (unsigned long long)now.total, (unsigned long long)now.free);
+    note_set(note, note_len,
+             "%s pool grown %llu -> %llu pages (%llu free) for this run, given "
+             "back at exit",
+             pool_name(backing), (unsigned long long)pool.total, (unsigned long long)now.total,
+             (unsigned long long)now.free);
     return now.free >= free_pages;
 }

@@ -228,10 +228,10 @@ static bool ready(const iob_tk_iobd_t* d, int port) {
 /* Paths and the TCP port; false when they do not fit. */
 static bool lay_out(iob_tk_iobd_t* d, const iob_tk_iobd_config_t* c, int* port) {
     *port = -1;
-    bool fit = (size_t)snprintf(d->socket_path, sizeof d->socket_path, "%s/iobd.sock", d->dir) <
-                   sizeof d->socket_path &&
-               (size_t)snprintf(d->target, sizeof d->target, "unix:%s", d->socket_path) <
-                   sizeof d->target;
+    bool fit =
+        (size_t)snprintf(d->socket_path, sizeof d->socket_path, "%s/iobd.sock", d->dir) <
+            sizeof d->socket_path &&
+        (size_t)snprintf(d->target, sizeof d->target, "unix:%s", d->socket_path) < sizeof d->target;
     if (!has_arg(c->extra, "--no-broker")) {
         snprintf(d->broker_path, sizeof d->broker_path, "%s/iobd-broker.sock", d->dir);
     }
@@ -245,8 +245,7 @@ static bool lay_out(iob_tk_iobd_t* d, const iob_tk_iobd_config_t* c, int* port) 
     return fit && (!c->tcp || *port > 0);
 }
 
-bool iob_tk_iobd_start(iob_tk_iobd_t* d, const iob_tk_iobd_config_t* c, char* err,
-                       size_t err_len) {
+bool iob_tk_iobd_start(iob_tk_iobd_t* d, const iob_tk_iobd_config_t* c, char* err, size_t err_len) {
     memset(d, 0, sizeof *d);
     if (access(c->binary, X_OK) != 0) {
         snprintf(err, err_len, "iobd not executable: %s", c->binary);

@@ -20,25 +20,25 @@
 #define IOB_TK_IOBD_EXTRA_MAX 32
 
 typedef struct iob_tk_iobd_config {
-    const char* binary;        /* iobd's path */
-    const char* hugepages;     /* --hugepages value; NULL: "off" */
-    const char* log_level;     /* --log-level value; NULL: "warning" */
-    const char* const* extra;  /* more arguments, NULL-terminated; NULL: none */
-    bool tcp;                  /* also listen on a free loopback port (see tcp_target) */
-    bool other_users;          /* directory 0755 and sockets 0666: helpers under other uids */
-    bool log_file;             /* stdout and stderr to log_path; else both are inherited */
-    bool exit_with_parent;     /* iobd --exit-with-parent: a killed caller takes it along */
-    int start_timeout_ms;      /* 0: 10 s */
+    const char* binary;       /* iobd's path */
+    const char* hugepages;    /* --hugepages value; NULL: "off" */
+    const char* log_level;    /* --log-level value; NULL: "warning" */
+    const char* const* extra; /* more arguments, NULL-terminated; NULL: none */
+    bool tcp;                 /* also listen on a free loopback port (see tcp_target) */
+    bool other_users;         /* directory 0755 and sockets 0666: helpers under other uids */
+    bool log_file;            /* stdout and stderr to log_path; else both are inherited */
+    bool exit_with_parent;    /* iobd --exit-with-parent: a killed caller takes it along */
+    int start_timeout_ms;     /* 0: 10 s */
 } iob_tk_iobd_config_t;
 
 typedef struct iob_tk_iobd {
     pid_t pid; /* 0 when not running */
     char dir[64];
-    char socket_path[96];  /* <dir>/iobd.sock */
-    char broker_path[96];  /* <dir>/iobd-broker.sock; "" with --no-broker */
-    char target[112];      /* "unix:<socket_path>" */
-    char tcp_target[32];   /* "127.0.0.1:<port>" with tcp, else "" */
-    char log_path[96];     /* <dir>/iobd.log with log_file, else "" */
+    char socket_path[96]; /* <dir>/iobd.sock */
+    char broker_path[96]; /* <dir>/iobd-broker.sock; "" with --no-broker */
+    char target[112];     /* "unix:<socket_path>" */
+    char tcp_target[32];  /* "127.0.0.1:<port>" with tcp, else "" */
+    char log_path[96];    /* <dir>/iobd.log with log_file, else "" */
 } iob_tk_iobd_t;
 
 /*

@@ -289,8 +289,7 @@ static void test_token_flood(void** state) {
     }
     iob_tk_stats_t import_ms;
     iob_tk_stats(ms, 20, &import_ms);
-    fprintf(stderr, "victim import: median %.3f ms, worst %.3f ms\n", import_ms.p50,
-            import_ms.max);
+    fprintf(stderr, "victim import: median %.3f ms, worst %.3f ms\n", import_ms.p50, import_ms.max);
     assert_true(import_ms.p50 < 5.0);
     assert_true(victim_create_ms() < 1000);
     /* The tokens expire (the harness's short time-to-live) and take the IOB with them. */
