@@ -231,6 +231,13 @@ void bench_mediated_module_close(bench_endpoint_t* ep);
 zx_status_t bench_mediated_module_send(bench_endpoint_t* ep, const void* buf, size_t len);
 zx_status_t bench_mediated_module_recv(bench_endpoint_t* ep, void* buf, size_t len);
 
+/*
+ * Whole-buffer I/O on a pipe or stream socket (bench_transports.c), retrying after EINTR and
+ * short transfers. Reading with sock uses recv(MSG_WAITALL); EOF is ZX_ERR_PEER_CLOSED.
+ */
+zx_status_t bench_write_full(int fd, const void* buf, size_t len);
+zx_status_t bench_read_full(int fd, void* buf, size_t len, bool sock);
+
 /* The floor-ring transport (bench_floor_ring.c): prepare, and its two child roles. */
 zx_status_t bench_floor_prepare(const bench_spec_t* spec, bench_channel_t* ch, char* note,
                                 size_t note_len);
@@ -277,6 +284,51 @@ void bench_pin_cpu(int cpu);
 uint64_t bench_cpu_time_ns(void);
 int64_t bench_now_ns(void);
 
+/* ---- the command line (bench_options.c) ------------------------------------------------- */
+
+typedef struct bench_options {
+    bool quick;
+    const char* csv;
+    const char* json;
+    const char* plot;
+    const char* latency_csv;
+    const char* out_dir;
+    int trials;
+    int64_t duration_ns;
+    uint64_t sizes[32];
+    int nsizes;
+    bool transport_on[16];
+    int cpu[2];
+    uint32_t batch;
+    uint64_t ring_bytes;
+    bool reserve_hugepages;
+    bool block;
+    bool paced;
+    bool latency;
+    bool two_meg;
+    bench_verify_t verify;
+    uint64_t latency_iters;
+} bench_options_t;
+
+/*
+ * Parses the orchestrator's arguments and fills in the defaults (--quick's among them) and,
+ * with --out, the output files under it. Non-zero (usage printed) on a bad argument.
+ */
+int bench_options_parse(int argc, char** argv, bench_options_t* o);
+
+/* ---- the throughput phase (bench_throughput.c) ------------------------------------------ */
+
+typedef struct bench_row bench_row_t;
+
+/*
+ * Plans the throughput rows of o, runs o->trials interleaved trials of each (self: this
+ * binary, which each role re-executes) and summarizes them. Returns the rows (*nrows of
+ * them; the caller frees the array), NULL when out of memory.
+ */
+bench_row_t* bench_throughput_run(const bench_options_t* o, const char* self, size_t* nrows);
+/* The 2 MiB pool's pages (free_pages: its free pages); -1 when the kernel has none. */
+long bench_pool_2m(bool free_pages);
+
 /* ---- statistics (bench_stats.c) ---------------------------------------------------------- */
 
 typedef struct bench_summary {
@@ -285,13 +337,10 @@ typedef struct bench_summary {
 } bench_summary_t;
 
 void bench_summarize(const double* values, int n, bench_summary_t* out);
-/* p in [0,100]; sorts values in place. */
-double bench_percentile_sorted(const double* sorted, size_t n, double p);
-void bench_sort(double* values, size_t n);
 
 /* ---- reports (bench_report.c) ------------------------------------------------------------ */
 
-typedef struct bench_row {
+struct bench_row {
     const char* transport;
     bench_mode_t mode;
     const char* backing;
@@ -322,7 +371,7 @@ typedef struct bench_row {
     const char* reference;       /* what was measured, for the JSON */
     double reference_rates[16];
     int reference_count;
-} bench_row_t;
+};
 
 typedef struct bench_latency_row {
     const char* kind;

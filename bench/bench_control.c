@@ -43,11 +43,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/utsname.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "bench/bench_control.h"
+#include "client/testkit/hugepage_pool.h"
 
 #ifndef IOB_BENCH_IOBD
 #define IOB_BENCH_IOBD ""
@@ -59,22 +58,6 @@
 #define HP_PAGES_MAP 100
 /* Section A on 2M: four clients, each with its probe IOB and one IOB in flight. */
 #define HP_PAGES_MGMT 12
-
-typedef struct options {
-    bool quick;
-    const char* csv;
-    const char* json;
-    bool reserve_hugepages;
-    int runs;
-    int64_t duration_ns;
-    int rounds;
-    bool tcp;
-    bool two_meg;
-    bool scale;
-    bool load;
-    int processes;
-    int64_t load_ns;
-} options_t;
 
 typedef struct target {
     const char* transport; /* "unix" / "tcp" */
@@ -161,7 +144,7 @@ static bool spawn_mgmt(const target_t* t, bctl_child_t* c, char* err, size_t err
 
 /* ---- A. management plane ---- */
 
-static void mgmt_latency(const options_t* o, const target_t* t) {
+static void mgmt_latency(const bctl_options_t* o, const target_t* t) {
     bctl_child_t c = {0, -1, -1};
     char err[300];
     if (!spawn_mgmt(t, &c, err, sizeof err)) {
@@ -194,22 +177,21 @@ static void mgmt_latency(const options_t* o, const target_t* t) {
     bctl_row_t* r = add_row("A", "unary GetSignals (the floor)", t->transport, t->backing, 1);
     r->lat_us = unary;
     snprintf(r->note, sizeof r->note, "cheapest call of iob.v1: one handle in, signals out");
-    r = add_row("A", "unary GetInfo", t->transport, t->backing, 1);
-    r->lat_us = getinfo;
-    r->ratio = getinfo.p50 / unary.p50;
-    snprintf(r->reference, sizeof r->reference, "%s", ref);
-    r = add_row("A", "unary ServerInfo", t->transport, t->backing, 1);
-    r->lat_us = serverinfo;
-    r->ratio = serverinfo.p50 / unary.p50;
-    snprintf(r->reference, sizeof r->reference, "%s", ref);
-    r = add_row("A", "create (CreateIob, 1 page)", t->transport, t->backing, 1);
-    r->lat_us = create;
-    r->ratio = create.p50 / unary.p50;
-    snprintf(r->reference, sizeof r->reference, "%s", ref);
-    r = add_row("A", "close both (CloseHandles)", t->transport, t->backing, 1);
-    r->lat_us = close_both;
-    r->ratio = close_both.p50 / unary.p50;
-    snprintf(r->reference, sizeof r->reference, "%s", ref);
+    const struct {
+        const char* figure;
+        const bctl_stats_t* lat;
+    } calls[] = {
+        {"unary GetInfo", &getinfo},
+        {"unary ServerInfo", &serverinfo},
+        {"create (CreateIob, 1 page)", &create},
+        {"close both (CloseHandles)", &close_both},
+    };
+    for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
+        r = add_row("A", calls[i].figure, t->transport, t->backing, 1);
+        r->lat_us = *calls[i].lat;
+        r->ratio = calls[i].lat->p50 / unary.p50;
+        snprintf(r->reference, sizeof r->reference, "%s", ref);
+    }
     r = add_row("A", "create+close (2 calls)", t->transport, t->backing, 1);
     r->lat_us = cc;
     snprintf(r->reference, sizeof r->reference, "%s", ref);
@@ -264,7 +246,7 @@ static int cmp_tput(const void* a, const void* b) {
     return x < y ? -1 : x > y;
 }
 
-static void mgmt_concurrent(const options_t* o, const target_t* t) {
+static void mgmt_concurrent(const bctl_options_t* o, const target_t* t) {
     enum { N = BCTL_MAX_CLIENTS };
     bctl_child_t c[N];
     char err[300] = "";
@@ -331,7 +313,7 @@ static void map_skip_rows(const char* backing, const char* why) {
     snprintf(r->note, sizeof r->note, "%s", why);
 }
 
-static void map_figures(const options_t* o, const target_t* t) {
+static void map_figures(const bctl_options_t* o, const target_t* t) {
     bool huge = strcmp(t->backing, "2M") == 0;
     uint64_t page = huge ? (UINT64_C(2) << 20) : 4096;
     int warm = o->quick ? 2 : 3;
@@ -463,153 +445,223 @@ static bool hp_still_free(const target_t* t, bool external, uint64_t want, char*
     if (external || strcmp(t->backing, "2M") != 0) {
         return true;
     }
-    uint64_t total = 0;
-    uint64_t fr = 0;
-    if (bctl_hp_read(&total, &fr) && fr >= want) {
+    iob_hugepage_pool_t pool = {0, 0};
+    if (iob_hugepage_pool_read(IOB_BACKING_2M, &pool) == ZX_OK && pool.free >= want) {
         return true;
     }
-    snprintf(note, len, "2 MiB pool taken meanwhile by another user: %llu free of %llu, %llu needed",
-             (unsigned long long)fr, (unsigned long long)total, (unsigned long long)want);
+    snprintf(
+        note, len, "2 MiB pool taken meanwhile by another user: %llu free of %llu, %llu needed",
+        (unsigned long long)pool.free, (unsigned long long)pool.total, (unsigned long long)want);
     return false;
 }
 
-static void usage(void) {
-    fprintf(stderr,
-            "usage: iob-bench-control [--quick] [--csv FILE] [--json FILE] [--reserve-hugepages]\n"
-            "                         [--runs N] [--duration-ms N] [--rounds N] [--no-tcp] [--no-2m]\n"
-            "       iob-bench-control [--quick] [--csv FILE] [--json FILE] [--scale] [--load]\n"
-            "                         [--processes N] [--seconds S]\n"
-            "  --scale: create+close and import against 10,000 live IOBs, 10,000 tokens and 256\n"
-            "  sessions, paired with 10 live IOBs; --load: N client processes (256; --quick 32)\n"
-            "  for S seconds (15; --quick 3) with every effect accounted for. Either runs\n"
-            "  instead of sections A and B.\n"
-            "  env: IOBD (iobd binary), IOB_SERVER (use this server instead of starting one),\n"
-            "       IOB_INSECURE=1 (plaintext TCP to IOB_SERVER)\n");
-}
-
-static int parse_options(int argc, char** argv, options_t* o) {
-    memset(o, 0, sizeof *o);
-    o->tcp = true;
-    o->two_meg = true;
-    int runs = 0;
-    int64_t dur_ms = 0;
-    int rounds = 0;
-    for (int i = 1; i < argc; i++) {
-        const char* a = argv[i];
-        const char* v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--quick") == 0) {
-            o->quick = true;
-        } else if (strcmp(a, "--csv") == 0 && v != NULL) {
-            o->csv = v;
-            i++;
-        } else if (strcmp(a, "--json") == 0 && v != NULL) {
-            o->json = v;
-            i++;
-        } else if (strcmp(a, "--reserve-hugepages") == 0) {
-            o->reserve_hugepages = true;
-        } else if (strcmp(a, "--runs") == 0 && v != NULL) {
-            runs = atoi(v);
-            i++;
-        } else if (strcmp(a, "--duration-ms") == 0 && v != NULL) {
-            dur_ms = atoll(v);
-            i++;
-        } else if (strcmp(a, "--rounds") == 0 && v != NULL) {
-            rounds = atoi(v);
-            i++;
-        } else if (strcmp(a, "--no-tcp") == 0) {
-            o->tcp = false;
-        } else if (strcmp(a, "--no-2m") == 0) {
-            o->two_meg = false;
-        } else if (strcmp(a, "--scale") == 0) {
-            o->scale = true;
-        } else if (strcmp(a, "--load") == 0) {
-            o->load = true;
-        } else if (strcmp(a, "--processes") == 0 && v != NULL) {
-            o->processes = atoi(v);
-            i++;
-        } else if (strcmp(a, "--seconds") == 0 && v != NULL) {
-            o->load_ns = (int64_t)(atof(v) * 1e9);
-            i++;
-        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            usage();
-            exit(0);
-        } else {
-            usage();
-            return -1;
+/* A child role (--role NAME): this binary re-executed by the orchestrator. */
+static int role_main(int argc, char** argv) {
+    static const struct {
+        const char* name;
+        int (*main)(int, char**);
+    } roles[] = {
+        {"mgmt", bctl_mgmt_main},
+        {"map-create", bctl_map_creator_main},
+        {"map-import", bctl_map_importer_main},
+        {"scale-hold", bctl_scale_hold_main},
+        {"load", bctl_load_main},
+    };
+    for (size_t i = 0; i < sizeof roles / sizeof roles[0]; i++) {
+        if (strcmp(argv[2], roles[i].name) == 0) {
+            return roles[i].main(argc, argv);
         }
     }
-    /* The issue asks for medians of at least 20 warm runs; --quick is a smoke test only. */
-    o->runs = runs > 0 ? runs : o->quick ? 8 : 30;
-    o->duration_ns = (dur_ms > 0 ? dur_ms : o->quick ? 300 : 1000) * 1000000;
-    o->rounds = rounds > 0 ? rounds : o->quick ? 1 : 3;
-    if (o->processes <= 0) {
-        o->processes = o->quick ? 32 : 256;
-    }
-    if (o->processes % 2 != 0 || o->processes > 4096) {
-        fprintf(stderr, "iob-bench-control: --processes must be even (partner pairs), <= 4096\n");
-        return -1;
-    }
-    if (o->load_ns <= 0) {
-        o->load_ns = (o->quick ? 3 : 15) * INT64_C(1000000000);
-    }
-    return 0;
+    fprintf(stderr, "iob-bench-control: unknown role %s\n", argv[2]);
+    return 2;
 }
 
-static void describe(bctl_run_info_t* info, bool quick) {
-    memset(info, 0, sizeof *info);
-    info->quick = quick;
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(info->started, sizeof info->started, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    struct utsname u;
-    if (uname(&u) == 0) {
-        snprintf(info->kernel, sizeof info->kernel, "%.20s %.100s %.20s", u.sysname, u.release, u.machine);
+/* What sections A and B run against: the servers, and a note on the hugepages they got. */
+typedef struct plan {
+    bctl_iobd_t d4;
+    bctl_iobd_t d2;
+    bool have_2m;
+    char hp_note_a[200]; /* why section A has no 2M server, when that is the reason */
+    char hp_note_b[200]; /* the pool as section B found it */
+    target_t targets[4]; /* section A */
+    int ntargets;
+    target_t map_targets[4]; /* section B */
+    int nmap;
+} plan_t;
+
+/* IOB_SERVER instead of servers of our own: its backing is learnt from ServerInfo. */
+static void plan_external(const char* external, plan_t* p, bctl_run_info_t* info) {
+    const char* ins = getenv("IOB_INSECURE");
+    bool tcp = strncmp(external, "unix:", 5) != 0;
+    p->targets[p->ntargets++] =
+        (target_t){tcp ? "tcp" : "unix", external, "?", ins != NULL && strcmp(ins, "1") == 0};
+    snprintf(info->hugepages_note, sizeof info->hugepages_note, "external server %s", external);
+}
+
+/*
+ * A 2M server when the pool allows. Section B needs HP_PAGES_MAP free pages; section A only a
+ * few. The pool grows only when asked (it is a machine-wide setting other work may depend on).
+ */
+static void plan_2m(const bctl_options_t* o, const char* iobd, plan_t* p, bctl_run_info_t* info) {
+    char err[400];
+    bool map_ok =
+        bctl_hp_ensure_free(HP_PAGES_MAP, o->reserve_hugepages, p->hp_note_b, sizeof p->hp_note_b);
+    bool mgmt_ok =
+        map_ok || bctl_hp_ensure_free(HP_PAGES_MGMT, false, p->hp_note_a, sizeof p->hp_note_a);
+    if (mgmt_ok) {
+        if (bctl_iobd_start(iobd, "2M", o->tcp, NULL, &p->d2, err, sizeof err)) {
+            p->have_2m = true;
+            /* --quick keeps to the Unix socket to stay short. */
+            p->targets[p->ntargets++] = (target_t){"unix", p->d2.target, "2M", false};
+            if (o->tcp && !o->quick) {
+                p->targets[p->ntargets++] = (target_t){"tcp", p->d2.tcp_target, "2M", true};
+            }
+        } else {
+            snprintf(p->hp_note_b, sizeof p->hp_note_b, "%.190s", err);
+            map_ok = false;
+        }
     }
-    info->cpus = (int)sysconf(_SC_NPROCESSORS_ONLN);
-    FILE* f = fopen("/proc/cpuinfo", "r");
-    if (f != NULL) {
-        char line[256];
-        while (fgets(line, sizeof line, f) != NULL) {
-            if (strncmp(line, "model name", 10) == 0) {
-                const char* p = strchr(line, ':');
-                if (p != NULL) {
-                    snprintf(info->cpu_model, sizeof info->cpu_model, "%s", p + 2);
-                    info->cpu_model[strcspn(info->cpu_model, "\n")] = '\0';
-                }
-                break;
+    if (map_ok) {
+        p->map_targets[p->nmap++] = (target_t){"unix", p->d2.target, "2M", false};
+    }
+    snprintf(info->hugepages_note, sizeof info->hugepages_note, "%.120s%s%.70s", p->hp_note_b,
+             p->hp_note_a[0] ? "; " : "", p->hp_note_a);
+}
+
+/* Servers of our own: 4K always, 2M when the pool allows. False when 4K cannot start. */
+static bool plan_private(const bctl_options_t* o, const char* iobd, plan_t* p,
+                         bctl_run_info_t* info) {
+    char err[400];
+    if (!bctl_iobd_start(iobd, "off", o->tcp, NULL, &p->d4, err, sizeof err)) {
+        fprintf(stderr, "iob-bench-control: %s\n", err);
+        return false;
+    }
+    p->targets[p->ntargets++] = (target_t){"unix", p->d4.target, "4K", false};
+    if (o->tcp) {
+        p->targets[p->ntargets++] = (target_t){"tcp", p->d4.tcp_target, "4K", true};
+    }
+    if (o->two_meg) {
+        plan_2m(o, iobd, p, info);
+    } else {
+        snprintf(info->hugepages_note, sizeof info->hugepages_note, "--no-2m");
+    }
+    /* 4K mapping rows: always in a full run; in --quick only when 2M could not be had. */
+    if (p->nmap == 0 || !o->quick) {
+        p->map_targets[p->nmap++] = (target_t){"unix", p->d4.target, "4K", false};
+    }
+    return true;
+}
+
+/* An external server's backing, asked through a client (the orchestrator speaks no gRPC). */
+static const char* external_backing(const target_t* t) {
+    bctl_child_t c = {0, -1, -1};
+    char a0[1024], a1[16] = "--role", a2[16] = "mgmt", a3[16] = "--target", a4[256],
+                   a5[16] = "--insecure";
+    snprintf(a0, sizeof a0, "%s", g_self);
+    snprintf(a4, sizeof a4, "%s", t->address);
+    char* argv_c[] = {a0, a1, a2, a3, a4, t->insecure ? a5 : NULL, NULL};
+    char line[BCTL_LINE_MAX] = "";
+    static char backing[8] = "?";
+    if (bctl_spawn_role(g_self, argv_c, -1, &c) &&
+        bctl_read_line(c.res_fd, line, sizeof line, 30000) == 0) {
+        bctl_kv_str(line, "backing", backing, sizeof backing);
+    }
+    bctl_child_end(&c, 5000);
+    return backing;
+}
+
+/* Section A: the management plane on every target. */
+static void run_section_a(const bctl_options_t* o, plan_t* p, bool external) {
+    for (int i = 0; i < p->ntargets; i++) {
+        target_t* t = &p->targets[i];
+        if (strcmp(t->backing, "?") == 0) {
+            t->backing = external_backing(t);
+            if (strcmp(t->transport, "unix") == 0) {
+                p->map_targets[p->nmap++] = *t;
             }
         }
-        fclose(f);
+        fprintf(stderr, "iob-bench-control: A over %s, %s backing\n", t->transport, t->backing);
+        char why[200];
+        if (!hp_still_free(t, external, HP_PAGES_MGMT, why, sizeof why)) {
+            bctl_row_t* r = add_row("A", "create+close (2 calls)", t->transport, t->backing, 1);
+            snprintf(r->verdict, sizeof r->verdict, "skip");
+            snprintf(r->note, sizeof r->note, "%s", why);
+            continue;
+        }
+        mgmt_latency(o, t);
+        mgmt_concurrent(o, t);
     }
+    if (!p->have_2m && !external) {
+        bctl_row_t* r = add_row("A", "create+close (2 calls)", "unix", "2M", 1);
+        snprintf(r->verdict, sizeof r->verdict, "skip");
+        snprintf(r->note, sizeof r->note, "no hugepage iobd: %.150s",
+                 o->two_meg ? p->hp_note_a[0] ? p->hp_note_a : p->hp_note_b : "--no-2m");
+    }
+}
+
+/* Section B: import + map (and creating) on every mapping target. */
+static void run_section_b(const bctl_options_t* o, const plan_t* p, bool external) {
+    bool map_2m = false;
+    for (int i = 0; i < p->nmap; i++) {
+        fprintf(stderr, "iob-bench-control: B on %s backing\n", p->map_targets[i].backing);
+        char why[200];
+        /* The IOB and the floor are both resident during a round: 2 x 32 pages. */
+        if (!hp_still_free(&p->map_targets[i], external, 2 * (MAP_SIZE >> 21) + 2, why,
+                           sizeof why)) {
+            map_skip_rows("2M", why);
+            map_2m = true;
+            continue;
+        }
+        map_figures(o, &p->map_targets[i]);
+        map_2m = map_2m || strcmp(p->map_targets[i].backing, "2M") == 0;
+    }
+    if (!map_2m) {
+        map_skip_rows("2M", external ? "the server is not on 2 MiB hugepages"
+                                     : (o->two_meg ? p->hp_note_b : "--no-2m"));
+    }
+}
+
+/* Sections C and D start their own servers, configured for what they measure. */
+static void run_sections_cd(const bctl_options_t* o, const char* iobd) {
+    if (o->scale) {
+        fprintf(stderr, "iob-bench-control: C. scale\n");
+        g_errors |= !bctl_scale_run(g_self, iobd, o->quick, o->quick ? 6 : 60, o->quick ? 10 : 20);
+    }
+    if (o->load) {
+        fprintf(stderr, "iob-bench-control: D. load\n");
+        bctl_load_options_t lo = {o->processes, o->load_ns, UINT64_C(1) << 40};
+        g_errors |= !bctl_load_run(g_self, iobd, &lo);
+    }
+}
+
+static int report(const bctl_options_t* o, bctl_run_info_t* info, int64_t t_begin) {
     double l[3];
     if (getloadavg(l, 3) > 0) {
-        info->load_before = l[0];
+        info->load_after = l[0];
     }
+    printf("iob-bench-control: %s, %d CPUs, %s; load %.2f -> %.2f; %.1f s%s\n", info->cpu_model,
+           info->cpus, info->kernel, info->load_before, info->load_after,
+           (double)(bctl_now_ns() - t_begin) / 1e9, o->quick ? " (--quick: smoke figures)" : "");
+    printf("hugepages: %s\n\n", info->hugepages_note);
+    bctl_report_table(stdout, g_rows, g_nrows);
+    int rc = g_errors ? 1 : 0;
+    if (o->csv != NULL && !bctl_report_csv(o->csv, g_rows, g_nrows)) {
+        fprintf(stderr, "iob-bench-control: cannot write %s: %s\n", o->csv, strerror(errno));
+        rc = 1;
+    }
+    if (o->json != NULL && !bctl_report_json(o->json, info, g_rows, g_nrows)) {
+        fprintf(stderr, "iob-bench-control: cannot write %s: %s\n", o->json, strerror(errno));
+        rc = 1;
+    }
+    return rc;
 }
 
 int main(int argc, char** argv) {
     if (argc >= 3 && strcmp(argv[1], "--role") == 0) {
-        if (strcmp(argv[2], "mgmt") == 0) {
-            return bctl_mgmt_main(argc, argv);
-        }
-        if (strcmp(argv[2], "map-create") == 0) {
-            return bctl_map_creator_main(argc, argv);
-        }
-        if (strcmp(argv[2], "map-import") == 0) {
-            return bctl_map_importer_main(argc, argv);
-        }
-        if (strcmp(argv[2], "scale-hold") == 0) {
-            return bctl_scale_hold_main(argc, argv);
-        }
-        if (strcmp(argv[2], "load") == 0) {
-            return bctl_load_main(argc, argv);
-        }
-        fprintf(stderr, "iob-bench-control: unknown role %s\n", argv[2]);
-        return 2;
+        return role_main(argc, argv);
     }
-    options_t o;
-    if (parse_options(argc, argv, &o) != 0) {
+    bctl_options_t o;
+    if (bctl_options_parse(argc, argv, &o) != 0) {
         return 2;
     }
     ssize_t n = readlink("/proc/self/exe", g_self, sizeof g_self - 1);
@@ -620,175 +672,33 @@ int main(int argc, char** argv) {
     g_self[n] = '\0';
     bctl_cleanup_install();
     bctl_run_info_t info;
-    describe(&info, o.quick);
+    bctl_describe(&info, o.quick);
     int64_t t_begin = bctl_now_ns();
 
     const char* external = getenv("IOB_SERVER");
+    bool use_external = external != NULL && external[0] != '\0' && !o.scale && !o.load;
     const char* iobd = getenv("IOBD") != NULL ? getenv("IOBD") : IOB_BENCH_IOBD;
-    bctl_iobd_t d4 = {0};
-    bctl_iobd_t d2 = {0};
-    bool have_2m = false;
-    char hp_note_a[200] = "";
-    char hp_note_b[200] = "";
-    target_t targets[4];
-    int ntargets = 0;
-    target_t map_targets[2];
-    int nmap = 0;
-    char err[400];
-
+    if (!use_external && (iobd[0] == '\0' || access(iobd, X_OK) != 0)) {
+        printf("SKIPPED: iobd not available (set IOBD or build the iobd target)\n");
+        return 77;
+    }
+    plan_t p;
+    memset(&p, 0, sizeof p);
     if (o.scale || o.load) {
-        /* These sections start their own servers, configured for what they measure. */
-        if (iobd[0] == '\0' || access(iobd, X_OK) != 0) {
-            printf("SKIPPED: iobd not available (set IOBD or build the iobd target)\n");
-            return 77;
-        }
         snprintf(info.hugepages_note, sizeof info.hugepages_note, "4K backing (sections C, D)");
-        if (o.scale) {
-            fprintf(stderr, "iob-bench-control: C. scale\n");
-            g_errors |= !bctl_scale_run(g_self, iobd, o.quick, o.quick ? 6 : 60, o.quick ? 10 : 20);
-        }
-        if (o.load) {
-            fprintf(stderr, "iob-bench-control: D. load\n");
-            bctl_load_options_t lo = {o.processes, o.load_ns, UINT64_C(1) << 40};
-            g_errors |= !bctl_load_run(g_self, iobd, &lo);
-        }
-    } else if (external != NULL && external[0] != '\0') {
-        const char* ins = getenv("IOB_INSECURE");
-        bool tcp = strncmp(external, "unix:", 5) != 0;
-        /* The server's own backing is learnt from ServerInfo below. */
-        targets[ntargets++] =
-            (target_t){tcp ? "tcp" : "unix", external, "?", ins != NULL && strcmp(ins, "1") == 0};
-        snprintf(info.hugepages_note, sizeof info.hugepages_note, "external server %s", external);
-    } else {
-        if (iobd[0] == '\0' || access(iobd, X_OK) != 0) {
-            printf("SKIPPED: iobd not available (set IOBD or build the iobd target)\n");
-            return 77;
-        }
-        if (!bctl_iobd_start(iobd, "off", o.tcp, &d4, err, sizeof err)) {
-            fprintf(stderr, "iob-bench-control: %s\n", err);
-            return 1;
-        }
-        targets[ntargets++] = (target_t){"unix", d4.unix_target, "4K", false};
-        if (o.tcp) {
-            targets[ntargets++] = (target_t){"tcp", d4.tcp_target, "4K", true};
-        }
-        /*
-         * Hugepages: section B needs HP_PAGES_MAP free pages; section A only a few. Grow the
-         * pool only when asked (it is a machine-wide setting other work may depend on).
-         */
-        if (o.two_meg) {
-            bool map_ok = bctl_hp_ensure_free(HP_PAGES_MAP, o.reserve_hugepages, hp_note_b,
-                                              sizeof hp_note_b);
-            bool mgmt_ok = map_ok || bctl_hp_ensure_free(HP_PAGES_MGMT, false, hp_note_a,
-                                                         sizeof hp_note_a);
-            if (mgmt_ok) {
-                if (bctl_iobd_start(iobd, "2M", o.tcp, &d2, err, sizeof err)) {
-                    have_2m = true;
-                    /* --quick keeps to the Unix socket to stay short. */
-                    targets[ntargets++] = (target_t){"unix", d2.unix_target, "2M", false};
-                    if (o.tcp && !o.quick) {
-                        targets[ntargets++] = (target_t){"tcp", d2.tcp_target, "2M", true};
-                    }
-                } else {
-                    snprintf(hp_note_b, sizeof hp_note_b, "%.190s", err);
-                    map_ok = false;
-                }
-            }
-            if (map_ok) {
-                map_targets[nmap++] = (target_t){"unix", d2.unix_target, "2M", false};
-            }
-            snprintf(info.hugepages_note, sizeof info.hugepages_note, "%.120s%s%.70s", hp_note_b,
-                     hp_note_a[0] ? "; " : "", hp_note_a);
-        } else {
-            snprintf(info.hugepages_note, sizeof info.hugepages_note, "--no-2m");
-        }
-        /* 4K mapping rows: always in a full run; in --quick only when 2M could not be had. */
-        if (nmap == 0 || !o.quick) {
-            map_targets[nmap++] = (target_t){"unix", d4.unix_target, "4K", false};
-        }
+        run_sections_cd(&o, iobd);
+    } else if (use_external) {
+        plan_external(external, &p, &info);
+    } else if (!plan_private(&o, iobd, &p, &info)) {
+        return 1;
     }
     fprintf(stderr, "iob-bench-control: %s\n", info.hugepages_note);
-
-    for (int i = 0; i < ntargets; i++) {
-        target_t* t = &targets[i];
-        if (strcmp(t->backing, "?") == 0) {
-            /* External server: ask it (through a client) what it runs on. */
-            bctl_child_t c = {0, -1, -1};
-            char a0[1024], a1[16] = "--role", a2[16] = "mgmt", a3[16] = "--target", a4[256],
-                a5[16] = "--insecure";
-            snprintf(a0, sizeof a0, "%s", g_self);
-            snprintf(a4, sizeof a4, "%s", t->address);
-            char* argv_c[] = {a0, a1, a2, a3, a4, t->insecure ? a5 : NULL, NULL};
-            char line[BCTL_LINE_MAX] = "";
-            static char backing[8] = "?";
-            if (bctl_spawn_role(g_self, argv_c, -1, &c) &&
-                bctl_read_line(c.res_fd, line, sizeof line, 30000) == 0) {
-                bctl_kv_str(line, "backing", backing, sizeof backing);
-            }
-            bctl_child_end(&c, 5000);
-            t->backing = backing;
-            if (strcmp(t->transport, "unix") == 0) {
-                map_targets[nmap++] = *t;
-            }
-        }
-        fprintf(stderr, "iob-bench-control: A over %s, %s backing\n", t->transport, t->backing);
-        char why[200];
-        if (!hp_still_free(t, external != NULL, HP_PAGES_MGMT, why, sizeof why)) {
-            bctl_row_t* r = add_row("A", "create+close (2 calls)", t->transport, t->backing, 1);
-            snprintf(r->verdict, sizeof r->verdict, "skip");
-            snprintf(r->note, sizeof r->note, "%s", why);
-            continue;
-        }
-        mgmt_latency(&o, t);
-        mgmt_concurrent(&o, t);
+    if (!o.scale && !o.load) {
+        run_section_a(&o, &p, use_external);
+        run_section_b(&o, &p, use_external);
     }
-    bool sections_ab = !o.scale && !o.load;
-    if (!have_2m && external == NULL && sections_ab) {
-        bctl_row_t* r = add_row("A", "create+close (2 calls)", "unix", "2M", 1);
-        snprintf(r->verdict, sizeof r->verdict, "skip");
-        snprintf(r->note, sizeof r->note, "no hugepage iobd: %.150s",
-                 o.two_meg ? hp_note_a[0] ? hp_note_a : hp_note_b : "--no-2m");
-    }
-    bool map_2m = false;
-    for (int i = 0; i < nmap; i++) {
-        fprintf(stderr, "iob-bench-control: B on %s backing\n", map_targets[i].backing);
-        char why[200];
-        /* The IOB and the floor are both resident during a round: 2 x 32 pages. */
-        if (!hp_still_free(&map_targets[i], external != NULL, 2 * (MAP_SIZE >> 21) + 2, why,
-                           sizeof why)) {
-            map_skip_rows("2M", why);
-            map_2m = true;
-            continue;
-        }
-        map_figures(&o, &map_targets[i]);
-        map_2m = map_2m || strcmp(map_targets[i].backing, "2M") == 0;
-    }
-    if (!map_2m && sections_ab) {
-        map_skip_rows("2M", external != NULL ? "the server is not on 2 MiB hugepages"
-                                             : (o.two_meg ? hp_note_b : "--no-2m"));
-    }
-
-    bctl_iobd_stop(&d2);
-    bctl_iobd_stop(&d4);
-    bctl_hp_restore();
-    double l[3];
-    if (getloadavg(l, 3) > 0) {
-        info.load_after = l[0];
-    }
-
-    printf("iob-bench-control: %s, %d CPUs, %s; load %.2f -> %.2f; %.1f s%s\n", info.cpu_model,
-           info.cpus, info.kernel, info.load_before, info.load_after,
-           (double)(bctl_now_ns() - t_begin) / 1e9, o.quick ? " (--quick: smoke figures)" : "");
-    printf("hugepages: %s\n\n", info.hugepages_note);
-    bctl_report_table(stdout, g_rows, g_nrows);
-    int rc = g_errors ? 1 : 0;
-    if (o.csv != NULL && !bctl_report_csv(o.csv, g_rows, g_nrows)) {
-        fprintf(stderr, "iob-bench-control: cannot write %s: %s\n", o.csv, strerror(errno));
-        rc = 1;
-    }
-    if (o.json != NULL && !bctl_report_json(o.json, &info, g_rows, g_nrows)) {
-        fprintf(stderr, "iob-bench-control: cannot write %s: %s\n", o.json, strerror(errno));
-        rc = 1;
-    }
-    return rc;
+    bctl_iobd_stop(&p.d2);
+    bctl_iobd_stop(&p.d4);
+    iob_tk_pool_restore();
+    return report(&o, &info, t_begin);
 }

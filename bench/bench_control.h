@@ -23,6 +23,9 @@
 #include <stdio.h>
 #include <sys/types.h>
 
+#include "client/testkit/iobd_launch.h"
+#include "client/testkit/percentile.h"
+
 #define BCTL_FD_CMD 3
 #define BCTL_FD_RES 4
 #define BCTL_FD_PEER 5
@@ -30,16 +33,12 @@
 #define BCTL_LINE_MAX 4096
 #define BCTL_MAX_CLIENTS 4
 
-/* ---- statistics and line protocol (bench_control_util.c) ---- */
+/* ---- statistics (iob_tk_stats computes them) and line protocol (bench_control_util.c) ---- */
 
-typedef struct bctl_stats {
-    double p50, p99, min, max, mean; /* in the unit of the samples */
-    size_t n;
-} bctl_stats_t;
+/* p50, p99, min, max, mean in the unit of the samples; n. */
+typedef iob_tk_stats_t bctl_stats_t;
 
 int64_t bctl_now_ns(void);
-/* Sorts v in place. n == 0 gives all zeros. */
-void bctl_stats_compute(double* v, size_t n, bctl_stats_t* out);
 /* Appends " <prefix>_p50=.. <prefix>_p99=.. ..." to a reply line. */
 void bctl_stats_format(char* line, size_t len, const char* prefix, const bctl_stats_t* s);
 /* Reads "<prefix>_p50=" etc. back; false when p50 is missing. */
@@ -68,26 +67,17 @@ bool bctl_spawn_role(const char* self, char* const argv[], int peer_fd, bctl_chi
 /* Asks the child to quit (closes its command pipe), reaps it; SIGKILL after timeout_ms. */
 void bctl_child_end(bctl_child_t* c, int timeout_ms);
 
-typedef struct bctl_iobd {
-    pid_t pid;
-    char dir[64];            /* private socket directory */
-    char unix_target[160];   /* "unix:<dir>/iobd.sock" */
-    char tcp_target[64];     /* "127.0.0.1:<port>"; "" without TCP */
-    char backing[8];         /* what it was asked for: "4K" or "2M" */
-    char log_path[160];
-} bctl_iobd_t;
+/* pid, dir, target ("unix:<dir>/iobd.sock"), tcp_target ("" without TCP), log_path. */
+typedef iob_tk_iobd_t bctl_iobd_t;
 
 /*
- * Starts iobd on a fresh temporary directory (Unix socket, map broker) and, when tcp, on a
- * free loopback port with --insecure. hugepages: "off" or "2M". Returns once both sockets
- * accept connections; false with err filled (the daemon's log tail included) otherwise.
+ * Starts iobd (client/testkit/iobd_launch.h) on a fresh temporary directory (Unix socket,
+ * map broker) and, when tcp, on a free loopback port. hugepages: "off" or "2M"; extra: more
+ * arguments, NULL-terminated (NULL: none). Returns once its sockets accept connections; false
+ * with err filled (the daemon's log tail included) otherwise.
  */
-bool bctl_iobd_start(const char* iobd_path, const char* hugepages, bool tcp, bctl_iobd_t* d,
-                     char* err, size_t err_len);
-/* The same, with up to BCTL_IOBD_EXTRA_MAX more arguments (NULL-terminated; NULL: none). */
-#define BCTL_IOBD_EXTRA_MAX 12
-bool bctl_iobd_start_ex(const char* iobd_path, const char* hugepages, bool tcp,
-                        const char* const* extra, bctl_iobd_t* d, char* err, size_t err_len);
+bool bctl_iobd_start(const char* iobd_path, const char* hugepages, bool tcp,
+                     const char* const* extra, bctl_iobd_t* d, char* err, size_t err_len);
 /* SIGTERM, reap (SIGKILL after 5 s), remove the directory. Safe on a stopped one. */
 void bctl_iobd_stop(bctl_iobd_t* d);
 /* Installs SIGINT/SIGTERM/atexit cleanup: running iobds stop, the hugepage pool is restored. */
@@ -102,14 +92,32 @@ bool bctl_proc_usage(pid_t pid, uint64_t* rss_kib, uint64_t* fds);
  */
 uint64_t bctl_raise_nofile(void);
 
-/* The 2 MiB pool. false when the kernel has none. */
-bool bctl_hp_read(uint64_t* total, uint64_t* free_pages);
 /*
  * Makes sure `want` 2 MiB pages are free, growing the pool (root) by what is missing when
- * allowed; whatever was added is given back by bctl_hp_restore (also at exit).
+ * allowed (client/testkit/hugepage_pool.h: given back by iob_tk_pool_restore, also at exit).
  */
 bool bctl_hp_ensure_free(uint64_t want, bool may_grow, char* note, size_t note_len);
-void bctl_hp_restore(void);
+
+/* ---- the command line and the machine (bench_control_options.c) ---- */
+
+typedef struct bctl_options {
+    bool quick;
+    const char* csv;
+    const char* json;
+    bool reserve_hugepages;
+    int runs;
+    int64_t duration_ns;
+    int rounds;
+    bool tcp;
+    bool two_meg;
+    bool scale;
+    bool load;
+    int processes;
+    int64_t load_ns;
+} bctl_options_t;
+
+/* Parses the orchestrator's arguments and fills in the defaults; non-zero on a bad one. */
+int bctl_options_parse(int argc, char** argv, bctl_options_t* o);
 
 /* ---- child roles ---- */
 
@@ -150,6 +158,9 @@ typedef struct bctl_run_info {
     char hugepages_note[200];
     double load_before, load_after;
 } bctl_run_info_t;
+
+/* The machine and the start time, for the report (bench_control_options.c). */
+void bctl_describe(bctl_run_info_t* info, bool quick);
 
 /* bench_control.c: a new row of the report, and a verdict on a "ratio le/ge limit" row. */
 bctl_row_t* bctl_row_add(const char* section, const char* figure, const char* transport,

@@ -26,7 +26,7 @@
  *     per-connection buffers stay allocated once grown; growth between two runs is a leak).
  * Rates are operations per second over the whole run (from the common start to the last
  * process's end). The orchestrator never touches gRPC; a probe process (role mgmt,
- * request "info") reads iobd's counters.
+ * request "info") reads iobd's counters. The client processes: bench_control_load_client.c.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -40,332 +40,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <iob/iob.h>
-#include <zircon/status.h>
-#include <zircon/syscalls.h>
-
 #include "bench/bench_control.h"
+#include "bench/bench_control_load.h"
 
-#define LOAD_PAGES 4
-#define LOAD_REIMPORT_EVERY 8
-/* A partner that has not answered in this long is gone (the whole run is under a minute). */
-#define LOAD_PEER_TIMEOUT_MS 60000
 #define LOAD_RSS_SLACK_KIB (8 * 1024)
-
-/* ---- the client process ---- */
-
-enum { OP_CREATE, OP_MAP, OP_EXPORT, OP_IMPORT, OP_REIMPORT, OP_UNMAP, OP_CLOSE, OP_COUNT };
-static const char* const k_op_names[OP_COUNT] = {"create",   "map",   "export", "import",
-                                                 "reimport", "unmap", "close"};
-
-/* The counters every process reports, in this order, under these names. */
-enum {
-    C_ITERS,
-    C_CREATES,
-    C_MAPS,
-    C_WRITES,
-    C_EXPORTS,
-    C_IMPORTS,
-    C_VERIFIED,
-    C_MISMATCHES,
-    C_ACKED,
-    C_REFUSED,
-    C_DOUBLED,
-    C_UNMAPS,
-    C_CLOSES,
-    C_ERRORS,
-    C_COUNT
-};
-static const char* const k_counter_names[C_COUNT] = {
-    "iters",    "creates",    "maps",  "writes",           "exports",           "imports",
-    "verified", "mismatches", "acked", "reimport_refused", "reimport_accepted", "unmaps",
-    "closes",   "errors"};
-
-typedef struct load_msg {
-    uint32_t seq;
-    uint32_t more;      /* the sender wants another iteration */
-    uint32_t has_token; /* token messages: the sender's IOB made it to an export */
-    uint32_t verified;  /* acknowledgements: the receiver read the pattern back intact */
-    uint64_t seed;
-    char token[IOB_TOKEN_SIZE];
-} load_msg_t;
-
-typedef struct load_state {
-    uint64_t c[C_COUNT];
-    /* Non-OK statuses by operation: a few distinct ones at most, kept as a small table. */
-    struct {
-        int op;
-        zx_status_t st;
-        uint64_t n;
-    } err[16];
-    size_t nerr;
-    uint64_t size;
-    char fatal[200];
-} load_state_t;
-
-static void note_error(load_state_t* s, int op, zx_status_t st) {
-    s->c[C_ERRORS]++;
-    for (size_t i = 0; i < s->nerr; i++) {
-        if (s->err[i].op == op && s->err[i].st == st) {
-            s->err[i].n++;
-            return;
-        }
-    }
-    if (s->nerr < sizeof s->err / sizeof s->err[0]) {
-        s->err[s->nerr].op = op;
-        s->err[s->nerr].st = st;
-        s->err[s->nerr].n = 1;
-        s->nerr++;
-    }
-}
-
-static uint64_t pattern_word(uint64_t seed, size_t i) {
-    uint64_t x = seed + (uint64_t)i * UINT64_C(0x9e3779b97f4a7c15);
-    x ^= x >> 31;
-    return x * UINT64_C(0xbf58476d1ce4e5b9);
-}
-
-static bool peer_send(load_state_t* s, const load_msg_t* m) {
-    for (;;) {
-        ssize_t n = send(BCTL_FD_PEER, m, sizeof *m, MSG_NOSIGNAL);
-        if (n == (ssize_t)sizeof *m) {
-            return true;
-        }
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        snprintf(s->fatal, sizeof s->fatal, "send to partner: %s",
-                 n < 0 ? strerror(errno) : "short");
-        return false;
-    }
-}
-
-static bool peer_recv(load_state_t* s, load_msg_t* m) {
-    struct pollfd p = {.fd = BCTL_FD_PEER, .events = POLLIN};
-    int rc;
-    do {
-        rc = poll(&p, 1, LOAD_PEER_TIMEOUT_MS);
-    } while (rc < 0 && errno == EINTR);
-    if (rc <= 0) {
-        snprintf(s->fatal, sizeof s->fatal, "partner silent for %d ms", LOAD_PEER_TIMEOUT_MS);
-        return false;
-    }
-    ssize_t n;
-    do {
-        n = recv(BCTL_FD_PEER, m, sizeof *m, 0);
-    } while (n < 0 && errno == EINTR);
-    if (n != (ssize_t)sizeof *m) {
-        snprintf(s->fatal, sizeof s->fatal, "partner gone (%s)",
-                 n < 0    ? strerror(errno)
-                 : n == 0 ? "closed"
-                          : "short message");
-        return false;
-    }
-    m->token[sizeof m->token - 1] = '\0';
-    return true;
-}
-
-static bool unmap(load_state_t* s, zx_vaddr_t addr) {
-    zx_status_t st = zx_vmar_unmap(zx_vmar_root_self(), addr, s->size);
-    if (st != ZX_OK) {
-        note_error(s, OP_UNMAP, st);
-        return false;
-    }
-    s->c[C_UNMAPS]++;
-    return true;
-}
-
-static void close_handle(load_state_t* s, zx_handle_t h) {
-    zx_status_t st = zx_handle_close(h);
-    if (st != ZX_OK) {
-        note_error(s, OP_CLOSE, st);
-    } else {
-        s->c[C_CLOSES]++;
-    }
-}
-
-/* The creator's half up to the export. On failure everything made so far is undone. */
-static bool make_and_export(load_state_t* s, uint64_t seed, zx_handle_t* ep0_out,
-                            zx_vaddr_t* addr_out, char token[IOB_TOKEN_SIZE]) {
-    zx_iob_region_t r;
-    memset(&r, 0, sizeof r);
-    r.type = ZX_IOB_REGION_TYPE_PRIVATE;
-    r.access = ZX_IOB_ACCESS_EP0_CAN_MAP_READ | ZX_IOB_ACCESS_EP0_CAN_MAP_WRITE |
-               ZX_IOB_ACCESS_EP1_CAN_MAP_READ;
-    r.size = s->size;
-    r.discipline.type = ZX_IOB_DISCIPLINE_TYPE_NONE;
-    zx_handle_t ep0;
-    zx_handle_t ep1;
-    zx_status_t st = zx_iob_create(0, &r, 1, &ep0, &ep1);
-    if (st != ZX_OK) {
-        note_error(s, OP_CREATE, st);
-        return false;
-    }
-    s->c[C_CREATES]++;
-    zx_vaddr_t addr = 0;
-    st = zx_vmar_map_iob(zx_vmar_root_self(), ZX_VM_PERM_READ | ZX_VM_PERM_WRITE, 0, ep0, 0, 0,
-                         s->size, &addr);
-    if (st != ZX_OK) {
-        note_error(s, OP_MAP, st);
-        close_handle(s, ep0);
-        close_handle(s, ep1);
-        return false;
-    }
-    s->c[C_MAPS]++;
-    uint64_t* w = (uint64_t*)addr;
-    for (size_t i = 0; i < s->size / sizeof *w; i++) {
-        w[i] = pattern_word(seed, i);
-    }
-    s->c[C_WRITES]++;
-    st = iob_handle_export(ep1, token);
-    if (st != ZX_OK) {
-        note_error(s, OP_EXPORT, st);
-        unmap(s, addr);
-        close_handle(s, ep0);
-        close_handle(s, ep1);
-        return false;
-    }
-    s->c[C_EXPORTS]++;
-    *ep0_out = ep0;
-    *addr_out = addr;
-    return true;
-}
-
-/* The importer's half: true when the partner's pattern was read back intact. */
-static bool import_and_verify(load_state_t* s, const load_msg_t* m) {
-    zx_handle_t h;
-    zx_status_t st = iob_handle_import(m->token, &h);
-    if (st != ZX_OK) {
-        note_error(s, OP_IMPORT, st);
-        return false;
-    }
-    s->c[C_IMPORTS]++;
-    if (m->seq % LOAD_REIMPORT_EVERY == 0) {
-        /* A token is single-use: a second import would be a doubled effect. */
-        zx_handle_t again;
-        st = iob_handle_import(m->token, &again);
-        if (st == ZX_ERR_NOT_FOUND) {
-            s->c[C_REFUSED]++;
-        } else if (st == ZX_OK) {
-            s->c[C_DOUBLED]++;
-            zx_handle_close(again);
-        } else {
-            note_error(s, OP_REIMPORT, st);
-        }
-    }
-    bool good = false;
-    zx_vaddr_t addr = 0;
-    st = zx_vmar_map_iob(zx_vmar_root_self(), ZX_VM_PERM_READ, 0, h, 0, 0, s->size, &addr);
-    if (st != ZX_OK) {
-        note_error(s, OP_MAP, st);
-    } else {
-        s->c[C_MAPS]++;
-        const volatile uint64_t* w = (const volatile uint64_t*)addr;
-        good = true;
-        for (size_t i = 0; i < s->size / sizeof *w; i++) {
-            good = good && w[i] == pattern_word(m->seed, i);
-        }
-        s->c[good ? C_VERIFIED : C_MISMATCHES]++;
-        unmap(s, addr);
-    }
-    close_handle(s, h);
-    return good;
-}
-
-static void run_loop(load_state_t* s, uint32_t id, int64_t end, uint64_t max_iters) {
-    for (uint32_t seq = 1;; seq++) {
-        uint64_t seed = ((uint64_t)id << 32) | seq;
-        zx_handle_t ep0 = ZX_HANDLE_INVALID;
-        zx_vaddr_t addr = 0;
-        load_msg_t out;
-        memset(&out, 0, sizeof out);
-        out.seq = seq;
-        out.seed = seed;
-        out.has_token = make_and_export(s, seed, &ep0, &addr, out.token);
-        out.more = bctl_now_ns() < end && seq < max_iters;
-        load_msg_t in;
-        if (!peer_send(s, &out) || !peer_recv(s, &in)) {
-            return; /* the token, if any, expires in iobd: the orchestrator sees the gap */
-        }
-        load_msg_t ack;
-        memset(&ack, 0, sizeof ack);
-        ack.seq = in.seq;
-        ack.verified = in.has_token && import_and_verify(s, &in);
-        load_msg_t their_ack;
-        if (!peer_send(s, &ack) || !peer_recv(s, &their_ack)) {
-            return;
-        }
-        if (out.has_token) {
-            s->c[C_ACKED] += their_ack.verified && their_ack.seq == seq;
-            unmap(s, addr);
-            close_handle(s, ep0);
-        }
-        s->c[C_ITERS]++;
-        /* Both sides saw both flags: they stop after the same iteration. */
-        if (!out.more || !in.more) {
-            return;
-        }
-    }
-}
-
-int bctl_load_main(int argc, char** argv) {
-    const char* target = NULL;
-    uint32_t id = 0;
-    for (int i = 3; i + 1 < argc; i += 2) { /* argv: self --role NAME then pairs */
-        if (strcmp(argv[i], "--target") == 0) {
-            target = argv[i + 1];
-        } else if (strcmp(argv[i], "--id") == 0) {
-            id = (uint32_t)strtoul(argv[i + 1], NULL, 10);
-        }
-    }
-    iob_client_t* client = NULL;
-    zx_status_t st = iob_client_connect(target, &client);
-    if (st != ZX_OK) {
-        bctl_write_line(BCTL_FD_RES, "err connect %s: %s", target ? target : "(default)",
-                        zx_status_get_string(st));
-        return 1;
-    }
-    load_state_t s;
-    memset(&s, 0, sizeof s);
-    s.size = (uint64_t)zx_system_get_page_size() * LOAD_PAGES;
-    bctl_write_line(BCTL_FD_RES, "ok ready");
-    char line[BCTL_LINE_MAX];
-    long long start = 0;
-    long long dur = 0;
-    unsigned long long max_iters = 0;
-    int rc = 0;
-    if (bctl_read_line(BCTL_FD_CMD, line, sizeof line, INT64_C(1) << 40) != 0 ||
-        sscanf(line, "run %lld %lld %llu", &start, &dur, &max_iters) != 3) {
-        rc = 1; /* the orchestrator gave up before the run: nothing to report */
-    } else {
-        struct timespec ts = {.tv_sec = (time_t)(start / 1000000000),
-                              .tv_nsec = (long)(start % 1000000000)};
-        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
-        }
-        run_loop(&s, id, start + dur, max_iters);
-        char reply[BCTL_LINE_MAX];
-        int n = snprintf(reply, sizeof reply, "ok end_ns=%" PRId64, bctl_now_ns());
-        for (int i = 0; i < C_COUNT && n > 0 && (size_t)n < sizeof reply; i++) {
-            n += snprintf(reply + n, sizeof reply - (size_t)n, " %s=%" PRIu64, k_counter_names[i],
-                          s.c[i]);
-        }
-        for (size_t i = 0; i < s.nerr && n > 0 && (size_t)n < sizeof reply; i++) {
-            n += snprintf(reply + n, sizeof reply - (size_t)n, " err_%s_%s=%" PRIu64,
-                          k_op_names[s.err[i].op], zx_status_get_string(s.err[i].st), s.err[i].n);
-        }
-        if (s.fatal[0] != '\0' && n > 0 && (size_t)n < sizeof reply) {
-            /* Spaces would split the value: the reason goes last, after "fatal=". */
-            snprintf(reply + n, sizeof reply - (size_t)n, " fatal=%s", s.fatal);
-        }
-        bctl_write_line(BCTL_FD_RES, "%s", reply);
-        (void)bctl_read_line(BCTL_FD_CMD, line, sizeof line, INT64_C(1) << 40); /* "quit" */
-    }
-    /* Closing the session closes anything left; the mappings go when the process exits. */
-    iob_client_close(client);
-    return rc;
-}
-
-/* ---- the orchestrator ---- */
 
 typedef struct server_state {
     double iobs, sessions, handles, mappings, tokens, bytes, koid;
@@ -407,7 +85,7 @@ typedef struct usage {
 } usage_t;
 
 typedef struct run_result {
-    double c[C_COUNT]; /* sums over all processes */
+    double c[BCTL_LOAD_COUNT]; /* sums over all processes */
     double elapsed_s;  /* common start to the last process's end */
     usage_t peak;
     server_state_t peak_state;
@@ -479,7 +157,7 @@ static bool load_once(const char* self, const bctl_iobd_t* d, bctl_child_t* prob
             char a0[1024], a1[16] = "--role", a2[16] = "load", a3[16] = "--target", a4[200],
                            a5[8] = "--id", a6[16];
             snprintf(a0, sizeof a0, "%s", self);
-            snprintf(a4, sizeof a4, "%s", d->unix_target);
+            snprintf(a4, sizeof a4, "%s", d->target);
             snprintf(a6, sizeof a6, "%d", i + k);
             char* argv[] = {a0, a1, a2, a3, a4, a5, a6, NULL};
             ch[i + k] = (bctl_child_t){0, -1, -1};
@@ -604,10 +282,10 @@ static bool load_once(const char* self, const bctl_iobd_t* d, bctl_child_t* prob
     if (ok) {
         double last_end = (double)start;
         for (int i = 0; i < n; i++) {
-            double c[C_COUNT];
-            for (int k = 0; k < C_COUNT; k++) {
+            double c[BCTL_LOAD_COUNT];
+            for (int k = 0; k < BCTL_LOAD_COUNT; k++) {
                 c[k] = 0;
-                bctl_kv(replies[i], k_counter_names[k], &c[k]);
+                bctl_kv(replies[i], bctl_load_counter_names[k], &c[k]);
                 r->c[k] += c[k];
             }
             double end_ns = 0;
@@ -621,36 +299,40 @@ static bool load_once(const char* self, const bctl_iobd_t* d, bctl_child_t* prob
             if (e != NULL) {
                 problem(r, "client %d:%.150s", i, e);
             }
-            if (c[C_CREATES] != c[C_EXPORTS] || c[C_EXPORTS] != c[C_ACKED]) {
+            if (c[BCTL_LOAD_CREATES] != c[BCTL_LOAD_EXPORTS] ||
+                c[BCTL_LOAD_EXPORTS] != c[BCTL_LOAD_ACKED]) {
                 problem(r, "client %d: %.0f created, %.0f exported, %.0f verified by the partner",
-                        i, c[C_CREATES], c[C_EXPORTS], c[C_ACKED]);
+                        i, c[BCTL_LOAD_CREATES], c[BCTL_LOAD_EXPORTS], c[BCTL_LOAD_ACKED]);
             }
-            if (c[C_MAPS] != c[C_UNMAPS] || c[C_CLOSES] != c[C_CREATES] + c[C_IMPORTS]) {
+            if (c[BCTL_LOAD_MAPS] != c[BCTL_LOAD_UNMAPS] ||
+                c[BCTL_LOAD_CLOSES] != c[BCTL_LOAD_CREATES] + c[BCTL_LOAD_IMPORTS]) {
                 problem(r,
                         "client %d: %.0f maps, %.0f unmaps, %.0f closes for %.0f creates + "
                         "%.0f imports",
-                        i, c[C_MAPS], c[C_UNMAPS], c[C_CLOSES], c[C_CREATES], c[C_IMPORTS]);
+                        i, c[BCTL_LOAD_MAPS], c[BCTL_LOAD_UNMAPS], c[BCTL_LOAD_CLOSES],
+                        c[BCTL_LOAD_CREATES], c[BCTL_LOAD_IMPORTS]);
             }
-            if (c[C_MISMATCHES] != 0 || c[C_DOUBLED] != 0) {
+            if (c[BCTL_LOAD_MISMATCHES] != 0 || c[BCTL_LOAD_DOUBLED] != 0) {
                 problem(r, "client %d: %.0f pattern mismatches, %.0f second imports accepted", i,
-                        c[C_MISMATCHES], c[C_DOUBLED]);
+                        c[BCTL_LOAD_MISMATCHES], c[BCTL_LOAD_DOUBLED]);
             }
             if (i % 2 == 1) {
                 double pe = 0;
                 double pi = 0;
                 bctl_kv(replies[i - 1], "exports", &pe);
                 bctl_kv(replies[i - 1], "imports", &pi);
-                if (pe != c[C_IMPORTS] || c[C_EXPORTS] != pi || c[C_IMPORTS] != c[C_VERIFIED]) {
+                if (pe != c[BCTL_LOAD_IMPORTS] || c[BCTL_LOAD_EXPORTS] != pi ||
+                    c[BCTL_LOAD_IMPORTS] != c[BCTL_LOAD_VERIFIED]) {
                     problem(r, "pair %d/%d: exports %.0f/%.0f, imports %.0f/%.0f", i - 1, i, pe,
-                            c[C_EXPORTS], pi, c[C_IMPORTS]);
+                            c[BCTL_LOAD_EXPORTS], pi, c[BCTL_LOAD_IMPORTS]);
                 }
             }
         }
         r->elapsed_s = (last_end - (double)start) / 1e9;
-        if (r->c[C_ERRORS] != 0) {
-            problem(r, "%.0f non-OK statuses", r->c[C_ERRORS]);
+        if (r->c[BCTL_LOAD_ERRORS] != 0) {
+            problem(r, "%.0f non-OK statuses", r->c[BCTL_LOAD_ERRORS]);
         }
-        if (r->c[C_ITERS] == 0) {
+        if (r->c[BCTL_LOAD_ITERS] == 0) {
             problem(r, "no iteration completed");
         }
     }
@@ -702,114 +384,85 @@ static double rate(double count, double s) {
     return s > 0 ? count / s : 0;
 }
 
-bool bctl_load_run(const char* self, const char* iobd, const bctl_load_options_t* o) {
-    uint64_t nofile = bctl_raise_nofile();
-    char err[400] = "";
-    bctl_iobd_t d;
-    bctl_child_t probe = {0, -1, -1};
-    bool ok = true;
+/* Everything one --load section measures: iobd's state and usage, and both runs' results. */
+typedef struct load_figures {
+    server_state_t s0, s_warm, s_end;
+    usage_t u0, u_warm, u_end;
+    run_result_t warm, run;
+    uint64_t calls_after_start; /* probe calls after the start probe (each makes an IOB) */
+    uint64_t nofile;
+} load_figures_t;
+
+/* iobd (its default limits: the load must fit them) and the probe that reads its counters. */
+static bool load_start(const char* self, const char* iobd, bctl_iobd_t* d, bctl_child_t* probe,
+                       char* err, size_t err_len) {
     /*
-     * iobd's default limits: the load (every client under this one uid, each session with
-     * at most two IOBs, two mappings and one token at a time) must fit them.
+     * The load (every client under this one uid, each session with at most two IOBs, two
+     * mappings and one token at a time) must fit iobd's default limits.
      */
     const char* extra[] = {"--exit-with-parent", NULL};
-    if (!bctl_iobd_start_ex(iobd, "off", false, extra, &d, err, sizeof err)) {
-        ok = false;
+    if (!bctl_iobd_start(iobd, "off", false, extra, d, err, err_len)) {
+        return false;
     }
-    if (ok) {
-        char a0[1024], a1[16] = "--role", a2[16] = "mgmt", a3[16] = "--target", a4[200];
-        snprintf(a0, sizeof a0, "%s", self);
-        snprintf(a4, sizeof a4, "%s", d.unix_target);
-        char* argv[] = {a0, a1, a2, a3, a4, NULL};
-        char line[BCTL_LINE_MAX] = "";
-        if (!bctl_spawn_role(self, argv, -1, &probe) ||
-            bctl_read_line(probe.res_fd, line, sizeof line, 30000) != 0 ||
-            strncmp(line, "ok", 2) != 0) {
-            snprintf(err, sizeof err, "probe did not start: %.200s", line);
-            ok = false;
-        }
+    char a0[1024], a1[16] = "--role", a2[16] = "mgmt", a3[16] = "--target", a4[200];
+    snprintf(a0, sizeof a0, "%s", self);
+    snprintf(a4, sizeof a4, "%s", d->target);
+    char* argv[] = {a0, a1, a2, a3, a4, NULL};
+    char line[BCTL_LINE_MAX] = "";
+    if (!bctl_spawn_role(self, argv, -1, probe) ||
+        bctl_read_line(probe->res_fd, line, sizeof line, 30000) != 0 ||
+        strncmp(line, "ok", 2) != 0) {
+        snprintf(err, err_len, "probe did not start: %.200s", line);
+        return false;
     }
-    server_state_t s0;
-    server_state_t s_warm;
-    server_state_t s_end;
-    usage_t u0 = {0, 0};
-    usage_t u_warm = {0, 0};
-    usage_t u_end = {0, 0};
-    run_result_t warm;
-    run_result_t run;
-    memset(&warm, 0, sizeof warm);
-    memset(&run, 0, sizeof run);
-    uint64_t calls_after_start = 0;
-    ok = ok && probe_info(&probe, &s0, err, sizeof err) && settled_usage(d.pid, &u0);
-    /*
-     * Warm-up: the same processes for a short time, so the allocator's pools and gRPC's
-     * buffers have grown once; the measured run must leave iobd where the warm-up did.
-     */
+    return true;
+}
+
+/*
+ * A warm-up (the same processes for a short time, so the allocator's pools and gRPC's
+ * buffers have grown once; the measured run must leave iobd where the warm-up did), then
+ * the measured run, each followed by iobd's settled state and usage.
+ */
+static bool load_runs(const char* self, const bctl_iobd_t* d, bctl_child_t* probe,
+                      const bctl_load_options_t* o, load_figures_t* f, char* err, size_t err_len) {
+    if (!probe_info(probe, &f->s0, err, err_len) || !settled_usage(d->pid, &f->u0)) {
+        return false;
+    }
     bctl_load_options_t wo = *o;
     wo.duration_ns =
         o->duration_ns / 10 > INT64_C(1000000000) ? o->duration_ns / 10 : INT64_C(1000000000);
     fprintf(stderr, "iob-bench-control: load: %d processes, warm-up %.1f s, run %.1f s\n",
             o->processes, (double)wo.duration_ns / 1e9, (double)o->duration_ns / 1e9);
-    ok = ok && load_once(self, &d, &probe, &s0, &wo, &warm, err, sizeof err);
-    calls_after_start += warm.info_calls;
-    ok = ok && settle(&probe, &s0, &s_warm, &calls_after_start, err, sizeof err) &&
-         settled_usage(d.pid, &u_warm);
-    ok = ok && load_once(self, &d, &probe, &s0, o, &run, err, sizeof err);
-    calls_after_start += run.info_calls;
-    ok = ok && settle(&probe, &s0, &s_end, &calls_after_start, err, sizeof err) &&
-         settled_usage(d.pid, &u_end);
-    bctl_child_end(&probe, 10000);
-    bctl_iobd_stop(&d);
-
-    if (!ok) {
-        bctl_row_t* row = bctl_row_add("D", "load", "unix", "4K", o->processes);
-        snprintf(row->verdict, sizeof row->verdict, "error");
-        snprintf(row->note, sizeof row->note, "%.190s", err);
-        fprintf(stderr, "iob-bench-control: load: %s\n", err);
+    if (!load_once(self, d, probe, &f->s0, &wo, &f->warm, err, err_len)) {
         return false;
     }
-    /* iobd's own count of IOBs made: both runs' creates and every probe after the first. */
-    double creates = warm.c[C_CREATES] + run.c[C_CREATES];
-    double koid_delta = s_end.koid - s0.koid;
-    double koid_want = 3 * (creates + (double)calls_after_start);
-    if (koid_delta != koid_want) {
-        problem(&run, "iobd made %.0f IOBs (koids), the clients counted %.0f", koid_delta / 3,
-                koid_want / 3);
+    f->calls_after_start += f->warm.info_calls;
+    if (!settle(probe, &f->s0, &f->s_warm, &f->calls_after_start, err, err_len) ||
+        !settled_usage(d->pid, &f->u_warm) ||
+        !load_once(self, d, probe, &f->s0, o, &f->run, err, err_len)) {
+        return false;
     }
-    if (warm.problems[0] != '\0') {
-        problem(&run, "warm-up: %.400s", warm.problems);
-    }
-    char want_text[200];
-    char got_text[200];
-    state_text(&s0, want_text, sizeof want_text);
-    state_text(&s_end, got_text, sizeof got_text);
-    bool state_back = same_state(&s0, &s_end) && same_state(&s0, &s_warm);
-    bool fds_flat = u_end.fds == u0.fds && u_warm.fds == u0.fds;
-    bool rss_flat = u_end.rss_kib <= u_warm.rss_kib + LOAD_RSS_SLACK_KIB;
-#if defined(__SANITIZE_ADDRESS__)
-    /*
-     * This build's iobd is the sanitized one too: AddressSanitizer keeps freed memory in
-     * quarantine (up to 256 MiB), so RSS says nothing about leaks there (LeakSanitizer does).
-     */
-    const bool rss_judged = false;
-#else
-    const bool rss_judged = true;
-#endif
+    f->calls_after_start += f->run.info_calls;
+    return settle(probe, &f->s0, &f->s_end, &f->calls_after_start, err, err_len) &&
+           settled_usage(d->pid, &f->u_end);
+}
 
-    const double t = run.elapsed_s;
+/* The rate rows: operations per second over the whole measured run. */
+static void load_rate_rows(const bctl_load_options_t* o, const run_result_t* run) {
+    const double t = run->elapsed_s;
     struct {
         const char* figure;
         double count;
     } rates[] = {
-        {"iterations (all steps, 1 IOB each)", run.c[C_ITERS]},
-        {"create (zx_iob_create)", run.c[C_CREATES]},
-        {"map (zx_vmar_map_iob, rw + ro)", run.c[C_MAPS]},
-        {"write pattern (16 KiB)", run.c[C_WRITES]},
-        {"export (iob_handle_export)", run.c[C_EXPORTS]},
-        {"import (iob_handle_import)", run.c[C_IMPORTS] + run.c[C_REFUSED]},
-        {"read + verify (partner's map)", run.c[C_VERIFIED]},
-        {"unmap (zx_vmar_unmap)", run.c[C_UNMAPS]},
-        {"close (zx_handle_close)", run.c[C_CLOSES]},
+        {"iterations (all steps, 1 IOB each)", run->c[BCTL_LOAD_ITERS]},
+        {"create (zx_iob_create)", run->c[BCTL_LOAD_CREATES]},
+        {"map (zx_vmar_map_iob, rw + ro)", run->c[BCTL_LOAD_MAPS]},
+        {"write pattern (16 KiB)", run->c[BCTL_LOAD_WRITES]},
+        {"export (iob_handle_export)", run->c[BCTL_LOAD_EXPORTS]},
+        {"import (iob_handle_import)", run->c[BCTL_LOAD_IMPORTS] + run->c[BCTL_LOAD_REFUSED]},
+        {"read + verify (partner's map)", run->c[BCTL_LOAD_VERIFIED]},
+        {"unmap (zx_vmar_unmap)", run->c[BCTL_LOAD_UNMAPS]},
+        {"close (zx_handle_close)", run->c[BCTL_LOAD_CLOSES]},
     };
     for (size_t i = 0; i < sizeof rates / sizeof rates[0]; i++) {
         bctl_row_t* row = bctl_row_add("D", rates[i].figure, "unix", "4K", o->processes);
@@ -819,17 +472,52 @@ bool bctl_load_run(const char* self, const char* iobd, const bctl_load_options_t
             snprintf(row->note, sizeof row->note,
                      "%.0f in %.2f s, of which %.0f second imports "
                      "refused (ZX_ERR_NOT_FOUND)",
-                     rates[i].count, t, run.c[C_REFUSED]);
+                     rates[i].count, t, run->c[BCTL_LOAD_REFUSED]);
         }
     }
+}
+
+/*
+ * The verdict rows: accounting, iobd's state, fds and RSS back where they started. True
+ * when all pass.
+ */
+static bool load_verdict_rows(const bctl_load_options_t* o, load_figures_t* f) {
+    run_result_t* run = &f->run;
+    /* iobd's own count of IOBs made: both runs' creates and every probe after the first. */
+    double creates = f->warm.c[BCTL_LOAD_CREATES] + run->c[BCTL_LOAD_CREATES];
+    double koid_delta = f->s_end.koid - f->s0.koid;
+    double koid_want = 3 * (creates + (double)f->calls_after_start);
+    if (koid_delta != koid_want) {
+        problem(run, "iobd made %.0f IOBs (koids), the clients counted %.0f", koid_delta / 3,
+                koid_want / 3);
+    }
+    if (f->warm.problems[0] != '\0') {
+        problem(run, "warm-up: %.400s", f->warm.problems);
+    }
+    char want_text[200];
+    char got_text[200];
+    state_text(&f->s0, want_text, sizeof want_text);
+    state_text(&f->s_end, got_text, sizeof got_text);
+    bool state_back = same_state(&f->s0, &f->s_end) && same_state(&f->s0, &f->s_warm);
+    bool fds_flat = f->u_end.fds == f->u0.fds && f->u_warm.fds == f->u0.fds;
+    bool rss_flat = f->u_end.rss_kib <= f->u_warm.rss_kib + LOAD_RSS_SLACK_KIB;
+#if defined(__SANITIZE_ADDRESS__)
+    /*
+     * This build's iobd is the sanitized one too: AddressSanitizer keeps freed memory in
+     * quarantine (up to 256 MiB), so RSS says nothing about leaks there (LeakSanitizer does).
+     */
+    const bool rss_judged = false;
+#else
+    const bool rss_judged = true;
+#endif
     bctl_row_t* row =
         bctl_row_add("D", "accounting (lost/doubled effects)", "unix", "4K", o->processes);
-    snprintf(row->verdict, sizeof row->verdict, "%s", run.problems[0] == '\0' ? "pass" : "FAIL");
+    snprintf(row->verdict, sizeof row->verdict, "%s", run->problems[0] == '\0' ? "pass" : "FAIL");
     snprintf(row->limit, sizeof row->limit, "none");
     snprintf(row->note, sizeof row->note, "%.199s",
-             run.problems[0] == '\0'
+             run->problems[0] == '\0'
                  ? "every token imported once, every IOB closed once, every pattern verified"
-                 : run.problems);
+                 : run->problems);
     row = bctl_row_add("D", "iobd state back to start", "unix", "4K", o->processes);
     snprintf(row->verdict, sizeof row->verdict, "%s", state_back ? "pass" : "FAIL");
     snprintf(row->note, sizeof row->note, "%.95s%s%.95s", got_text,
@@ -837,24 +525,48 @@ bool bctl_load_run(const char* self, const char* iobd, const bctl_load_options_t
     if (state_back) {
         size_t used = strlen(row->note);
         snprintf(row->note + used, sizeof row->note - used,
-                 "%.0f IOBs %.0f sessions %.0f mappings %.0f tokens", run.peak_state.iobs,
-                 run.peak_state.sessions, run.peak_state.mappings, run.peak_state.tokens);
+                 "%.0f IOBs %.0f sessions %.0f mappings %.0f tokens", run->peak_state.iobs,
+                 run->peak_state.sessions, run->peak_state.mappings, run->peak_state.tokens);
     }
     row = bctl_row_add("D", "iobd fds start/warm/peak/end", "unix", "4K", o->processes);
     snprintf(row->verdict, sizeof row->verdict, "%s", fds_flat ? "pass" : "FAIL");
     snprintf(row->limit, sizeof row->limit, "end=start");
     snprintf(row->note, sizeof row->note,
              "%" PRIu64 " / %" PRIu64 " / %" PRIu64 " / %" PRIu64 " (RLIMIT_NOFILE %" PRIu64 ")",
-             u0.fds, u_warm.fds, run.peak.fds, u_end.fds, nofile);
+             f->u0.fds, f->u_warm.fds, run->peak.fds, f->u_end.fds, f->nofile);
     row = bctl_row_add("D", "iobd RSS start/warm/peak/end", "unix", "4K", o->processes);
     snprintf(row->verdict, sizeof row->verdict, "%s",
              !rss_judged ? "info" : rss_flat ? "pass" : "FAIL");
     snprintf(row->limit, sizeof row->limit, "warm+%dM", LOAD_RSS_SLACK_KIB / 1024);
     snprintf(row->note, sizeof row->note, "%.1f / %.1f / %.1f / %.1f MiB%s",
-             (double)u0.rss_kib / 1024, (double)u_warm.rss_kib / 1024,
-             (double)run.peak.rss_kib / 1024, (double)u_end.rss_kib / 1024,
+             (double)f->u0.rss_kib / 1024, (double)f->u_warm.rss_kib / 1024,
+             (double)run->peak.rss_kib / 1024, (double)f->u_end.rss_kib / 1024,
              rss_judged ? "" : " (not judged: AddressSanitizer's quarantine)");
-    fprintf(stderr, "iob-bench-control: load: %.0f iterations in %.2f s; %s\n", run.c[C_ITERS], t,
-            run.problems[0] ? run.problems : "accounting ok");
-    return run.problems[0] == '\0' && state_back && fds_flat && (rss_flat || !rss_judged);
+    return run->problems[0] == '\0' && state_back && fds_flat && (rss_flat || !rss_judged);
+}
+
+bool bctl_load_run(const char* self, const char* iobd, const bctl_load_options_t* o) {
+    static load_figures_t f; /* the runs' problem texts are large */
+    memset(&f, 0, sizeof f);
+    f.nofile = bctl_raise_nofile();
+    char err[400] = "";
+    bctl_iobd_t d;
+    bctl_child_t probe = {0, -1, -1};
+    bool ok = load_start(self, iobd, &d, &probe, err, sizeof err) &&
+              load_runs(self, &d, &probe, o, &f, err, sizeof err);
+    bctl_child_end(&probe, 10000);
+    bctl_iobd_stop(&d);
+    if (!ok) {
+        bctl_row_t* row = bctl_row_add("D", "load", "unix", "4K", o->processes);
+        snprintf(row->verdict, sizeof row->verdict, "error");
+        snprintf(row->note, sizeof row->note, "%.190s", err);
+        fprintf(stderr, "iob-bench-control: load: %s\n", err);
+        return false;
+    }
+    load_rate_rows(o, &f.run);
+    bool pass = load_verdict_rows(o, &f);
+    fprintf(stderr, "iob-bench-control: load: %.0f iterations in %.2f s; %s\n",
+            f.run.c[BCTL_LOAD_ITERS], f.run.elapsed_s,
+            f.run.problems[0] ? f.run.problems : "accounting ok");
+    return pass;
 }

@@ -168,14 +168,90 @@ static zx_iob_region_t map_region(uint64_t size) {
     return r;
 }
 
+/* Connects this role's libiob session; on failure says so on the reply pipe. */
+static bool map_connect(const map_args_t* a, iob_client_t** client) {
+    zx_status_t st = iob_client_connect(a->target, client);
+    if (st != ZX_OK) {
+        bctl_write_line(BCTL_FD_RES, "err connect %s: %s", a->target ? a->target : "(default)",
+                        zx_status_get_string(st));
+        return false;
+    }
+    return true;
+}
+
+/* One round's durations in process A, in ns. */
+typedef struct creator_times {
+    double iob, floor, export_;
+} creator_times_t;
+
+/*
+ * One round of A: create the IOB and the floor's memfd (alternating which goes first),
+ * export ep1, hand B the token and the memfd, wait for B's answer. err stays "" on success.
+ */
+static void creator_round(const map_args_t* a, const zx_iob_region_t* region, int i,
+                          creator_times_t* t, char* err, size_t err_len) {
+    zx_handle_t ep0 = ZX_HANDLE_INVALID;
+    zx_handle_t ep1 = ZX_HANDLE_INVALID;
+    int ffd = -1;
+    zx_status_t st;
+    for (int k = 0; k < 2 && err[0] == '\0'; k++) {
+        bool floor_now = (k == 0) == ((i & 1) == 0);
+        int64_t t0 = bctl_now_ns();
+        if (floor_now) {
+            ffd = floor_create(a);
+            if (ffd < 0) {
+                snprintf(err, err_len, "floor memfd+fallocate+seal: %s", strerror(errno));
+            }
+            t->floor = (double)(bctl_now_ns() - t0);
+        } else {
+            st = zx_iob_create(0, region, 1, &ep0, &ep1);
+            if (st != ZX_OK) {
+                snprintf(err, err_len, "zx_iob_create %" PRIu64 " bytes: %s", a->size,
+                         zx_status_get_string(st));
+            }
+            t->iob = (double)(bctl_now_ns() - t0);
+        }
+    }
+    char token[IOB_TOKEN_SIZE] = "";
+    if (err[0] == '\0') {
+        int64_t t0 = bctl_now_ns();
+        st = iob_handle_export(ep1, token);
+        t->export_ = (double)(bctl_now_ns() - t0);
+        if (st != ZX_OK) {
+            snprintf(err, err_len, "iob_handle_export: %s", zx_status_get_string(st));
+        } else {
+            ep1 = ZX_HANDLE_INVALID; /* consumed */
+        }
+    }
+    if (err[0] == '\0') {
+        char msg[128];
+        snprintf(msg, sizeof msg, "tok %s", token);
+        char reply[256];
+        int none;
+        if (!peer_send(BCTL_FD_PEER, msg, ffd)) {
+            snprintf(err, err_len, "send to B: %s", strerror(errno));
+        } else if (peer_recv(BCTL_FD_PEER, reply, sizeof reply, &none) <= 0) {
+            snprintf(err, err_len, "B went away");
+        } else if (strncmp(reply, "err", 3) == 0) {
+            snprintf(err, err_len, "B: %.150s", reply);
+        }
+    }
+    if (ep0 != ZX_HANDLE_INVALID) {
+        zx_handle_close(ep0);
+    }
+    if (ep1 != ZX_HANDLE_INVALID) {
+        zx_handle_close(ep1);
+    }
+    if (ffd >= 0) {
+        close(ffd);
+    }
+}
+
 int bctl_map_creator_main(int argc, char** argv) {
     map_args_t a;
     parse_map_args(argc, argv, &a);
     iob_client_t* client = NULL;
-    zx_status_t st = iob_client_connect(a.target, &client);
-    if (st != ZX_OK) {
-        bctl_write_line(BCTL_FD_RES, "err connect %s: %s", a.target ? a.target : "(default)",
-                        zx_status_get_string(st));
+    if (!map_connect(&a, &client)) {
         return 1;
     }
     int total = a.warm + a.runs;
@@ -189,64 +265,12 @@ int bctl_map_creator_main(int argc, char** argv) {
     zx_iob_region_t region = map_region(a.size);
     int measured = 0;
     for (int i = 0; err[0] == '\0' && i < total; i++) {
-        zx_handle_t ep0 = ZX_HANDLE_INVALID;
-        zx_handle_t ep1 = ZX_HANDLE_INVALID;
-        int ffd = -1;
-        for (int k = 0; k < 2 && err[0] == '\0'; k++) {
-            bool floor_now = (k == 0) == ((i & 1) == 0);
-            int64_t t0 = bctl_now_ns();
-            if (floor_now) {
-                ffd = floor_create(&a);
-                if (ffd < 0) {
-                    snprintf(err, sizeof err, "floor memfd+fallocate+seal: %s", strerror(errno));
-                }
-                t_floor[i] = (double)(bctl_now_ns() - t0);
-            } else {
-                st = zx_iob_create(0, &region, 1, &ep0, &ep1);
-                if (st != ZX_OK) {
-                    snprintf(err, sizeof err, "zx_iob_create %" PRIu64 " bytes: %s", a.size,
-                             zx_status_get_string(st));
-                }
-                t_iob[i] = (double)(bctl_now_ns() - t0);
-            }
-        }
-        char token[IOB_TOKEN_SIZE] = "";
-        if (err[0] == '\0') {
-            int64_t t0 = bctl_now_ns();
-            st = iob_handle_export(ep1, token);
-            t_export[i] = (double)(bctl_now_ns() - t0);
-            if (st != ZX_OK) {
-                snprintf(err, sizeof err, "iob_handle_export: %s", zx_status_get_string(st));
-            } else {
-                ep1 = ZX_HANDLE_INVALID; /* consumed */
-            }
-        }
-        if (err[0] == '\0') {
-            char msg[128];
-            snprintf(msg, sizeof msg, "tok %s", token);
-            char reply[256];
-            int none;
-            if (!peer_send(BCTL_FD_PEER, msg, ffd)) {
-                snprintf(err, sizeof err, "send to B: %s", strerror(errno));
-            } else if (peer_recv(BCTL_FD_PEER, reply, sizeof reply, &none) <= 0) {
-                snprintf(err, sizeof err, "B went away");
-            } else if (strncmp(reply, "err", 3) == 0) {
-                snprintf(err, sizeof err, "B: %.150s", reply);
-            }
-        }
-        if (ep0 != ZX_HANDLE_INVALID) {
-            zx_handle_close(ep0);
-        }
-        if (ep1 != ZX_HANDLE_INVALID) {
-            zx_handle_close(ep1);
-        }
-        if (ffd >= 0) {
-            close(ffd);
-        }
+        creator_times_t t = {0, 0, 0};
+        creator_round(&a, &region, i, &t, err, sizeof err);
         if (i >= a.warm && err[0] == '\0') {
-            t_iob[measured] = t_iob[i] / 1000.0;
-            t_floor[measured] = t_floor[i] / 1000.0;
-            t_export[measured] = t_export[i] / 1000.0;
+            t_iob[measured] = t.iob / 1000.0;
+            t_floor[measured] = t.floor / 1000.0;
+            t_export[measured] = t.export_ / 1000.0;
             measured++;
         }
     }
@@ -257,11 +281,11 @@ int bctl_map_creator_main(int argc, char** argv) {
     } else {
         char line[BCTL_LINE_MAX] = "ok";
         bctl_stats_t s;
-        bctl_stats_compute(t_iob, (size_t)measured, &s);
+        iob_tk_stats(t_iob, (size_t)measured, &s);
         bctl_stats_format(line, sizeof line, "create", &s);
-        bctl_stats_compute(t_floor, (size_t)measured, &s);
+        iob_tk_stats(t_floor, (size_t)measured, &s);
         bctl_stats_format(line, sizeof line, "floor", &s);
-        bctl_stats_compute(t_export, (size_t)measured, &s);
+        iob_tk_stats(t_export, (size_t)measured, &s);
         bctl_stats_format(line, sizeof line, "export", &s);
         bctl_write_line(BCTL_FD_RES, "%s", line);
     }
@@ -295,14 +319,67 @@ enum { B_IMPORT, B_MAP, B_TOUCH, B_TOTAL, B_FMAP, B_FTOUCH, B_FTOTAL, B_COUNT };
 static const char* const k_b_series[B_COUNT] = {"import", "map",   "touch", "total",
                                                  "fmap",   "ftouch", "ftotal"};
 
+/* The floor's side of a round: map the memfd (populated) and read a byte per page. */
+static bool importer_floor(const map_args_t* a, int ffd, double* t, long* faults, unsigned* sink,
+                           char* err, size_t err_len) {
+    int64_t t0 = bctl_now_ns();
+    void* p = mmap(NULL, (size_t)a->size, PROT_READ, MAP_SHARED | MAP_POPULATE, ffd, 0);
+    int64_t t1 = bctl_now_ns();
+    if (p == MAP_FAILED) {
+        snprintf(err, err_len, "floor mmap: %s", strerror(errno));
+        return false;
+    }
+    long f0 = thread_minor_faults();
+    *sink += touch_pages(p, a->size, a->page);
+    long f1 = thread_minor_faults();
+    int64_t t2 = bctl_now_ns();
+    *faults = f1 - f0;
+    t[B_FMAP] = (double)(t1 - t0);
+    t[B_FTOUCH] = (double)(t2 - t1);
+    t[B_FTOTAL] = (double)(t2 - t0);
+    munmap(p, (size_t)a->size);
+    return true;
+}
+
+/* The IOB's side of a round: import the token, map the region, read a byte per page. */
+static bool importer_iob(const map_args_t* a, const char* token, double* t, long* faults,
+                         unsigned* sink, char* err, size_t err_len) {
+    zx_handle_t h = ZX_HANDLE_INVALID;
+    zx_vaddr_t addr = 0;
+    int64_t t0 = bctl_now_ns();
+    zx_status_t st = iob_handle_import(token, &h);
+    int64_t t1 = bctl_now_ns();
+    if (st != ZX_OK) {
+        snprintf(err, err_len, "iob_handle_import: %s", zx_status_get_string(st));
+        return false;
+    }
+    st = zx_vmar_map_iob(zx_vmar_root_self(), ZX_VM_PERM_READ | ZX_VM_MAP_RANGE, 0, h, 0, 0,
+                         (size_t)a->size, &addr);
+    int64_t t2 = bctl_now_ns();
+    if (st != ZX_OK) {
+        snprintf(err, err_len, "zx_vmar_map_iob: %s", zx_status_get_string(st));
+        zx_handle_close(h);
+        return false;
+    }
+    long f0 = thread_minor_faults();
+    *sink += touch_pages((const volatile unsigned char*)addr, a->size, a->page);
+    long f1 = thread_minor_faults();
+    int64_t t3 = bctl_now_ns();
+    *faults = f1 - f0;
+    t[B_IMPORT] = (double)(t1 - t0);
+    t[B_MAP] = (double)(t2 - t1);
+    t[B_TOUCH] = (double)(t3 - t2);
+    t[B_TOTAL] = (double)(t3 - t0);
+    zx_vmar_unmap(zx_vmar_root_self(), addr, a->size);
+    zx_handle_close(h);
+    return true;
+}
+
 int bctl_map_importer_main(int argc, char** argv) {
     map_args_t a;
     parse_map_args(argc, argv, &a);
     iob_client_t* client = NULL;
-    zx_status_t st = iob_client_connect(a.target, &client);
-    if (st != ZX_OK) {
-        bctl_write_line(BCTL_FD_RES, "err connect %s: %s", a.target ? a.target : "(default)",
-                        zx_status_get_string(st));
+    if (!map_connect(&a, &client)) {
         return 1;
     }
     bctl_write_line(BCTL_FD_RES, "ok ready");
@@ -334,58 +411,14 @@ int bctl_map_importer_main(int argc, char** argv) {
         double t[B_COUNT] = {0};
         long f_iob = 0;
         long f_floor = 0;
-        for (int k = 0; k < 2 && err[0] == '\0'; k++) {
-            bool floor_now = (k == 0) == ((round & 1) == 0);
-            if (floor_now) {
-                int64_t t0 = bctl_now_ns();
-                void* p = mmap(NULL, (size_t)a.size, PROT_READ, MAP_SHARED | MAP_POPULATE, ffd, 0);
-                int64_t t1 = bctl_now_ns();
-                if (p == MAP_FAILED) {
-                    snprintf(err, sizeof err, "floor mmap: %s", strerror(errno));
-                    break;
-                }
-                long f0 = thread_minor_faults();
-                sink += touch_pages(p, a.size, a.page);
-                long f1 = thread_minor_faults();
-                int64_t t2 = bctl_now_ns();
-                f_floor = f1 - f0;
-                t[B_FMAP] = (double)(t1 - t0);
-                t[B_FTOUCH] = (double)(t2 - t1);
-                t[B_FTOTAL] = (double)(t2 - t0);
-                munmap(p, (size_t)a.size);
-            } else {
-                zx_handle_t h = ZX_HANDLE_INVALID;
-                zx_vaddr_t addr = 0;
-                int64_t t0 = bctl_now_ns();
-                st = iob_handle_import(token, &h);
-                int64_t t1 = bctl_now_ns();
-                if (st != ZX_OK) {
-                    snprintf(err, sizeof err, "iob_handle_import: %s", zx_status_get_string(st));
-                    break;
-                }
-                st = zx_vmar_map_iob(zx_vmar_root_self(), ZX_VM_PERM_READ | ZX_VM_MAP_RANGE, 0, h,
-                                     0, 0, (size_t)a.size, &addr);
-                int64_t t2 = bctl_now_ns();
-                if (st != ZX_OK) {
-                    snprintf(err, sizeof err, "zx_vmar_map_iob: %s", zx_status_get_string(st));
-                    zx_handle_close(h);
-                    break;
-                }
-                long f0 = thread_minor_faults();
-                sink += touch_pages((const volatile unsigned char*)addr, a.size, a.page);
-                long f1 = thread_minor_faults();
-                int64_t t3 = bctl_now_ns();
-                f_iob = f1 - f0;
-                t[B_IMPORT] = (double)(t1 - t0);
-                t[B_MAP] = (double)(t2 - t1);
-                t[B_TOUCH] = (double)(t3 - t2);
-                t[B_TOTAL] = (double)(t3 - t0);
-                zx_vmar_unmap(zx_vmar_root_self(), addr, a.size);
-                zx_handle_close(h);
-            }
-        }
+        /* Which side goes first alternates round by round. */
+        bool floor_first = (round & 1) == 0;
+        bool done = floor_first ? importer_floor(&a, ffd, t, &f_floor, &sink, err, sizeof err) &&
+                                      importer_iob(&a, token, t, &f_iob, &sink, err, sizeof err)
+                                : importer_iob(&a, token, t, &f_iob, &sink, err, sizeof err) &&
+                                      importer_floor(&a, ffd, t, &f_floor, &sink, err, sizeof err);
         close(ffd);
-        if (err[0] != '\0') {
+        if (!done) {
             peer_send(BCTL_FD_PEER, "err", -1);
             break;
         }
@@ -413,7 +446,7 @@ int bctl_map_importer_main(int argc, char** argv) {
                  faults_floor, sink & 1u);
         for (int i = 0; i < B_COUNT; i++) {
             bctl_stats_t st2;
-            bctl_stats_compute(s[i], measured, &st2);
+            iob_tk_stats(s[i], measured, &st2);
             bctl_stats_format(line, sizeof line, k_b_series[i], &st2);
         }
         bctl_write_line(BCTL_FD_RES, "%s", line);

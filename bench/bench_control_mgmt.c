@@ -161,7 +161,7 @@ static bool run_latency(mgmt_t* m, int blocks, int iters, char* reply, size_t le
             for (size_t j = 0; j < k; j++) {
                 s[i][j] /= 1000.0; /* reported in microseconds */
             }
-            bctl_stats_compute(s[i], k, &st);
+            iob_tk_stats(s[i], k, &st);
             bctl_stats_format(reply, len, k_series[i], &st);
         }
     }
@@ -198,7 +198,7 @@ static bool samples_stats(const samples_t* s, size_t from, bctl_stats_t* out) {
         return false;
     }
     memcpy(copy, s->v + from, n * sizeof *copy);
-    bctl_stats_compute(copy, n, out);
+    iob_tk_stats(copy, n, out);
     free(copy);
     return true;
 }
@@ -351,7 +351,7 @@ static bool run_throughput(mgmt_t* m, const char* op, int64_t start, int64_t dur
     }
     if (ok) {
         bctl_stats_t st;
-        bctl_stats_compute(lat, count < cap ? count : cap, &st);
+        iob_tk_stats(lat, count < cap ? count : cap, &st);
         snprintf(reply, len, "ok count=%" PRIu64 " elapsed_ns=%" PRId64, count, now - start);
         bctl_stats_format(reply, len, "lat", &st);
     }

@@ -152,119 +152,131 @@ static bool spawn_with(const char* self, char* const argv[], bctl_child_t* c, in
     return true;
 }
 
-static double median_of(double* v, size_t n) {
-    bctl_stats_t st;
-    bctl_stats_compute(v, n, &st);
-    return st.p50;
-}
-
-bool bctl_scale_run(const char* self, const char* iobd, bool quick, int rounds, int iters) {
-    uint64_t big = quick ? 1000 : 10000;
-    uint64_t many_sessions = quick ? 32 : 256;
-    char n_big[32];
-    char n_sess[32];
-    snprintf(n_big, sizeof n_big, "%" PRIu64, big);
-    snprintf(n_sess, sizeof n_sess, "%" PRIu64, many_sessions);
+/* One run of section C: the five servers and the run's parameters. */
+typedef struct scale_run {
+    const char* self;
     scale_server_t sv[5];
-    memset(sv, 0, sizeof sv);
-    sv[0] = (scale_server_t){.name = "10 IOBs", .iobs = 10, .sessions = 1};
-    sv[1] = (scale_server_t){.name = "IOBs", .iobs = big, .sessions = 1};
-    sv[2] = (scale_server_t){.name = "tokens", .iobs = big, .tokens = true, .sessions = 1};
-    sv[3] = (scale_server_t){.name = "sessions", .iobs = 10, .sessions = many_sessions};
-    sv[4] = (scale_server_t){.name = "own", .iobs = 10, .sessions = 1, .own_iobs = big};
-    const size_t ns = sizeof sv / sizeof sv[0];
-    uint64_t nofile = bctl_raise_nofile();
-    bool ok = true;
-    char err[400] = "";
-    int64_t t0 = bctl_now_ns();
+    size_t ns;
+    int rounds;
+    int iters;
+    char n_big[32];  /* the big count, for row labels */
+    char n_sess[32]; /* the many-sessions count, likewise */
+    char err[400];
+} scale_run_t;
 
-    /* Every holder fills its server at once: the fills are most of this section's time. */
-    for (size_t i = 0; ok && i < ns; i++) {
-        sv[i].holder = (bctl_child_t){0, -1, -1};
-        sv[i].client = (bctl_child_t){0, -1, -1};
-        sv[i].round_cc = calloc((size_t)rounds, sizeof(double));
-        sv[i].round_imp = calloc((size_t)rounds, sizeof(double));
-        ok = sv[i].round_cc != NULL && sv[i].round_imp != NULL;
-        /*
-         * The holder's IOBs and tokens must outlive the run: one session holds them all (far
-         * past the default per-session token budget), and tokens do not expire mid-run.
-         */
-        const char* extra[] = {"--max-iobs-per-session",   "unlimited", "--max-handles-per-session",
-                               "unlimited",                "--max-tokens-per-session", "unlimited",
-                               "--max-tokens-per-uid",     "unlimited", "--token-ttl",
-                               "1h",                       "--exit-with-parent",       NULL};
-        if (ok && !bctl_iobd_start_ex(iobd, "off", false, extra, &sv[i].d, err, sizeof err)) {
-            ok = false;
+/*
+ * Starts every server and its holder, which fills it; the holders fill at once, because the
+ * fills are most of this section's time. False with run->err filled.
+ */
+static bool scale_fill(scale_run_t* run, const char* iobd) {
+    /*
+     * The holder's IOBs and tokens must outlive the run: one session holds them all (far
+     * past the default per-session token budget), and tokens do not expire mid-run.
+     */
+    const char* extra[] = {"--max-iobs-per-session",
+                           "unlimited",
+                           "--max-handles-per-session",
+                           "unlimited",
+                           "--max-tokens-per-session",
+                           "unlimited",
+                           "--max-tokens-per-uid",
+                           "unlimited",
+                           "--token-ttl",
+                           "1h",
+                           "--exit-with-parent",
+                           NULL};
+    for (size_t i = 0; i < run->ns; i++) {
+        scale_server_t* sv = &run->sv[i];
+        sv->round_cc = calloc((size_t)run->rounds, sizeof(double));
+        sv->round_imp = calloc((size_t)run->rounds, sizeof(double));
+        if (sv->round_cc == NULL || sv->round_imp == NULL ||
+            !bctl_iobd_start(iobd, "off", false, extra, &sv->d, run->err, sizeof run->err)) {
+            return false;
         }
     }
-    for (size_t i = 0; ok && i < ns; i++) {
+    for (size_t i = 0; i < run->ns; i++) {
+        scale_server_t* sv = &run->sv[i];
         char a0[1024], a1[16] = "--role", a2[16] = "scale-hold", a3[16] = "--target", a4[200],
                        a5[16] = "--iobs", a6[24], a7[16] = "--tokens", a8[4], a9[16] = "--sessions",
                        a10[24];
-        snprintf(a0, sizeof a0, "%s", self);
-        snprintf(a4, sizeof a4, "%s", sv[i].d.unix_target);
-        snprintf(a6, sizeof a6, "%" PRIu64, sv[i].iobs);
-        snprintf(a8, sizeof a8, "%d", sv[i].tokens ? 1 : 0);
-        snprintf(a10, sizeof a10, "%" PRIu64, sv[i].sessions);
+        snprintf(a0, sizeof a0, "%s", run->self);
+        snprintf(a4, sizeof a4, "%s", sv->d.target);
+        snprintf(a6, sizeof a6, "%" PRIu64, sv->iobs);
+        snprintf(a8, sizeof a8, "%d", sv->tokens ? 1 : 0);
+        snprintf(a10, sizeof a10, "%" PRIu64, sv->sessions);
         char* hold_argv[] = {a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, NULL};
-        if (!bctl_spawn_role(self, hold_argv, -1, &sv[i].holder)) {
-            snprintf(err, sizeof err, "spawn holder: %s", strerror(errno));
-            ok = false;
+        if (!bctl_spawn_role(run->self, hold_argv, -1, &sv->holder)) {
+            snprintf(run->err, sizeof run->err, "spawn holder: %s", strerror(errno));
+            return false;
         }
     }
-    for (size_t i = 0; ok && i < ns; i++) {
+    for (size_t i = 0; i < run->ns; i++) {
         char line[BCTL_LINE_MAX] = "";
-        if (bctl_read_line(sv[i].holder.res_fd, line, sizeof line, 600000) != 0 ||
+        if (bctl_read_line(run->sv[i].holder.res_fd, line, sizeof line, 600000) != 0 ||
             strncmp(line, "ok", 2) != 0) {
-            snprintf(err, sizeof err, "holder (%s): %.300s", sv[i].name,
+            snprintf(run->err, sizeof run->err, "holder (%s): %.300s", run->sv[i].name,
                      line[0] ? line : "(no reply)");
-            ok = false;
+            return false;
         }
     }
-    double fill_s = (double)(bctl_now_ns() - t0) / 1e9;
-    for (size_t i = 0; ok && i < ns; i++) {
+    return true;
+}
+
+/* A request to the measuring client of sv and its "ok" reply into reply. */
+static bool scale_ask(scale_run_t* run, scale_server_t* sv, const char* request, char* reply,
+                      size_t len, int64_t timeout_ms) {
+    reply[0] = '\0';
+    if (!bctl_write_line(sv->client.cmd_fd, "%s", request) ||
+        bctl_read_line(sv->client.res_fd, reply, len, timeout_ms) != 0 ||
+        strncmp(reply, "ok", 2) != 0) {
+        snprintf(run->err, sizeof run->err, "client (%s): %.300s", sv->name,
+                 reply[0] ? reply : "(no reply)");
+        return false;
+    }
+    return true;
+}
+
+/*
+ * Starts each server's measuring client, lets it take its own IOBs, records what the server
+ * holds (in its own words, and its RSS and descriptors) and runs one warm-up block.
+ */
+static bool scale_connect(scale_run_t* run) {
+    for (size_t i = 0; i < run->ns; i++) {
+        scale_server_t* sv = &run->sv[i];
         char a0[1024], a1[16] = "--role", a2[16] = "mgmt", a3[16] = "--target", a4[200];
-        snprintf(a0, sizeof a0, "%s", self);
-        snprintf(a4, sizeof a4, "%s", sv[i].d.unix_target);
+        snprintf(a0, sizeof a0, "%s", run->self);
+        snprintf(a4, sizeof a4, "%s", sv->d.target);
         char* argv[] = {a0, a1, a2, a3, a4, NULL};
         char e2[320];
-        if (!spawn_with(self, argv, &sv[i].client, 30000, e2, sizeof e2)) {
-            snprintf(err, sizeof err, "client (%s): %s", sv[i].name, e2);
-            ok = false;
-            break;
+        if (!spawn_with(run->self, argv, &sv->client, 30000, e2, sizeof e2)) {
+            snprintf(run->err, sizeof run->err, "client (%s): %s", sv->name, e2);
+            return false;
         }
-        /* What the server holds, in its own words; and one warm-up block, not recorded. */
-        char line[BCTL_LINE_MAX] = "";
-        if (sv[i].own_iobs > 0 &&
-            (!bctl_write_line(sv[i].client.cmd_fd, "hold %" PRIu64, sv[i].own_iobs) ||
-             bctl_read_line(sv[i].client.res_fd, line, sizeof line, 600000) != 0 ||
-             strncmp(line, "ok", 2) != 0)) {
-            snprintf(err, sizeof err, "client (%s): %.300s", sv[i].name, line);
-            ok = false;
-            break;
+        char request[64];
+        char line[BCTL_LINE_MAX];
+        snprintf(request, sizeof request, "hold %" PRIu64, sv->own_iobs);
+        if (sv->own_iobs > 0 && !scale_ask(run, sv, request, line, sizeof line, 600000)) {
+            return false;
         }
-        if (!bctl_write_line(sv[i].client.cmd_fd, "info") ||
-            bctl_read_line(sv[i].client.res_fd, sv[i].info, sizeof sv[i].info, 60000) != 0 ||
-            strncmp(sv[i].info, "ok", 2) != 0 ||
-            !bctl_write_line(sv[i].client.cmd_fd, "scale-warm %d", iters) ||
-            bctl_read_line(sv[i].client.res_fd, line, sizeof line, 120000) != 0 ||
-            strncmp(line, "ok", 2) != 0) {
-            snprintf(err, sizeof err, "client (%s): %.300s", sv[i].name,
-                     sv[i].info[0] ? sv[i].info : line);
-            ok = false;
+        snprintf(request, sizeof request, "scale-warm %d", run->iters);
+        if (!scale_ask(run, sv, "info", sv->info, sizeof sv->info, 60000) ||
+            !scale_ask(run, sv, request, line, sizeof line, 120000)) {
+            return false;
         }
-        bctl_proc_usage(sv[i].d.pid, &sv[i].rss_kib, &sv[i].fds);
+        bctl_proc_usage(sv->d.pid, &sv->rss_kib, &sv->fds);
     }
-    for (int r = 0; ok && r < rounds; r++) {
-        for (size_t k = 0; ok && k < ns; k++) {
-            scale_server_t* s = &sv[(k + (size_t)r) % ns];
-            if (!bctl_write_line(s->client.cmd_fd, "scale %d", iters) ||
-                bctl_read_line(s->client.res_fd, s->last, sizeof s->last, 120000) != 0 ||
-                strncmp(s->last, "ok", 2) != 0) {
-                snprintf(err, sizeof err, "client (%s): %.300s", s->name,
-                         s->last[0] ? s->last : "(no reply)");
-                ok = false;
-                break;
+    return true;
+}
+
+/* The measured rounds: one block per server per round, the servers' order rotating. */
+static bool scale_rounds(scale_run_t* run) {
+    char request[32];
+    snprintf(request, sizeof request, "scale %d", run->iters);
+    for (int r = 0; r < run->rounds; r++) {
+        for (size_t k = 0; k < run->ns; k++) {
+            scale_server_t* s = &run->sv[(k + (size_t)r) % run->ns];
+            if (!scale_ask(run, s, request, s->last, sizeof s->last, 120000)) {
+                return false;
             }
             bctl_stats_t b;
             bctl_stats_parse(s->last, "bcc", &b);
@@ -273,68 +285,106 @@ bool bctl_scale_run(const char* self, const char* iobd, bool quick, int rounds, 
             s->round_imp[r] = b.p50;
         }
     }
-    double total_s = (double)(bctl_now_ns() - t0) / 1e9;
+    return true;
+}
 
+static void scale_label(const scale_run_t* run, size_t i, const char* op, char* label, size_t len) {
+    const scale_server_t* s = &run->sv[i];
+    if (i == 0) {
+        snprintf(label, len, "%s, 10 live IOBs", op);
+    } else if (s->tokens) {
+        snprintf(label, len, "%s, %s tokens", op, run->n_big);
+    } else if (s->own_iobs > 0) {
+        snprintf(label, len, "%s, %s own IOBs", op, run->n_big);
+    } else if (s->sessions > 1) {
+        snprintf(label, len, "%s, %s sessions", op, run->n_sess);
+    } else {
+        snprintf(label, len, "%s, %s live IOBs", op, run->n_big);
+    }
+}
+
+/*
+ * One row of server i for an operation (what: 0 create+close, 1 import), judged by the
+ * median of its per-round ratios to the 10-IOB server's (ref: that server's pooled p50).
+ */
+static void scale_row(const scale_run_t* run, size_t i, int what, double ref) {
+    const scale_server_t* s = &run->sv[i];
+    const char* op = what == 0 ? "create+close" : "import";
+    char label[96];
+    scale_label(run, i, op, label, sizeof label);
+    bctl_row_t* row = bctl_row_add("C", label, "unix", "4K", 1);
+    bctl_stats_parse(s->last, what == 0 ? "cc" : "imp", &row->lat_us);
+    double server_iobs = 0;
+    double server_tokens = 0;
+    double server_sessions = 0;
+    bctl_kv(s->info, "iobs", &server_iobs);
+    bctl_kv(s->info, "tokens", &server_tokens);
+    bctl_kv(s->info, "sessions", &server_sessions);
+    char held[120];
+    snprintf(held, sizeof held,
+             "iobd held %.0f IOBs, %.0f tokens, %.0f sessions; "
+             "%" PRIu64 " fds, %.0f MiB RSS",
+             server_iobs, server_tokens, server_sessions, s->fds, (double)s->rss_kib / 1024.0);
+    if (i == 0) {
+        snprintf(row->note, sizeof row->note, "%s", held);
+        return;
+    }
+    const double* mine = what == 0 ? s->round_cc : s->round_imp;
+    const double* base = what == 0 ? run->sv[0].round_cc : run->sv[0].round_imp;
+    double* ratios = calloc((size_t)run->rounds, sizeof(double));
+    double paired = NAN;
+    if (ratios != NULL) {
+        for (int r = 0; r < run->rounds; r++) {
+            ratios[r] = base[r] > 0 ? mine[r] / base[r] : NAN;
+        }
+        paired = iob_tk_median(ratios, (size_t)run->rounds);
+        free(ratios);
+    }
+    snprintf(row->reference, sizeof row->reference, "%s, 10 IOBs, paired", op);
+    bctl_row_judge(row, paired, 1.2, true, true);
+    snprintf(row->note, sizeof row->note, "ratio of pooled p50s %.3f; %s", row->lat_us.p50 / ref,
+             held);
+}
+
+bool bctl_scale_run(const char* self, const char* iobd, bool quick, int rounds, int iters) {
+    static scale_run_t run; /* the servers' reply buffers are large */
+    memset(&run, 0, sizeof run);
+    run.self = self;
+    run.rounds = rounds;
+    run.iters = iters;
+    uint64_t big = quick ? 1000 : 10000;
+    uint64_t many_sessions = quick ? 32 : 256;
+    snprintf(run.n_big, sizeof run.n_big, "%" PRIu64, big);
+    snprintf(run.n_sess, sizeof run.n_sess, "%" PRIu64, many_sessions);
+    run.sv[0] = (scale_server_t){.name = "10 IOBs", .iobs = 10, .sessions = 1};
+    run.sv[1] = (scale_server_t){.name = "IOBs", .iobs = big, .sessions = 1};
+    run.sv[2] = (scale_server_t){.name = "tokens", .iobs = big, .tokens = true, .sessions = 1};
+    run.sv[3] = (scale_server_t){.name = "sessions", .iobs = 10, .sessions = many_sessions};
+    run.sv[4] = (scale_server_t){.name = "own", .iobs = 10, .sessions = 1, .own_iobs = big};
+    run.ns = sizeof run.sv / sizeof run.sv[0];
+    for (size_t i = 0; i < run.ns; i++) {
+        run.sv[i].holder = (bctl_child_t){0, -1, -1};
+        run.sv[i].client = (bctl_child_t){0, -1, -1};
+    }
+    uint64_t nofile = bctl_raise_nofile();
+    int64_t t0 = bctl_now_ns();
+    bool ok = scale_fill(&run, iobd);
+    double fill_s = (double)(bctl_now_ns() - t0) / 1e9;
+    ok = ok && scale_connect(&run) && scale_rounds(&run);
+    double total_s = (double)(bctl_now_ns() - t0) / 1e9;
     if (!ok) {
         bctl_row_t* row = bctl_row_add("C", "scale", "unix", "4K", 1);
         snprintf(row->verdict, sizeof row->verdict, "error");
-        snprintf(row->note, sizeof row->note, "%.190s", err);
-        fprintf(stderr, "iob-bench-control: scale: %s\n", err);
+        snprintf(row->note, sizeof row->note, "%.190s", run.err);
+        fprintf(stderr, "iob-bench-control: scale: %s\n", run.err);
     } else {
         bctl_stats_t cc0;
         bctl_stats_t imp0;
-        bctl_stats_parse(sv[0].last, "cc", &cc0);
-        bctl_stats_parse(sv[0].last, "imp", &imp0);
+        bctl_stats_parse(run.sv[0].last, "cc", &cc0);
+        bctl_stats_parse(run.sv[0].last, "imp", &imp0);
         for (int what = 0; what < 2; what++) {
-            for (size_t i = 0; i < ns; i++) {
-                scale_server_t* s = &sv[i];
-                char label[96];
-                const char* op = what == 0 ? "create+close" : "import";
-                if (i == 0) {
-                    snprintf(label, sizeof label, "%s, 10 live IOBs", op);
-                } else if (s->tokens) {
-                    snprintf(label, sizeof label, "%s, %s tokens", op, n_big);
-                } else if (s->own_iobs > 0) {
-                    snprintf(label, sizeof label, "%s, %s own IOBs", op, n_big);
-                } else if (s->sessions > 1) {
-                    snprintf(label, sizeof label, "%s, %s sessions", op, n_sess);
-                } else {
-                    snprintf(label, sizeof label, "%s, %s live IOBs", op, n_big);
-                }
-                bctl_row_t* row = bctl_row_add("C", label, "unix", "4K", 1);
-                bctl_stats_parse(s->last, what == 0 ? "cc" : "imp", &row->lat_us);
-                double server_iobs = 0;
-                double server_tokens = 0;
-                double server_sessions = 0;
-                bctl_kv(s->info, "iobs", &server_iobs);
-                bctl_kv(s->info, "tokens", &server_tokens);
-                bctl_kv(s->info, "sessions", &server_sessions);
-                char held[120];
-                snprintf(held, sizeof held,
-                         "iobd held %.0f IOBs, %.0f tokens, %.0f sessions; "
-                         "%" PRIu64 " fds, %.0f MiB RSS",
-                         server_iobs, server_tokens, server_sessions, s->fds,
-                         (double)s->rss_kib / 1024.0);
-                if (i == 0) {
-                    snprintf(row->note, sizeof row->note, "%s", held);
-                    continue;
-                }
-                double* mine = what == 0 ? s->round_cc : s->round_imp;
-                double* base = what == 0 ? sv[0].round_cc : sv[0].round_imp;
-                double* ratios = calloc((size_t)rounds, sizeof(double));
-                double paired = NAN;
-                if (ratios != NULL) {
-                    for (int r = 0; r < rounds; r++) {
-                        ratios[r] = base[r] > 0 ? mine[r] / base[r] : NAN;
-                    }
-                    paired = median_of(ratios, (size_t)rounds);
-                    free(ratios);
-                }
-                snprintf(row->reference, sizeof row->reference, "%s, 10 IOBs, paired", op);
-                double ref = what == 0 ? cc0.p50 : imp0.p50;
-                bctl_row_judge(row, paired, 1.2, true, true);
-                snprintf(row->note, sizeof row->note, "ratio of pooled p50s %.3f; %s",
-                         row->lat_us.p50 / ref, held);
+            for (size_t i = 0; i < run.ns; i++) {
+                scale_row(&run, i, what, what == 0 ? cc0.p50 : imp0.p50);
             }
         }
         fprintf(stderr,
@@ -342,12 +392,12 @@ bool bctl_scale_run(const char* self, const char* iobd, bool quick, int rounds, 
                 "RLIMIT_NOFILE %" PRIu64 "\n",
                 fill_s, total_s, rounds, iters, nofile);
     }
-    for (size_t i = 0; i < ns; i++) {
-        bctl_child_end(&sv[i].client, 5000);
-        bctl_child_end(&sv[i].holder, 30000);
-        bctl_iobd_stop(&sv[i].d);
-        free(sv[i].round_cc);
-        free(sv[i].round_imp);
+    for (size_t i = 0; i < run.ns; i++) {
+        bctl_child_end(&run.sv[i].client, 5000);
+        bctl_child_end(&run.sv[i].holder, 30000);
+        bctl_iobd_stop(&run.sv[i].d);
+        free(run.sv[i].round_cc);
+        free(run.sv[i].round_imp);
     }
     return ok;
 }

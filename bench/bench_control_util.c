@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* iob-bench-control: percentiles and the one-line-per-message protocol between processes. */
+/* iob-bench-control: statistics on a reply line and the line protocol between processes. */
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
@@ -16,41 +16,6 @@ int64_t bctl_now_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static int cmp_double(const void* a, const void* b) {
-    double x = *(const double*)a;
-    double y = *(const double*)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Linear interpolation between closest ranks, as bench_stats.c does, so figures compare. */
-static double percentile_sorted(const double* v, size_t n, double p) {
-    double pos = p / 100.0 * (double)(n - 1);
-    size_t lo = (size_t)pos;
-    if (lo + 1 >= n) {
-        return v[n - 1];
-    }
-    double frac = pos - (double)lo;
-    return v[lo] * (1 - frac) + v[lo + 1] * frac;
-}
-
-void bctl_stats_compute(double* v, size_t n, bctl_stats_t* out) {
-    memset(out, 0, sizeof *out);
-    if (n == 0) {
-        return;
-    }
-    qsort(v, n, sizeof *v, cmp_double);
-    double sum = 0;
-    for (size_t i = 0; i < n; i++) {
-        sum += v[i];
-    }
-    out->n = n;
-    out->min = v[0];
-    out->max = v[n - 1];
-    out->mean = sum / (double)n;
-    out->p50 = percentile_sorted(v, n, 50);
-    out->p99 = percentile_sorted(v, n, 99);
 }
 
 void bctl_stats_format(char* line, size_t len, const char* prefix, const bctl_stats_t* s) {

@@ -29,21 +29,17 @@
  */
 #include <dlfcn.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "bench/bench.h"
+#include "client/testkit/iobd_launch.h"
 
 #ifndef IOB_BENCH_IOBD
 #define IOB_BENCH_IOBD "iobd"
@@ -52,19 +48,16 @@
 #define IOB_BENCH_MODULE "iob-bench-iob.so"
 #endif
 
-extern char** environ;
-
 #define BENCH_IOBD_BACKINGS 3 /* indexed by iob_backing_t */
-#define BENCH_IOBD_START_NS (INT64_C(20) * 1000000000) /* sanitizer builds start slowly */
-#define BENCH_IOBD_STOP_NS (INT64_C(20) * 1000000000)
+#define BENCH_IOBD_START_MS 20000 /* sanitizer builds start slowly */
+#define BENCH_IOBD_STOP_MS 20000
 
 typedef struct bench_iobd {
     bool ready;          /* target serves this backing */
     bool mappable;       /* local server with a map broker: iob-ring can run */
-    pid_t pid;           /* ours; -1 for IOB_SERVER's */
+    iob_tk_iobd_t proc;  /* ours; proc.pid 0 for IOB_SERVER's */
     zx_status_t status;  /* why not ready: NO_MEMORY reads as "no hugepages" in the report */
-    char target[108];
-    char dir[80];
+    char target[112];
     char note[160];
 } bench_iobd_t;
 
@@ -72,7 +65,6 @@ static bench_iobd_t g_iobd[BENCH_IOBD_BACKINGS];
 static const bench_iob_module_t* g_module;
 static int64_t g_hugepages_before = -1; /* free 2M pages when this 2M trial was prepared */
 static bool g_iobd_started;
-static bool g_iobd_external;
 static iob_backing_t g_stream_backing = IOB_BACKING_4K;
 
 /*
@@ -118,131 +110,34 @@ __attribute__((format(printf, 3, 4))) static void iobd_unavailable(iob_backing_t
     va_end(ap);
 }
 
-/* The last non-empty line of iobd's log, for a note that says why it did not come up. */
-static void log_tail(const char* path, char* out, size_t len) {
-    out[0] = '\0';
-    FILE* f = fopen(path, "r");
-    if (f == NULL) {
-        return;
-    }
-    char line[512];
-    while (fgets(line, sizeof(line), f) != NULL) {
-        line[strcspn(line, "\n")] = '\0';
-        size_t n = strlen(line);
-        if (n > 0) {
-            n = n < len ? n : len - 1;
-            memcpy(out, line, n);
-            out[n] = '\0';
-        }
-    }
-    fclose(f);
-}
-
-/* Ready means accepting: a bare connect() succeeds once gRPC listens (no gRPC needed here). */
-static bool socket_accepts(const char* path) {
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        return false;
-    }
-    struct sockaddr_un sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sun_family = AF_UNIX;
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-    bool ok = connect(fd, (struct sockaddr*)&sa, sizeof(sa)) == 0;
-    close(fd);
-    return ok;
-}
-
 static void sleep_ms(long ms) {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
     }
 }
 
-static void remove_dir(bench_iobd_t* s) {
-    char path[160];
-    snprintf(path, sizeof(path), "%s/iobd.log", s->dir);
-    unlink(path);
-    /* iobd removes its own sockets on a clean exit; these are for the unclean ones. */
-    snprintf(path, sizeof(path), "%s/iobd.sock", s->dir);
-    unlink(path);
-    snprintf(path, sizeof(path), "%s/iobd-broker.sock", s->dir);
-    unlink(path);
-    rmdir(s->dir);
-}
-
 static void start_private(const char* iobd, iob_backing_t b) {
     bench_iobd_t* s = &g_iobd[b];
-    s->pid = -1;
-    /* sun_path is 108 bytes: a long $TMPDIR falls back to /tmp. */
-    const char* tmp = getenv("TMPDIR");
-    if (tmp == NULL || tmp[0] == '\0' || strlen(tmp) > 40) {
-        tmp = "/tmp";
-    }
-    snprintf(s->dir, sizeof(s->dir), "%s/iob-bench-%s-XXXXXX", tmp, iob_backing_name(b));
-    if (mkdtemp(s->dir) == NULL) {
-        iobd_unavailable(b, ZX_ERR_NOT_SUPPORTED, "mkdtemp: %s", strerror(errno));
-        s->dir[0] = '\0';
-        return;
-    }
-    char sock[100];
-    char log[100];
-    snprintf(sock, sizeof(sock), "%s/iobd.sock", s->dir);
-    snprintf(log, sizeof(log), "%s/iobd.log", s->dir);
-    snprintf(s->target, sizeof(s->target), "unix:%s", sock);
-    int logfd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (logfd < 0) {
-        iobd_unavailable(b, ZX_ERR_NOT_SUPPORTED, "iobd log: %s", strerror(errno));
-        return;
-    }
-    char listen[112];
-    snprintf(listen, sizeof(listen), "%s", s->target);
-    char path[4096]; /* argv is not const in posix_spawn's signature */
-    snprintf(path, sizeof(path), "%s", iobd);
     /* --exit-with-parent: a bench that is killed takes its private servers with it. */
-    char* argv[] = {path, "--listen", listen,
-                    b == IOB_BACKING_4K ? "--hugepages=off" : "--hugepages=2M",
-                    "--exit-with-parent", NULL};
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&fa, logfd, 1);
-    posix_spawn_file_actions_adddup2(&fa, logfd, 2);
-    pid_t pid;
-    int rc = posix_spawn(&pid, iobd, &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    close(logfd);
-    if (rc != 0) {
-        iobd_unavailable(b, ZX_ERR_NOT_SUPPORTED, "cannot start iobd: %s", strerror(rc));
+    iob_tk_iobd_config_t config = {.binary = iobd,
+                                   .hugepages = b == IOB_BACKING_4K ? "off" : "2M",
+                                   .log_level = "info",
+                                   .log_file = true,
+                                   .exit_with_parent = true,
+                                   .start_timeout_ms = BENCH_IOBD_START_MS};
+    char err[200];
+    if (!iob_tk_iobd_start(&s->proc, &config, err, sizeof(err))) {
+        iobd_unavailable(b, ZX_ERR_NOT_SUPPORTED, "iobd did not start: %.130s", err);
+        fprintf(stderr, "iob-bench: iobd --hugepages=%s: %s\n", config.hugepages, err);
         return;
     }
-    s->pid = pid;
-    int64_t deadline = bench_now_ns() + BENCH_IOBD_START_NS;
-    while (!socket_accepts(sock)) {
-        int status;
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            s->pid = -1;
-            char tail[120];
-            log_tail(log, tail, sizeof(tail));
-            iobd_unavailable(b, ZX_ERR_NOT_SUPPORTED, "iobd did not start: %.130s", tail);
-            fprintf(stderr, "iob-bench: iobd --hugepages=%s exited early; its log: %s\n",
-                    b == IOB_BACKING_4K ? "off" : "2M", log);
-            return;
-        }
-        if (bench_now_ns() > deadline) {
-            iobd_unavailable(b, ZX_ERR_TIMED_OUT, "iobd not listening on %s in time", sock);
-            return; /* stopped (and reported) by bench_iobd_stop */
-        }
-        sleep_ms(5);
-    }
+    _Static_assert(sizeof(s->target) == sizeof(s->proc.target), "the same target text");
+    memcpy(s->target, s->proc.target, sizeof(s->target));
     s->ready = true;
     s->mappable = true;
 }
 
 static void probe_external(const char* target) {
-    for (int b = 0; b < BENCH_IOBD_BACKINGS; b++) {
-        g_iobd[b].pid = -1;
-    }
     char note[160] = "";
     const bench_iob_module_t* m = load_module(note, sizeof(note));
     char name[8] = "";
@@ -277,12 +172,10 @@ void bench_iobd_start(bool two_meg, char* summary, size_t len) {
     g_iobd_started = true;
     memset(g_iobd, 0, sizeof(g_iobd));
     for (int b = 0; b < BENCH_IOBD_BACKINGS; b++) {
-        g_iobd[b].pid = -1;
         iobd_unavailable((iob_backing_t)b, ZX_ERR_NOT_SUPPORTED, "%s", "backing not measured");
     }
     const char* external = getenv("IOB_SERVER");
     if (external != NULL && external[0] != '\0') {
-        g_iobd_external = true;
         probe_external(external);
         bool up = g_iobd[g_stream_backing].ready;
         snprintf(summary, len, "iobd: IOB_SERVER %.100s (%s)", external,
@@ -331,8 +224,8 @@ iob_backing_t bench_iobd_stream_backing(void) {
 
 void bench_iobd_kill(void) {
     for (int b = 0; b < BENCH_IOBD_BACKINGS; b++) {
-        if (g_iobd[b].pid > 0) {
-            kill(g_iobd[b].pid, SIGTERM);
+        if (g_iobd[b].proc.pid > 0) {
+            kill(g_iobd[b].proc.pid, SIGTERM);
         }
     }
 }
@@ -341,48 +234,12 @@ int bench_iobd_stop(void) {
     int failed = 0;
     for (int b = 0; b < BENCH_IOBD_BACKINGS; b++) {
         bench_iobd_t* s = &g_iobd[b];
-        if (s->pid <= 0) {
-            if (s->dir[0] != '\0' && !g_iobd_external) {
-                /* Never came up: the log was reported when it failed. */
-                remove_dir(s);
-                s->dir[0] = '\0';
-            }
-            continue;
-        }
-        kill(s->pid, SIGTERM);
-        int status = 0;
-        int64_t deadline = bench_now_ns() + BENCH_IOBD_STOP_NS;
-        pid_t got;
-        while ((got = waitpid(s->pid, &status, WNOHANG)) == 0 && bench_now_ns() < deadline) {
-            sleep_ms(5);
-        }
-        bool hung = got == 0;
-        if (hung) {
-            kill(s->pid, SIGKILL);
-            while (waitpid(s->pid, &status, 0) < 0 && errno == EINTR) {
-            }
-        }
-        s->pid = -1;
+        bool ours = s->proc.pid > 0;
+        char why[160];
         s->ready = false;
-        if (!hung && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-            remove_dir(s);
-            s->dir[0] = '\0';
-            continue;
-        }
-        failed = 1;
-        char tail[160];
-        char log[120];
-        snprintf(log, sizeof(log), "%s/iobd.log", s->dir);
-        log_tail(log, tail, sizeof(tail));
-        if (hung) {
-            fprintf(stderr, "iob-bench: iobd (%s) did not stop on SIGTERM; killed. Log: %s\n",
-                    iob_backing_name((iob_backing_t)b), log);
-        } else if (WIFEXITED(status)) {
-            fprintf(stderr, "iob-bench: iobd (%s) exited with status %d: %s (log: %s)\n",
-                    iob_backing_name((iob_backing_t)b), WEXITSTATUS(status), tail, log);
-        } else {
-            fprintf(stderr, "iob-bench: iobd (%s) died of signal %d (log: %s)\n",
-                    iob_backing_name((iob_backing_t)b), WTERMSIG(status), log);
+        if (!iob_tk_iobd_stop(&s->proc, BENCH_IOBD_STOP_MS, why, sizeof(why)) && ours) {
+            fprintf(stderr, "iob-bench: iobd (%s): %s\n", iob_backing_name((iob_backing_t)b), why);
+            failed = 1;
         }
     }
     return failed;

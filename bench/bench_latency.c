@@ -17,6 +17,7 @@
 
 #include "bench/bench.h"
 #include "bench/bench_payload.h"
+#include "client/testkit/percentile.h"
 #include "shm/ring.h"
 
 #define PP_BYTES 64u
@@ -57,18 +58,7 @@ static bool pp_send(pp_ctx_t* c, const unsigned char* msg) {
         atomic_store_explicit(w, seq + 1, memory_order_release);
         return true;
     }
-    size_t off = 0;
-    while (off < PP_BYTES) {
-        ssize_t n = write(c->wfd, msg + off, PP_BYTES - off);
-        if (n <= 0) {
-            if (n < 0 && errno == EINTR) {
-                continue;
-            }
-            return false;
-        }
-        off += (size_t)n;
-    }
-    return true;
+    return bench_write_full(c->wfd, msg, PP_BYTES) == ZX_OK;
 }
 
 static bool pp_recv(pp_ctx_t* c, unsigned char* msg, uint64_t expect) {
@@ -104,18 +94,7 @@ static bool pp_recv(pp_ctx_t* c, unsigned char* msg, uint64_t expect) {
         bench_payload_generate(msg, PP_BYTES, expect);
         return true;
     }
-    size_t off = 0;
-    while (off < PP_BYTES) {
-        ssize_t n = read(c->rfd, msg + off, PP_BYTES - off);
-        if (n <= 0) {
-            if (n < 0 && errno == EINTR) {
-                continue;
-            }
-            return false;
-        }
-        off += (size_t)n;
-    }
-    return true;
+    return bench_read_full(c->rfd, msg, PP_BYTES, false) == ZX_OK;
 }
 
 static zx_status_t pp_open(pp_ctx_t* c) {
@@ -165,17 +144,6 @@ static zx_status_t pp_open(pp_ctx_t* c) {
     return ZX_OK;
 }
 
-static int cmp_u64(const void* a, const void* b) {
-    uint64_t x = *(const uint64_t*)a;
-    uint64_t y = *(const uint64_t*)b;
-    return x < y ? -1 : x > y;
-}
-
-static double pct(const uint64_t* v, uint64_t n, double p) {
-    uint64_t i = (uint64_t)(p / 100.0 * (double)(n - 1) + 0.5);
-    return (double)v[i < n ? i : n - 1];
-}
-
 int bench_pingpong_child_main(bench_role_t role, const char* kind, uint64_t iterations, int cpu,
                               bool block) {
     bench_pin_cpu(cpu);
@@ -195,7 +163,7 @@ int bench_pingpong_child_main(bench_role_t role, const char* kind, uint64_t iter
     unsigned char msg[PP_BYTES];
     unsigned char in[PP_BYTES];
     uint64_t total = iterations + PP_WARMUP;
-    uint64_t* rtt = role == BENCH_PRODUCER ? calloc(iterations, sizeof(uint64_t)) : NULL;
+    double* rtt = role == BENCH_PRODUCER ? calloc(iterations, sizeof(double)) : NULL;
     bool ok = true;
     const char* why = "-";
     for (uint64_t i = 0; i < total && ok; i++) {
@@ -215,7 +183,7 @@ int bench_pingpong_child_main(bench_role_t role, const char* kind, uint64_t iter
                 break;
             }
             if (i >= PP_WARMUP) {
-                rtt[i - PP_WARMUP] = (uint64_t)(t1 - t0);
+                rtt[i - PP_WARMUP] = (double)(t1 - t0);
             }
         } else {
             uint64_t seq;
@@ -228,14 +196,10 @@ int bench_pingpong_child_main(bench_role_t role, const char* kind, uint64_t iter
         }
     }
     if (role == BENCH_PRODUCER && ok) {
-        qsort(rtt, iterations, sizeof(uint64_t), cmp_u64);
-        double sum = 0;
-        for (uint64_t i = 0; i < iterations; i++) {
-            sum += (double)rtt[i];
-        }
-        snprintf(line, sizeof(line), "ok %.1f %.1f %.1f %.1f %.1f %" PRIu64 "\n",
-                 pct(rtt, iterations, 50), pct(rtt, iterations, 99), pct(rtt, iterations, 99.9),
-                 (double)rtt[0], sum / (double)iterations, iterations);
+        iob_tk_stats_t s;
+        iob_tk_stats(rtt, iterations, &s);
+        snprintf(line, sizeof(line), "ok %.1f %.1f %.1f %.1f %.1f %" PRIu64 "\n", s.p50, s.p99,
+                 s.p999, s.min, s.mean, iterations);
     } else {
         snprintf(line, sizeof(line), "%s %s\n", ok ? "ok" : "fail", why);
     }

@@ -44,6 +44,8 @@
 #include <zircon/status.h>
 #include <zircon/syscalls.h>
 
+#include "client/testkit/iobd_launch.h"
+#include "client/testkit/percentile.h"
 #include "shm/mediated.h"
 
 extern char** environ;
@@ -402,75 +404,27 @@ static double bench_idle(const char* self, const char* target, int writers, long
 /* ---- A private iobd ---- */
 
 /* [0]: the iobd every row uses; [1]: the same with --metrics, for the cost of counting. */
-static pid_t g_iobd[2] = {-1, -1};
-static char g_dir[2][64];
-
-/* A loopback TCP port nobody listens on right now. */
-static int free_port(void) {
-    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    int port = -1;
-    if (s >= 0 && bind(s, (struct sockaddr*)&a, sizeof a) == 0 &&
-        getsockname(s, (struct sockaddr*)&a, &len) == 0) {
-        port = ntohs(a.sin_port);
-    }
-    if (s >= 0) {
-        close(s);
-    }
-    return port;
-}
+static iob_tk_iobd_t g_iobd[2];
 
 static const char* start_iobd(int idx, bool metrics, char* target, size_t len) {
     const char* bin = getenv("IOBD") != NULL ? getenv("IOBD") : IOB_BENCH_IOBD;
-    snprintf(g_dir[idx], sizeof g_dir[idx], "/tmp/iob-bench-mediated-XXXXXX");
-    if (mkdtemp(g_dir[idx]) == NULL) {
+    char metrics_addr[64];
+    snprintf(metrics_addr, sizeof metrics_addr, "127.0.0.1:%d", iob_tk_free_tcp_port());
+    const char* extra[] = {"--metrics", metrics_addr, NULL};
+    iob_tk_iobd_config_t config = {.binary = bin, .extra = metrics ? extra : NULL};
+    char err[400];
+    if (!iob_tk_iobd_start(&g_iobd[idx], &config, err, sizeof err)) {
+        fprintf(stderr, "iob-bench-mediated: %s\n", err);
         return NULL;
     }
-    char listen[128];
-    char broker[128];
-    char metrics_addr[64] = "";
-    snprintf(listen, sizeof listen, "unix:%s/iobd.sock", g_dir[idx]);
-    snprintf(broker, sizeof broker, "%s/broker.sock", g_dir[idx]);
-    char* argv[12] = {(char*)(uintptr_t)bin, (char*)(uintptr_t)"--listen", listen,
-                      (char*)(uintptr_t)"--broker", broker, (char*)(uintptr_t)"--hugepages",
-                      (char*)(uintptr_t)"off", (char*)(uintptr_t)"--log-level",
-                      (char*)(uintptr_t)"warning", NULL};
-    if (metrics) {
-        int port = free_port();
-        if (port < 0) {
-            return NULL;
-        }
-        snprintf(metrics_addr, sizeof metrics_addr, "127.0.0.1:%d", port);
-        argv[9] = (char*)(uintptr_t)"--metrics";
-        argv[10] = metrics_addr;
-        argv[11] = NULL;
-    }
-    if (posix_spawn(&g_iobd[idx], bin, NULL, NULL, argv, environ) != 0) {
-        return NULL;
-    }
-    for (int i = 0; i < 500; i++) {
-        struct stat sb;
-        if (stat(broker, &sb) == 0 && iobd_pid(listen) > 0) {
-            snprintf(target, len, "%s", listen);
-            return target;
-        }
-        nap_us(10000);
-    }
-    return NULL;
+    snprintf(target, len, "%s", g_iobd[idx].target);
+    return target;
 }
 
 static void stop_iobd(int idx) {
-    if (g_iobd[idx] > 0) {
-        kill(g_iobd[idx], SIGTERM);
-        waitpid(g_iobd[idx], NULL, 0);
-        g_iobd[idx] = -1;
-        char path[128];
-        snprintf(path, sizeof path, "%s/iobd.sock", g_dir[idx]);
-        unlink(path);
-        snprintf(path, sizeof path, "%s/broker.sock", g_dir[idx]);
-        unlink(path);
-        rmdir(g_dir[idx]);
+    char why[160];
+    if (!iob_tk_iobd_stop(&g_iobd[idx], 20000, why, sizeof why)) {
+        fprintf(stderr, "iob-bench-mediated: %s\n", why);
     }
 }
 
@@ -522,11 +476,6 @@ static double child_rate(const char* self, const char* server, size_t size, long
     }
     close(p[0]);
     return r;
-}
-
-static int cmp_double(const void* a, const void* b) {
-    double x = *(const double*)a, y = *(const double*)b;
-    return x < y ? -1 : x > y;
 }
 
 int main(int argc, char** argv) {
@@ -616,8 +565,7 @@ int main(int argc, char** argv) {
      */
     double metrics_ratio = -1;
     char target_m[256];
-    if (g_iobd[0] > 0 &&
-        start_iobd(1, true, target_m, sizeof target_m) != NULL) {
+    if (g_iobd[0].pid > 0 && start_iobd(1, true, target_m, sizeof target_m) != NULL) {
         enum { ROUNDS_MAX = 15 };
         int rounds = trials * 2 + 1 < ROUNDS_MAX ? trials * 2 + 1 : ROUNDS_MAX;
         double ratios[ROUNDS_MAX];
@@ -638,8 +586,7 @@ int main(int argc, char** argv) {
             }
         }
         if (got > 0) {
-            qsort(ratios, (size_t)got, sizeof ratios[0], cmp_double);
-            metrics_ratio = ratios[got / 2];
+            metrics_ratio = iob_tk_median(ratios, (size_t)got);
         }
         stop_iobd(1);
     }

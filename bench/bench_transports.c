@@ -204,10 +204,10 @@ static void ring_close(bench_endpoint_t* ep) {
 
 /* ---- stream transports ------------------------------------------------------------------- */
 
-static zx_status_t stream_send(bench_endpoint_t* ep, const void* buf, size_t len) {
+zx_status_t bench_write_full(int fd, const void* buf, size_t len) {
     const unsigned char* p = buf;
     while (len > 0) {
-        ssize_t n = write(ep->fd, p, len);
+        ssize_t n = write(fd, p, len);
         if (n < 0) {
             if (errno == EINTR) {
                 continue;
@@ -218,45 +218,38 @@ static zx_status_t stream_send(bench_endpoint_t* ep, const void* buf, size_t len
         len -= (size_t)n;
     }
     return ZX_OK;
+}
+
+zx_status_t bench_read_full(int fd, void* buf, size_t len, bool sock) {
+    unsigned char* p = buf;
+    while (len > 0) {
+        /* MSG_WAITALL: the kernel gathers the whole message, so one call per message. */
+        ssize_t n = sock ? recv(fd, p, len, MSG_WAITALL) : read(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return errno_status(errno);
+        }
+        if (n == 0) {
+            return ZX_ERR_PEER_CLOSED;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return ZX_OK;
+}
+
+static zx_status_t stream_send(bench_endpoint_t* ep, const void* buf, size_t len) {
+    return bench_write_full(ep->fd, buf, len);
 }
 
 static zx_status_t pipe_recv(bench_endpoint_t* ep, void* buf, size_t len) {
-    unsigned char* p = buf;
-    while (len > 0) {
-        ssize_t n = read(ep->fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return errno_status(errno);
-        }
-        if (n == 0) {
-            return ZX_ERR_PEER_CLOSED;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return ZX_OK;
+    return bench_read_full(ep->fd, buf, len, false);
 }
 
-/* MSG_WAITALL: the kernel gathers the whole message, so one call per message. */
 static zx_status_t sock_recv(bench_endpoint_t* ep, void* buf, size_t len) {
-    unsigned char* p = buf;
-    while (len > 0) {
-        ssize_t n = recv(ep->fd, p, len, MSG_WAITALL);
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return errno_status(errno);
-        }
-        if (n == 0) {
-            return ZX_ERR_PEER_CLOSED;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return ZX_OK;
+    return bench_read_full(ep->fd, buf, len, true);
 }
 
 static zx_status_t stream_open_fd(const bench_spec_t* spec, bench_role_t role, int nfds,

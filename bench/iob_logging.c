@@ -174,24 +174,8 @@ static zx_status_t spawn_writer(char* self, writer_t* w, zx_handle_t ep1, unsign
     return ZX_OK;
 }
 
-static int reader_main(char* self, unsigned n, unsigned records, int interval_ms) {
-    /* Signal events are recorded only from the moment the fd exists: ask first. */
-    int sfd = iob_signal_fd();
-    if (sfd < 0) {
-        fprintf(stderr, "iob-logging: cannot reach iobd (is IOB_SERVER set?)\n");
-        return 1;
-    }
-    uint64_t page = zx_system_get_page_size();
-    uint64_t region_size = REGION_PAGES * page;
-    zx_handle_t shared;
-    zx_status_t st = zx_iob_create_shared_region(0, region_size, &shared);
-    if (st != ZX_OK) {
-        fprintf(stderr, "iob-logging: shared region: %s\n", zx_status_get_string(st));
-        return 1;
-    }
-    writer_t w[MAX_WRITERS];
-    zx_handle_t ep1[MAX_WRITERS];
-    memset(w, 0, sizeof w);
+/* One IOB per writer, all on the shared region: ep0 for the reader, ep1 for the writer. */
+static zx_status_t create_iobs(zx_handle_t shared, writer_t* w, zx_handle_t* ep1, unsigned n) {
     for (unsigned i = 0; i < n; i++) {
         w[i].name = k_names[i];
         zx_iob_region_t region;
@@ -204,50 +188,26 @@ static int reader_main(char* self, unsigned n, unsigned records, int interval_ms
         region.discipline.type = ZX_IOB_DISCIPLINE_TYPE_MEDIATED_WRITE_RING_BUFFER;
         region.discipline.ring_buffer.tag = TAG_BASE + i;
         region.shared_region.shared_region = shared;
-        st = zx_iob_create(0, &region, 1, &w[i].ep0, &ep1[i]);
+        zx_status_t st = zx_iob_create(0, &region, 1, &w[i].ep0, &ep1[i]);
         if (st != ZX_OK) {
             fprintf(stderr, "iob-logging: IOB for %s: %s\n", w[i].name, zx_status_get_string(st));
-            return 1;
+            return st;
         }
     }
-    /* Every IOB maps the same region: map it once, through the first. */
-    zx_vaddr_t base = 0;
-    st = zx_vmar_map_iob(zx_vmar_root_self(), ZX_VM_PERM_READ | ZX_VM_PERM_WRITE, 0, w[0].ep0, 0,
-                         0, region_size, &base);
-    if (st != ZX_OK) {
-        fprintf(stderr, "iob-logging: map: %s\n", zx_status_get_string(st));
-        return 1;
-    }
-    log_ring_t ring = {.head = (_Atomic uint64_t*)base,
-                       .tail = (_Atomic uint64_t*)base + 1,
-                       .data = (const unsigned char*)base + page,
-                       .size = region_size - page};
-    printf("iob-logging: %u writers, one shared region of %llu KiB\n", n,
-           (unsigned long long)(region_size >> 10));
-    for (unsigned i = 0; i < n; i++) {
-        printf("iob-logging: %s writes with tag %u\n", w[i].name, TAG_BASE + i);
-    }
-    fflush(stdout);
-    int rc = 0;
+    return ZX_OK;
+}
+
+/*
+ * The event loop: the signal fd wakes us when a record is written to the shared region
+ * (its UPDATED strobe) or an endpoint's signals change (PEER_CLOSED). A writer's exit is
+ * reported only once the ring is drained, after its last record. Returns the exit code.
+ */
+static int watch(int sfd, const log_ring_t* ring, writer_t* w, unsigned n) {
     unsigned exited = 0;
-    for (unsigned i = 0; i < n; i++) {
-        st = spawn_writer(self, &w[i], ep1[i], records, interval_ms);
-        if (st != ZX_OK) {
-            fprintf(stderr, "iob-logging: start %s: %s\n", w[i].name, zx_status_get_string(st));
-            /* Its IOB's ep1 is gone: PEER_CLOSED reports it like any writer that ended. */
-            rc = 1;
-        }
-    }
-    /*
-     * The event loop: the signal fd wakes us when a record is written to the shared region
-     * (its UPDATED strobe) or an endpoint's signals change (PEER_CLOSED). A writer's exit is
-     * reported only once the ring is drained, after its last record.
-     */
     zx_time_t deadline = zx_deadline_after(ZX_SEC(60));
-    while (exited < n && rc == 0) {
-        if (!ring_drain(&ring, w, n)) {
-            rc = 1;
-            break;
+    while (exited < n) {
+        if (!ring_drain(ring, w, n)) {
+            return 1;
         }
         struct pollfd p = {.fd = sfd, .events = POLLIN};
         int ready = poll(&p, 1, 200);
@@ -269,9 +229,8 @@ static int reader_main(char* self, unsigned n, unsigned records, int interval_ms
                 closed[i] = true;
             }
         }
-        if (!ring_drain(&ring, w, n)) {
-            rc = 1;
-            break;
+        if (!ring_drain(ring, w, n)) {
+            return 1;
         }
         for (unsigned i = 0; i < n; i++) {
             if (closed[i] && !w[i].exited) {
@@ -284,9 +243,14 @@ static int reader_main(char* self, unsigned n, unsigned records, int interval_ms
         }
         if (zx_clock_get_monotonic() > deadline) {
             fprintf(stderr, "iob-logging: writers still running after 60 s\n");
-            rc = 1;
+            return 1;
         }
     }
+    return 0;
+}
+
+/* Waits for every writer (stopping them first when the run failed) and closes its IOB. */
+static int reap_writers(writer_t* w, unsigned n, int rc) {
     for (unsigned i = 0; i < n; i++) {
         int status = 0;
         if (w[i].pid > 0) {
@@ -302,6 +266,61 @@ static int reader_main(char* self, unsigned n, unsigned records, int interval_ms
         }
         zx_handle_close(w[i].ep0);
     }
+    return rc;
+}
+
+static int reader_main(char* self, unsigned n, unsigned records, int interval_ms) {
+    /* Signal events are recorded only from the moment the fd exists: ask first. */
+    int sfd = iob_signal_fd();
+    if (sfd < 0) {
+        fprintf(stderr, "iob-logging: cannot reach iobd (is IOB_SERVER set?)\n");
+        return 1;
+    }
+    uint64_t page = zx_system_get_page_size();
+    uint64_t region_size = REGION_PAGES * page;
+    zx_handle_t shared;
+    zx_status_t st = zx_iob_create_shared_region(0, region_size, &shared);
+    if (st != ZX_OK) {
+        fprintf(stderr, "iob-logging: shared region: %s\n", zx_status_get_string(st));
+        return 1;
+    }
+    writer_t w[MAX_WRITERS];
+    zx_handle_t ep1[MAX_WRITERS];
+    memset(w, 0, sizeof w);
+    if (create_iobs(shared, w, ep1, n) != ZX_OK) {
+        return 1;
+    }
+    /* Every IOB maps the same region: map it once, through the first. */
+    zx_vaddr_t base = 0;
+    st = zx_vmar_map_iob(zx_vmar_root_self(), ZX_VM_PERM_READ | ZX_VM_PERM_WRITE, 0, w[0].ep0, 0, 0,
+                         region_size, &base);
+    if (st != ZX_OK) {
+        fprintf(stderr, "iob-logging: map: %s\n", zx_status_get_string(st));
+        return 1;
+    }
+    log_ring_t ring = {.head = (_Atomic uint64_t*)base,
+                       .tail = (_Atomic uint64_t*)base + 1,
+                       .data = (const unsigned char*)base + page,
+                       .size = region_size - page};
+    printf("iob-logging: %u writers, one shared region of %llu KiB\n", n,
+           (unsigned long long)(region_size >> 10));
+    for (unsigned i = 0; i < n; i++) {
+        printf("iob-logging: %s writes with tag %u\n", w[i].name, TAG_BASE + i);
+    }
+    fflush(stdout);
+    int rc = 0;
+    for (unsigned i = 0; i < n; i++) {
+        st = spawn_writer(self, &w[i], ep1[i], records, interval_ms);
+        if (st != ZX_OK) {
+            fprintf(stderr, "iob-logging: start %s: %s\n", w[i].name, zx_status_get_string(st));
+            /* Its IOB's ep1 is gone: PEER_CLOSED reports it like any writer that ended. */
+            rc = 1;
+        }
+    }
+    if (rc == 0) {
+        rc = watch(sfd, &ring, w, n);
+    }
+    rc = reap_writers(w, n, rc);
     zx_vmar_unmap(zx_vmar_root_self(), base, region_size);
     zx_handle_close(shared);
     if (rc == 0) {

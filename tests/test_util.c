@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* Helpers shared by the tests: skipping, fd-leak checks, the hugepage pool, faults, uids. */
+/* Helpers shared by the tests: skipping, fd-leak checks, faults, uids. */
 #include "test_util.h"
+
+#include "client/testkit/iobd_launch.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -36,59 +38,6 @@ int iob_test_count_open_fds(void) {
     }
     closedir(dir);
     return count - 1; /* the directory stream's own descriptor */
-}
-
-/* ---- hugepage pools ---------------------------------------------------------------- */
-
-/* Indexed by iob_backing_t; the 4K slot stays unused. */
-static struct {
-    bool saved;
-    uint64_t previous_total;
-} pool_guard[3];
-static bool pool_atexit_registered;
-
-void iob_test_hugepages_restore(void) {
-    for (int b = IOB_BACKING_2M; b <= IOB_BACKING_1G; b++) {
-        if (!pool_guard[b].saved) {
-            continue;
-        }
-        uint64_t reached = 0;
-        if (iob_hugepage_pool_resize((iob_backing_t)b, pool_guard[b].previous_total, &reached) !=
-                ZX_OK ||
-            reached != pool_guard[b].previous_total) {
-            fprintf(stderr, "warning: could not restore the %s hugepage pool to %llu pages\n",
-                    iob_backing_name((iob_backing_t)b),
-                    (unsigned long long)pool_guard[b].previous_total);
-        }
-        pool_guard[b].saved = false;
-    }
-}
-
-bool iob_test_hugepages_reserve(iob_backing_t backing, uint64_t free_pages) {
-    if (backing != IOB_BACKING_2M && backing != IOB_BACKING_1G) {
-        return false;
-    }
-    iob_hugepage_pool_t pool;
-    if (iob_hugepage_pool_read(backing, &pool) != ZX_OK) {
-        return false;
-    }
-    if (pool.free >= free_pages) {
-        return true;
-    }
-    if (!pool_guard[backing].saved) {
-        pool_guard[backing].saved = true;
-        pool_guard[backing].previous_total = pool.total;
-        if (!pool_atexit_registered) {
-            pool_atexit_registered = true;
-            atexit(iob_test_hugepages_restore);
-        }
-    }
-    uint64_t reached = 0;
-    if (iob_hugepage_pool_resize(backing, pool.total + (free_pages - pool.free), &reached) !=
-        ZX_OK) {
-        return false;
-    }
-    return iob_hugepage_pool_read(backing, &pool) == ZX_OK && pool.free >= free_pages;
 }
 
 const char* iob_test_region_problem(const iob_region_t* region, uint64_t size) {
@@ -148,15 +97,8 @@ const char* iob_test_region_problem(const iob_region_t* region, uint64_t size) {
 }
 
 char* iob_test_tempdir(void) {
-    /* Sockets go here and sun_path holds 108 bytes: a long TMPDIR falls back to /tmp. */
-    const char* base = getenv("TMPDIR");
-    if (base == NULL || base[0] == '\0' || strlen(base) > 40) {
-        base = "/tmp";
-    }
-    char templ[4096];
-    snprintf(templ, sizeof templ, "%s/iob-test-XXXXXX", base);
-    char* dir = mkdtemp(templ);
-    return dir != NULL ? strdup(dir) : NULL;
+    char dir[256];
+    return iob_tk_tempdir("iob-test", dir, sizeof dir) ? strdup(dir) : NULL;
 }
 
 /* ---- fault injection --------------------------------------------------------------- */

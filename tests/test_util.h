@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* Helpers shared by the tests: skipping, fd-leak checks, the hugepage pool, faults, uids. */
+/*
+ * Helpers shared by the tests: skipping, fd-leak checks, faults, uids. What the benchmarks
+ * need too (starting iobd, hugepage pools, percentiles) is in client/testkit/.
+ */
 #ifndef IOB_TESTS_TEST_UTIL_H_
 #define IOB_TESTS_TEST_UTIL_H_
 
@@ -24,16 +27,6 @@ _Noreturn void iob_test_skip(const char* reason);
 int iob_test_count_open_fds(void);
 
 /*
- * Makes sure the pool of `backing` has at least `free_pages` free pages, growing it when
- * this process may (root), and remembers the previous size so iob_test_hugepages_restore
- * puts it back (also registered with atexit; 2M and 1G pools are tracked separately).
- * Returns false when that is impossible; callers then skip. Tests that call it hold the
- * ctest resource lock "hugepage_pool".
- */
-bool iob_test_hugepages_reserve(iob_backing_t backing, uint64_t free_pages);
-void iob_test_hugepages_restore(void);
-
-/*
  * Checks what every region promises (docs/zircon-iob.md L, "Memory"): an fd above 2 with
  * FD_CLOEXEC, read-write, exactly the three seals, mode 0400, owned by this process's euid,
  * `size` bytes, allocated up front, and the seals refusing grow, shrink and new seals.
@@ -42,8 +35,8 @@ void iob_test_hugepages_restore(void);
 const char* iob_test_region_problem(const iob_region_t* region, uint64_t size);
 
 /*
- * A fresh temporary directory, short enough for socket paths (mkdtemp under TMPDIR, or
- * /tmp when TMPDIR is longer than 40 bytes); the caller removes it.
+ * A fresh temporary directory, short enough for socket paths (iob_tk_tempdir); the caller
+ * removes it and frees the string.
  */
 char* iob_test_tempdir(void);
 

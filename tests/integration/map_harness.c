@@ -6,114 +6,44 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 extern char** environ;
 
-static bool can_connect(const char* path, int type) {
-    int fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        return false;
-    }
-    struct sockaddr_un addr;
-    memset(&addr, 0, sizeof addr);
-    addr.sun_family = AF_UNIX;
-    /* A path that does not fit can never be connected to: say so instead of truncating. */
-    size_t len = strlen(path);
-    if (len >= sizeof addr.sun_path) {
-        close(fd);
-        return false;
-    }
-    memcpy(addr.sun_path, path, len);
-    bool ok = connect(fd, (struct sockaddr*)&addr, sizeof addr) == 0;
-    close(fd);
-    return ok;
-}
-
 void map_daemon_start(map_daemon_t* d, const char* const* extra_args) {
-    memset(d, 0, sizeof *d);
     if (access(IOB_TEST_IOBD, X_OK) != 0) {
         printf("SKIPPED: iobd not built (%s)\n", IOB_TEST_IOBD);
         exit(77);
     }
-    snprintf(d->dir, sizeof d->dir, "/tmp/iob-map-test-XXXXXX");
-    if (mkdtemp(d->dir) == NULL || chmod(d->dir, 0755) != 0) {
-        perror("mkdtemp");
-        exit(1);
-    }
-    char listen[300];
-    char broker[300];
-    snprintf(listen, sizeof listen, "unix:%s/iobd.sock", d->dir);
-    snprintf(broker, sizeof broker, "%s/broker.sock", d->dir);
-    snprintf(d->target, sizeof d->target, "%s", listen);
-    /* posix_spawn takes char* const[] but never writes: copies keep -Wcast-qual quiet. */
-    char* argv[32] = {strdup(IOB_TEST_IOBD), strdup("--listen"), strdup(listen),
-                      strdup("--broker"), strdup(broker), strdup("--socket-mode"), strdup("0666"),
-                      strdup("--hugepages"), strdup("off"), strdup("--token-ttl"), strdup("2s"),
-                      strdup("--log-level"), strdup("warning")};
-    size_t n = 13;
-    for (size_t i = 0; extra_args != NULL && extra_args[i] != NULL && n < 31; i++) {
-        argv[n++] = strdup(extra_args[i]);
-    }
-    argv[n] = NULL;
-    int rc = posix_spawn(&d->pid, IOB_TEST_IOBD, NULL, NULL, argv, environ);
-    for (size_t i = 0; i < n; i++) {
-        free(argv[i]);
-    }
-    if (rc != 0) {
-        perror("posix_spawn iobd");
-        exit(1);
-    }
-    char sock[300];
-    snprintf(sock, sizeof sock, "%s/iobd.sock", d->dir);
-    for (int i = 0; i < 500; i++) {
-        if (can_connect(sock, SOCK_STREAM) && can_connect(broker, SOCK_SEQPACKET)) {
-            setenv("IOB_SERVER", d->target, 1);
-            return;
-        }
-        int status;
-        if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
-            fprintf(stderr, "iobd exited early (status %d)\n", status);
+    /* The short time-to-live lets the token tests see expiry; the caller's args come after. */
+    const char* extra[IOB_TK_IOBD_EXTRA_MAX + 1] = {"--token-ttl", "2s"};
+    size_t n = 2;
+    for (size_t i = 0; extra_args != NULL && extra_args[i] != NULL; i++) {
+        if (n >= IOB_TK_IOBD_EXTRA_MAX) {
+            fprintf(stderr, "map_harness: too many iobd arguments\n");
             exit(1);
         }
-        usleep(10000);
+        extra[n++] = extra_args[i];
     }
-    fprintf(stderr, "iobd did not come up\n");
-    kill(d->pid, SIGKILL);
-    exit(1);
+    iob_tk_iobd_config_t config = {.binary = IOB_TEST_IOBD, .extra = extra, .other_users = true};
+    char err[400];
+    if (!iob_tk_iobd_start(d, &config, err, sizeof err)) {
+        fprintf(stderr, "map_harness: %s\n", err);
+        exit(1);
+    }
+    setenv("IOB_SERVER", d->target, 1);
 }
 
 void map_daemon_stop(map_daemon_t* d) {
-    if (d->pid > 0) {
-        kill(d->pid, SIGTERM);
-        for (int i = 0; i < 300; i++) {
-            if (waitpid(d->pid, NULL, WNOHANG) == d->pid) {
-                d->pid = 0;
-                break;
-            }
-            usleep(10000);
-        }
-        if (d->pid > 0) {
-            kill(d->pid, SIGKILL);
-            waitpid(d->pid, NULL, 0);
-        }
+    char why[160];
+    if (!iob_tk_iobd_stop(d, 3000, why, sizeof why)) {
+        fprintf(stderr, "map_harness: %s\n", why);
     }
-    char path[400];
-    snprintf(path, sizeof path, "%s/iobd.sock", d->dir);
-    unlink(path);
-    snprintf(path, sizeof path, "%s/broker.sock", d->dir);
-    unlink(path);
-    rmdir(d->dir);
 }
 
 pid_t map_spawn_peer(const char* const* args, int* stdout_fd) {

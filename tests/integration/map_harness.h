@@ -9,16 +9,19 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
-typedef struct map_daemon {
-    pid_t pid;
-    char dir[256];    /* mode 0755, so helpers under other uids reach the sockets */
-    char target[300]; /* "unix:<dir>/iobd.sock"; also exported as IOB_SERVER */
-} map_daemon_t;
+#include "client/testkit/iobd_launch.h"
 
 /*
- * Starts iobd (4 KiB pages, sockets mode 0666, a 2 s token time-to-live) with the extra
- * NULL-terminated arguments, waits until both of its sockets accept connections and sets
- * IOB_SERVER for this process and its children. Exits 77 (skip) when iobd was not built.
+ * pid, dir (mode 0755, so helpers under other uids reach the sockets), target (also
+ * exported as IOB_SERVER), broker_path.
+ */
+typedef iob_tk_iobd_t map_daemon_t;
+
+/*
+ * Starts iobd (client/testkit/iobd_launch.h: 4 KiB pages, sockets mode 0666, a 2 s token
+ * time-to-live) with the extra NULL-terminated arguments, waits until both of its sockets
+ * accept connections and sets IOB_SERVER for this process and its children. Exits 77 (skip)
+ * when iobd was not built, 1 when it does not start.
  */
 void map_daemon_start(map_daemon_t* d, const char* const* extra_args);
 void map_daemon_stop(map_daemon_t* d);

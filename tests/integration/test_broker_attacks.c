@@ -252,7 +252,7 @@ int main(int argc, char** argv) {
     map_daemon_start(&g_daemon, (const char* const[]){"--broker-max-conns-per-uid", "8",
                                                       "--broker-attach-timeout",
                                                       ATTACH_TIMEOUT, NULL});
-    snprintf(g_broker, sizeof g_broker, "%s/broker.sock", g_daemon.dir);
+    snprintf(g_broker, sizeof g_broker, "%s", g_daemon.broker_path);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lingering_socket),
         cmocka_unit_test(test_fd_on_wrong_message),

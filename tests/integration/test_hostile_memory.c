@@ -32,6 +32,7 @@
 #include <zircon/syscalls.h>
 
 #include "client/lib/libiob.h"
+#include "client/testkit/hugepage_pool.h"
 #include "map_harness.h"
 #include "test_regions.h"
 #include "test_util.h"
@@ -264,7 +265,7 @@ int main(int argc, char** argv) {
             iob_test_skip("nr_overcommit_hugepages is not 0: a surplus page would fill the hole");
         }
         /* This client's page, and at most three of the attacker's before it drains the rest. */
-        if (!iob_test_hugepages_reserve(IOB_BACKING_2M, 8)) {
+        if (!iob_tk_pool_reserve(IOB_BACKING_2M, 8, NULL, 0)) {
             iob_test_skip("no room for 8 free 2 MiB hugepages");
         }
     }
@@ -276,7 +277,7 @@ int main(int argc, char** argv) {
     }
     map_daemon_stop(&g_daemon);
     if (huge) {
-        iob_test_hugepages_restore();
+        iob_tk_pool_restore();
     }
     return rc;
 }

@@ -18,6 +18,7 @@
 #include <iob/iob.h>
 #include <zircon/syscalls.h>
 
+#include "client/testkit/hugepage_pool.h"
 #include "map_harness.h"
 #include "test_regions.h"
 #include "test_util.h"
@@ -70,7 +71,7 @@ static void test_hugepage_mapping(void** state) {
 }
 
 int main(void) {
-    if (!iob_test_hugepages_reserve(IOB_BACKING_2M, 40)) {
+    if (!iob_tk_pool_reserve(IOB_BACKING_2M, 40, NULL, 0)) {
         printf("SKIPPED: no room for 40 free 2 MiB hugepages\n");
         return 77;
     }
@@ -82,6 +83,6 @@ int main(void) {
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     map_daemon_stop(&daemon);
-    iob_test_hugepages_restore();
+    iob_tk_pool_restore();
     return rc;
 }

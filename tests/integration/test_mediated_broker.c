@@ -39,7 +39,7 @@ static int raw_connect(void) {
     memset(&a, 0, sizeof a);
     a.sun_family = AF_UNIX;
     char path[300];
-    snprintf(path, sizeof path, "%s/broker.sock", g_daemon.dir);
+    snprintf(path, sizeof path, "%s", g_daemon.broker_path);
     assert_true(strlen(path) < sizeof a.sun_path);
     memcpy(a.sun_path, path, strlen(path) + 1);
     assert_int_equal(connect(fd, (struct sockaddr*)&a, sizeof a), 0);

@@ -22,6 +22,7 @@
 
 #include <cmocka.h>
 
+#include "client/testkit/hugepage_pool.h"
 #include "shm/region.h"
 #include "test_util.h"
 
@@ -219,7 +220,7 @@ static void test_1g_region(void** state) {
         print_message("no 1G hugepage size on this machine\n");
         skip();
     }
-    if (!iob_test_hugepages_reserve(IOB_BACKING_1G, 1)) {
+    if (!iob_tk_pool_reserve(IOB_BACKING_1G, 1, NULL, 0)) {
         print_message("the kernel could not set aside a 1G page\n");
         skip();
     }
@@ -238,8 +239,8 @@ static void test_1g_region(void** state) {
     assert_int_equal(iob_backing_choose("1G", 0, &out), ZX_OK);
     assert_int_equal(out, IOB_BACKING_1G);
     /* Give the gigabyte back now rather than at exit. */
-    iob_test_hugepages_restore();
-    assert_true(iob_test_hugepages_reserve(IOB_BACKING_2M, POOL_PAGES));
+    iob_tk_pool_restore();
+    assert_true(iob_tk_pool_reserve(IOB_BACKING_2M, POOL_PAGES, NULL, 0));
 }
 
 int main(void) {
@@ -251,7 +252,7 @@ int main(void) {
         iob_test_skip("memfd_create(MFD_HUGETLB | MFD_HUGE_2MB) is not supported here");
     }
     close(probe);
-    if (!iob_test_hugepages_reserve(IOB_BACKING_2M, POOL_PAGES)) {
+    if (!iob_tk_pool_reserve(IOB_BACKING_2M, POOL_PAGES, NULL, 0)) {
         iob_test_skip("could not reserve 2M hugepages");
     }
     const struct CMUnitTest tests[] = {
@@ -266,6 +267,6 @@ int main(void) {
         cmocka_unit_test(test_1g_region),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
-    iob_test_hugepages_restore();
+    iob_tk_pool_restore();
     return failed;
 }

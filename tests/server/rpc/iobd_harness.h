@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Starts a real iobd for a test (posix_spawn: gRPC is not fork-safe) on a socket under a
- * fresh temp dir, with --hugepages=off, and stops it with SIGTERM.
+ * A real iobd for the RPC tests: client/testkit/iobd_launch.h with --hugepages=off, debug
+ * logging into <dir>/iobd.log, and a stop that insists on a clean exit.
  */
 #ifndef IOB_TESTS_SERVER_RPC_IOBD_HARNESS_H_
 #define IOB_TESTS_SERVER_RPC_IOBD_HARNESS_H_
@@ -9,13 +9,10 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
-typedef struct iobd_harness {
-    pid_t pid;
-    char* dir;
-    char socket_path[256];
-    char target[264]; /* "unix:<socket_path>" */
-    char log_path[256];
-} iobd_harness_t;
+#include "client/testkit/iobd_launch.h"
+
+/* pid, dir, socket_path, target ("unix:<socket_path>"), log_path. */
+typedef iob_tk_iobd_t iobd_harness_t;
 
 /* iobd's path: argv[1] of the test, else $IOB_TEST_BINARY_DIR/server/daemon/iobd. */
 void iobd_harness_set_binary(const char* path);
@@ -23,7 +20,10 @@ void iobd_harness_set_binary(const char* path);
 /* extra: NULL-terminated extra flags. Returns false (and prints why) on failure. */
 bool iobd_harness_start(iobd_harness_t* h, const char* const* extra);
 
-/* SIGTERM; true when iobd exited 0 and removed its socket. Removes the temp dir. */
+/*
+ * SIGTERM; true when iobd exited 0 and removed its socket (else says why, with its log).
+ * Removes the temp dir.
+ */
 bool iobd_harness_stop(iobd_harness_t* h);
 
 #endif /* IOB_TESTS_SERVER_RPC_IOBD_HARNESS_H_ */
