@@ -30,8 +30,12 @@
  * a few microseconds), short enough that a burst's tail costs little CPU on a small host.
  */
 #define MEDIATOR_SPIN_NS 50000
+/* What a request's first copy takes: a writev of a few hundred bytes, in one go. */
+#define MEDIATOR_TAKE_FIRST 512u
+_Static_assert(MEDIATOR_TAKE_FIRST <= IOB_BROKER_MAX_MEDIATED_MSG, "within the request area");
 /* Scans between clock reads while spinning. */
 #define MEDIATOR_CLOCK_EVERY 64u
+
 
 struct iobd_mchan {
     iob_session_id_t session;
@@ -56,6 +60,7 @@ struct iobd_mediator {
     void* doorbell_map;
     _Atomic uint32_t* doorbell; /* its first word; client-writable */
     /* The thread's own. */
+    int cpu; /* where it last ran, as published in every completion page; -1: not yet */
     iobd_mchan_t** chans;
     size_t nchans;
     size_t chans_cap;
@@ -181,8 +186,7 @@ typedef struct mediator_take {
 /*
  * Under iob_fault_call: a new seq, and its request copied into m->rx. The header's size
  * is read from our copy and bounded before the rest is copied; the fields are then checked
- * in our copy only (the header is copied again with the rest, so what is checked is what
- * was copied).
+ * in our copy only (so what is checked is what was copied).
  */
 static zx_status_t mediator_take(void* ctx) {
     mediator_take_t* t = ctx;
@@ -194,12 +198,21 @@ static zx_status_t mediator_take(void* ctx) {
         return ZX_OK;
     }
     const unsigned char* msg = (const unsigned char*)sub + IOB_MCHAN_MSG_OFFSET;
+    /*
+     * The first lines whatever the size says: they cross from the writer's CPU together,
+     * where reading the header first and then the rest would wait for two crossings.
+     */
+    unsigned char* rx = t->m->rx;
+    memcpy(rx, msg, MEDIATOR_TAKE_FIRST);
     iob_broker_hdr_t hdr;
-    memcpy(&hdr, msg, sizeof hdr);
+    memcpy(&hdr, rx, sizeof hdr);
     if (hdr.size < sizeof hdr || hdr.size > IOB_BROKER_MAX_MEDIATED_MSG) {
         return ZX_OK;
     }
-    memcpy(t->m->rx, msg, hdr.size);
+    if (hdr.size > MEDIATOR_TAKE_FIRST) {
+        memcpy(rx + MEDIATOR_TAKE_FIRST, msg + MEDIATOR_TAKE_FIRST,
+               hdr.size - MEDIATOR_TAKE_FIRST);
+    }
     t->len = hdr.size;
     return ZX_OK;
 }
@@ -274,6 +287,7 @@ static void mediator_update(iobd_mediator_t* m) {
         }
         m->new_chans = ch->next_new;
         m->chans[m->nchans++] = ch;
+        m->cpu = -1; /* the new channel learns where the mediator runs */
     }
     size_t kept = 0;
     for (size_t i = 0; i < m->nchans; i++) {
@@ -333,6 +347,19 @@ static void mediator_sleep(iobd_mediator_t* m) {
     mediator_announce_sleep(m, 0);
 }
 
+/* Tells the writers where the mediator runs when that changed (mediated_channel.h). */
+static void mediator_publish_cpu(iobd_mediator_t* m) {
+    int cpu = sched_getcpu();
+    if (cpu == m->cpu) {
+        return;
+    }
+    m->cpu = cpu;
+    for (size_t i = 0; i < m->nchans; i++) {
+        atomic_store_explicit(&m->chans[i]->comp->mediator_cpu, cpu >= 0 ? (uint32_t)cpu + 1 : 0,
+                              memory_order_relaxed);
+    }
+}
+
 static void* mediator_main(void* arg) {
     iobd_mediator_t* m = arg;
     /*
@@ -344,10 +371,12 @@ static void* mediator_main(void* arg) {
     sigaddset(&faults, SIGBUS);
     sigaddset(&faults, SIGSEGV);
     pthread_sigmask(SIG_UNBLOCK, &faults, NULL);
-    int64_t idle_since = mediator_now();
+    m->cpu = -1;
+    int64_t idle_since = 0;
     unsigned scans = 0;
     while (!atomic_load(&m->stopping)) {
         mediator_update(m);
+        mediator_publish_cpu(m);
         bool served = false;
         for (size_t i = 0; i < m->nchans; i++) {
             served |= mediator_serve(m, m->chans[i]);
@@ -357,16 +386,16 @@ static void* mediator_main(void* arg) {
             idle_since = 0;
             continue;
         }
+        /*
+         * Idle scans give the CPU away when someone else wants it: on a small host the
+         * writer may be waiting for this very CPU to make the next request.
+         */
+        if (scans >= MEDIATOR_CLOCK_EVERY) {
+            sched_yield();
+        } else {
+            iob_mchan_cpu_relax();
+        }
         if (++scans % MEDIATOR_CLOCK_EVERY != 0) {
-            /*
-             * Idle scans give the CPU away when someone else wants it: on a small host the
-             * writer may be waiting for this very CPU to make the next request.
-             */
-            if (scans > MEDIATOR_CLOCK_EVERY) {
-                sched_yield();
-            } else {
-                iob_mchan_cpu_relax();
-            }
             continue;
         }
         int64_t now = mediator_now();
