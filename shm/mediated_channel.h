@@ -48,7 +48,10 @@
  *   publishes when it changes) yields at once instead of spinning first: its spinning
  *   could only keep the mediator off that CPU. Elsewhere it pauses about as long as an
  *   answer takes from another CPU before it yields (a sched_yield is a system call that
- *   costs more than a whole call when both sides have a CPU).
+ *   costs more than a whole call when both sides have a CPU). The other way round, a
+ *   mediator that served a writer on its own CPU (writer_cpu, the writer's word and so
+ *   only a hint: a lie costs the mediator one yield per scan) and no writer elsewhere
+ *   yields once after the scan, so that the writer runs now and makes its next request.
  *
  * The futex words are shared between processes, so no FUTEX_PRIVATE_FLAG.
  */
@@ -77,6 +80,7 @@
 typedef struct iob_mchan_sub {
     _Atomic uint32_t seq;            /* the writer's last published request */
     _Atomic uint32_t writer_waiting; /* non-zero: the writer sleeps (or is about to) on done_seq */
+    _Atomic uint32_t writer_cpu;     /* the CPU of the writer's last request, + 1; 0: unknown */
 } iob_mchan_sub_t;
 
 /* iobd's page (read-only for the writer). */

@@ -375,6 +375,9 @@ static zx_status_t iob__mchan_sleep(iob__session_t* s, iob__mchan_t* ch, uint32_
 zx_status_t iob__mchan_call(iob__session_t* s, iob__mchan_t* ch, zx_status_t* status,
                             uint32_t* id) {
     uint32_t seq = ++ch->seq;
+    int cpu = sched_getcpu();
+    atomic_store_explicit(&ch->sub->writer_cpu, cpu >= 0 ? (uint32_t)cpu + 1 : 0u,
+                          memory_order_relaxed);
     /* seq_cst: against the mediator's store of mediator_sleeping (mediated_channel.h). */
     atomic_store(&ch->sub->seq, seq);
     _Atomic uint32_t* done = (_Atomic uint32_t*)(uintptr_t)&ch->comp->done_seq;

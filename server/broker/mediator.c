@@ -42,6 +42,7 @@ struct iobd_mchan {
     iob_mchan_sub_t* sub;   /* client-writable: read only under iob_fault_call */
     iob_mchan_comp_t* comp; /* ours: the client maps it read-only */
     uint32_t served_seq;    /* the last seq value served (the mediator thread's) */
+    uint32_t writer_cpu;    /* the writer's hint, as read with its last request */
     _Atomic bool closed;    /* set by the loop; the mediator then frees the channel */
     bool broken;            /* its memory faulted: no longer served */
     iobd_mchan_t* next_new; /* in the handover list, under mu */
@@ -197,6 +198,7 @@ static zx_status_t mediator_take(void* ctx) {
     if (!t->fresh) {
         return ZX_OK;
     }
+    t->ch->writer_cpu = atomic_load_explicit(&sub->writer_cpu, memory_order_relaxed);
     const unsigned char* msg = (const unsigned char*)sub + IOB_MCHAN_MSG_OFFSET;
     /*
      * The first lines whatever the size says: they cross from the writer's CPU together,
@@ -378,10 +380,27 @@ static void* mediator_main(void* arg) {
         mediator_update(m);
         mediator_publish_cpu(m);
         bool served = false;
+        bool beside = false;
+        bool elsewhere = false;
         for (size_t i = 0; i < m->nchans; i++) {
-            served |= mediator_serve(m, m->chans[i]);
+            iobd_mchan_t* ch = m->chans[i];
+            if (mediator_serve(m, ch)) {
+                served = true;
+                if (m->cpu >= 0 && ch->writer_cpu == (uint32_t)m->cpu + 1) {
+                    beside = true;
+                } else {
+                    elsewhere = true;
+                }
+            }
         }
         if (served) {
+            /*
+             * A writer served on this CPU runs now (mediated_channel.h); not while writers
+             * on other CPUs keep the mediator busy: they would wait for the yield.
+             */
+            if (beside && !elsewhere) {
+                sched_yield();
+            }
             scans = 0;
             idle_since = 0;
             continue;
