@@ -27,12 +27,14 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -52,6 +54,8 @@ extern char** environ;
 
 #define MAX_WRITERS 16
 #define TAG_BASE UINT64_C(0x6c6f6700) /* "\0gol" + the writer's index */
+/* The floor's request: the largest record it carries and its sequence number. */
+#define FLOOR_REQ_BYTES 128u
 
 static int64_t now_ns(void) {
     struct timespec ts;
@@ -131,6 +135,163 @@ static int dgram_main(char** argv) {
         }
     }
     return send(fd, rec, 1, 0) == 1 ? 0 : 1;
+}
+
+/*
+ * ---- The synchronous floor ----
+ *
+ * The least any synchronous mediated write can cost on this machine: one process (the
+ * writer) copies a record into shared memory and publishes its sequence number, the other
+ * (the server) sees it, copies the record out, checks it and answers in a word of its own;
+ * the writer's call ends when it sees the answer. Payload and sequence share the request's
+ * cache lines (the sequence last), the answer has a line to itself, nothing else is
+ * shared: every call moves the request's lines one way and the answer's line back, one
+ * round trip between the CPUs at least. Both sides wait as the mediated path does (a
+ * short pause spin, then sched_yield, so that two of them sharing a CPU still progress);
+ * nobody is pinned, as in the mediated run.
+ */
+typedef struct floor_shm {
+    _Alignas(64) unsigned char req[FLOOR_REQ_BYTES]; /* the record, then `seq` in its last word */
+    _Alignas(64) _Atomic uint32_t done;              /* the server's answer: the seq served */
+    _Alignas(64) _Atomic uint32_t stop;              /* the writer is finished */
+    uint32_t bad;                                    /* records the server found torn */
+} floor_shm_t;
+
+static inline void floor_relax(unsigned* spins) {
+    if (++*spins < 64) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#elif defined(__aarch64__)
+        __asm__ __volatile__("yield" ::: "memory");
+#endif
+    } else {
+        sched_yield();
+    }
+}
+
+static _Atomic uint32_t* floor_seq(floor_shm_t* f) {
+    return (_Atomic uint32_t*)(void*)(f->req + FLOOR_REQ_BYTES - sizeof(uint32_t));
+}
+
+static floor_shm_t* floor_map(int fd) {
+    void* p = mmap(NULL, sizeof(floor_shm_t), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+/* floor-server FD SIZE: serves requests until the writer stops. */
+static int floor_server_main(char** argv) {
+    floor_shm_t* f = floor_map(atoi(argv[0]));
+    size_t size = strtoul(argv[1], NULL, 10);
+    if (f == NULL || size > FLOOR_REQ_BYTES - sizeof(uint32_t)) {
+        return 1;
+    }
+    unsigned char out[FLOOR_REQ_BYTES];
+    uint32_t served = 0;
+    unsigned spins = 0;
+    while (atomic_load_explicit(&f->stop, memory_order_relaxed) == 0) {
+        uint32_t seq = atomic_load_explicit(floor_seq(f), memory_order_acquire);
+        if (seq == served) {
+            floor_relax(&spins);
+            continue;
+        }
+        spins = 0;
+        memcpy(out, f->req, size);
+        uint32_t stamp;
+        memcpy(&stamp, out, sizeof stamp);
+        f->bad += stamp != seq;
+        served = seq;
+        atomic_store_explicit(&f->done, seq, memory_order_release);
+    }
+    return 0;
+}
+
+/* floor-writer FD SIZE DURATION_MS RESULT_FD: synchronous calls until the time is up. */
+static int floor_writer_main(char** argv) {
+    floor_shm_t* f = floor_map(atoi(argv[0]));
+    size_t size = strtoul(argv[1], NULL, 10);
+    int64_t duration = strtoll(argv[2], NULL, 10) * 1000000;
+    int out = atoi(argv[3]);
+    if (f == NULL || size < sizeof(uint32_t) || size > FLOOR_REQ_BYTES - sizeof(uint32_t)) {
+        return 1;
+    }
+    unsigned char rec[FLOOR_REQ_BYTES];
+    memset(rec, 0x5a, sizeof rec);
+    uint32_t seq = 0;
+    int64_t start = now_ns();
+    int64_t end = start + duration;
+    int64_t t = start;
+    for (;;) {
+        seq++;
+        memcpy(rec, &seq, sizeof seq); /* the server checks that the copy it read is whole */
+        memcpy(f->req, rec, size);
+        atomic_store_explicit(floor_seq(f), seq, memory_order_release);
+        unsigned spins = 0;
+        while (atomic_load_explicit(&f->done, memory_order_acquire) != seq) {
+            floor_relax(&spins);
+        }
+        if ((seq & 63u) == 0 && (t = now_ns()) >= end) {
+            break;
+        }
+    }
+    atomic_store(&f->stop, 1);
+    dprintf(out, "ok %" PRIu32 " %" PRId64 "\n", seq, t - start);
+    return 0;
+}
+
+/* The floor's calls/s, or a negative number on failure. */
+static double bench_floor(const char* self, size_t size, long ms) {
+    if (size > FLOOR_REQ_BYTES - sizeof(uint32_t)) {
+        return -1; /* the floor is for small records only */
+    }
+    int fd = memfd_create("iob-bench-sync-floor", 0); /* inherited by both children */
+    FILE* res = tmpfile();
+    if (fd < 0 || res == NULL || ftruncate(fd, sizeof(floor_shm_t)) != 0) {
+        if (fd >= 0) {
+            close(fd);
+        }
+        if (res != NULL) {
+            fclose(res);
+        }
+        return -1;
+    }
+    int out = dup(fileno(res));
+    fclose(res);
+    char fd_s[16], size_s[32], ms_s[32], out_s[16];
+    snprintf(fd_s, sizeof fd_s, "%d", fd);
+    snprintf(size_s, sizeof size_s, "%zu", size);
+    snprintf(ms_s, sizeof ms_s, "%ld", ms);
+    snprintf(out_s, sizeof out_s, "%d", out);
+    char* sargv[] = {(char*)(uintptr_t)self, (char*)(uintptr_t)"floor-server", fd_s, size_s,
+                     NULL};
+    char* wargv[] = {(char*)(uintptr_t)self, (char*)(uintptr_t)"floor-writer", fd_s, size_s,
+                     ms_s, out_s, NULL};
+    pid_t server = spawn_self(self, sargv);
+    pid_t writer = server > 0 ? spawn_self(self, wargv) : -1;
+    int ws = 0;
+    int ss = 0;
+    if (writer > 0) {
+        waitpid(writer, &ws, 0);
+    } else if (server > 0) {
+        kill(server, SIGTERM);
+    }
+    if (server > 0) {
+        waitpid(server, &ss, 0);
+    }
+    char line[128] = "";
+    ssize_t n = pread(out, line, sizeof line - 1, 0);
+    line[n > 0 ? n : 0] = '\0';
+    uint32_t calls = 0;
+    int64_t ns = 0;
+    floor_shm_t* f = floor_map(fd);
+    bool ok = writer > 0 && WIFEXITED(ws) && WEXITSTATUS(ws) == 0 && WIFEXITED(ss) &&
+              WEXITSTATUS(ss) == 0 && f != NULL && f->bad == 0 &&
+              sscanf(line, "ok %" SCNu32 " %" SCNd64, &calls, &ns) == 2 && ns > 0;
+    if (f != NULL) {
+        munmap(f, sizeof *f);
+    }
+    close(out);
+    close(fd);
+    return ok ? (double)calls * 1e9 / (double)ns : -1;
 }
 
 /* ---- The reader ---- */
@@ -485,6 +646,12 @@ int main(int argc, char** argv) {
     if (argc >= 5 && strcmp(argv[1], "dgram") == 0) {
         return dgram_main(argv + 2);
     }
+    if (argc >= 4 && strcmp(argv[1], "floor-server") == 0) {
+        return floor_server_main(argv + 2);
+    }
+    if (argc >= 6 && strcmp(argv[1], "floor-writer") == 0) {
+        return floor_writer_main(argv + 2);
+    }
     if (argc >= 4 && strcmp(argv[1], "rate") == 0) {
         char me[4096];
         ssize_t ml = readlink("/proc/self/exe", me, sizeof me - 1);
@@ -547,13 +714,16 @@ int main(int argc, char** argv) {
     }
     /* The best of the trials: the machine is shared, interference only ever slows a run. */
     double dgram = -1;
+    double floor = -1;
     double one = -1;
     double many = -1;
     for (int t = 0; t < trials; t++) {
         double d = bench_dgram(self, size, ms);
+        double f = bench_floor(self, size, ms);
         double o = bench_mediated(self, 1, size, ms);
         double m = bench_mediated(self, writers, size, ms);
         dgram = d > dgram ? d : dgram;
+        floor = f > floor ? f : floor;
         one = o > one ? o : one;
         many = m > many ? m : many;
     }
@@ -594,8 +764,17 @@ int main(int argc, char** argv) {
            trials, sysconf(_SC_NPROCESSORS_ONLN));
     printf("%-22s %14s %10s\n", "row", "records/s", "ratio");
     printf("%-22s %14.0f %10s\n", "unix-dgram", dgram, "1.00x");
+    if (floor > 0) {
+        printf("%-22s %14.0f %9.2fx  (two processes, one synchronous %zu B request/reply in "
+               "shared memory)\n",
+               "sync-floor", floor, dgram > 0 ? floor / dgram : 0, size);
+    }
     printf("%-22s %14.0f %9.2fx  (target >= 1,000,000 and >= 5x unix-dgram)\n",
            "mediated-1-writer", one, dgram > 0 ? one / dgram : 0);
+    if (floor > 0) {
+        printf("%-22s %14s %9.2fx  (mediated-1-writer / sync-floor)\n", "mediated-of-floor", "",
+               one / floor);
+    }
     char row[32];
     snprintf(row, sizeof row, "mediated-%d-writers", writers);
     printf("%-22s %14.0f %9.2fx  (of one writer; target >= 0.8x)\n", row, many,
@@ -612,7 +791,14 @@ int main(int argc, char** argv) {
         if (f != NULL) {
             fprintf(f, "row,msg_bytes,writers,records_per_s,ratio,idle_cpu_percent\n");
             fprintf(f, "unix-dgram,%zu,1,%.0f,1.00,\n", size, dgram);
+            if (floor > 0) {
+                fprintf(f, "sync-floor,%zu,1,%.0f,%.2f,\n", size, floor,
+                        dgram > 0 ? floor / dgram : 0);
+            }
             fprintf(f, "mediated,%zu,1,%.0f,%.2f,\n", size, one, dgram > 0 ? one / dgram : 0);
+            if (floor > 0) {
+                fprintf(f, "mediated-of-floor,%zu,1,,%.2f,\n", size, one / floor);
+            }
             fprintf(f, "mediated,%zu,%d,%.0f,%.2f,\n", size, writers, many,
                     one > 0 ? many / one : 0);
             fprintf(f, "idle,%zu,%d,,,%.2f\n", size, writers, idle);

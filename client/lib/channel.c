@@ -48,6 +48,11 @@
 /* The writer's spin before it sleeps: bounds (ns) and the start. */
 #define IOB__MCHAN_SPIN_MIN_NS 2000
 #define IOB__MCHAN_SPIN_MAX_NS 50000
+/*
+ * Pauses before the writer yields: about 1.5 us, a little more than an answer takes when
+ * the mediator runs on another CPU.
+ */
+#define IOB__MCHAN_PAUSES 64u
 /* How often a sleeping writer looks whether iobd is still there, and when it gives up. */
 #define IOB__MCHAN_CHECK_NS 100000000
 #define IOB__MCHAN_TIMEOUT_NS (INT64_C(10) * 1000000000)
@@ -257,6 +262,13 @@ static bool iob__mchan_alive(iob__session_t* s, const iob__mchan_t* ch) {
     return alive;
 }
 
+/* Whether this thread runs where the mediator last ran (it may be waiting for our CPU). */
+static bool iob__mchan_shares_cpu(const iob__mchan_t* ch) {
+    uint32_t cpu = atomic_load_explicit((_Atomic uint32_t*)(uintptr_t)&ch->comp->mediator_cpu,
+                                        memory_order_relaxed);
+    return cpu != 0 && (int64_t)cpu - 1 == (int64_t)sched_getcpu();
+}
+
 /* Sleeps until done_seq reaches seq: ZX_OK, or why no answer came. */
 static zx_status_t iob__mchan_sleep(iob__session_t* s, iob__mchan_t* ch, uint32_t seq) {
     int64_t give_up = iob__mchan_now() + IOB__MCHAN_TIMEOUT_NS;
@@ -289,6 +301,9 @@ static zx_status_t iob__mchan_sleep(iob__session_t* s, iob__mchan_t* ch, uint32_
 zx_status_t iob__mchan_call(iob__session_t* s, iob__mchan_t* ch, zx_status_t* status,
                             uint32_t* id) {
     uint32_t seq = ++ch->seq;
+    int cpu = sched_getcpu();
+    atomic_store_explicit(&ch->sub->writer_cpu, cpu >= 0 ? (uint32_t)cpu + 1 : 0u,
+                          memory_order_relaxed);
     /* seq_cst: against the mediator's store of mediator_sleeping (mediated_channel.h). */
     atomic_store(&ch->sub->seq, seq);
     _Atomic uint32_t* done = (_Atomic uint32_t*)(uintptr_t)&ch->comp->done_seq;
@@ -300,19 +315,24 @@ zx_status_t iob__mchan_call(iob__session_t* s, iob__mchan_t* ch, zx_status_t* st
     int64_t start = iob__mchan_now();
     int64_t spin_until = start + ch->spin_ns;
     zx_status_t st = ZX_OK;
+    bool shared = false;
     for (unsigned spins = 0; atomic_load_explicit(done, memory_order_acquire) != seq; spins++) {
         /*
-         * After a short pure spin, yield while waiting: when the mediator shares this CPU
-         * (a small or busy host) it runs at once instead of at the next tick.
+         * Pause while an answer from another CPU is still due, then yield, so that what
+         * shares this CPU (other writers, a reader) runs; beside the mediator, yield at
+         * once (the top of mediated_channel.h).
          */
-        if (spins < 64) {
-            iob_mchan_cpu_relax();
-        } else {
-            sched_yield();
+        if ((spins & 31u) == 0) {
+            shared = iob__mchan_shares_cpu(ch);
+            if (spins > 0 && iob__mchan_now() >= spin_until) {
+                st = iob__mchan_sleep(s, ch, seq);
+                break;
+            }
         }
-        if ((spins & 31u) == 31u && iob__mchan_now() >= spin_until) {
-            st = iob__mchan_sleep(s, ch, seq);
-            break;
+        if (shared || spins >= IOB__MCHAN_PAUSES) {
+            sched_yield();
+        } else {
+            iob_mchan_cpu_relax();
         }
     }
     /*

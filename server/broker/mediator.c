@@ -30,14 +30,19 @@
  * a few microseconds), short enough that a burst's tail costs little CPU on a small host.
  */
 #define MEDIATOR_SPIN_NS 50000
+/* What a request's first copy takes: a writev of a few hundred bytes, in one go. */
+#define MEDIATOR_TAKE_FIRST 512u
+_Static_assert(MEDIATOR_TAKE_FIRST <= IOB_BROKER_MAX_MEDIATED_MSG, "within the request area");
 /* Scans between clock reads while spinning. */
 #define MEDIATOR_CLOCK_EVERY 64u
+
 
 struct iobd_mchan {
     iob_session_id_t session;
     iob_mchan_sub_t* sub;   /* client-writable: read only under iob_fault_call */
     iob_mchan_comp_t* comp; /* ours: the client maps it read-only */
     uint32_t served_seq;    /* the last seq value served (the mediator thread's) */
+    uint32_t writer_cpu;    /* the writer's hint, as read with its last request */
     _Atomic bool closed;    /* set by the loop; the mediator then frees the channel */
     bool broken;            /* its memory faulted: no longer served */
     iobd_mchan_t* next_new; /* in the handover list, under mu */
@@ -56,6 +61,7 @@ struct iobd_mediator {
     void* doorbell_map;
     _Atomic uint32_t* doorbell; /* its first word; client-writable */
     /* The thread's own. */
+    int cpu; /* where it last ran, as published in every completion page; -1: not yet */
     iobd_mchan_t** chans;
     size_t nchans;
     size_t chans_cap;
@@ -166,8 +172,7 @@ typedef struct mediator_take {
 /*
  * Under iob_fault_call: a new seq, and its request copied into m->rx. The header's size
  * is read from our copy and bounded before the rest is copied; the fields are then checked
- * in our copy only (the header is copied again with the rest, so what is checked is what
- * was copied).
+ * in our copy only (so what is checked is what was copied).
  */
 static zx_status_t mediator_take(void* ctx) {
     mediator_take_t* t = ctx;
@@ -178,13 +183,23 @@ static zx_status_t mediator_take(void* ctx) {
     if (!t->fresh) {
         return ZX_OK;
     }
+    t->ch->writer_cpu = atomic_load_explicit(&sub->writer_cpu, memory_order_relaxed);
     const unsigned char* msg = (const unsigned char*)sub + IOB_MCHAN_MSG_OFFSET;
+    /*
+     * The first lines whatever the size says: they cross from the writer's CPU together,
+     * where reading the header first and then the rest would wait for two crossings.
+     */
+    unsigned char* rx = t->m->rx;
+    memcpy(rx, msg, MEDIATOR_TAKE_FIRST);
     iob_broker_hdr_t hdr;
-    memcpy(&hdr, msg, sizeof hdr);
+    memcpy(&hdr, rx, sizeof hdr);
     if (hdr.size < sizeof hdr || hdr.size > IOB_BROKER_MAX_MEDIATED_MSG) {
         return ZX_OK;
     }
-    memcpy(t->m->rx, msg, hdr.size);
+    if (hdr.size > MEDIATOR_TAKE_FIRST) {
+        memcpy(rx + MEDIATOR_TAKE_FIRST, msg + MEDIATOR_TAKE_FIRST,
+               hdr.size - MEDIATOR_TAKE_FIRST);
+    }
     t->len = hdr.size;
     return ZX_OK;
 }
@@ -259,6 +274,7 @@ static void mediator_update(iobd_mediator_t* m) {
         }
         m->new_chans = ch->next_new;
         m->chans[m->nchans++] = ch;
+        m->cpu = -1; /* the new channel learns where the mediator runs */
     }
     size_t kept = 0;
     for (size_t i = 0; i < m->nchans; i++) {
@@ -318,6 +334,19 @@ static void mediator_sleep(iobd_mediator_t* m) {
     mediator_announce_sleep(m, 0);
 }
 
+/* Tells the writers where the mediator runs when that changed (mediated_channel.h). */
+static void mediator_publish_cpu(iobd_mediator_t* m) {
+    int cpu = sched_getcpu();
+    if (cpu == m->cpu) {
+        return;
+    }
+    m->cpu = cpu;
+    for (size_t i = 0; i < m->nchans; i++) {
+        atomic_store_explicit(&m->chans[i]->comp->mediator_cpu, cpu >= 0 ? (uint32_t)cpu + 1 : 0,
+                              memory_order_relaxed);
+    }
+}
+
 static void* mediator_main(void* arg) {
     iobd_mediator_t* m = arg;
     /*
@@ -329,29 +358,48 @@ static void* mediator_main(void* arg) {
     sigaddset(&faults, SIGBUS);
     sigaddset(&faults, SIGSEGV);
     pthread_sigmask(SIG_UNBLOCK, &faults, NULL);
-    int64_t idle_since = mediator_now();
+    m->cpu = -1;
+    int64_t idle_since = 0;
     unsigned scans = 0;
     while (!atomic_load(&m->stopping)) {
         mediator_update(m);
+        mediator_publish_cpu(m);
         bool served = false;
+        bool beside = false;
+        bool elsewhere = false;
         for (size_t i = 0; i < m->nchans; i++) {
-            served |= mediator_serve(m, m->chans[i]);
+            iobd_mchan_t* ch = m->chans[i];
+            if (mediator_serve(m, ch)) {
+                served = true;
+                if (m->cpu >= 0 && ch->writer_cpu == (uint32_t)m->cpu + 1) {
+                    beside = true;
+                } else {
+                    elsewhere = true;
+                }
+            }
         }
         if (served) {
+            /*
+             * A writer served on this CPU runs now (mediated_channel.h); not while writers
+             * on other CPUs keep the mediator busy: they would wait for the yield.
+             */
+            if (beside && !elsewhere) {
+                sched_yield();
+            }
             scans = 0;
             idle_since = 0;
             continue;
         }
+        /*
+         * Idle scans give the CPU away when someone else wants it: on a small host the
+         * writer may be waiting for this very CPU to make the next request.
+         */
+        if (scans >= MEDIATOR_CLOCK_EVERY) {
+            sched_yield();
+        } else {
+            iob_mchan_cpu_relax();
+        }
         if (++scans % MEDIATOR_CLOCK_EVERY != 0) {
-            /*
-             * Idle scans give the CPU away when someone else wants it: on a small host the
-             * writer may be waiting for this very CPU to make the next request.
-             */
-            if (scans > MEDIATOR_CLOCK_EVERY) {
-                sched_yield();
-            } else {
-                iob_mchan_cpu_relax();
-            }
             continue;
         }
         int64_t now = mediator_now();
