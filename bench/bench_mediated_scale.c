@@ -29,8 +29,8 @@
 #include <netinet/in.h>
 #include <sched.h>
 #include <signal.h>
-#include <stdbool.h>
 #include <spawn.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +46,7 @@
 #include <zircon/status.h>
 #include <zircon/syscalls.h>
 
+#include "bench/bench_mediated_scale.h"
 #include "client/testkit/iobd_launch.h"
 #include "client/testkit/percentile.h"
 #include "shm/mediated.h"
@@ -54,10 +55,8 @@ extern char** environ;
 
 #define MAX_WRITERS 16
 #define TAG_BASE UINT64_C(0x6c6f6700) /* "\0gol" + the writer's index */
-/* The floor's request: the largest record it carries and its sequence number. */
-#define FLOOR_REQ_BYTES 128u
 
-static int64_t now_ns(void) {
+int64_t now_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
@@ -68,7 +67,7 @@ static void nap_us(long us) {
     nanosleep(&t, NULL);
 }
 
-static pid_t spawn_self(const char* self, char* const argv[]) {
+pid_t spawn_self(const char* self, char* const argv[]) {
     pid_t pid;
     return posix_spawn(&pid, self, NULL, NULL, argv, environ) == 0 ? pid : -1;
 }
@@ -117,181 +116,6 @@ static int writer_main(char** argv) {
     dprintf(out, "%s %" PRIu64 " %" PRIu64 "\n", st == ZX_OK ? "ok" : "error", n, full);
     zx_handle_close(ep);
     return st == ZX_OK ? 0 : 1;
-}
-
-/* dgram FD SIZE DURATION_MS: sends datagrams on FD until the time is up, then a 1-byte end. */
-static int dgram_main(char** argv) {
-    int fd = atoi(argv[0]);
-    size_t size = strtoul(argv[1], NULL, 10);
-    int64_t end = now_ns() + strtoll(argv[2], NULL, 10) * 1000000;
-    unsigned char rec[65536];
-    memset(rec, 0x5a, sizeof rec);
-    for (uint64_t n = 1;; n++) {
-        if (send(fd, rec, size, 0) != (ssize_t)size) {
-            return 1;
-        }
-        if ((n & 63u) == 0 && now_ns() >= end) {
-            break;
-        }
-    }
-    return send(fd, rec, 1, 0) == 1 ? 0 : 1;
-}
-
-/*
- * ---- The synchronous floor ----
- *
- * The least any synchronous mediated write can cost on this machine: one process (the
- * writer) copies a record into shared memory and publishes its sequence number, the other
- * (the server) sees it, copies the record out, checks it and answers in a word of its own;
- * the writer's call ends when it sees the answer. Payload and sequence share the request's
- * cache lines (the sequence last), the answer has a line to itself, nothing else is
- * shared: every call moves the request's lines one way and the answer's line back, one
- * round trip between the CPUs at least. Both sides wait as the mediated path does (a
- * short pause spin, then sched_yield, so that two of them sharing a CPU still progress);
- * nobody is pinned, as in the mediated run.
- */
-typedef struct floor_shm {
-    _Alignas(64) unsigned char req[FLOOR_REQ_BYTES]; /* the record, then `seq` in its last word */
-    _Alignas(64) _Atomic uint32_t done;              /* the server's answer: the seq served */
-    _Alignas(64) _Atomic uint32_t stop;              /* the writer is finished */
-    uint32_t bad;                                    /* records the server found torn */
-} floor_shm_t;
-
-static inline void floor_relax(unsigned* spins) {
-    if (++*spins < 64) {
-#if defined(__x86_64__) || defined(__i386__)
-        __builtin_ia32_pause();
-#elif defined(__aarch64__)
-        __asm__ __volatile__("yield" ::: "memory");
-#endif
-    } else {
-        sched_yield();
-    }
-}
-
-static _Atomic uint32_t* floor_seq(floor_shm_t* f) {
-    return (_Atomic uint32_t*)(void*)(f->req + FLOOR_REQ_BYTES - sizeof(uint32_t));
-}
-
-static floor_shm_t* floor_map(int fd) {
-    void* p = mmap(NULL, sizeof(floor_shm_t), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    return p == MAP_FAILED ? NULL : p;
-}
-
-/* floor-server FD SIZE: serves requests until the writer stops. */
-static int floor_server_main(char** argv) {
-    floor_shm_t* f = floor_map(atoi(argv[0]));
-    size_t size = strtoul(argv[1], NULL, 10);
-    if (f == NULL || size > FLOOR_REQ_BYTES - sizeof(uint32_t)) {
-        return 1;
-    }
-    unsigned char out[FLOOR_REQ_BYTES];
-    uint32_t served = 0;
-    unsigned spins = 0;
-    while (atomic_load_explicit(&f->stop, memory_order_relaxed) == 0) {
-        uint32_t seq = atomic_load_explicit(floor_seq(f), memory_order_acquire);
-        if (seq == served) {
-            floor_relax(&spins);
-            continue;
-        }
-        spins = 0;
-        memcpy(out, f->req, size);
-        uint32_t stamp;
-        memcpy(&stamp, out, sizeof stamp);
-        f->bad += stamp != seq;
-        served = seq;
-        atomic_store_explicit(&f->done, seq, memory_order_release);
-    }
-    return 0;
-}
-
-/* floor-writer FD SIZE DURATION_MS RESULT_FD: synchronous calls until the time is up. */
-static int floor_writer_main(char** argv) {
-    floor_shm_t* f = floor_map(atoi(argv[0]));
-    size_t size = strtoul(argv[1], NULL, 10);
-    int64_t duration = strtoll(argv[2], NULL, 10) * 1000000;
-    int out = atoi(argv[3]);
-    if (f == NULL || size < sizeof(uint32_t) || size > FLOOR_REQ_BYTES - sizeof(uint32_t)) {
-        return 1;
-    }
-    unsigned char rec[FLOOR_REQ_BYTES];
-    memset(rec, 0x5a, sizeof rec);
-    uint32_t seq = 0;
-    int64_t start = now_ns();
-    int64_t end = start + duration;
-    int64_t t = start;
-    for (;;) {
-        seq++;
-        memcpy(rec, &seq, sizeof seq); /* the server checks that the copy it read is whole */
-        memcpy(f->req, rec, size);
-        atomic_store_explicit(floor_seq(f), seq, memory_order_release);
-        unsigned spins = 0;
-        while (atomic_load_explicit(&f->done, memory_order_acquire) != seq) {
-            floor_relax(&spins);
-        }
-        if ((seq & 63u) == 0 && (t = now_ns()) >= end) {
-            break;
-        }
-    }
-    atomic_store(&f->stop, 1);
-    dprintf(out, "ok %" PRIu32 " %" PRId64 "\n", seq, t - start);
-    return 0;
-}
-
-/* The floor's calls/s, or a negative number on failure. */
-static double bench_floor(const char* self, size_t size, long ms) {
-    if (size > FLOOR_REQ_BYTES - sizeof(uint32_t)) {
-        return -1; /* the floor is for small records only */
-    }
-    int fd = memfd_create("iob-bench-sync-floor", 0); /* inherited by both children */
-    FILE* res = tmpfile();
-    if (fd < 0 || res == NULL || ftruncate(fd, sizeof(floor_shm_t)) != 0) {
-        if (fd >= 0) {
-            close(fd);
-        }
-        if (res != NULL) {
-            fclose(res);
-        }
-        return -1;
-    }
-    int out = dup(fileno(res));
-    fclose(res);
-    char fd_s[16], size_s[32], ms_s[32], out_s[16];
-    snprintf(fd_s, sizeof fd_s, "%d", fd);
-    snprintf(size_s, sizeof size_s, "%zu", size);
-    snprintf(ms_s, sizeof ms_s, "%ld", ms);
-    snprintf(out_s, sizeof out_s, "%d", out);
-    char* sargv[] = {(char*)(uintptr_t)self, (char*)(uintptr_t)"floor-server", fd_s, size_s,
-                     NULL};
-    char* wargv[] = {(char*)(uintptr_t)self, (char*)(uintptr_t)"floor-writer", fd_s, size_s,
-                     ms_s, out_s, NULL};
-    pid_t server = spawn_self(self, sargv);
-    pid_t writer = server > 0 ? spawn_self(self, wargv) : -1;
-    int ws = 0;
-    int ss = 0;
-    if (writer > 0) {
-        waitpid(writer, &ws, 0);
-    } else if (server > 0) {
-        kill(server, SIGTERM);
-    }
-    if (server > 0) {
-        waitpid(server, &ss, 0);
-    }
-    char line[128] = "";
-    ssize_t n = pread(out, line, sizeof line - 1, 0);
-    line[n > 0 ? n : 0] = '\0';
-    uint32_t calls = 0;
-    int64_t ns = 0;
-    floor_shm_t* f = floor_map(fd);
-    bool ok = writer > 0 && WIFEXITED(ws) && WEXITSTATUS(ws) == 0 && WIFEXITED(ss) &&
-              WEXITSTATUS(ss) == 0 && f != NULL && f->bad == 0 &&
-              sscanf(line, "ok %" SCNu32 " %" SCNd64, &calls, &ns) == 2 && ns > 0;
-    if (f != NULL) {
-        munmap(f, sizeof *f);
-    }
-    close(out);
-    close(fd);
-    return ok ? (double)calls * 1e9 / (double)ns : -1;
 }
 
 /* ---- The reader ---- */
@@ -410,8 +234,13 @@ static double bench_mediated(const char* self, int writers, size_t size, long ms
         fclose(f);
         char fd_s[16];
         snprintf(fd_s, sizeof fd_s, "%d", outs[i]);
-        char* argv[] = {(char*)(uintptr_t)self, (char*)(uintptr_t)"writer", r.tokens[i], size_s,
-                        ms_s, fd_s, NULL};
+        char* argv[] = {(char*)(uintptr_t)self,
+                        (char*)(uintptr_t) "writer",
+                        r.tokens[i],
+                        size_s,
+                        ms_s,
+                        fd_s,
+                        NULL};
         pids[i] = spawn_self(self, argv);
     }
     uint64_t per[MAX_WRITERS] = {0};
@@ -432,43 +261,6 @@ static double bench_mediated(const char* self, int writers, size_t size, long ms
     run_teardown(&r, writers);
     /* Each writer writes for ms after its setup; the windows overlap but for the spawns. */
     return ok ? (double)got / ((double)ms / 1000.0) : -1;
-}
-
-/* Unix datagram records/s (one writer process, this process reads). */
-static double bench_dgram(const char* self, size_t size, long ms) {
-    int sv[2];
-    if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv) != 0) {
-        return -1;
-    }
-    int child = dup(sv[0]); /* without CLOEXEC: the writer's end */
-    char fd_s[16];
-    char size_s[32];
-    char ms_s[32];
-    snprintf(fd_s, sizeof fd_s, "%d", child);
-    snprintf(size_s, sizeof size_s, "%zu", size);
-    snprintf(ms_s, sizeof ms_s, "%ld", ms);
-    char* argv[] = {(char*)(uintptr_t)self, (char*)(uintptr_t)"dgram", fd_s, size_s, ms_s, NULL};
-    pid_t pid = spawn_self(self, argv);
-    close(child);
-    close(sv[0]);
-    static unsigned char buf[65536];
-    uint64_t n = 0;
-    bool ok = pid > 0;
-    for (; ok;) {
-        ssize_t r = recv(sv[1], buf, sizeof buf, 0);
-        if (r == 1) {
-            break;
-        }
-        ok = r == (ssize_t)size;
-        n++;
-    }
-    close(sv[1]);
-    int status = 0;
-    if (pid > 0) {
-        waitpid(pid, &status, 0);
-    }
-    ok = ok && WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    return ok ? (double)n / ((double)ms / 1000.0) : -1;
 }
 
 /* iobd's pid from its Unix socket's peer credentials (the local iobd we talk to). */
@@ -510,8 +302,8 @@ static double cpu_seconds(pid_t pid) {
     unsigned long ut = 0;
     unsigned long stime = 0;
     /* After "pid (comm)": state is field 3, utime 14, stime 15. */
-    if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
-                            &stime) != 2) {
+    if (p == NULL ||
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &stime) != 2) {
         return -1;
     }
     return (double)(ut + stime) / (double)sysconf(_SC_CLK_TCK);
@@ -536,8 +328,13 @@ static double bench_idle(const char* self, const char* target, int writers, long
         fclose(f);
         char fd_s[16];
         snprintf(fd_s, sizeof fd_s, "%d", outs[i]);
-        char* argv[] = {(char*)(uintptr_t)self, (char*)(uintptr_t)"writer", r.tokens[i],
-                        (char*)(uintptr_t)"64", (char*)(uintptr_t)"0", fd_s, NULL};
+        char* argv[] = {(char*)(uintptr_t)self,
+                        (char*)(uintptr_t) "writer",
+                        r.tokens[i],
+                        (char*)(uintptr_t) "64",
+                        (char*)(uintptr_t) "0",
+                        fd_s,
+                        NULL};
         pids[i] = spawn_self(self, argv);
     }
     /* Wait for every writer to have its channel open (its one record sent). */
@@ -602,7 +399,7 @@ static double child_rate(const char* self, const char* server, size_t size, long
     char a_size[32], a_ms[32];
     snprintf(a_size, sizeof a_size, "%zu", size);
     snprintf(a_ms, sizeof a_ms, "%ld", ms);
-    char* argv[] = {(char*)(uintptr_t)self, (char*)(uintptr_t)"rate", a_size, a_ms, NULL};
+    char* argv[] = {(char*)(uintptr_t)self, (char*)(uintptr_t) "rate", a_size, a_ms, NULL};
     int p[2];
     if (pipe2(p, O_CLOEXEC) != 0) {
         return -1;
@@ -639,7 +436,176 @@ static double child_rate(const char* self, const char* server, size_t size, long
     return r;
 }
 
-int main(int argc, char** argv) {
+typedef struct options {
+    size_t size;
+    int writers;
+    long ms;
+    long idle_s;
+    int trials;
+    const char* csv;
+} options_t;
+
+typedef struct figures {
+    double dgram, floor, one, many; /* records/s, the best of the trials */
+    double one_of_floor;            /* one writer / sync-floor, the median of paired trials */
+    double idle;                    /* % of a CPU */
+    double metrics_ratio;           /* with --metrics / without; < 0: not measured */
+} figures_t;
+
+/* 0: run; 1: done (usage printed, exit 2). */
+static int parse_options(int argc, char** argv, options_t* o) {
+    *o = (options_t){64, 4, 2000, 10, 3, NULL};
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--quick") == 0) {
+            o->ms = 500;
+            o->idle_s = 2;
+            o->trials = 1;
+        } else if (strcmp(argv[i], "--size") == 0 && i + 1 < argc) {
+            o->size = strtoul(argv[++i], NULL, 10);
+        } else if (strcmp(argv[i], "--writers") == 0 && i + 1 < argc) {
+            o->writers = atoi(argv[++i]);
+        } else if (strcmp(argv[i], "--duration-ms") == 0 && i + 1 < argc) {
+            o->ms = atol(argv[++i]);
+        } else if (strcmp(argv[i], "--idle-s") == 0 && i + 1 < argc) {
+            o->idle_s = atol(argv[++i]);
+        } else if (strcmp(argv[i], "--trials") == 0 && i + 1 < argc) {
+            o->trials = atoi(argv[++i]);
+        } else if (strcmp(argv[i], "--csv") == 0 && i + 1 < argc) {
+            o->csv = argv[++i];
+        } else {
+            fprintf(stderr,
+                    "usage: iob-bench-mediated [--quick] [--size B] [--writers N] "
+                    "[--duration-ms N] [--idle-s N] [--trials N] [--csv FILE]\n");
+            return 1;
+        }
+    }
+    if (o->writers < 1 || o->writers > MAX_WRITERS || o->size < 1 || o->size > 65519 ||
+        o->trials < 1) {
+        fprintf(stderr, "iob-bench-mediated: bad arguments\n");
+        return 1;
+    }
+    return 0;
+}
+
+/*
+ * What counting costs the mediated path: one writer against this iobd and against a second
+ * one serving --metrics (so counting), in alternating order, paired per round. Only with
+ * iobds of our own (IOB_SERVER unset). < 0: not measured.
+ */
+static double bench_metrics_cost(const char* self, const char* server, const options_t* o) {
+    char target_m[256];
+    if (g_iobd[0].pid <= 0 || start_iobd(1, true, target_m, sizeof target_m) == NULL) {
+        return -1;
+    }
+    enum { ROUNDS_MAX = 15 };
+    int rounds = o->trials * 2 + 1 < ROUNDS_MAX ? o->trials * 2 + 1 : ROUNDS_MAX;
+    double ratios[ROUNDS_MAX];
+    int got = 0;
+    for (int i = 0; i < rounds; i++) {
+        double off, on;
+        if (i % 2 == 0) {
+            off = child_rate(self, server, o->size, o->ms);
+            on = child_rate(self, target_m, o->size, o->ms);
+        } else {
+            on = child_rate(self, target_m, o->size, o->ms);
+            off = child_rate(self, server, o->size, o->ms);
+        }
+        if (off > 0 && on > 0) {
+            ratios[got++] = on / off;
+            fprintf(stderr, "iob-bench-mediated: metrics round %d: off %.0f on %.0f (%.2fx)\n", i,
+                    off, on, on / off);
+        }
+    }
+    stop_iobd(1);
+    return got > 0 ? iob_tk_median(ratios, (size_t)got) : -1;
+}
+
+/*
+ * The rates: the best of the trials for each row (the machine is shared: interference only
+ * ever slows a run), and one writer against the floor paired per trial, because this VM's
+ * core-to-core speed changes between minutes and a ratio of two bests could mix spells.
+ */
+static void bench_rates(const char* self, const options_t* o, figures_t* g) {
+    enum { TRIALS_MAX = 64 };
+    double pairs[TRIALS_MAX];
+    size_t paired = 0;
+    g->dgram = g->floor = g->one = g->many = g->one_of_floor = -1;
+    for (int t = 0; t < o->trials; t++) {
+        double d = bench_dgram(self, o->size, o->ms);
+        double f = bench_floor(self, o->size, o->ms);
+        double w1 = bench_mediated(self, 1, o->size, o->ms);
+        double wn = bench_mediated(self, o->writers, o->size, o->ms);
+        g->dgram = d > g->dgram ? d : g->dgram;
+        g->floor = f > g->floor ? f : g->floor;
+        g->one = w1 > g->one ? w1 : g->one;
+        g->many = wn > g->many ? wn : g->many;
+        if (f > 0 && w1 > 0 && paired < TRIALS_MAX) {
+            pairs[paired++] = w1 / f;
+        }
+    }
+    if (paired > 0) {
+        g->one_of_floor = iob_tk_median(pairs, paired);
+    }
+}
+
+static void report_text(const options_t* o, const figures_t* g) {
+    double per_dgram = g->dgram > 0 ? 1 / g->dgram : 0;
+    printf("iob-bench-mediated: %zu B records, %ld ms per run, best of %d; %ld CPUs\n", o->size,
+           o->ms, o->trials, sysconf(_SC_NPROCESSORS_ONLN));
+    printf("%-22s %14s %10s\n", "row", "records/s", "ratio");
+    printf("%-22s %14.0f %10s\n", "unix-dgram", g->dgram, "1.00x");
+    if (g->floor > 0) {
+        printf(
+            "%-22s %14.0f %9.2fx  (two processes, one synchronous %zu B request/reply in "
+            "shared memory)\n",
+            "sync-floor", g->floor, g->floor * per_dgram, o->size);
+    }
+    printf("%-22s %14.0f %9.2fx  (target >= 1,000,000 and >= 5x unix-dgram)\n", "mediated-1-writer",
+           g->one, g->one * per_dgram);
+    if (g->one_of_floor > 0) {
+        printf("%-22s %14s %9.2fx  (mediated-1-writer / sync-floor, median of paired trials)\n",
+               "mediated-of-floor", "", g->one_of_floor);
+    }
+    char row[32];
+    snprintf(row, sizeof row, "mediated-%d-writers", o->writers);
+    printf("%-22s %14.0f %9.2fx  (of one writer; target >= 0.8x)\n", row, g->many,
+           g->one > 0 ? g->many / g->one : 0);
+    printf("%-22s %13.2f%%             (target < 1%%, %d channels open, %ld s)\n",
+           "idle-mediator-cpu", g->idle, o->writers, o->idle_s);
+    if (g->metrics_ratio > 0) {
+        printf(
+            "%-22s %14s %9.2fx  (one writer, iobd --metrics / without; median of paired "
+            "rounds)\n",
+            "metrics-cost", "", g->metrics_ratio);
+    }
+}
+
+static void report_csv(const options_t* o, const figures_t* g) {
+    FILE* f = fopen(o->csv, "w");
+    if (f == NULL) {
+        return;
+    }
+    double per_dgram = g->dgram > 0 ? 1 / g->dgram : 0;
+    fprintf(f, "row,msg_bytes,writers,records_per_s,ratio,idle_cpu_percent\n");
+    fprintf(f, "unix-dgram,%zu,1,%.0f,1.00,\n", o->size, g->dgram);
+    if (g->floor > 0) {
+        fprintf(f, "sync-floor,%zu,1,%.0f,%.2f,\n", o->size, g->floor, g->floor * per_dgram);
+    }
+    fprintf(f, "mediated,%zu,1,%.0f,%.2f,\n", o->size, g->one, g->one * per_dgram);
+    if (g->one_of_floor > 0) {
+        fprintf(f, "mediated-of-floor,%zu,1,,%.2f,\n", o->size, g->one_of_floor);
+    }
+    fprintf(f, "mediated,%zu,%d,%.0f,%.2f,\n", o->size, o->writers, g->many,
+            g->one > 0 ? g->many / g->one : 0);
+    fprintf(f, "idle,%zu,%d,,,%.2f\n", o->size, o->writers, g->idle);
+    if (g->metrics_ratio > 0) {
+        fprintf(f, "metrics-on-vs-off,%zu,1,,%.2f,\n", o->size, g->metrics_ratio);
+    }
+    fclose(f);
+}
+
+/* The child roles this program runs as (exec'd by the rows above); -1: none of them. */
+static int child_role_main(int argc, char** argv) {
     if (argc >= 6 && strcmp(argv[1], "writer") == 0) {
         return writer_main(argv + 2);
     }
@@ -661,38 +627,16 @@ int main(int argc, char** argv) {
         me[ml] = '\0';
         return rate_main(me, argv + 2);
     }
-    size_t size = 64;
-    int writers = 4;
-    long ms = 2000;
-    long idle_s = 10;
-    int trials = 3;
-    const char* csv = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--quick") == 0) {
-            ms = 500;
-            idle_s = 2;
-            trials = 1;
-        } else if (strcmp(argv[i], "--size") == 0 && i + 1 < argc) {
-            size = strtoul(argv[++i], NULL, 10);
-        } else if (strcmp(argv[i], "--writers") == 0 && i + 1 < argc) {
-            writers = atoi(argv[++i]);
-        } else if (strcmp(argv[i], "--duration-ms") == 0 && i + 1 < argc) {
-            ms = atol(argv[++i]);
-        } else if (strcmp(argv[i], "--idle-s") == 0 && i + 1 < argc) {
-            idle_s = atol(argv[++i]);
-        } else if (strcmp(argv[i], "--trials") == 0 && i + 1 < argc) {
-            trials = atoi(argv[++i]);
-        } else if (strcmp(argv[i], "--csv") == 0 && i + 1 < argc) {
-            csv = argv[++i];
-        } else {
-            fprintf(stderr,
-                    "usage: iob-bench-mediated [--quick] [--size B] [--writers N] "
-                    "[--duration-ms N] [--idle-s N] [--trials N] [--csv FILE]\n");
-            return 2;
-        }
+    return -1;
+}
+
+int main(int argc, char** argv) {
+    int role = child_role_main(argc, argv);
+    if (role >= 0) {
+        return role;
     }
-    if (writers < 1 || writers > MAX_WRITERS || size < 1 || size > 65519 || trials < 1) {
-        fprintf(stderr, "iob-bench-mediated: bad arguments\n");
+    options_t o;
+    if (parse_options(argc, argv, &o) != 0) {
         return 2;
     }
     char self[4096];
@@ -712,103 +656,15 @@ int main(int argc, char** argv) {
         }
         setenv("IOB_SERVER", server, 1);
     }
-    /* The best of the trials: the machine is shared, interference only ever slows a run. */
-    double dgram = -1;
-    double floor = -1;
-    double one = -1;
-    double many = -1;
-    for (int t = 0; t < trials; t++) {
-        double d = bench_dgram(self, size, ms);
-        double f = bench_floor(self, size, ms);
-        double o = bench_mediated(self, 1, size, ms);
-        double m = bench_mediated(self, writers, size, ms);
-        dgram = d > dgram ? d : dgram;
-        floor = f > floor ? f : floor;
-        one = o > one ? o : one;
-        many = m > many ? m : many;
-    }
-    double idle = bench_idle(self, server, writers, idle_s);
-    /*
-     * What counting costs the mediated path: one writer against this iobd and against a
-     * second one serving --metrics (so counting), in alternating order, paired per round.
-     * Only with iobds of our own (IOB_SERVER unset).
-     */
-    double metrics_ratio = -1;
-    char target_m[256];
-    if (g_iobd[0].pid > 0 && start_iobd(1, true, target_m, sizeof target_m) != NULL) {
-        enum { ROUNDS_MAX = 15 };
-        int rounds = trials * 2 + 1 < ROUNDS_MAX ? trials * 2 + 1 : ROUNDS_MAX;
-        double ratios[ROUNDS_MAX];
-        int got = 0;
-        for (int i = 0; i < rounds; i++) {
-            double off, on;
-            if (i % 2 == 0) {
-                off = child_rate(self, server, size, ms);
-                on = child_rate(self, target_m, size, ms);
-            } else {
-                on = child_rate(self, target_m, size, ms);
-                off = child_rate(self, server, size, ms);
-            }
-            if (off > 0 && on > 0) {
-                ratios[got++] = on / off;
-                fprintf(stderr, "iob-bench-mediated: metrics round %d: off %.0f on %.0f (%.2fx)\n",
-                        i, off, on, on / off);
-            }
-        }
-        if (got > 0) {
-            metrics_ratio = iob_tk_median(ratios, (size_t)got);
-        }
-        stop_iobd(1);
-    }
-    printf("iob-bench-mediated: %zu B records, %ld ms per run, best of %d; %ld CPUs\n", size, ms,
-           trials, sysconf(_SC_NPROCESSORS_ONLN));
-    printf("%-22s %14s %10s\n", "row", "records/s", "ratio");
-    printf("%-22s %14.0f %10s\n", "unix-dgram", dgram, "1.00x");
-    if (floor > 0) {
-        printf("%-22s %14.0f %9.2fx  (two processes, one synchronous %zu B request/reply in "
-               "shared memory)\n",
-               "sync-floor", floor, dgram > 0 ? floor / dgram : 0, size);
-    }
-    printf("%-22s %14.0f %9.2fx  (target >= 1,000,000 and >= 5x unix-dgram)\n",
-           "mediated-1-writer", one, dgram > 0 ? one / dgram : 0);
-    if (floor > 0) {
-        printf("%-22s %14s %9.2fx  (mediated-1-writer / sync-floor)\n", "mediated-of-floor", "",
-               one / floor);
-    }
-    char row[32];
-    snprintf(row, sizeof row, "mediated-%d-writers", writers);
-    printf("%-22s %14.0f %9.2fx  (of one writer; target >= 0.8x)\n", row, many,
-           one > 0 ? many / one : 0);
-    printf("%-22s %13.2f%%             (target < 1%%, %d channels open, %ld s)\n",
-           "idle-mediator-cpu", idle, writers, idle_s);
-    if (metrics_ratio > 0) {
-        printf("%-22s %14s %9.2fx  (one writer, iobd --metrics / without; median of paired "
-               "rounds)\n",
-               "metrics-cost", "", metrics_ratio);
-    }
-    if (csv != NULL) {
-        FILE* f = fopen(csv, "w");
-        if (f != NULL) {
-            fprintf(f, "row,msg_bytes,writers,records_per_s,ratio,idle_cpu_percent\n");
-            fprintf(f, "unix-dgram,%zu,1,%.0f,1.00,\n", size, dgram);
-            if (floor > 0) {
-                fprintf(f, "sync-floor,%zu,1,%.0f,%.2f,\n", size, floor,
-                        dgram > 0 ? floor / dgram : 0);
-            }
-            fprintf(f, "mediated,%zu,1,%.0f,%.2f,\n", size, one, dgram > 0 ? one / dgram : 0);
-            if (floor > 0) {
-                fprintf(f, "mediated-of-floor,%zu,1,,%.2f,\n", size, one / floor);
-            }
-            fprintf(f, "mediated,%zu,%d,%.0f,%.2f,\n", size, writers, many,
-                    one > 0 ? many / one : 0);
-            fprintf(f, "idle,%zu,%d,,,%.2f\n", size, writers, idle);
-            if (metrics_ratio > 0) {
-                fprintf(f, "metrics-on-vs-off,%zu,1,,%.2f,\n", size, metrics_ratio);
-            }
-            fclose(f);
-        }
+    figures_t g;
+    bench_rates(self, &o, &g);
+    g.idle = bench_idle(self, server, o.writers, o.idle_s);
+    g.metrics_ratio = bench_metrics_cost(self, server, &o);
+    report_text(&o, &g);
+    if (o.csv != NULL) {
+        report_csv(&o, &g);
     }
     stop_iobd(0);
-    bool ok = dgram > 0 && one > 0 && many > 0 && idle >= 0;
+    bool ok = g.dgram > 0 && g.one > 0 && g.many > 0 && g.idle >= 0;
     return ok ? 0 : 1;
 }
