@@ -20,9 +20,10 @@
  * is empty it sleeps 1 ms, as a log reader that drains periodically does, so that on a small
  * host the CPUs go to the writers and the mediator (the 4 MiB ring holds about 50 ms of
  * records at 1 M/s, so it never fills meanwhile). Waking every 50 us instead, 20,000 times
- * a second, cost one writer about a third of its rate on this 2-CPU VM. Records/s are counted by the reader over the writers' common window. Children
- * are started with posix_spawn (this binary, re-executed), never forked after libiob has
- * gRPC state. Without IOB_SERVER it starts a private iobd (the build's, or $IOBD).
+ * a second, cost one writer about a third of its rate on this 2-CPU VM. Records/s are counted by
+ * the reader over the writers' common window. Children are started with posix_spawn (this binary,
+ * re-executed), never forked after libiob has gRPC state. Without IOB_SERVER it starts a private
+ * iobd (the build's, or $IOBD).
  */
 #include <arpa/inet.h>
 #include <errno.h>
