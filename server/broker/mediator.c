@@ -36,7 +36,6 @@ _Static_assert(MEDIATOR_TAKE_FIRST <= IOB_BROKER_MAX_MEDIATED_MSG, "within the r
 /* Scans between clock reads while spinning. */
 #define MEDIATOR_CLOCK_EVERY 64u
 
-
 struct iobd_mchan {
     iob_session_id_t session;
     iob_mchan_sub_t* sub;   /* client-writable: read only under iob_fault_call */
@@ -197,8 +196,7 @@ static zx_status_t mediator_take(void* ctx) {
         return ZX_OK;
     }
     if (hdr.size > MEDIATOR_TAKE_FIRST) {
-        memcpy(rx + MEDIATOR_TAKE_FIRST, msg + MEDIATOR_TAKE_FIRST,
-               hdr.size - MEDIATOR_TAKE_FIRST);
+        memcpy(rx + MEDIATOR_TAKE_FIRST, msg + MEDIATOR_TAKE_FIRST, hdr.size - MEDIATOR_TAKE_FIRST);
     }
     t->len = hdr.size;
     return ZX_OK;
@@ -262,7 +260,9 @@ static void mediator_free_chan(iobd_mchan_t* ch) {
 
 /* Takes new channels in and frees closed ones (the thread's side of the handover). */
 static void mediator_update(iobd_mediator_t* m) {
-    if (!atomic_exchange(&m->changed, false)) {
+    /* A plain load first: every scan comes here, and an exchange would write the line. */
+    if (!atomic_load_explicit(&m->changed, memory_order_relaxed) ||
+        !atomic_exchange(&m->changed, false)) {
         return;
     }
     pthread_mutex_lock(&m->mu);
@@ -321,8 +321,8 @@ static void mediator_announce_sleep(iobd_mediator_t* m, uint32_t sleeping) {
 static void mediator_sleep(iobd_mediator_t* m) {
     mediator_announce_sleep(m, 1);
     mediator_bell_t bell = {.m = m, .value = 0};
-    bool ok = iob_fault_call(m->doorbell, IOB_MCHAN_DOORBELL_SIZE, mediator_read_doorbell,
-                             &bell) == ZX_OK;
+    bool ok = iob_fault_call(m->doorbell, IOB_MCHAN_DOORBELL_SIZE, mediator_read_doorbell, &bell) ==
+              ZX_OK;
     bool work = atomic_load(&m->changed) || atomic_load(&m->stopping);
     for (size_t i = 0; !work && i < m->nchans; i++) {
         work = mediator_serve(m, m->chans[i]);
@@ -363,7 +363,10 @@ static void* mediator_main(void* arg) {
     unsigned scans = 0;
     while (!atomic_load(&m->stopping)) {
         mediator_update(m);
-        mediator_publish_cpu(m);
+        /* Where this thread runs changes at a scheduler's pace, not a scan's. */
+        if (m->cpu < 0 || scans % MEDIATOR_CLOCK_EVERY == 0) {
+            mediator_publish_cpu(m);
+        }
         bool served = false;
         bool beside = false;
         bool elsewhere = false;
@@ -444,9 +447,8 @@ zx_status_t iobd_mediator_start(iob_core_t* core, uint32_t max_channels, iobd_me
     m->chans = calloc(m->chans_cap, sizeof *m->chans);
     m->rx = malloc(IOB_BROKER_MAX_MEDIATED_MSG);
     m->doorbell_fd = mediator_memfd("iob-mediator-doorbell", IOB_MCHAN_DOORBELL_SIZE);
-    m->doorbell_map = m->doorbell_fd >= 0
-                          ? mediator_map(m->doorbell_fd, IOB_MCHAN_DOORBELL_SIZE)
-                          : NULL;
+    m->doorbell_map =
+        m->doorbell_fd >= 0 ? mediator_map(m->doorbell_fd, IOB_MCHAN_DOORBELL_SIZE) : NULL;
     m->doorbell = m->doorbell_map;
     zx_status_t st = m->chans != NULL && m->rx != NULL ? ZX_OK : ZX_ERR_NO_MEMORY;
     if (st == ZX_OK && m->doorbell == NULL) {
