@@ -91,16 +91,21 @@ zx_status_t iob_backing_parse(const char* text, iob_backing_t* out) {
     return ZX_OK;
 }
 
+bool iob_page_round(uint64_t size, uint64_t page_size, uint64_t* out) {
+    uint64_t mask = page_size - 1;
+    if (size > UINT64_MAX - mask) {
+        return false;
+    }
+    *out = (size + mask) & ~mask;
+    return true;
+}
+
 zx_status_t iob_page_round_up(uint64_t size, uint64_t page_size, uint64_t* out) {
     if (out == NULL || page_size == 0 || (page_size & (page_size - 1)) != 0) {
         return ZX_ERR_INVALID_ARGS;
     }
-    uint64_t mask = page_size - 1;
-    if (size > UINT64_MAX - mask) {
-        return ZX_ERR_OUT_OF_RANGE;
-    }
-    uint64_t rounded = (size + mask) & ~mask;
-    if (rounded > IOB__SIZE_LIMIT) {
+    uint64_t rounded;
+    if (!iob_page_round(size, page_size, &rounded) || rounded > IOB__SIZE_LIMIT) {
         return ZX_ERR_OUT_OF_RANGE;
     }
     *out = rounded;
@@ -378,8 +383,8 @@ zx_status_t iob_region_create(iob_backing_t backing, uint64_t size, const char* 
     }
     /*
      * 0400 and owned by this process's uid: a process under another uid that holds only a
-     * read-only description cannot reopen the file for writing through /proc (docs/zircon-iob.md L).
-     * Our own read-write description keeps working: modes are checked at open, not at use.
+     * read-only description cannot reopen the file for writing through /proc (docs/zircon-iob.md
+     * L). Our own read-write description keeps working: modes are checked at open, not at use.
      */
     if (iob__sys_fchmod(fd, S_IRUSR) != 0) {
         return fail_closing(fd, errno);

@@ -34,6 +34,11 @@ zx_status_t iob_backing_parse(const char* text, iob_backing_t* out);
  * exceeds 2^63 is ZX_ERR_OUT_OF_RANGE. 0 stays 0.
  */
 zx_status_t iob_page_round_up(uint64_t size, uint64_t page_size, uint64_t* out);
+/*
+ * The rounding alone, for lengths that are not region sizes (a VMAR range, a mapping):
+ * false when it overflows. page_size must be a power of two.
+ */
+bool iob_page_round(uint64_t size, uint64_t page_size, uint64_t* out);
 
 typedef struct iob_hugepage_pool {
     uint64_t total; /* pages in the pool (nr_hugepages) */
@@ -56,8 +61,8 @@ zx_status_t iob_hugepage_pool_resize(iob_backing_t backing, uint64_t pages, uint
 zx_status_t iob_backing_choose(const char* want, uint64_t min_free_pages, iob_backing_t* out);
 
 typedef struct iob_region {
-    int fd;            /* read-write file description; -1 when empty */
-    uint64_t size;     /* bytes, a multiple of the page size */
+    int fd;        /* read-write file description; -1 when empty */
+    uint64_t size; /* bytes, a multiple of the page size */
     iob_backing_t backing;
 } iob_region_t;
 

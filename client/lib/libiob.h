@@ -159,13 +159,10 @@ zx_status_t iob__map_local_checks(zx_vm_option_t options, uint64_t vmar_offset,
  * ones win over the server's later ones (see vmar.c).
  */
 zx_status_t iob__map_merge_status(zx_status_t local, zx_status_t server, zx_vm_option_t options,
-                                  uint64_t region_offset, uint64_t region_len,
-                                  uint64_t page_size);
+                                  uint64_t region_offset, uint64_t region_len, uint64_t page_size);
 
 /* Would a + b overflow? */
 bool iob__add_overflows(uint64_t a, uint64_t b);
-/* len rounded up to the page size (a power of two); false on overflow. */
-bool iob__round_len(uint64_t len, uint64_t page, uint64_t* out);
 
 /* ---- Signals (signals.c) ---- */
 

@@ -67,8 +67,8 @@ static int iob__prot(zx_vm_option_t options) {
  */
 static zx_status_t iob__claim_gap(void* ctx, uintptr_t gap, size_t gap_len) {
     uintptr_t* claimed_end = ctx;
-    void* p = mmap((void*)gap, gap_len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
-                   -1, 0);
+    void* p = mmap((void*)gap, gap_len, PROT_NONE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
     if (p == MAP_FAILED) {
         return errno == EEXIST ? ZX_ERR_ALREADY_EXISTS : iob_status_from_errno(errno);
     }
@@ -179,9 +179,10 @@ static zx_status_t iob__place(zx_vm_option_t options, uint64_t vmar_offset, uint
         }
     } else if ((options & ZX_VM_SPECIFIC) != 0) {
         uintptr_t at = (uintptr_t)vmar_offset;
-        p = mmap((void*)at, len, prot, flags | MAP_FIXED_NOREPLACE, grant->fd, (off_t)region_offset);
+        p = mmap((void*)at, len, prot, flags | MAP_FIXED_NOREPLACE, grant->fd,
+                 (off_t)region_offset);
         if (p == MAP_FAILED) {
-            return errno == EEXIST ? ZX_ERR_ALREADY_EXISTS
+            return errno == EEXIST   ? ZX_ERR_ALREADY_EXISTS
                    : errno == ENOMEM ? ZX_ERR_NO_RESOURCES
                                      : iob_status_from_errno(errno);
         }
@@ -264,7 +265,8 @@ zx_status_t zx_vmar_map_iob(zx_handle_t vmar, zx_vm_option_t options, size_t vma
         return st;
     }
     uint64_t page = iob__page_size();
-    zx_status_t local = iob__map_local_checks(options, vmar_offset, region_offset, region_len, page);
+    zx_status_t local =
+        iob__map_local_checks(options, vmar_offset, region_offset, region_len, page);
     iob__grant_t grant = {.fd = -1};
     st = iob__broker_map(s, ep, options, region_index, region_offset, region_len, local != ZX_OK,
                          &grant);
@@ -281,14 +283,14 @@ zx_status_t zx_vmar_map_iob(zx_handle_t vmar, zx_vm_option_t options, size_t vma
         st = ZX_ERR_NOT_SUPPORTED;
     }
     uint64_t len = 0;
-    iob__round_len(region_len, page, &len); /* cannot fail: local checks passed */
+    iob_page_round(region_len, page, &len); /* cannot fail: local checks passed */
 
     iob__ended_list_t ended = {0};
     uintptr_t addr = 0;
     if (st == ZX_OK) {
         pthread_mutex_lock(&g_maps_lock);
-        st = iob__place(options, vmar_offset, region_offset, len, page, &grant,
-                        s->info.session_id, &ended, &addr);
+        st = iob__place(options, vmar_offset, region_offset, len, page, &grant, s->info.session_id,
+                        &ended, &addr);
         pthread_mutex_unlock(&g_maps_lock);
     }
     /* The process keeps no way to map this region again behind iobd's back. */
@@ -327,7 +329,7 @@ zx_status_t zx_vmar_unmap(zx_handle_t vmar, zx_vaddr_t addr, uint64_t len) {
     }
     uint64_t page = iob__page_size();
     uint64_t rounded;
-    if ((addr & (page - 1)) != 0 || len == 0 || !iob__round_len(len, page, &rounded) ||
+    if ((addr & (page - 1)) != 0 || len == 0 || !iob_page_round(len, page, &rounded) ||
         iob__add_overflows(addr, rounded)) {
         return ZX_ERR_INVALID_ARGS;
     }
@@ -342,8 +344,7 @@ zx_status_t zx_vmar_unmap(zx_handle_t vmar, zx_vaddr_t addr, uint64_t len) {
         st = iob__maptable_reserve(&g_maps, 1); /* so the remove below cannot fail */
         if (st == ZX_OK) {
             iob__maptable_for_each_piece(&g_maps, addr, rounded, iob__unmap_piece, NULL);
-            st = iob__maptable_remove(&g_maps, addr, rounded, iob__collect_ended, &ended,
-                                      &removed);
+            st = iob__maptable_remove(&g_maps, addr, rounded, iob__collect_ended, &ended, &removed);
         }
     }
     pthread_mutex_unlock(&g_maps_lock);
