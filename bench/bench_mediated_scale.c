@@ -215,6 +215,34 @@ static int64_t run_drain(run_t* r, int writers, size_t size, const int* outs, ui
     }
 }
 
+/*
+ * Starts one writer process per endpoint of r, writing `size`-byte records for `ms` (0: one
+ * record, then it waits to be killed), each with a result file in outs[i] whose size says
+ * when the writer is done.
+ */
+static void spawn_writers(const char* self, run_t* r, int writers, size_t size, long ms,
+                          pid_t* pids, int* outs) {
+    char size_s[32];
+    char ms_s[32];
+    snprintf(size_s, sizeof size_s, "%zu", size);
+    snprintf(ms_s, sizeof ms_s, "%ld", ms);
+    for (int i = 0; i < writers; i++) {
+        FILE* f = tmpfile();
+        outs[i] = dup(fileno(f));
+        fclose(f);
+        char fd_s[16];
+        snprintf(fd_s, sizeof fd_s, "%d", outs[i]);
+        char* argv[] = {(char*)(uintptr_t)self,
+                        (char*)(uintptr_t) "writer",
+                        r->tokens[i],
+                        size_s,
+                        ms_s,
+                        fd_s,
+                        NULL};
+        pids[i] = spawn_self(self, argv);
+    }
+}
+
 /* Mediated records/s with `writers` processes, or a negative number on failure. */
 static double bench_mediated(const char* self, int writers, size_t size, long ms) {
     run_t r;
@@ -226,26 +254,7 @@ static double bench_mediated(const char* self, int writers, size_t size, long ms
     }
     pid_t pids[MAX_WRITERS];
     int outs[MAX_WRITERS];
-    char size_s[32];
-    char ms_s[32];
-    snprintf(size_s, sizeof size_s, "%zu", size);
-    snprintf(ms_s, sizeof ms_s, "%ld", ms);
-    for (int i = 0; i < writers; i++) {
-        /* A result file per writer: its size says when the writer is done. */
-        FILE* f = tmpfile();
-        outs[i] = dup(fileno(f));
-        fclose(f);
-        char fd_s[16];
-        snprintf(fd_s, sizeof fd_s, "%d", outs[i]);
-        char* argv[] = {(char*)(uintptr_t)self,
-                        (char*)(uintptr_t) "writer",
-                        r.tokens[i],
-                        size_s,
-                        ms_s,
-                        fd_s,
-                        NULL};
-        pids[i] = spawn_self(self, argv);
-    }
+    spawn_writers(self, &r, writers, size, ms, pids, outs);
     uint64_t per[MAX_WRITERS] = {0};
     int64_t got = run_drain(&r, writers, size, outs, per);
     bool ok = got > 0;
@@ -325,21 +334,7 @@ static double bench_idle(const char* self, const char* target, int writers, long
     }
     pid_t pids[MAX_WRITERS];
     int outs[MAX_WRITERS];
-    for (int i = 0; i < writers; i++) {
-        FILE* f = tmpfile();
-        outs[i] = dup(fileno(f));
-        fclose(f);
-        char fd_s[16];
-        snprintf(fd_s, sizeof fd_s, "%d", outs[i]);
-        char* argv[] = {(char*)(uintptr_t)self,
-                        (char*)(uintptr_t) "writer",
-                        r.tokens[i],
-                        (char*)(uintptr_t) "64",
-                        (char*)(uintptr_t) "0",
-                        fd_s,
-                        NULL};
-        pids[i] = spawn_self(self, argv);
-    }
+    spawn_writers(self, &r, writers, 64, 0, pids, outs);
     /* Wait for every writer to have its channel open (its one record sent). */
     for (int i = 0; i < writers; i++) {
         struct stat sb;
