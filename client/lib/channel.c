@@ -24,7 +24,10 @@
  * copied returns "unreadable", every other fault goes to the previous handler. Only a
  * program that replaced that handler without chaining AND passes a buffer it unmapped in
  * the last IOB__HOT_NS would see its handler run where Zircon returns a status. NULL
- * buffers never reach a copy.
+ * buffers never reach a copy. The window is timed with the coarse clock (a few ns to read,
+ * where the precise one costs about as much as the rest of a call): it ends at the first
+ * clock tick (4 ms on the reference host) after IOB__HOT_NS, which only moves when the
+ * kernel is asked next.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -139,10 +142,14 @@ typedef struct iob__hot {
 static _Thread_local iob__hot_t t_hot[IOB__HOT_ENTRIES];
 static _Thread_local unsigned t_hot_next;
 
-static int64_t iob__mchan_now(void) {
+static int64_t iob__clock_ns(clockid_t clock) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(clock, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int64_t iob__mchan_now(void) {
+    return iob__clock_ns(CLOCK_MONOTONIC);
 }
 
 bool iob__guarded_copy(void* dst, const void* src, size_t n) {
@@ -155,7 +162,7 @@ bool iob__guarded_copy(void* dst, const void* src, size_t n) {
     }
     uintptr_t lo = a & ~(uintptr_t)4095;
     uintptr_t hi = (a + (n - 1)) | 4095;
-    int64_t now = iob__mchan_now();
+    int64_t now = iob__clock_ns(CLOCK_MONOTONIC_COARSE);
     for (unsigned i = 0; i < IOB__HOT_ENTRIES; i++) {
         const iob__hot_t* h = &t_hot[i];
         if (now < h->until && lo >= h->lo && hi <= h->hi) {
@@ -312,8 +319,12 @@ zx_status_t iob__mchan_call(iob__session_t* s, iob__mchan_t* ch, zx_status_t* st
         atomic_fetch_add(ch->doorbell, 1);
         iob_mchan_futex_wake(ch->doorbell);
     }
-    int64_t start = iob__mchan_now();
-    int64_t spin_until = start + ch->spin_ns;
+    /*
+     * The clock is first read after 32 pauses: an answer that comes sooner (the common
+     * case while the mediator is awake) costs no clock read on either side of the wait.
+     */
+    int64_t start = 0;
+    int64_t spin_until = 0;
     zx_status_t st = ZX_OK;
     bool shared = false;
     for (unsigned spins = 0; atomic_load_explicit(done, memory_order_acquire) != seq; spins++) {
@@ -324,7 +335,11 @@ zx_status_t iob__mchan_call(iob__session_t* s, iob__mchan_t* ch, zx_status_t* st
          */
         if ((spins & 31u) == 0) {
             shared = iob__mchan_shares_cpu(ch);
-            if (spins > 0 && iob__mchan_now() >= spin_until) {
+            int64_t now = spins > 0 ? iob__mchan_now() : 0;
+            if (spins > 0 && start == 0) {
+                start = now;
+                spin_until = now + ch->spin_ns;
+            } else if (spins > 0 && now >= spin_until) {
                 st = iob__mchan_sleep(s, ch, seq);
                 break;
             }
@@ -337,9 +352,10 @@ zx_status_t iob__mchan_call(iob__session_t* s, iob__mchan_t* ch, zx_status_t* st
     }
     /*
      * Spin about twice what an answer took when it came soon, halve the spin when it came
-     * late (shm/ring.c's waiter does the same).
+     * late (shm/ring.c's waiter does the same). An answer before the first clock read is as
+     * soon as they come.
      */
-    int64_t waited = iob__mchan_now() - start;
+    int64_t waited = start != 0 ? iob__mchan_now() - start : 0;
     int64_t want = waited <= IOB__MCHAN_SPIN_MAX_NS ? 2 * waited : ch->spin_ns / 2;
     ch->spin_ns = want < IOB__MCHAN_SPIN_MIN_NS   ? IOB__MCHAN_SPIN_MIN_NS
                   : want > IOB__MCHAN_SPIN_MAX_NS ? IOB__MCHAN_SPIN_MAX_NS

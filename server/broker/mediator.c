@@ -176,6 +176,15 @@ typedef struct mediator_take {
 static zx_status_t mediator_take(void* ctx) {
     mediator_take_t* t = ctx;
     iob_mchan_sub_t* sub = t->ch->sub;
+    const unsigned char* msg = (const unsigned char*)sub + IOB_MCHAN_MSG_OFFSET;
+    /*
+     * The request's first lines are asked for together with seq's: when seq is new they
+     * arrive with it, where loading them after seq turned out new waits for a second
+     * crossing from the writer's CPU (about a third of a call on the reference host).
+     */
+    for (unsigned off = 0; off < MEDIATOR_TAKE_FIRST; off += 64) {
+        __builtin_prefetch(msg + off);
+    }
     t->seq = atomic_load_explicit(&sub->seq, memory_order_acquire);
     t->fresh = t->seq != t->ch->served_seq;
     t->len = 0;
@@ -183,7 +192,6 @@ static zx_status_t mediator_take(void* ctx) {
         return ZX_OK;
     }
     t->ch->writer_cpu = atomic_load_explicit(&sub->writer_cpu, memory_order_relaxed);
-    const unsigned char* msg = (const unsigned char*)sub + IOB_MCHAN_MSG_OFFSET;
     /*
      * The first lines whatever the size says: they cross from the writer's CPU together,
      * where reading the header first and then the rest would wait for two crossings.
