@@ -245,10 +245,22 @@ static zx_status_t iob__writev_channel(iob__session_t* s, iob__writev_plan_t* p,
         return st;
     }
     iob__writev_plan(vectors, num_vectors, p, iob__guarded_copy);
-    iob__writev_gather(p, msg + sizeof(iob_broker_writev_req_t), iob__guarded_copy);
+    /*
+     * The fixed part as planned, then the bytes right behind it: the request's lines are
+     * written in one pass, so none of them is written twice with the mediator reading it in
+     * between (it reads them whenever it looks for a new seq). A buffer that turns out
+     * unreadable while it is copied (another thread unmapped it) changes the fixed part,
+     * which is then written again.
+     */
     iob_broker_writev_req_t req;
     iob__writev_fill_req(p, handle, options, region_index, &req);
     memcpy(msg, &req, sizeof req);
+    size_t planned = p->data_len;
+    iob__writev_gather(p, msg + sizeof req, iob__guarded_copy);
+    if (p->data_len != planned) {
+        iob__writev_fill_req(p, handle, options, region_index, &req);
+        memcpy(msg, &req, sizeof req);
+    }
     zx_status_t status = ZX_ERR_INTERNAL;
     st = iob__mchan_call(s, ch, &status, NULL);
     iob__mchan_end(s);
