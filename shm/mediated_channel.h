@@ -31,9 +31,10 @@
  *
  * Waiting, both sides spin briefly and then sleep on a futex:
  * - the writer spins on done_seq, then sets writer_waiting (seq_cst), looks once more and
- *   sleeps on done_seq; the mediator, after it stored done_seq (seq_cst), wakes the word
- *   when it sees writer_waiting. Either the writer's second look sees the completion or
- *   the mediator sees the flag (the stores precede the loads on both sides).
+ *   sleeps on done_seq; the mediator, after it stored done_seq (seq_cst), reads
+ *   writer_waiting when it next looks at the channel's seq and wakes the word when it is
+ *   set. Either the writer's second look sees the completion or the mediator sees the flag
+ *   (the stores precede the loads on both sides).
  * - the mediator, when every channel has been idle for its spin budget, sets
  *   mediator_sleeping in every channel's completion page (seq_cst), reads the doorbell,
  *   looks at every channel once more and sleeps on the doorbell with the value it read. A

@@ -42,6 +42,7 @@ struct iobd_mchan {
     iob_mchan_comp_t* comp; /* ours: the client maps it read-only */
     uint32_t served_seq;    /* the last seq value served (the mediator thread's) */
     uint32_t writer_cpu;    /* the writer's hint, as read with its last request */
+    bool wake_check;        /* an answer was posted: whether its writer sleeps is read next */
     _Atomic bool closed;    /* set by the loop; the mediator then frees the channel */
     bool broken;            /* its memory faulted: no longer served */
     iobd_mchan_t* next_new; /* in the handover list, under mu */
@@ -163,15 +164,17 @@ static zx_status_t mediator_run(iobd_mediator_t* m, iobd_mchan_t* ch, size_t len
 typedef struct mediator_take {
     iobd_mediator_t* m;
     iobd_mchan_t* ch;
+    bool wake;   /* the writer of the last answer sleeps (or says it does) */
     uint32_t seq;
     size_t len; /* 0: a new seq whose request is malformed before any field could be used */
     bool fresh;
 } mediator_take_t;
 
 /*
- * Under iob_fault_call: a new seq, and its request copied into m->rx. The header's size
- * is read from our copy and bounded before the rest is copied; the fields are then checked
- * in our copy only (so what is checked is what was copied).
+ * Under iob_fault_call: whether the writer of the last answer posted sleeps, a new seq,
+ * and its request copied into m->rx. The header's size is read from our copy and bounded
+ * before the rest is copied; the fields are then checked in our copy only (so what is
+ * checked is what was copied).
  */
 static zx_status_t mediator_take(void* ctx) {
     mediator_take_t* t = ctx;
@@ -185,6 +188,8 @@ static zx_status_t mediator_take(void* ctx) {
     for (unsigned off = 0; off < MEDIATOR_TAKE_FIRST; off += 64) {
         __builtin_prefetch(msg + off);
     }
+    /* seq_cst: after the store of done_seq that posted the answer (mediator_post). */
+    t->wake = t->ch->wake_check && atomic_load(&sub->writer_waiting) != 0;
     t->seq = atomic_load_explicit(&sub->seq, memory_order_acquire);
     t->fresh = t->seq != t->ch->served_seq;
     t->len = 0;
@@ -210,23 +215,19 @@ static zx_status_t mediator_take(void* ctx) {
     return ZX_OK;
 }
 
-static zx_status_t mediator_peek_waiting(void* ctx) {
-    iobd_mchan_t* ch = ctx;
-    return atomic_load(&ch->sub->writer_waiting) != 0 ? ZX_OK : ZX_ERR_SHOULD_WAIT;
-}
-
-/* Posts a request's outcome and wakes the writer if it sleeps (or says it does). */
+/*
+ * Posts a request's outcome. Whether its writer sleeps is read with the channel's next
+ * take (one scan later, under the guard that read takes anyway, instead of a guard of its
+ * own for every answer): a writer goes to sleep only after spinning for microseconds, so
+ * waking it a scan later changes nothing it can see.
+ */
 static void mediator_post(iobd_mchan_t* ch, uint32_t seq, zx_status_t status, uint32_t id) {
     ch->comp->status = status;
     ch->comp->id = id;
     /* seq_cst: against the writer's store of writer_waiting (mediated_channel.h). */
     atomic_store(&ch->comp->done_seq, seq);
     ch->served_seq = seq;
-    /* A lost page reads as a fault: wake then too, a spurious wake-up costs nothing. */
-    zx_status_t waiting = iob_fault_call(ch->sub, IOB_MCHAN_SUB_SIZE, mediator_peek_waiting, ch);
-    if (waiting != ZX_ERR_SHOULD_WAIT) {
-        iob_mchan_futex_wake(&ch->comp->done_seq);
-    }
+    ch->wake_check = true;
 }
 
 /* Serves at most one request of ch; true when it did. */
@@ -236,6 +237,11 @@ static bool mediator_serve(iobd_mediator_t* m, iobd_mchan_t* ch) {
     }
     mediator_take_t t = {.m = m, .ch = ch};
     zx_status_t st = iob_fault_call(ch->sub, IOB_MCHAN_SUB_SIZE, mediator_take, &t);
+    /* A lost page reads as a fault: wake then too, a spurious wake-up costs nothing. */
+    if (ch->wake_check && (t.wake || st != ZX_OK)) {
+        iob_mchan_futex_wake(&ch->comp->done_seq);
+    }
+    ch->wake_check = false;
     if (st != ZX_OK) {
         /*
          * Only a writer that destroyed its own channel gets here (a shmem memfd sealed

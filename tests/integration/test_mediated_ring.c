@@ -602,6 +602,61 @@ static void test_writer_killed(void** state) {
     ring_destroy(&r2);
 }
 
+/* Lets iobd run again after `ms` (it was stopped with SIGSTOP). */
+typedef struct resume {
+    pid_t pid;
+    long ms;
+} resume_t;
+
+static void* resume_thread(void* arg) {
+    const resume_t* r = arg;
+    usleep((useconds_t)(r->ms * 1000));
+    kill(r->pid, SIGCONT);
+    return NULL;
+}
+
+/*
+ * A writer whose answer is late sleeps (after spinning at most 50 us), and the answer
+ * must wake it: iobd is stopped for 10 ms while the call is in flight. A lost wake-up
+ * leaves the writer to its own re-check every 100 ms, so the call would take 100 ms.
+ */
+static void test_sleeping_writer_woken(void** state) {
+    (void)state;
+    if (g_grpc) {
+        skip(); /* the channel's wake-up: the gRPC variant has no channel */
+    }
+    ring_t r;
+    ring_create(&r, RING_PAGES);
+    uint8_t p[64];
+    memset(p, 0x3c, sizeof p);
+    zx_iovec_t v = {p, sizeof p};
+    assert_int_equal(zx_iob_writev(r.ep1, 0, 0, &v, 1), ZX_OK); /* the channel is open */
+    const int rounds = 5;
+    int slow = 0;
+    uint64_t worst = 0;
+    for (int round = 0; round < rounds; round++) {
+        resume_t res = {.pid = g_daemon.pid, .ms = 10};
+        pthread_t th;
+        assert_int_equal(kill(g_daemon.pid, SIGSTOP), 0);
+        assert_int_equal(pthread_create(&th, NULL, resume_thread, &res), 0);
+        uint64_t t0 = now_ns();
+        assert_int_equal(zx_iob_writev(r.ep1, 0, 0, &v, 1), ZX_OK);
+        uint64_t took = now_ns() - t0;
+        pthread_join(th, NULL);
+        worst = took > worst ? took : worst;
+        slow += took > 60000000u;
+    }
+    printf("a call answered after iobd was stopped 10 ms: worst %.1f ms, %d of %d above 60 ms\n",
+           (double)worst / 1e6, slow, rounds);
+    assert_int_equal(slow, 0);
+    iob_mwrb_record_t rec;
+    for (int i = 0; i < rounds + 1; i++) {
+        assert_int_equal(iob_mwrb_peek(&r.reader, &rec, NULL, 0), ZX_ERR_BUFFER_TOO_SMALL);
+        assert_int_equal(iob_mwrb_advance(&r.reader, &rec), ZX_OK);
+    }
+    ring_destroy(&r);
+}
+
 /* Round-trip latency of a small writev (reported, not asserted). */
 static void test_latency(void** state) {
     (void)state;
@@ -667,6 +722,7 @@ int main(int argc, char** argv) {
         cmocka_unit_test(test_allocate_id_large_blob),
         cmocka_unit_test(test_writer_process),
         cmocka_unit_test(test_writer_killed),
+        cmocka_unit_test(test_sleeping_writer_woken),
         cmocka_unit_test(test_latency),
     };
     int rc = cmocka_run_group_tests_name(g_grpc ? "mediated_ring_grpc" : "mediated_ring", tests,
