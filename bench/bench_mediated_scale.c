@@ -173,25 +173,46 @@ static void run_teardown(run_t* r, int writers) {
     zx_handle_close(r->shared);
 }
 
-/* Drains the ring until every writer has reported; returns records read, or -1. */
+/* Counts each record of a drain for its writer (the tag says which), checking its length. */
+typedef struct drain_count {
+    int writers;
+    size_t size;
+    uint64_t* per;
+    int64_t got;
+    bool bad;
+} drain_count_t;
+
+static bool drain_count(void* ctx, const iob_mwrb_record_t* rec, const void* payload) {
+    (void)payload;
+    drain_count_t* d = ctx;
+    uint64_t w = rec->tag - TAG_BASE;
+    if (w >= (uint64_t)d->writers || rec->length != d->size) {
+        fprintf(stderr, "bad record: tag %" PRIx64 " length %" PRIu64 "\n", rec->tag,
+                (uint64_t)rec->length);
+        d->bad = true;
+        return false;
+    }
+    d->per[w]++;
+    d->got++;
+    return true;
+}
+
+/*
+ * Drains the ring until every writer has reported; returns records read, or -1. Each drain
+ * reads every record present with one load of head and one store of tail (iob_mwrb_drain),
+ * as a periodic log reader does.
+ */
 static int64_t run_drain(run_t* r, int writers, size_t size, const int* outs, uint64_t* per) {
     static unsigned char buf[65536];
     int done = 0;
-    int64_t got = 0;
+    drain_count_t count = {.writers = writers, .size = size, .per = per};
     int64_t stall = now_ns() + INT64_C(60) * 1000000000;
     for (;;) {
-        iob_mwrb_record_t rec;
-        zx_status_t st = iob_mwrb_peek(&r->reader, &rec, buf, sizeof buf);
+        zx_status_t st = iob_mwrb_drain(&r->reader, buf, sizeof buf, drain_count, &count, NULL);
+        if (count.bad) {
+            return -1;
+        }
         if (st == ZX_OK) {
-            uint64_t w = rec.tag - TAG_BASE;
-            if (w >= (uint64_t)writers || rec.length != size) {
-                fprintf(stderr, "bad record: tag %" PRIx64 " length %" PRIu64 "\n", rec.tag,
-                        (uint64_t)rec.length);
-                return -1;
-            }
-            per[w]++;
-            got++;
-            iob_mwrb_advance(&r->reader, &rec);
             continue;
         }
         if (st != ZX_ERR_SHOULD_WAIT) {
@@ -199,7 +220,7 @@ static int64_t run_drain(run_t* r, int writers, size_t size, const int* outs, ui
             return -1;
         }
         if (done == writers) {
-            return got;
+            return count.got;
         }
         nap_us(1000);
         /* A writer reports when it stops; all stopped and the ring empty: done. */

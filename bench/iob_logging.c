@@ -145,8 +145,10 @@ static bool ring_drain(const log_ring_t* r, writer_t* w, size_t n) {
             printf("[tag %llu] %s\n", (unsigned long long)tag, text);
         }
         tail += size;
-        atomic_store_explicit(r->tail, tail, memory_order_release);
     }
+    /* Once for all the records read (Zircon's reader protocol): iobd stores head in the
+     * same cache line for every record it appends. */
+    atomic_store_explicit(r->tail, tail, memory_order_release);
     fflush(stdout);
     return true;
 }

@@ -127,22 +127,28 @@ zx_status_t iob_mwrb_reader_init(iob_mwrb_reader_t* reader, void* base, uint64_t
     return ZX_OK;
 }
 
-zx_status_t iob_mwrb_peek(const iob_mwrb_reader_t* reader, iob_mwrb_record_t* record, void* buffer,
-                          size_t buffer_size) {
-    if (reader == NULL || record == NULL || (buffer == NULL && buffer_size > 0)) {
-        return ZX_ERR_INVALID_ARGS;
-    }
-    uint64_t data_size = reader->data_size;
+/* tail and head as A.7's reader protocol loads them, validated; SHOULD_WAIT when equal. */
+static zx_status_t mwrb_counters(const iob_mwrb_reader_t* reader, uint64_t* tail_out,
+                                 uint64_t* head_out) {
     /* Relaxed: tail is ours. Acquire on head pairs with the writer's release. */
     uint64_t tail = atomic_load_explicit(&reader->header->tail, memory_order_relaxed);
     uint64_t head = atomic_load_explicit(&reader->header->head, memory_order_acquire);
-    if (tail > head || head - tail > data_size || head % IOB_MWRB_RECORD_ALIGN != 0 ||
+    if (tail > head || head - tail > reader->data_size || head % IOB_MWRB_RECORD_ALIGN != 0 ||
         tail % IOB_MWRB_RECORD_ALIGN != 0) {
         return ZX_ERR_IO_DATA_INTEGRITY;
     }
-    if (head == tail) {
-        return ZX_ERR_SHOULD_WAIT;
-    }
+    *tail_out = tail;
+    *head_out = head;
+    return head == tail ? ZX_ERR_SHOULD_WAIT : ZX_OK;
+}
+
+/*
+ * The record at tail (< head, both validated): its header is copied out before it is
+ * looked at, then its payload into buffer when it fits.
+ */
+static zx_status_t mwrb_record_at(const iob_mwrb_reader_t* reader, uint64_t tail, uint64_t head,
+                                  iob_mwrb_record_t* record, void* buffer, size_t buffer_size) {
+    uint64_t data_size = reader->data_size;
     uint64_t available = head - tail;
     if (available < IOB_MWRB_RECORD_HEADER_SIZE) {
         return ZX_ERR_IO_DATA_INTEGRITY;
@@ -167,6 +173,54 @@ zx_status_t iob_mwrb_peek(const iob_mwrb_reader_t* reader, iob_mwrb_record_t* re
         ring_copy_out(reader->data, data_size, offset, buffer, rh.length);
     }
     return ZX_OK;
+}
+
+zx_status_t iob_mwrb_peek(const iob_mwrb_reader_t* reader, iob_mwrb_record_t* record, void* buffer,
+                          size_t buffer_size) {
+    if (reader == NULL || record == NULL || (buffer == NULL && buffer_size > 0)) {
+        return ZX_ERR_INVALID_ARGS;
+    }
+    uint64_t tail = 0;
+    uint64_t head = 0;
+    zx_status_t st = mwrb_counters(reader, &tail, &head);
+    return st != ZX_OK ? st : mwrb_record_at(reader, tail, head, record, buffer, buffer_size);
+}
+
+zx_status_t iob_mwrb_drain(iob_mwrb_reader_t* reader, void* buffer, size_t buffer_size,
+                           iob_mwrb_visit_t visit, void* ctx, size_t* count) {
+    if (count != NULL) {
+        *count = 0;
+    }
+    if (reader == NULL || visit == NULL || (buffer == NULL && buffer_size > 0)) {
+        return ZX_ERR_INVALID_ARGS;
+    }
+    uint64_t tail = 0;
+    uint64_t head = 0;
+    zx_status_t st = mwrb_counters(reader, &tail, &head);
+    if (st != ZX_OK) {
+        return st;
+    }
+    uint64_t start = tail;
+    size_t n = 0;
+    bool more = true;
+    while (more && tail != head) {
+        iob_mwrb_record_t record;
+        st = mwrb_record_at(reader, tail, head, &record, buffer, buffer_size);
+        if (st != ZX_OK) {
+            break;
+        }
+        tail += record.size;
+        n++;
+        more = visit(ctx, &record, buffer);
+    }
+    if (tail != start) {
+        /* Release: our reads of the records happen before the writer may reuse their space. */
+        atomic_store_explicit(&reader->header->tail, tail, memory_order_release);
+    }
+    if (count != NULL) {
+        *count = n;
+    }
+    return n > 0 && st == ZX_OK ? ZX_OK : st;
 }
 
 zx_status_t iob_mwrb_advance(iob_mwrb_reader_t* reader, const iob_mwrb_record_t* record) {

@@ -140,6 +140,28 @@ zx_status_t iob_mwrb_peek(const iob_mwrb_reader_t* reader, iob_mwrb_record_t* re
  */
 zx_status_t iob_mwrb_advance(iob_mwrb_reader_t* reader, const iob_mwrb_record_t* record);
 
+/* A record handed over by iob_mwrb_drain, its payload in the caller's buffer; false: stop. */
+typedef bool (*iob_mwrb_visit_t)(void* ctx, const iob_mwrb_record_t* record, const void* payload);
+
+/*
+ * A.7's reader protocol over every record present: tail and head loaded once and
+ * validated, the records between them handed to visit in order (each one's header copied
+ * out and checked as iob_mwrb_peek checks it, its payload copied into buffer), then tail
+ * stored once, after the last record handed over (release). A reader that drains
+ * periodically touches the ring's header line twice per drain instead of twice per record:
+ * the writer stores head in that line for every record it appends, so per-record loads and
+ * stores make the line cross between the reader's CPU and iobd's at every record.
+ * The record for which visit returns false is consumed, and the drain stops after it.
+ * *count (when not NULL) receives the number of records handed over.
+ * Status: ZX_OK (one or more records), ZX_ERR_SHOULD_WAIT (none), ZX_ERR_BUFFER_TOO_SMALL
+ * (the next record's payload is above buffer_size: it stays unconsumed and iob_mwrb_peek
+ * with more room reads it), ZX_ERR_IO_DATA_INTEGRITY (counters or a record as for
+ * iob_mwrb_peek); in the last two, the records before are handed over and consumed.
+ * ZX_ERR_INVALID_ARGS: reader or visit NULL, buffer NULL with buffer_size > 0.
+ */
+zx_status_t iob_mwrb_drain(iob_mwrb_reader_t* reader, void* buffer, size_t buffer_size,
+                           iob_mwrb_visit_t visit, void* ctx, size_t* count);
+
 /* ==== ID allocator (A.8) ================================================================ */
 
 /*

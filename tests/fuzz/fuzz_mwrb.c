@@ -2,7 +2,8 @@
 /*
  * Fuzzes the mediated-write ring buffer (shm/mediated.h, A.7) from both sides: iobd's
  * appender (iob_mwrb_write, which reads head and tail from a page the reader can write)
- * and the reader (iob_mwrb_peek / iob_mwrb_advance, which trusts nothing in the region),
+ * and the reader (iob_mwrb_peek / iob_mwrb_advance and iob_mwrb_drain, which trust nothing
+ * in the region),
  * with tamper operations that write head, tail or any word of the data as a hostile mapper
  * could. The region is a heap block of exactly its size, so ASan reports any access past it.
  *
@@ -22,7 +23,7 @@
 #define FZ_MAX_OPS 256
 #define FZ_MODEL 1024
 
-enum { OP_WRITE, OP_PEEK, OP_T_HEAD, OP_T_TAIL, OP_T_DATA, OP_COUNT };
+enum { OP_WRITE, OP_PEEK, OP_T_HEAD, OP_T_TAIL, OP_T_DATA, OP_DRAIN, OP_COUNT };
 
 typedef struct mwrb_fx {
     uint8_t* base;
@@ -148,6 +149,69 @@ static void op_peek(mwrb_fx_t* f, fz_in_t* in) {
     }
 }
 
+/* One drain's view: the records it handed over against the model and the counters. */
+typedef struct drain_check {
+    mwrb_fx_t* f;
+    const uint8_t* buf;
+    size_t cap;
+    uint64_t next;  /* where the next record must start */
+    uint64_t head;  /* head when the drain began (nothing moves it during the call) */
+    size_t visited;
+    size_t stop_after;
+} drain_check_t;
+
+static bool drain_visit(void* ctx, const iob_mwrb_record_t* rec, const void* payload) {
+    drain_check_t* d = ctx;
+    mwrb_fx_t* f = d->f;
+    FZ_CHECK(payload == (d->cap > 0 ? d->buf : NULL) && rec->length <= d->cap);
+    FZ_CHECK(rec->size == round8(rec->length + IOB_MWRB_RECORD_HEADER_SIZE));
+    FZ_CHECK(rec->position == d->next && rec->size <= d->head - d->next);
+    d->next += rec->size;
+    if (!f->tampered) {
+        FZ_CHECK(f->count > 0);
+        size_t at = f->head % FZ_MODEL;
+        FZ_CHECK(rec->tag == f->tag[at] && rec->length == f->len[at]);
+        for (size_t i = 0; i < rec->length; i++) {
+            FZ_CHECK(d->buf[i] == pattern(f->seq[at], i));
+        }
+        f->head = (f->head + 1) % FZ_MODEL;
+        f->count--;
+        f->unread -= rec->size;
+    }
+    return ++d->visited != d->stop_after;
+}
+
+static void op_drain(mwrb_fx_t* f, fz_in_t* in) {
+    static uint8_t buf[IOB_MWRB_MAX_PAYLOAD + 64];
+    uint16_t v = fz_u16(in);
+    drain_check_t d = {.f = f,
+                       .buf = buf,
+                       .cap = (v & 0x8000u) ? sizeof buf : v % 256u,
+                       .next = atomic_load(&f->reader.header->tail),
+                       .head = atomic_load(&f->reader.header->head),
+                       .stop_after = (v >> 8) & 7u};
+    size_t before = f->count;
+    size_t count = SIZE_MAX;
+    zx_status_t st = iob_mwrb_drain(&f->reader, d.cap > 0 ? buf : NULL, d.cap, drain_visit, &d,
+                                    &count);
+    FZ_CHECK(st == ZX_OK || st == ZX_ERR_SHOULD_WAIT || st == ZX_ERR_BUFFER_TOO_SMALL ||
+             st == ZX_ERR_IO_DATA_INTEGRITY);
+    FZ_CHECK(count == d.visited);
+    FZ_CHECK(st != ZX_OK || count > 0);
+    FZ_CHECK(st != ZX_ERR_SHOULD_WAIT || count == 0);
+    /* Exactly the records handed over are consumed, with one store at the end. */
+    if (count > 0) {
+        FZ_CHECK(atomic_load(&f->reader.header->tail) == d.next);
+    }
+    if (!f->tampered) {
+        FZ_CHECK(st != ZX_ERR_IO_DATA_INTEGRITY);
+        FZ_CHECK((st == ZX_ERR_SHOULD_WAIT) == (before == 0));
+        if (st == ZX_OK && d.stop_after == 0) {
+            FZ_CHECK(f->count == 0); /* everything present was read */
+        }
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t* bytes, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t* bytes, size_t size) {
@@ -174,6 +238,9 @@ int LLVMFuzzerTestOneInput(const uint8_t* bytes, size_t size) {
             break;
         case OP_PEEK:
             op_peek(f, &in);
+            break;
+        case OP_DRAIN:
+            op_drain(f, &in);
             break;
         case OP_T_HEAD:
             f->tampered = true;

@@ -183,6 +183,95 @@ static void test_ring_full_then_drain(void** state) {
     free(r.base);
 }
 
+/* What a drain handed over, and the header's tail as each record was handed over. */
+typedef struct drained {
+    const ring_t* r;
+    unsigned n;
+    unsigned stop_after; /* 0: never stop */
+    uint64_t tail_seen[8];
+    uint64_t tag[8];
+    uint8_t first[8];
+} drained_t;
+
+static bool drained_visit(void* ctx, const iob_mwrb_record_t* rec, const void* payload) {
+    drained_t* d = ctx;
+    assert_true(d->n < 8);
+    d->tail_seen[d->n] = atomic_load(&hdr(d->r)->tail);
+    d->tag[d->n] = rec->tag;
+    d->first[d->n] = rec->length > 0 ? *(const uint8_t*)payload : 0;
+    d->n++;
+    return d->stop_after == 0 || d->n < d->stop_after;
+}
+
+/*
+ * A drain reads every record present, stores tail once after the last, and stops where a
+ * record does not fit the buffer (leaving it for a peek with more room), where visit
+ * says stop, and at corruption, consuming exactly the records handed over.
+ */
+static void test_ring_drain(void** state) {
+    (void)state;
+    ring_t r = ring_new(3 * PG, PG); /* B = 128 */
+    uint8_t buf[16];
+    drained_t d = {.r = &r};
+    size_t count = 99;
+    assert_int_equal(iob_mwrb_drain(&r.reader, buf, sizeof buf, drained_visit, &d, &count),
+                     ZX_ERR_SHOULD_WAIT);
+    assert_int_equal(count, 0);
+    uint8_t p1[8] = {1}, p2[8] = {2}, p3[12] = {3};
+    assert_int_equal(put(&r, 11, p1, sizeof p1), ZX_OK);
+    assert_int_equal(put(&r, 12, p2, sizeof p2), ZX_OK);
+    assert_int_equal(put(&r, 13, p3, sizeof p3), ZX_OK);
+    uint64_t start = atomic_load(&hdr(&r)->tail);
+    /* A buffer of 8 bytes takes the first two; the third (12 bytes) stays, unconsumed. */
+    assert_int_equal(iob_mwrb_drain(&r.reader, buf, 8, drained_visit, &d, &count),
+                     ZX_ERR_BUFFER_TOO_SMALL);
+    assert_int_equal(count, 2);
+    assert_int_equal(d.n, 2);
+    assert_true(d.tag[0] == 11 && d.tag[1] == 12 && d.first[0] == 1 && d.first[1] == 2);
+    assert_true(d.tail_seen[0] == start && d.tail_seen[1] == start); /* one store, at the end */
+    assert_int_equal(atomic_load(&hdr(&r)->tail), start + 48);
+    iob_mwrb_record_t rec;
+    assert_int_equal(iob_mwrb_peek(&r.reader, &rec, buf, sizeof buf), ZX_OK);
+    assert_true(rec.tag == 13 && rec.length == 12);
+    /* visit says stop after the first: the rest stays. */
+    assert_int_equal(put(&r, 14, p1, sizeof p1), ZX_OK);
+    d = (drained_t){.r = &r, .stop_after = 1};
+    assert_int_equal(iob_mwrb_drain(&r.reader, buf, sizeof buf, drained_visit, &d, &count),
+                     ZX_OK);
+    assert_int_equal(count, 1);
+    assert_true(d.tag[0] == 13 && d.first[0] == 3);
+    d = (drained_t){.r = &r};
+    assert_int_equal(iob_mwrb_drain(&r.reader, buf, sizeof buf, drained_visit, &d, &count),
+                     ZX_OK);
+    assert_true(count == 1 && d.tag[0] == 14);
+    assert_int_equal(atomic_load(&hdr(&r)->tail), atomic_load(&hdr(&r)->head));
+    /* A record whose length runs past head: the good one before it is consumed, then stop. */
+    assert_int_equal(put(&r, 15, p2, sizeof p2), ZX_OK);
+    assert_int_equal(put(&r, 16, p2, sizeof p2), ZX_OK);
+    uint64_t second = atomic_load(&hdr(&r)->head) - 24;
+    uint64_t huge = 4000;
+    memcpy(r.base + PG + (second + 8) % (3 * PG - PG), &huge, sizeof huge);
+    d = (drained_t){.r = &r};
+    assert_int_equal(iob_mwrb_drain(&r.reader, buf, sizeof buf, drained_visit, &d, &count),
+                     ZX_ERR_IO_DATA_INTEGRITY);
+    assert_true(count == 1 && d.tag[0] == 15);
+    assert_int_equal(atomic_load(&hdr(&r)->tail), second);
+    /* Counters that make no sense: nothing is handed over or stored. */
+    atomic_store(&hdr(&r)->tail, atomic_load(&hdr(&r)->head) + 8);
+    d = (drained_t){.r = &r};
+    assert_int_equal(iob_mwrb_drain(&r.reader, buf, sizeof buf, drained_visit, &d, &count),
+                     ZX_ERR_IO_DATA_INTEGRITY);
+    assert_int_equal(count, 0);
+    assert_int_equal(d.n, 0);
+    assert_int_equal(iob_mwrb_drain(NULL, buf, sizeof buf, drained_visit, &d, NULL),
+                     ZX_ERR_INVALID_ARGS);
+    assert_int_equal(iob_mwrb_drain(&r.reader, buf, sizeof buf, NULL, &d, NULL),
+                     ZX_ERR_INVALID_ARGS);
+    assert_int_equal(iob_mwrb_drain(&r.reader, NULL, 4, drained_visit, &d, NULL),
+                     ZX_ERR_INVALID_ARGS);
+    free(r.base);
+}
+
 /* ---- ring: the reader against a hostile header ---- */
 
 static void test_ring_reader_rejects_nonsense(void** state) {
@@ -696,6 +785,7 @@ int main(void) {
         cmocka_unit_test(test_ring_write_errors_in_order),
         cmocka_unit_test(test_ring_wrap_bytewise),
         cmocka_unit_test(test_ring_full_then_drain),
+        cmocka_unit_test(test_ring_drain),
         cmocka_unit_test(test_ring_reader_rejects_nonsense),
         cmocka_unit_test(test_ring_reader_fuzz),
         cmocka_unit_test(test_idalloc_layout_and_sequence),
