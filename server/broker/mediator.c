@@ -35,6 +35,19 @@
 _Static_assert(MEDIATOR_TAKE_FIRST <= IOB_BROKER_MAX_MEDIATED_MSG, "within the request area");
 /* Scans between clock reads while spinning. */
 #define MEDIATOR_CLOCK_EVERY 64u
+/*
+ * Prefetching a request's lines with its seq (mediator_take) saves a crossing when
+ * crossings between the writer's CPU and the mediator's are dear, and costs more than it
+ * saves when they are cheap: reading the lines at every scan takes them back from the
+ * writer while it writes them, and its stores must fetch them again. On the reference host
+ * a crossing takes about 35 ns or 110-230 ns depending on where the hypervisor put the two
+ * vCPUs that minute; in paired runs one writer went from 0.41x to 0.50x of the sync floor
+ * with prefetching in the slow minutes, and from 2.7 to 2.3 M records/s in the fast ones.
+ * So each channel measures: one request in MEDIATOR_PROBE_EVERY is taken without
+ * prefetching, and how long its first lines took to arrive decides for the next ones.
+ */
+#define MEDIATOR_PROBE_EVERY 128u
+#define MEDIATOR_PREFETCH_ABOVE_NS 100
 
 struct iobd_mchan {
     iob_session_id_t session;
@@ -42,6 +55,8 @@ struct iobd_mchan {
     iob_mchan_comp_t* comp; /* ours: the client maps it read-only */
     uint32_t served_seq;    /* the last seq value served (the mediator thread's) */
     uint32_t writer_cpu;    /* the writer's hint, as read with its last request */
+    uint32_t until_probe;   /* requests until one is taken without prefetching */
+    bool prefetch;          /* what the last probe decided */
     bool wake_check;        /* an answer was posted: whether its writer sleeps is read next */
     _Atomic bool closed;    /* set by the loop; the mediator then frees the channel */
     bool broken;            /* its memory faulted: no longer served */
@@ -161,10 +176,18 @@ static zx_status_t mediator_run(iobd_mediator_t* m, iobd_mchan_t* ch, size_t len
 
 /* ---- Reading a channel ---- */
 
+static int64_t mediator_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 typedef struct mediator_take {
     iobd_mediator_t* m;
     iobd_mchan_t* ch;
     bool wake;   /* the writer of the last answer sleeps (or says it does) */
+    bool probe;  /* taken without prefetching, timed */
+    int64_t first_ns; /* with probe: how long the first lines of a new request took */
     uint32_t seq;
     size_t len; /* 0: a new seq whose request is malformed before any field could be used */
     bool fresh;
@@ -181,11 +204,12 @@ static zx_status_t mediator_take(void* ctx) {
     iob_mchan_sub_t* sub = t->ch->sub;
     const unsigned char* msg = (const unsigned char*)sub + IOB_MCHAN_MSG_OFFSET;
     /*
-     * The request's first lines are asked for together with seq's: when seq is new they
-     * arrive with it, where loading them after seq turned out new waits for a second
-     * crossing from the writer's CPU (about a third of a call on the reference host).
+     * While crossings are dear (MEDIATOR_PROBE_EVERY), the request's first lines are asked
+     * for together with seq's: when seq is new they arrive with it, where loading them
+     * after seq turned out new waits for a second crossing from the writer's CPU.
      */
-    for (unsigned off = 0; off < MEDIATOR_TAKE_FIRST; off += 64) {
+    bool prefetch = t->ch->prefetch && !t->probe;
+    for (unsigned off = 0; prefetch && off < MEDIATOR_TAKE_FIRST; off += 64) {
         __builtin_prefetch(msg + off);
     }
     /* seq_cst: after the store of done_seq that posted the answer (mediator_post). */
@@ -202,7 +226,9 @@ static zx_status_t mediator_take(void* ctx) {
      * where reading the header first and then the rest would wait for two crossings.
      */
     unsigned char* rx = t->m->rx;
+    int64_t start = t->probe ? mediator_now() : 0;
     memcpy(rx, msg, MEDIATOR_TAKE_FIRST);
+    t->first_ns = t->probe ? mediator_now() - start : 0;
     iob_broker_hdr_t hdr;
     memcpy(&hdr, rx, sizeof hdr);
     if (hdr.size < sizeof hdr || hdr.size > IOB_BROKER_MAX_MEDIATED_MSG) {
@@ -235,7 +261,7 @@ static bool mediator_serve(iobd_mediator_t* m, iobd_mchan_t* ch) {
     if (ch->broken) {
         return false;
     }
-    mediator_take_t t = {.m = m, .ch = ch};
+    mediator_take_t t = {.m = m, .ch = ch, .probe = ch->until_probe == 0};
     zx_status_t st = iob_fault_call(ch->sub, IOB_MCHAN_SUB_SIZE, mediator_take, &t);
     /* A lost page reads as a fault: wake then too, a spurious wake-up costs nothing. */
     if (ch->wake_check && (t.wake || st != ZX_OK)) {
@@ -253,6 +279,12 @@ static bool mediator_serve(iobd_mediator_t* m, iobd_mchan_t* ch) {
     }
     if (!t.fresh) {
         return false;
+    }
+    if (t.probe) {
+        ch->prefetch = t.first_ns > MEDIATOR_PREFETCH_ABOVE_NS;
+        ch->until_probe = MEDIATOR_PROBE_EVERY;
+    } else {
+        ch->until_probe--;
     }
     uint32_t id = 0;
     zx_status_t status = ZX_ERR_INVALID_ARGS;
@@ -302,12 +334,6 @@ static void mediator_update(iobd_mediator_t* m) {
     }
     m->nchans = kept;
     pthread_mutex_unlock(&m->mu);
-}
-
-static int64_t mediator_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 typedef struct mediator_bell {
