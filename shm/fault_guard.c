@@ -131,8 +131,10 @@ static void iob__fault_install_once(void) {
 }
 
 zx_status_t iob_fault_call(const void* base, size_t size, zx_status_t (*fn)(void* ctx), void* ctx) {
-    if (pthread_once(&g_once, iob__fault_install_once) != 0 ||
-        (atomic_load(&g_installed) & IOB_FAULT_SIGBUS) == 0) {
+    /* Installed already (every call but the first): no pthread_once call. */
+    if ((atomic_load_explicit(&g_installed, memory_order_acquire) & IOB_FAULT_SIGBUS) == 0 &&
+        (pthread_once(&g_once, iob__fault_install_once) != 0 ||
+         (atomic_load(&g_installed) & IOB_FAULT_SIGBUS) == 0)) {
         return ZX_ERR_INTERNAL;
     }
     iob__fault_guard_t g;

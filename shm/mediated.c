@@ -30,8 +30,10 @@ static bool aligned8(const void* p) {
  * is a multiple of 8.
  */
 static bool ring_geometry_valid(const void* base, uint64_t size, uint64_t page_size) {
+    /* Masks, not a division: every append checks this (page_size is a power of two first). */
     return base != NULL && aligned8(base) && page_size >= 16 &&
-           (page_size & (page_size - 1)) == 0 && size % page_size == 0 && size / page_size >= 2;
+           (page_size & (page_size - 1)) == 0 && (size & (page_size - 1)) == 0 &&
+           size / 2 >= page_size;
 }
 
 /* Copies len (<= B) bytes to data[offset ...], wrapping at B; returns the offset after. */
@@ -55,6 +57,12 @@ static uint64_t ring_copy_out(const uint8_t* data, uint64_t data_size, uint64_t 
 
 zx_status_t iob_mwrb_write(void* base, uint64_t size, uint64_t page_size, uint64_t tag,
                            const zx_iovec_t* vectors, size_t num_vectors) {
+    return iob_mwrb_write_at(base, size, page_size, tag, vectors, num_vectors, NULL);
+}
+
+zx_status_t iob_mwrb_write_at(void* base, uint64_t size, uint64_t page_size, uint64_t tag,
+                              const zx_iovec_t* vectors, size_t num_vectors,
+                              iob_mwrb_cursor_t* cursor) {
     if (!ring_geometry_valid(base, size, page_size)) {
         return ZX_ERR_INVALID_ARGS;
     }
@@ -100,8 +108,10 @@ zx_status_t iob_mwrb_write(void* base, uint64_t size, uint64_t page_size, uint64
     }
 
     uint8_t* data = (uint8_t*)base + page_size;
+    uint64_t start = cursor != NULL && cursor->valid && cursor->head == head ? cursor->offset
+                                                                            : head % data_size;
     iob_mwrb_record_header_t rh = {.tag = tag, .length = length};
-    uint64_t offset = ring_copy_in(data, data_size, head % data_size, &rh, sizeof rh);
+    uint64_t offset = ring_copy_in(data, data_size, start, &rh, sizeof rh);
     for (size_t i = 0; i < num_vectors; i++) {
         if (vectors[i].capacity > 0) {
             offset = ring_copy_in(data, data_size, offset, vectors[i].buffer, vectors[i].capacity);
@@ -113,6 +123,12 @@ zx_status_t iob_mwrb_write(void* base, uint64_t size, uint64_t page_size, uint64
      * Release: the record's bytes are visible before the head that covers them.
      */
     atomic_store_explicit(&header->head, head + record, memory_order_release);
+    if (cursor != NULL) {
+        uint64_t next = start + record; /* record <= B: one wrap at most */
+        *cursor = (iob_mwrb_cursor_t){
+            .head = head + record, .offset = next >= data_size ? next - data_size : next,
+            .valid = true};
+    }
     return ZX_OK;
 }
 

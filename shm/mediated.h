@@ -92,6 +92,25 @@ zx_status_t iob_mwrb_write(void* base, uint64_t size, uint64_t page_size, uint64
                            const zx_iovec_t* vectors, size_t num_vectors);
 
 /*
+ * The appender's memory of where its last record ended: head as it stored it and that
+ * head's data offset (head % B). It lives in the appender's own memory, never in the
+ * region. An append that loads exactly that head takes the offset from here instead of
+ * dividing by B (which need not be a power of two); any other head (a mapper moved it)
+ * is divided as usual, so a stale cursor costs a division, never a wrong offset.
+ * Zero-initialised: no memory yet.
+ */
+typedef struct iob_mwrb_cursor {
+    uint64_t head;
+    uint64_t offset;
+    bool valid;
+} iob_mwrb_cursor_t;
+
+/* iob_mwrb_write with the appender's cursor (updated after each record appended). */
+zx_status_t iob_mwrb_write_at(void* base, uint64_t size, uint64_t page_size, uint64_t tag,
+                              const zx_iovec_t* vectors, size_t num_vectors,
+                              iob_mwrb_cursor_t* cursor);
+
+/*
  * A reader's view of a ring it has mapped: local state only, never place it in shared
  * memory. One reader per ring (A.7's reader protocol): tail belongs to it.
  */

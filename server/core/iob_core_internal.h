@@ -31,6 +31,7 @@
 #include "server/core/iob_core.h"
 #include "server/core/iob_metrics.h"
 #include "shm/handles.h"
+#include "shm/mediated.h"
 
 /* ---- Intrusive doubly linked lists ---- */
 
@@ -168,6 +169,7 @@ struct iob__shared_region {
     iob__payer_t payer;
     iob__memory_t memory;
     iob_metrics_region_t* metrics; /* its mediated-write counters (iob_metrics.h) */
+    iob_mwrb_cursor_t ring_cursor; /* where the core's last append to its ring ended */
 };
 
 static inline iob__memory_t* iob__region_memory(iob__region_t* r) {

@@ -207,9 +207,10 @@ static zx_status_t mediated_enter(iob_core_t* core, iob_session_id_t session, zx
 
 /* ---- zx_iob_writev ---- */
 
-/* iob_mwrb_write's arguments, for iob_fault_call. */
+/* iob_mwrb_write_at's arguments, for iob_fault_call. */
 typedef struct iob__ring_append {
     void* ring;
+    iob_mwrb_cursor_t* cursor;
     uint64_t size;
     uint64_t page_size;
     uint64_t tag;
@@ -219,7 +220,8 @@ typedef struct iob__ring_append {
 
 static zx_status_t ring_append(void* ctx) {
     const iob__ring_append_t* a = ctx;
-    return iob_mwrb_write(a->ring, a->size, a->page_size, a->tag, a->vectors, a->num_vectors);
+    return iob_mwrb_write_at(a->ring, a->size, a->page_size, a->tag, a->vectors, a->num_vectors,
+                             a->cursor);
 }
 
 zx_status_t iob_core_iob_writev(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
@@ -235,6 +237,7 @@ zx_status_t iob_core_iob_writev(iob_core_t* core, iob_session_id_t session, zx_h
     }
     iob__shared_region_t* shared = r->shared;
     iob__ring_append_t append = {.ring = ring,
+                                 .cursor = &shared->ring_cursor,
                                  .size = shared->memory.mem.size,
                                  .page_size = core->page_size,
                                  .tag = r->desc.discipline.ring_buffer.tag,

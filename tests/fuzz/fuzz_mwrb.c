@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Fuzzes the mediated-write ring buffer (shm/mediated.h, A.7) from both sides: iobd's
- * appender (iob_mwrb_write, which reads head and tail from a page the reader can write)
+ * appender (iob_mwrb_write and iob_mwrb_write_at with a cursor of its own, which read
+ * head and tail from a page the reader can write)
  * and the reader (iob_mwrb_peek / iob_mwrb_advance and iob_mwrb_drain, which trust nothing
  * in the region),
  * with tamper operations that write head, tail or any word of the data as a hostile mapper
@@ -29,6 +30,7 @@ typedef struct mwrb_fx {
     uint8_t* base;
     uint64_t size, page;
     iob_mwrb_reader_t reader;
+    iob_mwrb_cursor_t cursor; /* the appender's, kept across appends as iobd keeps it */
     bool tampered;
     uint32_t len[FZ_MODEL];
     uint64_t tag[FZ_MODEL];
@@ -75,7 +77,10 @@ static void op_write(mwrb_fx_t* f, fz_in_t* in) {
     uint8_t* copy = malloc(f->size);
     FZ_CHECK(copy != NULL);
     memcpy(copy, f->base, f->size);
-    zx_status_t st = iob_mwrb_write(f->base, f->size, f->page, tag, arg, n);
+    /* With the appender's cursor (iobd's way) or without: the same ring either way. */
+    zx_status_t st = (flags & 0x20u) ? iob_mwrb_write(f->base, f->size, f->page, tag, arg, n)
+                                     : iob_mwrb_write_at(f->base, f->size, f->page, tag, arg, n,
+                                                         &f->cursor);
     if (st != ZX_OK) {
         FZ_CHECK(memcmp(copy, f->base, f->size) == 0); /* nothing written */
     }
