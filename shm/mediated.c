@@ -39,20 +39,27 @@ static bool ring_geometry_valid(const void* base, uint64_t size, uint64_t page_s
 /* Copies len (<= B) bytes to data[offset ...], wrapping at B; returns the offset after. */
 static uint64_t ring_copy_in(uint8_t* data, uint64_t data_size, uint64_t offset, const void* src,
                              uint64_t len) {
-    uint64_t first = data_size - offset < len ? data_size - offset : len;
-    memcpy(data + offset, src, (size_t)first);
-    memcpy(data, (const uint8_t*)src + first, (size_t)(len - first));
-    offset += len;
-    return offset >= data_size ? offset - data_size : offset;
+    uint64_t room = data_size - offset;
+    /* Most copies do not wrap: one memcpy of a size known where it is inlined (headers). */
+    if (len < room) {
+        memcpy(data + offset, src, (size_t)len);
+        return offset + len;
+    }
+    memcpy(data + offset, src, (size_t)room);
+    memcpy(data, (const uint8_t*)src + room, (size_t)(len - room));
+    return len - room;
 }
 
 static uint64_t ring_copy_out(const uint8_t* data, uint64_t data_size, uint64_t offset, void* dst,
                               uint64_t len) {
-    uint64_t first = data_size - offset < len ? data_size - offset : len;
-    memcpy(dst, data + offset, (size_t)first);
-    memcpy((uint8_t*)dst + first, data, (size_t)(len - first));
-    offset += len;
-    return offset >= data_size ? offset - data_size : offset;
+    uint64_t room = data_size - offset;
+    if (len < room) {
+        memcpy(dst, data + offset, (size_t)len);
+        return offset + len;
+    }
+    memcpy(dst, data + offset, (size_t)room);
+    memcpy((uint8_t*)dst + room, data, (size_t)(len - room));
+    return len - room;
 }
 
 zx_status_t iob_mwrb_write(void* base, uint64_t size, uint64_t page_size, uint64_t tag,
