@@ -15,8 +15,9 @@
 
 typedef struct iob__fault_guard {
     sigjmp_buf env;
-    uintptr_t base;
-    size_t size;
+    /* volatile: iob_fault_range changes them between copies the handler may interrupt. */
+    volatile uintptr_t base;
+    volatile size_t size;
     struct iob__fault_guard* prev;
 } iob__fault_guard_t;
 
@@ -150,6 +151,16 @@ zx_status_t iob_fault_call(const void* base, size_t size, zx_status_t (*fn)(void
     zx_status_t status = fn(ctx);
     t_guard = g.prev;
     return status;
+}
+
+void iob_fault_range(const void* base, size_t size) {
+    iob__fault_guard_t* g = t_guard;
+    if (g != NULL) {
+        g->base = (uintptr_t)base;
+        g->size = size;
+        /* Not moved past the copy that follows, even one the compiler inlines. */
+        atomic_signal_fence(memory_order_seq_cst);
+    }
 }
 
 typedef struct iob__fault_copy {

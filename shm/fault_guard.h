@@ -56,6 +56,14 @@
  */
 zx_status_t iob_fault_call(const void* base, size_t size, zx_status_t (*fn)(void* ctx), void* ctx);
 
+/*
+ * Inside fn of iob_fault_call: a fault is recovered in [base, base + size) from now on,
+ * instead of the range the call was armed with. Lets one call (one sigsetjmp) guard copies
+ * from several places in turn; fn keeps track of which one was running. Outside a call it
+ * does nothing.
+ */
+void iob_fault_range(const void* base, size_t size);
+
 /* memcpy of n bytes where dst or src lies in [base, base + size), under iob_fault_call. */
 zx_status_t iob_fault_memcpy(const void* base, size_t size, void* dst, const void* src, size_t n);
 

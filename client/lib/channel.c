@@ -152,6 +152,17 @@ static int64_t iob__mchan_now(void) {
     return iob__clock_ns(CLOCK_MONOTONIC);
 }
 
+/* Whether pages [lo, hi] were proved readable by the kernel recently (see the top). */
+static bool iob__hot_has(uintptr_t lo, uintptr_t hi, int64_t now) {
+    for (unsigned i = 0; i < IOB__HOT_ENTRIES; i++) {
+        const iob__hot_t* h = &t_hot[i];
+        if (now < h->until && lo >= h->lo && hi <= h->hi) {
+            return true;
+        }
+    }
+    return false;
+}
+
 bool iob__guarded_copy(void* dst, const void* src, size_t n) {
     if (n == 0) {
         return true;
@@ -163,11 +174,8 @@ bool iob__guarded_copy(void* dst, const void* src, size_t n) {
     uintptr_t lo = a & ~(uintptr_t)4095;
     uintptr_t hi = (a + (n - 1)) | 4095;
     int64_t now = iob__clock_ns(CLOCK_MONOTONIC_COARSE);
-    for (unsigned i = 0; i < IOB__HOT_ENTRIES; i++) {
-        const iob__hot_t* h = &t_hot[i];
-        if (now < h->until && lo >= h->lo && hi <= h->hi) {
-            return iob_fault_memcpy(src, n, dst, src, n) == ZX_OK;
-        }
+    if (iob__hot_has(lo, hi, now)) {
+        return iob_fault_memcpy(src, n, dst, src, n) == ZX_OK;
     }
     if (!iob__copy_from_user(dst, src, n)) {
         return false;
@@ -177,6 +185,36 @@ bool iob__guarded_copy(void* dst, const void* src, size_t n) {
         t_hot_next = (t_hot_next + 1) % IOB__HOT_ENTRIES;
     }
     return true;
+}
+
+/* iob__hot_copies' state: the clock read once for all its copies, and whether one missed. */
+static _Thread_local int64_t t_hot_now;
+static _Thread_local bool t_hot_missed;
+
+bool iob__hot_copy(void* dst, const void* src, size_t n) {
+    if (n == 0) {
+        return true;
+    }
+    uintptr_t a = (uintptr_t)src;
+    if (t_hot_missed || src == NULL || a + (n - 1) < a ||
+        !iob__hot_has(a & ~(uintptr_t)4095, (a + (n - 1)) | 4095, t_hot_now)) {
+        t_hot_missed = true;
+        return false;
+    }
+    iob_fault_range(src, n);
+    memcpy(dst, src, n);
+    return true;
+}
+
+zx_status_t iob__hot_copies(zx_status_t (*fn)(void* ctx), void* ctx) {
+    if (!g_guard_ok) {
+        return ZX_ERR_NEXT;
+    }
+    t_hot_now = iob__clock_ns(CLOCK_MONOTONIC_COARSE);
+    t_hot_missed = false;
+    /* Nothing is recovered until the first copy names its source. */
+    zx_status_t st = iob_fault_call(NULL, 0, fn, ctx);
+    return st == ZX_OK && !t_hot_missed ? ZX_OK : ZX_ERR_NEXT;
 }
 
 /* ---- The channel ---- */

@@ -133,6 +133,17 @@ void iob__mchan_free(iob__mchan_t* chan);
  */
 bool iob__guarded_copy(void* dst, const void* src, size_t n);
 
+/*
+ * One fault guard (one sigsetjmp, one clock read) for all the copies fn makes with
+ * iob__hot_copy: a memcpy from pages proved readable in the last milliseconds only, the
+ * guard following each copy's source. ZX_OK: fn returned ZX_OK and every copy was made.
+ * ZX_ERR_NEXT: a source was not in remembered pages, or faulted, or the guard is not
+ * installed; nothing fn produced may be used, and the caller does the work again with
+ * iob__guarded_copy, which settles each buffer through the kernel.
+ */
+zx_status_t iob__hot_copies(zx_status_t (*fn)(void* ctx), void* ctx);
+bool iob__hot_copy(void* dst, const void* src, size_t n);
+
 /* ---- Reading the caller's memory without faulting (channel.c) ---- */
 
 /*

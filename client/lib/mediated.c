@@ -229,10 +229,47 @@ static zx_status_t iob__writev_broker(iob__session_t* s, iob__writev_plan_t* p,
     return st == ZX_OK ? reply.status : st;
 }
 
+/* A writev laid out in the channel under iob__hot_copies. */
+typedef struct iob__writev_hot {
+    iob__writev_plan_t* p;
+    const zx_iovec_t* vectors;
+    size_t num_vectors;
+    zx_handle_t handle;
+    uint64_t options;
+    uint32_t region_index;
+    unsigned char* msg;
+} iob__writev_hot_t;
+
+/* The fixed part as planned, then the bytes right behind it (see iob__writev_channel). */
+static void iob__writev_lay_out(iob__writev_plan_t* p, zx_handle_t handle, uint64_t options,
+                                uint32_t region_index, unsigned char* msg, iob__copier_t copy) {
+    iob_broker_writev_req_t req;
+    iob__writev_fill_req(p, handle, options, region_index, &req);
+    memcpy(msg, &req, sizeof req);
+    size_t planned = p->data_len;
+    iob__writev_gather(p, msg + sizeof req, copy);
+    if (p->data_len != planned) {
+        iob__writev_fill_req(p, handle, options, region_index, &req);
+        memcpy(msg, &req, sizeof req);
+    }
+}
+
+static zx_status_t iob__writev_hot(void* ctx) {
+    iob__writev_hot_t* w = ctx;
+    iob__writev_plan(w->vectors, w->num_vectors, w->p, iob__hot_copy);
+    iob__writev_lay_out(w->p, w->handle, w->options, w->region_index, w->msg, iob__hot_copy);
+    return ZX_OK;
+}
+
 /*
  * Through the session's channel: the request is laid out in the channel exactly as the
  * datagram, the caller's bytes copied straight into it (the only copy on this side).
- * ZX_ERR_NEXT when there is no channel.
+ * The fixed part goes first and the bytes right behind it, so the request's lines are
+ * written in one pass and none of them is written twice with the mediator reading it in
+ * between; a buffer that turns out unreadable while it is copied (another thread unmapped
+ * it) changes the fixed part, which is then written again. A logger's buffers are usually
+ * in pages read recently: then every copy runs under one guard (iob__hot_copies); otherwise
+ * each goes its own way (iob__guarded_copy). ZX_ERR_NEXT when there is no channel.
  */
 static zx_status_t iob__writev_channel(iob__session_t* s, iob__writev_plan_t* p,
                                        const zx_iovec_t* vectors, size_t num_vectors,
@@ -244,22 +281,16 @@ static zx_status_t iob__writev_channel(iob__session_t* s, iob__writev_plan_t* p,
     if (st != ZX_OK) {
         return st;
     }
-    iob__writev_plan(vectors, num_vectors, p, iob__guarded_copy);
-    /*
-     * The fixed part as planned, then the bytes right behind it: the request's lines are
-     * written in one pass, so none of them is written twice with the mediator reading it in
-     * between (it reads them whenever it looks for a new seq). A buffer that turns out
-     * unreadable while it is copied (another thread unmapped it) changes the fixed part,
-     * which is then written again.
-     */
-    iob_broker_writev_req_t req;
-    iob__writev_fill_req(p, handle, options, region_index, &req);
-    memcpy(msg, &req, sizeof req);
-    size_t planned = p->data_len;
-    iob__writev_gather(p, msg + sizeof req, iob__guarded_copy);
-    if (p->data_len != planned) {
-        iob__writev_fill_req(p, handle, options, region_index, &req);
-        memcpy(msg, &req, sizeof req);
+    iob__writev_hot_t hot = {.p = p,
+                             .vectors = vectors,
+                             .num_vectors = num_vectors,
+                             .handle = handle,
+                             .options = options,
+                             .region_index = region_index,
+                             .msg = msg};
+    if (iob__hot_copies(iob__writev_hot, &hot) != ZX_OK) {
+        iob__writev_plan(vectors, num_vectors, p, iob__guarded_copy);
+        iob__writev_lay_out(p, handle, options, region_index, msg, iob__guarded_copy);
     }
     zx_status_t status = ZX_ERR_INTERNAL;
     st = iob__mchan_call(s, ch, &status, NULL);

@@ -37,6 +37,7 @@
 #include "client/lib/libiob.h"
 #include "map_harness.h"
 #include "mediated_records.h"
+#include "shm/fault_guard.h"
 #include "shm/mediated.h"
 #include "test_regions.h"
 
@@ -602,6 +603,57 @@ static void test_writer_killed(void** state) {
     ring_destroy(&r2);
 }
 
+/*
+ * A buffer the library read a moment ago (its pages are remembered as readable) that the
+ * program then protects: the next call still answers Zircon's status for it, whether the
+ * payload (NOT_FOUND, step 11) or the iovec array (INVALID_ARGS, step 7) is gone, and the
+ * call after the program gives the page back succeeds. Exercises the library's recovery of
+ * a fault in its copy from remembered pages.
+ */
+static void test_protected_after_use(void** state) {
+    (void)state;
+    /*
+     * cmocka puts its own SIGSEGV handler in place around each test: ours goes back on top,
+     * or the library would not remember pages (it asks the kernel every time without it).
+     */
+    assert_int_equal(iob_fault_init(IOB_FAULT_SIGBUS | IOB_FAULT_SIGSEGV), ZX_OK);
+    ring_t r;
+    ring_create(&r, RING_PAGES);
+    long pg = sysconf(_SC_PAGESIZE);
+    uint8_t* page = mmap(NULL, (size_t)pg * 2, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(page != MAP_FAILED);
+    memset(page, 0x6b, (size_t)pg);
+    zx_iovec_t* vec = (zx_iovec_t*)(void*)(page + pg); /* the array on a page of its own */
+    vec[0] = (zx_iovec_t){page + 100, 64};
+    int records = 0;
+    for (int round = 0; round < 20; round++) {
+        assert_int_equal(zx_iob_writev(r.ep1, 0, 0, vec, 1), ZX_OK);
+        records++;
+        assert_int_equal(mprotect(page, (size_t)pg, PROT_NONE), 0);
+        assert_int_equal(zx_iob_writev(r.ep1, 0, 0, vec, 1), ZX_ERR_NOT_FOUND);
+        assert_int_equal(mprotect(page, (size_t)pg, PROT_READ | PROT_WRITE), 0);
+        assert_int_equal(zx_iob_writev(r.ep1, 0, 0, vec, 1), ZX_OK);
+        records++;
+        assert_int_equal(mprotect(page + pg, (size_t)pg, PROT_NONE), 0);
+        assert_int_equal(zx_iob_writev(r.ep1, 0, 0, vec, 1), ZX_ERR_INVALID_ARGS);
+        assert_int_equal(mprotect(page + pg, (size_t)pg, PROT_READ | PROT_WRITE), 0);
+    }
+    /* Exactly the calls that succeeded wrote records, each whole. */
+    uint8_t got[64];
+    iob_mwrb_record_t rec;
+    for (int i = 0; i < records; i++) {
+        assert_int_equal(iob_mwrb_peek(&r.reader, &rec, got, sizeof got), ZX_OK);
+        assert_int_equal(rec.length, 64);
+        assert_int_equal(got[0], 0x6b);
+        assert_int_equal(got[63], 0x6b);
+        assert_int_equal(iob_mwrb_advance(&r.reader, &rec), ZX_OK);
+    }
+    assert_int_equal(iob_mwrb_peek(&r.reader, &rec, got, sizeof got), ZX_ERR_SHOULD_WAIT);
+    munmap(page, (size_t)pg * 2);
+    ring_destroy(&r);
+}
+
 /* Lets iobd run again after `ms` (it was stopped with SIGSTOP). */
 typedef struct resume {
     pid_t pid;
@@ -722,6 +774,7 @@ int main(int argc, char** argv) {
         cmocka_unit_test(test_allocate_id_large_blob),
         cmocka_unit_test(test_writer_process),
         cmocka_unit_test(test_writer_killed),
+        cmocka_unit_test(test_protected_after_use),
         cmocka_unit_test(test_sleeping_writer_woken),
         cmocka_unit_test(test_latency),
     };

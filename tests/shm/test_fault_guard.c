@@ -142,6 +142,46 @@ static void test_nested(void** state) {
     half_gone_free(&h);
 }
 
+/* One call, its range moved from copy to copy (iob_fault_range), as libiob's writev does. */
+typedef struct moving {
+    const uint8_t* first;
+    const uint8_t* second;
+    uint8_t buf[32];   /* where the copies go (the caller's: they cannot be optimised away) */
+    volatile int step; /* the copy running when the call ended; 3: both made */
+} moving_t;
+
+static zx_status_t moving_copies(void* ctx) {
+    moving_t* m = ctx;
+    m->step = 1;
+    iob_fault_range(m->first, sizeof m->buf);
+    memcpy(m->buf, m->first, sizeof m->buf);
+    m->step = 2;
+    iob_fault_range(m->second, sizeof m->buf);
+    memcpy(m->buf, m->second, sizeof m->buf);
+    m->step = 3;
+    return ZX_OK;
+}
+
+static void test_range_moves(void** state) {
+    (void)state;
+    half_gone_t h;
+    half_gone_make(&h);
+    uint8_t other[32] = {0};
+    /* Armed for nothing at first: each copy names its own source; the second straddles the
+     * end of the file. */
+    moving_t m = {.first = other, .second = h.map + g_page - 16};
+    assert_int_equal(iob_fault_call(NULL, 0, moving_copies, &m), ZX_ERR_IO_DATA_INTEGRITY);
+    assert_int_equal(m.step, 2);
+    m = (moving_t){.first = h.map + 64, .second = other};
+    assert_int_equal(iob_fault_call(NULL, 0, moving_copies, &m), ZX_OK);
+    assert_int_equal(m.step, 3);
+    assert_int_equal(m.buf[0], 0); /* the second copy's */
+    assert_false(sigbus_blocked());
+    /* Outside any call, moving the range does nothing (and does not crash). */
+    iob_fault_range(h.map, 2 * g_page);
+    half_gone_free(&h);
+}
+
 enum { THREADS = 4, ROUNDS = 2000 };
 
 static void* fault_thread(void* arg) {
@@ -182,6 +222,7 @@ typedef enum unguarded {
     FAULT_OUT_OF_RANGE, /* armed, but for other memory */
     FAULT_SENT,         /* armed, in range, but the SIGBUS comes from kill */
     FAULT_CHAINED,      /* unarmed, with a handler installed before ours */
+    FAULT_RANGE_MOVED,  /* armed for the gone page, then moved elsewhere (iob_fault_range) */
 } unguarded_t;
 
 static half_gone_t* g_child_h;
@@ -199,6 +240,13 @@ static zx_status_t touch_gone(void* ctx) {
     volatile uint8_t* gone = g_child_h->map + g_page;
     (void)*gone;
     return ZX_OK;
+}
+
+static zx_status_t move_then_touch_gone(void* ctx) {
+    static uint8_t elsewhere[16];
+    (void)ctx;
+    iob_fault_range(elsewhere, sizeof elsewhere);
+    return touch_gone(NULL);
 }
 
 static zx_status_t send_sigbus(void* ctx) {
@@ -235,6 +283,9 @@ static int child_main(unguarded_t how, half_gone_t* h) {
         break;
     case FAULT_SENT:
         iob_fault_call(h->map, 2 * g_page, send_sigbus, NULL);
+        break;
+    case FAULT_RANGE_MOVED:
+        iob_fault_call(h->map, 2 * g_page, move_then_touch_gone, NULL);
         break;
     }
     return 0;
@@ -276,6 +327,11 @@ static void test_sent_sigbus_kills(void** state) {
     expect_killed(FAULT_SENT);
 }
 
+static void test_moved_range_no_longer_recovers(void** state) {
+    (void)state;
+    expect_killed(FAULT_RANGE_MOVED);
+}
+
 static void test_earlier_handler_gets_other_faults(void** state) {
     (void)state;
     expect_killed(FAULT_CHAINED);
@@ -287,10 +343,12 @@ int main(void) {
         cmocka_unit_test(test_guarded_copy),
         cmocka_unit_test(test_sigsegv),
         cmocka_unit_test(test_nested),
+        cmocka_unit_test(test_range_moves),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_unarmed_fault_kills),
         cmocka_unit_test(test_fault_outside_range_kills),
         cmocka_unit_test(test_sent_sigbus_kills),
+        cmocka_unit_test(test_moved_range_no_longer_recovers),
         cmocka_unit_test(test_earlier_handler_gets_other_faults),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
