@@ -86,6 +86,20 @@ class Iobd:
     def fd_count(self):
         return len(os.listdir("/proc/%d/fd" % self.proc.pid))
 
+    def steady_fd_count(self, timeout=3.0):
+        """The descriptor count once it held still for 0.25 s: a connection a client has
+        just closed is closed on iobd's side a moment later, and a baseline taken in
+        between counts it."""
+        last = self.fd_count()
+        same = 0
+        deadline = time.monotonic() + timeout
+        while same < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            now = self.fd_count()
+            same = same + 1 if now == last else 0
+            last = now
+        return last
+
     def stop(self):
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
