@@ -15,6 +15,9 @@ import time
 import urllib.error
 import urllib.request
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+from proc_util import fd_count, steady_fd_count  # noqa: E402
+
 SKIP = 77
 
 
@@ -84,21 +87,10 @@ class Iobd:
         return self.proc.poll() is None
 
     def fd_count(self):
-        return len(os.listdir("/proc/%d/fd" % self.proc.pid))
+        return fd_count(self.proc.pid)
 
-    def steady_fd_count(self, timeout=3.0):
-        """The descriptor count once it held still for 0.25 s: a connection a client has
-        just closed is closed on iobd's side a moment later, and a baseline taken in
-        between counts it."""
-        last = self.fd_count()
-        same = 0
-        deadline = time.monotonic() + timeout
-        while same < 5 and time.monotonic() < deadline:
-            time.sleep(0.05)
-            now = self.fd_count()
-            same = same + 1 if now == last else 0
-            last = now
-        return last
+    def steady_fd_count(self):
+        return steady_fd_count(self.proc.pid)
 
     def stop(self):
         if self.proc.poll() is None:

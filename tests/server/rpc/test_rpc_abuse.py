@@ -134,15 +134,15 @@ import traceback  # noqa: E402
 import grpc  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 import test_grpc_interop as interop  # noqa: E402
+from proc_util import fd_count, steady_fd_count  # noqa: E402
 from test_grpc_interop import Iobd, Session, pb, pbg, T  # noqa: E402
 
 IS_ROOT = os.geteuid() == 0
 HERE = os.path.abspath(__file__)
 
 
-def fd_count(pid):
-    return len(os.listdir("/proc/%d/fd" % pid))
 
 
 def vm_hwm_kib(pid):
@@ -199,20 +199,6 @@ def settle(what, get, want, timeout=10.0):
             break
         time.sleep(0.05)
     assert got == want, "%s: %s, want %s" % (what, got, want)
-
-
-def steady_fd_count(pid, quiet=0.3, timeout=5.0):
-    """iobd's fd count once it has stopped changing: a connection its client just closed
-    (the start-up probe's, say) is closed on iobd's side a moment later, and counting it
-    in the baseline would make the check after an attack find one fd too few."""
-    deadline = time.time() + timeout
-    last, since = fd_count(pid), time.time()
-    while time.time() < deadline and time.time() - since < quiet:
-        time.sleep(0.05)
-        now = fd_count(pid)
-        if now != last:
-            last, since = now, time.time()
-    return last
 
 
 class Baseline:
