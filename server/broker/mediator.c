@@ -204,9 +204,10 @@ static zx_status_t mediator_take(void* ctx) {
     iob_mchan_sub_t* sub = t->ch->sub;
     const unsigned char* msg = (const unsigned char*)sub + IOB_MCHAN_MSG_OFFSET;
     /*
-     * While crossings are dear (MEDIATOR_PROBE_EVERY), the request's first lines are asked
-     * for together with seq's: when seq is new they arrive with it, where loading them
-     * after seq turned out new waits for a second crossing from the writer's CPU.
+     * While crossings are dear (the channel's last probe took longer than
+     * MEDIATOR_PREFETCH_ABOVE_NS), the request's first lines are asked for together with
+     * seq's: when seq is new they arrive with it, where loading them after seq turned out
+     * new waits for a second crossing from the writer's CPU.
      */
     bool prefetch = t->ch->prefetch && !t->probe;
     for (unsigned off = 0; prefetch && off < MEDIATOR_TAKE_FIRST; off += 64) {
