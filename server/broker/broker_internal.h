@@ -29,6 +29,7 @@ typedef union {
     iob_broker_unmap_req_t unmap;
     iob_broker_import_req_t import;
     iob_broker_writev_req_t writev;
+    iob_broker_writev_packed_req_t writev_packed;
     iob_broker_allocate_id_req_t allocate_id;
     iob_broker_channel_req_t channel;
 } iobd__rx_t;

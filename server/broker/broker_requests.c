@@ -187,6 +187,21 @@ static void iobd__handle_writev(iobd__conn_t* conn, const iobd__rx_t* msg, size_
     iobd__reply_status(conn, IOB_BROKER_WRITEV | IOB_BROKER_REPLY, req->hdr.request_id, st);
 }
 
+static void iobd__handle_writev_packed(iobd__conn_t* conn, const iobd__rx_t* msg, size_t len) {
+    const iob_broker_writev_packed_req_t* req = &msg->writev_packed;
+    zx_status_t st = ZX_ERR_BAD_STATE;
+    if (!iobd_mediated_writev_packed(conn->attached ? conn->broker->core : NULL, conn->session,
+                                     req, len, &st)) {
+        iobd__bad_message(conn, req->hdr.request_id, ZX_ERR_INVALID_ARGS, "writev layout");
+        return;
+    }
+    if (conn->attached) {
+        conn->broker->stats.writevs++;
+    }
+    /* The reply says WRITEV: the client waits for that call's answer either way. */
+    iobd__reply_status(conn, IOB_BROKER_WRITEV | IOB_BROKER_REPLY, req->hdr.request_id, st);
+}
+
 /*
  * Reads an IOB_BROKER_ALLOC_BLOB_IN_FD blob: a memfd (only shmem files take seals) holding
  * at least blob_size bytes, read with pread. F_GET_SEALS comes first: it answers without
@@ -315,6 +330,8 @@ static const struct {
     [IOB_BROKER_ALLOCATE_ID] = {sizeof(iob_broker_allocate_id_req_t), true,
                                 iobd__handle_allocate_id},
     [IOB_BROKER_CHANNEL] = {sizeof(iob_broker_channel_req_t), false, iobd__handle_channel},
+    [IOB_BROKER_WRITEV_PACKED] = {sizeof(iob_broker_writev_packed_req_t), true,
+                                  iobd__handle_writev_packed},
 };
 
 void iobd__dispatch(iobd__conn_t* conn, size_t len) {
@@ -341,7 +358,7 @@ void iobd__dispatch(iobd__conn_t* conn, size_t len) {
         iobd__bad_message(conn, hdr->request_id, ZX_ERR_INVALID_ARGS, "size");
         return;
     }
-    /* Both mediated fixed parts start with `layout` right after the header. */
+    /* Every mediated fixed part starts with `layout` right after the header. */
     if (mediated && msg->writev.layout != IOB_BROKER_MEDIATED_LAYOUT) {
         iobd__bad_message(conn, hdr->request_id, ZX_ERR_NOT_SUPPORTED, "layout");
         return;

@@ -121,6 +121,30 @@ bool iobd_mediated_writev(iob_core_t* core, iob_session_id_t session,
     return iob_request_writev(core, session, &w, status) == NULL;
 }
 
+bool iobd_mediated_writev_packed(iob_core_t* core, iob_session_id_t session,
+                                 const iob_broker_writev_packed_req_t* req, size_t len,
+                                 zx_status_t* status) {
+    if (len < sizeof *req || req->num_vectors > IOB_BROKER_WRITEV_MAX_VECTORS) {
+        return false;
+    }
+    /* The first vector holds every byte, the others none: the same record and answers. */
+    iob_request_vec_t vecs[IOB_BROKER_WRITEV_MAX_VECTORS];
+    for (uint32_t i = 0; i < req->num_vectors; i++) {
+        vecs[i] = (iob_request_vec_t){i == 0 ? len - sizeof *req : 0u, true};
+    }
+    iob_writev_request_t w = {
+        .handle = req->handle,
+        .options = req->options,
+        .region_index = req->region_index,
+        .num_vectors = req->num_vectors,
+        .vecs = vecs,
+        .vec_count = req->num_vectors,
+        .data = req + 1,
+        .data_len = len - sizeof *req,
+    };
+    return iob_request_writev(core, session, &w, status) == NULL;
+}
+
 bool iobd_mediated_allocate_id_layout_ok(const iob_broker_allocate_id_req_t* req, size_t len,
                                          bool have_fd) {
     const uint32_t known =
@@ -158,6 +182,11 @@ static zx_status_t mediator_run(iobd_mediator_t* m, iobd_mchan_t* ch, size_t len
         const iob_broker_writev_req_t* req = (const iob_broker_writev_req_t*)m->rx;
         ok = req->layout == IOB_BROKER_MEDIATED_LAYOUT &&
              iobd_mediated_writev(m->core, ch->session, req, len, &st);
+    } else if (ok && hdr->type == IOB_BROKER_WRITEV_PACKED &&
+               len >= sizeof(iob_broker_writev_packed_req_t)) {
+        const iob_broker_writev_packed_req_t* req = (const iob_broker_writev_packed_req_t*)m->rx;
+        ok = req->layout == IOB_BROKER_MEDIATED_LAYOUT &&
+             iobd_mediated_writev_packed(m->core, ch->session, req, len, &st);
     } else if (ok && hdr->type == IOB_BROKER_ALLOCATE_ID &&
                len >= sizeof(iob_broker_allocate_id_req_t)) {
         const iob_broker_allocate_id_req_t* req = (const iob_broker_allocate_id_req_t*)m->rx;

@@ -73,6 +73,13 @@ void iobd_mediator_get_stats(iobd_mediator_t* m, iobd_mediator_stats_t* out);
 bool iobd_mediated_writev(iob_core_t* core, iob_session_id_t session,
                           const iob_broker_writev_req_t* req, size_t len, zx_status_t* status);
 /*
+ * A WRITEV_PACKED request (shm/broker_wire.h), as iobd_mediated_writev: the core sees
+ * num_vectors readable vectors, the first holding every byte sent.
+ */
+bool iobd_mediated_writev_packed(iob_core_t* core, iob_session_id_t session,
+                                 const iob_broker_writev_packed_req_t* req, size_t len,
+                                 zx_status_t* status);
+/*
  * Whether an ALLOCATE_ID's flags agree with its length and descriptor (have_fd: a blob memfd
  * came with it). The bytes sent against blob_size are iob_request_allocate_id's check.
  */

@@ -192,6 +192,8 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             off = offsetof(iob_broker_map_req_t, handle);
         } else if (hdr.type == IOB_BROKER_WRITEV) {
             off = offsetof(iob_broker_writev_req_t, handle);
+        } else if (hdr.type == IOB_BROKER_WRITEV_PACKED) {
+            off = offsetof(iob_broker_writev_packed_req_t, handle);
         } else if (hdr.type == IOB_BROKER_ALLOCATE_ID) {
             off = offsetof(iob_broker_allocate_id_req_t, handle);
         }

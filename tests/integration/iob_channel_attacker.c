@@ -150,7 +150,7 @@ int main(int argc, char** argv) {
             case 1:
                 hdr->size = IOB_BROKER_MAX_MEDIATED_MSG; /* the whole area, random inside */
                 hdr->version = IOB_BROKER_WIRE_VERSION;
-                hdr->type = IOB_BROKER_WRITEV;
+                hdr->type = rnd() % 2 ? IOB_BROKER_WRITEV : IOB_BROKER_WRITEV_PACKED;
                 break;
             case 2:
                 valid_writev(&c, ep, (uint32_t)(rnd() % 128));

@@ -342,6 +342,123 @@ static void test_attached(void** state) {
     zx_handle_close(sr);
 }
 
+static void packed_init(iob_broker_writev_packed_req_t* w, uint64_t id, zx_handle_t handle,
+                        uint32_t num_vectors, size_t extra) {
+    memset(w, 0, sizeof *w);
+    iob_broker_hdr_init(&w->hdr, IOB_BROKER_WRITEV_PACKED, (uint32_t)(sizeof *w + extra), id);
+    w->layout = IOB_BROKER_MEDIATED_LAYOUT;
+    w->handle = handle;
+    w->num_vectors = num_vectors;
+}
+
+/* The status of one request on fd, which must be answered as a WRITEV. */
+static zx_status_t writev_status(int fd, const void* req, size_t len, const void* body,
+                                 size_t blen, uint64_t id) {
+    send_all(fd, req, len, body, blen);
+    iob_broker_status_reply_t r;
+    assert_int_equal(recv_reply(fd, &r, sizeof r), IOB_BROKER_WRITEV | IOB_BROKER_REPLY);
+    assert_int_equal(r.hdr.request_id, id);
+    return r.status;
+}
+
+/*
+ * WRITEV_PACKED: the record is the bytes sent, and every answer is the one the full WRITEV
+ * of the same call (all vectors readable) gets, at the same step; malformed ones are
+ * refused as such.
+ */
+static void test_packed(void** state) {
+    (void)state;
+    uint64_t pg = zx_system_get_page_size();
+    zx_handle_t sr, ep0, ep1;
+    assert_int_equal(zx_iob_create_shared_region(0, 2 * pg, &sr), ZX_OK);
+    assert_int_equal(ring_iob_create(sr, 78, &ep0, &ep1), ZX_OK);
+    zx_vaddr_t map;
+    assert_int_equal(zx_vmar_map_iob(zx_vmar_root_self(), ZX_VM_PERM_READ | ZX_VM_PERM_WRITE, 0,
+                                     ep0, 0, 0, 2 * pg, &map),
+                     ZX_OK);
+    iob_mwrb_reader_t rd;
+    assert_int_equal(iob_mwrb_reader_init(&rd, (void*)map, 2 * pg, pg), ZX_OK);
+    int fd = attached_connect();
+
+    /* Three vectors' bytes in one: one record of them all. */
+    iob_broker_writev_packed_req_t p;
+    packed_init(&p, 30, ep1, 3, 11);
+    assert_int_equal(writev_status(fd, &p, sizeof p, "hello world", 11, 30), ZX_OK);
+    iob_mwrb_record_t rec;
+    char got[32];
+    assert_int_equal(iob_mwrb_peek(&rd, &rec, got, sizeof got), ZX_OK);
+    assert_int_equal(rec.tag, 78);
+    assert_int_equal(rec.length, 11);
+    assert_memory_equal(got, "hello world", 11);
+    assert_int_equal(iob_mwrb_advance(&rd, &rec), ZX_OK);
+
+    /* Each case as packed and as the full form with one readable vector: the same status. */
+    struct {
+        zx_handle_t handle;
+        uint64_t options;
+        uint32_t region_index;
+        uint32_t num_vectors;
+        size_t bytes;
+        zx_status_t want;
+    } cases[] = {
+        {0x7ffffff3u, 0, 0, 1, 8, ZX_ERR_BAD_HANDLE},
+        {ep0, 0, 0, 1, 8, ZX_ERR_ACCESS_DENIED},
+        {ep1, 1, 0, 1, 8, ZX_ERR_INVALID_ARGS},
+        {ep1, 0, 1, 1, 8, ZX_ERR_OUT_OF_RANGE},
+        {ep1, 0, 0, 1, pg, ZX_ERR_NO_SPACE}, /* more than the one-page ring holds */
+        {ep1, 0, 0, 0, 0, ZX_OK},
+    };
+    static unsigned char bytes[65536];
+    memset(bytes, 0x6b, sizeof bytes);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint64_t id = 40 + 2 * i;
+        packed_init(&p, id, cases[i].handle, cases[i].num_vectors, cases[i].bytes);
+        p.options = cases[i].options;
+        p.region_index = cases[i].region_index;
+        zx_status_t packed = writev_status(fd, &p, sizeof p, bytes, cases[i].bytes, id);
+        iob_broker_writev_req_t w;
+        writev_init(&w, id + 1, cases[i].bytes);
+        w.handle = cases[i].handle;
+        w.options = cases[i].options;
+        w.region_index = cases[i].region_index;
+        w.num_vectors = cases[i].num_vectors;
+        w.vector_count = cases[i].num_vectors;
+        if (cases[i].num_vectors > 0) {
+            w.vecs[0].capacity = cases[i].bytes;
+            w.vecs[0].flags = IOB_BROKER_VEC_READABLE;
+        }
+        zx_status_t full = writev_status(fd, &w, sizeof w, bytes, cases[i].bytes, id + 1);
+        assert_int_equal(packed, cases[i].want);
+        assert_int_equal(full, cases[i].want);
+    }
+    /* The two empty records the last case wrote. */
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(iob_mwrb_peek(&rd, &rec, got, sizeof got), ZX_OK);
+        assert_int_equal(rec.length, 0);
+        assert_int_equal(iob_mwrb_advance(&rd, &rec), ZX_OK);
+    }
+    assert_int_equal(iob_mwrb_peek(&rd, &rec, got, sizeof got), ZX_ERR_SHOULD_WAIT);
+
+    /* Malformed: more than 8 vectors; bytes with no vector to hold them; a short fixed part. */
+    packed_init(&p, 60, ep1, 9, 0);
+    send_all(fd, &p, sizeof p, NULL, 0);
+    expect_error(fd, 60, ZX_ERR_INVALID_ARGS);
+    packed_init(&p, 61, ep1, 0, 4);
+    send_all(fd, &p, sizeof p, "abcd", 4);
+    expect_error(fd, 61, ZX_ERR_INVALID_ARGS);
+    packed_init(&p, 62, ep1, 1, 0);
+    p.hdr.size = sizeof p - 8;
+    send_all(fd, &p, sizeof p - 8, NULL, 0);
+    expect_error(fd, 62, ZX_ERR_INVALID_ARGS);
+    assert_int_equal(iob_mwrb_peek(&rd, &rec, got, sizeof got), ZX_ERR_SHOULD_WAIT);
+
+    close(fd);
+    zx_vmar_unmap(zx_vmar_root_self(), map, 2 * pg);
+    zx_handle_close(ep0);
+    zx_handle_close(ep1);
+    zx_handle_close(sr);
+}
+
 static int blob_memfd(size_t n, unsigned char fill) {
     int m = memfd_create("iob-test-blob-fd", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     assert_true(m >= 0);
@@ -454,6 +571,7 @@ int main(void) {
         cmocka_unit_test(test_passed_fd),
         cmocka_unit_test(test_unattached),
         cmocka_unit_test(test_attached),
+        cmocka_unit_test(test_packed),
         cmocka_unit_test(test_blob_in_fd),
     };
     int rc = cmocka_run_group_tests_name("mediated_broker", tests, NULL, NULL);
