@@ -19,10 +19,12 @@
  *                  -> "refused create NAME COUNT" or "created N"
  * Exit 0 when the job ran (whatever iobd answered); 2: usage; 3: set-up failed.
  */
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <iob/iob.h>
@@ -141,6 +143,8 @@ static int job_big(uint64_t size, unsigned long max) {
 }
 
 int main(int argc, char** argv) {
+    /* A test that fails midway cannot kill its helper: it goes with the test. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc == 2 && strcmp(argv[1], "tib") == 0) {
         return job_tib();

@@ -22,11 +22,13 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <iob/iob.h>
@@ -92,6 +94,8 @@ static int try_forbidden(chan_t* c) {
 }
 
 int main(int argc, char** argv) {
+    /* A test that fails midway cannot kill its helper: it goes with the test. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (argc != 3) {
         fprintf(stderr, "usage: %s MODE TOKEN\n", argv[0]);
         return 2;

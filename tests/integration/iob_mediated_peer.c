@@ -14,9 +14,11 @@
  *
  * Exit status 0 on success, 2 on usage errors, 3 on an unexpected status (printed).
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -36,6 +38,8 @@ static zx_status_t write_record(zx_handle_t ep, uint64_t seq) {
 }
 
 int main(int argc, char** argv) {
+    /* A test that fails midway cannot kill its helper: it goes with the test. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (argc < 4) {
         fprintf(stderr, "usage: %s broker|grpc writev TOKEN COUNT | hang TOKEN\n", argv[0]);
         return 2;

@@ -25,10 +25,12 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -173,6 +175,8 @@ int main(int argc, char** argv) {
         }
         i++;
     }
+    /* After the uid change, which clears it: a test that fails midway takes its peer along. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (argc - i == 2 && strcmp(argv[i], "explicit") == 0) {
         return explicit_connection(argv[i + 1]);
     }
