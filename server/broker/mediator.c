@@ -30,8 +30,12 @@
  * a few microseconds), short enough that a burst's tail costs little CPU on a small host.
  */
 #define MEDIATOR_SPIN_NS 50000
-/* What a request's first copy takes: a writev of a few hundred bytes, in one go. */
-#define MEDIATOR_TAKE_FIRST 512u
+/*
+ * What a request's first copy takes, in one go: a packed writev of a 64-byte record (104
+ * bytes). Every line more is also prefetched at every look at seq while crossings are
+ * dear, and taken from the writer while it writes (512 here moved 5 % fewer records).
+ */
+#define MEDIATOR_TAKE_FIRST 128u
 _Static_assert(MEDIATOR_TAKE_FIRST <= IOB_BROKER_MAX_MEDIATED_MSG, "within the request area");
 /* Scans between clock reads while spinning. */
 #define MEDIATOR_CLOCK_EVERY 64u
