@@ -139,8 +139,20 @@ typedef struct iob__hot {
     int64_t until;
 } iob__hot_t;
 
-static _Thread_local iob__hot_t t_hot[IOB__HOT_ENTRIES];
-static _Thread_local unsigned t_hot_next;
+/*
+ * This thread's remembered pages and iob__hot_copies' state (below). initial-exec: every
+ * record reads them several times, and a library's thread-locals otherwise cost a call to
+ * __tls_get_addr at each access; the 208 bytes come out of the static TLS that glibc keeps
+ * for libraries loaded later (dlopen, as Python's binding does), like fault_guard.c's guard.
+ */
+typedef struct iob__hot_pages {
+    iob__hot_t entries[IOB__HOT_ENTRIES];
+    unsigned next;
+    bool missed; /* iob__hot_copies: a copy found its source not remembered */
+    int64_t now; /* iob__hot_copies: the clock, read once for all its copies */
+} iob__hot_pages_t;
+
+static _Thread_local iob__hot_pages_t t_hot __attribute__((tls_model("initial-exec")));
 
 static int64_t iob__clock_ns(clockid_t clock) {
     struct timespec ts;
@@ -155,7 +167,7 @@ static int64_t iob__mchan_now(void) {
 /* Whether pages [lo, hi] were proved readable by the kernel recently (see the top). */
 static bool iob__hot_has(uintptr_t lo, uintptr_t hi, int64_t now) {
     for (unsigned i = 0; i < IOB__HOT_ENTRIES; i++) {
-        const iob__hot_t* h = &t_hot[i];
+        const iob__hot_t* h = &t_hot.entries[i];
         if (now < h->until && lo >= h->lo && hi <= h->hi) {
             return true;
         }
@@ -181,24 +193,21 @@ bool iob__guarded_copy(void* dst, const void* src, size_t n) {
         return false;
     }
     if (g_guard_ok && iob_fault_in_place(IOB__GUARD_SIGNALS)) {
-        t_hot[t_hot_next] = (iob__hot_t){.lo = lo, .hi = hi, .until = now + IOB__HOT_NS};
-        t_hot_next = (t_hot_next + 1) % IOB__HOT_ENTRIES;
+        t_hot.entries[t_hot.next] = (iob__hot_t){.lo = lo, .hi = hi, .until = now + IOB__HOT_NS};
+        t_hot.next = (t_hot.next + 1) % IOB__HOT_ENTRIES;
     }
     return true;
 }
 
-/* iob__hot_copies' state: the clock read once for all its copies, and whether one missed. */
-static _Thread_local int64_t t_hot_now;
-static _Thread_local bool t_hot_missed;
 
 bool iob__hot_copy(void* dst, const void* src, size_t n) {
     if (n == 0) {
         return true;
     }
     uintptr_t a = (uintptr_t)src;
-    if (t_hot_missed || src == NULL || a + (n - 1) < a ||
-        !iob__hot_has(a & ~(uintptr_t)4095, (a + (n - 1)) | 4095, t_hot_now)) {
-        t_hot_missed = true;
+    if (t_hot.missed || src == NULL || a + (n - 1) < a ||
+        !iob__hot_has(a & ~(uintptr_t)4095, (a + (n - 1)) | 4095, t_hot.now)) {
+        t_hot.missed = true;
         return false;
     }
     iob_fault_range(src, n);
@@ -210,11 +219,11 @@ zx_status_t iob__hot_copies(zx_status_t (*fn)(void* ctx), void* ctx) {
     if (!g_guard_ok) {
         return ZX_ERR_NEXT;
     }
-    t_hot_now = iob__clock_ns(CLOCK_MONOTONIC_COARSE);
-    t_hot_missed = false;
+    t_hot.now = iob__clock_ns(CLOCK_MONOTONIC_COARSE);
+    t_hot.missed = false;
     /* Nothing is recovered until the first copy names its source. */
     zx_status_t st = iob_fault_call(NULL, 0, fn, ctx);
-    return st == ZX_OK && !t_hot_missed ? ZX_OK : ZX_ERR_NEXT;
+    return st == ZX_OK && !t_hot.missed ? ZX_OK : ZX_ERR_NEXT;
 }
 
 /* ---- The channel ---- */
