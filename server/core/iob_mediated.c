@@ -162,19 +162,22 @@ fail_locked:
  * The start of both calls: options (ZX_ERR_INVALID_ARGS unless 0), then under the lock the
  * handle (with ZX_RIGHT_WRITE, the wrong type before the missing right, as Zircon's handle
  * table decides), the region index, the region's discipline and this endpoint's
- * MEDIATED_WRITE bit, in that order, and the server's view of the region's memory. On
- * ZX_OK the core stays locked for the caller (who unlocks); on any error it is not.
+ * MEDIATED_WRITE bit, in that order, and the server's view of the region's memory. Returns
+ * the region with the core locked for the caller (who unlocks), or NULL with *status_out
+ * set and the core unlocked.
  */
-static zx_status_t mediated_enter(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
-                                  uint64_t options, uint32_t region_index,
-                                  zx_iob_discipline_type_t discipline, iob__region_t** region_out,
-                                  void** view_out) {
+static iob__region_t* mediated_enter(iob_core_t* core, iob_session_id_t session,
+                                     zx_handle_t handle, uint64_t options, uint32_t region_index,
+                                     zx_iob_discipline_type_t discipline, void** view_out,
+                                     zx_status_t* status_out) {
     if (core == NULL) {
-        return ZX_ERR_INVALID_ARGS;
+        *status_out = ZX_ERR_INVALID_ARGS;
+        return NULL;
     }
     iob__err_clear();
     if (options != 0) {
-        return IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "options 0x%" PRIx64 " != 0", options);
+        *status_out = IOB__ERR_SET(ZX_ERR_INVALID_ARGS, "options 0x%" PRIx64 " != 0", options);
+        return NULL;
     }
     iob__core_lock(core);
     iob__handle_t* h = NULL;
@@ -196,13 +199,13 @@ static zx_status_t mediated_enter(iob_core_t* core, iob_session_id_t session, zx
         /* An ID allocator's own memory, or (A.3) a ring buffer's shared region. */
         status = IOB__ERR_SET(ZX_ERR_NO_MEMORY, "mapping region %u", region_index);
     }
+    *status_out = status;
     if (status != ZX_OK) {
         iob__core_unlock(core);
-        return status;
+        return NULL;
     }
-    *region_out = r;
     *view_out = view;
-    return ZX_OK;
+    return r;
 }
 
 /* ---- zx_iob_writev ---- */
@@ -227,12 +230,12 @@ static zx_status_t ring_append(void* ctx) {
 zx_status_t iob_core_iob_writev(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
                                 uint64_t options, uint32_t region_index, const zx_iovec_t* vectors,
                                 size_t num_vectors) {
-    iob__region_t* r = NULL;
     void* ring = NULL;
-    zx_status_t status =
+    zx_status_t status = ZX_OK;
+    iob__region_t* r =
         mediated_enter(core, session, handle, options, region_index,
-                       ZX_IOB_DISCIPLINE_TYPE_MEDIATED_WRITE_RING_BUFFER, &r, &ring);
-    if (status != ZX_OK) {
+                       ZX_IOB_DISCIPLINE_TYPE_MEDIATED_WRITE_RING_BUFFER, &ring, &status);
+    if (r == NULL) {
         return status;
     }
     iob__shared_region_t* shared = r->shared;
@@ -286,11 +289,11 @@ static zx_status_t id_claim(void* ctx) {
 static zx_status_t allocate_id(iob_core_t* core, iob_session_id_t session, zx_handle_t handle,
                                uint32_t options, uint32_t region_index, const void* blob,
                                uint64_t blob_size, uint32_t* id, bool check_only) {
-    iob__region_t* r = NULL;
     void* container = NULL; /* made at create, when the header was written (iob_create.c) */
-    zx_status_t status = mediated_enter(core, session, handle, options, region_index,
-                                        ZX_IOB_DISCIPLINE_TYPE_ID_ALLOCATOR, &r, &container);
-    if (status != ZX_OK) {
+    zx_status_t status = ZX_OK;
+    iob__region_t* r = mediated_enter(core, session, handle, options, region_index,
+                                      ZX_IOB_DISCIPLINE_TYPE_ID_ALLOCATOR, &container, &status);
+    if (r == NULL) {
         return status;
     }
     uint32_t allocated = 0;
