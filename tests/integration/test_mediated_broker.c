@@ -272,18 +272,37 @@ static void test_unattached(void** state) {
     assert_true(fds_after < fds_before);
 }
 
+/* A ring IOB over a shared region of `pages` pages (one of them the header), mapped by ep0. */
+typedef struct ring_fixture {
+    zx_handle_t sr, ep0, ep1;
+    zx_vaddr_t map;
+    uint64_t size;
+    iob_mwrb_reader_t rd;
+} ring_fixture_t;
+
+static void ring_open(ring_fixture_t* f, uint64_t pages, uint64_t tag) {
+    uint64_t pg = zx_system_get_page_size();
+    f->size = pages * pg;
+    assert_int_equal(zx_iob_create_shared_region(0, f->size, &f->sr), ZX_OK);
+    assert_int_equal(ring_iob_create(f->sr, tag, &f->ep0, &f->ep1), ZX_OK);
+    assert_int_equal(zx_vmar_map_iob(zx_vmar_root_self(), ZX_VM_PERM_READ | ZX_VM_PERM_WRITE, 0,
+                                     f->ep0, 0, 0, f->size, &f->map),
+                     ZX_OK);
+    assert_int_equal(iob_mwrb_reader_init(&f->rd, (void*)f->map, f->size, pg), ZX_OK);
+}
+
+static void ring_close(ring_fixture_t* f) {
+    zx_vmar_unmap(zx_vmar_root_self(), f->map, f->size);
+    zx_handle_t all[3] = {f->ep0, f->ep1, f->sr};
+    zx_handle_close_many(all, 3);
+}
+
 /* An attached raw connection: a writev and an allocate_id reach the core. */
 static void test_attached(void** state) {
     (void)state;
-    uint64_t pg = zx_system_get_page_size();
-    zx_handle_t sr, ep0, ep1;
-    assert_int_equal(zx_iob_create_shared_region(0, 4 * pg, &sr), ZX_OK);
-    assert_int_equal(ring_iob_create(sr, 77, &ep0, &ep1), ZX_OK);
-    zx_vaddr_t map;
-    assert_int_equal(zx_vmar_map_iob(zx_vmar_root_self(), ZX_VM_PERM_READ | ZX_VM_PERM_WRITE, 0,
-                                     ep0, 0, 0, 4 * pg, &map),
-                     ZX_OK);
-
+    ring_fixture_t f;
+    ring_open(&f, 4, 77);
+    zx_handle_t ep1 = f.ep1;
     int fd = attached_connect();
     iob_broker_status_reply_t r;
 
@@ -307,15 +326,14 @@ static void test_attached(void** state) {
     send_all(fd, &w, sizeof w, "hello", 5);
     assert_int_equal(recv_reply(fd, &r, sizeof r), IOB_BROKER_WRITEV | IOB_BROKER_REPLY);
     assert_int_equal(r.status, ZX_OK);
-    iob_mwrb_reader_t rd;
-    assert_int_equal(iob_mwrb_reader_init(&rd, (void*)map, 4 * pg, pg), ZX_OK);
+    iob_mwrb_reader_t* rd = &f.rd;
     iob_mwrb_record_t rec;
     char got[16];
-    assert_int_equal(iob_mwrb_peek(&rd, &rec, got, sizeof got), ZX_OK);
+    assert_int_equal(iob_mwrb_peek(rd, &rec, got, sizeof got), ZX_OK);
     assert_int_equal(rec.tag, 77);
     assert_int_equal(rec.length, 5);
     assert_memory_equal(got, "hello", 5);
-    assert_int_equal(iob_mwrb_advance(&rd, &rec), ZX_OK);
+    assert_int_equal(iob_mwrb_advance(rd, &rec), ZX_OK);
     /* Unreadable array flag: INVALID_ARGS (step 7), after the handle check. */
     writev_init(&w, 4, 0);
     w.handle = ep1;
@@ -334,12 +352,9 @@ static void test_attached(void** state) {
     /* The library's own path still works after all of this. */
     zx_iovec_t v = {"again", 5};
     assert_int_equal(zx_iob_writev(ep1, 0, 0, &v, 1), ZX_OK);
-    assert_int_equal(iob_mwrb_peek(&rd, &rec, got, sizeof got), ZX_OK);
+    assert_int_equal(iob_mwrb_peek(rd, &rec, got, sizeof got), ZX_OK);
     assert_memory_equal(got, "again", 5);
-    zx_vmar_unmap(zx_vmar_root_self(), map, 4 * pg);
-    zx_handle_close(ep0);
-    zx_handle_close(ep1);
-    zx_handle_close(sr);
+    ring_close(&f);
 }
 
 static void packed_init(iob_broker_writev_packed_req_t* w, uint64_t id, zx_handle_t handle,
@@ -369,15 +384,11 @@ static zx_status_t writev_status(int fd, const void* req, size_t len, const void
 static void test_packed(void** state) {
     (void)state;
     uint64_t pg = zx_system_get_page_size();
-    zx_handle_t sr, ep0, ep1;
-    assert_int_equal(zx_iob_create_shared_region(0, 2 * pg, &sr), ZX_OK);
-    assert_int_equal(ring_iob_create(sr, 78, &ep0, &ep1), ZX_OK);
-    zx_vaddr_t map;
-    assert_int_equal(zx_vmar_map_iob(zx_vmar_root_self(), ZX_VM_PERM_READ | ZX_VM_PERM_WRITE, 0,
-                                     ep0, 0, 0, 2 * pg, &map),
-                     ZX_OK);
-    iob_mwrb_reader_t rd;
-    assert_int_equal(iob_mwrb_reader_init(&rd, (void*)map, 2 * pg, pg), ZX_OK);
+    ring_fixture_t f;
+    ring_open(&f, 2, 78);
+    zx_handle_t ep0 = f.ep0;
+    zx_handle_t ep1 = f.ep1;
+    iob_mwrb_reader_t* rd = &f.rd;
     int fd = attached_connect();
 
     /* Three vectors' bytes in one: one record of them all. */
@@ -386,11 +397,11 @@ static void test_packed(void** state) {
     assert_int_equal(writev_status(fd, &p, sizeof p, "hello world", 11, 30), ZX_OK);
     iob_mwrb_record_t rec;
     char got[32];
-    assert_int_equal(iob_mwrb_peek(&rd, &rec, got, sizeof got), ZX_OK);
+    assert_int_equal(iob_mwrb_peek(rd, &rec, got, sizeof got), ZX_OK);
     assert_int_equal(rec.tag, 78);
     assert_int_equal(rec.length, 11);
     assert_memory_equal(got, "hello world", 11);
-    assert_int_equal(iob_mwrb_advance(&rd, &rec), ZX_OK);
+    assert_int_equal(iob_mwrb_advance(rd, &rec), ZX_OK);
 
     /* Each case as packed and as the full form with one readable vector: the same status. */
     struct {
@@ -433,11 +444,11 @@ static void test_packed(void** state) {
     }
     /* The two empty records the last case wrote. */
     for (int k = 0; k < 2; k++) {
-        assert_int_equal(iob_mwrb_peek(&rd, &rec, got, sizeof got), ZX_OK);
+        assert_int_equal(iob_mwrb_peek(rd, &rec, got, sizeof got), ZX_OK);
         assert_int_equal(rec.length, 0);
-        assert_int_equal(iob_mwrb_advance(&rd, &rec), ZX_OK);
+        assert_int_equal(iob_mwrb_advance(rd, &rec), ZX_OK);
     }
-    assert_int_equal(iob_mwrb_peek(&rd, &rec, got, sizeof got), ZX_ERR_SHOULD_WAIT);
+    assert_int_equal(iob_mwrb_peek(rd, &rec, got, sizeof got), ZX_ERR_SHOULD_WAIT);
 
     /* Malformed: more than 8 vectors; bytes with no vector to hold them; a short fixed part. */
     packed_init(&p, 60, ep1, 9, 0);
@@ -450,13 +461,10 @@ static void test_packed(void** state) {
     p.hdr.size = sizeof p - 8;
     send_all(fd, &p, sizeof p - 8, NULL, 0);
     expect_error(fd, 62, ZX_ERR_INVALID_ARGS);
-    assert_int_equal(iob_mwrb_peek(&rd, &rec, got, sizeof got), ZX_ERR_SHOULD_WAIT);
+    assert_int_equal(iob_mwrb_peek(rd, &rec, got, sizeof got), ZX_ERR_SHOULD_WAIT);
 
     close(fd);
-    zx_vmar_unmap(zx_vmar_root_self(), map, 2 * pg);
-    zx_handle_close(ep0);
-    zx_handle_close(ep1);
-    zx_handle_close(sr);
+    ring_close(&f);
 }
 
 static int blob_memfd(size_t n, unsigned char fill) {
