@@ -297,6 +297,17 @@ static void ring_close(ring_fixture_t* f) {
     zx_handle_close_many(all, 3);
 }
 
+/* The next record in rd is `len` bytes with `tag`; it is consumed. */
+static void expect_record(iob_mwrb_reader_t* rd, uint64_t tag, const void* bytes, size_t len) {
+    iob_mwrb_record_t rec;
+    char got[64];
+    assert_int_equal(iob_mwrb_peek(rd, &rec, got, sizeof got), ZX_OK);
+    assert_int_equal(rec.tag, tag);
+    assert_int_equal(rec.length, len);
+    assert_memory_equal(got, bytes, len);
+    assert_int_equal(iob_mwrb_advance(rd, &rec), ZX_OK);
+}
+
 /* An attached raw connection: a writev and an allocate_id reach the core. */
 static void test_attached(void** state) {
     (void)state;
@@ -326,14 +337,7 @@ static void test_attached(void** state) {
     send_all(fd, &w, sizeof w, "hello", 5);
     assert_int_equal(recv_reply(fd, &r, sizeof r), IOB_BROKER_WRITEV | IOB_BROKER_REPLY);
     assert_int_equal(r.status, ZX_OK);
-    iob_mwrb_reader_t* rd = &f.rd;
-    iob_mwrb_record_t rec;
-    char got[16];
-    assert_int_equal(iob_mwrb_peek(rd, &rec, got, sizeof got), ZX_OK);
-    assert_int_equal(rec.tag, 77);
-    assert_int_equal(rec.length, 5);
-    assert_memory_equal(got, "hello", 5);
-    assert_int_equal(iob_mwrb_advance(rd, &rec), ZX_OK);
+    expect_record(&f.rd, 77, "hello", 5);
     /* Unreadable array flag: INVALID_ARGS (step 7), after the handle check. */
     writev_init(&w, 4, 0);
     w.handle = ep1;
@@ -352,8 +356,7 @@ static void test_attached(void** state) {
     /* The library's own path still works after all of this. */
     zx_iovec_t v = {"again", 5};
     assert_int_equal(zx_iob_writev(ep1, 0, 0, &v, 1), ZX_OK);
-    assert_int_equal(iob_mwrb_peek(rd, &rec, got, sizeof got), ZX_OK);
-    assert_memory_equal(got, "again", 5);
+    expect_record(&f.rd, 77, "again", 5);
     ring_close(&f);
 }
 
@@ -395,13 +398,7 @@ static void test_packed(void** state) {
     iob_broker_writev_packed_req_t p;
     packed_init(&p, 30, ep1, 3, 11);
     assert_int_equal(writev_status(fd, &p, sizeof p, "hello world", 11, 30), ZX_OK);
-    iob_mwrb_record_t rec;
-    char got[32];
-    assert_int_equal(iob_mwrb_peek(rd, &rec, got, sizeof got), ZX_OK);
-    assert_int_equal(rec.tag, 78);
-    assert_int_equal(rec.length, 11);
-    assert_memory_equal(got, "hello world", 11);
-    assert_int_equal(iob_mwrb_advance(rd, &rec), ZX_OK);
+    expect_record(rd, 78, "hello world", 11);
 
     /* Each case as packed and as the full form with one readable vector: the same status. */
     struct {
@@ -444,10 +441,10 @@ static void test_packed(void** state) {
     }
     /* The two empty records the last case wrote. */
     for (int k = 0; k < 2; k++) {
-        assert_int_equal(iob_mwrb_peek(rd, &rec, got, sizeof got), ZX_OK);
-        assert_int_equal(rec.length, 0);
-        assert_int_equal(iob_mwrb_advance(rd, &rec), ZX_OK);
+        expect_record(rd, 78, "", 0);
     }
+    iob_mwrb_record_t rec;
+    char got[8];
     assert_int_equal(iob_mwrb_peek(rd, &rec, got, sizeof got), ZX_ERR_SHOULD_WAIT);
 
     /* Malformed: more than 8 vectors; bytes with no vector to hold them; a short fixed part. */
