@@ -467,6 +467,8 @@ typedef struct options {
 typedef struct figures {
     double dgram, floor, one, many; /* records/s, the best of the trials */
     double one_of_floor;            /* one writer / sync-floor, the median of paired trials */
+    double one_of_dgram;            /* one writer / unix-dgram, the median of paired trials */
+    double floor_of_dgram;          /* sync-floor / unix-dgram, the median of paired trials */
     double idle;                    /* % of a CPU */
     double metrics_ratio;           /* with --metrics / without; < 0: not measured */
 } figures_t;
@@ -541,14 +543,19 @@ static double bench_metrics_cost(const char* self, const char* server, const opt
 
 /*
  * The rates: the best of the trials for each row (the machine is shared: interference only
- * ever slows a run), and one writer against the floor paired per trial, because this VM's
- * core-to-core speed changes between minutes and a ratio of two bests could mix spells.
+ * ever slows a run), and one writer against the floor and against the datagram socket, and
+ * the floor against the socket, paired per trial (the rows of one trial run back to back),
+ * because this VM's core-to-core speed changes between minutes and a ratio of two bests
+ * could mix spells.
  */
 static void bench_rates(const char* self, const options_t* o, figures_t* g) {
     enum { TRIALS_MAX = 64 };
-    double pairs[TRIALS_MAX];
+    double of_floor[TRIALS_MAX];
+    double of_dgram[TRIALS_MAX];
+    double floor_of_dgram[TRIALS_MAX];
     size_t paired = 0;
-    g->dgram = g->floor = g->one = g->many = g->one_of_floor = -1;
+    g->dgram = g->floor = g->one = g->many = -1;
+    g->one_of_floor = g->one_of_dgram = g->floor_of_dgram = -1;
     for (int t = 0; t < o->trials; t++) {
         double d = bench_dgram(self, o->size, o->ms);
         double f = bench_floor(self, o->size, o->ms);
@@ -558,12 +565,17 @@ static void bench_rates(const char* self, const options_t* o, figures_t* g) {
         g->floor = f > g->floor ? f : g->floor;
         g->one = w1 > g->one ? w1 : g->one;
         g->many = wn > g->many ? wn : g->many;
-        if (f > 0 && w1 > 0 && paired < TRIALS_MAX) {
-            pairs[paired++] = w1 / f;
+        if (d > 0 && f > 0 && w1 > 0 && paired < TRIALS_MAX) {
+            of_floor[paired] = w1 / f;
+            of_dgram[paired] = w1 / d;
+            floor_of_dgram[paired] = f / d;
+            paired++;
         }
     }
     if (paired > 0) {
-        g->one_of_floor = iob_tk_median(pairs, paired);
+        g->one_of_floor = iob_tk_median(of_floor, paired);
+        g->one_of_dgram = iob_tk_median(of_dgram, paired);
+        g->floor_of_dgram = iob_tk_median(floor_of_dgram, paired);
     }
 }
 
@@ -584,6 +596,11 @@ static void report_text(const options_t* o, const figures_t* g) {
     if (g->one_of_floor > 0) {
         printf("%-22s %14s %9.2fx  (mediated-1-writer / sync-floor, median of paired trials)\n",
                "mediated-of-floor", "", g->one_of_floor);
+        printf("%-22s %14s %9.2fx  (mediated-1-writer / unix-dgram, median of paired trials)\n",
+               "mediated-of-dgram", "", g->one_of_dgram);
+        printf("%-22s %14s %9.2fx  (sync-floor / unix-dgram, median of paired trials: what the\n"
+               "%-22s %14s %10s   fastest synchronous call could reach in the same minutes)\n",
+               "floor-of-dgram", "", g->floor_of_dgram, "", "", "");
     }
     char row[32];
     snprintf(row, sizeof row, "mediated-%d-writers", o->writers);
@@ -613,6 +630,8 @@ static void report_csv(const options_t* o, const figures_t* g) {
     fprintf(f, "mediated,%zu,1,%.0f,%.2f,\n", o->size, g->one, g->one * per_dgram);
     if (g->one_of_floor > 0) {
         fprintf(f, "mediated-of-floor,%zu,1,,%.2f,\n", o->size, g->one_of_floor);
+        fprintf(f, "mediated-of-dgram,%zu,1,,%.2f,\n", o->size, g->one_of_dgram);
+        fprintf(f, "floor-of-dgram,%zu,1,,%.2f,\n", o->size, g->floor_of_dgram);
     }
     fprintf(f, "mediated,%zu,%d,%.0f,%.2f,\n", o->size, o->writers, g->many,
             g->one > 0 ? g->many / g->one : 0);

@@ -2,7 +2,9 @@
 # SPDX-License-Identifier: MIT
 # The quick start: installs what is missing, builds, starts iobd with its defaults, and runs
 # the benchmark demo against it (the iob ring through iobd, side by side with the bare ring,
-# memcpy, pipe, Unix socket, TCP and gRPC). Results land in out/bench/ (table, CSV, JSON, PNG).
+# memcpy, pipe, Unix socket, TCP and gRPC), then the control-plane figures and the logging
+# path (mediated writes against a Unix datagram socket). Results land in out/bench/ (table,
+# CSV, JSON, PNG).
 #   bench/demo.sh                          the demo: 11 sizes from 8 B to 4 MiB, 5 trials (~6 min)
 #   bench/demo.sh --full                   iob-bench's full sweep: 8 B..4 MiB, 5 trials (~10 min)
 #   bench/demo.sh [iob-bench flags...]     exactly these flags, e.g. bench/demo.sh --quick
@@ -15,7 +17,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 
 build="${IOB_BUILD_DIR:-$root/build}"
 cmake -S "$root" -B "$build" -DIOB_WERROR=ON >/dev/null
-cmake --build "$build" -j"$(nproc)" --target iobd iobctl iob-bench iob-bench-control
+cmake --build "$build" -j"$(nproc)" --target iobd iobctl iob-bench iob-bench-control \
+  iob-bench-mediated
 
 if [ "$(id -u)" -eq 0 ]; then
   sockdir=/run/iob              # iobd's default socket directory
@@ -48,6 +51,10 @@ echo "== iobd is serving $IOB_SERVER"
 echo
 echo "== iob-bench (results in out/bench/)"
 # The full sweep (20 sizes x 5 trials, ~10 minutes on 2 CPUs) is more than a demo needs.
+quick=()
+for arg in "$@"; do
+  [ "$arg" = "--quick" ] && quick=(--quick)
+done
 if [ $# -eq 0 ]; then
   set -- --trials 5 --sizes 8,32,64,256,1K,4K,16K,64K,256K,1M,4M
 elif [ "$1" = "--full" ]; then
@@ -60,3 +67,9 @@ echo "== iob-bench-control: control-plane figures (results in out/bench/control.
 # Without IOB_SERVER it starts its own iobd per backing, so the 4K criteria are judged too.
 env -u IOB_SERVER "$build/bench/iob-bench-control" "${bench_extra[@]}" --csv "$root/out/bench/control.csv" \
   --json "$root/out/bench/control.json"
+
+echo
+echo "== iob-bench-mediated: the logging path (results in out/bench/mediated.csv)"
+# zx_iob_writev through iobd's mediator, one writer and four, against a Unix datagram
+# socket and the synchronous floor; it starts its own iobd (and one with --metrics).
+env -u IOB_SERVER "$build/bench/iob-bench-mediated" "${quick[@]}" --csv "$root/out/bench/mediated.csv"
