@@ -83,7 +83,8 @@ enum {
     /*
      * zx_iob_writev whose iovec array and buffers were all read (what a logger sends): the
      * buffers' bytes concatenated, without a vector table. Body:
-     * iob_broker_writev_packed_req_t then the bytes; reply as WRITEV's. Needs attachment.
+     * iob_broker_writev_packed_req_t then the bytes; reply iob_broker_status_reply_t, as
+     * WRITEV's. Needs attachment.
      */
     IOB_BROKER_WRITEV_PACKED = 8u,
 

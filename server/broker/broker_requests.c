@@ -198,8 +198,8 @@ static void iobd__handle_writev_packed(iobd__conn_t* conn, const iobd__rx_t* msg
     if (conn->attached) {
         conn->broker->stats.writevs++;
     }
-    /* The reply says WRITEV: the client waits for that call's answer either way. */
-    iobd__reply_status(conn, IOB_BROKER_WRITEV | IOB_BROKER_REPLY, req->hdr.request_id, st);
+    iobd__reply_status(conn, IOB_BROKER_WRITEV_PACKED | IOB_BROKER_REPLY, req->hdr.request_id,
+                       st);
 }
 
 /*

@@ -369,12 +369,13 @@ static void packed_init(iob_broker_writev_packed_req_t* w, uint64_t id, zx_handl
     w->num_vectors = num_vectors;
 }
 
-/* The status of one request on fd, which must be answered as a WRITEV. */
+/* The status of one WRITEV or WRITEV_PACKED request on fd, answered as its own type. */
 static zx_status_t writev_status(int fd, const void* req, size_t len, const void* body,
                                  size_t blen, uint64_t id) {
+    const iob_broker_hdr_t* hdr = req;
     send_all(fd, req, len, body, blen);
     iob_broker_status_reply_t r;
-    assert_int_equal(recv_reply(fd, &r, sizeof r), IOB_BROKER_WRITEV | IOB_BROKER_REPLY);
+    assert_int_equal(recv_reply(fd, &r, sizeof r), hdr->type | IOB_BROKER_REPLY);
     assert_int_equal(r.hdr.request_id, id);
     return r.status;
 }
