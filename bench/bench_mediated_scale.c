@@ -598,9 +598,9 @@ static void report_text(const options_t* o, const figures_t* g) {
                "mediated-of-floor", "", g->one_of_floor);
         printf("%-22s %14s %9.2fx  (mediated-1-writer / unix-dgram, median of paired trials)\n",
                "mediated-of-dgram", "", g->one_of_dgram);
-        printf("%-22s %14s %9.2fx  (sync-floor / unix-dgram, median of paired trials: what the\n"
-               "%-22s %14s %10s   fastest synchronous call could reach in the same minutes)\n",
-               "floor-of-dgram", "", g->floor_of_dgram, "", "", "");
+        printf("%-22s %14s %9.2fx  (sync-floor / unix-dgram, median of paired trials: the most a "
+               "synchronous call reaches)\n",
+               "floor-of-dgram", "", g->floor_of_dgram);
     }
     char row[32];
     snprintf(row, sizeof row, "mediated-%d-writers", o->writers);
