@@ -199,7 +199,6 @@ bool iob__guarded_copy(void* dst, const void* src, size_t n) {
     return true;
 }
 
-
 bool iob__hot_copy(void* dst, const void* src, size_t n) {
     if (n == 0) {
         return true;
