@@ -94,6 +94,16 @@ struct iobd_mediator {
     _Atomic uint64_t sleeps;
 };
 
+/*
+ * Counts one more in a counter only the mediator thread writes (the loop reads it): a
+ * plain load and store, where an atomic add is a locked instruction that waits for every
+ * store before it, the answer just posted included.
+ */
+static void mediator_count(_Atomic uint64_t* counter) {
+    atomic_store_explicit(counter, atomic_load_explicit(counter, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
 /* ---- The checks of a mediated request (both transports) ---- */
 
 bool iobd_mediated_writev(iob_core_t* core, iob_session_id_t session,
@@ -201,7 +211,7 @@ static zx_status_t mediator_run(iobd_mediator_t* m, iobd_mchan_t* ch, size_t len
         ok = false;
     }
     if (!ok) {
-        atomic_fetch_add_explicit(&m->malformed, 1, memory_order_relaxed);
+        mediator_count(&m->malformed);
         return ZX_ERR_INVALID_ARGS;
     }
     return st;
@@ -323,12 +333,12 @@ static bool mediator_serve(iobd_mediator_t* m, iobd_mchan_t* ch) {
     uint32_t id = 0;
     zx_status_t status = ZX_ERR_INVALID_ARGS;
     if (t.len == 0) {
-        atomic_fetch_add_explicit(&m->malformed, 1, memory_order_relaxed);
+        mediator_count(&m->malformed);
     } else {
         status = mediator_run(m, ch, t.len, &id);
     }
     mediator_post(ch, t.seq, status, status == ZX_OK ? id : 0u);
-    atomic_fetch_add_explicit(&m->requests, 1, memory_order_relaxed);
+    mediator_count(&m->requests);
     return true;
 }
 
@@ -402,7 +412,7 @@ static void mediator_sleep(iobd_mediator_t* m) {
         work = mediator_serve(m, m->chans[i]);
     }
     if (ok && !work) {
-        atomic_fetch_add_explicit(&m->sleeps, 1, memory_order_relaxed);
+        mediator_count(&m->sleeps);
         (void)iob_mchan_futex_wait(m->doorbell, bell.value, NULL);
     }
     mediator_announce_sleep(m, 0);
