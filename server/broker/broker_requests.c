@@ -171,35 +171,22 @@ static void iobd__handle_import(iobd__conn_t* conn, const iobd__rx_t* msg, size_
     }
 }
 
-/* WRITEV: the checks are the channel's too (iobd_mediated_writev). */
+/* WRITEV and WRITEV_PACKED: the checks are the channel's too (iobd_mediated_writev*). */
 static void iobd__handle_writev(iobd__conn_t* conn, const iobd__rx_t* msg, size_t len) {
-    const iob_broker_writev_req_t* req = &msg->writev;
+    iob_core_t* core = conn->attached ? conn->broker->core : NULL;
     zx_status_t st = ZX_ERR_BAD_STATE;
     /* Unattached: the layout is checked all the same (a NULL core runs nothing). */
-    if (!iobd_mediated_writev(conn->attached ? conn->broker->core : NULL, conn->session, req, len,
-                              &st)) {
-        iobd__bad_message(conn, req->hdr.request_id, ZX_ERR_INVALID_ARGS, "writev layout");
+    bool ok = msg->hdr.type == IOB_BROKER_WRITEV_PACKED
+                  ? iobd_mediated_writev_packed(core, conn->session, &msg->writev_packed, len, &st)
+                  : iobd_mediated_writev(core, conn->session, &msg->writev, len, &st);
+    if (!ok) {
+        iobd__bad_message(conn, msg->hdr.request_id, ZX_ERR_INVALID_ARGS, "writev layout");
         return;
     }
     if (conn->attached) {
         conn->broker->stats.writevs++;
     }
-    iobd__reply_status(conn, IOB_BROKER_WRITEV | IOB_BROKER_REPLY, req->hdr.request_id, st);
-}
-
-static void iobd__handle_writev_packed(iobd__conn_t* conn, const iobd__rx_t* msg, size_t len) {
-    const iob_broker_writev_packed_req_t* req = &msg->writev_packed;
-    zx_status_t st = ZX_ERR_BAD_STATE;
-    if (!iobd_mediated_writev_packed(conn->attached ? conn->broker->core : NULL, conn->session,
-                                     req, len, &st)) {
-        iobd__bad_message(conn, req->hdr.request_id, ZX_ERR_INVALID_ARGS, "writev layout");
-        return;
-    }
-    if (conn->attached) {
-        conn->broker->stats.writevs++;
-    }
-    iobd__reply_status(conn, IOB_BROKER_WRITEV_PACKED | IOB_BROKER_REPLY, req->hdr.request_id,
-                       st);
+    iobd__reply_status(conn, msg->hdr.type | IOB_BROKER_REPLY, msg->hdr.request_id, st);
 }
 
 /*
@@ -331,7 +318,7 @@ static const struct {
                                 iobd__handle_allocate_id},
     [IOB_BROKER_CHANNEL] = {sizeof(iob_broker_channel_req_t), false, iobd__handle_channel},
     [IOB_BROKER_WRITEV_PACKED] = {sizeof(iob_broker_writev_packed_req_t), true,
-                                  iobd__handle_writev_packed},
+                                  iobd__handle_writev},
 };
 
 void iobd__dispatch(iobd__conn_t* conn, size_t len) {
