@@ -502,13 +502,18 @@ static void* mediator_main(void* arg) {
 
 /* ---- The loop's side ---- */
 
-static int mediator_memfd(const char* name, size_t size) {
+/*
+ * A sealed memfd of `size` bytes. extra_seals F_SEAL_SEAL for a memfd a client gets whose
+ * seals are final: the doorbell is shared by every writer, and one that could add
+ * F_SEAL_FUTURE_WRITE to it would keep every later writer from mapping it writable.
+ */
+static int mediator_memfd(const char* name, size_t size, int extra_seals) {
     int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0) {
         return -1;
     }
     if (ftruncate(fd, (off_t)size) != 0 ||
-        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) != 0) {
+        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | extra_seals) != 0) {
         close(fd);
         return -1;
     }
@@ -530,7 +535,7 @@ zx_status_t iobd_mediator_start(iob_core_t* core, uint32_t max_channels, iobd_me
     m->chans_cap = m->max_channels;
     m->chans = calloc(m->chans_cap, sizeof *m->chans);
     m->rx = malloc(IOB_BROKER_MAX_MEDIATED_MSG);
-    m->doorbell_fd = mediator_memfd("iob-mediator-doorbell", IOB_MCHAN_DOORBELL_SIZE);
+    m->doorbell_fd = mediator_memfd("iob-mediator-doorbell", IOB_MCHAN_DOORBELL_SIZE, F_SEAL_SEAL);
     m->doorbell_map =
         m->doorbell_fd >= 0 ? mediator_map(m->doorbell_fd, IOB_MCHAN_DOORBELL_SIZE) : NULL;
     m->doorbell = m->doorbell_map;
@@ -611,8 +616,8 @@ zx_status_t iobd_mediator_open(iobd_mediator_t* m, iob_session_id_t session, iob
         return ZX_ERR_NO_RESOURCES;
     }
     iobd_mchan_t* ch = calloc(1, sizeof *ch);
-    int sub_fd = mediator_memfd("iob-mediated-channel", IOB_MCHAN_SUB_SIZE);
-    int comp_fd = mediator_memfd("iob-mediated-completion", IOB_MCHAN_COMP_SIZE);
+    int sub_fd = mediator_memfd("iob-mediated-channel", IOB_MCHAN_SUB_SIZE, F_SEAL_SEAL);
+    int comp_fd = mediator_memfd("iob-mediated-completion", IOB_MCHAN_COMP_SIZE, 0);
     zx_status_t st = ch != NULL ? ZX_OK : ZX_ERR_NO_MEMORY;
     if (st == ZX_OK && (sub_fd < 0 || comp_fd < 0)) {
         st = ZX_ERR_NO_RESOURCES;
@@ -630,13 +635,15 @@ zx_status_t iobd_mediator_open(iobd_mediator_t* m, iob_session_id_t session, iob
             st = ZX_ERR_NO_RESOURCES;
         }
     }
+    int bell_fd = -1;
+    if (st == ZX_OK && (bell_fd = fcntl(m->doorbell_fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+        st = ZX_ERR_NO_RESOURCES;
+    }
     if (st == ZX_OK) {
+        /* Only on success: the caller closes whatever fds[] holds (they stay -1 otherwise). */
         fds[0] = sub_fd;
         fds[1] = comp_fd;
-        fds[2] = fcntl(m->doorbell_fd, F_DUPFD_CLOEXEC, 0);
-        if (fds[2] < 0) {
-            st = ZX_ERR_NO_RESOURCES;
-        }
+        fds[2] = bell_fd;
     }
     if (st != ZX_OK) {
         if (ch != NULL) {
