@@ -4,7 +4,9 @@
  * setup that the other broker tests do not reach.
  */
 #include <errno.h>
+#define _GNU_SOURCE 1
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +18,9 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -158,10 +163,120 @@ static void test_open_failure_leaves_no_closed_fds(void** state) {
     assert_int_equal(stale, 0);
 }
 
+
+static double mono_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+typedef struct stopper {
+    iobd_mediator_t* m;
+    struct timespec at;
+    _Atomic bool kicked; /* set once iobd_mediator_stop was called */
+    _Atomic bool done;
+} stopper_t;
+
+static void* stopper_main(void* arg) {
+    stopper_t* s = arg;
+    clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &s->at, NULL);
+    atomic_store(&s->kicked, true);
+    iobd_mediator_stop(s->m);
+    atomic_store(&s->done, true);
+    return NULL;
+}
+
+/*
+ * The doorbell is client-writable, and the mediator sleeps on it with no timeout, trusting
+ * that "an increment after it read the doorbell makes its FUTEX_WAIT return at once". A
+ * client that keeps storing the value the mediator read undoes the increment of any wake
+ * that lands between that read and the futex call: the mediator sleeps through it. When the
+ * lost wake is iobd's own (iobd_mediator_stop's kick), the loop blocks in pthread_join until
+ * some client rings: the loop waits on a client. Each trial: a client scribbles a constant
+ * into the doorbell and rings now and then (so the mediator keeps going to sleep); at a
+ * random moment another thread stops the mediator; the scribbler stops ringing. A stop that
+ * takes more than half a second lost its wake.
+ */
+static void test_scribbled_doorbell_loses_stop(void** state) {
+    fixture_t* f = *state;
+    const int trials = getenv("REVIEW_TRIALS") != NULL ? atoi(getenv("REVIEW_TRIALS")) : 1000;
+    const int channels = 200;
+    int hung = 0;
+    unsigned seed = 12345;
+    for (int t = 0; t < trials && hung == 0; t++) {
+        iobd_mediator_t* m = NULL;
+        assert_int_equal(iobd_mediator_start(f->core, (uint32_t)channels, &m), ZX_OK);
+        _Atomic uint32_t* bell = NULL;
+        int subs[256];
+        for (int c = 0; c < channels; c++) {
+            int fds[3];
+            iobd_mchan_t* ch = NULL;
+            assert_int_equal(iobd_mediator_open(m, f->session, &ch, fds), ZX_OK);
+            if (bell == NULL) {
+                void* p = mmap(NULL, IOB_MCHAN_DOORBELL_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
+                               fds[2], 0);
+                assert_true(p != MAP_FAILED);
+                bell = p;
+            }
+            subs[c] = fds[0];
+            close(fds[1]);
+            close(fds[2]);
+        }
+        stopper_t s = {.m = m};
+        clock_gettime(CLOCK_MONOTONIC, &s.at);
+        s.at.tv_nsec += 2000000 + (long)(rand_r(&seed) % 300000);
+        if (s.at.tv_nsec >= 1000000000) {
+            s.at.tv_sec++;
+            s.at.tv_nsec -= 1000000000;
+        }
+        pthread_t th;
+        iobd_mediator_stats_t before;
+        iobd_mediator_get_stats(m, &before);
+        assert_int_equal(pthread_create(&th, NULL, stopper_main, &s), 0);
+        double kicked_at = 0;
+        unsigned n = 0;
+        while (!atomic_load(&s.done)) {
+            atomic_store(bell, 7u); /* the scribbler's constant */
+            if (!atomic_load(&s.kicked)) {
+                if (++n % 4096 == 0) {
+                    iob_mchan_futex_wake(bell); /* keeps the mediator cycling */
+                }
+                continue;
+            }
+            if (kicked_at == 0) {
+                kicked_at = mono_s();
+                if (getenv("REVIEW_DEBUG") != NULL) {
+                    iobd_mediator_stats_t now;
+                    iobd_mediator_get_stats(m, &now);
+                    print_message("trial %d: %llu sleeps\n", t,
+                                  (unsigned long long)(now.sleeps - before.sleeps));
+                }
+            } else if (mono_s() - kicked_at > 0.5) {
+                hung++;
+                print_message("trial %d: iobd_mediator_stop still blocked after 0.5 s\n", t);
+                break;
+            }
+        }
+        /* Release it, as any writer's ring would. */
+        while (!atomic_load(&s.done)) {
+            atomic_fetch_add(bell, 1);
+            iob_mchan_futex_wake(bell);
+            usleep(1000);
+        }
+        pthread_join(th, NULL);
+        for (int c = 0; c < channels; c++) {
+            close(subs[c]);
+        }
+        munmap((void*)(uintptr_t)bell, IOB_MCHAN_DOORBELL_SIZE);
+    }
+    assert_int_equal(hung, 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_doorbell_seals_are_frozen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_failure_leaves_no_closed_fds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_scribbled_doorbell_loses_stop, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
