@@ -43,7 +43,9 @@
  *   writer sees the flag; an increment after the mediator read the doorbell makes its
  *   FUTEX_WAIT return at once. mediator_sleeping lives in the read-only page because a
  *   writer that could clear it could make every other writer skip the wake-up; the
- *   doorbell itself may be scribbled on by anyone, which only wakes the mediator early.
+ *   doorbell itself may be scribbled on by anyone: that wakes the mediator early, or (a
+ *   value stored back over someone's increment) hides one wake-up, which is why the
+ *   mediator's sleep is bounded (MEDIATOR_SLEEP_MAX_NS in server/broker/mediator.c).
  *
  * - a writer on the CPU the mediator last ran on (mediator_cpu, which the mediator
  *   publishes when it changes) yields at once instead of spinning first: its spinning

@@ -37,6 +37,12 @@
  */
 #define MEDIATOR_TAKE_FIRST 128u
 _Static_assert(MEDIATOR_TAKE_FIRST <= IOB_BROKER_MAX_MEDIATED_MSG, "within the request area");
+/*
+ * The longest the idle mediator sleeps on the doorbell: the doorbell is client-writable, so
+ * a wake-up can be lost (mediator_sleep); this bounds what that costs the writer or the
+ * loop (iobd_mediator_stop joins the thread).
+ */
+#define MEDIATOR_SLEEP_MAX_NS 10000000
 /* Scans between clock reads while spinning. */
 #define MEDIATOR_CLOCK_EVERY 64u
 /*
@@ -399,8 +405,9 @@ static void mediator_announce_sleep(iobd_mediator_t* m, uint32_t sleeping) {
 
 /*
  * Every channel was idle for the spin budget: sleep on the doorbell unless a last look
- * (after announcing it) finds work. The doorbell is client-writable: a changed value only
- * ends the wait early, and a fault (a punched page) just skips the sleep.
+ * (after announcing it) finds work. The doorbell is client-writable: a changed value ends
+ * the wait early, a value stored back can hide an increment (so the wait is bounded), and
+ * a fault (a punched page) just skips the sleep.
  */
 static void mediator_sleep(iobd_mediator_t* m) {
     mediator_announce_sleep(m, 1);
@@ -413,7 +420,13 @@ static void mediator_sleep(iobd_mediator_t* m) {
     }
     if (ok && !work) {
         mediator_count(&m->sleeps);
-        (void)iob_mchan_futex_wait(m->doorbell, bell.value, NULL);
+        /*
+         * Bounded: a client can store back the value read above right after someone's
+         * increment (a writer's, or iobd's own kick at open, close and stop), and the wait
+         * then misses that wake-up. It costs at most one timeout, never an unbounded wait.
+         */
+        const struct timespec bound = {.tv_sec = 0, .tv_nsec = MEDIATOR_SLEEP_MAX_NS};
+        (void)iob_mchan_futex_wait(m->doorbell, bell.value, &bound);
     }
     mediator_announce_sleep(m, 0);
 }
