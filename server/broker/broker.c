@@ -71,7 +71,8 @@ static int64_t iobd__broker_now_ns(void) {
 /* Request types as the metrics' method label; 0 is a message that could not be parsed. */
 static const char* const iobd__request_names[] = {"Invalid", "Attach",     "Map",    "Unmap",
                                                   "Import",  "Writev",     "AllocateId",
-                                                  "Channel"};
+                                                  "Channel", "WritevPacked"};
+#define IOBD__REQUEST_NAMES (sizeof iobd__request_names / sizeof iobd__request_names[0])
 
 #define IOBD__BROKER_RX_SIZE (IOB_BROKER_MAX_MEDIATED_MSG + 1)
 
@@ -157,7 +158,7 @@ zx_status_t iobd__send_fds(iobd__conn_t* conn, const void* msg, size_t len, cons
         const iob_broker_status_reply_t* r = msg;
         unsigned type = r->hdr.type & ~(unsigned)IOB_BROKER_REPLY;
         int64_t ns = iobd__broker_now_ns() - conn->broker->rx_start_ns;
-        iob_metrics_call(IOB_METRICS_BROKER, type <= IOB_BROKER_CHANNEL ? type : 0, r->status,
+        iob_metrics_call(IOB_METRICS_BROKER, type < IOBD__REQUEST_NAMES ? type : 0, r->status,
                          ns > 0 ? (uint64_t)ns : 0);
     }
     return iob_fd_send(conn->fd, msg, len, fds, nfds);
