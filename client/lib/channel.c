@@ -20,10 +20,11 @@
  * once per IOB__HOT_NS per buffer. A remembered page that the program unmaps or protects
  * within that time is still answered exactly when the fault reaches our SIGSEGV/SIGBUS
  * handler (installed with the first channel, chained to whatever was there before, and
- * checked to be in place whenever a page is remembered): a fault inside the range being
- * copied returns "unreadable", every other fault goes to the previous handler. Only a
- * program that replaced that handler without chaining AND passes a buffer it unmapped in
- * the last IOB__HOT_NS would see its handler run where Zircon returns a status. NULL
+ * checked to be in place, and not blocked by the thread, whenever a page is remembered):
+ * a fault inside the range being copied returns "unreadable", every other fault goes to
+ * the previous handler. Only a program that replaced that handler without chaining (or
+ * blocked the signals in a thread that remembered pages) AND passes a buffer it unmapped
+ * in the last IOB__HOT_NS would see its handler run where Zircon returns a status. NULL
  * buffers never reach a copy. The window is timed with the coarse clock (a few ns to read,
  * where the precise one costs about as much as the rest of a call): it ends at the first
  * clock tick (4 ms on the reference host) after IOB__HOT_NS, which only moves when the
@@ -33,6 +34,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -175,6 +177,17 @@ static bool iob__hot_has(uintptr_t lo, uintptr_t hi, int64_t now) {
     return false;
 }
 
+/*
+ * Whether a fault in this thread reaches the guard: the kernel does not queue a fault
+ * signal the thread blocks, it kills the process (a thread that leaves signals to a
+ * sigwait thread blocks them all). Such a thread never reads remembered pages.
+ */
+static bool iob__guard_reaches_thread(void) {
+    sigset_t blocked;
+    return pthread_sigmask(SIG_BLOCK, NULL, &blocked) == 0 && !sigismember(&blocked, SIGSEGV) &&
+           !sigismember(&blocked, SIGBUS);
+}
+
 bool iob__guarded_copy(void* dst, const void* src, size_t n) {
     if (n == 0) {
         return true;
@@ -192,7 +205,7 @@ bool iob__guarded_copy(void* dst, const void* src, size_t n) {
     if (!iob__copy_from_user(dst, src, n)) {
         return false;
     }
-    if (g_guard_ok && iob_fault_in_place(IOB__GUARD_SIGNALS)) {
+    if (g_guard_ok && iob_fault_in_place(IOB__GUARD_SIGNALS) && iob__guard_reaches_thread()) {
         t_hot.entries[t_hot.next] = (iob__hot_t){.lo = lo, .hi = hi, .until = now + IOB__HOT_NS};
         t_hot.next = (t_hot.next + 1) % IOB__HOT_ENTRIES;
     }

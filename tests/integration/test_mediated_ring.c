@@ -654,6 +654,54 @@ static void test_protected_after_use(void** state) {
     ring_destroy(&r);
 }
 
+/*
+ * The same from a thread that blocks every signal (a common way to leave signals to one
+ * sigwait thread): a fault the kernel cannot deliver to our handler kills the process, so
+ * the library must not read remembered pages with memcpy there. Zircon answers NOT_FOUND.
+ */
+typedef struct blocked_call {
+    zx_handle_t ep;
+    uint8_t* page;
+    long pg;
+    zx_status_t first;
+    zx_status_t second;
+} blocked_call_t;
+
+static void* blocked_thread(void* arg) {
+    blocked_call_t* b = arg;
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    zx_iovec_t v = {b->page + 100, 64};
+    b->first = zx_iob_writev(b->ep, 0, 0, &v, 1);
+    mprotect(b->page, (size_t)b->pg, PROT_NONE);
+    b->second = zx_iob_writev(b->ep, 0, 0, &v, 1); /* within the 2 ms the page is remembered */
+    return NULL;
+}
+
+static void test_protected_after_use_signals_blocked(void** state) {
+    (void)state;
+    assert_int_equal(iob_fault_init(IOB_FAULT_SIGBUS | IOB_FAULT_SIGSEGV), ZX_OK);
+    ring_t r;
+    ring_create(&r, RING_PAGES);
+    long pg = sysconf(_SC_PAGESIZE);
+    uint8_t* page = mmap(NULL, (size_t)pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                         -1, 0);
+    assert_true(page != MAP_FAILED);
+    memset(page, 0x6b, (size_t)pg);
+    for (int round = 0; round < 5; round++) {
+        assert_int_equal(mprotect(page, (size_t)pg, PROT_READ | PROT_WRITE), 0);
+        blocked_call_t b = {.ep = r.ep1, .page = page, .pg = pg};
+        pthread_t th;
+        assert_int_equal(pthread_create(&th, NULL, blocked_thread, &b), 0);
+        pthread_join(th, NULL);
+        assert_int_equal(b.first, ZX_OK);
+        assert_int_equal(b.second, ZX_ERR_NOT_FOUND);
+    }
+    munmap(page, (size_t)pg);
+    ring_destroy(&r);
+}
+
 /* Lets iobd run again after `ms` (it was stopped with SIGSTOP). */
 typedef struct resume {
     pid_t pid;
@@ -775,6 +823,7 @@ int main(int argc, char** argv) {
         cmocka_unit_test(test_writer_process),
         cmocka_unit_test(test_writer_killed),
         cmocka_unit_test(test_protected_after_use),
+        cmocka_unit_test(test_protected_after_use_signals_blocked),
         cmocka_unit_test(test_sleeping_writer_woken),
         cmocka_unit_test(test_latency),
     };
