@@ -337,7 +337,9 @@ static bool iob__mchan_shares_cpu(const iob__mchan_t* ch) {
 
 /* Sleeps until done_seq reaches seq: ZX_OK, or why no answer came. */
 static zx_status_t iob__mchan_sleep(iob__session_t* s, iob__mchan_t* ch, uint32_t seq) {
-    int64_t give_up = iob__mchan_now() + IOB__MCHAN_TIMEOUT_NS;
+    int64_t now = iob__mchan_now();
+    int64_t give_up = now + IOB__MCHAN_TIMEOUT_NS;
+    int64_t next_check = now + IOB__MCHAN_CHECK_NS;
     zx_status_t st = ZX_OK;
     /* seq_cst: against the mediator's store of done_seq (mediated_channel.h). */
     atomic_store(&ch->sub->writer_waiting, 1);
@@ -346,18 +348,24 @@ static zx_status_t iob__mchan_sleep(iob__session_t* s, iob__mchan_t* ch, uint32_
         if (done == seq) {
             break;
         }
-        struct timespec slice = {.tv_sec = 0, .tv_nsec = IOB__MCHAN_CHECK_NS};
-        int rc = iob_mchan_futex_wait((_Atomic uint32_t*)(uintptr_t)&ch->comp->done_seq, done,
-                                      &slice);
-        if (rc != 0 && errno == ETIMEDOUT) {
+        struct timespec slice = {.tv_sec = 0, .tv_nsec = next_check - now};
+        (void)iob_mchan_futex_wait((_Atomic uint32_t*)(uintptr_t)&ch->comp->done_seq, done,
+                                   &slice);
+        /*
+         * By the clock, not by ETIMEDOUT: a thread that signals interrupt more often than
+         * the slice (EINTR) would otherwise never look and never give up.
+         */
+        now = iob__mchan_now();
+        if (now >= next_check) {
             if (!iob__mchan_alive(s, ch)) {
                 st = ZX_ERR_PEER_CLOSED;
                 break;
             }
-            if (iob__mchan_now() >= give_up) {
+            if (now >= give_up) {
                 st = ZX_ERR_TIMED_OUT;
                 break;
             }
+            next_check = now + IOB__MCHAN_CHECK_NS;
         }
     }
     atomic_store(&ch->sub->writer_waiting, 0);

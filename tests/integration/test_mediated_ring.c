@@ -16,6 +16,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -757,6 +758,73 @@ static void test_sleeping_writer_woken(void** state) {
     ring_destroy(&r);
 }
 
+/*
+ * A writer whose answer never comes gives up after 10 s (ZX_ERR_TIMED_OUT) even when
+ * signals keep interrupting its sleep: iobd is stopped, and the writing thread gets a
+ * signal every 20 ms (a profiler, a timer). An interrupted sleep must count towards the
+ * give-up time, or the call never returns while iobd is gone.
+ */
+static void on_usr1(int sig) {
+    (void)sig;
+}
+
+typedef struct nagger {
+    pthread_t target;
+    _Atomic bool stop;
+} nagger_t;
+
+static void* nag_thread(void* arg) {
+    nagger_t* n = arg;
+    uint64_t t0 = now_ns();
+    while (!atomic_load(&n->stop)) {
+        pthread_kill(n->target, SIGUSR1);
+        usleep(20000);
+        if (now_ns() - t0 > 14ull * 1000000000u) {
+            kill(g_daemon.pid, SIGCONT); /* the watchdog: the call did not give up */
+        }
+    }
+    return NULL;
+}
+
+static void test_timeout_despite_signals(void** state) {
+    (void)state;
+    if (g_grpc) {
+        skip(); /* the channel's wait: the gRPC variant has no channel */
+    }
+    ring_t r;
+    ring_create(&r, RING_PAGES);
+    uint8_t p[64];
+    memset(p, 0x3d, sizeof p);
+    zx_iovec_t v = {p, sizeof p};
+    assert_int_equal(zx_iob_writev(r.ep1, 0, 0, &v, 1), ZX_OK); /* the channel is open */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_usr1;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    struct sigaction old;
+    assert_int_equal(sigaction(SIGUSR1, &sa, &old), 0);
+    nagger_t n = {.target = pthread_self()};
+    atomic_init(&n.stop, false);
+    assert_int_equal(kill(g_daemon.pid, SIGSTOP), 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, nag_thread, &n), 0);
+    uint64_t t0 = now_ns();
+    zx_status_t st = zx_iob_writev(r.ep1, 0, 0, &v, 1);
+    uint64_t took = now_ns() - t0;
+    atomic_store(&n.stop, true);
+    pthread_join(th, NULL);
+    kill(g_daemon.pid, SIGCONT);
+    sigaction(SIGUSR1, &old, NULL);
+    printf("# a call with iobd stopped and a signal every 20 ms: status %d after %.1f s\n",
+           (int)st, (double)took / 1e9);
+    assert_int_equal(st, ZX_ERR_TIMED_OUT);
+    assert_true(took < 13ull * 1000000000u);
+    /* The next call takes a new channel (the record of the timed-out one may be there). */
+    assert_int_equal(zx_iob_writev(r.ep1, 0, 0, &v, 1), ZX_OK);
+    ring_destroy(&r);
+}
+
 /* Round-trip latency of a small writev (reported, not asserted). */
 static void test_latency(void** state) {
     (void)state;
@@ -825,6 +893,7 @@ int main(int argc, char** argv) {
         cmocka_unit_test(test_protected_after_use),
         cmocka_unit_test(test_protected_after_use_signals_blocked),
         cmocka_unit_test(test_sleeping_writer_woken),
+        cmocka_unit_test(test_timeout_despite_signals),
         cmocka_unit_test(test_latency),
     };
     int rc = cmocka_run_group_tests_name(g_grpc ? "mediated_ring_grpc" : "mediated_ring", tests,
