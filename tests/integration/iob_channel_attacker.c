@@ -12,7 +12,7 @@
  *   iob_channel_attacker stall TOKEN      half a request written, never published, sleeps
  *   iob_channel_attacker punch TOKEN      punches holes in its submission memfd and the
  *                                         doorbell while publishing; first tries what it may
- *                                         not do and prints "denied N" (how many of the 6
+ *                                         not do and prints "denied N" (how many of the 7
  *                                         forbidden operations failed)
  *   iob_channel_attacker doorbell TOKEN   scribbles on the shared doorbell and wakes it
  *   iob_channel_attacker flood TOKEN      valid requests, one per seq, never waiting for an
@@ -75,7 +75,7 @@ static void valid_writev(chan_t* c, zx_handle_t h, uint32_t len) {
     memset(c->msg + sizeof req, 0xa7, len);
 }
 
-/* The six things the channel must not allow; how many failed as they should. */
+/* The seven things the channel must not allow; how many failed as they should. */
 static int try_forbidden(chan_t* c) {
     int denied = 0;
     void* p = mmap(NULL, IOB_MCHAN_COMP_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, c->fds[1], 0);
@@ -90,6 +90,8 @@ static int try_forbidden(chan_t* c) {
                         IOB_MCHAN_COMP_SIZE) != 0;
     denied += ftruncate(c->fds[0], 4096) != 0;
     denied += ftruncate(c->fds[2], 0) != 0;
+    /* The shared doorbell: a seal would keep every later process from mapping it. */
+    denied += fcntl(c->fds[2], F_ADD_SEALS, F_SEAL_FUTURE_WRITE) != 0;
     return denied;
 }
 

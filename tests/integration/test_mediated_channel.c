@@ -11,7 +11,7 @@
  * - iobd lives, and its descriptors, accounted bytes and channel mappings are back at
  *   their start values once the attacker is killed (its channel is reclaimed).
  * The attacker also checks the channel's protections: it cannot map, write, punch or
- * resize what it may not ("denied 6").
+ * resize or seal what it may not ("denied 7").
  * The channel is new, so there is no old code for these to fail on: they demonstrate the
  * properties of docs/zircon-iob.md L.
  */
@@ -190,7 +190,7 @@ static void attack(const char* mode) {
         fail_msg("attacker %s did not start (exit %d)", mode, map_wait(pid));
     }
     if (strcmp(mode, "punch") == 0) {
-        assert_int_equal(denied, 6);
+        assert_int_equal(denied, 7);
     }
     assert_int_equal(iobd_channels(), chans0 + 1);
 
