@@ -25,6 +25,7 @@
 
 #include "broker_fixture.h"
 #include "server/broker/broker.h"
+#include "server/core/iob_metrics.h"
 #include "shm/broker_wire.h"
 #include "shm/fdpass.h"
 #include "test_util.h"
@@ -256,6 +257,43 @@ static void test_hostile_messages(void** state) {
 }
 
 /*
+ * Every request type is counted under its own method in iob_broker_requests_total: a
+ * packed writev (type 8, added after CHANNEL) once fell past the names and was counted as
+ * "Invalid".
+ */
+static void test_packed_writev_has_its_method(void** state) {
+    fixture_t* f = *state;
+    iob_metrics_enable(true);
+    int fd = client_connect(f);
+    assert_int_equal(attach(f, fd, f->session.value, f->secret), ZX_OK);
+    iob_broker_writev_packed_req_t w;
+    memset(&w, 0, sizeof w);
+    iob_broker_hdr_init(&w.hdr, IOB_BROKER_WRITEV_PACKED, sizeof w, 9);
+    w.layout = IOB_BROKER_MEDIATED_LAYOUT;
+    w.handle = 0; /* no such handle */
+    reply_t r;
+    assert_int_equal(exchange(f, fd, &w, sizeof w, -1, &r, NULL),
+                     sizeof(iob_broker_status_reply_t));
+    assert_int_equal(r.hdr.type, IOB_BROKER_WRITEV_PACKED | IOB_BROKER_REPLY);
+    assert_int_equal(r.status.status, ZX_ERR_BAD_HANDLE);
+    close(fd);
+    char* text = NULL;
+    size_t len = 0;
+    FILE* out = open_memstream(&text, &len);
+    assert_non_null(out);
+    assert_int_equal(iob_metrics_render(NULL, out), 0);
+    fclose(out);
+    iob_metrics_enable(false);
+    bool counted = strstr(text, "iob_broker_requests_total{method=\"WritevPacked\","
+                                "status=\"ZX_ERR_BAD_HANDLE\"} 1") != NULL;
+    if (!counted) {
+        print_message("%s", text);
+    }
+    free(text);
+    assert_true(counted);
+}
+
+/*
  * A TCP socket whose close would linger 30 s, sent on a message that may not carry an fd:
  * the loop answers at once and goes on serving another connection, and the socket is
  * closed (reset) soon after, by the closer thread.
@@ -387,6 +425,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_core_map_dup_fd_is_owned, setup, teardown),
         cmocka_unit_test_setup_teardown(test_map_grants_and_read_only_fds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_messages, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_packed_writev_has_its_method, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lingering_fd_does_not_stall, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nested_lingering_fd, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attach_deadline, setup_short_deadline, teardown),
