@@ -9,8 +9,10 @@
  *   iob-bench-mediated [--quick] [--size B] [--writers N] [--duration-ms N] [--idle-s N]
  *                      [--csv FILE]
  *
- * Last, what counting costs: one writer against its iobd and against a second one serving
- * --metrics (the only iobd that counts), alternating, as the median of paired rounds.
+ * Then what counting costs: one writer against its iobd and against a second one serving
+ * --metrics (the only iobd that counts), alternating, as the median of paired rounds. Last,
+ * a busy host: the datagram socket and one writer again, with a CPU-bound process on every
+ * CPU (bench_busy).
  *
  * Like Fuchsia's logging: the reader creates one shared region with the
  * MEDIATED_WRITE_RING_BUFFER discipline and one IOB per writer over it, each with its own
@@ -38,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -471,6 +474,8 @@ typedef struct figures {
     double floor_of_dgram;          /* sync-floor / unix-dgram, the median of paired trials */
     double idle;                    /* % of a CPU */
     double metrics_ratio;           /* with --metrics / without; < 0: not measured */
+    double busy_dgram, busy_one;    /* records/s with a CPU-bound process on every CPU */
+    long busy_hogs;
 } figures_t;
 
 /* 0: run; 1: done (usage printed, exit 2). */
@@ -579,6 +584,42 @@ static void bench_rates(const char* self, const options_t* o, figures_t* g) {
     }
 }
 
+/* hog: a CPU-bound process (another tenant of a busy host) until it is killed. */
+static int hog_main(void) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    volatile uint64_t spins = 0;
+    while (spins != UINT64_MAX) {
+        spins = spins + 1;
+    }
+    return 0;
+}
+
+/*
+ * A busy host: one CPU-bound process per CPU (default priority, as a build or a batch job
+ * would be) while the datagram socket and one mediated writer run, one after the other.
+ * The synchronous call needs the writer and the mediator to take turns on CPUs that are
+ * never idle, so this is where waiting policy shows: a waiter that yields is put behind the
+ * CPU-bound process for a whole slice, a sleeper that is woken runs ahead of it.
+ */
+static void bench_busy(const char* self, const options_t* o, figures_t* g) {
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    pid_t hogs[64];
+    long n = 0;
+    for (; n < cpus && n < 64; n++) {
+        char* argv[] = {(char*)(uintptr_t)self, (char*)(uintptr_t) "hog", NULL};
+        if ((hogs[n] = spawn_self(self, argv)) <= 0) {
+            break;
+        }
+    }
+    g->busy_hogs = n;
+    g->busy_dgram = bench_dgram(self, o->size, o->ms);
+    g->busy_one = bench_mediated(self, 1, o->size, o->ms);
+    for (long i = 0; i < n; i++) {
+        kill(hogs[i], SIGKILL);
+        waitpid(hogs[i], NULL, 0);
+    }
+}
+
 static void report_text(const options_t* o, const figures_t* g) {
     double per_dgram = g->dgram > 0 ? 1 / g->dgram : 0;
     printf("iob-bench-mediated: %zu B records, %ld ms per run, best of %d; %ld CPUs\n", o->size,
@@ -614,6 +655,11 @@ static void report_text(const options_t* o, const figures_t* g) {
             "rounds)\n",
             "metrics-cost", "", g->metrics_ratio);
     }
+    printf("%-22s %14.0f %10s  (busy host: %ld CPU-bound processes, one per CPU)\n",
+           "busy-unix-dgram", g->busy_dgram, "1.00x", g->busy_hogs);
+    printf("%-22s %14.0f %9.2fx  (one writer on the busy host, of busy-unix-dgram)\n",
+           "busy-mediated-1-writer", g->busy_one,
+           g->busy_dgram > 0 ? g->busy_one / g->busy_dgram : 0);
 }
 
 static void report_csv(const options_t* o, const figures_t* g) {
@@ -639,6 +685,9 @@ static void report_csv(const options_t* o, const figures_t* g) {
     if (g->metrics_ratio > 0) {
         fprintf(f, "metrics-on-vs-off,%zu,1,,%.2f,\n", o->size, g->metrics_ratio);
     }
+    fprintf(f, "busy-unix-dgram,%zu,1,%.0f,1.00,\n", o->size, g->busy_dgram);
+    fprintf(f, "busy-mediated,%zu,1,%.0f,%.2f,\n", o->size, g->busy_one,
+            g->busy_dgram > 0 ? g->busy_one / g->busy_dgram : 0);
     fclose(f);
 }
 
@@ -655,6 +704,9 @@ static int child_role_main(int argc, char** argv) {
     }
     if (argc >= 6 && strcmp(argv[1], "floor-writer") == 0) {
         return floor_writer_main(argv + 2);
+    }
+    if (argc >= 2 && strcmp(argv[1], "hog") == 0) {
+        return hog_main();
     }
     if (argc >= 4 && strcmp(argv[1], "rate") == 0) {
         char me[4096];
@@ -698,6 +750,7 @@ int main(int argc, char** argv) {
     bench_rates(self, &o, &g);
     g.idle = bench_idle(self, server, o.writers, o.idle_s);
     g.metrics_ratio = bench_metrics_cost(self, server, &o);
+    bench_busy(self, &o, &g);
     report_text(&o, &g);
     if (o.csv != NULL) {
         report_csv(&o, &g);

@@ -45,6 +45,20 @@ _Static_assert(MEDIATOR_TAKE_FIRST <= IOB_BROKER_MAX_MEDIATED_MSG, "within the r
  * 0.1-0.2 % at 100 ms (one or two clock ticks in 10 s), 0.0-0.1 % with no bound.
  */
 #define MEDIATOR_SLEEP_MAX_NS 100000000
+/*
+ * An idle yield that returns later than this (1 ms) means tasks other than the writers
+ * held this CPU: the writers and the mediator yield within microseconds, so only a foreign
+ * task that runs its whole slice keeps a yield away that long. The scheduler puts a
+ * yielder behind such tasks, so on a busy host every request waited a slice (one writer
+ * fell to a few hundred records/s with a CPU-bound process per CPU). For
+ * MEDIATOR_CONTENDED_FOR_NS the idle mediator then sleeps on the doorbell at once instead
+ * of yielding, and does not yield after serving: writers ring it, and a woken sleeper runs
+ * ahead of the tasks that kept the CPU busy. One yield after that period looks again. The
+ * writer's side keeps yielding: with four writers on two CPUs its yields hand the CPU to
+ * another writer, and waiting on the futex there cost three quarters of the rate.
+ */
+#define MEDIATOR_CONTENDED_NS 1000000
+#define MEDIATOR_CONTENDED_FOR_NS 100000000
 /* Scans between clock reads while spinning. */
 #define MEDIATOR_CLOCK_EVERY 64u
 /*
@@ -89,6 +103,7 @@ struct iobd_mediator {
     _Atomic uint32_t* doorbell; /* its first word; client-writable */
     /* The thread's own. */
     int cpu; /* where it last ran, as published in every completion page; -1: not yet */
+    int64_t contended_until; /* until then the idle mediator sleeps instead of yielding */
     iobd_mchan_t** chans;
     size_t nchans;
     size_t chans_cap;
@@ -492,7 +507,7 @@ static void* mediator_main(void* arg) {
              * A writer served on this CPU runs now (mediated_channel.h); not while writers
              * on other CPUs keep the mediator busy: they would wait for the yield.
              */
-            if (beside && !elsewhere) {
+            if (beside && !elsewhere && mediator_now() >= m->contended_until) {
                 sched_yield();
             }
             scans = 0;
@@ -504,7 +519,17 @@ static void* mediator_main(void* arg) {
          * writer may be waiting for this very CPU to make the next request.
          */
         if (scans >= MEDIATOR_CLOCK_EVERY) {
+            int64_t before = mediator_now();
+            if (before < m->contended_until) {
+                mediator_sleep(m);
+                scans = 0;
+                idle_since = 0;
+                continue;
+            }
             sched_yield();
+            if (mediator_now() - before > MEDIATOR_CONTENDED_NS) {
+                m->contended_until = before + MEDIATOR_CONTENDED_FOR_NS;
+            }
         } else {
             iob_mchan_cpu_relax();
         }
