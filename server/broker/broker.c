@@ -222,6 +222,8 @@ static void iobd__conn_on_readable(uv_poll_t* poll, int status, int events) {
         }
         broker->rx_start_ns = iobd__broker_now_ns();
         uint64_t request_id = len >= sizeof(iob_broker_hdr_t) ? broker->rx->hdr.request_id : 0;
+        /* An IMPORT carries a credential: it does not linger in memory, whatever the path. */
+        bool import = len >= sizeof(iob_broker_hdr_t) && broker->rx->hdr.type == IOB_BROKER_IMPORT;
         /*
          * Only an ALLOCATE_ID that says its blob is in an fd may carry one, just one, and a
          * memfd (F_GET_SEALS answers only for shmem files, and without I/O).
@@ -231,6 +233,9 @@ static void iobd__conn_on_readable(uv_poll_t* poll, int status, int events) {
                        broker->rx->hdr.type == IOB_BROKER_ALLOCATE_ID &&
                        (broker->rx->allocate_id.flags & IOB_BROKER_ALLOC_BLOB_IN_FD) != 0 &&
                        fcntl(fds[0], F_GET_SEALS) >= 0;
+        if (import && (nfds > 0 || st != ZX_OK)) {
+            explicit_bzero(broker->rx, len); /* refused or truncated: never dispatched */
+        }
         if (nfds > 0 && !blob_fd) {
             iobd__closer_push_from(broker->closer, fds, nfds, conn->uid);
             broker->stats.fds_refused++;
@@ -242,14 +247,12 @@ static void iobd__conn_on_readable(uv_poll_t* poll, int status, int events) {
             iobd__bad_message(conn, 0, ZX_ERR_INVALID_ARGS, "truncated or bad control data");
             continue;
         }
-        bool import = len >= sizeof(iob_broker_hdr_t) && broker->rx->hdr.type == IOB_BROKER_IMPORT;
         broker->rx_fd = blob_fd ? fds[0] : -1;
         iobd__dispatch(conn, len);
         if (broker->rx_fd >= 0) {
             iobd__closer_push_from(broker->closer, &broker->rx_fd, 1, conn->uid);
             broker->rx_fd = -1;
         }
-        /* An IMPORT carried a credential: it does not linger in memory. */
         if (import) {
             explicit_bzero(broker->rx, len);
         }

@@ -25,6 +25,7 @@
 
 #include "broker_fixture.h"
 #include "server/broker/broker.h"
+#include "server/broker/broker_internal.h"
 #include "server/core/iob_metrics.h"
 #include "shm/broker_wire.h"
 #include "shm/fdpass.h"
@@ -257,6 +258,31 @@ static void test_hostile_messages(void** state) {
 }
 
 /*
+ * An IMPORT datagram carries a credential (the token): iobd wipes it from its receive
+ * buffer after every IMPORT, the refused ones included (here: one that carries an fd, which
+ * no IMPORT may), so no token lingers until the next datagram overwrites it.
+ */
+static void test_refused_import_leaves_no_token(void** state) {
+    fixture_t* f = *state;
+    int fd = client_connect(f);
+    assert_int_equal(attach(f, fd, f->session.value, f->secret), ZX_OK);
+    iob_broker_import_req_t req;
+    memset(&req, 0, sizeof req);
+    iob_broker_hdr_init(&req.hdr, IOB_BROKER_IMPORT, sizeof req, 12);
+    static const char mark[] = "iob1.the-secret-part-of-a-token";
+    memcpy(req.token, mark, sizeof mark - 1);
+    int extra = dup(0);
+    reply_t r;
+    assert_int_equal(exchange(f, fd, &req, sizeof req, extra, &r, NULL),
+                     sizeof(iob_broker_status_reply_t));
+    assert_int_equal(r.status.status, ZX_ERR_INVALID_ARGS);
+    close(extra);
+    close(fd);
+    const unsigned char* rx = (const unsigned char*)f->broker->rx;
+    assert_null(memmem(rx, sizeof req, mark, sizeof mark - 1));
+}
+
+/*
  * Every request type is counted under its own method in iob_broker_requests_total: a
  * packed writev (type 8, added after CHANNEL) once fell past the names and was counted as
  * "Invalid".
@@ -426,6 +452,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_map_grants_and_read_only_fds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_messages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_packed_writev_has_its_method, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refused_import_leaves_no_token, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lingering_fd_does_not_stall, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nested_lingering_fd, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attach_deadline, setup_short_deadline, teardown),
