@@ -8,6 +8,7 @@
  * the way a client of a remote iobd makes them). The reader is this process; writers are
  * other processes started with posix_spawn.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -16,6 +17,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -703,6 +705,46 @@ static void test_protected_after_use_signals_blocked(void** state) {
     ring_destroy(&r);
 }
 
+/*
+ * Stops iobd (SIGSTOP) and returns once every one of its threads is stopped: the signal
+ * reaches a thread that is running on another CPU a moment later, and a request it
+ * answered in that moment would not have waited at all.
+ */
+static void stop_iobd(pid_t pid) {
+    assert_int_equal(kill(pid, SIGSTOP), 0);
+    char dir[64];
+    snprintf(dir, sizeof dir, "/proc/%d/task", (int)pid);
+    for (int tries = 0; tries < 5000; tries++) {
+        DIR* d = opendir(dir);
+        assert_non_null(d);
+        bool all = true;
+        struct dirent* e;
+        while ((e = readdir(d)) != NULL && all) {
+            if (e->d_name[0] == '.') {
+                continue;
+            }
+            char path[384];
+            char buf[512] = "";
+            snprintf(path, sizeof path, "%s/%s/stat", dir, e->d_name);
+            FILE* f = fopen(path, "r");
+            if (f == NULL) {
+                continue; /* the thread ended */
+            }
+            size_t n = fread(buf, 1, sizeof buf - 1, f);
+            fclose(f);
+            buf[n] = '\0';
+            const char* paren = strrchr(buf, ')'); /* the state follows the name */
+            all = paren != NULL && (paren[2] == 'T' || paren[2] == 't');
+        }
+        closedir(d);
+        if (all) {
+            return;
+        }
+        usleep(1000);
+    }
+    fail_msg("iobd did not stop");
+}
+
 /* Lets iobd run again after `ms` (it was stopped with SIGSTOP). */
 typedef struct resume {
     pid_t pid;
@@ -806,7 +848,7 @@ static void test_timeout_despite_signals(void** state) {
     assert_int_equal(sigaction(SIGUSR1, &sa, &old), 0);
     nagger_t n = {.target = pthread_self()};
     atomic_init(&n.stop, false);
-    assert_int_equal(kill(g_daemon.pid, SIGSTOP), 0);
+    stop_iobd(g_daemon.pid);
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, nag_thread, &n), 0);
     uint64_t t0 = now_ns();
